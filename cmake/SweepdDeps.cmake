@@ -1,0 +1,43 @@
+# Third-party dependencies. On Debian 12 all come from apt (scripts/install_deps.sh); on the
+# GPU machines from a private prefix of unpacked .debs plus the machine's PyTorch
+# (deploy/gpu/build.sh), passed through CMAKE_PREFIX_PATH.
+find_package(Threads REQUIRED)
+find_package(absl REQUIRED)
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(yaml-cpp REQUIRED)
+if(SWEEPD_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+
+# libtorch is linked PRIVATE by the engine and jobs only (docs/DESIGN.md: torch and protobuf
+# never meet in a translation unit). TorchConfig appends to CMAKE_CXX_FLAGS; keep it local.
+set(_sweepd_saved_cxx_flags "${CMAKE_CXX_FLAGS}")
+find_package(Torch REQUIRED)
+set(CMAKE_CXX_FLAGS "${_sweepd_saved_cxx_flags}")
+add_library(sweepd_torch INTERFACE)
+target_link_libraries(sweepd_torch INTERFACE ${TORCH_LIBRARIES})
+target_include_directories(sweepd_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+target_compile_options(sweepd_torch INTERFACE ${TORCH_CXX_FLAGS})
+add_library(sweepd::torch ALIAS sweepd_torch)
+
+if(SWEEPD_ENABLE_CUDA)
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 90)
+  endif()
+endif()
+if(SWEEPD_ENABLE_NCCL)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_ROOT}/include /usr/local/cuda/include)
+  find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${NCCL_ROOT}/lib /usr/local/cuda/lib64)
+  if(NOT NCCL_INCLUDE_DIR OR NOT NCCL_LIBRARY)
+    message(FATAL_ERROR "SWEEPD_ENABLE_NCCL=ON but nccl.h / libnccl not found (set NCCL_ROOT)")
+  endif()
+  add_library(sweepd_nccl INTERFACE)
+  target_include_directories(sweepd_nccl SYSTEM INTERFACE ${NCCL_INCLUDE_DIR})
+  target_link_libraries(sweepd_nccl INTERFACE ${NCCL_LIBRARY})
+  add_library(sweepd::nccl ALIAS sweepd_nccl)
+endif()
