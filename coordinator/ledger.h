@@ -1,0 +1,290 @@
+// Ledger: the durable record of sweeps, tasks, leases, results and workers in
+// one SQLite database (WAL mode, synchronous=FULL). It is the source of truth;
+// the LeaseScheduler keeps an in-memory mirror of the non-terminal tasks that
+// it updates from the outcomes reported here.
+//
+// Writes: one writer thread owns the only writing connection. Every write
+// method enqueues an operation and returns at once; the writer takes as many
+// queued operations as are waiting (up to LedgerOptions::max_batch_ops),
+// applies each inside its own SAVEPOINT of one transaction and COMMITs once
+// (group commit). Each operation's callback then runs ON THE WRITER THREAD, in
+// enqueue order, only after the COMMIT that made it durable (or with the
+// error). Callbacks must be short and must not call blocking Ledger methods
+// (Flush, Close). Every task state change and its result is written in one
+// transaction; conditions (the current state, the fencing token) are checked
+// inside that transaction, so the rules below hold whatever the caller
+// believed:
+//   - Leases: a task is leased only from PENDING. Each lease gets a fencing
+//   token that is
+//     globally monotonic; the counter is persisted in the transaction that
+//     records the lease, so tokens are never reused after a restart. A lease
+//     counts one attempt.
+//   - Results: a report whose task already has an outcome (DONE, FAILED,
+//   CANCELLED) is a
+//     duplicate (committed=false). A success report from the current lease
+//     commits; a success report from a stale lease (expired, possibly
+//     re-leased) also commits when nothing has committed yet (no lost work); a
+//     later report from the newer lease is then a duplicate. A failure report
+//     only counts from the current lease: retryable failures go back to PENDING
+//     with exponential backoff until max_attempts, then FAILED; non-retryable
+//     ones fail at once.
+//   - Release (draining worker): LEASED -> PENDING and the attempt is not
+//   counted.
+//   - Expiry: LEASED past its expiry -> PENDING (the attempt stays counted) or
+//   FAILED when
+//     attempts reached max_attempts.
+//
+// Task identity: a task row is keyed by (sweep_id, task_key). The same task key
+// may appear in two sweeps; the second sweep then reuses a committed DONE
+// result of the first at submit time (the task is inserted DONE with the copied
+// result), so finished work is never computed again. Wire messages name a lease
+// by (task_key, fencing_token); the `leases` table maps each token to its
+// (sweep_id, task_key), which makes that pair unambiguous.
+//
+// Reads: synchronous methods on a small pool of read-only connections (WAL
+// readers never block the writer). They may block on I/O: never call them on a
+// gRPC reactor thread.
+//
+// Thread-safety: all methods are thread-safe. The Ledger owns its connections
+// and thread.
+#ifndef SWEEPD_COORDINATOR_LEDGER_H_
+#define SWEEPD_COORDINATOR_LEDGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "coordinator/planner.h"
+#include "sweepd/v1/coordinator.pb.h"
+#include "sweepd/v1/spec.pb.h"
+#include "sweepd/v1/task.pb.h"
+#include "sweepd/v1/worker.pb.h"
+
+namespace sweepd {
+
+// Current schema version; Open() migrates older databases up to it.
+inline constexpr int kLedgerSchemaVersion = 2;
+
+struct LedgerOptions {
+  // Borrowed; times written to the ledger come from it.
+  Clock* clock = Clock::Real();
+  // Read-only connections in the reader pool.
+  int reader_connections = 4;
+  // Most operations committed by one transaction.
+  int max_batch_ops = 4096;
+  // Lease length when a sweep's policy.lease_seconds is 0.
+  int64_t default_lease_ms = 60'000;
+  // Defaults for policy fields left at 0.
+  int default_max_attempts = 3;
+  int64_t default_retry_backoff_ms = 1000;
+  // Upper bound of the exponential retry backoff.
+  int64_t max_retry_backoff_ms = 300'000;
+};
+
+// A task row's scheduling state after a write: what the scheduler mirrors.
+struct TaskRowState {
+  std::string sweep_id;
+  std::string task_key;
+  v1::TaskState state = v1::TASK_STATE_UNSPECIFIED;
+  int attempts = 0;
+  int64_t fencing_token = 0;  // of the latest lease; 0 = never leased
+  std::string lease_worker;
+  int64_t lease_expires_ms = 0;
+  int64_t next_eligible_ms = 0;
+};
+
+struct InsertSweepOutcome {
+  bool already_existed = false;
+  int64_t total_tasks = 0;
+  // Initial state of each inserted task, in plan order (empty when
+  // already_existed).
+  std::vector<v1::TaskState> initial_states;
+};
+
+struct LeaseGrant {
+  TaskRowState row;  // LEASED, with the new token and expiry
+  std::string group_key;
+  v1::TaskSpec spec;
+};
+
+struct LeaseOutcome {
+  std::vector<LeaseGrant> granted;
+  // Requested tasks that were not PENDING any more, with their actual state.
+  std::vector<TaskRowState> not_granted;
+};
+
+struct ResultReport {
+  std::string worker_id;
+  std::string task_key;
+  int64_t fencing_token = 0;
+  // Exactly one of the two is set.
+  std::optional<v1::TaskResult> result;
+  std::optional<v1::TaskFailure> failure;
+};
+
+struct ResultOutcome {
+  bool committed = false;
+  // Why a report was dropped (for logs), e.g. "task already DONE".
+  std::string reason;
+  // The row after the write when it changed.
+  std::optional<TaskRowState> row;
+};
+
+// A lease named the way workers name it.
+struct LeaseRef {
+  std::string task_key;
+  int64_t fencing_token = 0;
+};
+
+struct RenewOutcome {
+  std::vector<TaskRowState> renewed;
+  // Keys of leases that are not the caller's any more (done, cancelled,
+  // re-leased, unknown).
+  std::vector<std::string> lost_task_keys;
+};
+
+struct TaskChanges {
+  std::vector<TaskRowState> changed;
+};
+
+struct CancelOutcome {
+  int64_t cancelled_tasks = 0;
+  std::vector<TaskRowState> changed;
+};
+
+// An expired lease to return: only applied if the row still has this token and
+// expiry passed.
+struct ExpiredLease {
+  std::string sweep_id;
+  std::string task_key;
+  int64_t fencing_token = 0;
+};
+
+struct TaskId {
+  std::string sweep_id;
+  std::string task_key;
+};
+
+struct SweepRow {
+  std::string sweep_id;
+  std::string name;
+  v1::SweepSpec spec;
+  v1::SweepState state = v1::SWEEP_STATE_UNSPECIFIED;
+  int64_t total_tasks = 0;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+struct WorkerRow {
+  std::string worker_id;
+  std::string name;
+  v1::WorkerCapabilities capabilities;
+  int64_t registered_ms = 0;
+  int64_t last_seen_ms = 0;
+  int64_t tasks_done = 0;
+};
+
+// A non-terminal task as loaded at start-up.
+struct ActiveTaskRow {
+  TaskRowState row;
+  int64_t idx = 0;
+  std::string group_key;
+};
+
+struct TaskPage {
+  std::vector<v1::TaskRecord> tasks;
+  // idx of the last returned task; -1 when the page is empty.
+  int64_t last_idx = -1;
+  bool more = false;
+};
+
+class Ledger {
+ public:
+  template <typename T>
+  using Callback = std::function<void(absl::StatusOr<T>)>;
+
+  // Opens (creating if missing) the database at `path`, applies migrations and
+  // starts the writer thread.
+  static absl::StatusOr<std::unique_ptr<Ledger>> Open(
+      const std::string& path, const LedgerOptions& options);
+
+  virtual ~Ledger() = default;
+
+  // ---- Writes (asynchronous; callbacks on the writer thread after COMMIT)
+  // ----
+
+  // Inserts a sweep and its tasks; a sweep_id that exists already is a no-op
+  // reporting already_existed with the stored task count.
+  virtual void InsertSweep(const Plan& plan,
+                           Callback<InsertSweepOutcome> done) = 0;
+  // Leases the given tasks (those still PENDING) to `worker_id`.
+  virtual void LeaseTasks(const std::string& worker_id,
+                          const std::vector<TaskId>& tasks,
+                          Callback<LeaseOutcome> done) = 0;
+  virtual void RecordResult(const ResultReport& report,
+                            Callback<ResultOutcome> done) = 0;
+  // Heartbeat: extends leases that are still the caller's (matched by task_key
+  // + token, so a worker that re-registered under a new id keeps its leases)
+  // and records last_seen. A lease that expired but whose task was not
+  // re-leased is granted again with the same token.
+  virtual void RenewLeases(const std::string& worker_id,
+                           const std::vector<LeaseRef>& leases,
+                           Callback<RenewOutcome> done) = 0;
+  virtual void ReleaseLeases(const std::string& worker_id,
+                             const std::vector<LeaseRef>& leases,
+                             Callback<TaskChanges> done) = 0;
+  virtual void ExpireLeases(const std::vector<ExpiredLease>& leases,
+                            Callback<TaskChanges> done) = 0;
+  // NOT_FOUND for an unknown sweep.
+  virtual void CancelSweep(const std::string& sweep_id,
+                           Callback<CancelOutcome> done) = 0;
+  virtual void UpsertWorker(const WorkerRow& worker, Callback<bool> done) = 0;
+  // Runs `done` after everything enqueued before it has committed.
+  virtual void Barrier(Callback<bool> done) = 0;
+
+  // Blocks until every operation enqueued so far has committed and its callback
+  // ran.
+  virtual absl::Status Flush() = 0;
+  // Stops accepting writes (later writes fail with UNAVAILABLE), drains the
+  // queue, stops the writer and closes connections. Idempotent.
+  virtual absl::Status Close() = 0;
+  // OK, or the error that broke the writer (a failed COMMIT): the process
+  // should restart.
+  virtual absl::Status health() = 0;
+
+  // ---- Reads (synchronous, reader pool) ----
+
+  virtual absl::StatusOr<SweepRow> GetSweep(const std::string& sweep_id) = 0;
+  virtual absl::StatusOr<std::vector<SweepRow>> ListSweeps() = 0;
+  virtual absl::StatusOr<v1::TaskCounts> CountTasks(
+      const std::string& sweep_id) = 0;
+  // Tasks of a sweep with idx > after_idx, in idx order, optionally filtered by
+  // state.
+  virtual absl::StatusOr<TaskPage> ListTasks(
+      const std::string& sweep_id, const std::vector<v1::TaskState>& states,
+      int64_t after_idx, int limit) = 0;
+  virtual absl::StatusOr<v1::TaskRecord> GetTask(
+      const std::string& sweep_id, const std::string& task_key) = 0;
+  virtual absl::Status ForEachActiveTask(
+      const std::function<void(const ActiveTaskRow&)>& visit) = 0;
+  virtual absl::StatusOr<std::vector<WorkerRow>> ListWorkers() = 0;
+  virtual absl::StatusOr<int> SchemaVersion() = 0;
+  virtual absl::StatusOr<int64_t> LastFencingToken() = 0;
+  // Writes a consistent copy of the database to `path` (VACUUM INTO; `path`
+  // must not exist).
+  virtual absl::Status CopyTo(const std::string& path) = 0;
+};
+
+// Runs PRAGMA integrity_check on the database file at `path`; OK when it
+// reports "ok".
+absl::Status CheckLedgerIntegrity(const std::string& path);
+
+}  // namespace sweepd
+
+#endif  // SWEEPD_COORDINATOR_LEDGER_H_
