@@ -1,0 +1,40 @@
+// Conversions between the wire types of sweepd.v1 (protobuf) and the plain C++
+// structs of worker/jobs/executor.h. This is the only place where a TaskSpec
+// becomes JSON for an executor and a TaskOutput becomes a TaskResult. Stateless
+// and thread-safe.
+#ifndef SWEEPD_WORKER_AGENT_CONVERSION_H_
+#define SWEEPD_WORKER_AGENT_CONVERSION_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "sweepd/v1/spec.pb.h"
+#include "sweepd/v1/task.pb.h"
+#include "sweepd/v1/worker.pb.h"
+#include "worker/jobs/executor.h"
+
+namespace sweepd {
+
+// JOB_KIND_SYNTHETIC -> "synthetic"; JOB_KIND_UNSPECIFIED -> "".
+std::string JobKindName(sweepd::v1::JobKind kind);
+// "synthetic" -> JOB_KIND_SYNTHETIC; INVALID_ARGUMENT naming `name` when
+// unknown.
+absl::StatusOr<sweepd::v1::JobKind> JobKindFromName(const std::string& name);
+// The kind a task runs as: spec.kind when set, otherwise the kind of the job
+// oneof that is set; "" when neither says.
+std::string TaskKindOf(const sweepd::v1::TaskSpec& spec);
+
+// The TaskSpec as JSON (proto field names preserved) plus the assignment's
+// identifiers. INVALID_ARGUMENT if the assignment has no task key or the spec
+// does not serialise.
+absl::StatusOr<TaskInput> ToTaskInput(
+    const sweepd::v1::TaskAssignment& assignment);
+
+sweepd::v1::TaskResult ToTaskResult(const TaskOutput& output);
+// retryable = !IsPermanentTaskError(status); the message keeps the code name.
+sweepd::v1::TaskFailure ToTaskFailure(const absl::Status& status);
+
+}  // namespace sweepd
+
+#endif  // SWEEPD_WORKER_AGENT_CONVERSION_H_
