@@ -1,0 +1,1085 @@
+// Planner implementation. See planner.h for the contract and the key scheme.
+//
+// Canonical task form (what task_key hashes): the TaskSpec with the model and
+// dataset *paths* cleared (their fingerprints identify the content, so moving a
+// checkpoint does not change a key) and, except for synthetic tasks, the
+// expansion index cleared (so the same work in another sweep, or at another
+// grid position, has the same key). Synthetic tasks derive their work from the
+// index, so it stays in their key. Layer selectors inside interventions are
+// canonicalised ("all" -> "0-59") before hashing, so equivalent spellings share
+// a key. Grid points that expand to identical work are planned once (the first
+// occurrence wins).
+//
+// group_key hashes the canonical task with interventions and seed cleared:
+// tasks that differ only in their intervention share one unablated prefix pass.
+// Synthetic tasks have no prefix to share, so each is its own group.
+#include "coordinator/planner.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/hash.h"
+#include "common/status.h"
+#include "coordinator/model_info.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
+namespace sweepd {
+namespace {
+
+namespace v1 = ::sweepd::v1;
+
+constexpr int kDefaultMaxAttempts = 3;
+constexpr int kDefaultLeaseSeconds = 60;
+constexpr int kDefaultRetryBackoffMs = 1000;
+constexpr int kDefaultContextLength = 512;
+constexpr int kMaxContextLength = 1 << 20;
+constexpr int kMaxShards = 1'000'000;
+constexpr int64_t kMaxAxisPoints = 1'000'000;
+
+absl::Status Invalid(absl::string_view field, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
+}
+
+std::string DeterministicBytes(const google::protobuf::MessageLite& message) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
+std::string HashWithVersion(absl::string_view domain, absl::string_view bytes) {
+  Sha256 h;
+  h.Update(kCodeVersion);
+  h.Update(absl::string_view("\0", 1));
+  h.Update(domain);
+  h.Update(absl::string_view("\0", 1));
+  h.Update(bytes);
+  return h.HexDigest();
+}
+
+// Parses a non-negative decimal integer with nothing else around it.
+bool ParseIndex(absl::string_view text, int64_t* out) {
+  text = absl::StripAsciiWhitespace(text);
+  if (text.empty() || text.size() > 12) return false;
+  for (char c : text) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return absl::SimpleAtoi(text, out);
+}
+
+// "0-3,5,7-8" for {0,1,2,3,5,7,8}; input sorted and unique.
+std::string FormatLayers(const std::vector<int>& layers) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < layers.size();) {
+    size_t j = i;
+    while (j + 1 < layers.size() && layers[j + 1] == layers[j] + 1) ++j;
+    parts.push_back(j == i ? absl::StrCat(layers[i])
+                           : absl::StrCat(layers[i], "-", layers[j]));
+    i = j + 1;
+  }
+  return absl::StrJoin(parts, ",");
+}
+
+std::string RangeText(int n) { return absl::StrCat("[0, ", n, ")"); }
+
+// ---- Paths
+// -------------------------------------------------------------------------------
+
+// Collapses ".", ".." and repeated slashes without touching the file system.
+std::string LexicallyNormal(const std::string& path) {
+  std::vector<absl::string_view> out;
+  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part == "..") {
+      if (!out.empty()) out.pop_back();
+      continue;
+    }
+    out.push_back(part);
+  }
+  return absl::StrCat("/", absl::StrJoin(out, "/"));
+}
+
+bool IsInside(const std::string& path, const std::string& root) {
+  if (root == "/") return true;
+  return path == root ||
+         (path.size() > root.size() &&
+          path.compare(0, root.size(), root) == 0 && path[root.size()] == '/');
+}
+
+absl::StatusOr<std::string> RealPath(const std::string& path) {
+  char buf[PATH_MAX];
+  if (realpath(path.c_str(), buf) == nullptr) {
+    return absl::ErrnoToStatus(errno, path);
+  }
+  return std::string(buf);
+}
+
+absl::StatusOr<std::string> CurrentDir() {
+  char buf[PATH_MAX];
+  if (getcwd(buf, sizeof(buf)) == nullptr)
+    return absl::ErrnoToStatus(errno, "getcwd");
+  return std::string(buf);
+}
+
+// Resolves `path` (relative to `root`, or absolute) and requires the result,
+// symlinks resolved, to stay inside `root`. `what` names the root in messages
+// ("model root").
+absl::StatusOr<std::string> ResolveUnderRoot(const std::string& path,
+                                             const std::string& root,
+                                             absl::string_view field,
+                                             absl::string_view what) {
+  if (path.empty()) return Invalid(field, "required");
+  std::string base = root;
+  std::string real_root;
+  if (root.empty()) {
+    ASSIGN_OR_RETURN(base, CurrentDir());
+  } else {
+    auto r = RealPath(root);
+    if (!r.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(field, ": the coordinator's ", what, " '", root,
+                       "' is unusable: ", r.status().message()));
+    }
+    real_root = *r;
+    base = real_root;
+  }
+  const std::string candidate =
+      LexicallyNormal(path[0] == '/' ? path : absl::StrCat(base, "/", path));
+  if (!root.empty() && !IsInside(candidate, real_root) &&
+      !IsInside(candidate, LexicallyNormal(root))) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, ": '", path, "' is outside the ", what, " ", root));
+  }
+  auto resolved = RealPath(candidate);
+  if (!resolved.ok()) {
+    if (absl::IsNotFound(resolved.status())) {
+      return absl::NotFoundError(
+          absl::StrCat(field, ": '", path, "' not found (", candidate, ")"));
+    }
+    return absl::Status(resolved.status().code(),
+                        absl::StrCat(field, ": ", resolved.status().message()));
+  }
+  if (!root.empty() && !IsInside(*resolved, real_root)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, ": '", path, "' resolves to ", *resolved,
+                     ", outside the ", what, " ", root));
+  }
+  return *resolved;
+}
+
+// ---- Validation helpers
+// ------------------------------------------------------------------
+
+struct ModelShape {
+  bool known = false;
+  int num_layers = 0;
+  int num_heads = 0;
+};
+
+absl::Status CheckRange(int64_t value, int64_t lo, int64_t hi,
+                        absl::string_view field) {
+  if (value < lo || value > hi) {
+    return Invalid(field,
+                   absl::StrCat(value, " out of range [", lo, ", ", hi, "]"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckFraction(double value, absl::string_view field) {
+  if (!(value >= 0.0 && value <= 1.0)) {
+    return Invalid(field, absl::StrCat(value, " must be in [0, 1]"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBos(std::string* bos, absl::string_view field) {
+  if (bos->empty()) *bos = "on";
+  if (*bos != "on" && *bos != "off") {
+    return Invalid(
+        field, absl::StrCat("must be \"on\" or \"off\", got \"", *bos, "\""));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateWindowing(v1::TextWindowing* w,
+                               const std::string& prefix) {
+  if (w->context_length() == 0) w->set_context_length(kDefaultContextLength);
+  RETURN_IF_ERROR(CheckRange(w->context_length(), 1, kMaxContextLength,
+                             prefix + ".context_length"));
+  if (w->stride() == 0) w->set_stride(w->context_length());
+  if (w->stride() < 1 || w->stride() > w->context_length()) {
+    return Invalid(
+        prefix + ".stride",
+        absl::StrCat(w->stride(), " out of range [1, context_length = ",
+                     w->context_length(), "]"));
+  }
+  return ValidateBos(w->mutable_bos(), prefix + ".bos");
+}
+
+absl::StatusOr<std::string> CanonicalLayers(const std::string& selector,
+                                            const ModelShape& m,
+                                            const std::string& field) {
+  ASSIGN_OR_RETURN(std::vector<int> layers,
+                   ParseLayerSelector(selector, m.num_layers, field));
+  return FormatLayers(layers);
+}
+
+absl::Status CheckLayer(int layer, const ModelShape& m,
+                        const std::string& field) {
+  if (layer < 0 || layer >= m.num_layers) {
+    return Invalid(field, absl::StrCat("layer ", layer, " out of range ",
+                                       RangeText(m.num_layers)));
+  }
+  return absl::OkStatus();
+}
+
+// Validates head indices, then sorts and de-duplicates them.
+absl::Status CheckHeads(google::protobuf::RepeatedField<int32_t>* heads,
+                        const ModelShape& m, const std::string& field) {
+  if (heads->empty()) return Invalid(field, "at least one head is required");
+  for (int i = 0; i < heads->size(); ++i) {
+    int h = heads->Get(i);
+    if (h < 0 || h >= m.num_heads) {
+      return Invalid(
+          absl::StrCat(field, "[", i, "]"),
+          absl::StrCat("head ", h, " out of range ", RangeText(m.num_heads)));
+    }
+  }
+  std::sort(heads->begin(), heads->end());
+  heads->erase(std::unique(heads->begin(), heads->end()), heads->end());
+  return absl::OkStatus();
+}
+
+// Validates one intervention and canonicalises its layer selectors in place.
+absl::Status ValidateIntervention(v1::Intervention* iv, const ModelShape& m,
+                                  const std::string& field) {
+  if (iv->op_case() == v1::Intervention::OP_NOT_SET) {
+    return Invalid(
+        field, "empty intervention: set one of skip, zero, reinit, mask_heads");
+  }
+  if (!m.known)
+    return Invalid(field, "interventions need a model (set model.path)");
+  switch (iv->op_case()) {
+    case v1::Intervention::kSkip: {
+      ASSIGN_OR_RETURN(
+          *iv->mutable_skip()->mutable_layers(),
+          CanonicalLayers(iv->skip().layers(), m, field + ".skip.layers"));
+      break;
+    }
+    case v1::Intervention::kZero: {
+      ASSIGN_OR_RETURN(
+          *iv->mutable_zero()->mutable_layers(),
+          CanonicalLayers(iv->zero().layers(), m, field + ".zero.layers"));
+      break;
+    }
+    case v1::Intervention::kReinit: {
+      ASSIGN_OR_RETURN(
+          *iv->mutable_reinit()->mutable_layers(),
+          CanonicalLayers(iv->reinit().layers(), m, field + ".reinit.layers"));
+      break;
+    }
+    case v1::Intervention::kMaskHeads: {
+      RETURN_IF_ERROR(
+          CheckLayer(iv->mask_heads().layer(), m, field + ".mask_heads.layer"));
+      RETURN_IF_ERROR(CheckHeads(iv->mutable_mask_heads()->mutable_heads(), m,
+                                 field + ".mask_heads.heads"));
+      break;
+    }
+    case v1::Intervention::OP_NOT_SET:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateInterventionSet(v1::InterventionSet* set,
+                                     const ModelShape& m,
+                                     const std::string& field) {
+  for (int k = 0; k < set->interventions_size(); ++k) {
+    RETURN_IF_ERROR(
+        ValidateIntervention(set->mutable_interventions(k), m,
+                             absl::StrCat(field, ".interventions[", k, "]")));
+  }
+  return absl::OkStatus();
+}
+
+// ---- Grid
+// --------------------------------------------------------------------------------
+
+// One point of one axis: what it contributes to a task.
+struct AxisPoint {
+  std::vector<v1::Intervention> interventions;
+  bool has_seed = false;
+  uint64_t seed = 0;
+  const std::string* param_name = nullptr;  // points into the resolved spec
+  v1::Value param_value;
+};
+
+absl::StatusOr<std::vector<v1::Value>> ExpandValues(const v1::ValueAxis& axis,
+                                                    const std::string& field) {
+  std::vector<v1::Value> out;
+  const bool has_range = axis.has_range();
+  if (axis.values_size() > 0 && has_range) {
+    return Invalid(field, "give either values or range, not both");
+  }
+  if (axis.values_size() == 0 && !has_range) {
+    return Invalid(field + ".values", "no values: give values or range");
+  }
+  for (int j = 0; j < axis.values_size(); ++j) {
+    if (axis.values(j).kind_case() == v1::Value::KIND_NOT_SET) {
+      return Invalid(absl::StrCat(field, ".values[", j, "]"), "empty value");
+    }
+    out.push_back(axis.values(j));
+  }
+  if (has_range) {
+    const v1::Range& r = axis.range();
+    const std::string rf = field + ".range";
+    const double step = r.step() == 0 ? 1.0 : r.step();
+    if (!std::isfinite(r.start()) || !std::isfinite(r.stop()) ||
+        !std::isfinite(step)) {
+      return Invalid(rf, "start, stop and step must be finite");
+    }
+    if (step < 0)
+      return Invalid(rf + ".step", absl::StrCat(step, " must be positive"));
+    if (!(r.start() < r.stop())) {
+      return Invalid(rf, absl::StrCat("[", r.start(), ", ", r.stop(),
+                                      ") selects no values"));
+    }
+    const double count_f = std::ceil((r.stop() - r.start()) / step - 1e-9);
+    if (count_f > static_cast<double>(kMaxAxisPoints)) {
+      return Invalid(rf, absl::StrCat("selects ", count_f,
+                                      " values, more than ", kMaxAxisPoints));
+    }
+    const int64_t count = std::max<int64_t>(1, static_cast<int64_t>(count_f));
+    const bool integral =
+        std::floor(r.start()) == r.start() && std::floor(step) == step &&
+        std::fabs(r.start()) < 9e15 && std::fabs(r.stop()) < 9e15;
+    for (int64_t k = 0; k < count; ++k) {
+      v1::Value v;
+      if (integral) {
+        v.set_int_value(static_cast<int64_t>(r.start()) +
+                        k * static_cast<int64_t>(step));
+      } else {
+        v.set_double_value(r.start() + static_cast<double>(k) * step);
+      }
+      out.push_back(std::move(v));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<AxisPoint>> ExpandLayerAxis(
+    v1::LayerAxis* axis, const ModelShape& m, const std::string& field) {
+  static const char* const kOps[] = {"skip", "zero", "reinit", "mask_heads"};
+  const std::string& op = axis->op();
+  if (std::find(std::begin(kOps), std::end(kOps), op) == std::end(kOps)) {
+    return Invalid(
+        field + ".op",
+        absl::StrCat("must be skip, zero, reinit or mask_heads, got \"", op,
+                     "\""));
+  }
+  if (!m.known)
+    return Invalid(field, "a layers axis needs a model (set model.path)");
+  if (axis->select().empty())
+    return Invalid(field + ".select", "required (e.g. \"all\")");
+  ASSIGN_OR_RETURN(
+      std::vector<int> layers,
+      ParseLayerSelector(axis->select(), m.num_layers, field + ".select"));
+  if (axis->block() == 0) axis->set_block(1);
+  RETURN_IF_ERROR(CheckRange(axis->block(), 1, m.num_layers, field + ".block"));
+  if (axis->seed() != 0 && op != "reinit") {
+    return Invalid(field + ".seed", "only used with op \"reinit\"");
+  }
+  std::vector<AxisPoint> points;
+  if (axis->include_baseline()) points.emplace_back();
+  const int block = axis->block();
+  for (int start : layers) {
+    if (start + block > m.num_layers)
+      continue;  // block would run past the last layer
+    AxisPoint p;
+    const std::string sel = block == 1
+                                ? absl::StrCat(start)
+                                : absl::StrCat(start, "-", start + block - 1);
+    if (op == "mask_heads") {
+      for (int l = start; l < start + block; ++l) {
+        v1::Intervention iv;
+        iv.mutable_mask_heads()->set_layer(l);
+        for (int h = 0; h < m.num_heads; ++h)
+          iv.mutable_mask_heads()->add_heads(h);
+        p.interventions.push_back(std::move(iv));
+      }
+    } else {
+      v1::Intervention iv;
+      if (op == "skip") iv.mutable_skip()->set_layers(sel);
+      if (op == "zero") iv.mutable_zero()->set_layers(sel);
+      if (op == "reinit") {
+        iv.mutable_reinit()->set_layers(sel);
+        iv.mutable_reinit()->set_seed(axis->seed());
+      }
+      p.interventions.push_back(std::move(iv));
+    }
+    points.push_back(std::move(p));
+  }
+  if (points.empty() || (axis->include_baseline() && points.size() == 1)) {
+    return Invalid(
+        field,
+        absl::StrCat("no block of ", block, " consecutive layers fits in ",
+                     RangeText(m.num_layers), " starting at \"", axis->select(),
+                     "\""));
+  }
+  return points;
+}
+
+absl::StatusOr<std::vector<std::vector<AxisPoint>>> ExpandAxes(
+    v1::Grid* grid, const ModelShape& m) {
+  std::vector<std::vector<AxisPoint>> axes;
+  absl::flat_hash_set<std::string> param_names;
+  bool have_seeds = false;
+  for (int i = 0; i < grid->axes_size(); ++i) {
+    v1::Axis* axis = grid->mutable_axes(i);
+    const std::string field = absl::StrCat("grid.axes[", i, "]");
+    std::vector<AxisPoint> points;
+    switch (axis->kind_case()) {
+      case v1::Axis::kInterventions: {
+        auto* list = axis->mutable_interventions();
+        if (list->items_size() == 0) {
+          return Invalid(field + ".interventions.items",
+                         "at least one item is required");
+        }
+        for (int j = 0; j < list->items_size(); ++j) {
+          v1::InterventionSet* set = list->mutable_items(j);
+          RETURN_IF_ERROR(ValidateInterventionSet(
+              set, m, absl::StrCat(field, ".interventions.items[", j, "]")));
+          AxisPoint p;
+          p.interventions.assign(set->interventions().begin(),
+                                 set->interventions().end());
+          points.push_back(std::move(p));
+        }
+        break;
+      }
+      case v1::Axis::kLayers: {
+        ASSIGN_OR_RETURN(points, ExpandLayerAxis(axis->mutable_layers(), m,
+                                                 field + ".layers"));
+        break;
+      }
+      case v1::Axis::kParam: {
+        const std::string pf = field + ".param";
+        const std::string& name = axis->param().name();
+        if (name.empty()) return Invalid(pf + ".name", "required");
+        if (!param_names.insert(name).second) {
+          return Invalid(pf + ".name",
+                         absl::StrCat("parameter \"", name,
+                                      "\" is swept by more than one axis"));
+        }
+        ASSIGN_OR_RETURN(std::vector<v1::Value> values,
+                         ExpandValues(axis->param(), pf));
+        for (v1::Value& v : values) {
+          AxisPoint p;
+          p.param_name = &axis->param().name();
+          p.param_value = std::move(v);
+          points.push_back(std::move(p));
+        }
+        break;
+      }
+      case v1::Axis::kSeeds: {
+        const std::string sf = field + ".seeds";
+        if (have_seeds) return Invalid(sf, "only one seeds axis is allowed");
+        have_seeds = true;
+        ASSIGN_OR_RETURN(std::vector<v1::Value> values,
+                         ExpandValues(axis->seeds(), sf));
+        for (size_t j = 0; j < values.size(); ++j) {
+          if (values[j].kind_case() != v1::Value::kIntValue ||
+              values[j].int_value() < 0) {
+            return Invalid(absl::StrCat(sf, ".values[", j, "]"),
+                           "seeds must be non-negative integers");
+          }
+          AxisPoint p;
+          p.has_seed = true;
+          p.seed = static_cast<uint64_t>(values[j].int_value());
+          points.push_back(std::move(p));
+        }
+        break;
+      }
+      case v1::Axis::KIND_NOT_SET:
+        return Invalid(
+            field,
+            "empty axis: set one of interventions, layers, param, seeds");
+    }
+    axes.push_back(std::move(points));
+  }
+  return axes;
+}
+
+// ---- Job kinds
+// ---------------------------------------------------------------------------
+
+v1::JobKind KindOf(v1::SweepSpec::JobCase job) {
+  switch (job) {
+    case v1::SweepSpec::kEval:
+      return v1::JOB_KIND_EVAL;
+    case v1::SweepSpec::kProbe:
+      return v1::JOB_KIND_PROBE;
+    case v1::SweepSpec::kHeadImportance:
+      return v1::JOB_KIND_HEAD_IMPORTANCE;
+    case v1::SweepSpec::kCapture:
+      return v1::JOB_KIND_CAPTURE;
+    case v1::SweepSpec::kHeal:
+      return v1::JOB_KIND_HEAL;
+    case v1::SweepSpec::kMaterialize:
+      return v1::JOB_KIND_MATERIALIZE;
+    case v1::SweepSpec::kGenerate:
+      return v1::JOB_KIND_GENERATE;
+    case v1::SweepSpec::kCanary:
+      return v1::JOB_KIND_CANARY;
+    case v1::SweepSpec::kSynthetic:
+      return v1::JOB_KIND_SYNTHETIC;
+    case v1::SweepSpec::JOB_NOT_SET:
+      break;
+  }
+  return v1::JOB_KIND_UNSPECIFIED;
+}
+
+void CopyJob(const v1::SweepSpec& spec, v1::TaskSpec* task) {
+  switch (spec.job_case()) {
+    case v1::SweepSpec::kEval:
+      *task->mutable_eval() = spec.eval();
+      break;
+    case v1::SweepSpec::kProbe:
+      *task->mutable_probe() = spec.probe();
+      break;
+    case v1::SweepSpec::kHeadImportance:
+      *task->mutable_head_importance() = spec.head_importance();
+      break;
+    case v1::SweepSpec::kCapture:
+      *task->mutable_capture() = spec.capture();
+      break;
+    case v1::SweepSpec::kHeal:
+      *task->mutable_heal() = spec.heal();
+      break;
+    case v1::SweepSpec::kMaterialize:
+      *task->mutable_materialize() = spec.materialize();
+      break;
+    case v1::SweepSpec::kGenerate:
+      *task->mutable_generate() = spec.generate();
+      break;
+    case v1::SweepSpec::kCanary:
+      *task->mutable_canary() = spec.canary();
+      break;
+    case v1::SweepSpec::kSynthetic:
+      *task->mutable_synthetic() = spec.synthetic();
+      break;
+    case v1::SweepSpec::JOB_NOT_SET:
+      break;
+  }
+}
+
+bool NeedsDatasets(v1::JobKind kind) {
+  return kind == v1::JOB_KIND_EVAL || kind == v1::JOB_KIND_PROBE ||
+         kind == v1::JOB_KIND_HEAD_IMPORTANCE || kind == v1::JOB_KIND_CAPTURE;
+}
+
+absl::Status ValidateCapturePoint(const std::string& point, const ModelShape& m,
+                                  const std::string& field) {
+  const size_t open = point.find('[');
+  int64_t index = -1;
+  if (open == std::string::npos || point.empty() || point.back() != ']' ||
+      !ParseIndex(
+          absl::string_view(point).substr(open + 1, point.size() - open - 2),
+          &index)) {
+    return Invalid(
+        field, absl::StrCat("\"", point, "\" is not of the form name[index]"));
+  }
+  const std::string name = point.substr(0, open);
+  if (name == "hidden_states") {
+    if (index > m.num_layers) {
+      return Invalid(field,
+                     absl::StrCat("hidden_states index ", index,
+                                  " out of range [0, ", m.num_layers, "]"));
+    }
+    return absl::OkStatus();
+  }
+  if (name != "resid_in" && name != "resid_out" && name != "attn_heads" &&
+      name != "mlp_in") {
+    return Invalid(field,
+                   absl::StrCat("unknown capture point \"", name,
+                                "\" (resid_in, resid_out, attn_heads, mlp_in, "
+                                "hidden_states)"));
+  }
+  return CheckLayer(static_cast<int>(index), m, field);
+}
+
+absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
+  switch (spec->job_case()) {
+    case v1::SweepSpec::kEval: {
+      RETURN_IF_ERROR(ValidateWindowing(
+          spec->mutable_eval()->mutable_windowing(), "eval.windowing"));
+      return ValidateInterventionSet(
+          spec->mutable_eval()->mutable_base_interventions(), m,
+          "eval.base_interventions");
+    }
+    case v1::SweepSpec::kProbe:
+      return ValidateWindowing(spec->mutable_probe()->mutable_windowing(),
+                               "probe.windowing");
+    case v1::SweepSpec::kHeadImportance: {
+      auto* job = spec->mutable_head_importance();
+      RETURN_IF_ERROR(ValidateWindowing(job->mutable_windowing(),
+                                        "head_importance.windowing"));
+      if (job->layers().empty()) job->set_layers("all");
+      ASSIGN_OR_RETURN(
+          *job->mutable_layers(),
+          CanonicalLayers(job->layers(), m, "head_importance.layers"));
+      return absl::OkStatus();
+    }
+    case v1::SweepSpec::kCapture: {
+      auto* job = spec->mutable_capture();
+      RETURN_IF_ERROR(
+          ValidateWindowing(job->mutable_windowing(), "capture.windowing"));
+      if (job->points_size() == 0)
+        return Invalid("capture.points", "at least one is required");
+      for (int i = 0; i < job->points_size(); ++i) {
+        RETURN_IF_ERROR(ValidateCapturePoint(
+            job->points(i), m, absl::StrCat("capture.points[", i, "]")));
+      }
+      if (!job->gram() && !job->raw()) job->set_raw(true);
+      return absl::OkStatus();
+    }
+    case v1::SweepSpec::kHeal: {
+      auto* job = spec->mutable_heal();
+      RETURN_IF_ERROR(CheckLayer(job->layer(), m, "heal.layer"));
+      RETURN_IF_ERROR(
+          CheckHeads(job->mutable_heads_removed(), m, "heal.heads_removed"));
+      if (!(job->ridge() >= 0.0) || !std::isfinite(job->ridge())) {
+        return Invalid("heal.ridge",
+                       absl::StrCat(job->ridge(), " must be finite and >= 0"));
+      }
+      return absl::OkStatus();
+    }
+    case v1::SweepSpec::kMaterialize:
+      if (spec->materialize().out_dir().empty()) {
+        return Invalid("materialize.out_dir", "required");
+      }
+      return absl::OkStatus();
+    case v1::SweepSpec::kGenerate: {
+      auto* job = spec->mutable_generate();
+      if (job->prompts_size() == 0)
+        return Invalid("generate.prompts", "at least one prompt");
+      if (job->samples() == 0) job->set_samples(1);
+      RETURN_IF_ERROR(
+          CheckRange(job->samples(), 1, 100'000, "generate.samples"));
+      if (job->max_new_tokens() == 0) job->set_max_new_tokens(128);
+      RETURN_IF_ERROR(CheckRange(job->max_new_tokens(), 1, kMaxContextLength,
+                                 "generate.max_new_tokens"));
+      if (!(job->temperature() >= 0.0) || !std::isfinite(job->temperature())) {
+        return Invalid(
+            "generate.temperature",
+            absl::StrCat(job->temperature(), " must be finite and >= 0"));
+      }
+      if (job->top_k() < 0) return Invalid("generate.top_k", "must be >= 0");
+      if (job->top_p() == 0.0) job->set_top_p(1.0);
+      if (!(job->top_p() > 0.0 && job->top_p() <= 1.0)) {
+        return Invalid("generate.top_p",
+                       absl::StrCat(job->top_p(), " must be in (0, 1]"));
+      }
+      for (const auto& [token, bias] : job->logit_bias()) {
+        if (token < 0) {
+          return Invalid(absl::StrCat("generate.logit_bias[", token, "]"),
+                         "token ids must be >= 0");
+        }
+      }
+      for (int i = 0; i < job->banned_tokens_size(); ++i) {
+        if (job->banned_tokens(i) < 0) {
+          return Invalid(absl::StrCat("generate.banned_tokens[", i, "]"),
+                         "token ids must be >= 0");
+        }
+      }
+      return ValidateBos(job->mutable_bos(), "generate.bos");
+    }
+    case v1::SweepSpec::kCanary: {
+      auto* job = spec->mutable_canary();
+      if (job->cases_size() == 0)
+        return Invalid("canary.cases", "at least one case");
+      for (int i = 0; i < job->cases_size(); ++i) {
+        const std::string cf = absl::StrCat("canary.cases[", i, "]");
+        if (job->cases(i).prompt().empty())
+          return Invalid(cf + ".prompt", "required");
+        if (job->cases(i).expect_size() == 0) {
+          return Invalid(cf + ".expect", "at least one expected substring");
+        }
+      }
+      if (job->max_new_tokens() == 0) job->set_max_new_tokens(32);
+      RETURN_IF_ERROR(CheckRange(job->max_new_tokens(), 1, kMaxContextLength,
+                                 "canary.max_new_tokens"));
+      return ValidateBos(job->mutable_bos(), "canary.bos");
+    }
+    case v1::SweepSpec::kSynthetic: {
+      const auto& job = spec->synthetic();
+      if (job.tasks() < 1) {
+        return Invalid("synthetic.tasks",
+                       absl::StrCat(job.tasks(), " must be >= 1"));
+      }
+      RETURN_IF_ERROR(
+          CheckRange(job.min_ms(), 0, 3'600'000, "synthetic.min_ms"));
+      RETURN_IF_ERROR(
+          CheckRange(job.max_ms(), 0, 3'600'000, "synthetic.max_ms"));
+      if (job.min_ms() > job.max_ms()) {
+        return Invalid("synthetic.min_ms",
+                       absl::StrCat(job.min_ms(), " > max_ms ", job.max_ms()));
+      }
+      RETURN_IF_ERROR(
+          CheckFraction(job.failure_rate(), "synthetic.failure_rate"));
+      return CheckFraction(job.permanent_failure_rate(),
+                           "synthetic.permanent_failure_rate");
+    }
+    case v1::SweepSpec::JOB_NOT_SET:
+      break;
+  }
+  return Invalid("job", "exactly one job kind must be set");
+}
+
+absl::Status ValidatePolicy(v1::ExecutionPolicy* p) {
+  if (p->max_attempts() == 0) p->set_max_attempts(kDefaultMaxAttempts);
+  RETURN_IF_ERROR(CheckRange(p->max_attempts(), 1, 100, "policy.max_attempts"));
+  if (p->lease_seconds() == 0) p->set_lease_seconds(kDefaultLeaseSeconds);
+  RETURN_IF_ERROR(
+      CheckRange(p->lease_seconds(), 1, 86'400, "policy.lease_seconds"));
+  if (p->retry_backoff_ms() == 0)
+    p->set_retry_backoff_ms(kDefaultRetryBackoffMs);
+  RETURN_IF_ERROR(CheckRange(p->retry_backoff_ms(), 1, 3'600'000,
+                             "policy.retry_backoff_ms"));
+  RETURN_IF_ERROR(
+      CheckRange(p->tensor_parallel(), 0, 1024, "policy.tensor_parallel"));
+  return absl::OkStatus();
+}
+
+// Multiplies with saturation at `cap` + 1.
+int64_t SaturatingMul(int64_t a, int64_t b, int64_t cap) {
+  if (a == 0 || b == 0) return 0;
+  if (a > (cap + 1) / b) return cap + 1;
+  return std::min(a * b, cap + 1);
+}
+
+struct DataSlot {
+  const v1::DatasetRef* dataset = nullptr;  // null: the job reads no dataset
+  int shard = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<int>> ParseLayerSelector(const std::string& selector,
+                                                    int num_layers,
+                                                    const std::string& field) {
+  if (absl::StripAsciiWhitespace(selector).empty()) {
+    return Invalid(field, "empty layer selector");
+  }
+  if (num_layers <= 0)
+    return Invalid(field, "the model has no layers to select");
+  std::vector<int> out;
+  auto add = [&](int64_t layer) -> absl::Status {
+    if (layer < 0 || layer >= num_layers) {
+      return Invalid(field, absl::StrCat("layer ", layer, " out of range ",
+                                         RangeText(num_layers)));
+    }
+    out.push_back(static_cast<int>(layer));
+    return absl::OkStatus();
+  };
+  for (absl::string_view raw : absl::StrSplit(selector, ',')) {
+    const absl::string_view item = absl::StripAsciiWhitespace(raw);
+    auto bad = [&](absl::string_view why) {
+      return Invalid(field, absl::StrCat("bad layer selector item \"", item,
+                                         "\" in \"", selector, "\": ", why));
+    };
+    if (item.empty()) return bad("empty item");
+    if (item == "all") {
+      for (int l = 0; l < num_layers; ++l) out.push_back(l);
+      continue;
+    }
+    if (item.find(':') != absl::string_view::npos) {
+      std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
+      if (parts.size() > 3)
+        return bad("expected start:stop or start:stop:step");
+      int64_t start = 0, stop = num_layers, step = 1;
+      if (!absl::StripAsciiWhitespace(parts[0]).empty() &&
+          !ParseIndex(parts[0], &start)) {
+        return bad("start is not a non-negative integer");
+      }
+      if (!absl::StripAsciiWhitespace(parts[1]).empty() &&
+          !ParseIndex(parts[1], &stop)) {
+        return bad("stop is not a non-negative integer");
+      }
+      if (parts.size() == 3 && !absl::StripAsciiWhitespace(parts[2]).empty() &&
+          !ParseIndex(parts[2], &step)) {
+        return bad("step is not a positive integer");
+      }
+      if (step == 0) return bad("step must be positive");
+      if (stop > num_layers) {
+        return Invalid(field, absl::StrCat("stop ", stop, " out of range [0, ",
+                                           num_layers, "] in \"", item, "\""));
+      }
+      if (start >= stop) return bad("selects no layers");
+      for (int64_t l = start; l < stop; l += step) RETURN_IF_ERROR(add(l));
+      continue;
+    }
+    const size_t dash = item.find('-');
+    if (dash != absl::string_view::npos) {
+      int64_t a = 0, b = 0;
+      if (!ParseIndex(item.substr(0, dash), &a) ||
+          !ParseIndex(item.substr(dash + 1), &b)) {
+        return bad("expected first-last with non-negative integers");
+      }
+      if (a > b) return bad("first > last");
+      RETURN_IF_ERROR(add(a));
+      RETURN_IF_ERROR(add(b));
+      for (int64_t l = a + 1; l < b; ++l) out.push_back(static_cast<int>(l));
+      continue;
+    }
+    int64_t layer = 0;
+    if (!ParseIndex(item, &layer))
+      return bad("not a layer index, range or \"all\"");
+    RETURN_IF_ERROR(add(layer));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+absl::StatusOr<Plan> PlanSweep(const v1::SweepSpec& spec,
+                               const PlannerOptions& options) {
+  Plan plan;
+  v1::SweepSpec& rs = plan.resolved_spec;
+  rs = spec;
+
+  if (absl::StripAsciiWhitespace(rs.name()).empty())
+    return Invalid("name", "required");
+  if (rs.job_case() == v1::SweepSpec::JOB_NOT_SET) {
+    return Invalid(
+        "job",
+        "exactly one job must be set: eval, probe, head_importance, capture, "
+        "heal, materialize, generate, canary or synthetic");
+  }
+  const v1::JobKind kind = KindOf(rs.job_case());
+  const bool synthetic = kind == v1::JOB_KIND_SYNTHETIC;
+  RETURN_IF_ERROR(ValidatePolicy(rs.mutable_policy()));
+
+  // Model.
+  ModelShape shape;
+  if (!rs.model().path().empty()) {
+    ASSIGN_OR_RETURN(std::string dir,
+                     ResolveUnderRoot(rs.model().path(), options.model_root,
+                                      "model.path", "model root"));
+    struct stat st;
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return Invalid("model.path", absl::StrCat("'", rs.model().path(),
+                                                "' is not a directory"));
+    }
+    auto info = ReadModelInfo(dir);
+    if (!info.ok()) return Annotate(info.status(), "model.path");
+    shape.known = true;
+    shape.num_layers = info->num_hidden_layers;
+    shape.num_heads = info->num_attention_heads;
+    rs.mutable_model()->set_path(dir);
+    rs.mutable_model()->set_fingerprint(info->fingerprint);
+    if (!rs.model().tokenizer().empty()) {
+      ASSIGN_OR_RETURN(
+          *rs.mutable_model()->mutable_tokenizer(),
+          ResolveUnderRoot(rs.model().tokenizer(), options.model_root,
+                           "model.tokenizer", "model root"));
+    }
+  } else if (!synthetic) {
+    return Invalid("model.path", "required");
+  } else {
+    rs.mutable_model()->clear_fingerprint();
+  }
+  const std::string& dtype = rs.model().dtype();
+  if (!dtype.empty() && dtype != "float32" && dtype != "bfloat16") {
+    return Invalid("model.dtype",
+                   absl::StrCat("must be \"float32\" or \"bfloat16\", got \"",
+                                dtype, "\""));
+  }
+
+  // Datasets.
+  if (NeedsDatasets(kind) && rs.datasets_size() == 0) {
+    return Invalid("datasets",
+                   "at least one dataset is required for this job kind");
+  }
+  absl::flat_hash_set<std::string> dataset_names;
+  for (int i = 0; i < rs.datasets_size(); ++i) {
+    v1::DatasetRef* ds = rs.mutable_datasets(i);
+    const std::string field = absl::StrCat("datasets[", i, "]");
+    if (ds->name().empty()) return Invalid(field + ".name", "required");
+    if (!dataset_names.insert(ds->name()).second) {
+      return Invalid(field + ".name", absl::StrCat("duplicate dataset name \"",
+                                                   ds->name(), "\""));
+    }
+    if (ds->shards() == 0) ds->set_shards(1);
+    RETURN_IF_ERROR(CheckRange(ds->shards(), 1, kMaxShards, field + ".shards"));
+    if (ds->max_records() < 0)
+      return Invalid(field + ".max_records", "must be >= 0");
+    ASSIGN_OR_RETURN(std::string path,
+                     ResolveUnderRoot(ds->path(), options.data_root,
+                                      field + ".path", "data root"));
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Invalid(field + ".path",
+                     absl::StrCat("'", ds->path(), "' is not a regular file"));
+    }
+    auto fp = Sha256File(path);
+    if (!fp.ok()) return Annotate(fp.status(), field + ".path");
+    ds->set_path(path);
+    ds->set_fingerprint(*fp);
+  }
+
+  RETURN_IF_ERROR(ValidateJob(&rs, shape));
+  if (synthetic) {
+    for (int i = 0; i < rs.grid().axes_size(); ++i) {
+      const auto k = rs.grid().axes(i).kind_case();
+      if ((k == v1::Axis::kInterventions || k == v1::Axis::kLayers) &&
+          !shape.known) {
+        return Invalid(
+            absl::StrCat("grid.axes[", i, "]"),
+            "synthetic jobs without a model take only param and seeds axes");
+      }
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<std::vector<AxisPoint>> axes,
+                   ExpandAxes(rs.mutable_grid(), shape));
+
+  // Data slots: every (dataset, shard), or one slot without data.
+  std::vector<DataSlot> slots;
+  for (const v1::DatasetRef& ds : rs.datasets()) {
+    for (int s = 0; s < ds.shards(); ++s) slots.push_back({&ds, s});
+  }
+  if (slots.empty()) slots.push_back({});
+
+  const int64_t cap = options.max_tasks;
+  const int64_t reps = synthetic ? rs.synthetic().tasks() : 1;
+  int64_t total = SaturatingMul(static_cast<int64_t>(slots.size()), reps, cap);
+  for (const auto& a : axes)
+    total = SaturatingMul(total, static_cast<int64_t>(a.size()), cap);
+  if (total > cap) {
+    // Recompute exactly (in double) only for the message.
+    double exact =
+        static_cast<double>(slots.size()) * static_cast<double>(reps);
+    for (const auto& a : axes) exact *= static_cast<double>(a.size());
+    return Invalid("grid",
+                   absl::StrFormat("the sweep expands to %.0f tasks, more than "
+                                   "max_tasks = %d",
+                                   exact, cap));
+  }
+
+  {
+    const std::string spec_bytes = DeterministicBytes(rs);
+    plan.sweep_id =
+        absl::StrCat("sw-", HashWithVersion("sweep", spec_bytes).substr(0, 16));
+  }
+
+  // Canonical template: paths cleared (see the file comment).
+  v1::TaskSpec base;
+  base.set_kind(kind);
+  if (shape.known) {
+    *base.mutable_model() = rs.model();
+    base.mutable_model()->clear_path();
+  }
+  CopyJob(rs, &base);
+  std::vector<const v1::Intervention*> base_interventions;
+  if (rs.has_eval()) {
+    for (const auto& iv : rs.eval().base_interventions().interventions()) {
+      base_interventions.push_back(&iv);
+    }
+  }
+
+  plan.tasks.reserve(static_cast<size_t>(total));
+  absl::flat_hash_set<std::string> seen;
+  seen.reserve(static_cast<size_t>(total));
+  std::vector<size_t> odometer(axes.size(), 0);
+
+  for (const DataSlot& slot : slots) {
+    v1::TaskSpec slot_base = base;
+    if (slot.dataset != nullptr) {
+      v1::DataShard* data = slot_base.mutable_data();
+      *data->mutable_dataset() = *slot.dataset;
+      data->mutable_dataset()->clear_path();
+      data->set_shard_index(slot.shard);
+      data->set_num_shards(slot.dataset->shards());
+    }
+    std::fill(odometer.begin(), odometer.end(), 0);
+    bool more = true;
+    while (more) {
+      v1::TaskSpec point = slot_base;
+      for (const v1::Intervention* iv : base_interventions) {
+        *point.mutable_interventions()->add_interventions() = *iv;
+      }
+      for (size_t a = 0; a < axes.size(); ++a) {
+        const AxisPoint& p = axes[a][odometer[a]];
+        for (const v1::Intervention& iv : p.interventions) {
+          *point.mutable_interventions()->add_interventions() = iv;
+        }
+        if (p.has_seed) point.set_seed(p.seed);
+        if (p.param_name != nullptr)
+          (*point.mutable_params())[*p.param_name] = p.param_value;
+      }
+      if (point.interventions().interventions_size() == 0)
+        point.clear_interventions();
+
+      // Group key: the canonical task without interventions and seed (computed
+      // once per point).
+      std::string group_key;
+      if (!synthetic) {
+        v1::TaskSpec group = point;
+        group.clear_interventions();
+        group.clear_seed();
+        group_key = HashWithVersion("group", DeterministicBytes(group));
+      }
+
+      for (int64_t r = 0; r < reps; ++r) {
+        PlannedTask task;
+        task.spec = point;
+        if (synthetic)
+          task.spec.set_index(static_cast<int64_t>(plan.tasks.size()));
+        task.task_key = HashWithVersion("task", DeterministicBytes(task.spec));
+        if (!seen.insert(task.task_key).second) continue;
+        task.group_key = synthetic
+                             ? HashWithVersion("group-synthetic", task.task_key)
+                             : group_key;
+        task.spec.set_index(static_cast<int64_t>(plan.tasks.size()));
+        if (shape.known) task.spec.mutable_model()->set_path(rs.model().path());
+        if (slot.dataset != nullptr) {
+          task.spec.mutable_data()->mutable_dataset()->set_path(
+              slot.dataset->path());
+        }
+        plan.tasks.push_back(std::move(task));
+      }
+
+      // Advance the odometer (last axis fastest).
+      more = false;
+      for (size_t a = axes.size(); a-- > 0;) {
+        if (++odometer[a] < axes[a].size()) {
+          more = true;
+          break;
+        }
+        odometer[a] = 0;
+      }
+    }
+  }
+  return plan;
+}
+
+}  // namespace sweepd

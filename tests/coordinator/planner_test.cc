@@ -1,0 +1,814 @@
+#include "coordinator/planner.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <string>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/hash.h"
+#include "coordinator/model_info.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace sweepd {
+namespace {
+
+namespace v1 = ::sweepd::v1;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+MATCHER_P2(StatusIs, code, message_matcher,
+           absl::StrCat("has code ", absl::StatusCodeToString(code))) {
+  const absl::Status& s = GetStatus(arg);
+  if (s.code() != code) {
+    *result_listener << "got " << s;
+    return false;
+  }
+  return ::testing::ExplainMatchResult(
+      message_matcher, std::string(s.message()), result_listener);
+}
+
+std::string MakeTempDir() {
+  std::string tmpl = ::testing::TempDir() + "/planner_test.XXXXXX";
+  char* dir = mkdtemp(tmpl.data());
+  EXPECT_NE(dir, nullptr);
+  return tmpl;
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  ASSERT_TRUE(out.good()) << path;
+}
+
+// A safetensors file: 8-byte little-endian header length, the JSON header, then
+// `data`.
+std::string Safetensors(const std::string& header, const std::string& data) {
+  std::string out;
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  return out + header + data;
+}
+
+void WriteModel(const std::string& dir, int layers, int heads,
+                bool nested = false, const std::string& header = "{}",
+                const std::string& data = "") {
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << dir;
+  const std::string counts =
+      absl::StrCat("{\"num_hidden_layers\": ", layers,
+                   ", \"num_attention_heads\": ", heads, "}");
+  WriteFile(dir + "/config.json",
+            nested
+                ? absl::StrCat("{\"model_type\": \"gemma4\", \"text_config\": ",
+                               counts, "}")
+                : counts);
+  WriteFile(dir + "/model.safetensors", Safetensors(header, data));
+}
+
+class PlannerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = MakeTempDir();
+    model_root_ = root_ + "/models";
+    data_root_ = root_ + "/data";
+    ASSERT_EQ(mkdir(model_root_.c_str(), 0755), 0);
+    ASSERT_EQ(mkdir(data_root_.c_str(), 0755), 0);
+    WriteModel(model_root_ + "/tiny", /*layers=*/8, /*heads=*/4);
+    WriteFile(data_root_ + "/wiki.txt", "the quick brown fox\n");
+    WriteFile(data_root_ + "/probe.jsonl", "{\"text\": \"a\"}\n");
+  }
+
+  PlannerOptions Options() const {
+    PlannerOptions o;
+    o.model_root = model_root_;
+    o.data_root = data_root_;
+    return o;
+  }
+
+  v1::SweepSpec EvalSpec() const {
+    v1::SweepSpec s;
+    s.set_name("eval-sweep");
+    s.mutable_model()->set_path("tiny");
+    v1::DatasetRef* ds = s.add_datasets();
+    ds->set_name("wiki");
+    ds->set_path("wiki.txt");
+    s.mutable_eval();
+    return s;
+  }
+
+  v1::SweepSpec SyntheticSpec(int tasks) const {
+    v1::SweepSpec s;
+    s.set_name("synthetic");
+    s.mutable_synthetic()->set_tasks(tasks);
+    s.mutable_synthetic()->set_min_ms(1);
+    s.mutable_synthetic()->set_max_ms(5);
+    return s;
+  }
+
+  static v1::LayerAxis* AddLayers(v1::SweepSpec* s, const std::string& op,
+                                  const std::string& select) {
+    v1::LayerAxis* a = s->mutable_grid()->add_axes()->mutable_layers();
+    a->set_op(op);
+    a->set_select(select);
+    return a;
+  }
+
+  static void AddSeeds(v1::SweepSpec* s, std::initializer_list<int64_t> seeds) {
+    v1::ValueAxis* a = s->mutable_grid()->add_axes()->mutable_seeds();
+    for (int64_t seed : seeds) a->add_values()->set_int_value(seed);
+  }
+
+  Plan MustPlan(const v1::SweepSpec& s) const { return MustPlan(s, Options()); }
+  Plan MustPlan(const v1::SweepSpec& s, const PlannerOptions& o) const {
+    absl::StatusOr<Plan> plan = PlanSweep(s, o);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return plan.ok() ? *std::move(plan) : Plan{};
+  }
+
+  std::string root_, model_root_, data_root_;
+};
+
+// ---- Layer selectors
+// -----------------------------------------------------------------------
+
+TEST(LayerSelectorTest, ParsesEveryForm) {
+  EXPECT_THAT(*ParseLayerSelector("all", 4, "f"), ElementsAre(0, 1, 2, 3));
+  EXPECT_THAT(*ParseLayerSelector("3", 8, "f"), ElementsAre(3));
+  EXPECT_THAT(*ParseLayerSelector("0,5,7", 8, "f"), ElementsAre(0, 5, 7));
+  EXPECT_THAT(*ParseLayerSelector("2-4", 8, "f"), ElementsAre(2, 3, 4));
+  EXPECT_THAT(*ParseLayerSelector("0:8:3", 8, "f"), ElementsAre(0, 3, 6));
+  EXPECT_THAT(*ParseLayerSelector("5:", 8, "f"), ElementsAre(5, 6, 7));
+  EXPECT_THAT(*ParseLayerSelector(":2", 8, "f"), ElementsAre(0, 1));
+  EXPECT_THAT(*ParseLayerSelector(" 6 , 1-2, 1 ", 8, "f"),
+              ElementsAre(1, 2, 6));
+}
+
+TEST(LayerSelectorTest, ErrorsNameTheField) {
+  EXPECT_THAT(
+      ParseLayerSelector("61", 60, "grid.axes[1].layers.select"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "grid.axes[1].layers.select: layer 61 out of range [0, 60)"));
+  EXPECT_THAT(
+      ParseLayerSelector("5-3", 8, "x.sel"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x.sel: ")));
+  EXPECT_THAT(
+      ParseLayerSelector("abc", 8, "x.sel"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"abc\"")));
+  EXPECT_THAT(
+      ParseLayerSelector("", 8, "x.sel"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x.sel: empty")));
+  EXPECT_THAT(ParseLayerSelector("0:9", 8, "x.sel"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("stop 9 out of range")));
+  EXPECT_THAT(ParseLayerSelector("0:8:0", 8, "x.sel"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("step")));
+  EXPECT_THAT(
+      ParseLayerSelector("1,,2", 8, "x.sel"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty item")));
+  EXPECT_THAT(ParseLayerSelector("-1", 8, "x.sel"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x.sel")));
+}
+
+// ---- Expansion
+// -----------------------------------------------------------------------------
+
+TEST_F(PlannerTest, EmptyGridIsOneTaskPerShard) {
+  v1::SweepSpec s = EvalSpec();
+  s.mutable_datasets(0)->set_shards(3);
+  Plan plan = MustPlan(s);
+  ASSERT_THAT(plan.tasks, SizeIs(3));
+  for (int i = 0; i < 3; ++i) {
+    const v1::TaskSpec& t = plan.tasks[i].spec;
+    EXPECT_EQ(t.index(), i);
+    EXPECT_EQ(t.kind(), v1::JOB_KIND_EVAL);
+    EXPECT_EQ(t.data().shard_index(), i);
+    EXPECT_EQ(t.data().num_shards(), 3);
+    EXPECT_EQ(t.interventions().interventions_size(), 0);
+    EXPECT_TRUE(t.has_eval());
+  }
+}
+
+TEST_F(PlannerTest, LayerAxisAllLayersAndBaseline) {
+  v1::SweepSpec s = EvalSpec();
+  AddLayers(&s, "skip", "all");
+  Plan plan = MustPlan(s);
+  ASSERT_THAT(plan.tasks, SizeIs(8));
+  for (int l = 0; l < 8; ++l) {
+    const auto& ivs = plan.tasks[l].spec.interventions().interventions();
+    ASSERT_EQ(ivs.size(), 1);
+    EXPECT_EQ(ivs[0].skip().layers(), absl::StrCat(l));
+  }
+  s.mutable_grid()->mutable_axes(0)->mutable_layers()->set_include_baseline(
+      true);
+  plan = MustPlan(s);
+  ASSERT_THAT(plan.tasks, SizeIs(9));
+  EXPECT_EQ(plan.tasks[0].spec.interventions().interventions_size(), 0);
+}
+
+TEST_F(PlannerTest, LayerAxisBlocks) {
+  v1::SweepSpec s = EvalSpec();
+  AddLayers(&s, "zero", "all")->set_block(3);
+  Plan plan = MustPlan(s);
+  // Blocks start at every selected layer that leaves room: 0..5.
+  ASSERT_THAT(plan.tasks, SizeIs(6));
+  EXPECT_EQ(plan.tasks[0].spec.interventions().interventions(0).zero().layers(),
+            "0-2");
+  EXPECT_EQ(plan.tasks[5].spec.interventions().interventions(0).zero().layers(),
+            "5-7");
+
+  v1::SweepSpec strided = EvalSpec();
+  AddLayers(&strided, "skip", "0:8:2")->set_block(2);
+  plan = MustPlan(strided);
+  ASSERT_THAT(plan.tasks, SizeIs(4));
+  EXPECT_EQ(plan.tasks[3].spec.interventions().interventions(0).skip().layers(),
+            "6-7");
+}
+
+TEST_F(PlannerTest, MaskHeadsAndReinitOps) {
+  v1::SweepSpec s = EvalSpec();
+  AddLayers(&s, "mask_heads", "2")->set_block(2);
+  Plan plan = MustPlan(s);
+  ASSERT_THAT(plan.tasks, SizeIs(1));
+  const auto& ivs = plan.tasks[0].spec.interventions().interventions();
+  ASSERT_EQ(ivs.size(), 2);
+  EXPECT_EQ(ivs[0].mask_heads().layer(), 2);
+  EXPECT_EQ(ivs[1].mask_heads().layer(), 3);
+  EXPECT_THAT(ivs[1].mask_heads().heads(), ElementsAre(0, 1, 2, 3));
+
+  v1::SweepSpec r = EvalSpec();
+  AddLayers(&r, "reinit", "1,4")->set_seed(77);
+  plan = MustPlan(r);
+  ASSERT_THAT(plan.tasks, SizeIs(2));
+  EXPECT_EQ(
+      plan.tasks[1].spec.interventions().interventions(0).reinit().layers(),
+      "4");
+  EXPECT_EQ(plan.tasks[1].spec.interventions().interventions(0).reinit().seed(),
+            77u);
+}
+
+TEST_F(PlannerTest, CartesianProductOverAxesDatasetsAndShards) {
+  v1::SweepSpec s = EvalSpec();
+  s.mutable_datasets(0)->set_shards(2);
+  v1::DatasetRef* probe = s.add_datasets();
+  probe->set_name("probe");
+  probe->set_path("probe.jsonl");  // 1 shard by default
+  AddLayers(&s, "skip", "all");    // 8
+  AddSeeds(&s, {1, 2, 3});         // 3
+  Plan plan = MustPlan(s);
+  ASSERT_THAT(plan.tasks, SizeIs(8 * 3 * 3));
+  // Last axis varies fastest; datasets/shards outermost.
+  EXPECT_EQ(plan.tasks[0].spec.seed(), 1u);
+  EXPECT_EQ(plan.tasks[1].spec.seed(), 2u);
+  EXPECT_EQ(plan.tasks[3].spec.interventions().interventions(0).skip().layers(),
+            "1");
+  EXPECT_EQ(plan.tasks[24].spec.data().shard_index(), 1);
+  EXPECT_EQ(plan.tasks[48].spec.data().dataset().name(), "probe");
+  std::set<std::string> keys;
+  for (const auto& t : plan.tasks) keys.insert(t.task_key);
+  EXPECT_EQ(keys.size(), plan.tasks.size());
+}
+
+TEST_F(PlannerTest, ParamValuesAndRanges) {
+  v1::SweepSpec s = EvalSpec();
+  v1::ValueAxis* temp = s.mutable_grid()->add_axes()->mutable_param();
+  temp->set_name("temperature");
+  temp->mutable_range()->set_start(0.0);
+  temp->mutable_range()->set_stop(1.0);
+  temp->mutable_range()->set_step(0.25);
+  v1::ValueAxis* ctx = s.mutable_grid()->add_axes()->mutable_param();
+  ctx->set_name("context_length");
+  ctx->mutable_range()->set_start(128);
+  ctx->mutable_range()->set_stop(513);
+  ctx->mutable_range()->set_step(128);
+  v1::ValueAxis* mode = s.mutable_grid()->add_axes()->mutable_param();
+  mode->set_name("mode");
+  mode->add_values()->set_string_value("a");
+  mode->add_values()->set_string_value("b");
+  Plan plan = MustPlan(s);
+  ASSERT_THAT(plan.tasks, SizeIs(4 * 4 * 2));
+  const auto& last = plan.tasks.back().spec.params();
+  EXPECT_DOUBLE_EQ(last.at("temperature").double_value(), 0.75);
+  EXPECT_EQ(last.at("context_length").int_value(), 512);
+  EXPECT_EQ(last.at("mode").string_value(), "b");
+  EXPECT_EQ(plan.tasks[0].spec.params().at("context_length").int_value(), 128);
+}
+
+TEST_F(PlannerTest, SeedRangeAndBaseInterventions) {
+  v1::SweepSpec s = EvalSpec();
+  s.mutable_eval()
+      ->mutable_base_interventions()
+      ->add_interventions()
+      ->mutable_skip()
+      ->set_layers("7");
+  AddLayers(&s, "zero", "0-1");
+  v1::ValueAxis* seeds = s.mutable_grid()->add_axes()->mutable_seeds();
+  seeds->mutable_range()->set_start(10);
+  seeds->mutable_range()->set_stop(14);
+  Plan plan = MustPlan(s);
+  ASSERT_THAT(plan.tasks, SizeIs(2 * 4));
+  const auto& ivs = plan.tasks[5].spec.interventions().interventions();
+  ASSERT_EQ(ivs.size(), 2);
+  EXPECT_EQ(ivs[0].skip().layers(), "7");  // base first
+  EXPECT_EQ(ivs[1].zero().layers(), "1");
+  EXPECT_EQ(plan.tasks[5].spec.seed(), 11u);
+}
+
+TEST_F(PlannerTest, ExplicitInterventionListsConcatenateAcrossAxes) {
+  v1::SweepSpec s = EvalSpec();
+  auto* list = s.mutable_grid()->add_axes()->mutable_interventions();
+  list->add_items();  // baseline point
+  auto* hm = list->add_items()->add_interventions()->mutable_mask_heads();
+  hm->set_layer(3);
+  hm->add_heads(2);
+  hm->add_heads(0);
+  hm->add_heads(2);
+  AddLayers(&s, "skip", "5");
+  Plan plan = MustPlan(s);
+  ASSERT_THAT(plan.tasks, SizeIs(2));
+  const auto& ivs = plan.tasks[1].spec.interventions().interventions();
+  ASSERT_EQ(ivs.size(), 2);
+  EXPECT_THAT(ivs[0].mask_heads().heads(),
+              ElementsAre(0, 2));  // sorted, de-duplicated
+  EXPECT_EQ(ivs[1].skip().layers(), "5");
+}
+
+TEST_F(PlannerTest, SyntheticTasksAreIndexed) {
+  Plan plan = MustPlan(SyntheticSpec(1000));
+  ASSERT_THAT(plan.tasks, SizeIs(1000));
+  absl::flat_hash_set<std::string> keys, groups;
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_EQ(plan.tasks[i].spec.index(), i);
+    EXPECT_EQ(plan.tasks[i].spec.kind(), v1::JOB_KIND_SYNTHETIC);
+    EXPECT_EQ(plan.tasks[i].spec.synthetic().tasks(), 1000);
+    keys.insert(plan.tasks[i].task_key);
+    groups.insert(plan.tasks[i].group_key);
+  }
+  EXPECT_EQ(keys.size(), 1000u);
+  EXPECT_EQ(groups.size(), 1000u);  // no prefix to share: one group per task
+
+  v1::SweepSpec seeded = SyntheticSpec(10);
+  AddSeeds(&seeded, {1, 2});
+  EXPECT_THAT(MustPlan(seeded).tasks, SizeIs(20));
+}
+
+TEST_F(PlannerTest, HundredThousandSyntheticTasksPlanQuickly) {
+  PlannerOptions o = Options();
+  const auto start = std::chrono::steady_clock::now();
+  Plan plan = MustPlan(SyntheticSpec(100'000), o);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  std::cout << "planned 100000 synthetic tasks in " << seconds << " s\n";
+  ASSERT_THAT(plan.tasks, SizeIs(100'000));
+  EXPECT_EQ(plan.tasks.back().spec.index(), 99'999);
+}
+
+TEST_F(PlannerTest, MaxTasksIsEnforced) {
+  PlannerOptions o = Options();
+  o.max_tasks = 1000;
+  v1::SweepSpec s = SyntheticSpec(100);
+  AddSeeds(&s, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+  EXPECT_THAT(
+      PlanSweep(s, o),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("expands to 1100 tasks, more than max_tasks = 1000")));
+}
+
+// ---- Keys
+// ----------------------------------------------------------------------------------
+
+TEST_F(PlannerTest, SameSpecSameKeysAndSweepId) {
+  v1::SweepSpec s = EvalSpec();
+  AddLayers(&s, "skip", "all");
+  Plan a = MustPlan(s);
+  Plan b = MustPlan(s);
+  EXPECT_EQ(a.sweep_id, b.sweep_id);
+  EXPECT_THAT(a.sweep_id, ::testing::MatchesRegex("sw-[0-9a-f]{16}"));
+  ASSERT_EQ(a.tasks.size(), b.tasks.size());
+  for (size_t i = 0; i < a.tasks.size(); ++i) {
+    EXPECT_EQ(a.tasks[i].task_key, b.tasks[i].task_key);
+    EXPECT_EQ(a.tasks[i].group_key, b.tasks[i].group_key);
+  }
+  // Equivalent selector spellings share keys; another name is another sweep.
+  v1::SweepSpec renamed = s;
+  renamed.set_name("other");
+  Plan c = MustPlan(renamed);
+  EXPECT_NE(c.sweep_id, a.sweep_id);
+  EXPECT_EQ(c.tasks[3].task_key, a.tasks[3].task_key);
+}
+
+TEST_F(PlannerTest, InterventionsChangeTaskKeyButShareGroupPerShard) {
+  v1::SweepSpec s = EvalSpec();
+  s.mutable_datasets(0)->set_shards(2);
+  AddLayers(&s, "skip", "0,1")->set_include_baseline(true);
+  Plan plan = MustPlan(s);
+  ASSERT_THAT(plan.tasks, SizeIs(6));
+  // Shard 0: tasks 0..2, shard 1: tasks 3..5.
+  EXPECT_NE(plan.tasks[1].task_key, plan.tasks[2].task_key);
+  EXPECT_EQ(plan.tasks[0].group_key, plan.tasks[1].group_key);
+  EXPECT_EQ(plan.tasks[1].group_key, plan.tasks[2].group_key);
+  EXPECT_EQ(plan.tasks[3].group_key, plan.tasks[5].group_key);
+  EXPECT_NE(plan.tasks[0].group_key, plan.tasks[3].group_key);
+  EXPECT_NE(plan.tasks[0].task_key, plan.tasks[3].task_key);
+}
+
+TEST_F(PlannerTest, SelectorSpellingsAndModelLocationDoNotChangeKeys) {
+  v1::SweepSpec a = EvalSpec();
+  a.mutable_eval()
+      ->mutable_base_interventions()
+      ->add_interventions()
+      ->mutable_zero()
+      ->set_layers("all");
+  v1::SweepSpec b = EvalSpec();
+  b.mutable_eval()
+      ->mutable_base_interventions()
+      ->add_interventions()
+      ->mutable_zero()
+      ->set_layers("0:8");
+  // The same weights in another directory.
+  WriteModel(model_root_ + "/tiny-copy", 8, 4);
+  b.mutable_model()->set_path("tiny-copy");
+  Plan pa = MustPlan(a);
+  Plan pb = MustPlan(b);
+  EXPECT_EQ(pa.resolved_spec.eval()
+                .base_interventions()
+                .interventions(0)
+                .zero()
+                .layers(),
+            "0-7");
+  EXPECT_EQ(pa.resolved_spec.model().fingerprint(),
+            pb.resolved_spec.model().fingerprint());
+  EXPECT_EQ(pa.tasks[0].task_key, pb.tasks[0].task_key);
+  EXPECT_NE(pa.tasks[0].spec.model().path(), pb.tasks[0].spec.model().path());
+}
+
+TEST_F(PlannerTest, DuplicateGridPointsArePlannedOnce) {
+  v1::SweepSpec s = EvalSpec();
+  AddLayers(&s, "skip", "0,1")->set_include_baseline(true);
+  AddLayers(&s, "skip", "0,1")->set_include_baseline(true);
+  // 3 x 3 points; (baseline, skip 0) and (skip 0, baseline) are the same work.
+  Plan plan = MustPlan(s);
+  EXPECT_THAT(plan.tasks, SizeIs(7));
+  for (size_t i = 0; i < plan.tasks.size(); ++i)
+    EXPECT_EQ(plan.tasks[i].spec.index(), i);
+}
+
+// ---- Resolution and fingerprints
+// -------------------------------------------------------------
+
+TEST_F(PlannerTest, ResolvesPathsFillsFingerprintsAndDefaults) {
+  Plan plan = MustPlan(EvalSpec());
+  const v1::SweepSpec& r = plan.resolved_spec;
+  char real_root[PATH_MAX];
+  ASSERT_NE(realpath(model_root_.c_str(), real_root), nullptr);
+  EXPECT_EQ(r.model().path(), std::string(real_root) + "/tiny");
+  EXPECT_EQ(r.datasets(0).fingerprint(), Sha256Hex("the quick brown fox\n"));
+  EXPECT_EQ(r.datasets(0).shards(), 1);
+  EXPECT_THAT(r.model().fingerprint(), ::testing::MatchesRegex("[0-9a-f]{64}"));
+  EXPECT_EQ(r.policy().max_attempts(), 3);
+  EXPECT_EQ(r.policy().lease_seconds(), 60);
+  EXPECT_EQ(r.policy().retry_backoff_ms(), 1000);
+  EXPECT_EQ(r.eval().windowing().context_length(), 512);
+  EXPECT_EQ(r.eval().windowing().stride(), 512);
+  EXPECT_EQ(r.eval().windowing().bos(), "on");
+  EXPECT_EQ(plan.tasks[0].spec.model().fingerprint(), r.model().fingerprint());
+  EXPECT_EQ(plan.tasks[0].spec.data().dataset().path(), r.datasets(0).path());
+}
+
+TEST_F(PlannerTest, ModelFingerprintCoversHeadersNotTensorData) {
+  WriteModel(root_ + "/m1", 8, 4, false, "{\"w\":{}}", "AAAA");
+  WriteModel(root_ + "/m2", 8, 4, false, "{\"w\":{}}",
+             "BBBB");  // same header, other data
+  WriteModel(root_ + "/m3", 8, 4, false, "{\"v\":{}}", "AAAA");  // other header
+  WriteModel(root_ + "/m4", 8, 4, true, "{\"w\":{}}",
+             "AAAA");  // other config.json
+  auto f1 = ComputeModelFingerprint(root_ + "/m1");
+  ASSERT_TRUE(f1.ok()) << f1.status();
+  EXPECT_EQ(*f1, *ComputeModelFingerprint(root_ + "/m2"));
+  EXPECT_NE(*f1, *ComputeModelFingerprint(root_ + "/m3"));
+  EXPECT_NE(*f1, *ComputeModelFingerprint(root_ + "/m4"));
+  WriteFile(root_ + "/m1/model.safetensors.index.json", "{\"weight_map\": {}}");
+  EXPECT_NE(*f1, *ComputeModelFingerprint(root_ + "/m1"));
+}
+
+TEST_F(PlannerTest, ModelInfoReadsNestedTextConfig) {
+  WriteModel(model_root_ + "/nested", 60, 32, /*nested=*/true);
+  auto info = ReadModelInfo(model_root_ + "/nested");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->num_hidden_layers, 60);
+  EXPECT_EQ(info->num_attention_heads, 32);
+  v1::SweepSpec s = EvalSpec();
+  s.mutable_model()->set_path("nested");
+  AddLayers(&s, "skip", "all");
+  EXPECT_THAT(MustPlan(s).tasks, SizeIs(60));
+}
+
+TEST_F(PlannerTest, ModelInfoErrors) {
+  EXPECT_THAT(
+      ParseModelConfig("{\"num_hidden_layers\": 0, \"num_attention_heads\": 4}",
+                       "c"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("num_hidden_layers")));
+  EXPECT_THAT(
+      ParseModelConfig("{\"text_config\": {\"num_hidden_layers\": 2}}", "c"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("text_config: missing \"num_attention_heads\"")));
+  EXPECT_THAT(ParseModelConfig("not json", "c"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not a JSON object")));
+  ASSERT_EQ(mkdir((root_ + "/trunc").c_str(), 0755), 0);
+  WriteFile(root_ + "/trunc/config.json", "{}");
+  WriteFile(root_ + "/trunc/model.safetensors",
+            Safetensors("{}", "").substr(0, 9));
+  EXPECT_THAT(ComputeModelFingerprint(root_ + "/trunc"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("model.safetensors")));
+  ASSERT_EQ(mkdir((root_ + "/noweights").c_str(), 0755), 0);
+  WriteFile(root_ + "/noweights/config.json", "{}");
+  EXPECT_THAT(
+      ComputeModelFingerprint(root_ + "/noweights"),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("no *.safetensors")));
+}
+
+TEST_F(PlannerTest, PathsMustStayInsideTheRoots) {
+  const std::string outside = root_ + "/outside-model";
+  WriteModel(outside, 8, 4);
+  v1::SweepSpec s = EvalSpec();
+  s.mutable_model()->set_path("../outside-model");
+  EXPECT_THAT(
+      PlanSweep(s, Options()),
+      StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("model.path")));
+  s.mutable_model()->set_path(outside);
+  EXPECT_THAT(
+      PlanSweep(s, Options()),
+      StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("model.path")));
+  ASSERT_EQ(symlink(outside.c_str(), (model_root_ + "/link").c_str()), 0);
+  s.mutable_model()->set_path("link");
+  EXPECT_THAT(PlanSweep(s, Options()),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("outside the model root")));
+
+  v1::SweepSpec d = EvalSpec();
+  d.mutable_datasets(0)->set_path("../../etc/passwd");
+  EXPECT_THAT(PlanSweep(d, Options()),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("datasets[0].path")));
+
+  v1::SweepSpec missing = EvalSpec();
+  missing.mutable_model()->set_path("no-such-model");
+  EXPECT_THAT(PlanSweep(missing, Options()),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("model.path: 'no-such-model'")));
+  v1::SweepSpec missing_data = EvalSpec();
+  missing_data.mutable_datasets(0)->set_path("nope.txt");
+  EXPECT_THAT(PlanSweep(missing_data, Options()),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("datasets[0].path: 'nope.txt'")));
+}
+
+// ---- Validation
+// ----------------------------------------------------------------------------
+
+struct BadSpecCase {
+  std::string label;
+  std::function<void(v1::SweepSpec*)> mutate;
+  std::string expected;  // substring; every error here is INVALID_ARGUMENT
+  bool synthetic = false;
+};
+
+TEST_F(PlannerTest, InvalidSpecsNameTheField) {
+  const std::vector<BadSpecCase> cases = {
+      {"no name", [](v1::SweepSpec* s) { s->clear_name(); }, "name: required"},
+      {"no job", [](v1::SweepSpec* s) { s->clear_eval(); },
+       "job: exactly one job"},
+      {"no model", [](v1::SweepSpec* s) { s->mutable_model()->clear_path(); },
+       "model.path: required"},
+      {"bad dtype",
+       [](v1::SweepSpec* s) { s->mutable_model()->set_dtype("fp8"); },
+       "model.dtype"},
+      {"no datasets", [](v1::SweepSpec* s) { s->clear_datasets(); },
+       "datasets: at least one"},
+      {"dataset name",
+       [](v1::SweepSpec* s) { s->mutable_datasets(0)->clear_name(); },
+       "datasets[0].name: required"},
+      {"dataset shards",
+       [](v1::SweepSpec* s) { s->mutable_datasets(0)->set_shards(-2); },
+       "datasets[0].shards: -2 out of range"},
+      {"duplicate dataset",
+       [](v1::SweepSpec* s) { *s->add_datasets() = s->datasets(0); },
+       "datasets[1].name: duplicate"},
+      {"bos",
+       [](v1::SweepSpec* s) {
+         s->mutable_eval()->mutable_windowing()->set_bos("yes");
+       },
+       "eval.windowing.bos: must be \"on\" or \"off\""},
+      {"stride",
+       [](v1::SweepSpec* s) {
+         s->mutable_eval()->mutable_windowing()->set_context_length(64);
+         s->mutable_eval()->mutable_windowing()->set_stride(65);
+       },
+       "eval.windowing.stride"},
+      {"context",
+       [](v1::SweepSpec* s) {
+         s->mutable_eval()->mutable_windowing()->set_context_length(-1);
+       },
+       "eval.windowing.context_length"},
+      {"policy attempts",
+       [](v1::SweepSpec* s) { s->mutable_policy()->set_max_attempts(-1); },
+       "policy.max_attempts"},
+      {"policy lease",
+       [](v1::SweepSpec* s) { s->mutable_policy()->set_lease_seconds(-5); },
+       "policy.lease_seconds"},
+      {"layer out of range",
+       [](v1::SweepSpec* s) {
+         AddLayers(s, "skip", "all");
+         AddLayers(s, "skip", "9");
+       },
+       "grid.axes[1].layers.select: layer 9 out of range [0, 8)"},
+      {"layer op", [](v1::SweepSpec* s) { AddLayers(s, "drop", "1"); },
+       "grid.axes[0].layers.op"},
+      {"layer select", [](v1::SweepSpec* s) { AddLayers(s, "skip", ""); },
+       "grid.axes[0].layers.select: required"},
+      {"block",
+       [](v1::SweepSpec* s) { AddLayers(s, "skip", "all")->set_block(9); },
+       "grid.axes[0].layers.block"},
+      {"block no room",
+       [](v1::SweepSpec* s) { AddLayers(s, "skip", "7")->set_block(2); },
+       "grid.axes[0].layers: no block of 2"},
+      {"seed without reinit",
+       [](v1::SweepSpec* s) { AddLayers(s, "skip", "1")->set_seed(3); },
+       "grid.axes[0].layers.seed"},
+      {"head out of range",
+       [](v1::SweepSpec* s) {
+         auto* list = s->mutable_grid()->add_axes()->mutable_interventions();
+         list->add_items();
+         auto* hm =
+             list->add_items()->add_interventions()->mutable_mask_heads();
+         hm->set_layer(1);
+         hm->add_heads(4);
+       },
+       "grid.axes[0].interventions.items[1].interventions[0].mask_heads.heads["
+       "0]: head 4 out "
+       "of range [0, 4)"},
+      {"empty intervention",
+       [](v1::SweepSpec* s) {
+         s->mutable_grid()
+             ->add_axes()
+             ->mutable_interventions()
+             ->add_items()
+             ->add_interventions();
+       },
+       "grid.axes[0].interventions.items[0].interventions[0]: empty "
+       "intervention"},
+      {"base intervention",
+       [](v1::SweepSpec* s) {
+         s->mutable_eval()
+             ->mutable_base_interventions()
+             ->add_interventions()
+             ->mutable_skip()
+             ->set_layers("3-12");
+       },
+       "eval.base_interventions.interventions[0].skip.layers: layer 12 out of "
+       "range"},
+      {"empty axis", [](v1::SweepSpec* s) { s->mutable_grid()->add_axes(); },
+       "grid.axes[0]: empty axis"},
+      {"param name",
+       [](v1::SweepSpec* s) {
+         s->mutable_grid()
+             ->add_axes()
+             ->mutable_param()
+             ->add_values()
+             ->set_int_value(1);
+       },
+       "grid.axes[0].param.name: required"},
+      {"param twice",
+       [](v1::SweepSpec* s) {
+         for (int i = 0; i < 2; ++i) {
+           auto* p = s->mutable_grid()->add_axes()->mutable_param();
+           p->set_name("t");
+           p->add_values()->set_int_value(i);
+         }
+       },
+       "grid.axes[1].param.name: parameter \"t\""},
+      {"param values and range",
+       [](v1::SweepSpec* s) {
+         auto* p = s->mutable_grid()->add_axes()->mutable_param();
+         p->set_name("t");
+         p->add_values()->set_int_value(1);
+         p->mutable_range()->set_stop(3);
+       },
+       "grid.axes[0].param: give either values or range"},
+      {"param no values",
+       [](v1::SweepSpec* s) {
+         s->mutable_grid()->add_axes()->mutable_param()->set_name("t");
+       },
+       "grid.axes[0].param.values: no values"},
+      {"empty range",
+       [](v1::SweepSpec* s) {
+         auto* p = s->mutable_grid()->add_axes()->mutable_param();
+         p->set_name("t");
+         p->mutable_range()->set_start(5);
+         p->mutable_range()->set_stop(5);
+       },
+       "grid.axes[0].param.range"},
+      {"negative step",
+       [](v1::SweepSpec* s) {
+         auto* p = s->mutable_grid()->add_axes()->mutable_param();
+         p->set_name("t");
+         p->mutable_range()->set_stop(5);
+         p->mutable_range()->set_step(-1);
+       },
+       "grid.axes[0].param.range.step"},
+      {"seed value",
+       [](v1::SweepSpec* s) {
+         s->mutable_grid()
+             ->add_axes()
+             ->mutable_seeds()
+             ->add_values()
+             ->set_string_value("x");
+       },
+       "grid.axes[0].seeds.values[0]: seeds must be non-negative integers"},
+      {"synthetic tasks",
+       [](v1::SweepSpec* s) { s->mutable_synthetic()->set_tasks(0); },
+       "synthetic.tasks", true},
+      {"synthetic ms",
+       [](v1::SweepSpec* s) {
+         s->mutable_synthetic()->set_min_ms(50);
+         s->mutable_synthetic()->set_max_ms(10);
+       },
+       "synthetic.min_ms: 50 > max_ms 10", true},
+      {"synthetic rate",
+       [](v1::SweepSpec* s) { s->mutable_synthetic()->set_failure_rate(1.5); },
+       "synthetic.failure_rate", true},
+      {"synthetic permanent",
+       [](v1::SweepSpec* s) {
+         s->mutable_synthetic()->set_permanent_failure_rate(-0.1);
+       },
+       "synthetic.permanent_failure_rate", true},
+      {"synthetic layers", [](v1::SweepSpec* s) { AddLayers(s, "skip", "1"); },
+       "grid.axes[0]: synthetic jobs without a model", true},
+      {"head importance layers",
+       [](v1::SweepSpec* s) {
+         s->mutable_head_importance()->set_layers("0,8");
+       },
+       "head_importance.layers: layer 8 out of range"},
+      {"capture point",
+       [](v1::SweepSpec* s) {
+         s->mutable_capture()->add_points("resid_mid[2]");
+       },
+       "capture.points[0]: unknown capture point"},
+      {"capture layer",
+       [](v1::SweepSpec* s) {
+         s->mutable_capture()->add_points("resid_in[8]");
+       },
+       "capture.points[0]: layer 8 out of range"},
+      {"heal head",
+       [](v1::SweepSpec* s) {
+         s->clear_datasets();
+         s->mutable_heal()->set_layer(2);
+         s->mutable_heal()->add_heads_removed(7);
+       },
+       "heal.heads_removed[0]: head 7 out of range [0, 4)"},
+      {"generate top_p",
+       [](v1::SweepSpec* s) {
+         s->mutable_generate()->add_prompts("hi");
+         s->mutable_generate()->set_top_p(1.5);
+       },
+       "generate.top_p"},
+      {"canary expect",
+       [](v1::SweepSpec* s) {
+         s->mutable_canary()->add_cases()->set_prompt("2+2=");
+       },
+       "canary.cases[0].expect"},
+      {"materialize", [](v1::SweepSpec* s) { s->mutable_materialize(); },
+       "materialize.out_dir: required"},
+  };
+  for (const BadSpecCase& c : cases) {
+    v1::SweepSpec s = c.synthetic ? SyntheticSpec(10) : EvalSpec();
+    c.mutate(&s);
+    EXPECT_THAT(
+        PlanSweep(s, Options()),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.expected)))
+        << c.label;
+  }
+}
+
+}  // namespace
+}  // namespace sweepd
