@@ -36,10 +36,8 @@ const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
 MATCHER_P2(StatusIs, code, message_matcher,
            absl::StrCat("has code ", absl::StatusCodeToString(code))) {
   const absl::Status& s = GetStatus(arg);
-  if (s.code() != code) {
-    *result_listener << "got " << s;
-    return false;
-  }
+  *result_listener << "status is " << s;
+  if (s.code() != code) return false;
   return ::testing::ExplainMatchResult(
       message_matcher, std::string(s.message()), result_listener);
 }

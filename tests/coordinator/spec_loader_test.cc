@@ -28,10 +28,8 @@ const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
 MATCHER_P2(StatusIs, code, message_matcher,
            absl::StrCat("has code ", absl::StatusCodeToString(code))) {
   const absl::Status& s = GetStatus(arg);
-  if (s.code() != code) {
-    *result_listener << "got " << s;
-    return false;
-  }
+  *result_listener << "status is " << s;
+  if (s.code() != code) return false;
   return ::testing::ExplainMatchResult(
       message_matcher, std::string(s.message()), result_listener);
 }
@@ -251,13 +249,14 @@ TEST(SpecLoaderTest, OneofConflictsAndDuplicateSpellings) {
           "name: x\ngrid: {axes: [{seeds: {values: [1]}, param: {name: t}}]}\n",
           SpecFormat::kYaml),
       StatusIs(absl::StatusCode::kInvalidArgument,
-               HasSubstr("grid.axes[0].param: both")));
+               HasSubstr("both 'param' and 'seeds' are set")));
   EXPECT_THAT(
       ParseSweepSpec("{\"name\": \"x\", \"policy\": {\"max_attempts\": 1, "
                      "\"maxAttempts\": 2}}",
                      SpecFormat::kJson),
       StatusIs(absl::StatusCode::kInvalidArgument,
-               HasSubstr("given twice, as 'max_attempts' and 'maxAttempts'")));
+               AllOf(HasSubstr("policy.max"), HasSubstr("field given twice"),
+                     HasSubstr("'max_attempts'"), HasSubstr("'maxAttempts'"))));
 }
 
 TEST(SpecLoaderTest, SyntaxErrorsCarryLineAndColumn) {
