@@ -148,7 +148,12 @@ class Conn {
     cache_.emplace(sql, std::move(owned));
     return raw;
   }
-  absl::Status Exec(const std::string& sql) { return ::sweepd::Exec(db_, sql); }
+  // Resets every cached statement first: a statement left mid-result keeps its
+  // read open and would make COMMIT fail.
+  absl::Status Exec(const std::string& sql) {
+    for (auto& [text, stmt] : cache_) stmt->Reset();
+    return ::sweepd::Exec(db_, sql);
+  }
 
  private:
   explicit Conn(sqlite3* db) : db_(db) {}
@@ -449,6 +454,11 @@ class LedgerImpl : public Ledger {
     return broken_;
   }
 
+  LedgerStats stats() override {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    return stats_;
+  }
+
   // ---- Reads ----
 
   absl::StatusOr<SweepRow> GetSweep(const std::string& sweep_id) override {
@@ -627,28 +637,32 @@ class LedgerImpl : public Ledger {
   }
 
   absl::Status CopyTo(const std::string& path) override {
-    return WithReader<bool>([&](Conn& c) -> absl::StatusOr<bool> {
-             // VACUUM INTO is a write to another file; allow it on this read
-             // connection.
-             RETURN_IF_ERROR(c.Exec("PRAGMA query_only=0"));
-             sqlite3_stmt* raw = nullptr;
-             int rc =
-                 sqlite3_prepare_v2(c.db(), "VACUUM INTO ?", -1, &raw, nullptr);
-             absl::Status status;
-             if (rc != SQLITE_OK) {
-               status = SqlError(c.db(), rc, "prepare VACUUM INTO");
-             } else {
-               sqlite3_bind_text(raw, 1, path.c_str(), -1, SQLITE_TRANSIENT);
-               rc = sqlite3_step(raw);
-               if (rc != SQLITE_DONE)
-                 status =
-                     SqlError(c.db(), rc, absl::StrCat("VACUUM INTO ", path));
-             }
-             sqlite3_finalize(raw);
-             RETURN_IF_ERROR(c.Exec("PRAGMA query_only=1"));
-             RETURN_IF_ERROR(status);
-             return true;
-           })
+    return WithReader<bool>(
+               [&](Conn& c) -> absl::StatusOr<bool> {
+                 // VACUUM INTO is a write to another file; allow it on this
+                 // read connection.
+                 RETURN_IF_ERROR(c.Exec("PRAGMA query_only=0"));
+                 sqlite3_stmt* raw = nullptr;
+                 int rc = sqlite3_prepare_v2(c.db(), "VACUUM INTO ?", -1, &raw,
+                                             nullptr);
+                 absl::Status status;
+                 if (rc != SQLITE_OK) {
+                   status = SqlError(c.db(), rc, "prepare VACUUM INTO");
+                 } else {
+                   sqlite3_bind_text(raw, 1, path.c_str(), -1,
+                                     SQLITE_TRANSIENT);
+                   rc = sqlite3_step(raw);
+                   if (rc != SQLITE_DONE)
+                     status = SqlError(c.db(), rc,
+                                       absl::StrCat("VACUUM INTO ", path));
+                 }
+                 sqlite3_finalize(raw);
+                 RETURN_IF_ERROR(c.Exec("PRAGMA query_only=1"));
+                 RETURN_IF_ERROR(status);
+                 return true;
+               },
+               /*in_transaction=*/false)
+
         .status();
   }
 
@@ -759,6 +773,10 @@ class LedgerImpl : public Ledger {
         broken_ = absl::UnavailableError(
             absl::StrCat("ledger commit failed: ", commit.message()));
         commit = broken_;
+      } else {
+        std::lock_guard<std::mutex> lock(queue_mu_);
+        stats_.transactions++;
+        stats_.operations += static_cast<int64_t>(batch.size());
       }
     }
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -768,7 +786,8 @@ class LedgerImpl : public Ledger {
 
   template <typename T>
   absl::StatusOr<T> WithReader(
-      const std::function<absl::StatusOr<T>(Conn&)>& fn) {
+      const std::function<absl::StatusOr<T>(Conn&)>& fn,
+      bool in_transaction = true) {
     Conn* conn = nullptr;
     {
       absl::MutexLock lock(&readers_mu_);
@@ -781,10 +800,11 @@ class LedgerImpl : public Ledger {
       free_readers_.pop_back();
     }
     // A read transaction so multi-statement readers see one snapshot.
-    absl::Status begin = conn->Exec("BEGIN");
+    absl::Status begin =
+        in_transaction ? conn->Exec("BEGIN") : absl::OkStatus();
     absl::StatusOr<T> result =
         begin.ok() ? fn(*conn) : absl::StatusOr<T>(begin);
-    if (begin.ok()) conn->Exec("COMMIT").IgnoreError();
+    if (begin.ok() && in_transaction) conn->Exec("COMMIT").IgnoreError();
     {
       absl::MutexLock lock(&readers_mu_);
       free_readers_.push_back(conn);
@@ -1390,6 +1410,7 @@ class LedgerImpl : public Ledger {
   bool closed_ = false;         // guarded by queue_mu_
   bool writer_exited_ = false;  // guarded by queue_mu_
   absl::Status broken_;         // guarded by queue_mu_
+  LedgerStats stats_;           // guarded by queue_mu_
 
   absl::Mutex readers_mu_;
   std::vector<std::unique_ptr<Conn>> readers_ ABSL_GUARDED_BY(readers_mu_);

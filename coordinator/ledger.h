@@ -204,6 +204,12 @@ struct TaskPage {
   bool more = false;
 };
 
+// Counters since Open (for tests and the benchmark).
+struct LedgerStats {
+  int64_t transactions = 0;  // committed write transactions
+  int64_t operations = 0;    // write operations they carried
+};
+
 class Ledger {
  public:
   template <typename T>
@@ -257,6 +263,7 @@ class Ledger {
   // OK, or the error that broke the writer (a failed COMMIT): the process
   // should restart.
   virtual absl::Status health() = 0;
+  virtual LedgerStats stats() = 0;
 
   // ---- Reads (synchronous, reader pool) ----
 

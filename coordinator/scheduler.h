@@ -1,0 +1,148 @@
+// LeaseScheduler: decides which worker runs which task. It keeps an in-memory
+// mirror of every non-terminal task (loaded from the Ledger at Create) plus
+// per-sweep counts and the worker registry, so leasing never reads SQLite.
+// Every decision becomes a Ledger write; the mirror is updated from the write's
+// committed outcome (in the ledger's commit order), and every callback of this
+// class runs only after the writes it reports on are durable. Tasks picked for
+// a lease are "reserved" until that lease commits, so two workers never race
+// for one task.
+//
+// Policy:
+//   - Eligible: PENDING, not reserved, next_eligible_ms <= now, sweep
+//   policy.tensor_parallel
+//     is 0 or equals the worker's, and the worker runs the job kind (empty list
+//     = all).
+//   - Order: sweep priority (higher first); within a priority, groups whose
+//   model fingerprint
+//     equals the worker's loaded model first; then submission order, task index
+//     order.
+//   - Prefix-share groups (group_key within a sweep) stick to one worker: a
+//   worker first gets
+//     more of the groups pinned to it, a lease from a group pins it, and a
+//     group pinned to another live (recently seen, not draining) worker is only
+//     handed out when nothing else is eligible. One LeaseTasks call takes a
+//     whole group when max_tasks allows.
+//   - Expiry: ExpireLeases() (run periodically by the service) returns leases
+//   past their expiry
+//     to PENDING (the attempt stays counted) or FAILED at max_attempts. Leases
+//     loaded at Create get at least one lease period of grace so workers can
+//     heartbeat after a restart.
+//   - Heartbeats renew leases matched by task_key + fencing token (whatever
+//   worker_id the
+//     caller now has) and return the keys of leases that are not the caller's
+//     any more, which includes cancelled tasks.
+//
+// Time comes from the injected Clock. Thread-safe; the Ledger and Clock are
+// borrowed and must outlive the scheduler.
+#ifndef SWEEPD_COORDINATOR_SCHEDULER_H_
+#define SWEEPD_COORDINATOR_SCHEDULER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "coordinator/ledger.h"
+#include "coordinator/planner.h"
+#include "sweepd/v1/coordinator.pb.h"
+#include "sweepd/v1/worker.pb.h"
+
+namespace sweepd {
+
+struct SchedulerOptions {
+  Clock* clock = Clock::Real();
+  // A worker not heard from for this long no longer holds its groups' pins.
+  int64_t worker_timeout_ms = 60'000;
+  // Told to workers at registration.
+  int64_t heartbeat_interval_ms = 5'000;
+  // retry_after_ms when a LeaseTasks call finds nothing (capped by the next
+  // backoff expiry).
+  int64_t idle_retry_after_ms = 500;
+  // Upper bound of LeaseTasksRequest.max_tasks.
+  int max_tasks_per_lease = 1024;
+  // Minimum remaining lease given to leases loaded from the ledger at start.
+  int64_t restart_grace_ms = 60'000;
+};
+
+// In-memory view of one sweep (no spec): what GetSweep/ListSweeps/WatchSweep
+// show.
+struct SweepSummary {
+  std::string sweep_id;
+  std::string name;
+  v1::SweepState state = v1::SWEEP_STATE_UNSPECIFIED;
+  v1::TaskCounts counts;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  // Increments on every change of the sweep's counts or state.
+  uint64_t version = 0;
+};
+
+struct SubmitOutcome {
+  std::string sweep_id;
+  int64_t total_tasks = 0;
+  bool already_existed = false;
+};
+
+struct LeaseBatch {
+  std::vector<v1::TaskAssignment> tasks;
+  int64_t retry_after_ms = 0;  // set when `tasks` is empty
+};
+
+struct HeartbeatOutcome {
+  std::vector<std::string> cancelled_task_keys;
+  // Earliest expiry among the renewed leases; 0 when none were renewed.
+  int64_t lease_expires_ms = 0;
+};
+
+class LeaseScheduler {
+ public:
+  template <typename T>
+  using Callback = std::function<void(absl::StatusOr<T>)>;
+
+  // Loads sweeps, non-terminal tasks and workers from `ledger` (blocking
+  // reads).
+  static absl::StatusOr<std::unique_ptr<LeaseScheduler>> Create(
+      Ledger* ledger, const SchedulerOptions& options);
+  virtual ~LeaseScheduler() = default;
+
+  // Records a planned sweep (idempotent by sweep_id) and makes its tasks
+  // leasable.
+  virtual void SubmitPlan(Plan plan, Callback<SubmitOutcome> done) = 0;
+  // Registers a worker under a new id (persisted).
+  virtual void RegisterWorker(const std::string& name,
+                              const v1::WorkerCapabilities& caps,
+                              Callback<v1::RegisterWorkerResponse> done) = 0;
+  // NOT_FOUND for an unknown worker_id; empty batch for a draining worker.
+  virtual void LeaseTasks(const std::string& worker_id, int max_tasks,
+                          const std::optional<v1::WorkerCapabilities>& caps,
+                          Callback<LeaseBatch> done) = 0;
+  virtual void Heartbeat(const std::string& worker_id,
+                         const std::vector<LeaseRef>& leases, bool draining,
+                         Callback<HeartbeatOutcome> done) = 0;
+  // Yields whether the report committed (false: duplicate or stale failure,
+  // dropped).
+  virtual void ReportResult(const ResultReport& report,
+                            Callback<bool> done) = 0;
+  // Yields how many leases went back to PENDING (no attempt counted).
+  virtual void ReleaseTasks(const std::string& worker_id,
+                            const std::vector<LeaseRef>& leases,
+                            Callback<int> done) = 0;
+  // Cancels a sweep's pending and leased tasks; yields how many. NOT_FOUND if
+  // unknown.
+  virtual void CancelSweep(const std::string& sweep_id,
+                           Callback<int64_t> done) = 0;
+  // One expiry pass over leases past their expiry; yields how many changed.
+  virtual void ExpireLeases(Callback<int> done) = 0;
+
+  virtual std::optional<SweepSummary> GetSweep(const std::string& sweep_id) = 0;
+  virtual std::vector<SweepSummary> ListSweeps() = 0;
+  virtual std::vector<v1::WorkerInfo> ListWorkers() = 0;
+};
+
+}  // namespace sweepd
+
+#endif  // SWEEPD_COORDINATOR_SCHEDULER_H_
