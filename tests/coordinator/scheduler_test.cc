@@ -1,0 +1,360 @@
+#include "coordinator/scheduler.h"
+
+#include "common/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/coordinator_test_util.h"
+
+namespace sweepd {
+namespace {
+
+using ::sweepd::testing::Await;
+using ::sweepd::testing::MakePlan;
+using ::sweepd::testing::PlanShape;
+using ::sweepd::testing::TempPath;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = TempPath("sched") + ".db";
+    Open();
+  }
+  void Open() {
+    scheduler_.reset();
+    ledger_.reset();
+    LedgerOptions lo;
+    lo.clock = &clock_;
+    auto l = Ledger::Open(path_, lo);
+    ASSERT_TRUE(l.ok()) << l.status();
+    ledger_ = std::move(l).value();
+    SchedulerOptions so;
+    so.clock = &clock_;
+    so.worker_timeout_ms = 60'000;
+    so.restart_grace_ms = 5'000;
+    auto s = LeaseScheduler::Create(ledger_.get(), so);
+    ASSERT_TRUE(s.ok()) << s.status();
+    scheduler_ = std::move(s).value();
+  }
+  void Submit(const PlanShape& shape) {
+    auto r = Await<SubmitOutcome>(
+        [&](auto cb) { scheduler_->SubmitPlan(MakePlan(shape), cb); });
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  std::string Register(const std::string& model = "", int tp = 1) {
+    v1::WorkerCapabilities caps;
+    caps.set_device_kind("cpu");
+    caps.set_tensor_parallel(tp);
+    caps.set_model_fingerprint(model);
+    auto r = Await<v1::RegisterWorkerResponse>(
+        [&](auto cb) { scheduler_->RegisterWorker("w", caps, cb); });
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->worker_id() : "";
+  }
+  LeaseBatch Lease(const std::string& worker, int n) {
+    auto r = Await<LeaseBatch>(
+        [&](auto cb) { scheduler_->LeaseTasks(worker, n, std::nullopt, cb); });
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : LeaseBatch{};
+  }
+  int Expire() {
+    auto r = Await<int>([&](auto cb) { scheduler_->ExpireLeases(cb); });
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : -1;
+  }
+  bool Report(const std::string& worker, const v1::TaskAssignment& a, bool ok,
+              bool retryable = true) {
+    ResultReport rep;
+    rep.worker_id = worker;
+    rep.task_key = a.task_key();
+    rep.fencing_token = a.fencing_token();
+    if (ok) {
+      rep.result.emplace();
+    } else {
+      rep.failure.emplace();
+      rep.failure->set_message("synthetic failure");
+      rep.failure->set_retryable(retryable);
+    }
+    auto r = Await<bool>([&](auto cb) { scheduler_->ReportResult(rep, cb); });
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && *r;
+  }
+  v1::TaskCounts Counts(const std::string& sweep = "sw-test") {
+    auto s = scheduler_->GetSweep(sweep);
+    EXPECT_TRUE(s.has_value());
+    return s.has_value() ? s->counts : v1::TaskCounts();
+  }
+
+  FakeClock clock_;
+  std::string path_;
+  std::unique_ptr<Ledger> ledger_;
+  std::unique_ptr<LeaseScheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, UnknownWorkerIsNotFound) {
+  auto r = Await<LeaseBatch>(
+      [&](auto cb) { scheduler_->LeaseTasks("w-ghost", 1, std::nullopt, cb); });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(r.status().message(), HasSubstr("w-ghost"));
+}
+
+TEST_F(SchedulerTest, ExpiredLeaseReturnsToPendingAndIsLeasedAgain) {
+  Submit({.tasks = 1, .lease_seconds = 10});
+  const std::string w1 = Register();
+  const std::string w2 = Register();
+  LeaseBatch a = Lease(w1, 1);
+  ASSERT_THAT(a.tasks, SizeIs(1));
+  EXPECT_EQ(a.tasks[0].attempt(), 1);
+  EXPECT_EQ(a.tasks[0].lease_expires_unix_ms(), clock_.NowMs() + 10'000);
+  EXPECT_THAT(Lease(w2, 1).tasks, IsEmpty());
+  clock_.AdvanceMs(9'999);
+  EXPECT_EQ(Expire(), 0);
+  clock_.AdvanceMs(1);
+  EXPECT_EQ(Expire(), 1);
+  EXPECT_EQ(Counts().pending(), 1);
+  LeaseBatch b = Lease(w2, 1);
+  ASSERT_THAT(b.tasks, SizeIs(1));
+  EXPECT_EQ(b.tasks[0].attempt(), 2);
+  EXPECT_GT(b.tasks[0].fencing_token(), a.tasks[0].fencing_token());
+  // The old worker learns through its heartbeat that the lease is gone.
+  auto hb = Await<HeartbeatOutcome>([&](auto cb) {
+    scheduler_->Heartbeat(
+        w1, {{a.tasks[0].task_key(), a.tasks[0].fencing_token()}}, false, cb);
+  });
+  ASSERT_TRUE(hb.ok());
+  EXPECT_THAT(hb->cancelled_task_keys, ElementsAre(a.tasks[0].task_key()));
+}
+
+TEST_F(SchedulerTest, HeartbeatRenewalPreventsExpiry) {
+  Submit({.tasks = 1, .lease_seconds = 10});
+  const std::string w = Register();
+  LeaseBatch a = Lease(w, 1);
+  ASSERT_THAT(a.tasks, SizeIs(1));
+  for (int i = 0; i < 3; ++i) {
+    clock_.AdvanceMs(8'000);
+    auto hb = Await<HeartbeatOutcome>([&](auto cb) {
+      scheduler_->Heartbeat(
+          w, {{a.tasks[0].task_key(), a.tasks[0].fencing_token()}}, false, cb);
+    });
+    ASSERT_TRUE(hb.ok());
+    EXPECT_THAT(hb->cancelled_task_keys, IsEmpty());
+    EXPECT_EQ(hb->lease_expires_ms, clock_.NowMs() + 10'000);
+    EXPECT_EQ(Expire(), 0);
+  }
+  EXPECT_TRUE(Report(w, a.tasks[0], true));
+  EXPECT_EQ(Counts().done(), 1);
+}
+
+TEST_F(SchedulerTest, RetryableFailureWaitsForExponentialBackoff) {
+  Submit({.tasks = 1, .max_attempts = 4, .retry_backoff_ms = 1000});
+  const std::string w = Register();
+  int64_t backoff = 1000;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    LeaseBatch a = Lease(w, 1);
+    ASSERT_THAT(a.tasks, SizeIs(1)) << "attempt " << attempt;
+    EXPECT_EQ(a.tasks[0].attempt(), attempt);
+    EXPECT_TRUE(Report(w, a.tasks[0], false));
+    LeaseBatch none = Lease(w, 1);
+    EXPECT_THAT(none.tasks, IsEmpty());
+    EXPECT_EQ(none.retry_after_ms, std::min<int64_t>(backoff, 500));
+    clock_.AdvanceMs(backoff - 1);
+    EXPECT_THAT(Lease(w, 1).tasks, IsEmpty())
+        << "backoff " << backoff << " not over yet";
+    clock_.AdvanceMs(1);
+    if (attempt < 3) {
+      backoff *= 2;
+      continue;
+    }
+    LeaseBatch last = Lease(w, 1);
+    ASSERT_THAT(last.tasks, SizeIs(1));
+    EXPECT_EQ(last.tasks[0].attempt(), 4);
+  }
+}
+
+TEST_F(SchedulerTest, MaxAttemptsFailsTheTaskAndTheSweep) {
+  Submit({.tasks = 1, .max_attempts = 2, .retry_backoff_ms = 10});
+  const std::string w = Register();
+  LeaseBatch a = Lease(w, 1);
+  ASSERT_THAT(a.tasks, SizeIs(1));
+  EXPECT_TRUE(Report(w, a.tasks[0], false));
+  clock_.AdvanceMs(10);
+  LeaseBatch b = Lease(w, 1);
+  ASSERT_THAT(b.tasks, SizeIs(1));
+  EXPECT_TRUE(Report(w, b.tasks[0], false));
+  EXPECT_EQ(Counts().failed(), 1);
+  EXPECT_EQ(scheduler_->GetSweep("sw-test")->state, v1::SWEEP_STATE_FAILED);
+  clock_.AdvanceMs(100'000);
+  EXPECT_THAT(Lease(w, 1).tasks, IsEmpty());
+  auto rec = ledger_->GetTask("sw-test", a.tasks[0].task_key());
+  ASSERT_TRUE(rec.ok());
+  EXPECT_THAT(rec->error(), HasSubstr("max_attempts 2 reached"));
+}
+
+TEST_F(SchedulerTest, ExpiryAtMaxAttemptsFails) {
+  Submit({.tasks = 1, .max_attempts = 1, .lease_seconds = 5});
+  const std::string w = Register();
+  ASSERT_THAT(Lease(w, 1).tasks, SizeIs(1));
+  clock_.AdvanceMs(5'000);
+  EXPECT_EQ(Expire(), 1);
+  EXPECT_EQ(Counts().failed(), 1);
+}
+
+TEST_F(SchedulerTest, ReleasedTaskDoesNotCountAnAttempt) {
+  Submit({.tasks = 1, .max_attempts = 1});
+  const std::string w1 = Register();
+  const std::string w2 = Register();
+  LeaseBatch a = Lease(w1, 1);
+  ASSERT_THAT(a.tasks, SizeIs(1));
+  auto released = Await<int>([&](auto cb) {
+    scheduler_->ReleaseTasks(
+        w1, {{a.tasks[0].task_key(), a.tasks[0].fencing_token()}}, cb);
+  });
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ(*released, 1);
+  LeaseBatch b = Lease(w2, 1);
+  ASSERT_THAT(b.tasks, SizeIs(1));
+  EXPECT_EQ(b.tasks[0].attempt(),
+            1);  // max_attempts=1 and it is still allowed to run
+  EXPECT_TRUE(Report(w2, b.tasks[0], true));
+  EXPECT_EQ(Counts().done(), 1);
+}
+
+TEST_F(SchedulerTest, CancellationReachesWorkersThroughHeartbeats) {
+  Submit({.tasks = 3});
+  const std::string w = Register();
+  LeaseBatch a = Lease(w, 2);
+  ASSERT_THAT(a.tasks, SizeIs(2));
+  auto n =
+      Await<int64_t>([&](auto cb) { scheduler_->CancelSweep("sw-test", cb); });
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 3);
+  auto hb = Await<HeartbeatOutcome>([&](auto cb) {
+    scheduler_->Heartbeat(w,
+                          {{a.tasks[0].task_key(), a.tasks[0].fencing_token()},
+                           {a.tasks[1].task_key(), a.tasks[1].fencing_token()}},
+                          false, cb);
+  });
+  ASSERT_TRUE(hb.ok());
+  EXPECT_THAT(hb->cancelled_task_keys,
+              ElementsAre(a.tasks[0].task_key(), a.tasks[1].task_key()));
+  EXPECT_THAT(Lease(w, 5).tasks, IsEmpty());
+  EXPECT_EQ(scheduler_->GetSweep("sw-test")->state, v1::SWEEP_STATE_CANCELLED);
+  EXPECT_FALSE(Report(w, a.tasks[0], true));
+  auto missing =
+      Await<int64_t>([&](auto cb) { scheduler_->CancelSweep("sw-none", cb); });
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, GroupStaysWithOneWorker) {
+  // Two groups of three tasks.
+  Submit({.tasks = 6, .group_size = 3});
+  const std::string a = Register();
+  const std::string b = Register();
+  LeaseBatch first = Lease(a, 2);
+  ASSERT_THAT(first.tasks, SizeIs(2));
+  EXPECT_EQ(first.tasks[0].group_key(), "g0");
+  EXPECT_EQ(first.tasks[1].group_key(), "g0");
+  // b does not get the rest of a's group while another group is available.
+  LeaseBatch other = Lease(b, 3);
+  ASSERT_THAT(other.tasks, SizeIs(3));
+  for (const auto& t : other.tasks) EXPECT_EQ(t.group_key(), "g1");
+  // a gets the rest of its group.
+  LeaseBatch rest = Lease(a, 5);
+  ASSERT_THAT(rest.tasks, SizeIs(1));
+  EXPECT_EQ(rest.tasks[0].group_key(), "g0");
+}
+
+TEST_F(SchedulerTest, PinnedGroupIsSharedWhenNothingElseIsEligible) {
+  Submit({.tasks = 4, .group_size = 4});
+  const std::string a = Register();
+  const std::string b = Register();
+  ASSERT_THAT(Lease(a, 1).tasks, SizeIs(1));
+  LeaseBatch helped = Lease(b, 2);
+  ASSERT_THAT(helped.tasks, SizeIs(2));
+  EXPECT_EQ(helped.tasks[0].group_key(), "g0");
+}
+
+TEST_F(SchedulerTest, WholeGroupInOneCall) {
+  Submit({.tasks = 5, .group_size = 5});
+  const std::string a = Register();
+  LeaseBatch all = Lease(a, 10);
+  ASSERT_THAT(all.tasks, SizeIs(5));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(all.tasks[i].spec().index(), i);
+}
+
+TEST_F(SchedulerTest, PrefersLoadedModelThenPriority) {
+  Submit({.sweep_id = "sw-a", .tasks = 2, .model_fingerprint = "model-a"});
+  Submit({.sweep_id = "sw-b", .tasks = 2, .model_fingerprint = "model-b"});
+  const std::string wb = Register("model-b");
+  LeaseBatch got = Lease(wb, 1);
+  ASSERT_THAT(got.tasks, SizeIs(1));
+  EXPECT_EQ(got.tasks[0].sweep_id(), "sw-b");
+  // A higher-priority sweep wins over model affinity.
+  Submit({.sweep_id = "sw-hi",
+          .tasks = 1,
+          .priority = 5,
+          .model_fingerprint = "model-a"});
+  LeaseBatch hi = Lease(wb, 1);
+  ASSERT_THAT(hi.tasks, SizeIs(1));
+  EXPECT_EQ(hi.tasks[0].sweep_id(), "sw-hi");
+}
+
+TEST_F(SchedulerTest, TensorParallelRequirementIsRespected) {
+  Submit({.tasks = 1, .tensor_parallel = 2});
+  const std::string tp1 = Register("", 1);
+  const std::string tp2 = Register("", 2);
+  EXPECT_THAT(Lease(tp1, 1).tasks, IsEmpty());
+  EXPECT_THAT(Lease(tp2, 1).tasks, SizeIs(1));
+}
+
+TEST_F(SchedulerTest, DrainingWorkerGetsNothing) {
+  Submit({.tasks = 2});
+  const std::string w = Register();
+  auto hb = Await<HeartbeatOutcome>(
+      [&](auto cb) { scheduler_->Heartbeat(w, {}, true, cb); });
+  ASSERT_TRUE(hb.ok());
+  EXPECT_THAT(Lease(w, 2).tasks, IsEmpty());
+  auto workers = scheduler_->ListWorkers();
+  ASSERT_THAT(workers, SizeIs(1));
+  EXPECT_TRUE(workers[0].draining());
+}
+
+TEST_F(SchedulerTest, RestartKeepsLeasesAndHeartbeatsRenewThem) {
+  Submit({.tasks = 3, .lease_seconds = 10});
+  const std::string w = Register();
+  LeaseBatch a = Lease(w, 2);
+  ASSERT_THAT(a.tasks, SizeIs(2));
+  ASSERT_TRUE(Report(w, a.tasks[0], true));
+  ASSERT_TRUE(ledger_->Close().ok());
+  Open();  // a new process on the same ledger
+  EXPECT_EQ(Counts().done(), 1);
+  EXPECT_EQ(Counts().leased(), 1);
+  EXPECT_EQ(Counts().pending(), 1);
+  // The surviving lease is not handed out again; the worker's heartbeat renews
+  // it.
+  const std::string w2 = Register();
+  LeaseBatch b = Lease(w2, 5);
+  ASSERT_THAT(b.tasks, SizeIs(1));
+  EXPECT_NE(b.tasks[0].task_key(), a.tasks[1].task_key());
+  EXPECT_GT(b.tasks[0].fencing_token(), a.tasks[1].fencing_token());
+  clock_.AdvanceMs(9'000);
+  auto hb = Await<HeartbeatOutcome>([&](auto cb) {
+    scheduler_->Heartbeat(
+        w, {{a.tasks[1].task_key(), a.tasks[1].fencing_token()}}, false, cb);
+  });
+  ASSERT_TRUE(hb.ok());
+  EXPECT_THAT(hb->cancelled_task_keys, IsEmpty());
+  clock_.AdvanceMs(9'000);
+  // Only w2's lease (never renewed) expires; its late result is still accepted.
+  EXPECT_EQ(Expire(), 1);
+  EXPECT_TRUE(Report(w, a.tasks[1], true));
+  EXPECT_TRUE(Report(w2, b.tasks[0], true));
+  EXPECT_EQ(Counts().done(), 3);
+  EXPECT_EQ(scheduler_->GetSweep("sw-test")->state, v1::SWEEP_STATE_DONE);
+}
+
+}  // namespace
+}  // namespace sweepd
