@@ -1,0 +1,23 @@
+// sweepctl: the sweepd command-line client. All logic lives in
+// coordinator/ctl_commands.cc.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "coordinator/ctl_commands.h"
+
+int main(int argc, char** argv) {
+  sweepd::CtlEnv env;
+  env.out = &std::cout;
+  env.err = &std::cerr;
+  env.out_is_tty = isatty(STDOUT_FILENO) != 0;
+  env.clock = sweepd::Clock::Real();
+  if (const char* addr = std::getenv("SWEEPD_COORDINATOR"))
+    env.env_coordinator = addr;
+  return sweepd::RunSweepctl(std::vector<std::string>(argv + 1, argv + argc),
+                             env);
+}
