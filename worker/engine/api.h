@@ -1,0 +1,206 @@
+// The engine's public API: a Gemma 4 text decoder (transformers'
+// Gemma4ForCausalLM semantics) served tensor-parallel by one thread per rank,
+// with interventions, capture points, per-layer probe statistics and prefix
+// reuse. Plain C++ (no libtorch, no protobuf): job executors and the agent use
+// it; see docs/ENGINE.md for the semantics in full.
+//
+// Ownership: Engine owns the model shards, its rank threads' communicators and
+// nothing else. ForwardResult owns host copies of everything it returns.
+// PrefixState handles are shared (shared_ptr) and keep their tensors alive
+// until the last handle goes. Thread-safety: Engine::Forward may be called from
+// several threads; calls are serialised internally (one forward at a time uses
+// all ranks). config()/options() are immutable.
+#ifndef SWEEPD_WORKER_ENGINE_API_H_
+#define SWEEPD_WORKER_ENGINE_API_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "worker/engine/config.h"
+
+namespace sweepd::engine {
+
+enum class DType { kFloat32, kBFloat16 };
+const char* DTypeName(DType dtype);  // "float32" / "bfloat16"
+absl::StatusOr<DType> ParseDType(
+    absl::string_view name);  // float32|fp32|bfloat16|bf16
+
+struct EngineOptions {
+  // Hugging Face layout: config.json + model.safetensors (or index + shards).
+  std::string model_dir;
+  // With random_weights and no model_dir: the config.json to build the shape
+  // from.
+  std::string config_path;
+  // Compute and weight dtype. Checkpoints in another dtype are converted per
+  // slice on load.
+  DType dtype = DType::kFloat32;
+  int tp_size = 1;
+  // "cpu" (in-process communicator) or "cuda" (rank r on device first_device +
+  // r, NCCL; needs a build with SWEEPD_ENABLE_CUDA and SWEEPD_ENABLE_NCCL).
+  std::string device = "cpu";
+  int first_device = 0;
+  // Build the weights directly on each rank's device from `seed` (the same
+  // values MakeRandomModel writes), without reading a checkpoint.
+  bool random_weights = false;
+  uint64_t seed = 0;
+  // Per rank: prefix-state bytes kept on the rank's device; the rest moves to
+  // host memory.
+  int64_t prefix_device_budget_bytes = int64_t{1} << 30;
+  absl::Duration collective_timeout = absl::Minutes(5);
+  // CPU: intra-op threads per rank thread (0 = max(1, hardware threads /
+  // tp_size)).
+  int cpu_threads_per_rank = 0;
+  // Use scaled_dot_product_attention when the libtorch version has it (>= 2.1).
+  bool use_sdpa = true;
+};
+
+struct Intervention {
+  enum class Kind {
+    // The layer is the identity: resid_out[L] = resid_in[L]; its layer_scalar
+    // is NOT applied.
+    kSkipLayer,
+    // q/k/v/o, gate/up/down, input/pre-feedforward norms and q/k norms are
+    // zero;
+    // post_attention_layernorm, post_feedforward_layernorm and layer_scalar
+    // keep their
+    // values, so resid_out[L] = resid_in[L] * layer_scalar.
+    kZeroLayer,
+    // All of the layer's weights re-drawn as transformers' _init_weights does
+    // for Gemma 4:
+    // matrices N(0, initializer_range) from `seed`, RMSNorm weights 1,
+    // layer_scalar 1.
+    kReinitLayer,
+    // The listed attention heads' outputs (before o_proj) are zero; each rank
+    // masks the heads
+    // it owns. Heads are global indices in [0, num_attention_heads).
+    kMaskHeads,
+  };
+  Kind kind = Kind::kSkipLayer;
+  int layer = 0;
+  uint64_t seed = 0;
+  std::vector<int> heads;
+
+  static Intervention Skip(int layer) {
+    return {Kind::kSkipLayer, layer, 0, {}};
+  }
+  static Intervention Zero(int layer) {
+    return {Kind::kZeroLayer, layer, 0, {}};
+  }
+  static Intervention Reinit(int layer, uint64_t seed) {
+    return {Kind::kReinitLayer, layer, seed, {}};
+  }
+  static Intervention MaskHeads(int layer, std::vector<int> heads) {
+    return {Kind::kMaskHeads, layer, 0, std::move(heads)};
+  }
+};
+
+// The lowest layer any intervention touches; `num_layers` if none.
+int FirstTouchedLayer(const std::vector<Intervention>& interventions,
+                      int num_layers);
+
+// A host float32 tensor, row-major.
+struct HostTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+  int64_t numel() const;
+};
+
+// Probe statistics of one layer L, each [batch * seq] row-major over (batch,
+// position).
+struct LayerStats {
+  // 1 - cos(resid_in[L], resid_out[L]) per token (float32 math on the
+  // residuals).
+  std::vector<float> block_influence;
+  // ||resid_out[L]||_2 per token.
+  std::vector<float> resid_out_norm;
+  // Logit lens: number of vocabulary entries whose softcapped logit of
+  // lm_head(final_norm(resid_out[L])) is strictly larger than the target's (0 =
+  // top-1); -1 where the target is ignored.
+  std::vector<int64_t> target_rank;
+};
+
+// Residuals entering every layer (and the final residual) of one forward, kept
+// per rank. Opaque; obtained from ForwardResult::prefix_state and passed back
+// in a later request.
+class PrefixState {
+ public:
+  virtual ~PrefixState() = default;
+  virtual int64_t device_bytes() const = 0;  // summed over ranks
+  virtual int64_t host_bytes() const = 0;    // summed over ranks
+  // Layers [0, valid_until] have residuals that no intervention of the
+  // producing forward influenced: a forward may start from any layer L <=
+  // valid_until.
+  virtual int valid_until() const = 0;
+};
+
+struct ForwardRequest {
+  // Token ids [batch, seq] row-major.
+  std::vector<int32_t> tokens;
+  int64_t batch = 1;
+  int64_t seq = 0;
+  // Optional [batch, seq] targets (-1 = ignored). Empty: next-token targets
+  // (targets[b, s] = tokens[b, s + 1], the last position ignored).
+  std::vector<int32_t> targets;
+  std::vector<Intervention> interventions;
+  // Also return the softcapped logits [batch, seq, vocab] (gathered across
+  // ranks).
+  bool return_logits = false;
+  // Capture points: "resid_in[L]", "resid_out[L]" [batch, seq, hidden];
+  // "attn_heads[L]" [batch, seq, heads, head_dim] (per-head attention output
+  // before o_proj); "mlp_in[L]" [batch, seq, hidden] (pre_feedforward_layernorm
+  // output); "hidden_states[K]" with transformers' indexing (K = 0 embeddings,
+  // K in 1..N-1 resid_out[K-1], K = N the final-norm output).
+  std::vector<std::string> captures;
+  // Compute LayerStats for every layer.
+  bool layer_stats = false;
+  // Keep the residual entering every layer in ForwardResult::prefix_state.
+  bool keep_prefix_state = false;
+  // Start at layer `start_layer` from `start_from`'s residual (same tokens
+  // required).
+  std::shared_ptr<const PrefixState> start_from;
+  int start_layer = 0;
+};
+
+struct ForwardResult {
+  int64_t batch = 0;
+  int64_t seq = 0;
+  // Natural-log NLL of the target per position [batch, seq]; 0 where the target
+  // is ignored.
+  std::vector<float> nll;
+  std::vector<uint8_t>
+      target_valid;   // [batch, seq], 1 where a target was scored
+  HostTensor logits;  // when return_logits
+  std::map<std::string, HostTensor> captures;
+  // num_hidden_layers entries when layer_stats (entries below start_layer are
+  // empty).
+  std::vector<LayerStats> layer_stats;
+  std::shared_ptr<PrefixState> prefix_state;  // when keep_prefix_state
+  // Decoder layers executed by this forward (skipped layers and reused prefix
+  // not counted).
+  int64_t layer_forwards = 0;
+};
+
+class Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(
+      const EngineOptions& options);
+  virtual ~Engine() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual const EngineOptions& options() const = 0;
+  virtual absl::StatusOr<ForwardResult> Forward(
+      const ForwardRequest& request) = 0;
+  // Layer-forwards executed since Create.
+  virtual int64_t total_layer_forwards() const = 0;
+};
+
+}  // namespace sweepd::engine
+
+#endif  // SWEEPD_WORKER_ENGINE_API_H_
