@@ -556,8 +556,10 @@ void WorkerAgentImpl::RunGroup(const std::vector<std::string>& group_keys) {
   });
 
   bool released = false;
+  bool queued_released = false;
   while (true) {
     std::vector<std::string> to_release;
+    const char* reason = "";
     {
       absl::MutexLock lock(&mu_);
       int64_t deadline = (draining_ && !released)
@@ -565,6 +567,7 @@ void WorkerAgentImpl::RunGroup(const std::vector<std::string>& group_keys) {
                              : clock_->NowMs() + options_.wait_slice_ms;
       WaitUntilLocked(deadline, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
         return group_finished_ || stopping_ ||
+               (draining_ && !queued_released) ||
                (draining_ && !released &&
                 clock_->NowMs() >= drain_deadline_ms_);
       });
@@ -574,11 +577,22 @@ void WorkerAgentImpl::RunGroup(const std::vector<std::string>& group_keys) {
         cv_.WaitWithTimeout(&mu_, absl::Milliseconds(options_.wait_slice_ms));
         continue;
       }
-      if (draining_ && !released && clock_->NowMs() >= drain_deadline_ms_) {
+      if (draining_ && !queued_released) {
+        // Leased but not started (later groups of the same lease): hand them
+        // back now so other workers can start them while this group uses its
+        // grace.
+        queued_released = true;
+        reason = "worker draining: task not started";
+        for (const auto& [key, entry] : leases_) {
+          if (entry.state == LeaseState::kQueued) to_release.push_back(key);
+        }
+      } else if (draining_ && !released &&
+                 clock_->NowMs() >= drain_deadline_ms_) {
         SWEEPD_LOG(WARNING) << "drain grace of " << options_.drain_grace_ms
                             << " ms expired; releasing the running group";
         ctx->CancelGroup();
         released = true;
+        reason = "worker draining: grace period expired";
         for (const std::string& key : keys) {
           auto it = leases_.find(key);
           if (it != leases_.end() &&
@@ -588,8 +602,7 @@ void WorkerAgentImpl::RunGroup(const std::vector<std::string>& group_keys) {
         }
       }
     }
-    if (!to_release.empty())
-      Release(to_release, "worker draining: grace period expired");
+    if (!to_release.empty()) Release(to_release, reason);
   }
   executor_thread.join();
   absl::MutexLock lock(&mu_);

@@ -1,0 +1,324 @@
+// Fault injection against real sweepd / sweep-worker processes on loopback:
+//  (a) kill -9 sweepd at 20 seeded-random moments of a 2,000-task sweep with 4
+//  workers; (b) kill -9 a worker mid-task: its task is leased again after
+//  expiry and completes; (c) 10% of ReportResult replies dropped by the
+//  workers' fault switch: no duplicates; (d) SIGTERM a worker with a long task:
+//  it drains, exits 0, and the released task
+//      completes elsewhere without counting as a failed attempt.
+// Real time is the subject here (processes die at moments), so these tests
+// pause for seeded random intervals; every wait for an outcome polls with a
+// generous deadline.
+#include <signal.h>
+
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/process.h"
+#include "tests/testing/sweep_cluster.h"
+#include "worker/jobs/synthetic_executor.h"
+
+namespace sweepd::testing {
+namespace {
+
+namespace v1 = ::sweepd::v1;
+
+std::unique_ptr<SweepCluster> NewCluster(const std::string& prefix,
+                                         bool fixed_port) {
+  auto dir = MakeTempDir(prefix);
+  EXPECT_TRUE(dir.ok()) << dir.status();
+  if (!dir.ok()) return nullptr;
+  SweepClusterOptions options;
+  options.dir = *dir;
+  options.fixed_port = fixed_port;
+  auto cluster = SweepCluster::Create(options);
+  EXPECT_TRUE(cluster.ok()) << cluster.status();
+  if (!cluster.ok()) return nullptr;
+  absl::Status s = (*cluster)->StartCoordinator();
+  EXPECT_TRUE(s.ok()) << s << (*cluster)->DescribeLogs();
+  if (!s.ok()) return nullptr;
+  return std::move(*cluster);
+}
+
+// Checks that every task of the sweep has exactly one committed result, through
+// the API and in the ledger (after stopping the coordinator).
+void ExpectExactlyOnce(SweepCluster& cluster, const std::string& sweep_id,
+                       int n) {
+  auto tasks = cluster.ListAllTasks(sweep_id, {}, /*page_size=*/500);
+  ASSERT_TRUE(tasks.ok()) << tasks.status();
+  ASSERT_EQ(tasks->size(), static_cast<size_t>(n));
+  std::set<std::string> keys;
+  for (const v1::TaskRecord& t : *tasks) {
+    keys.insert(t.task_key());
+    ASSERT_EQ(t.state(), v1::TASK_STATE_DONE) << t.task_key();
+    bool has_value = false;
+    for (const auto& m : t.result().metrics()) {
+      if (m.name() == "value") {
+        has_value = true;
+        EXPECT_DOUBLE_EQ(m.value(), SyntheticValue(t.task_key()));
+      }
+    }
+    EXPECT_TRUE(has_value) << t.task_key();
+  }
+  EXPECT_EQ(keys.size(), static_cast<size_t>(n));
+}
+
+void ExpectLedgerExactlyOnce(SweepCluster& cluster, const std::string& sweep_id,
+                             int n) {
+  auto counts = ReadLedgerCounts(cluster.ledger_path(), sweep_id);
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(counts->tasks, n);
+  EXPECT_EQ(counts->distinct_keys, n);
+  EXPECT_EQ(counts->done_with_result, n);
+  EXPECT_EQ(counts->not_terminal, 0);
+  EXPECT_EQ(counts->worker_tasks_done,
+            n);  // one increment per committed result
+  EXPECT_EQ(counts->integrity_check, "ok");
+}
+
+std::string WorkerIdOf(SweepCluster& cluster, const std::string& name) {
+  auto workers = cluster.ListWorkers();
+  if (!workers.ok()) return "";
+  std::string id;
+  for (const auto& w : *workers) {
+    if (w.name() == name) id = w.worker_id();  // the latest registration wins
+  }
+  return id;
+}
+
+// Polls until a task of the sweep is LEASED to worker `name`; returns its
+// record.
+absl::StatusOr<v1::TaskRecord> WaitForLeaseHeldBy(SweepCluster& cluster,
+                                                  const std::string& sweep_id,
+                                                  const std::string& name,
+                                                  absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    std::string id = WorkerIdOf(cluster, name);
+    if (!id.empty()) {
+      auto leased = cluster.ListAllTasks(sweep_id, {v1::TASK_STATE_LEASED});
+      if (leased.ok()) {
+        for (const auto& t : *leased) {
+          if (t.worker_id() == id) return t;
+        }
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(50));  // polling the coordinator
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("no task leased by ", name, "\n", cluster.DescribeLogs()));
+}
+
+TEST(FaultTest, KillNineCoordinatorTwentyTimesDuringA2000TaskSweep) {
+  constexpr int kTasks = 2000;
+  constexpr int kKills = 20;
+  auto cluster = NewCluster("sweepd-fault-kill-sweepd", /*fixed_port=*/true);
+  ASSERT_NE(cluster, nullptr);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(
+        cluster
+            ->StartWorker(absl::StrCat("kw-", i),
+                          {"--heartbeat-ms", "300", "--rpc-deadline-ms", "2000",
+                           "--max-tasks", "4", "--seed", absl::StrCat(100 + i)})
+            .ok());
+  }
+  // ~2,000 x 10..30 ms over 4 workers: about 10 s of work, stretched by the
+  // restarts.
+  auto submitted = cluster->Submit(SyntheticSweep(
+      "fault-kill-sweepd", kTasks, 10, 30, 0.0, 10, /*lease_seconds=*/3));
+  ASSERT_TRUE(submitted.ok()) << submitted.status() << cluster->DescribeLogs();
+  ASSERT_EQ(submitted->total_tasks(), kTasks);
+  const std::string sweep_id = submitted->sweep_id();
+
+  std::mt19937 rng(20'240'601);
+  std::uniform_int_distribution<int> pause_ms(100, 700);
+  int kills_mid_sweep = 0;
+  for (int k = 0; k < kKills; ++k) {
+    absl::SleepFor(
+        absl::Milliseconds(pause_ms(rng)));  // a random moment of the run
+    auto status = cluster->GetSweep(sweep_id);
+    if (status.ok() && status->state() == v1::SWEEP_STATE_RUNNING)
+      ++kills_mid_sweep;
+    cluster->KillCoordinator();
+    absl::Status restarted = cluster->StartCoordinator();
+    ASSERT_TRUE(restarted.ok()) << "restart " << k << ": " << restarted;
+  }
+  // The kills must have hit a running sweep, not a finished one.
+  EXPECT_GE(kills_mid_sweep, kKills / 2);
+
+  auto final_status = cluster->WaitForSweepEnd(sweep_id, absl::Seconds(120));
+  ASSERT_TRUE(final_status.ok()) << final_status.status();
+  EXPECT_EQ(final_status->state(), v1::SWEEP_STATE_DONE);
+  EXPECT_EQ(final_status->counts().done(), kTasks);
+  ExpectExactlyOnce(*cluster, sweep_id, kTasks);
+  for (int i = 0; i < 4; ++i)
+    (void)cluster->worker(absl::StrCat("kw-", i))->Signal(SIGTERM);
+  for (int i = 0; i < 4; ++i) {
+    auto exit =
+        cluster->worker(absl::StrCat("kw-", i))->Wait(absl::Seconds(30));
+    ASSERT_TRUE(exit.ok()) << exit.status();
+    EXPECT_TRUE(exit->exited && exit->code == 0) << exit->ToString();
+  }
+  ASSERT_TRUE(cluster->StopCoordinator().ok());
+  ExpectLedgerExactlyOnce(*cluster, sweep_id, kTasks);
+}
+
+TEST(FaultTest, KilledWorkersTaskIsLeasedAgainAfterExpiryAndCompletes) {
+  auto cluster = NewCluster("sweepd-fault-kill-worker", /*fixed_port=*/false);
+  ASSERT_NE(cluster, nullptr);
+  auto submitted = cluster->Submit(SyntheticSweep(
+      "fault-kill-worker", 2, 2000, 2000, 0.0, 5, /*lease_seconds=*/2));
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string sweep_id = submitted->sweep_id();
+  auto victim = cluster->StartWorker(
+      "victim", {"--heartbeat-ms", "200", "--max-tasks", "1"});
+  ASSERT_TRUE(victim.ok()) << victim.status();
+  auto held =
+      WaitForLeaseHeldBy(*cluster, sweep_id, "victim", absl::Seconds(20));
+  ASSERT_TRUE(held.ok()) << held.status();
+  const std::string victim_id = held->worker_id();
+  ASSERT_TRUE((*victim)->Signal(SIGKILL).ok());
+  auto exit = (*victim)->Wait(absl::Seconds(10));
+  ASSERT_TRUE(exit.ok());
+  EXPECT_TRUE(exit->signaled && exit->signal == SIGKILL) << exit->ToString();
+
+  ASSERT_TRUE(cluster->StartWorker("rescuer", {"--heartbeat-ms", "200"}).ok());
+  auto final_status = cluster->WaitForSweepEnd(sweep_id, absl::Seconds(45));
+  ASSERT_TRUE(final_status.ok()) << final_status.status();
+  EXPECT_EQ(final_status->state(), v1::SWEEP_STATE_DONE)
+      << cluster->DescribeLogs();
+  ExpectExactlyOnce(*cluster, sweep_id, 2);
+
+  auto tasks = cluster->ListAllTasks(sweep_id);
+  ASSERT_TRUE(tasks.ok());
+  const std::string rescuer_id = WorkerIdOf(*cluster, "rescuer");
+  for (const auto& t : *tasks) {
+    if (t.task_key() != held->task_key()) continue;
+    // Finished by the other worker, after the victim's lease expired.
+    EXPECT_EQ(t.worker_id(), rescuer_id);
+    EXPECT_NE(t.worker_id(), victim_id);
+  }
+  ASSERT_TRUE(cluster->StopCoordinator().ok());
+  ExpectLedgerExactlyOnce(*cluster, sweep_id, 2);
+  // The killed task was granted twice: the victim's lease and the rescuer's.
+  auto grants = QueryLedgerInt(cluster->ledger_path(),
+                               "SELECT count(*) FROM leases WHERE task_key = ?",
+                               held->task_key());
+  ASSERT_TRUE(grants.ok()) << grants.status();
+  EXPECT_GE(*grants, 2);
+}
+
+TEST(FaultTest, DroppedReportRepliesProduceNoDuplicates) {
+  constexpr int kTasks = 600;
+  auto cluster = NewCluster("sweepd-fault-drop-replies", /*fixed_port=*/false);
+  ASSERT_NE(cluster, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        cluster
+            ->StartWorker(absl::StrCat("dw-", i),
+                          {"--fault-drop-report-reply", "0.1", "--seed",
+                           absl::StrCat(7 + i), "--heartbeat-ms", "300"})
+            .ok());
+  }
+  auto submitted =
+      cluster->Submit(SyntheticSweep("fault-drop-replies", kTasks, 0, 2));
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string sweep_id = submitted->sweep_id();
+  auto final_status = cluster->WaitForSweepEnd(sweep_id, absl::Seconds(120));
+  ASSERT_TRUE(final_status.ok()) << final_status.status();
+  EXPECT_EQ(final_status->state(), v1::SWEEP_STATE_DONE);
+  ExpectExactlyOnce(*cluster, sweep_id, kTasks);
+
+  int dropped = 0, duplicates = 0;
+  for (int i = 0; i < 3; ++i) {
+    Process* w = cluster->worker(absl::StrCat("dw-", i));
+    ASSERT_TRUE(w->Signal(SIGTERM).ok());
+    auto exit = w->Wait(absl::Seconds(30));
+    ASSERT_TRUE(exit.ok()) << exit.status();
+    EXPECT_TRUE(exit->exited && exit->code == 0) << exit->ToString();
+    dropped += CountInFile(w->log_path(),
+                           "fault switch: dropping the ReportResult reply");
+    duplicates +=
+        CountInFile(w->log_path(), "was a duplicate (already committed)");
+  }
+  // ~10% of 600 reports lost their reply and were resent; the coordinator
+  // answered committed=false to the resends that reached it after the first
+  // commit.
+  EXPECT_GT(dropped, 20);
+  EXPECT_GT(duplicates, 0);
+  EXPECT_LE(duplicates, dropped);
+  ASSERT_TRUE(cluster->StopCoordinator().ok());
+  ExpectLedgerExactlyOnce(*cluster, sweep_id, kTasks);
+}
+
+TEST(FaultTest, SigtermDrainsReleasesTheLongTaskAndItCompletesElsewhere) {
+  auto cluster = NewCluster("sweepd-fault-drain", /*fixed_port=*/false);
+  ASSERT_NE(cluster, nullptr);
+  // max_attempts = 1: if the release counted as a failed attempt the task would
+  // end FAILED. lease_seconds = 60: only a release (not an expiry) lets it
+  // finish within the deadline.
+  auto submitted = cluster->Submit(SyntheticSweep("fault-drain", 1, 4000, 4000,
+                                                  0.0, /*max_attempts=*/1, 60));
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string sweep_id = submitted->sweep_id();
+  auto drainer = cluster->StartWorker(
+      "drainer", {"--drain-grace-s", "0.5", "--heartbeat-ms", "200"});
+  ASSERT_TRUE(drainer.ok());
+  auto held =
+      WaitForLeaseHeldBy(*cluster, sweep_id, "drainer", absl::Seconds(20));
+  ASSERT_TRUE(held.ok()) << held.status();
+
+  absl::Time sent = absl::Now();
+  ASSERT_TRUE((*drainer)->Signal(SIGTERM).ok());
+  auto exit = (*drainer)->Wait(absl::Seconds(15));
+  ASSERT_TRUE(exit.ok()) << exit.status() << cluster->DescribeLogs();
+  EXPECT_TRUE(exit->exited && exit->code == 0) << exit->ToString();
+  EXPECT_LT(absl::Now() - sent,
+            absl::Seconds(4));  // gave the task up, did not finish it
+  EXPECT_EQ(CountInFile((*drainer)->log_path(), "released 1 task(s)"), 1);
+
+  ASSERT_TRUE(cluster->StartWorker("finisher", {"--heartbeat-ms", "200"}).ok());
+  auto final_status = cluster->WaitForSweepEnd(sweep_id, absl::Seconds(30));
+  ASSERT_TRUE(final_status.ok()) << final_status.status();
+  EXPECT_EQ(final_status->state(), v1::SWEEP_STATE_DONE)
+      << cluster->DescribeLogs();
+  auto tasks = cluster->ListAllTasks(sweep_id);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), 1u);
+  EXPECT_EQ(tasks->at(0).state(), v1::TASK_STATE_DONE);
+  EXPECT_EQ(tasks->at(0).worker_id(), WorkerIdOf(*cluster, "finisher"));
+  EXPECT_EQ(tasks->at(0).error(), "");
+  ASSERT_TRUE(cluster->StopCoordinator().ok());
+  ExpectLedgerExactlyOnce(*cluster, sweep_id, 1);
+}
+
+TEST(FaultTest, SigtermLetsATaskFinishWithinTheGrace) {
+  auto cluster = NewCluster("sweepd-fault-drain-finish", /*fixed_port=*/false);
+  ASSERT_NE(cluster, nullptr);
+  auto submitted = cluster->Submit(
+      SyntheticSweep("fault-drain-finish", 1, 1500, 1500, 0.0, 1, 60));
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string sweep_id = submitted->sweep_id();
+  auto worker = cluster->StartWorker("patient", {"--drain-grace-s", "20"});
+  ASSERT_TRUE(worker.ok());
+  ASSERT_TRUE(
+      WaitForLeaseHeldBy(*cluster, sweep_id, "patient", absl::Seconds(20))
+          .ok());
+  ASSERT_TRUE((*worker)->Signal(SIGTERM).ok());
+  auto exit = (*worker)->Wait(absl::Seconds(20));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->exited && exit->code == 0) << exit->ToString();
+  // It reported before exiting: the sweep is done without any other worker.
+  auto status = cluster->GetSweep(sweep_id);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->state(), v1::SWEEP_STATE_DONE) << cluster->DescribeLogs();
+  EXPECT_EQ(CountInFile((*worker)->log_path(), "released 1 task(s)"), 0);
+}
+
+}  // namespace
+}  // namespace sweepd::testing
