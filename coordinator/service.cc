@@ -1,0 +1,727 @@
+#include "coordinator/service.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "sweepd/v1/coordinator.grpc.pb.h"
+#include "sweepd/v1/worker.grpc.pb.h"
+
+namespace sweepd {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
+}
+
+grpc::Status Invalid(absl::string_view field, absl::string_view what) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat(field, ": ", what));
+}
+
+// A fixed pool of threads running queued closures in FIFO order.
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads) {
+    for (int i = 0; i < std::max(1, threads); ++i) {
+      threads_.emplace_back([this] { Loop(); });
+    }
+  }
+  ~ThreadPool() { Stop(); }
+  void Schedule(std::function<void()> fn) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(fn));
+    }
+    cv_.notify_one();
+  }
+  // Runs what is queued, then joins the threads.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+bool IsFinished(v1::SweepState s) {
+  return s == v1::SWEEP_STATE_DONE || s == v1::SWEEP_STATE_FAILED ||
+         s == v1::SWEEP_STATE_CANCELLED;
+}
+
+void FillStatus(const SweepSummary& sum, const v1::SweepSpec* spec,
+                v1::SweepStatus* out) {
+  out->set_sweep_id(sum.sweep_id);
+  out->set_name(sum.name);
+  out->set_state(sum.state);
+  *out->mutable_counts() = sum.counts;
+  if (spec != nullptr) *out->mutable_spec() = *spec;
+  out->set_created_unix_ms(sum.created_ms);
+  out->set_updated_unix_ms(sum.updated_ms);
+}
+
+grpc::Status ValidateLeases(
+    const google::protobuf::RepeatedPtrField<v1::LeaseProgress>& in,
+    std::vector<LeaseRef>* out) {
+  for (int i = 0; i < in.size(); ++i) {
+    const auto& l = in.Get(i);
+    if (l.task_key().empty())
+      return Invalid(absl::StrCat("leases[", i, "].task_key"), "empty");
+    if (l.fencing_token() <= 0) {
+      return Invalid(absl::StrCat("leases[", i, "].fencing_token"),
+                     "must be > 0");
+    }
+    out->push_back(LeaseRef{l.task_key(), l.fencing_token()});
+  }
+  return grpc::Status::OK;
+}
+
+class ServerImpl;
+
+// ---- WatchSweep stream
+// ------------------------------------------------------------------
+
+class WatchReactor : public grpc::ServerWriteReactor<v1::SweepEvent> {
+ public:
+  WatchReactor(ServerImpl* server, std::string sweep_id)
+      : server_(server), sweep_id_(std::move(sweep_id)) {}
+
+  enum class Action { kNothing, kWrite, kFinishUnavailable, kFinishNotFound };
+  // Called by the watch loop under its registry lock: decides what to send
+  // next.
+  Action Decide(LeaseScheduler* scheduler, Clock* clock, bool shutting_down);
+  // Then, with no lock held (a gRPC reaction may run inline), performs it. The
+  // reactor stays alive: OnDone cannot run before Finish, and Decide made this
+  // the only caller of Finish or the owner of the one outstanding write.
+  void Act(Action action);
+  void SetSpec(v1::SweepSpec spec) {
+    std::lock_guard<std::mutex> lock(mu_);
+    spec_ = std::move(spec);
+  }
+  // Ends the stream with `status` unless already ending.
+  void FinishOnce(const grpc::Status& status) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    Finish(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool finish_ok = false, finish_err = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+      if (finished_) return;
+      if (!ok) {
+        finished_ = finish_err = true;
+      } else if (final_sent_ || cancelled_) {
+        finished_ = true;
+        finish_ok = final_sent_;
+        finish_err = !final_sent_;
+      }
+    }
+    if (finish_ok) Finish(grpc::Status::OK);
+    if (finish_err)
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch stream closed"));
+  }
+
+  void OnCancel() override {
+    bool finish = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancelled_ = true;
+      // Before ready_, the start-up read on the executor owns finishing.
+      if (ready_ && !writing_ && !finished_) finish = finished_ = true;
+    }
+    if (finish)
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+  }
+
+  void OnDone() override;
+
+ private:
+  ServerImpl* const server_;
+  const std::string sweep_id_;
+  std::mutex mu_;
+  v1::SweepSpec spec_;
+  v1::SweepEvent event_;
+  bool ready_ = false;  // the spec was read; polling may start
+  bool writing_ = false;
+  bool finished_ = false;
+  bool cancelled_ = false;
+  bool final_sent_ = false;
+  uint64_t last_version_ = std::numeric_limits<uint64_t>::max();
+  friend class ServerImpl;
+};
+
+// ---- Services
+// -----------------------------------------------------------------------------
+
+class ServerImpl : public CoordinatorServer {
+ public:
+  ServerImpl(Ledger* ledger, LeaseScheduler* scheduler,
+             const ServiceOptions& options)
+      : ledger_(ledger),
+        scheduler_(scheduler),
+        options_(options),
+        executor_(options.executor_threads),
+        coordinator_(this),
+        gateway_(this) {
+    background_ = std::thread([this] { BackgroundLoop(); });
+  }
+  ~ServerImpl() override { Stop(); }
+
+  grpc::Service* coordinator_service() override { return &coordinator_; }
+  grpc::Service* worker_gateway_service() override { return &gateway_; }
+
+  void ConfigureBuilder(grpc::ServerBuilder* builder) override {
+    builder->RegisterService(&coordinator_);
+    builder->RegisterService(&gateway_);
+    builder->SetMaxReceiveMessageSize(options_.max_message_bytes);
+    builder->SetMaxSendMessageSize(options_.max_message_bytes);
+  }
+
+  void BeginShutdown() override { shutting_down_ = true; }
+
+  void Stop() override {
+    BeginShutdown();
+    stop_.Notify();
+    if (background_.joinable()) background_.join();
+    executor_.Stop();
+  }
+
+  // Shared plumbing for the handlers.
+  bool Draining() const { return shutting_down_.load(); }
+  ThreadPool& executor() { return executor_; }
+  Ledger* ledger() { return ledger_; }
+  LeaseScheduler* scheduler() { return scheduler_; }
+  const ServiceOptions& options() const { return options_; }
+
+  // Marks `w` ready and registers it; false (and not registered) if it was
+  // cancelled.
+  bool AddWatcherIfNotCancelled(WatchReactor* w) {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    std::lock_guard<std::mutex> wlock(w->mu_);
+    if (w->cancelled_) return false;
+    w->ready_ = true;
+    watchers_.insert(w);
+    return true;
+  }
+  void RemoveWatcher(WatchReactor* w) {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    watchers_.erase(w);
+  }
+
+ private:
+  class CoordinatorHandlers : public v1::Coordinator::CallbackService {
+   public:
+    explicit CoordinatorHandlers(ServerImpl* s) : s_(s) {}
+
+    grpc::ServerUnaryReactor* SubmitSweep(
+        grpc::CallbackServerContext* ctx, const v1::SubmitSweepRequest* req,
+        v1::SubmitSweepResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      if (s_->Draining()) return Fail(reactor);
+      if (!req->has_spec()) {
+        reactor->Finish(Invalid("spec", "required"));
+        return reactor;
+      }
+      s_->executor().Schedule([this, req, resp, reactor] {
+        absl::StatusOr<Plan> plan =
+            PlanSweep(req->spec(), s_->options().planner);
+        if (!plan.ok()) return reactor->Finish(ToGrpc(plan.status()));
+        SWEEPD_LOG(INFO) << "planned sweep " << plan->sweep_id << " ('"
+                         << plan->resolved_spec.name()
+                         << "'): " << plan->tasks.size() << " tasks";
+        s_->scheduler()->SubmitPlan(
+            std::move(plan).value(),
+            [resp, reactor](absl::StatusOr<SubmitOutcome> r) {
+              if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+              resp->set_sweep_id(r->sweep_id);
+              resp->set_total_tasks(r->total_tasks);
+              resp->set_already_existed(r->already_existed);
+              reactor->Finish(grpc::Status::OK);
+            });
+      });
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* GetSweep(grpc::CallbackServerContext* ctx,
+                                       const v1::GetSweepRequest* req,
+                                       v1::SweepStatus* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      if (s_->Draining()) return Fail(reactor);
+      if (req->sweep_id().empty()) {
+        reactor->Finish(Invalid("sweep_id", "required"));
+        return reactor;
+      }
+      s_->executor().Schedule([this, req, resp, reactor] {
+        auto row = s_->ledger()->GetSweep(req->sweep_id());
+        if (!row.ok()) return reactor->Finish(ToGrpc(row.status()));
+        auto sum = s_->scheduler()->GetSweep(req->sweep_id());
+        if (!sum.has_value()) {
+          return reactor->Finish(grpc::Status(
+              grpc::StatusCode::NOT_FOUND,
+              absl::StrCat("sweep_id '", req->sweep_id(), "' not found")));
+        }
+        FillStatus(*sum, &row->spec, resp);
+        reactor->Finish(grpc::Status::OK);
+      });
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* ListSweeps(
+        grpc::CallbackServerContext* ctx, const v1::ListSweepsRequest* req,
+        v1::ListSweepsResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      if (s_->Draining()) return Fail(reactor);
+      s_->executor().Schedule([this, resp, reactor] {
+        auto rows = s_->ledger()->ListSweeps();
+        if (!rows.ok()) return reactor->Finish(ToGrpc(rows.status()));
+        for (const SweepRow& row : *rows) {
+          auto sum = s_->scheduler()->GetSweep(row.sweep_id);
+          if (!sum.has_value())
+            continue;  // committed after the scheduler looked
+          FillStatus(*sum, &row.spec, resp->add_sweeps());
+        }
+        reactor->Finish(grpc::Status::OK);
+      });
+      return reactor;
+    }
+
+    grpc::ServerWriteReactor<v1::SweepEvent>* WatchSweep(
+        grpc::CallbackServerContext* ctx,
+        const v1::WatchSweepRequest* req) override {
+      auto* reactor = new WatchReactor(s_, req->sweep_id());
+      if (s_->Draining()) {
+        reactor->FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                         "sweepd is shutting down"));
+        return reactor;
+      }
+      if (req->sweep_id().empty()) {
+        reactor->FinishOnce(Invalid("sweep_id", "required"));
+        return reactor;
+      }
+      const std::string id = req->sweep_id();
+      s_->executor().Schedule([this, id, reactor] {
+        auto row = s_->ledger()->GetSweep(id);
+        if (!row.ok()) return reactor->FinishOnce(ToGrpc(row.status()));
+        reactor->SetSpec(row->spec);
+        // Registered and marked ready atomically w.r.t. OnDone's RemoveWatcher.
+        if (!s_->AddWatcherIfNotCancelled(reactor)) {
+          reactor->FinishOnce(
+              grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+        }
+      });
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* CancelSweep(
+        grpc::CallbackServerContext* ctx, const v1::CancelSweepRequest* req,
+        v1::CancelSweepResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      if (s_->Draining()) return Fail(reactor);
+      if (req->sweep_id().empty()) {
+        reactor->Finish(Invalid("sweep_id", "required"));
+        return reactor;
+      }
+      s_->scheduler()->CancelSweep(
+          req->sweep_id(), [resp, reactor](absl::StatusOr<int64_t> n) {
+            if (!n.ok()) return reactor->Finish(ToGrpc(n.status()));
+            resp->set_cancelled_tasks(*n);
+            reactor->Finish(grpc::Status::OK);
+          });
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* ListResults(
+        grpc::CallbackServerContext* ctx, const v1::ListResultsRequest* req,
+        v1::ListResultsResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      if (s_->Draining()) return Fail(reactor);
+      if (req->sweep_id().empty()) {
+        reactor->Finish(Invalid("sweep_id", "required"));
+        return reactor;
+      }
+      if (req->page_size() < 0 || req->page_size() > 5000) {
+        reactor->Finish(Invalid("page_size", "must be between 0 and 5000"));
+        return reactor;
+      }
+      int64_t after = -1;
+      if (!req->page_token().empty() &&
+          (!absl::SimpleAtoi(req->page_token(), &after) || after < 0)) {
+        reactor->Finish(Invalid(
+            "page_token", absl::StrCat("'", req->page_token(),
+                                       "' is not a token from this API")));
+        return reactor;
+      }
+      std::vector<v1::TaskState> states;
+      for (int i = 0; i < req->states_size(); ++i) {
+        const int st = req->states(i);
+        if (st <= v1::TASK_STATE_UNSPECIFIED || st > v1::TASK_STATE_CANCELLED) {
+          reactor->Finish(
+              Invalid(absl::StrCat("states[", i, "]"), "not a task state"));
+          return reactor;
+        }
+        states.push_back(static_cast<v1::TaskState>(st));
+      }
+      const int limit = req->page_size() == 0 ? 500 : req->page_size();
+      s_->executor().Schedule([this, req, resp, reactor, states, after, limit] {
+        if (!s_->scheduler()->GetSweep(req->sweep_id()).has_value()) {
+          return reactor->Finish(grpc::Status(
+              grpc::StatusCode::NOT_FOUND,
+              absl::StrCat("sweep_id '", req->sweep_id(), "' not found")));
+        }
+        auto page =
+            s_->ledger()->ListTasks(req->sweep_id(), states, after, limit);
+        if (!page.ok()) return reactor->Finish(ToGrpc(page.status()));
+        for (auto& t : page->tasks) *resp->add_tasks() = std::move(t);
+        if (page->more) resp->set_next_page_token(absl::StrCat(page->last_idx));
+        reactor->Finish(grpc::Status::OK);
+      });
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* ListWorkers(
+        grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest* req,
+        v1::ListWorkersResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      if (s_->Draining()) return Fail(reactor);
+      for (auto& w : s_->scheduler()->ListWorkers())
+        *resp->add_workers() = std::move(w);
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+
+   private:
+    static grpc::ServerUnaryReactor* Fail(grpc::ServerUnaryReactor* r) {
+      r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                             "sweepd is shutting down"));
+      return r;
+    }
+    ServerImpl* const s_;
+  };
+
+  class GatewayHandlers : public v1::WorkerGateway::CallbackService {
+   public:
+    explicit GatewayHandlers(ServerImpl* s) : s_(s) {}
+
+    grpc::ServerUnaryReactor* RegisterWorker(
+        grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* req,
+        v1::RegisterWorkerResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      if (s_->Draining()) return Fail(reactor);
+      const auto& caps = req->capabilities();
+      if (caps.gpu_count() < 0) {
+        reactor->Finish(Invalid("capabilities.gpu_count", "must be >= 0"));
+      } else if (caps.tensor_parallel() < 0) {
+        reactor->Finish(
+            Invalid("capabilities.tensor_parallel", "must be >= 0"));
+      } else if (caps.gpu_memory_bytes() < 0) {
+        reactor->Finish(
+            Invalid("capabilities.gpu_memory_bytes", "must be >= 0"));
+      } else {
+        s_->scheduler()->RegisterWorker(
+            req->name(), caps,
+            [resp, reactor](absl::StatusOr<v1::RegisterWorkerResponse> r) {
+              if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+              *resp = *r;
+              reactor->Finish(grpc::Status::OK);
+            });
+      }
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* LeaseTasks(
+        grpc::CallbackServerContext* ctx, const v1::LeaseTasksRequest* req,
+        v1::LeaseTasksResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      if (s_->Draining()) return Fail(reactor);
+      if (req->worker_id().empty()) {
+        reactor->Finish(Invalid("worker_id", "required"));
+        return reactor;
+      }
+      if (req->max_tasks() < 0) {
+        reactor->Finish(Invalid("max_tasks", "must be >= 0"));
+        return reactor;
+      }
+      std::optional<v1::WorkerCapabilities> caps;
+      if (req->has_capabilities()) caps = req->capabilities();
+      s_->scheduler()->LeaseTasks(
+          req->worker_id(), std::max(1, req->max_tasks()), caps,
+          [resp, reactor](absl::StatusOr<LeaseBatch> r) {
+            if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+            for (auto& t : r->tasks) *resp->add_tasks() = std::move(t);
+            resp->set_retry_after_ms(r->retry_after_ms);
+            reactor->Finish(grpc::Status::OK);
+          });
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                        const v1::HeartbeatRequest* req,
+                                        v1::HeartbeatResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      if (s_->Draining()) return Fail(reactor);
+      if (req->worker_id().empty()) {
+        reactor->Finish(Invalid("worker_id", "required"));
+        return reactor;
+      }
+      std::vector<LeaseRef> leases;
+      grpc::Status v = ValidateLeases(req->leases(), &leases);
+      if (!v.ok()) {
+        reactor->Finish(v);
+        return reactor;
+      }
+      s_->scheduler()->Heartbeat(
+          req->worker_id(), leases, req->draining(),
+          [resp, reactor](absl::StatusOr<HeartbeatOutcome> r) {
+            if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+            for (auto& k : r->cancelled_task_keys) {
+              resp->add_cancelled_task_keys(k);
+            }
+            resp->set_lease_expires_unix_ms(r->lease_expires_ms);
+            reactor->Finish(grpc::Status::OK);
+          });
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* ReportResult(
+        grpc::CallbackServerContext* ctx, const v1::ReportResultRequest* req,
+        v1::ReportResultResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      if (s_->Draining()) return Fail(reactor);
+      grpc::Status v = grpc::Status::OK;
+      if (req->worker_id().empty())
+        v = Invalid("worker_id", "required");
+      else if (req->task_key().empty())
+        v = Invalid("task_key", "required");
+      else if (req->fencing_token() <= 0)
+        v = Invalid("fencing_token", "must be > 0");
+      else if (req->outcome_case() ==
+               v1::ReportResultRequest::OUTCOME_NOT_SET) {
+        v = Invalid("outcome", "one of result or failure is required");
+      }
+      if (!v.ok()) {
+        reactor->Finish(v);
+        return reactor;
+      }
+      ResultReport report;
+      report.worker_id = req->worker_id();
+      report.task_key = req->task_key();
+      report.fencing_token = req->fencing_token();
+      if (req->has_result()) report.result = req->result();
+      if (req->has_failure()) report.failure = req->failure();
+      s_->scheduler()->ReportResult(
+          report, [resp, reactor](absl::StatusOr<bool> r) {
+            if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+            resp->set_committed(*r);
+            reactor->Finish(grpc::Status::OK);
+          });
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* ReleaseTasks(
+        grpc::CallbackServerContext* ctx, const v1::ReleaseTasksRequest* req,
+        v1::ReleaseTasksResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      // Releases are accepted while draining: they hand work back.
+      if (req->worker_id().empty()) {
+        reactor->Finish(Invalid("worker_id", "required"));
+        return reactor;
+      }
+      std::vector<LeaseRef> leases;
+      grpc::Status v = ValidateLeases(req->leases(), &leases);
+      if (!v.ok()) {
+        reactor->Finish(v);
+        return reactor;
+      }
+      s_->scheduler()->ReleaseTasks(
+          req->worker_id(), leases, [resp, reactor](absl::StatusOr<int> r) {
+            if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+            resp->set_released(*r);
+            reactor->Finish(grpc::Status::OK);
+          });
+      return reactor;
+    }
+
+   private:
+    static grpc::ServerUnaryReactor* Fail(grpc::ServerUnaryReactor* r) {
+      r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                             "sweepd is shutting down"));
+      return r;
+    }
+    ServerImpl* const s_;
+  };
+
+  void BackgroundLoop() {
+    int64_t next_expiry = 0;
+    while (!stop_.HasBeenNotified()) {
+      const int64_t now = Clock::Real()->NowMs();
+      if (now >= next_expiry) {
+        next_expiry = now + options_.expiry_interval_ms;
+        scheduler_->ExpireLeases([](absl::StatusOr<int> r) {
+          if (!r.ok())
+            SWEEPD_LOG(WARNING) << "lease expiry pass failed: " << r.status();
+        });
+      }
+      PollWatchers(Draining());
+      stop_.WaitForNotificationWithTimeout(
+          absl::Milliseconds(options_.watch_interval_ms));
+    }
+    // Final pass: end every open watch stream.
+    PollWatchers(/*shutting_down=*/true);
+  }
+
+  void PollWatchers(bool shutting_down) {
+    std::vector<std::pair<WatchReactor*, WatchReactor::Action>> actions;
+    {
+      std::lock_guard<std::mutex> lock(watch_mu_);
+      for (WatchReactor* w : watchers_) {
+        auto a = w->Decide(scheduler_, Clock::Real(), shutting_down);
+        if (a != WatchReactor::Action::kNothing) actions.emplace_back(w, a);
+      }
+    }
+    for (auto& [w, a] : actions) w->Act(a);
+  }
+
+  Ledger* const ledger_;
+  LeaseScheduler* const scheduler_;
+  const ServiceOptions options_;
+  std::atomic<bool> shutting_down_{false};
+  ThreadPool executor_;
+  CoordinatorHandlers coordinator_;
+  GatewayHandlers gateway_;
+  std::mutex watch_mu_;
+  std::set<WatchReactor*> watchers_;  // guarded by watch_mu_
+  absl::Notification stop_;
+  std::thread background_;
+};
+
+WatchReactor::Action WatchReactor::Decide(LeaseScheduler* scheduler,
+                                          Clock* clock, bool shutting_down) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ready_ || finished_ || writing_) return Action::kNothing;
+  if (shutting_down) {
+    finished_ = true;
+    return Action::kFinishUnavailable;
+  }
+  auto sum = scheduler->GetSweep(sweep_id_);
+  if (!sum.has_value()) {
+    finished_ = true;
+    return Action::kFinishNotFound;
+  }
+  if (sum->version == last_version_) return Action::kNothing;
+  last_version_ = sum->version;
+  event_.Clear();
+  FillStatus(*sum, &spec_, event_.mutable_status());
+  event_.set_unix_ms(clock->NowMs());
+  final_sent_ = IsFinished(sum->state);
+  writing_ = true;
+  return Action::kWrite;
+}
+
+void WatchReactor::Act(Action action) {
+  switch (action) {
+    case Action::kWrite:
+      StartWrite(&event_);
+      break;
+    case Action::kFinishUnavailable:
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "sweepd is shutting down"));
+      break;
+    case Action::kFinishNotFound:
+      Finish(
+          grpc::Status(grpc::StatusCode::NOT_FOUND,
+                       absl::StrCat("sweep_id '", sweep_id_, "' not found")));
+      break;
+    case Action::kNothing:
+      break;
+  }
+}
+
+void WatchReactor::OnDone() {
+  server_->RemoveWatcher(this);
+  delete this;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
+    Ledger* ledger, LeaseScheduler* scheduler, const ServiceOptions& options) {
+  if (ledger == nullptr || scheduler == nullptr) {
+    return absl::InvalidArgumentError(
+        "CoordinatorServer needs a ledger and a scheduler");
+  }
+  if (options.executor_threads < 1) {
+    return absl::InvalidArgumentError(
+        "ServiceOptions.executor_threads must be >= 1");
+  }
+  return std::unique_ptr<CoordinatorServer>(
+      new ServerImpl(ledger, scheduler, options));
+}
+
+bool IsLoopbackAddress(const std::string& host_port) {
+  std::string host = host_port;
+  const size_t colon = host.rfind(':');
+  if (colon != std::string::npos && host.find(']') != std::string::npos) {
+    host = host.substr(0, host.find(']') + 1);
+  } else if (colon != std::string::npos && host.find(':') == colon) {
+    host = host.substr(0, colon);
+  }
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  return absl::StartsWith(host, "127.");
+}
+
+void InitGrpcServerPlugins() {
+  static const bool once = [] {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    return true;
+  }();
+  (void)once;
+}
+
+}  // namespace sweepd

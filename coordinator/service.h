@@ -1,0 +1,74 @@
+// CoordinatorServer: the gRPC side of sweepd. It implements the Coordinator and
+// WorkerGateway services (proto/sweepd/v1/) with the callback API: reactions
+// validate the request and hand work on — writes to the LeaseScheduler/Ledger
+// (the reactor finishes in the commit callback), reads and planning to an
+// internal executor thread pool — so no reaction blocks on SQLite or the file
+// system. It also runs the background loops: lease expiry and WatchSweep
+// updates.
+//
+// Ownership: borrows the Ledger and LeaseScheduler (they must outlive it); owns
+// its threads. Thread-safe. Shutdown order: BeginShutdown() (new calls get
+// UNAVAILABLE, watchers end), grpc::Server::Shutdown(), then Stop().
+#ifndef SWEEPD_COORDINATOR_SERVICE_H_
+#define SWEEPD_COORDINATOR_SERVICE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "coordinator/ledger.h"
+#include "coordinator/planner.h"
+#include "coordinator/scheduler.h"
+#include "grpcpp/grpcpp.h"
+
+namespace sweepd {
+
+struct ServiceOptions {
+  PlannerOptions planner;
+  // Threads for planning and ledger reads.
+  int executor_threads = 4;
+  // How often expired leases are returned (real time; the scheduler's Clock
+  // decides expiry).
+  int64_t expiry_interval_ms = 1'000;
+  // How often WatchSweep streams look for changes (at most one event per
+  // interval).
+  int64_t watch_interval_ms = 250;
+  // Largest accepted request / sent response.
+  int max_message_bytes = 64 << 20;
+};
+
+class CoordinatorServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
+      Ledger* ledger, LeaseScheduler* scheduler, const ServiceOptions& options);
+  virtual ~CoordinatorServer() = default;
+
+  // The two services to register with a grpc::ServerBuilder (owned by this
+  // object).
+  virtual grpc::Service* coordinator_service() = 0;
+  virtual grpc::Service* worker_gateway_service() = 0;
+
+  // Adds both services, health checking, reflection and message-size limits to
+  // `builder`.
+  virtual void ConfigureBuilder(grpc::ServerBuilder* builder) = 0;
+
+  // From now on every new call fails with UNAVAILABLE and open watch streams
+  // end.
+  virtual void BeginShutdown() = 0;
+  // Stops the background loops and the executor (after
+  // grpc::Server::Shutdown()).
+  virtual void Stop() = 0;
+};
+
+// True for "localhost", 127.0.0.0/8, "::1" and "[::1]" hosts of a HOST:PORT
+// address.
+bool IsLoopbackAddress(const std::string& host_port);
+
+// Must be called once before the first grpc::ServerBuilder is made (enables
+// reflection and the default health service). Idempotent.
+void InitGrpcServerPlugins();
+
+}  // namespace sweepd
+
+#endif  // SWEEPD_COORDINATOR_SERVICE_H_
