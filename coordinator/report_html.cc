@@ -96,6 +96,14 @@ json BaseSpec(const std::string& title) {
       {"config", {{"axis", {{"labelFontSize", 11}, {"titleFontSize", 12}}}}}};
 }
 
+// Layer as a continuous axis (line charts): integer ticks only.
+json LayerQuantAxis() {
+  return json{{"field", "layer"},
+              {"type", "quantitative"},
+              {"title", "layer"},
+              {"axis", {{"tickMinStep", 1}, {"format", "d"}}}};
+}
+
 json LayerAxis() {
   return json{{"field", "layer"}, {"type", "ordinal"}, {"title", "layer"}};
 }
@@ -260,8 +268,7 @@ void AddPhaseA(const ReportData& data, Page* page) {
     spec["data"] = {{"values", norms}};
     spec["mark"] = {{"type", "line"}, {"point", true}, {"tooltip", true}};
     spec["encoding"] = {
-        {"x",
-         {{"field", "layer"}, {"type", "quantitative"}, {"title", "layer"}}},
+        {"x", LayerQuantAxis()},
         {"y",
          {{"field", "resid_norm"},
           {"type", "quantitative"},
@@ -293,8 +300,7 @@ void AddPhaseB(const ReportData& data, Page* page) {
     spec["data"] = {{"values", ranks}};
     spec["mark"] = {{"type", "line"}, {"point", true}, {"tooltip", true}};
     spec["encoding"] = {
-        {"x",
-         {{"field", "layer"}, {"type", "quantitative"}, {"title", "layer"}}},
+        {"x", LayerQuantAxis()},
         {"y",
          {{"field", "rank_plus_1"},
           {"type", "quantitative"},
@@ -570,12 +576,14 @@ void AddDegeneration(const ReportData& data, Page* page) {
                     "</td><td>", Pct(row.ppl_delta_pct), "</td></tr>\n");
     const std::string layer_label = absl::StrCat("layer ", layers);
     values.push_back({{"layer", layer_label},
+                      {"layer_index", row.layers.empty() ? 0 : row.layers[0]},
                       {"op", EvalKindName(row.kind)},
                       {"detail", row.intervention},
                       {"dataset", row.dataset},
                       {"ppl", row.ppl}});
     if (base_ppl && baseline_added.insert({layer_label, row.dataset}).second) {
       values.push_back({{"layer", layer_label},
+                        {"layer_index", row.layers.empty() ? 0 : row.layers[0]},
                         {"op", "none"},
                         {"detail", "no modification"},
                         {"dataset", row.dataset},
@@ -592,7 +600,10 @@ void AddDegeneration(const ReportData& data, Page* page) {
       {"height", 220},
       {"encoding",
        {{"column",
-         {{"field", "layer"}, {"type", "nominal"}, {"title", nullptr}}},
+         {{"field", "layer"},
+          {"type", "nominal"},
+          {"title", nullptr},
+          {"sort", {{"field", "layer_index"}, {"op", "min"}}}}},
         {"row",
          {{"field", "dataset"}, {"type", "nominal"}, {"title", nullptr}}},
         {"x",
@@ -605,6 +616,9 @@ void AddDegeneration(const ReportData& data, Page* page) {
           {"type", "quantitative"},
           {"title", "perplexity"},
           {"scale", {{"type", "log"}}}}},
+        // Perplexity is >= 1: bars grow from 1, which a log scale can show (0
+        // it cannot).
+        {"y2", {{"datum", 1}}},
         {"color",
          {{"field", "op"},
           {"type", "nominal"},
@@ -653,6 +667,7 @@ th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 table.summary td { text-align: left; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
+#table-degeneration td:nth-child(-n+3), #table-other td:nth-child(-n+2) { text-align: left; }
 tr.never td { background: #fdecea; } tr.drop td { background: #eaf2fd; }
 ul.notes { color: #555; }
 )css";

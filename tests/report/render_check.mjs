@@ -2,7 +2,7 @@
 // the network off, waits until every Vega-Lite chart has settled, and checks that
 //   - window.__sweepdCharts reports "ok" for exactly the expected chart ids,
 //   - every chart div holds a drawn <svg> or <canvas> of non-trivial size with marks in it,
-//   - no page error, console error or network request happened;
+//   - no page error, console error or warning, or network request happened;
 // then saves a full-page screenshot. Exit code 0 = all good, 1 = a problem (listed on stderr),
 // 2 = bad usage. Used by tests/report/report_render_test.cc.
 //
@@ -41,7 +41,11 @@ try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+    // Vega and Vega-Lite report dropped data and bad encodings as warnings: a report that
+    // draws everything it has must not cause any.
+    if (m.type() === 'error' || m.type() === 'warning') {
+      problems.push(`console ${m.type()}: ${m.text()}`);
+    }
   });
   page.on('request', (r) => {
     if (!r.url().startsWith('file:') && !r.url().startsWith('data:')) {
@@ -76,7 +80,8 @@ try {
       return {
         svg: div.querySelectorAll('svg').length,
         canvas: div.querySelectorAll('canvas').length,
-        marks: div.querySelectorAll('svg g.mark-group path, svg g.mark-rect path, svg g.mark-symbol path, svg g.mark-line path, svg g.mark-rule line').length,
+        // Items of data marks (bars, points, lines, rules), not frames, axes or legends.
+        marks: div.querySelectorAll('svg g.role-mark:not(.mark-group) > *').length,
         width: Math.round(box.width),
         height: Math.round(box.height),
       };
@@ -89,7 +94,7 @@ try {
     } else if (info.width < 50 || info.height < 50) {
       problems.push(`chart ${id}: drawn area only ${info.width}x${info.height}`);
     } else if (info.svg > 0 && info.marks === 0) {
-      problems.push(`chart ${id}: svg has no marks`);
+      problems.push(`chart ${id}: svg has no data marks (nothing drawn)`);
     }
   }
   const pageErrors = await page.evaluate(() => window.__sweepdErrors || []);

@@ -168,8 +168,27 @@ TEST(ReportRenderTest, EveryChartDrawsInHeadlessChromium) {
                          "sliding", "full",    "sliding", "sliding",
                          "sliding", "sliding", "sliding", "full"};
   options.ablation_dataset = "wikitext";
-  absl::StatusOr<ReportData> data = BuildReportData(RealisticStudy(), options);
+  // Stage 1, then stage 2 as the layer-study spec runs it: measure each drop
+  // plan's exact set.
+  std::vector<TaskRecord> tasks = RealisticStudy();
+  absl::StatusOr<ReportData> stage1 = BuildReportData(tasks, options);
+  ASSERT_TRUE(stage1.ok()) << stage1.status();
+  for (const DropPlan& plan : stage1->drop_plans) {
+    ASSERT_TRUE(plan.feasible) << "k = " << plan.k;
+    for (int shard = 0; shard < 2; ++shard) {
+      const double tokens = 5000 + 1000 * shard;
+      const double delta = 25 * std::pow(plan.k, 1.7);
+      tasks.push_back(MakeEval(
+          absl::StrCat("plan-", plan.k, "-", shard), "wikitext", shard, 2,
+          {{"skip", absl::StrJoin(plan.layers, ",")}},
+          tokens * std::log((18.0 + shard) * (1 + delta / 100)), tokens));
+    }
+  }
+  absl::StatusOr<ReportData> data = BuildReportData(tasks, options);
   ASSERT_TRUE(data.ok()) << data.status();
+  for (const DropPlan& plan : data->drop_plans) {
+    EXPECT_TRUE(plan.measured_delta_pct.has_value()) << "k = " << plan.k;
+  }
   ASSERT_EQ(data->num_layers, kLayers);
   ASSERT_EQ(data->categories.size(), kCategories.size());
   absl::StatusOr<std::string> html = RenderReportHtml(*data);
