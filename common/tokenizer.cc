@@ -33,7 +33,7 @@ using Json = nlohmann::json;
 // Words at least this long (bytes) are not cached: they rarely repeat and would
 // crowd out the short ones. The cache stops growing at kCacheCapacity entries
 // (as `tokenizers` does).
-constexpr size_t kMaxCachedWordBytes = 256;
+constexpr size_t kMaxCachedWordBytes = 64;
 constexpr size_t kCacheCapacity = 100000;
 
 // ---------------------------------------------------------------------------------------------
