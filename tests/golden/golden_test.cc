@@ -35,7 +35,10 @@ constexpr double kMaxTiedFraction = 0.05;
 // bf16 engine vs transformers bf16 / the fp32 reference of the same weights.
 constexpr double kBf16LogitAbs = 0.25;
 constexpr double kBf16NllAbs = 0.1;
-constexpr double kBf16ArgmaxMargin = 0.3;
+// Above one bf16 ulp of a logit near the softcap (4 * 2^-7 ~= 0.031); 32 of the
+// 40 positions of tiny_bf16 qualify (its softcap of 4 compresses the top of the
+// distribution).
+constexpr double kBf16ArgmaxMargin = 0.05;
 constexpr double kBf16MinAgreement = 0.99;
 
 std::string FixturesDir() {
