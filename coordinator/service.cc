@@ -227,7 +227,7 @@ class ServerImpl : public CoordinatorServer {
 
   void Stop() override {
     BeginShutdown();
-    stop_.Notify();
+    if (!stop_.HasBeenNotified()) stop_.Notify();
     if (background_.joinable()) background_.join();
     executor_.Stop();
   }

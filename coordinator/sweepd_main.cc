@@ -1,0 +1,238 @@
+// sweepd: the coordinator process. Parses flags, restores a snapshot onto an
+// empty box, opens the ledger, loads the scheduler, serves gRPC, snapshots
+// periodically and shuts down cleanly on SIGTERM/SIGINT. Everything else lives
+// in sweepd::coordinator.
+#include <signal.h>
+
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "coordinator/ledger.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/service.h"
+#include "coordinator/snapshot.h"
+#include "grpcpp/grpcpp.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7070",
+          "HOST:PORT to serve on. Port 0 picks a free port; the chosen address "
+          "is printed as "
+          "'sweepd listening on HOST:PORT'.");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the chosen port number is written to this file once the "
+          "server listens.");
+ABSL_FLAG(std::string, ledger, "",
+          "Path of the SQLite ledger (created if missing). Required.");
+ABSL_FLAG(std::string, model_root, "",
+          "Directory that sweep model paths must resolve into (relative paths "
+          "are taken from "
+          "it).");
+ABSL_FLAG(std::string, data_root, "",
+          "Directory that sweep dataset paths must resolve into (relative "
+          "paths are taken "
+          "from it).");
+ABSL_FLAG(int, lease_seconds, 60,
+          "Lease length for sweeps whose policy.lease_seconds is 0; also how "
+          "long a silent "
+          "worker keeps its prefix-share groups.");
+ABSL_FLAG(std::string, snapshot_dir, "",
+          "Durable directory for ledger snapshots. On start, if the ledger is "
+          "missing or "
+          "empty, the newest intact snapshot here is restored and every sweep "
+          "resumes.");
+ABSL_FLAG(int, snapshot_interval_s, 300,
+          "Seconds between snapshots (with --snapshot-dir).");
+ABSL_FLAG(int, snapshot_keep, 3, "Snapshots kept in --snapshot-dir.");
+ABSL_FLAG(
+    bool, allow_insecure_remote, false,
+    "Allow plaintext gRPC on a non-loopback --listen address (insecure).");
+
+namespace sweepd {
+namespace {
+
+int Run() {
+  const std::string ledger_path = absl::GetFlag(FLAGS_ledger);
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  if (ledger_path.empty()) {
+    std::cerr << "sweepd: --ledger PATH is required (see --help)\n";
+    return 2;
+  }
+  if (!IsLoopbackAddress(listen) &&
+      !absl::GetFlag(FLAGS_allow_insecure_remote)) {
+    std::cerr << "sweepd: --listen " << listen
+              << " is not a loopback address; plaintext gRPC there needs "
+                 "--allow-insecure-remote\n";
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_lease_seconds) <= 0) {
+    std::cerr << "sweepd: --lease-seconds must be > 0\n";
+    return 2;
+  }
+  const std::string snapshot_dir = absl::GetFlag(FLAGS_snapshot_dir);
+  const int64_t snapshot_interval_ms =
+      int64_t{absl::GetFlag(FLAGS_snapshot_interval_s)} * 1000;
+  if (!snapshot_dir.empty() && snapshot_interval_ms <= 0) {
+    std::cerr << "sweepd: --snapshot-interval-s must be > 0\n";
+    return 2;
+  }
+
+  // Signals are taken synchronously by this thread; block them before any
+  // thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (!snapshot_dir.empty()) {
+    auto restored = RestoreNewestSnapshotIfMissing(ledger_path, snapshot_dir);
+    if (!restored.ok()) {
+      std::cerr << "sweepd: restoring a snapshot: " << restored.status()
+                << "\n";
+      return 1;
+    }
+    if (restored->has_value()) {
+      SWEEPD_LOG(INFO) << "restored ledger " << ledger_path << " from snapshot "
+                       << **restored;
+    }
+  }
+
+  const int64_t lease_ms = int64_t{absl::GetFlag(FLAGS_lease_seconds)} * 1000;
+  LedgerOptions ledger_options;
+  ledger_options.default_lease_ms = lease_ms;
+  auto ledger = Ledger::Open(ledger_path, ledger_options);
+  if (!ledger.ok()) {
+    std::cerr << "sweepd: " << ledger.status() << "\n";
+    return 1;
+  }
+  SchedulerOptions scheduler_options;
+  scheduler_options.worker_timeout_ms = lease_ms;
+  scheduler_options.restart_grace_ms = lease_ms;
+  auto scheduler = LeaseScheduler::Create(ledger->get(), scheduler_options);
+  if (!scheduler.ok()) {
+    std::cerr << "sweepd: " << scheduler.status() << "\n";
+    return 1;
+  }
+  ServiceOptions service_options;
+  service_options.planner.model_root = absl::GetFlag(FLAGS_model_root);
+  service_options.planner.data_root = absl::GetFlag(FLAGS_data_root);
+  auto service = CoordinatorServer::Create(ledger->get(), scheduler->get(),
+                                           service_options);
+  if (!service.ok()) {
+    std::cerr << "sweepd: " << service.status() << "\n";
+    return 1;
+  }
+
+  InitGrpcServerPlugins();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  (*service)->ConfigureBuilder(&builder);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::cerr << "sweepd: cannot listen on " << listen << "\n";
+    return 1;
+  }
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  std::cout << "sweepd listening on " << host << ":" << port << std::endl;
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    // Written to a temp name and renamed so readers never see a partial number.
+    const std::string tmp = port_file + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << port << "\n";
+    }
+    if (std::rename(tmp.c_str(), port_file.c_str()) != 0) {
+      std::cerr << "sweepd: cannot write --port-file " << port_file << "\n";
+      return 1;
+    }
+  }
+
+  int64_t next_snapshot = Clock::Real()->NowMs() + snapshot_interval_ms;
+  int exit_code = 0;
+  while (true) {
+    timespec wait{1, 0};
+    int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGTERM || sig == SIGINT) {
+      SWEEPD_LOG(INFO) << "signal " << sig << ": shutting down";
+      break;
+    }
+    absl::Status health = (*ledger)->health();
+    if (!health.ok()) {
+      SWEEPD_LOG(ERROR)
+          << "ledger failed, exiting so a supervisor restarts sweepd: "
+          << health;
+      exit_code = 1;
+      break;
+    }
+    if (!snapshot_dir.empty() && Clock::Real()->NowMs() >= next_snapshot) {
+      next_snapshot = Clock::Real()->NowMs() + snapshot_interval_ms;
+      SnapshotOptions snap;
+      snap.dir = snapshot_dir;
+      snap.keep = absl::GetFlag(FLAGS_snapshot_keep);
+      auto written = WriteSnapshot(**ledger, snap, Clock::Real()->NowMs());
+      if (written.ok()) {
+        SWEEPD_LOG(INFO) << "snapshot written: " << *written;
+      } else {
+        SWEEPD_LOG(WARNING) << "snapshot failed: " << written.status();
+      }
+    }
+  }
+
+  (*service)->BeginShutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Wait();
+  (*service)->Stop();
+  absl::Status closed = (*ledger)->Close();
+  if (!closed.ok()) {
+    SWEEPD_LOG(ERROR) << "closing the ledger: " << closed;
+    exit_code = 1;
+  }
+  SWEEPD_LOG(INFO) << "sweepd stopped";
+  return exit_code;
+}
+
+}  // namespace
+}  // namespace sweepd
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "sweepd: the sweep coordinator (gRPC services Coordinator and "
+      "WorkerGateway, plus "
+      "grpc.health.v1 and server reflection).\n"
+      "Usage: sweepd --ledger PATH [--listen HOST:PORT] [--port-file PATH] "
+      "[--model-root DIR] [--data-root DIR] [--lease-seconds N] "
+      "[--snapshot-dir DIR --snapshot-interval-s N --snapshot-keep N] "
+      "[--allow-insecure-remote]\n"
+      "Flags may be written --flag=value or --flag value; dashes and "
+      "underscores are "
+      "equivalent (--port-file == --port_file).\n"
+      "SIGTERM/SIGINT: stop accepting calls, drain the ledger queue, exit 0. "
+      "Killed with -9, "
+      "a restart on the same ledger resumes every sweep.");
+  // absl flags use underscores; accept the documented dashed spellings too.
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string& a = args[i];
+    if (a == "--") break;
+    if (a.rfind("--", 0) != 0) continue;
+    const size_t eq = a.find('=');
+    for (size_t j = 2; j < std::min(eq, a.size()); ++j) {
+      if (a[j] == '-') a[j] = '_';
+    }
+  }
+  std::vector<char*> argv2;
+  for (auto& a : args) argv2.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(argv2.size()), argv2.data());
+  return sweepd::Run();
+}
