@@ -3,9 +3,11 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include "common/clock.h"
+#include "coordinator/snapshot.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_test_util.h"
@@ -444,6 +446,35 @@ TEST_F(LedgerTest, CopyToWritesAnIntactSnapshot) {
   EXPECT_EQ(counts.total(), 10);
   EXPECT_EQ(CheckLedgerIntegrity(TempPath("missing")).code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST_F(LedgerTest, SnapshotsRotateAndRestoreOntoAMissingLedger) {
+  ASSERT_TRUE(Insert(MakePlan({.tasks = 7})).ok());
+  SnapshotOptions snap;
+  snap.dir = TempPath("snapdir");
+  snap.keep = 2;
+  for (int64_t t = 1; t <= 3; ++t) {
+    auto written = WriteSnapshot(*ledger_, snap, 1'700'000'000'000 + t);
+    ASSERT_TRUE(written.ok()) << written.status();
+  }
+  ASSERT_OK_AND_ASSIGN(all, ListSnapshots(snap.dir));
+  ASSERT_THAT(all, SizeIs(2));
+  EXPECT_THAT(all[0], HasSubstr("ledger-1700000000003.db"));
+  EXPECT_THAT(all[1], HasSubstr("ledger-1700000000002.db"));
+
+  const std::string fresh = TempPath("fresh") + ".db";
+  ASSERT_OK_AND_ASSIGN(restored,
+                       RestoreNewestSnapshotIfMissing(fresh, snap.dir));
+  ASSERT_TRUE(restored.has_value());
+  EXPECT_EQ(*restored, all[0]);
+  LedgerOptions options;
+  options.clock = &clock_;
+  ASSERT_OK_AND_ASSIGN(reopened, Ledger::Open(fresh, options));
+  ASSERT_OK_AND_ASSIGN(counts, reopened->CountTasks("sw-test"));
+  EXPECT_EQ(counts.pending(), 7);
+  // An existing ledger is never overwritten.
+  ASSERT_OK_AND_ASSIGN(again, RestoreNewestSnapshotIfMissing(fresh, snap.dir));
+  EXPECT_FALSE(again.has_value());
 }
 
 }  // namespace
