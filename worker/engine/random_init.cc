@@ -111,6 +111,15 @@ at::Tensor RandomWeightSlice(const std::string& name,
     v = style == InitStyle::kGenerator
             ? HashNormal(key, ncols, r0, r1, c0, c1, device) * 0.1 + 1.0
             : at::ones({r1 - r0, c1 - c0}, opts);
+    if (style == InitStyle::kGenerator &&
+        (absl::EndsWith(name, "q_norm.weight") ||
+         absl::EndsWith(name, "k_norm.weight"))) {
+      // Attention scaling is 1.0, so unit q/k norms give scores of std
+      // sqrt(head_dim): a saturated softmax whose random models are chaotic
+      // (tiny rounding differences flip which key wins). Scaling both by
+      // head_dim^-1/4 gives scores of unit scale.
+      v = v * std::pow(static_cast<double>(full_shape[0]), -0.25);
+    }
   } else {
     v = HashNormal(key, ncols, r0, r1, c0, c1, device) * initializer_range;
   }
