@@ -9,6 +9,7 @@
 
 #include "common/clock.h"
 #include "coordinator/ctl_commands.h"
+#include "coordinator/report_command.h"
 
 int main(int argc, char** argv) {
   sweepd::CtlEnv env;
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   env.clock = sweepd::Clock::Real();
   if (const char* addr = std::getenv("SWEEPD_COORDINATOR"))
     env.env_coordinator = addr;
+  sweepd::RegisterCtlCommand(sweepd::ReportCtlCommand());
   return sweepd::RunSweepctl(std::vector<std::string>(argv + 1, argv + argc),
                              env);
 }
