@@ -7,7 +7,8 @@
 //   [--tp N]
 //                [--dtype float32|bfloat16] [--device cpu|cuda] [--batch B]
 //                [--seq S]
-//                [--iters K] [--ablation-sweep]
+//                [--iters K] [--threads N (CPU intra-op threads per rank)]
+//                [--ablation-sweep]
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -34,7 +35,7 @@ int Usage() {
                "FILE [--seed N]) "
                "[--tp N] [--dtype float32|bfloat16] [--device cpu|cuda] "
                "[--batch B] [--seq S] "
-               "[--iters K] [--ablation-sweep]\n";
+               "[--iters K] [--threads N] [--ablation-sweep]\n";
   return 2;
 }
 
@@ -71,6 +72,8 @@ int main(int argc, char** argv) {
       ok = absl::SimpleAtoi(value(), &seq);
     } else if (flag == "--iters") {
       ok = absl::SimpleAtoi(value(), &iters);
+    } else if (flag == "--threads") {
+      ok = absl::SimpleAtoi(value(), &opts.cpu_threads_per_rank);
     } else if (flag == "--ablation-sweep") {
       sweep = true;
     } else {
