@@ -12,8 +12,10 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/logging.h"
@@ -217,6 +219,11 @@ const std::vector<std::string>& Migrations() {
         granted_ms INTEGER NOT NULL);
       CREATE INDEX tasks_by_key ON tasks(task_key, state);
       )sql",
+      // 2 -> 3: staged sweeps: derived stages not planned yet (comma-separated
+      // indices into spec.stages).
+      R"sql(
+      ALTER TABLE sweeps ADD COLUMN deferred_stages TEXT NOT NULL DEFAULT '';
+      )sql",
   };
   return *kMigrations;
 }
@@ -358,6 +365,17 @@ class LedgerImpl : public Ledger {
         std::move(done));
   }
 
+  void AppendStageTasks(const std::string& sweep_id, int stage_index,
+                        std::vector<PlannedTask> tasks,
+                        Callback<AppendStageOutcome> done) override {
+    auto shared = std::make_shared<std::vector<PlannedTask>>(std::move(tasks));
+    Enqueue<AppendStageOutcome>(
+        [this, sweep_id, stage_index, shared] {
+          return DoAppendStage(sweep_id, stage_index, *shared);
+        },
+        std::move(done));
+  }
+
   void LeaseTasks(const std::string& worker_id,
                   const std::vector<TaskId>& tasks,
                   Callback<LeaseOutcome> done) override {
@@ -466,7 +484,8 @@ class LedgerImpl : public Ledger {
       ASSIGN_OR_RETURN(
           Stmt * s,
           c.Prepare("SELECT sweep_id, name, spec, state, total_tasks, "
-                    "created_ms, updated_ms FROM sweeps WHERE sweep_id=?"));
+                    "created_ms, updated_ms, deferred_stages FROM sweeps "
+                    "WHERE sweep_id=?"));
       s->Bind(sweep_id);
       ASSIGN_OR_RETURN(bool row, s->Step());
       if (!row)
@@ -481,9 +500,9 @@ class LedgerImpl : public Ledger {
         [&](Conn& c) -> absl::StatusOr<std::vector<SweepRow>> {
           ASSIGN_OR_RETURN(
               Stmt * s,
-              c.Prepare(
-                  "SELECT sweep_id, name, spec, state, total_tasks, "
-                  "created_ms, updated_ms FROM sweeps ORDER BY created_ms"));
+              c.Prepare("SELECT sweep_id, name, spec, state, total_tasks, "
+                        "created_ms, updated_ms, deferred_stages FROM sweeps "
+                        "ORDER BY created_ms"));
           std::vector<SweepRow> out;
           while (true) {
             ASSIGN_OR_RETURN(bool row, s->Step());
@@ -867,7 +886,18 @@ class LedgerImpl : public Ledger {
     r.total_tasks = s.Int(4);
     r.created_ms = s.Int(5);
     r.updated_ms = s.Int(6);
+    r.deferred_stages = ParseStageList(s.Text(7));
     return r;
+  }
+
+  static std::vector<int> ParseStageList(const std::string& text) {
+    std::vector<int> out;
+    for (absl::string_view part :
+         absl::StrSplit(text, ',', absl::SkipEmpty())) {
+      int v = 0;
+      if (absl::SimpleAtoi(part, &v)) out.push_back(v);
+    }
+    return out;
   }
 
   static absl::StatusOr<v1::TaskRecord> ReadTaskRecord(Stmt& s) {
@@ -999,9 +1029,10 @@ class LedgerImpl : public Ledger {
           Stmt * active,
           writer_->Prepare(
               "SELECT EXISTS(SELECT 1 FROM tasks WHERE sweep_id=? AND "
-              "state IN (1, 2)), EXISTS(SELECT 1 FROM tasks WHERE "
-              "sweep_id=? AND state=4)"));
-      active->Bind(sweep_id).Bind(sweep_id);
+              "state IN (1, 2)) OR EXISTS(SELECT 1 FROM sweeps WHERE "
+              "sweep_id=? AND deferred_stages != ''), EXISTS(SELECT 1 FROM "
+              "tasks WHERE sweep_id=? AND state=4)"));
+      active->Bind(sweep_id).Bind(sweep_id).Bind(sweep_id);
       ASSIGN_OR_RETURN(bool arow, active->Step());
       if (!arow) continue;
       int new_state = active->Int(0) != 0   ? v1::SWEEP_STATE_RUNNING
@@ -1042,9 +1073,9 @@ class LedgerImpl : public Ledger {
       ASSIGN_OR_RETURN(
           Stmt * s,
           writer_->Prepare("INSERT INTO sweeps(sweep_id, name, spec, "
-                           "state, total_tasks, created_ms, updated_ms) "
-                           "VALUES(?, ?, ?, ?, ?, ?, ?)"));
-      const bool empty = plan.tasks.empty();
+                           "state, total_tasks, created_ms, updated_ms, "
+                           "deferred_stages) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
+      const bool empty = plan.tasks.empty() && plan.deferred_stages.empty();
       RETURN_IF_ERROR(s->Bind(plan.sweep_id)
                           .Bind(plan.resolved_spec.name())
                           .BindBlob(spec_blob)
@@ -1053,13 +1084,77 @@ class LedgerImpl : public Ledger {
                           .Bind(static_cast<int64_t>(plan.tasks.size()))
                           .Bind(now)
                           .Bind(now)
+                          .Bind(absl::StrJoin(plan.deferred_stages, ","))
                           .Run());
     }
     out.total_tasks = static_cast<int64_t>(plan.tasks.size());
-    out.initial_states.reserve(plan.tasks.size());
+    RETURN_IF_ERROR(
+        InsertTaskRows(plan.sweep_id, plan.tasks, 0, now, &out.initial_states));
+    policies_[plan.sweep_id] = PolicyOf(plan.resolved_spec);
+    touched_sweeps_.insert(plan.sweep_id);
+    return out;
+  }
+
+  absl::StatusOr<AppendStageOutcome> DoAppendStage(
+      const std::string& sweep_id, int stage_index,
+      const std::vector<PlannedTask>& tasks) {
+    AppendStageOutcome out;
+    ASSIGN_OR_RETURN(
+        Stmt * cur,
+        writer_->Prepare("SELECT deferred_stages, total_tasks FROM sweeps "
+                         "WHERE sweep_id=?"));
+    cur->Bind(sweep_id);
+    ASSIGN_OR_RETURN(bool row, cur->Step());
+    if (!row) {
+      return absl::NotFoundError(
+          absl::StrCat("sweep_id '", sweep_id, "' not found"));
+    }
+    std::vector<int> deferred = ParseStageList(cur->Text(0));
+    const int64_t total = cur->Int(1);
+    auto it = std::find(deferred.begin(), deferred.end(), stage_index);
+    if (it == deferred.end()) {
+      out.already_planned = true;
+      return out;
+    }
+    deferred.erase(it);
+    const int64_t now = clock_->NowMs();
+    // Work the sweep already holds (an identical task of an earlier stage) is
+    // not planned twice.
+    std::vector<PlannedTask> fresh;
+    for (const PlannedTask& t : tasks) {
+      ASSIGN_OR_RETURN(auto existing, LoadRow(sweep_id, t.task_key));
+      if (existing.has_value()) continue;
+      fresh.push_back(t);
+      fresh.back().spec.set_index(total + static_cast<int64_t>(fresh.size()) -
+                                  1);
+    }
+    RETURN_IF_ERROR(
+        InsertTaskRows(sweep_id, fresh, total, now, &out.initial_states));
+    out.tasks = std::move(fresh);
+    ASSIGN_OR_RETURN(
+        Stmt * up,
+        writer_->Prepare("UPDATE sweeps SET deferred_stages=?, total_tasks=?, "
+                         "updated_ms=? WHERE sweep_id=?"));
+    RETURN_IF_ERROR(up->Bind(absl::StrJoin(deferred, ","))
+                        .Bind(total + static_cast<int64_t>(out.tasks.size()))
+                        .Bind(now)
+                        .Bind(sweep_id)
+                        .Run());
+    touched_sweeps_.insert(sweep_id);
+    return out;
+  }
+
+  // Inserts `tasks` of `sweep_id` with idx from `first_idx`. A task whose key
+  // has a committed DONE result in another sweep is inserted DONE with that
+  // result (finished work is never computed again).
+  absl::Status InsertTaskRows(const std::string& sweep_id,
+                              const std::vector<PlannedTask>& tasks,
+                              int64_t first_idx, int64_t now,
+                              std::vector<TaskState>* states) {
+    states->reserve(states->size() + tasks.size());
     std::set<std::string> seen;
-    for (size_t i = 0; i < plan.tasks.size(); ++i) {
-      const PlannedTask& t = plan.tasks[i];
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      const PlannedTask& t = tasks[i];
       if (t.task_key.empty()) {
         return absl::InvalidArgumentError(
             absl::StrCat("tasks[", i, "].task_key is empty"));
@@ -1076,6 +1171,8 @@ class LedgerImpl : public Ledger {
                            "task_key=? AND state=3 LIMIT 1"));
       prior->Bind(t.task_key);
       ASSIGN_OR_RETURN(bool reuse, prior->Step());
+      const bool failed = !t.failure.empty();
+      reuse = reuse && !failed;
       std::string result_blob = reuse ? prior->Text(0) : std::string();
       std::string worker = reuse ? prior->Text(1) : std::string();
       std::string task_spec;
@@ -1085,11 +1182,12 @@ class LedgerImpl : public Ledger {
                         "INSERT INTO tasks(sweep_id, task_key, idx, group_key, "
                         "spec, state, lease_worker, result, error, updated_ms) "
                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-      const TaskState state =
-          reuse ? v1::TASK_STATE_DONE : v1::TASK_STATE_PENDING;
-      s->Bind(plan.sweep_id)
+      const TaskState state = failed  ? v1::TASK_STATE_FAILED
+                              : reuse ? v1::TASK_STATE_DONE
+                                      : v1::TASK_STATE_PENDING;
+      s->Bind(sweep_id)
           .Bind(t.task_key)
-          .Bind(static_cast<int64_t>(i))
+          .Bind(first_idx + static_cast<int64_t>(i))
           .Bind(t.group_key)
           .BindBlob(task_spec)
           .Bind(int64_t{state})
@@ -1099,17 +1197,16 @@ class LedgerImpl : public Ledger {
       } else {
         s->BindNull();
       }
-      s->Bind(reuse
+      s->Bind(failed ? t.failure
+              : reuse
                   ? std::string(
                         "result reused from an identical task of another sweep")
                   : std::string())
           .Bind(now);
       RETURN_IF_ERROR(s->Run());
-      out.initial_states.push_back(state);
+      states->push_back(state);
     }
-    policies_[plan.sweep_id] = PolicyOf(plan.resolved_spec);
-    touched_sweeps_.insert(plan.sweep_id);
-    return out;
+    return absl::OkStatus();
   }
 
   absl::StatusOr<LeaseOutcome> DoLease(const std::string& worker_id,

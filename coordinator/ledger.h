@@ -69,7 +69,7 @@
 namespace sweepd {
 
 // Current schema version; Open() migrates older databases up to it.
-inline constexpr int kLedgerSchemaVersion = 2;
+inline constexpr int kLedgerSchemaVersion = 3;
 
 struct LedgerOptions {
   // Borrowed; times written to the ledger come from it.
@@ -107,6 +107,14 @@ struct InsertSweepOutcome {
   std::vector<v1::TaskState> initial_states;
 };
 
+struct AppendStageOutcome {
+  // The stage had been planned before (a retried or repeated append): no-op.
+  bool already_planned = false;
+  // The inserted tasks (those the sweep did not hold yet) and their initial
+  // states, in index order.
+  std::vector<PlannedTask> tasks;
+  std::vector<v1::TaskState> initial_states;
+};
 struct LeaseGrant {
   TaskRowState row;  // LEASED, with the new token and expiry
   std::string group_key;
@@ -179,6 +187,8 @@ struct SweepRow {
   int64_t total_tasks = 0;
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
+  // Derived stages not planned yet (indices into spec.stages), in order.
+  std::vector<int> deferred_stages;
 };
 
 struct WorkerRow {
@@ -229,6 +239,13 @@ class Ledger {
   // reporting already_existed with the stored task count.
   virtual void InsertSweep(const Plan& plan,
                            Callback<InsertSweepOutcome> done) = 0;
+  // Plans derived stage `stage_index` of a sweep: inserts `tasks` (indices
+  // continue after the sweep's last task; keys the sweep already has are
+  // skipped) and removes the stage from the sweep's deferred stages, in one
+  // transaction. A stage no longer deferred is a no-op (already_planned).
+  virtual void AppendStageTasks(const std::string& sweep_id, int stage_index,
+                                std::vector<PlannedTask> tasks,
+                                Callback<AppendStageOutcome> done) = 0;
   // Leases the given tasks (those still PENDING) to `worker_id`.
   virtual void LeaseTasks(const std::string& worker_id,
                           const std::vector<TaskId>& tasks,

@@ -36,6 +36,7 @@
 #include "common/hash.h"
 #include "common/status.h"
 #include "coordinator/model_info.h"
+#include "coordinator/report.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
@@ -861,8 +862,12 @@ absl::StatusOr<std::vector<int>> ParseLayerSelector(const std::string& selector,
   return out;
 }
 
-absl::StatusOr<Plan> PlanSweep(const v1::SweepSpec& spec,
-                               const PlannerOptions& options) {
+namespace {
+
+// Plans one stage: `spec` without stages; every task records `stage`.
+absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
+                                  const PlannerOptions& options,
+                                  const std::string& stage) {
   Plan plan;
   v1::SweepSpec& rs = plan.resolved_spec;
   rs = spec;
@@ -999,6 +1004,7 @@ absl::StatusOr<Plan> PlanSweep(const v1::SweepSpec& spec,
     base.mutable_model()->clear_path();
   }
   CopyJob(rs, &base);
+  base.set_stage(stage);
   std::vector<const v1::Intervention*> base_interventions;
   if (rs.has_eval()) {
     for (const auto& iv : rs.eval().base_interventions().interventions()) {
@@ -1046,6 +1052,17 @@ absl::StatusOr<Plan> PlanSweep(const v1::SweepSpec& spec,
         v1::TaskSpec group = point;
         group.clear_interventions();
         group.clear_seed();
+        group.clear_stage();
+        if (kind == v1::JOB_KIND_EVAL || kind == v1::JOB_KIND_PROBE) {
+          // eval and probe tasks over the same shard and windowing share one
+          // unablated pass (docs/JOBS.md), whichever stage planned them.
+          const v1::TextWindowing w = kind == v1::JOB_KIND_EVAL
+                                          ? group.eval().windowing()
+                                          : group.probe().windowing();
+          group.clear_kind();
+          group.clear_job();
+          *group.mutable_eval()->mutable_windowing() = w;
+        }
         group_key = HashWithVersion("group", DeterministicBytes(group));
       }
 
@@ -1080,6 +1097,164 @@ absl::StatusOr<Plan> PlanSweep(const v1::SweepSpec& spec,
     }
   }
   return plan;
+}
+
+// The spec of stage `stage` of `spec`: the sweep's model, policy and labels
+// with the stage's job (or the sweep's), grid and datasets (or the sweep's).
+v1::SweepSpec StageSpec(const v1::SweepSpec& spec, const v1::Stage& stage) {
+  v1::SweepSpec sub = spec;
+  sub.clear_stages();
+  sub.clear_grid();
+  if (stage.job_case() != v1::Stage::JOB_NOT_SET) {
+    // The oneof fields share numbers between Stage and SweepSpec.
+    const google::protobuf::Descriptor* from = stage.GetDescriptor();
+    const google::protobuf::FieldDescriptor* field =
+        from->FindFieldByNumber(static_cast<int>(stage.job_case()));
+    const google::protobuf::FieldDescriptor* to =
+        sub.GetDescriptor()->FindFieldByNumber(field->number());
+    sub.GetReflection()->MutableMessage(&sub, to)->CopyFrom(
+        stage.GetReflection()->GetMessage(stage, field));
+  }
+  *sub.mutable_grid() = stage.grid();
+  if (stage.datasets_size() > 0) *sub.mutable_datasets() = stage.datasets();
+  return sub;
+}
+
+absl::Status ValidateDropPlan(const v1::SweepSpec& sub,
+                              const v1::DropPlanDerivation& d,
+                              const std::string& field) {
+  if (sub.job_case() != v1::SweepSpec::kEval) {
+    return Invalid(field, "a drop_plan stage needs an eval job");
+  }
+  if (sub.grid().axes_size() > 0) {
+    return Invalid(field + ".grid",
+                   "a drop_plan stage derives its grid; give no axes");
+  }
+  if (d.k_size() == 0) return Invalid(field + ".drop_plan.k", "required");
+  for (int i = 0; i < d.k_size(); ++i) {
+    if (d.k(i) < 1) {
+      return Invalid(absl::StrCat(field, ".drop_plan.k[", i, "]"),
+                     "must be >= 1");
+    }
+  }
+  if (d.w_bi() < 0 || d.w_bi_var() < 0 || d.w_delta() < 0) {
+    return Invalid(field + ".drop_plan", "score weights must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Plan> PlanSweep(const v1::SweepSpec& spec,
+                               const PlannerOptions& options) {
+  v1::SweepSpec first = spec;
+  first.clear_stages();
+  ASSIGN_OR_RETURN(Plan plan, PlanOneStage(first, options, ""));
+  if (spec.stages_size() == 0) return plan;
+
+  absl::flat_hash_set<std::string> names;
+  absl::flat_hash_set<std::string> keys;
+  for (const PlannedTask& t : plan.tasks) keys.insert(t.task_key);
+  for (int i = 0; i < spec.stages_size(); ++i) {
+    const v1::Stage& stage = spec.stages(i);
+    const std::string field = absl::StrCat("stages[", i, "]");
+    if (stage.name().empty()) return Invalid(field + ".name", "required");
+    if (!names.insert(stage.name()).second) {
+      return Invalid(field + ".name", absl::StrCat("duplicate stage name \"",
+                                                   stage.name(), "\""));
+    }
+    v1::SweepSpec sub = StageSpec(first, stage);
+    if (stage.has_drop_plan()) {
+      RETURN_IF_ERROR(ValidateDropPlan(sub, stage.drop_plan(), field));
+      // Validates the stage's job and datasets now; its tasks come later.
+      v1::SweepSpec probe_sub = sub;
+      auto check = PlanOneStage(probe_sub, options, stage.name());
+      if (!check.ok()) return Annotate(check.status(), field);
+      plan.deferred_stages.push_back(i);
+      continue;
+    }
+    if (!plan.deferred_stages.empty()) {
+      return Invalid(field,
+                     "a stage without drop_plan cannot follow a "
+                     "drop_plan stage");
+    }
+    auto staged = PlanOneStage(sub, options, stage.name());
+    if (!staged.ok()) return Annotate(staged.status(), field);
+    for (PlannedTask& t : staged->tasks) {
+      if (!keys.insert(t.task_key).second) continue;
+      t.spec.set_index(static_cast<int64_t>(plan.tasks.size()));
+      plan.tasks.push_back(std::move(t));
+    }
+    if (static_cast<int64_t>(plan.tasks.size()) > options.max_tasks) {
+      return Invalid(field, absl::StrCat("the sweep expands to more than "
+                                         "max_tasks = ",
+                                         options.max_tasks, " tasks"));
+    }
+  }
+  *plan.resolved_spec.mutable_stages() = spec.stages();
+  plan.sweep_id = absl::StrCat(
+      "sw-", HashWithVersion("sweep", DeterministicBytes(plan.resolved_spec))
+                 .substr(0, 16));
+  return plan;
+}
+
+absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
+    const v1::SweepSpec& resolved_spec, int stage_index,
+    const std::vector<v1::TaskRecord>& records, int64_t first_index,
+    const PlannerOptions& options) {
+  if (stage_index < 0 || stage_index >= resolved_spec.stages_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage index ", stage_index, " out of range"));
+  }
+  const v1::Stage& stage = resolved_spec.stages(stage_index);
+  const std::string field = absl::StrCat("stages[", stage_index, "]");
+  if (!stage.has_drop_plan()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": not a derived (drop_plan) stage"));
+  }
+  const v1::DropPlanDerivation& d = stage.drop_plan();
+  ReportOptions ro;
+  if (d.w_bi() > 0 || d.w_bi_var() > 0 || d.w_delta() > 0) {
+    ro.weights.bi = d.w_bi();
+    ro.weights.bi_var = d.w_bi_var();
+    ro.weights.delta = d.w_delta();
+  }
+  if (d.critical_delta_pct() > 0)
+    ro.critical_delta_pct = d.critical_delta_pct();
+  ro.drop_k.assign(d.k().begin(), d.k().end());
+  ro.ablation_dataset = d.ablation_dataset();
+  std::vector<v1::TaskRecord> earlier;
+  for (const v1::TaskRecord& r : records) {
+    if (r.spec().stage() != stage.name()) earlier.push_back(r);
+  }
+  ASSIGN_OR_RETURN(ReportData data, BuildReportData(earlier, ro));
+
+  v1::SweepSpec first = resolved_spec;
+  first.clear_stages();
+  v1::SweepSpec sub = StageSpec(first, stage);
+  v1::InterventionList* items =
+      sub.mutable_grid()->add_axes()->mutable_interventions();
+  std::vector<std::string> infeasible;
+  for (const DropPlan& p : data.drop_plans) {
+    if (!p.feasible) {
+      infeasible.push_back(absl::StrCat(p.k));
+      continue;
+    }
+    items->add_items()->add_interventions()->mutable_skip()->set_layers(
+        absl::StrJoin(p.layers, ","));
+  }
+  if (items->items_size() == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field, ".drop_plan: no feasible drop plan (k = ",
+        absl::StrJoin(infeasible, ", "),
+        "): the earlier stages must score more non-critical layers (a probe "
+        "and a single-layer skip ablation with a baseline)"));
+  }
+  ASSIGN_OR_RETURN(Plan plan, PlanOneStage(sub, options, stage.name()));
+  for (size_t i = 0; i < plan.tasks.size(); ++i) {
+    plan.tasks[i].spec.set_index(first_index + static_cast<int64_t>(i));
+  }
+  return std::move(plan.tasks);
 }
 
 }  // namespace sweepd

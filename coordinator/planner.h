@@ -1,19 +1,31 @@
-// Planner: turns a submitted SweepSpec into the sweep's tasks. It validates the spec (errors
-// are INVALID_ARGUMENT naming the offending field path, e.g. "grid.axes[1].layers.select"),
-// resolves the model and datasets under the allowed roots and fingerprints them, and expands
-// the grid (lists, ranges, "all" layers, cartesian products over axes, dataset shards) into
-// tasks with content-hash keys.
+// Planner: turns a submitted SweepSpec into the sweep's tasks. It validates the
+// spec (errors are INVALID_ARGUMENT naming the offending field path, e.g.
+// "grid.axes[1].layers.select"), resolves the model and datasets under the
+// allowed roots and fingerprints them, and expands the grid (lists, ranges,
+// "all" layers, cartesian products over axes, dataset shards) into tasks with
+// content-hash keys.
 //
 // Keys:
-// - task_key  = SHA-256 of the deterministic serialisation of the TaskSpec plus kCodeVersion.
-//               Identical work always has the identical key, across sweeps and restarts.
-// - group_key = SHA-256 of (model fingerprint, dataset fingerprint, shard, job parameters):
-//               tasks that can share one unablated prefix pass (docs/DESIGN.md, prefix reuse).
-// - sweep_id  = "sw-" + first 16 hex digits of SHA-256 of the resolved spec: submitting an
+// - task_key  = SHA-256 of the deterministic serialisation of the TaskSpec plus
+// kCodeVersion.
+//               Identical work always has the identical key, across sweeps and
+//               restarts.
+// - group_key = SHA-256 of (model fingerprint, dataset fingerprint, shard, job
+// parameters):
+//               tasks that can share one unablated prefix pass (docs/DESIGN.md,
+//               prefix reuse).
+// - sweep_id  = "sw-" + first 16 hex digits of SHA-256 of the resolved spec:
+// submitting an
 //               identical sweep again yields the same id (idempotent submit).
 //
-// Stateless apart from the options; PlanSweep is thread-safe. It reads files (config.json,
-// safetensors headers, datasets): call it off gRPC reactor threads.
+// Stages (docs/STAGES.md): the spec's own job + grid is the first stage;
+// further stages without a drop_plan are planned at submit time (their tasks
+// carry TaskSpec.stage), and drop_plan stages are deferred
+// (Plan::deferred_stages) until PlanDerivedStage.
+//
+// Stateless apart from the options; PlanSweep is thread-safe. It reads files
+// (config.json, safetensors headers, datasets): call it off gRPC reactor
+// threads.
 #ifndef SWEEPD_COORDINATOR_PLANNER_H_
 #define SWEEPD_COORDINATOR_PLANNER_H_
 
@@ -30,8 +42,8 @@ namespace sweepd {
 inline constexpr char kCodeVersion[] = "sweepd-task-v1";
 
 struct PlannerOptions {
-  // Model and dataset paths must resolve inside these directories (symlinks resolved).
-  // Empty = no restriction (tests only; sweepd always sets them).
+  // Model and dataset paths must resolve inside these directories (symlinks
+  // resolved). Empty = no restriction (tests only; sweepd always sets them).
   std::string model_root;
   std::string data_root;
   // Upper bound on the tasks one sweep may expand to.
@@ -42,21 +54,38 @@ struct PlannedTask {
   std::string task_key;
   std::string group_key;
   sweepd::v1::TaskSpec spec;
+  // Non-empty: the task is recorded FAILED with this error instead of being run
+  // (a derived stage that could not be planned says why this way).
+  std::string failure;
 };
 
 struct Plan {
   std::string sweep_id;
   // The submitted spec with fingerprints and defaults filled in.
   sweepd::v1::SweepSpec resolved_spec;
-  // In expansion order (spec.index() == position).
+  // In expansion order (spec.index() == position): the first stage, then every
+  // stage planned at submit time.
   std::vector<PlannedTask> tasks;
+  // Indices into resolved_spec.stages() of the derived stages (drop_plan),
+  // planned later by PlanDerivedStage, in order.
+  std::vector<int> deferred_stages;
 };
 
 absl::StatusOr<Plan> PlanSweep(const sweepd::v1::SweepSpec& spec,
                                const PlannerOptions& options);
 
-// Parses a layer selector ("all", "3", "0,5,11", "10-22", "0:60:2", mixes) for a model with
-// `num_layers` layers into a sorted, de-duplicated list. `field` names the spec field in errors.
+// Plans derived stage `stage_index` of a sweep (resolved_spec as stored by the
+// ledger) from the records of its earlier stages: the drop plans of
+// docs/REPORTS.md become one eval task per (plan, dataset shard), indexed from
+// `first_index`. FAILED_PRECONDITION when the results allow no drop plan.
+absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
+    const sweepd::v1::SweepSpec& resolved_spec, int stage_index,
+    const std::vector<sweepd::v1::TaskRecord>& records, int64_t first_index,
+    const PlannerOptions& options);
+
+// Parses a layer selector ("all", "3", "0,5,11", "10-22", "0:60:2", mixes) for
+// a model with `num_layers` layers into a sorted, de-duplicated list. `field`
+// names the spec field in errors.
 absl::StatusOr<std::vector<int>> ParseLayerSelector(const std::string& selector,
                                                     int num_layers,
                                                     const std::string& field);

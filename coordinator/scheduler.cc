@@ -29,6 +29,11 @@ struct SweepInfo {
   std::string model_fingerprint;
   v1::JobKind kind = v1::JOB_KIND_UNSPECIFIED;
   bool cancelled = false;
+  // Derived stages not planned yet (docs/STAGES.md); the sweep runs until
+  // they are.
+  std::vector<int> deferred_stages;
+  // A derivation of the next deferred stage is in flight.
+  bool deriving = false;
   v1::TaskCounts counts;
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
@@ -106,7 +111,7 @@ void AdjustCount(v1::TaskCounts* c, TaskState s, int64_t delta) {
 
 v1::SweepState StateOf(const SweepInfo& s) {
   if (s.cancelled) return v1::SWEEP_STATE_CANCELLED;
-  if (s.counts.pending() + s.counts.leased() > 0)
+  if (s.counts.pending() + s.counts.leased() > 0 || !s.deferred_stages.empty())
     return v1::SWEEP_STATE_RUNNING;
   if (s.counts.failed() > 0) return v1::SWEEP_STATE_FAILED;
   return v1::SWEEP_STATE_DONE;
@@ -125,6 +130,7 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       SweepInfo* s = AddSweepLocked(row.sweep_id, row.spec, row.created_ms);
       ASSIGN_OR_RETURN(s->counts, ledger_->CountTasks(row.sweep_id));
       s->cancelled = row.state == v1::SWEEP_STATE_CANCELLED;
+      s->deferred_stages = row.deferred_stages;
       s->updated_ms = row.updated_ms;
     }
     absl::Status visit_status;
@@ -186,21 +192,55 @@ class LeaseSchedulerImpl : public LeaseScheduler {
         const int64_t now = clock_->NowMs();
         SweepInfo* s =
             AddSweepLocked(shared->sweep_id, shared->resolved_spec, now);
-        for (size_t i = 0; i < shared->tasks.size(); ++i) {
-          const TaskState st = r->initial_states[i];
-          AdjustCount(&s->counts, st, 1);
-          s->counts.set_total(s->counts.total() + 1);
-          if (IsTerminal(st)) continue;
-          const PlannedTask& pt = shared->tasks[i];
-          MemTask* t = AddTaskLocked(s, pt.task_key, static_cast<int64_t>(i),
-                                     pt.group_key);
-          t->next_eligible_ms = 0;
-          Place(t);
-        }
-        Touch(s);
+        s->deferred_stages = shared->deferred_stages;
+        AddPlannedLocked(s, shared->tasks, r->initial_states);
       }
       done(out);
     });
+  }
+
+  std::vector<StageWork> TakeSweepsReadyForStage() override {
+    std::vector<StageWork> out;
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, s] : sweeps_) {
+      if (s->cancelled || s->deriving || s->deferred_stages.empty()) continue;
+      if (s->counts.pending() + s->counts.leased() > 0) continue;
+      s->deriving = true;
+      out.push_back({id, s->deferred_stages.front(), s->counts.total()});
+    }
+    return out;
+  }
+
+  void AbandonStage(const std::string& sweep_id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = sweeps_.find(sweep_id);
+    if (it != sweeps_.end()) it->second->deriving = false;
+  }
+
+  void AppendStage(const std::string& sweep_id, int stage_index,
+                   std::vector<PlannedTask> tasks,
+                   Callback<int64_t> done) override {
+    ledger_->AppendStageTasks(
+        sweep_id, stage_index, std::move(tasks),
+        [this, sweep_id, stage_index,
+         done = std::move(done)](absl::StatusOr<AppendStageOutcome> r) {
+          absl::MutexLock lock(&mu_);
+          auto it = sweeps_.find(sweep_id);
+          if (it == sweeps_.end()) {
+            return done(absl::NotFoundError(
+                absl::StrCat("sweep_id '", sweep_id, "' not found")));
+          }
+          SweepInfo* s = it->second.get();
+          s->deriving = false;
+          if (!r.ok()) return done(r.status());
+          auto& d = s->deferred_stages;
+          d.erase(std::remove(d.begin(), d.end(), stage_index), d.end());
+          if (!r->already_planned) {
+            AddPlannedLocked(s, r->tasks, r->initial_states);
+          }
+          Touch(s);
+          done(static_cast<int64_t>(r->tasks.size()));
+        });
   }
 
   void RegisterWorker(const std::string& name,
@@ -578,6 +618,24 @@ class LeaseSchedulerImpl : public LeaseScheduler {
     if (t->group->ready.erase({t->idx, t}) > 0 && t->group->ready.empty()) {
       ready_groups_.erase(OrderOf(t->group));
     }
+  }
+
+  // Adds newly inserted tasks (with their committed initial states) to the
+  // mirror and makes the non-terminal ones leasable.
+  void AddPlannedLocked(SweepInfo* s, const std::vector<PlannedTask>& tasks,
+                        const std::vector<TaskState>& states)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      const TaskState st = states[i];
+      AdjustCount(&s->counts, st, 1);
+      s->counts.set_total(s->counts.total() + 1);
+      if (IsTerminal(st)) continue;
+      const PlannedTask& pt = tasks[i];
+      MemTask* t = AddTaskLocked(s, pt.task_key, pt.spec.index(), pt.group_key);
+      t->next_eligible_ms = 0;
+      Place(t);
+    }
+    Touch(s);
   }
 
   void Touch(SweepInfo* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

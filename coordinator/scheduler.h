@@ -87,6 +87,13 @@ struct SubmitOutcome {
   bool already_existed = false;
 };
 
+// A sweep whose next derived stage can be planned: every task planned so far is
+// terminal (docs/STAGES.md).
+struct StageWork {
+  std::string sweep_id;
+  int stage_index = 0;
+  int64_t first_index = 0;  // index of the stage's first task
+};
 struct LeaseBatch {
   std::vector<v1::TaskAssignment> tasks;
   int64_t retry_after_ms = 0;  // set when `tasks` is empty
@@ -135,6 +142,16 @@ class LeaseScheduler {
   // unknown.
   virtual void CancelSweep(const std::string& sweep_id,
                            Callback<int64_t> done) = 0;
+  // Sweeps ready for their next derived stage; each is marked as deriving until
+  // AppendStage or AbandonStage, so it is handed out once.
+  virtual std::vector<StageWork> TakeSweepsReadyForStage() = 0;
+  // Records the planned tasks of a derived stage (ledger first) and makes them
+  // leasable; yields how many were inserted.
+  virtual void AppendStage(const std::string& sweep_id, int stage_index,
+                           std::vector<PlannedTask> tasks,
+                           Callback<int64_t> done) = 0;
+  // A derivation failed transiently: the stage is offered again later.
+  virtual void AbandonStage(const std::string& sweep_id) = 0;
   // One expiry pass over leases past their expiry; yields how many changed.
   virtual void ExpireLeases(Callback<int> done) = 0;
 

@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/hash.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -607,12 +608,84 @@ class ServerImpl : public CoordinatorServer {
             SWEEPD_LOG(WARNING) << "lease expiry pass failed: " << r.status();
         });
       }
+      if (!Draining()) {
+        for (StageWork& work : scheduler_->TakeSweepsReadyForStage()) {
+          executor_.Schedule([this, work] { DeriveStage(work); });
+        }
+      }
       PollWatchers(Draining());
       stop_.WaitForNotificationWithTimeout(
           absl::Milliseconds(options_.watch_interval_ms));
     }
     // Final pass: end every open watch stream.
     PollWatchers(/*shutting_down=*/true);
+  }
+
+  // Plans a derived stage from the sweep's results (docs/STAGES.md). A stage
+  // the results cannot support becomes one FAILED task that says why, so the
+  // sweep ends FAILED with the reason in its results; transient errors (ledger
+  // reads) leave the stage for the next pass.
+  void DeriveStage(const StageWork& work) {
+    auto abandon = [&](const absl::Status& status) {
+      SWEEPD_LOG(WARNING) << "sweep " << work.sweep_id << ": deriving stage "
+                          << work.stage_index
+                          << " failed, will retry: " << status;
+      scheduler_->AbandonStage(work.sweep_id);
+    };
+    auto sweep = ledger_->GetSweep(work.sweep_id);
+    if (!sweep.ok()) return abandon(sweep.status());
+    std::vector<v1::TaskRecord> records;
+    int64_t after = -1;
+    while (true) {
+      auto page = ledger_->ListTasks(work.sweep_id, {}, after, 5000);
+      if (!page.ok()) return abandon(page.status());
+      for (auto& t : page->tasks) records.push_back(std::move(t));
+      if (!page->more) break;
+      after = page->last_idx;
+    }
+    auto planned = PlanDerivedStage(sweep->spec, work.stage_index, records,
+                                    work.first_index, options_.planner);
+    std::vector<PlannedTask> tasks;
+    if (planned.ok()) {
+      tasks = std::move(*planned);
+    } else if (absl::IsFailedPrecondition(planned.status()) ||
+               absl::IsInvalidArgument(planned.status())) {
+      tasks.push_back(StageFailureTask(sweep->spec, work, planned.status()));
+    } else {
+      return abandon(planned.status());
+    }
+    const size_t n = tasks.size();
+    scheduler_->AppendStage(work.sweep_id, work.stage_index, std::move(tasks),
+                            [work, n](absl::StatusOr<int64_t> r) {
+                              if (!r.ok()) {
+                                SWEEPD_LOG(WARNING)
+                                    << "sweep " << work.sweep_id << ": stage "
+                                    << work.stage_index
+                                    << " not recorded: " << r.status();
+                              } else {
+                                SWEEPD_LOG(INFO)
+                                    << "sweep " << work.sweep_id << ": stage "
+                                    << work.stage_index << " planned " << *r
+                                    << " of " << n << " tasks";
+                              }
+                            });
+  }
+
+  // A task that records why a derived stage could not be planned: inserted
+  // FAILED (its error is the reason), so results and reports show it.
+  static PlannedTask StageFailureTask(const v1::SweepSpec& spec,
+                                      const StageWork& work,
+                                      const absl::Status& why) {
+    const v1::Stage& stage = spec.stages(work.stage_index);
+    PlannedTask t;
+    t.spec.set_kind(v1::JOB_KIND_EVAL);
+    t.spec.set_stage(stage.name());
+    t.spec.set_index(work.first_index);
+    t.task_key = Sha256Hex(
+        absl::StrCat("stage-failure:", work.sweep_id, ":", stage.name()));
+    t.group_key = t.task_key;
+    t.failure = std::string(why.message());
+    return t;
   }
 
   void PollWatchers(bool shutting_down) {
