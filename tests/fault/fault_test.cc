@@ -28,14 +28,16 @@ namespace {
 
 namespace v1 = ::sweepd::v1;
 
-std::unique_ptr<SweepCluster> NewCluster(const std::string& prefix,
-                                         bool fixed_port) {
+std::unique_ptr<SweepCluster> NewCluster(
+    const std::string& prefix, bool fixed_port,
+    std::vector<std::string> sweepd_args = {}) {
   auto dir = MakeTempDir(prefix);
   EXPECT_TRUE(dir.ok()) << dir.status();
   if (!dir.ok()) return nullptr;
   SweepClusterOptions options;
   options.dir = *dir;
   options.fixed_port = fixed_port;
+  options.sweepd_args = std::move(sweepd_args);
   auto cluster = SweepCluster::Create(options);
   EXPECT_TRUE(cluster.ok()) << cluster.status();
   if (!cluster.ok()) return nullptr;
@@ -117,7 +119,11 @@ absl::StatusOr<v1::TaskRecord> WaitForLeaseHeldBy(SweepCluster& cluster,
 TEST(FaultTest, KillNineCoordinatorTwentyTimesDuringA2000TaskSweep) {
   constexpr int kTasks = 2000;
   constexpr int kKills = 20;
-  auto cluster = NewCluster("sweepd-fault-kill-sweepd", /*fixed_port=*/true);
+  // --lease-seconds 3 also bounds the restart grace: a lease whose LeaseTasks
+  // reply died with the coordinator (the worker never saw it) comes back after
+  // 3 s, not 60 s.
+  auto cluster = NewCluster("sweepd-fault-kill-sweepd", /*fixed_port=*/true,
+                            {"--lease-seconds", "3"});
   ASSERT_NE(cluster, nullptr);
   for (int i = 0; i < 4; ++i) {
     ASSERT_TRUE(
