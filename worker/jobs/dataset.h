@@ -1,0 +1,61 @@
+// Text datasets for the engine-backed jobs (eval, probe): reading a `.txt` file
+// (records separated by blank lines) or a `.jsonl` file (one JSON object per
+// line: `text`, optional `category`, `prompt`, `target`), capping the record
+// count and cutting the records into contiguous shards. See docs/JOBS.md.
+//
+// Plain C++ (no libtorch, no protobuf). Stateless free functions and value
+// types; thread-safe.
+#ifndef SWEEPD_WORKER_JOBS_DATASET_H_
+#define SWEEPD_WORKER_JOBS_DATASET_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace sweepd {
+
+// One record of a dataset.
+struct TextRecord {
+  // Text scored by eval. For a `.txt` file: the paragraph's lines joined by
+  // '\n'.
+  std::string text;
+  // JSONL `category`; empty when absent (the record then counts only in "all").
+  std::string category;
+  // JSONL `prompt` and `target` (probe); empty when absent.
+  std::string prompt;
+  std::string target;
+  // 1-based line of the file where the record starts (for error messages).
+  int64_t line = 0;
+};
+
+// Which part of which file to read.
+struct DatasetShardRef {
+  std::string path;
+  // Records kept from the start of the file; 0 = all.
+  int64_t max_records = 0;
+  int shard_index = 0;
+  int num_shards = 1;
+};
+
+// Reads every record of `path` (at most `max_records` when > 0). Files whose
+// name ends in ".jsonl" are JSON lines; every other file is plain text.
+// NOT_FOUND / INVALID_ARGUMENT naming the file (and the line for JSONL: a line
+// that is not a JSON object, a non-string field, a record with neither `text`
+// nor `prompt`, or the reserved category "all").
+absl::StatusOr<std::vector<TextRecord>> ReadRecords(const std::string& path,
+                                                    int64_t max_records);
+
+// The half-open record range [s·n/N, (s+1)·n/N) of shard s out of N.
+std::pair<int64_t, int64_t> ShardRange(int64_t num_records, int shard_index,
+                                       int num_shards);
+
+// ReadRecords + ShardRange. INVALID_ARGUMENT for num_shards < 1 or a
+// shard_index outside [0, num_shards).
+absl::StatusOr<std::vector<TextRecord>> ReadShard(const DatasetShardRef& ref);
+
+}  // namespace sweepd
+
+#endif  // SWEEPD_WORKER_JOBS_DATASET_H_

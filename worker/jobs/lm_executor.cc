@@ -1,0 +1,633 @@
+#include "worker/jobs/lm_executor.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "worker/jobs/dataset.h"
+#include "worker/jobs/windowing.h"
+
+namespace sweepd {
+namespace {
+
+std::string CanonicalPath(const std::string& path) {
+  char buf[PATH_MAX];
+  if (realpath(path.c_str(), buf) == nullptr) return path;
+  return buf;
+}
+
+}  // namespace
+
+// ---- LmBackend
+// -------------------------------------------------------------------
+
+LmBackend::LmBackend(const LmBackendOptions& options) : options_(options) {}
+
+absl::StatusOr<std::shared_ptr<LmBackend>> LmBackend::Create(
+    const LmBackendOptions& options) {
+  std::shared_ptr<LmBackend> backend(new LmBackend(options));
+  absl::MutexLock lock(&backend->mu_);
+  const std::string tokenizer =
+      !options.tokenizer_path.empty()
+          ? options.tokenizer_path
+          : absl::StrCat(options.engine.model_dir, "/tokenizer.json");
+  RETURN_IF_ERROR(backend->LoadLocked(options.engine.model_dir,
+                                      options.model_fingerprint,
+                                      options.engine.dtype, tokenizer));
+  return backend;
+}
+
+absl::StatusOr<std::shared_ptr<const Tokenizer>> LmBackend::TokenizerLocked(
+    const std::string& path) {
+  auto it = tokenizers_.find(path);
+  if (it != tokenizers_.end()) return it->second;
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromFile(path);
+  if (!tok.ok()) return Annotate(tok.status(), "tokenizer");
+  std::shared_ptr<const Tokenizer> shared(std::move(*tok));
+  tokenizers_[path] = shared;
+  return shared;
+}
+
+absl::Status LmBackend::LoadLocked(const std::string& model_dir,
+                                   const std::string& fingerprint,
+                                   engine::DType dtype,
+                                   const std::string& tokenizer_path) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const Tokenizer> tokenizer,
+                   TokenizerLocked(tokenizer_path));
+  engine::EngineOptions opts = options_.engine;
+  opts.model_dir = model_dir;
+  opts.dtype = dtype;
+  // Free the current model before loading the next one (device memory).
+  if (engine_ != nullptr) {
+    retired_layer_forwards_ += engine_->total_layer_forwards();
+    engine_.reset();
+  }
+  absl::StatusOr<std::unique_ptr<engine::Engine>> engine =
+      engine::Engine::Create(opts);
+  if (!engine.ok()) {
+    return Annotate(engine.status(), absl::StrCat("loading model ", model_dir));
+  }
+  engine_ = std::move(*engine);
+  model_dir_ = model_dir;
+  fingerprint_ = fingerprint;
+  dtype_ = dtype;
+  tokenizer_ = std::move(tokenizer);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LmBackend::Model> LmBackend::Acquire(const LmModelRef& ref) {
+  absl::MutexLock lock(&mu_);
+  engine::DType dtype = options_.engine.dtype;
+  if (!ref.dtype.empty()) {
+    absl::StatusOr<engine::DType> parsed = engine::ParseDType(ref.dtype);
+    if (!parsed.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model.dtype: ", parsed.status().message()));
+    }
+    dtype = *parsed;
+  }
+  bool same_model;
+  if (!ref.fingerprint.empty() && !fingerprint_.empty()) {
+    same_model = ref.fingerprint == fingerprint_;
+  } else if (!ref.path.empty() && !model_dir_.empty()) {
+    same_model = CanonicalPath(ref.path) == CanonicalPath(model_dir_);
+  } else {
+    same_model = ref.path.empty();
+  }
+  if (engine_ != nullptr && same_model && dtype == dtype_ &&
+      ref.tokenizer.empty()) {
+    return Model{engine_, tokenizer_};
+  }
+  if (engine_ != nullptr && same_model && dtype == dtype_) {
+    ASSIGN_OR_RETURN(std::shared_ptr<const Tokenizer> tok,
+                     TokenizerLocked(ref.tokenizer));
+    return Model{engine_, tok};
+  }
+  const std::string dir = same_model ? model_dir_ : ref.path;
+  if (dir.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the task names no model.path and this worker holds "
+                     "model ",
+                     model_dir_, " (fingerprint ", fingerprint_, ")"));
+  }
+  const std::string tokenizer =
+      !ref.tokenizer.empty() ? ref.tokenizer
+                             : (same_model && !options_.tokenizer_path.empty()
+                                    ? options_.tokenizer_path
+                                    : absl::StrCat(dir, "/tokenizer.json"));
+  SWEEPD_LOG(INFO) << "loading model " << dir << " ("
+                   << engine::DTypeName(dtype) << ") for a task";
+  absl::Status s = LoadLocked(dir, same_model ? fingerprint_ : ref.fingerprint,
+                              dtype, tokenizer);
+  if (!s.ok()) return absl::UnavailableError(s.ToString());
+  return Model{engine_, tokenizer_};
+}
+
+int64_t LmBackend::total_layer_forwards() const {
+  absl::MutexLock lock(&mu_);
+  return retired_layer_forwards_ +
+         (engine_ != nullptr ? engine_->total_layer_forwards() : 0);
+}
+
+// ---- LmExecutor
+// ------------------------------------------------------------------
+
+namespace {
+
+// One sequence fed to the engine: an eval window or a probe prompt/chunk.
+struct Sequence {
+  int category = 0;  // index into the stream's categories; 0 = "all" only
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> targets;  // -1 = not scored
+  int rank_pos = -1;             // probe: position whose target is ranked
+};
+
+struct Batch {
+  int64_t seq = 0;
+  std::vector<int> members;  // indices into the stream's sequences
+};
+
+// Running sums of one task, per category (index 0 = "all").
+struct Accumulator {
+  // eval
+  std::vector<double> nll_sum;
+  std::vector<int64_t> tokens;
+  // probe: [category][layer]
+  std::vector<std::vector<double>> bi_sum, norm_sum, rank_sum;
+  std::vector<std::vector<int64_t>> top1;
+  std::vector<double> decision_sum;
+  std::vector<int64_t> prompts;
+
+  void Init(size_t categories, int layers) {
+    nll_sum.assign(categories, 0.0);
+    tokens.assign(categories, 0);
+    bi_sum.assign(categories, std::vector<double>(layers, 0.0));
+    norm_sum = rank_sum = bi_sum;
+    top1.assign(categories, std::vector<int64_t>(layers, 0));
+    decision_sum.assign(categories, 0.0);
+    prompts.assign(categories, 0);
+  }
+};
+
+struct TaskRun {
+  size_t index = 0;
+  LmTaskSpec spec;
+  std::vector<engine::Intervention> interventions;
+  int start_layer = 0;  // FirstTouchedLayer
+  bool done = false;    // sink called
+  double seconds = 0.0;
+  Accumulator acc;
+};
+
+std::string StreamKey(const LmTaskSpec& s) {
+  return absl::StrCat(s.kind, "\n", s.model.path, "\n", s.model.fingerprint,
+                      "\n", s.model.dtype, "\n", s.model.tokenizer, "\n",
+                      s.data.path, "\n", s.data.max_records, "\n",
+                      s.data.shard_index, "\n", s.data.num_shards, "\n",
+                      s.windowing.context_length, "\n", s.windowing.stride,
+                      "\n", s.windowing.bos_name());
+}
+
+// The sequences of one stream (kind + shard + windowing), and its categories.
+struct StreamData {
+  std::vector<std::string> categories;  // [0] = "all"
+  std::vector<Sequence> sequences;
+  std::vector<Batch> batches;
+};
+
+absl::StatusOr<StreamData> BuildStream(const LmTaskSpec& spec,
+                                       const Tokenizer& tokenizer,
+                                       int64_t max_batch_tokens) {
+  StreamData out;
+  ASSIGN_OR_RETURN(std::vector<TextRecord> records, ReadShard(spec.data));
+  out.categories.push_back("all");
+  std::map<std::string, int> category_index;
+  const Windowing& w = spec.windowing;
+  for (const TextRecord& r : records) {
+    int category = 0;
+    if (!r.category.empty()) {
+      auto [it, inserted] = category_index.emplace(
+          r.category, static_cast<int>(out.categories.size()));
+      if (inserted) out.categories.push_back(r.category);
+      category = it->second;
+    }
+    const std::string where = absl::StrCat(spec.data.path, ":", r.line);
+    if (spec.kind == kEvalKind) {
+      absl::StatusOr<std::vector<int32_t>> ids =
+          tokenizer.Encode(r.text, w.bos);
+      if (!ids.ok()) return Annotate(ids.status(), where + ": text");
+      for (const TokenWindow& win :
+           MakeWindows(static_cast<int64_t>(ids->size()), w)) {
+        Sequence s;
+        s.category = category;
+        s.tokens.assign(ids->begin() + win.begin, ids->begin() + win.end);
+        s.targets.assign(win.length(), -1);
+        for (int64_t j = win.score_begin; j < win.end; ++j) {
+          s.targets[j - 1 - win.begin] = (*ids)[j];
+        }
+        out.sequences.push_back(std::move(s));
+      }
+      continue;
+    }
+    // probe
+    if (!r.prompt.empty()) {
+      absl::StatusOr<std::vector<int32_t>> ids =
+          tokenizer.Encode(r.prompt, w.bos);
+      if (!ids.ok()) return Annotate(ids.status(), where + ": prompt");
+      if (static_cast<int64_t>(ids->size()) > w.context_length) {
+        ids->erase(ids->begin(), ids->end() - w.context_length);
+      }
+      Sequence s;
+      s.category = category;
+      s.tokens = std::move(*ids);
+      s.targets.assign(s.tokens.size(), -1);
+      if (!r.target.empty()) {
+        absl::StatusOr<std::vector<int32_t>> target =
+            tokenizer.Encode(r.target, BosPolicy::kOff);
+        if (!target.ok()) return Annotate(target.status(), where + ": target");
+        if (!target->empty()) {
+          s.rank_pos = static_cast<int>(s.tokens.size()) - 1;
+          s.targets[s.rank_pos] = (*target)[0];
+        }
+      }
+      out.sequences.push_back(std::move(s));
+      continue;
+    }
+    absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(r.text, w.bos);
+    if (!ids.ok()) return Annotate(ids.status(), where + ": text");
+    for (size_t b = 0; b < ids->size(); b += w.context_length) {
+      const size_t e = std::min(ids->size(), b + w.context_length);
+      Sequence s;
+      s.category = category;
+      s.tokens.assign(ids->begin() + b, ids->begin() + e);
+      s.targets.assign(s.tokens.size(), -1);
+      out.sequences.push_back(std::move(s));
+    }
+  }
+  std::map<int64_t, std::vector<int>> by_length;
+  for (size_t i = 0; i < out.sequences.size(); ++i) {
+    by_length[static_cast<int64_t>(out.sequences[i].tokens.size())].push_back(
+        static_cast<int>(i));
+  }
+  for (const auto& [len, members] : by_length) {
+    const size_t per_batch =
+        static_cast<size_t>(std::max<int64_t>(1, max_batch_tokens / len));
+    for (size_t b = 0; b < members.size(); b += per_batch) {
+      Batch batch;
+      batch.seq = len;
+      batch.members.assign(
+          members.begin() + b,
+          members.begin() + std::min(members.size(), b + per_batch));
+      out.batches.push_back(std::move(batch));
+    }
+  }
+  return out;
+}
+
+engine::ForwardRequest MakeRequest(const StreamData& data, const Batch& batch) {
+  engine::ForwardRequest req;
+  req.batch = static_cast<int64_t>(batch.members.size());
+  req.seq = batch.seq;
+  req.tokens.reserve(req.batch * req.seq);
+  req.targets.reserve(req.batch * req.seq);
+  for (int m : batch.members) {
+    const Sequence& s = data.sequences[m];
+    req.tokens.insert(req.tokens.end(), s.tokens.begin(), s.tokens.end());
+    req.targets.insert(req.targets.end(), s.targets.begin(), s.targets.end());
+  }
+  return req;
+}
+
+void AccumulateEval(const StreamData& data, const Batch& batch,
+                    const engine::ForwardResult& r, Accumulator* acc) {
+  const int64_t S = batch.seq;
+  for (size_t b = 0; b < batch.members.size(); ++b) {
+    const Sequence& s = data.sequences[batch.members[b]];
+    double sum = 0.0;
+    int64_t n = 0;
+    for (int64_t p = 0; p < S; ++p) {
+      const int64_t i = static_cast<int64_t>(b) * S + p;
+      if (!r.target_valid[i]) continue;
+      sum += r.nll[i];
+      ++n;
+    }
+    acc->nll_sum[0] += sum;
+    acc->tokens[0] += n;
+    if (s.category > 0) {
+      acc->nll_sum[s.category] += sum;
+      acc->tokens[s.category] += n;
+    }
+  }
+}
+
+// `stats[L]` points at layer L's statistics (from the task's own forward or,
+// below its start layer, from the shared unablated pass).
+void AccumulateProbe(const StreamData& data, const Batch& batch,
+                     const std::vector<const engine::LayerStats*>& stats,
+                     Accumulator* acc) {
+  const int64_t S = batch.seq;
+  const int N = static_cast<int>(stats.size());
+  for (size_t b = 0; b < batch.members.size(); ++b) {
+    const Sequence& s = data.sequences[batch.members[b]];
+    const int cats[2] = {0, s.category};
+    const int ncats = s.category > 0 ? 2 : 1;
+    int decision = N;
+    for (int L = 0; L < N; ++L) {
+      const engine::LayerStats& st = *stats[L];
+      double bi = 0.0, norm = 0.0;
+      for (int64_t p = 0; p < S; ++p) {
+        bi += st.block_influence[b * S + p];
+        norm += st.resid_out_norm[b * S + p];
+      }
+      int64_t rank = -1;
+      if (s.rank_pos >= 0) rank = st.target_rank[b * S + s.rank_pos];
+      if (rank == 0 && decision == N) decision = L;
+      for (int k = 0; k < ncats; ++k) {
+        acc->bi_sum[cats[k]][L] += bi;
+        acc->norm_sum[cats[k]][L] += norm;
+        if (rank >= 0) {
+          acc->rank_sum[cats[k]][L] += static_cast<double>(rank);
+          if (rank == 0) ++acc->top1[cats[k]][L];
+        }
+      }
+    }
+    for (int k = 0; k < ncats; ++k) {
+      acc->tokens[cats[k]] += S;
+      if (s.rank_pos >= 0) {
+        ++acc->prompts[cats[k]];
+        acc->decision_sum[cats[k]] += decision;
+      }
+    }
+  }
+}
+
+TaskOutput MakeOutput(const TaskRun& t, const StreamData& data, int layers) {
+  TaskOutput out;
+  const Accumulator& a = t.acc;
+  out.metrics.push_back(
+      MetricRow{"bos", t.spec.windowing.bos == BosPolicy::kOn ? 1.0 : 0.0, {}});
+  for (size_t c = 0; c < data.categories.size(); ++c) {
+    const std::map<std::string, std::string> cat = {
+        {"category", data.categories[c]}};
+    if (t.spec.kind == kEvalKind) {
+      out.metrics.push_back(MetricRow{"nll_sum", a.nll_sum[c], cat});
+      out.metrics.push_back(
+          MetricRow{"tokens", static_cast<double>(a.tokens[c]), cat});
+      if (a.tokens[c] > 0) {
+        const double mean = a.nll_sum[c] / static_cast<double>(a.tokens[c]);
+        out.metrics.push_back(MetricRow{"nll_mean", mean, cat});
+        out.metrics.push_back(MetricRow{"ppl", std::exp(mean), cat});
+      }
+      continue;
+    }
+    out.metrics.push_back(
+        MetricRow{"tokens", static_cast<double>(a.tokens[c]), cat});
+    out.metrics.push_back(
+        MetricRow{"prompts", static_cast<double>(a.prompts[c]), cat});
+    const double tokens = static_cast<double>(a.tokens[c]);
+    const double prompts = static_cast<double>(a.prompts[c]);
+    for (int L = 0; L < layers; ++L) {
+      std::map<std::string, std::string> labels = cat;
+      labels["layer"] = std::to_string(L);
+      if (a.tokens[c] > 0) {
+        out.metrics.push_back(MetricRow{"bi", a.bi_sum[c][L] / tokens, labels});
+        out.metrics.push_back(
+            MetricRow{"resid_norm", a.norm_sum[c][L] / tokens, labels});
+      }
+      if (a.prompts[c] > 0) {
+        out.metrics.push_back(
+            MetricRow{"lens_rank", a.rank_sum[c][L] / prompts, labels});
+        out.metrics.push_back(MetricRow{
+            "lens_top1", static_cast<double>(a.top1[c][L]) / prompts, labels});
+      }
+    }
+    if (a.prompts[c] > 0) {
+      out.metrics.push_back(
+          MetricRow{"decision_layer", a.decision_sum[c] / prompts, cat});
+    }
+  }
+  out.wall_seconds = t.seconds;
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LmExecutor>> LmExecutor::Create(
+    const std::string& kind, std::shared_ptr<LmBackend> backend,
+    const LmExecutorOptions& options) {
+  if (kind != kEvalKind && kind != kProbeKind) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "LmExecutor kind must be \"eval\" or \"probe\", got \"", kind, "\""));
+  }
+  if (backend == nullptr) {
+    return absl::InvalidArgumentError("LmExecutor needs a backend");
+  }
+  if (options.max_batch_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LmExecutorOptions.max_batch_tokens must be >= 1, got ",
+                     options.max_batch_tokens));
+  }
+  return std::unique_ptr<LmExecutor>(
+      new LmExecutor(kind, std::move(backend), options));
+}
+
+LmExecutor::LmExecutor(std::string kind, std::shared_ptr<LmBackend> backend,
+                       const LmExecutorOptions& options)
+    : kind_(std::move(kind)),
+      backend_(std::move(backend)),
+      options_(options),
+      clock_(options.clock != nullptr ? options.clock : Clock::Real()) {}
+
+void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
+                          const TaskSink& sink) {
+  std::vector<TaskRun> runs;
+  runs.reserve(tasks.size());
+  // Parse every task; malformed ones fail at once.
+  std::map<std::string, std::vector<size_t>> streams;  // key -> runs indices
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    absl::StatusOr<LmTaskSpec> spec =
+        ParseLmTaskSpec(tasks[i].kind, tasks[i].spec);
+    if (!spec.ok()) {
+      sink(i,
+           Annotate(spec.status(), absl::StrCat("task ", tasks[i].task_key)));
+      continue;
+    }
+    TaskRun run;
+    run.index = i;
+    run.spec = std::move(*spec);
+    streams[StreamKey(run.spec)].push_back(runs.size());
+    runs.push_back(std::move(run));
+  }
+  auto finish = [&](TaskRun& t, absl::StatusOr<TaskOutput> outcome) {
+    if (t.done) return;
+    t.done = true;
+    if (!outcome.ok()) {
+      outcome = Annotate(outcome.status(),
+                         absl::StrCat("task ", tasks[t.index].task_key));
+    }
+    sink(t.index, std::move(outcome));
+  };
+  auto cancel_all = [&] {
+    for (TaskRun& t : runs) {
+      finish(t, absl::CancelledError("the group was cancelled"));
+    }
+  };
+
+  size_t streams_done = 0;
+  for (auto& [key, members] : streams) {
+    (void)key;
+    const LmTaskSpec& first = runs[members[0]].spec;
+    auto fail_stream = [&](const absl::Status& s) {
+      for (size_t m : members) finish(runs[m], s);
+    };
+    if (ctx.cancelled()) return cancel_all();
+    absl::StatusOr<LmBackend::Model> model = backend_->Acquire(first.model);
+    if (!model.ok()) {
+      fail_stream(model.status());
+      ++streams_done;
+      continue;
+    }
+    const engine::ModelConfig& config = model->engine->config();
+    const int N = config.num_hidden_layers;
+    absl::StatusOr<StreamData> data =
+        BuildStream(first, *model->tokenizer, options_.max_batch_tokens);
+    if (!data.ok()) {
+      fail_stream(data.status());
+      ++streams_done;
+      continue;
+    }
+    const bool probe = first.kind == kProbeKind;
+    for (size_t m : members) {
+      TaskRun& t = runs[m];
+      absl::StatusOr<std::vector<engine::Intervention>> ivs =
+          ToEngineInterventions(t.spec.interventions, config);
+      if (!ivs.ok()) {
+        finish(t, ivs.status());
+        continue;
+      }
+      t.interventions = std::move(*ivs);
+      t.start_layer = engine::FirstTouchedLayer(t.interventions, N);
+      t.acc.Init(data->categories.size(), N);
+    }
+
+    for (size_t bi = 0; bi < data->batches.size(); ++bi) {
+      const Batch& batch = data->batches[bi];
+      std::vector<TaskRun*> active;
+      for (size_t m : members) {
+        TaskRun& t = runs[m];
+        if (t.done) continue;
+        if (ctx.task_cancelled(t.index)) {
+          finish(t, absl::CancelledError("task cancelled"));
+          continue;
+        }
+        active.push_back(&t);
+      }
+      if (active.empty()) break;
+      if (ctx.cancelled()) return cancel_all();
+      const engine::ForwardRequest base = MakeRequest(*data, batch);
+
+      // Shared unablated pass (prefix reuse).
+      engine::ForwardResult shared;
+      bool have_shared = false;
+      if (options_.prefix_reuse) {
+        bool need_prefix = false, need_result = false;
+        for (TaskRun* t : active) {
+          if (t->interventions.empty()) need_result = true;
+          if (!t->interventions.empty() && t->start_layer > 0) {
+            need_prefix = true;
+          }
+        }
+        if (need_prefix || need_result) {
+          engine::ForwardRequest req = base;
+          req.keep_prefix_state = need_prefix;
+          req.layer_stats = probe;
+          const int64_t t0 = clock_->NowMs();
+          absl::StatusOr<engine::ForwardResult> r = model->engine->Forward(req);
+          const double seconds = (clock_->NowMs() - t0) / 1000.0;
+          if (!r.ok()) {
+            for (TaskRun* t : active) {
+              finish(*t, Annotate(r.status(), "unablated forward"));
+            }
+            continue;
+          }
+          shared = std::move(*r);
+          have_shared = true;
+          // The shared pass's time is split among the tasks that use it.
+          int users = 0;
+          for (TaskRun* t : active) {
+            if (t->interventions.empty() || t->start_layer > 0) ++users;
+          }
+          for (TaskRun* t : active) {
+            if (t->interventions.empty() || t->start_layer > 0) {
+              t->seconds += seconds / users;
+            }
+          }
+        }
+      }
+
+      for (TaskRun* t : active) {
+        if (ctx.cancelled()) return cancel_all();
+        if (have_shared && t->interventions.empty()) {
+          if (probe) {
+            std::vector<const engine::LayerStats*> stats(N);
+            for (int L = 0; L < N; ++L) stats[L] = &shared.layer_stats[L];
+            AccumulateProbe(*data, batch, stats, &t->acc);
+          } else {
+            AccumulateEval(*data, batch, shared, &t->acc);
+          }
+          continue;
+        }
+        engine::ForwardRequest req = base;
+        req.interventions = t->interventions;
+        req.layer_stats = probe;
+        const bool from_prefix =
+            have_shared && t->start_layer > 0 && shared.prefix_state != nullptr;
+        if (from_prefix) {
+          req.start_from = shared.prefix_state;
+          req.start_layer = t->start_layer;
+        }
+        const int64_t t0 = clock_->NowMs();
+        absl::StatusOr<engine::ForwardResult> r = model->engine->Forward(req);
+        t->seconds += (clock_->NowMs() - t0) / 1000.0;
+        if (!r.ok()) {
+          finish(*t, r.status());
+          continue;
+        }
+        if (probe) {
+          std::vector<const engine::LayerStats*> stats(N);
+          for (int L = 0; L < N; ++L) {
+            stats[L] = (from_prefix && L < t->start_layer)
+                           ? &shared.layer_stats[L]
+                           : &r->layer_stats[L];
+          }
+          AccumulateProbe(*data, batch, stats, &t->acc);
+        } else {
+          AccumulateEval(*data, batch, *r, &t->acc);
+        }
+      }
+      ctx.SetProgress((static_cast<double>(streams_done) +
+                       static_cast<double>(bi + 1) / data->batches.size()) /
+                      streams.size());
+    }
+    for (size_t m : members) {
+      TaskRun& t = runs[m];
+      if (t.done) continue;
+      if (ctx.task_cancelled(t.index)) {
+        finish(t, absl::CancelledError("task cancelled"));
+        continue;
+      }
+      finish(t, MakeOutput(t, *data, N));
+    }
+    ++streams_done;
+    ctx.SetProgress(static_cast<double>(streams_done) / streams.size());
+  }
+}
+
+}  // namespace sweepd
