@@ -151,6 +151,19 @@ TEST(InProcessCommunicatorTest, TimeoutReturnsDeadlineExceededAndAbortsGroup) {
   EXPECT_EQ(later.code(), absl::StatusCode::kAborted) << later;
 }
 
+TEST(InProcessCommunicatorTest, AbortReleasesWaitingRanks) {
+  auto group = InProcessGroup::Create(2, absl::Hours(1));
+  ASSERT_TRUE(group.ok());
+  auto pending = std::async(std::launch::async, [&] {
+    float x = 1.0f;
+    return (*group)->rank(0)->AllReduceSum(&x, 1, CommDtype::kFloat32);
+  });
+  (*group)->rank(1)->Abort();  // rank 1 failed locally and will never join
+  absl::Status s = pending.get();
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_EQ((*group)->rank(1)->Barrier().code(), absl::StatusCode::kAborted);
+}
+
 TEST(InProcessCommunicatorTest, CreateRejectsBadArguments) {
   EXPECT_EQ(InProcessGroup::Create(0).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -142,6 +142,11 @@ class Rendezvous {
 
   int size() const { return size_; }
 
+  void Abort() {
+    absl::MutexLock lock(&mu_);
+    aborted_ = true;
+  }
+
   // Runs one collective for `rank`: publishes `slot`, waits for all ranks, lets
   // `compute` read every slot (into rank-local scratch), waits again, then
   // calls `finish`.
@@ -180,11 +185,6 @@ class Rendezvous {
         "in-process communicator group aborted after an earlier timeout or "
         "mismatch; create a "
         "new group");
-  }
-
-  void Abort() {
-    absl::MutexLock lock(&mu_);
-    aborted_ = true;
   }
 
   absl::Status Barrier(int rank, const char* what) {
@@ -281,6 +281,8 @@ class InProcessCommunicator : public Communicator {
           if (bytes > 0) std::memcpy(buf, scratch.data(), bytes);
         });
   }
+
+  void Abort() override { rv_->Abort(); }
 
   absl::Status Barrier() override {
     Slot slot{Op::kBarrier, 0, CommDtype::kFloat32, 0, nullptr};

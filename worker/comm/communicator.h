@@ -72,6 +72,10 @@ class Communicator {
                                  int root) = 0;
   // Returns when every rank has entered the barrier.
   virtual absl::Status Barrier() = 0;
+  // Aborts the whole group from this rank (e.g. after a local failure): ranks
+  // blocked in a collective return ABORTED promptly, and every later collective
+  // returns ABORTED. Thread-safe; may be called from any thread.
+  virtual void Abort() = 0;
 };
 
 // In-process backend: `size` ranks as threads of one process sharing a

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -97,6 +98,10 @@ class NcclCommunicator : public Communicator {
     return Wait("Broadcast");
   }
 
+  void Abort() override {
+    if (!aborted_) AbortComm();
+  }
+
   absl::Status Barrier() override {
     // A one-element all-reduce on a private device buffer is a barrier for the
     // stream order.
@@ -172,7 +177,7 @@ class NcclCommunicator : public Communicator {
   cudaStream_t stream_;
   cudaEvent_t done_;
   const absl::Duration timeout_;
-  bool aborted_ = false;
+  std::atomic<bool> aborted_{false};
   void* barrier_buf_ = nullptr;
 };
 

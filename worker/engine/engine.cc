@@ -916,9 +916,12 @@ class EngineImpl : public Engine {
             .Run();
       } catch (const CommFailure& f) {
         status[r] = f.status;
+        comms_->rank(r)->Abort();
       } catch (const std::exception& e) {
         status[r] =
             FromException(e, absl::StrCat("forward on rank ", r).c_str());
+        // Release the other ranks now instead of after the collective timeout.
+        comms_->rank(r)->Abort();
       }
     };
     std::vector<std::thread> threads;
