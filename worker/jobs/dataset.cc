@@ -15,8 +15,8 @@ namespace {
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("dataset file ", path, ": cannot be opened"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dataset file ", path, ": cannot be opened (missing or unreadable)"));
   }
   std::ostringstream out;
   out << in.rdbuf();
