@@ -1,0 +1,480 @@
+// The eval / probe executor against the engine on a random tiny Gemma 4 model:
+// prefix reuse on == off, eval metrics == a hand computation from
+// Engine::Forward NLLs over independently chosen windows, BOS on/off token
+// counts, probe aggregates == a hand aggregation of the engine's LayerStats,
+// errors and cancellation.
+#include "worker/jobs/lm_executor.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/tokenizer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "worker/engine/api.h"
+#include "worker/engine/model_generator.h"
+
+namespace sweepd {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+std::string SourceDir() {
+  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
+  return d != nullptr ? d : ".";
+}
+
+class FakeContext : public TaskContext {
+ public:
+  bool cancelled() const override { return cancel_all; }
+  bool task_cancelled(size_t i) const override {
+    return cancel_all || cancelled_tasks.count(i) > 0;
+  }
+  void SetProgress(double f) override { progress.push_back(f); }
+
+  bool cancel_all = false;
+  std::set<size_t> cancelled_tasks;
+  std::vector<double> progress;
+};
+
+using Outcomes = std::map<size_t, absl::StatusOr<TaskOutput>>;
+
+// name + sorted labels -> value
+std::map<std::string, double> Flatten(const TaskOutput& out) {
+  std::map<std::string, double> m;
+  for (const MetricRow& r : out.metrics) {
+    std::string key = r.name;
+    for (const auto& [k, v] : r.labels) absl::StrAppend(&key, "|", k, "=", v);
+    EXPECT_TRUE(m.emplace(key, r.value).second) << "duplicate row " << key;
+  }
+  return m;
+}
+
+double Get(const TaskOutput& out, const std::string& name,
+           const std::map<std::string, std::string>& labels) {
+  for (const MetricRow& r : out.metrics) {
+    if (r.name == name && r.labels == labels) return r.value;
+  }
+  ADD_FAILURE() << "no metric " << name;
+  return NAN;
+}
+
+void ExpectRelNear(double expected, double actual, double rel,
+                   const std::string& what) {
+  EXPECT_LE(std::fabs(expected - actual),
+            rel * std::max(1e-12, std::fabs(expected)))
+      << what << ": expected " << expected << " got " << actual;
+}
+
+class LmExecutorTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(::testing::TempDir() + "/lm_executor_test_" +
+                           std::to_string(getpid()));
+    std::filesystem::remove_all(*dir_);
+    std::filesystem::create_directories(*dir_);
+    ASSERT_TRUE(engine::MakeRandomModel(
+                    SourceDir() + "/configs/models/gemma4-tiny.json", 5,
+                    *dir_ + "/model")
+                    .ok());
+    Write("prose.txt",
+          "The river rises in a high valley where snow lingers.\n"
+          "It runs through farmland past villages.\n\n"
+          "Lighthouses were built along the northern coast.\n\n"
+          "Short.\n\n"
+          "Each tower had its own pattern of flashes, two long and one "
+          "short, so captains knew where they were.\n");
+    Write(
+        "probe.jsonl",
+        R"({"prompt": "The capital of France is", "target": " Paris", "text": "The capital of France is Paris", "category": "factual"})"
+        "\n"
+        R"({"prompt": "Two plus two is", "target": " four", "text": "Two plus two is four", "category": "math"})"
+        "\n"
+        R"({"prompt": "The capital of Spain is", "target": " Madrid", "text": "The capital of Spain is Madrid", "category": "factual"})"
+        "\n"
+        R"({"prompt": "Hello there, how", "target": " are", "text": "Hello there, how are you"})"
+        "\n"
+        R"({"text": "A record without a prompt has no rank but enters BI.", "category": "math"})"
+        "\n");
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+  }
+  static void Write(const std::string& name, const std::string& text) {
+    std::ofstream(*dir_ + "/" + name) << text;
+  }
+  static std::string Path(const std::string& name) {
+    return *dir_ + "/" + name;
+  }
+
+  void SetUp() override {
+    LmBackendOptions bo;
+    bo.engine.model_dir = Path("model");
+    bo.engine.cpu_threads_per_rank = 1;
+    auto backend = LmBackend::Create(bo);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = *backend;
+    auto tok = Tokenizer::FromFile(Path("model/tokenizer.json"));
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    tokenizer_ = std::move(*tok);
+    engine::EngineOptions eo;
+    eo.model_dir = Path("model");
+    eo.cpu_threads_per_rank = 1;
+    auto e = engine::Engine::Create(eo);
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine_ = std::move(*e);
+  }
+
+  static TaskInput Task(const std::string& kind, const std::string& key,
+                        const std::string& data, json windowing,
+                        json interventions = json::array()) {
+    TaskInput t;
+    t.kind = kind;
+    t.task_key = key;
+    t.spec = {{"kind", kind == "eval" ? "JOB_KIND_EVAL" : "JOB_KIND_PROBE"},
+              {"model", {{"path", Path("model")}}},
+              {"data",
+               {{"dataset", {{"name", "d"}, {"path", Path(data)}}},
+                {"shard_index", 0},
+                {"num_shards", 1}}},
+              {kind, {{"windowing", windowing}}}};
+    if (!interventions.empty()) {
+      t.spec["interventions"] = {{"interventions", interventions}};
+    }
+    return t;
+  }
+
+  Outcomes Run(const std::vector<TaskInput>& tasks, bool reuse,
+               FakeContext* ctx_in = nullptr, int64_t max_batch_tokens = 4096) {
+    LmExecutorOptions opts;
+    opts.prefix_reuse = reuse;
+    opts.max_batch_tokens = max_batch_tokens;
+    auto exec = LmExecutor::Create(tasks[0].kind, backend_, opts);
+    EXPECT_TRUE(exec.ok()) << exec.status();
+    FakeContext local;
+    FakeContext& ctx = ctx_in != nullptr ? *ctx_in : local;
+    Outcomes out;
+    (*exec)->RunGroup(tasks, ctx, [&](size_t i, absl::StatusOr<TaskOutput> r) {
+      EXPECT_TRUE(out.emplace(i, std::move(r)).second)
+          << "task " << i << " reported twice";
+    });
+    EXPECT_EQ(out.size(), tasks.size());
+    return out;
+  }
+
+  // Sum of the engine's NLLs over the tokens of `ids` that strided perplexity
+  // scores, choosing for each token j >= 1 the window with the smallest begin
+  // that contains j - 1 and j. One Engine::Forward per window (batch 1).
+  void HandEval(const std::vector<int32_t>& ids, int ctx, int stride,
+                const std::vector<engine::Intervention>& ivs, double* nll_sum,
+                int64_t* tokens) {
+    const int64_t n = static_cast<int64_t>(ids.size());
+    if (n < 2) return;
+    std::vector<std::pair<int64_t, int64_t>> windows;  // [begin, end)
+    for (int64_t b = 0;;) {
+      const int64_t e = std::min<int64_t>(b + ctx, n);
+      windows.push_back({b, e});
+      if (e == n) break;
+      b = std::min<int64_t>(b + stride, e - 1);
+    }
+    std::vector<int> times_scored(n, 0);
+    std::map<size_t, engine::ForwardResult> results;
+    for (int64_t j = 1; j < n; ++j) {
+      size_t w = 0;
+      while (!(windows[w].first <= j - 1 && j < windows[w].second)) ++w;
+      if (results.count(w) == 0) {
+        engine::ForwardRequest req;
+        req.tokens.assign(ids.begin() + windows[w].first,
+                          ids.begin() + windows[w].second);
+        req.batch = 1;
+        req.seq = windows[w].second - windows[w].first;
+        req.interventions = ivs;
+        auto r = engine_->Forward(req);
+        ASSERT_TRUE(r.ok()) << r.status();
+        results[w] = std::move(*r);
+      }
+      const engine::ForwardResult& r = results[w];
+      const int64_t pos = j - 1 - windows[w].first;
+      ASSERT_TRUE(r.target_valid[pos]);
+      *nll_sum += r.nll[pos];
+      ++*tokens;
+      ++times_scored[j];
+    }
+    for (int64_t j = 1; j < n; ++j) ASSERT_EQ(times_scored[j], 1);
+  }
+
+  static std::string* dir_;
+  std::shared_ptr<LmBackend> backend_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<engine::Engine> engine_;
+};
+
+std::string* LmExecutorTest::dir_ = nullptr;
+
+TEST_F(LmExecutorTest, ReuseOnEqualsReuseOffForEveryIntervention) {
+  const json w = {{"context_length", 12}, {"stride", 5}, {"bos", "on"}};
+  const json pw = {{"context_length", 16}, {"bos", "on"}};
+  std::vector<TaskInput> tasks = {
+      Task("eval", "base", "prose.txt", w),
+      Task("eval", "skip2", "prose.txt", w, {{{"skip", {{"layers", "2"}}}}}),
+      Task("eval", "zero", "prose.txt", w, {{{"zero", {{"layers", "3,5"}}}}}),
+      Task("eval", "reinit", "prose.txt", w,
+           {{{"reinit", {{"layers", "4"}, {"seed", "7"}}}}}),
+      Task("eval", "heads", "prose.txt", w,
+           {{{"mask_heads", {{"layer", 1}, {"heads", {0, 2}}}}}}),
+      Task("eval", "skip0", "prose.txt", w,
+           {{{"skip", {{"layers", "0:6:2"}}}}}),
+      Task("probe", "pbase", "probe.jsonl", pw),
+      Task("probe", "pskip", "probe.jsonl", pw,
+           {{{"skip", {{"layers", "3"}}}}}),
+      Task("probe", "pheads", "probe.jsonl", pw,
+           {{{"mask_heads", {{"layer", 4}, {"heads", {1}}}}}}),
+  };
+  const int64_t f0 = backend_->total_layer_forwards();
+  Outcomes off = Run(tasks, /*reuse=*/false);
+  const int64_t f1 = backend_->total_layer_forwards();
+  Outcomes on = Run(tasks, /*reuse=*/true);
+  const int64_t f2 = backend_->total_layer_forwards();
+  EXPECT_LT(f2 - f1, f1 - f0);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    ASSERT_TRUE(off.at(i).ok()) << off.at(i).status();
+    ASSERT_TRUE(on.at(i).ok()) << on.at(i).status();
+    auto a = Flatten(*off.at(i));
+    auto b = Flatten(*on.at(i));
+    ASSERT_EQ(a.size(), b.size()) << tasks[i].task_key;
+    for (const auto& [key, value] : a) {
+      ASSERT_EQ(b.count(key), 1u) << key;
+      ExpectRelNear(value, b.at(key), 1e-6, tasks[i].task_key + " " + key);
+    }
+  }
+  // The interventions changed the results (the comparison is not vacuous).
+  EXPECT_NE(Get(*on.at(0), "nll_sum", {{"category", "all"}}),
+            Get(*on.at(1), "nll_sum", {{"category", "all"}}));
+  EXPECT_NE(Get(*on.at(6), "bi", {{"category", "all"}, {"layer", "3"}}),
+            Get(*on.at(7), "bi", {{"category", "all"}, {"layer", "3"}}));
+}
+
+TEST_F(LmExecutorTest, EvalEqualsHandComputationFromForwardNlls) {
+  const int ctx = 9, stride = 4;
+  const json w = {{"context_length", ctx}, {"stride", stride}, {"bos", "on"}};
+  const json skip = {{{"skip", {{"layers", "2"}}}}};
+  // Small batches so windows of one length span several forwards.
+  Outcomes out = Run({Task("eval", "base", "prose.txt", w),
+                      Task("eval", "skip", "prose.txt", w, skip)},
+                     /*reuse=*/true, nullptr, /*max_batch_tokens=*/20);
+  const std::vector<std::string> texts = {
+      "The river rises in a high valley where snow lingers.\nIt runs through "
+      "farmland past villages.",
+      "Lighthouses were built along the northern coast.", "Short.",
+      "Each tower had its own pattern of flashes, two long and one short, so "
+      "captains knew where they were."};
+  for (int k = 0; k < 2; ++k) {
+    std::vector<engine::Intervention> ivs;
+    if (k == 1) ivs.push_back(engine::Intervention::Skip(2));
+    double nll = 0;
+    int64_t tokens = 0;
+    for (const std::string& t : texts) {
+      auto ids = tokenizer_->Encode(t, BosPolicy::kOn);
+      ASSERT_TRUE(ids.ok());
+      HandEval(*ids, ctx, stride, ivs, &nll, &tokens);
+    }
+    ASSERT_TRUE(out.at(k).ok()) << out.at(k).status();
+    const TaskOutput& o = *out.at(k);
+    const std::map<std::string, std::string> all = {{"category", "all"}};
+    EXPECT_EQ(Get(o, "tokens", all), static_cast<double>(tokens));
+    ExpectRelNear(nll, Get(o, "nll_sum", all), 1e-5, "nll_sum");
+    ExpectRelNear(nll / tokens, Get(o, "nll_mean", all), 1e-5, "nll_mean");
+    ExpectRelNear(std::exp(nll / tokens), Get(o, "ppl", all), 1e-5, "ppl");
+    EXPECT_EQ(Get(o, "bos", {}), 1.0);
+  }
+}
+
+TEST_F(LmExecutorTest, EvalPerCategoryRowsForJsonl) {
+  const json w = {{"context_length", 64}, {"bos", "off"}};
+  Outcomes out = Run({Task("eval", "base", "probe.jsonl", w)}, true);
+  ASSERT_TRUE(out.at(0).ok()) << out.at(0).status();
+  const TaskOutput& o = *out.at(0);
+  double sum = 0, tokens = 0;
+  for (const char* c : {"factual", "math"}) {
+    sum += Get(o, "nll_sum", {{"category", c}});
+    tokens += Get(o, "tokens", {{"category", c}});
+  }
+  // The record without a category counts only in "all".
+  auto ids = tokenizer_->Encode("Hello there, how are you", BosPolicy::kOff);
+  ASSERT_TRUE(ids.ok());
+  double nll = 0;
+  int64_t n = 0;
+  HandEval(*ids, 64, 64, {}, &nll, &n);
+  EXPECT_EQ(Get(o, "tokens", {{"category", "all"}}), tokens + n);
+  ExpectRelNear(sum + nll, Get(o, "nll_sum", {{"category", "all"}}), 1e-5,
+                "all = sum of categories + uncategorised");
+  EXPECT_EQ(Get(o, "bos", {}), 0.0);
+}
+
+TEST_F(LmExecutorTest, BosOnScoresOneMoreTokenPerRecord) {
+  Outcomes on = Run(
+      {Task("eval", "a", "prose.txt", {{"context_length", 16}, {"bos", "on"}})},
+      true);
+  Outcomes off = Run({Task("eval", "b", "prose.txt",
+                           {{"context_length", 16}, {"bos", "off"}})},
+                     true);
+  ASSERT_TRUE(on.at(0).ok() && off.at(0).ok());
+  const std::map<std::string, std::string> all = {{"category", "all"}};
+  // Four records: with <bos> each record's first text token is scored too.
+  EXPECT_EQ(Get(*on.at(0), "tokens", all), Get(*off.at(0), "tokens", all) + 4);
+  EXPECT_EQ(Get(*on.at(0), "bos", {}), 1.0);
+  EXPECT_EQ(Get(*off.at(0), "bos", {}), 0.0);
+}
+
+TEST_F(LmExecutorTest, ProbeEqualsHandAggregationOfLayerStats) {
+  const int N = engine_->config().num_hidden_layers;
+  Outcomes out = Run({Task("probe", "p", "probe.jsonl",
+                           {{"context_length", 32}, {"bos", "on"}})},
+                     true);
+  ASSERT_TRUE(out.at(0).ok()) << out.at(0).status();
+  const TaskOutput& o = *out.at(0);
+  struct Rec {
+    std::string category, prompt, target;
+  };
+  const std::vector<Rec> recs = {
+      {"factual", "The capital of France is", " Paris"},
+      {"math", "Two plus two is", " four"},
+      {"factual", "The capital of Spain is", " Madrid"},
+      {"", "Hello there, how", " are"},
+      {"math", "A record without a prompt has no rank but enters BI.", ""}};
+  struct Agg {
+    std::vector<double> bi, norm, rank, top1;
+    double decision = 0, tokens = 0, prompts = 0;
+  };
+  std::map<std::string, Agg> agg;
+  for (const Rec& r : recs) {
+    auto ids = tokenizer_->Encode(r.prompt, BosPolicy::kOn);
+    ASSERT_TRUE(ids.ok());
+    engine::ForwardRequest req;
+    req.tokens = *ids;
+    req.batch = 1;
+    req.seq = static_cast<int64_t>(ids->size());
+    req.targets.assign(ids->size(), -1);
+    if (!r.target.empty()) {
+      auto t = tokenizer_->Encode(r.target, BosPolicy::kOff);
+      ASSERT_TRUE(t.ok());
+      req.targets.back() = (*t)[0];
+    }
+    req.layer_stats = true;
+    auto res = engine_->Forward(req);
+    ASSERT_TRUE(res.ok()) << res.status();
+    std::vector<std::string> cats = {"all"};
+    if (!r.category.empty()) cats.push_back(r.category);
+    for (const std::string& c : cats) {
+      Agg& a = agg[c];
+      a.bi.resize(N);
+      a.norm.resize(N);
+      a.rank.resize(N);
+      a.top1.resize(N);
+      a.tokens += req.seq;
+      int decision = N;
+      for (int L = 0; L < N; ++L) {
+        const engine::LayerStats& st = res->layer_stats[L];
+        for (int64_t p = 0; p < req.seq; ++p) {
+          a.bi[L] += st.block_influence[p];
+          a.norm[L] += st.resid_out_norm[p];
+        }
+        if (!r.target.empty()) {
+          const int64_t rank = st.target_rank[req.seq - 1];
+          a.rank[L] += rank;
+          a.top1[L] += rank == 0;
+          if (rank == 0 && decision == N) decision = L;
+        }
+      }
+      if (!r.target.empty()) {
+        a.prompts += 1;
+        a.decision += decision;
+      }
+    }
+  }
+  ASSERT_EQ(agg.size(), 3u);
+  for (const auto& [c, a] : agg) {
+    const std::map<std::string, std::string> cat = {{"category", c}};
+    EXPECT_EQ(Get(o, "tokens", cat), a.tokens) << c;
+    EXPECT_EQ(Get(o, "prompts", cat), a.prompts) << c;
+    ExpectRelNear(a.decision / a.prompts, Get(o, "decision_layer", cat), 1e-9,
+                  c + " decision_layer");
+    for (int L = 0; L < N; ++L) {
+      std::map<std::string, std::string> l = cat;
+      l["layer"] = std::to_string(L);
+      ExpectRelNear(a.bi[L] / a.tokens, Get(o, "bi", l), 1e-5, c + " bi");
+      ExpectRelNear(a.norm[L] / a.tokens, Get(o, "resid_norm", l), 1e-5,
+                    c + " resid_norm");
+      ExpectRelNear(a.rank[L] / a.prompts, Get(o, "lens_rank", l), 1e-9,
+                    c + " lens_rank");
+      ExpectRelNear(a.top1[L] / a.prompts, Get(o, "lens_top1", l), 1e-9,
+                    c + " lens_top1");
+    }
+  }
+}
+
+TEST_F(LmExecutorTest, TaskErrorsAreReportedPerTask) {
+  const json w = {{"context_length", 16}};
+  std::vector<TaskInput> tasks = {
+      Task("eval", "ok", "prose.txt", w),
+      Task("eval", "bad-layer", "prose.txt", w,
+           {{{"skip", {{"layers", "9"}}}}}),
+      Task("eval", "no-file", "missing.txt", w),
+  };
+  tasks.push_back(tasks[0]);
+  tasks[3].spec["data"].erase("dataset");
+  Outcomes out = Run(tasks, true);
+  EXPECT_TRUE(out.at(0).ok()) << out.at(0).status();
+  ASSERT_FALSE(out.at(1).ok());
+  EXPECT_EQ(out.at(1).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(out.at(1).status().message(),
+              HasSubstr("interventions.interventions[0].skip.layers"));
+  EXPECT_THAT(out.at(1).status().message(), HasSubstr("task bad-layer"));
+  ASSERT_FALSE(out.at(2).ok());
+  EXPECT_EQ(out.at(2).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(out.at(2).status().message(), HasSubstr(Path("missing.txt")));
+  ASSERT_FALSE(out.at(3).ok());
+  EXPECT_THAT(out.at(3).status().message(), HasSubstr("data.dataset"));
+}
+
+TEST_F(LmExecutorTest, CancellationStopsTasks) {
+  const json w = {{"context_length", 16}};
+  std::vector<TaskInput> tasks = {
+      Task("eval", "a", "prose.txt", w),
+      Task("eval", "b", "prose.txt", w, {{{"skip", {{"layers", "1"}}}}})};
+  FakeContext one;
+  one.cancelled_tasks.insert(1);
+  Outcomes out = Run(tasks, true, &one);
+  EXPECT_TRUE(out.at(0).ok());
+  EXPECT_EQ(out.at(1).status().code(), absl::StatusCode::kCancelled);
+  ASSERT_FALSE(one.progress.empty());
+  EXPECT_DOUBLE_EQ(one.progress.back(), 1.0);
+
+  FakeContext all;
+  all.cancel_all = true;
+  const int64_t before = backend_->total_layer_forwards();
+  out = Run(tasks, true, &all);
+  EXPECT_EQ(out.at(0).status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(out.at(1).status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(backend_->total_layer_forwards(), before);
+}
+
+TEST_F(LmExecutorTest, CreateRejectsOtherKinds) {
+  auto e = LmExecutor::Create("generate", backend_, LmExecutorOptions{});
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(e.status().message(), HasSubstr("generate"));
+}
+
+}  // namespace
+}  // namespace sweepd
