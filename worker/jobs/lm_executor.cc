@@ -630,4 +630,17 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
   }
 }
 
+absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
+                                 const LmExecutorOptions& executor_options,
+                                 ExecutorRegistry* registry) {
+  ASSIGN_OR_RETURN(std::shared_ptr<LmBackend> backend,
+                   LmBackend::Create(backend_options));
+  for (const char* kind : {kEvalKind, kProbeKind}) {
+    ASSIGN_OR_RETURN(std::unique_ptr<LmExecutor> executor,
+                     LmExecutor::Create(kind, backend, executor_options));
+    RETURN_IF_ERROR(registry->Register(std::move(executor)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace sweepd

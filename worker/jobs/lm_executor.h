@@ -126,6 +126,12 @@ class LmExecutor : public Executor {
   Clock* const clock_;
 };
 
+// Creates one LmBackend (loading the worker's model) and registers an
+// LmExecutor sharing it for each of "eval" and "probe".
+absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
+                                 const LmExecutorOptions& executor_options,
+                                 ExecutorRegistry* registry);
+
 }  // namespace sweepd
 
 #endif  // SWEEPD_WORKER_JOBS_LM_EXECUTOR_H_
