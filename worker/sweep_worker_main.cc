@@ -3,6 +3,7 @@
 // SIGTERM/SIGINT into a drain. Other subcommands add one line to kSubcommands.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,7 +19,9 @@
 #include "common/logging.h"
 #include "coordinator/model_info.h"
 #include "worker/agent/agent.h"
+#include "worker/engine/api.h"
 #include "worker/jobs/executor.h"
+#include "worker/jobs/lm_executor.h"
 #include "worker/jobs/synthetic_executor.h"
 
 namespace sweepd {
@@ -39,11 +42,19 @@ flags:
   --drain-grace-s S           how long a draining worker lets running tasks finish (default 30)
   --rpc-deadline-ms MS        deadline of every RPC (default 10000)
   --model DIR                 model directory loaded by this worker; its fingerprint
-                              (config.json + safetensors headers) is advertised for affinity
+                              (config.json + safetensors headers) is advertised for affinity,
+                              and the eval and probe executors run on it (docs/JOBS.md)
+  --dtype float32|bfloat16    compute dtype of the model (default: float32 on cpu,
+                              bfloat16 on cuda); tasks naming another dtype reload it
+  --device cpu|cuda           where the engine runs (default cpu)
+  --prefix-reuse on|off       share one unablated pass among a group's tasks (default on)
+  --prefix-budget-mb N        per-rank device memory for kept prefix residuals; the rest
+                              spills to host memory (default 1024)
+  --max-batch-tokens N        tokens per engine forward when batching windows (default 4096)
   --device-kind KIND          advertised device kind (default "cpu")
   --gpu-count N               advertised GPU count (default 0)
   --gpu-memory-bytes N        advertised memory per GPU (default 0)
-  --tp N                      advertised tensor-parallel size (default 1)
+  --tp N                      tensor-parallel size of the engine, advertised (default 1)
   --fault-drop-report-reply P test fault switch: with probability P treat a successful
                               ReportResult as if its reply was lost and resend it (default 0)
   --seed N                    seed of backoff jitter and the fault switch (default: random)
@@ -127,6 +138,11 @@ int RunMain(int argc, char** argv) {
   options.name = DefaultName();
   double drain_grace_s = 30;
   std::string model_dir;
+  std::string dtype;
+  std::string device = "cpu";
+  std::string prefix_reuse = "on";
+  int64_t prefix_budget_mb = 1024;
+  int64_t max_batch_tokens = 4096;
   for (int i = 1; i < argc; ++i) {
     std::string v;
     if (std::strcmp(argv[i], "--help") == 0 ||
@@ -149,6 +165,16 @@ int RunMain(int argc, char** argv) {
           ParseNumberOrDie<int64_t>("--rpc-deadline-ms", v);
     } else if (TakeFlag(argc, argv, &i, "--model", &v)) {
       model_dir = v;
+    } else if (TakeFlag(argc, argv, &i, "--dtype", &v)) {
+      dtype = v;
+    } else if (TakeFlag(argc, argv, &i, "--device", &v)) {
+      device = v;
+    } else if (TakeFlag(argc, argv, &i, "--prefix-reuse", &v)) {
+      prefix_reuse = v;
+    } else if (TakeFlag(argc, argv, &i, "--prefix-budget-mb", &v)) {
+      prefix_budget_mb = ParseNumberOrDie<int64_t>("--prefix-budget-mb", v);
+    } else if (TakeFlag(argc, argv, &i, "--max-batch-tokens", &v)) {
+      max_batch_tokens = ParseNumberOrDie<int64_t>("--max-batch-tokens", v);
     } else if (TakeFlag(argc, argv, &i, "--device-kind", &v)) {
       options.capabilities.device_kind = v;
     } else if (TakeFlag(argc, argv, &i, "--gpu-count", &v)) {
@@ -198,6 +224,36 @@ int RunMain(int argc, char** argv) {
   if (!s.ok()) {
     std::fprintf(stderr, "sweep-worker: %s\n", s.ToString().c_str());
     return 1;
+  }
+  if (!model_dir.empty()) {
+    LmBackendOptions backend;
+    backend.engine.model_dir = model_dir;
+    backend.engine.device = device;
+    backend.engine.tp_size = std::max(1, options.capabilities.tensor_parallel);
+    backend.engine.prefix_device_budget_bytes = prefix_budget_mb << 20;
+    auto parsed_dtype = engine::ParseDType(
+        !dtype.empty() ? dtype : (device == "cuda" ? "bfloat16" : "float32"));
+    if (!parsed_dtype.ok() || (prefix_reuse != "on" && prefix_reuse != "off") ||
+        prefix_budget_mb < 0) {
+      std::fprintf(
+          stderr,
+          "sweep-worker: bad --dtype '%s', --prefix-reuse '%s' (on|off) "
+          "or --prefix-budget-mb %lld\n",
+          dtype.c_str(), prefix_reuse.c_str(),
+          static_cast<long long>(prefix_budget_mb));
+      return 2;
+    }
+    backend.engine.dtype = *parsed_dtype;
+    backend.model_fingerprint = options.capabilities.model_fingerprint;
+    LmExecutorOptions lm;
+    lm.prefix_reuse = prefix_reuse == "on";
+    lm.max_batch_tokens = max_batch_tokens;
+    s = RegisterLmExecutors(backend, lm, &registry);
+    if (!s.ok()) {
+      std::fprintf(stderr, "sweep-worker: --model %s: %s\n", model_dir.c_str(),
+                   s.ToString().c_str());
+      return 1;
+    }
   }
   options.registry = &registry;
 

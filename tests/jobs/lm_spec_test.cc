@@ -13,22 +13,22 @@ using ::testing::HasSubstr;
 using json = nlohmann::json;
 
 TEST(LayerSelectorTest, Forms) {
-  auto a = ParseLayerSelector("all", 4, "f");
+  auto a = SelectLayers("all", 4, "f");
   ASSERT_TRUE(a.ok());
   EXPECT_THAT(*a, ElementsAre(0, 1, 2, 3));
-  auto b = ParseLayerSelector("3", 60, "f");
+  auto b = SelectLayers("3", 60, "f");
   ASSERT_TRUE(b.ok());
   EXPECT_THAT(*b, ElementsAre(3));
-  auto c = ParseLayerSelector("5, 0", 60, "f");
+  auto c = SelectLayers("5, 0", 60, "f");
   ASSERT_TRUE(c.ok());
   EXPECT_THAT(*c, ElementsAre(0, 5));
-  auto d = ParseLayerSelector("10-13", 60, "f");
+  auto d = SelectLayers("10-13", 60, "f");
   ASSERT_TRUE(d.ok());
   EXPECT_THAT(*d, ElementsAre(10, 11, 12, 13));
-  auto e = ParseLayerSelector("0:10:4,2,2-3", 60, "f");
+  auto e = SelectLayers("0:10:4,2,2-3", 60, "f");
   ASSERT_TRUE(e.ok());
   EXPECT_THAT(*e, ElementsAre(0, 2, 3, 4, 8));
-  auto f = ParseLayerSelector("0:60:20", 60, "f");
+  auto f = SelectLayers("0:60:20", 60, "f");
   ASSERT_TRUE(f.ok());
   EXPECT_THAT(*f, ElementsAre(0, 20, 40));
 }
@@ -36,8 +36,8 @@ TEST(LayerSelectorTest, Forms) {
 TEST(LayerSelectorTest, ErrorsNameTheField) {
   for (const char* bad :
        {"", "60", "-1", "3-1", "a", "0:70", "0:10:0", "1,,2", "5:5"}) {
-    auto r = ParseLayerSelector(bad, 60,
-                                "interventions.interventions[0].skip.layers");
+    auto r =
+        SelectLayers(bad, 60, "interventions.interventions[0].skip.layers");
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(r.status().message(),

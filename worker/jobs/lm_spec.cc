@@ -184,9 +184,9 @@ absl::StatusOr<LmTaskSpec> ParseLmTaskSpec(const std::string& kind,
   return out;
 }
 
-absl::StatusOr<std::vector<int>> ParseLayerSelector(const std::string& selector,
-                                                    int num_layers,
-                                                    const std::string& field) {
+absl::StatusOr<std::vector<int>> SelectLayers(const std::string& selector,
+                                              int num_layers,
+                                              const std::string& field) {
   std::set<int> layers;
   auto bad = [&](const std::string& why) {
     return Invalid(field,
@@ -282,7 +282,7 @@ absl::StatusOr<std::vector<engine::Intervention>> ToEngineInterventions(
           GetString(*body, "layers", field + ".layers");
       if (!sel.ok()) return sel.status();
       absl::StatusOr<std::vector<int>> layers =
-          ParseLayerSelector(*sel, num_layers, field + ".layers");
+          SelectLayers(*sel, num_layers, field + ".layers");
       if (!layers.ok()) return layers.status();
       uint64_t seed = 0;
       if (std::string(key) == "reinit") {

@@ -54,13 +54,15 @@ struct LmTaskSpec {
 absl::StatusOr<LmTaskSpec> ParseLmTaskSpec(const std::string& kind,
                                            const nlohmann::json& spec);
 
-// Parses a layer selector for a model of `num_layers` layers: "all", "3",
-// "0,5,11", "10-22" (inclusive), "0:60:2" (start:stop:step, stop exclusive)
-// or a comma-separated mix. Sorted, de-duplicated. INVALID_ARGUMENT naming
-// `field` for syntax errors, empty selections and layers out of range.
-absl::StatusOr<std::vector<int>> ParseLayerSelector(const std::string& selector,
-                                                    int num_layers,
-                                                    const std::string& field);
+// Parses a layer selector (the same grammar as the planner's
+// ParseLayerSelector, which lives on the protobuf side) for a model of
+// `num_layers` layers: "all", "3", "0,5,11", "10-22" (inclusive), "0:60:2"
+// (start:stop:step, stop exclusive) or a comma-separated mix. Sorted,
+// de-duplicated. INVALID_ARGUMENT naming `field` for syntax errors, empty
+// selections and layers out of range.
+absl::StatusOr<std::vector<int>> SelectLayers(const std::string& selector,
+                                              int num_layers,
+                                              const std::string& field);
 
 // Converts spec interventions into engine interventions for `config`: one
 // engine intervention per selected layer (skip / zero / reinit), one per
