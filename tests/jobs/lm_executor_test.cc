@@ -469,6 +469,24 @@ TEST_F(LmExecutorTest, CancellationStopsTasks) {
   EXPECT_EQ(backend_->total_layer_forwards(), before);
 }
 
+TEST_F(LmExecutorTest, RegisterLmExecutorsRegistersEvalAndProbe) {
+  LmBackendOptions bo;
+  bo.engine.model_dir = Path("model");
+  bo.engine.cpu_threads_per_rank = 1;
+  ExecutorRegistry registry;
+  ASSERT_TRUE(RegisterLmExecutors(bo, LmExecutorOptions{}, &registry).ok());
+  EXPECT_THAT(registry.kinds(), ::testing::ElementsAre("eval", "probe"));
+  ASSERT_NE(registry.Find("probe"), nullptr);
+  EXPECT_EQ(registry.Find("probe")->kind(), "probe");
+
+  bo.engine.model_dir = Path("no-such-model");
+  ExecutorRegistry empty;
+  absl::Status s = RegisterLmExecutors(bo, LmExecutorOptions{}, &empty);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("no-such-model"));
+  EXPECT_TRUE(empty.kinds().empty());
+}
+
 TEST_F(LmExecutorTest, CreateRejectsOtherKinds) {
   auto e = LmExecutor::Create("generate", backend_, LmExecutorOptions{});
   ASSERT_FALSE(e.ok());
