@@ -166,17 +166,13 @@ int Main(int argc, char** argv) {
     }
     ++used;
   }
-  const std::string config_text = [&] {
-    auto cfg = engine::ModelConfig::FromFile(config);
-    return cfg.ok() ? absl::StrCat(cfg->num_hidden_layers, " layers, hidden ",
-                                   cfg->hidden_size)
-                    : std::string("?");
-  }();
   auto cfg = engine::ModelConfig::FromFile(config);
   if (!cfg.ok()) {
     std::fprintf(stderr, "jobs_bench: %s\n", cfg.status().ToString().c_str());
     return 1;
   }
+  const std::string config_text = absl::StrCat(
+      cfg->num_hidden_layers, " layers, hidden ", cfg->hidden_size);
   const int N = cfg->num_hidden_layers;
 
   LmBackendOptions bo;
