@@ -20,6 +20,7 @@
 #include "coordinator/model_info.h"
 #include "worker/agent/agent.h"
 #include "worker/engine/api.h"
+#include "worker/engine/model_generator.h"
 #include "worker/jobs/executor.h"
 #include "worker/jobs/lm_executor.h"
 #include "worker/jobs/synthetic_executor.h"
@@ -72,6 +73,8 @@ int RunMain(int argc, char** argv);
 // Add subcommands here: {"name", &NameMain, "one-line summary"}.
 const Subcommand kSubcommands[] = {
     {"run", &RunMain, "lease and run tasks from a coordinator (default)"},
+    {"make-model", &engine::MakeModelMain,
+     "write a random-weight Gemma 4 model directory from a config.json"},
 };
 
 void PrintTopUsage(FILE* out) {
