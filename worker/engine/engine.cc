@@ -7,11 +7,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -22,10 +24,17 @@
 #include "common/logging.h"
 #include "common/safetensors.h"
 #include "common/status.h"
+#include "kernels/lm_head_pass.h"
 #include "worker/engine/api.h"
 #include "worker/engine/comm_factory.h"
+#include "worker/engine/device_stats.h"
+#include "worker/engine/profile.h"
 #include "worker/engine/random_init.h"
 #include "worker/engine/torch_compat.h"
+
+#if SWEEPD_ENGINE_CUDA_OPS
+#include "worker/engine/cuda_ops.h"
+#endif
 
 namespace sweepd::engine {
 
@@ -131,12 +140,40 @@ struct LayerGeom {
 };
 
 struct LayerWeights {
-  at::Tensor q, k, v, o;  // v undefined on K = V layers
+  // q/k/v (v undefined on K = V layers) and gate/up are views of row ranges of
+  // the fused qkv and gate_up weights (FuseLayer), so the GPU path runs one
+  // GEMM for each pair and the eager path still reads them separately.
+  at::Tensor q, k, v, o;
+  at::Tensor qkv;      // [(heads + kv (+ kv)) * head_dim, hidden]
+  at::Tensor gate_up;  // [2 * inter, hidden]
   at::Tensor q_norm, k_norm;
   at::Tensor input_norm, post_attn_norm, pre_ff_norm, post_ff_norm;
   at::Tensor layer_scalar;
   at::Tensor gate, up, down;
 };
+
+// Re-points q/k/v and gate/up at row ranges of the fused weights.
+void PointViews(LayerWeights* w, int64_t q_rows, int64_t k_rows, bool has_v,
+                int64_t inter) {
+  w->q = w->qkv.narrow(0, 0, q_rows);
+  w->k = w->qkv.narrow(0, q_rows, k_rows);
+  w->v = has_v ? w->qkv.narrow(0, q_rows + k_rows, k_rows) : at::Tensor();
+  w->gate = w->gate_up.narrow(0, 0, inter);
+  w->up = w->gate_up.narrow(0, inter, inter);
+}
+
+// Concatenates q/k/v into qkv and gate/up into gate_up (one copy at load time);
+// the separate tensors become views of the fused ones.
+void FuseLayer(LayerWeights* w) {
+  const int64_t q_rows = w->q.size(0), k_rows = w->k.size(0);
+  const int64_t inter = w->gate.size(0);
+  const bool has_v = w->v.defined();
+  std::vector<at::Tensor> parts = {w->q, w->k};
+  if (has_v) parts.push_back(w->v);
+  w->qkv = at::cat(parts, 0);
+  w->gate_up = at::cat({w->gate, w->up}, 0);
+  PointViews(w, q_rows, k_rows, has_v, inter);
+}
 
 // Supplies one slice of a canonical weight: dim -1 = whole tensor, 0 = rows, 1
 // = columns.
@@ -187,6 +224,7 @@ absl::StatusOr<LayerWeights> BuildLayer(const ModelConfig& cfg, int L,
                                g.inter_start, g.inter_local));
   ASSIGN_OR_RETURN(w.down, slice(p + "mlp.down_proj.weight", {hidden, I}, 1,
                                  g.inter_start, g.inter_local));
+  FuseLayer(&w);
   return w;
 }
 
@@ -376,6 +414,165 @@ HostTensor ToHost(const at::Tensor& t) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Phase profile (profile.h).
+
+struct ProfileStore {
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, double>> ms ABSL_GUARDED_BY(mu);
+  int64_t forwards ABSL_GUARDED_BY(mu) = 0;
+  bool device_events ABSL_GUARDED_BY(mu) = false;
+};
+
+std::atomic<bool> g_profiling{false};
+
+ProfileStore& Profiles() {
+  static ProfileStore* store = new ProfileStore;
+  return *store;
+}
+
+void AddTo(std::vector<std::pair<std::string, double>>* acc,
+           const std::string& phase, double ms) {
+  for (auto& [name, total] : *acc) {
+    if (name == phase) {
+      total += ms;
+      return;
+    }
+  }
+  acc->emplace_back(phase, ms);
+}
+
+#if SWEEPD_ENGINE_CUDA_OPS
+void CudaCheck(int code, const char* what) {
+  if (code != 0) {
+    throw std::runtime_error(absl::StrCat(what, ": CUDA error ", code, " (",
+                                          cuda_ops::ErrorString(code), ")"));
+  }
+}
+#endif
+
+// Marks phase boundaries of one forward on rank 0 (CUDA events on the compute
+// stream, or the host clock) and adds the intervals to the process-wide store.
+class PhaseClock {
+ public:
+  PhaseClock(bool enabled, bool device_events, void* stream)
+      : enabled_(enabled), device_events_(device_events), stream_(stream) {}
+  PhaseClock(const PhaseClock&) = delete;
+  PhaseClock& operator=(const PhaseClock&) = delete;
+  ~PhaseClock() {
+#if SWEEPD_ENGINE_CUDA_OPS
+    for (Point& p : points_) cuda_ops::EventDestroy(p.event);
+#endif
+  }
+
+  void Mark(const char* phase) {
+    if (!enabled_) return;
+    Point p;
+    p.phase = phase;
+#if SWEEPD_ENGINE_CUDA_OPS
+    if (device_events_) {
+      CudaCheck(cuda_ops::EventCreate(&p.event), "profile event");
+      CudaCheck(cuda_ops::EventRecord(p.event, stream_), "profile event");
+    }
+#endif
+    p.host = std::chrono::steady_clock::now();
+    points_.push_back(p);
+  }
+
+  void Finish() {
+    if (!enabled_ || points_.empty()) return;
+    Mark("end");
+    std::vector<std::pair<std::string, double>> local;
+    for (size_t i = 0; i + 1 < points_.size(); ++i) {
+      double ms = std::chrono::duration<double, std::milli>(
+                      points_[i + 1].host - points_[i].host)
+                      .count();
+#if SWEEPD_ENGINE_CUDA_OPS
+      if (device_events_) {
+        float dev_ms = 0;
+        CudaCheck(cuda_ops::EventElapsedMs(points_[i].event,
+                                           points_[i + 1].event, &dev_ms),
+                  "profile event");
+        ms = dev_ms;
+      }
+#endif
+      AddTo(&local, points_[i].phase, ms);
+    }
+    ProfileStore& store = Profiles();
+    absl::MutexLock lock(&store.mu);
+    for (const auto& [name, ms] : local) AddTo(&store.ms, name, ms);
+    ++store.forwards;
+    store.device_events = device_events_;
+  }
+
+ private:
+  struct Point {
+    const char* phase = nullptr;
+    void* event = nullptr;
+    std::chrono::steady_clock::time_point host;
+  };
+  const bool enabled_;
+  const bool device_events_;
+  void* const stream_;
+  std::vector<Point> points_;
+};
+
+#if SWEEPD_TORCH_HAS_FLASH_WINDOW
+// FlashAttention-2 with a sliding window (a private ATen op) is used only after
+// it reproduced a float32 banded-mask reference on this device once per
+// process: a build whose flash kernels ignored the window would otherwise be
+// silently wrong. Thread-safe.
+bool FlashWindowUsable(at::Device device) {
+  static absl::Mutex mu(absl::kConstInit);
+  static std::map<int, bool>* known = new std::map<int, bool>;
+  absl::MutexLock lock(&mu);
+  auto it = known->find(device.index());
+  if (it != known->end()) return it->second;
+  bool ok = false;
+  std::string why;
+  try {
+    const int64_t B = 2, S = 40, H = 4, KV = 2, D = 64, W = 16;
+    auto opts = at::TensorOptions().dtype(at::kBFloat16).device(device);
+    at::Tensor q = at::randn({B, S, H, D}, opts);
+    at::Tensor k = at::randn({B, S, KV, D}, opts);
+    at::Tensor v = at::randn({B, S, KV, D}, opts);
+    at::Tensor got =
+        compat::FlashCausalAttention(q, k, v, 1.0, W).to(at::kFloat);
+    at::Tensor qf = q.to(at::kFloat).transpose(1, 2);
+    at::Tensor kf =
+        k.to(at::kFloat).repeat_interleave(H / KV, 2).transpose(1, 2);
+    at::Tensor vf =
+        v.to(at::kFloat).repeat_interleave(H / KV, 2).transpose(1, 2);
+    auto lopts = at::TensorOptions().dtype(at::kLong).device(device);
+    at::Tensor qi = at::arange(S, lopts).unsqueeze(1);
+    at::Tensor ki = at::arange(S, lopts).unsqueeze(0);
+    at::Tensor allowed = ki.le(qi).logical_and((qi - ki).lt(W));
+    at::Tensor scores =
+        at::matmul(qf, kf.transpose(-2, -1))
+            .masked_fill(allowed.logical_not(),
+                         -std::numeric_limits<float>::infinity());
+    at::Tensor ref = at::matmul(at::softmax(scores, -1), vf).transpose(1, 2);
+    const double err = (got - ref).abs().max().item<double>();
+    ok = err < 0.05;
+    why = absl::StrCat("max |flash - float32 reference| = ", err);
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  if (ok) {
+    SWEEPD_LOG(INFO) << "device " << device.index()
+                     << ": FlashAttention-2 with a sliding window checked ("
+                     << why << ")";
+  } else {
+    SWEEPD_LOG(WARNING) << "device " << device.index()
+                        << ": FlashAttention-2 with a sliding window unusable, "
+                           "using SDPA with masks: "
+                        << why;
+  }
+  (*known)[device.index()] = ok;
+  return ok;
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------
 // One rank.
 
 struct RankShard {
@@ -409,6 +606,17 @@ class RankRunner {
     const ForwardRequest& req = *plan_.req;
     const int64_t B = req.batch, S = req.seq;
     const int N = cfg_.num_hidden_layers;
+    const bool lead = s_.rank == 0;
+#if SWEEPD_ENGINE_CUDA_OPS
+    fast_ = s_.device.is_cuda();
+    if (fast_) {
+      CudaCheck(cuda_ops::SetDevice(s_.device.index()), "cudaSetDevice");
+      stream_ = internal::CurrentCudaStream(s_.device.index());
+    }
+#endif
+    PhaseClock clock(lead && g_profiling.load(), fast_, stream_);
+    clock_ = &clock;
+    clock.Mark("embed");
     auto lopts = at::TensorOptions().dtype(at::kLong).device(s_.device);
     at::Tensor tokens =
         at::from_blob(const_cast<int32_t*>(req.tokens.data()), {B, S}, at::kInt)
@@ -417,7 +625,15 @@ class RankRunner {
                              {B * S}, at::kInt)
                    .to(lopts);
     target_valid_ = targets_.ge(0);
-    const bool lead = s_.rank == 0;
+    if (fast_) {
+      // Positions with a target, found on the host (no device sync).
+      std::vector<int64_t> valid;
+      for (int64_t i = 0; i < B * S; ++i) {
+        if (plan_.targets[i] >= 0) valid.push_back(i);
+      }
+      valid_idx_ = at::tensor(valid, at::kLong).to(s_.device);
+      valid_targets_ = targets_.index_select(0, valid_idx_);
+    }
 
     at::Tensor h;
     if (plan_.start_state != nullptr) {
@@ -439,29 +655,51 @@ class RankRunner {
     for (int L = plan_.start_layer; L < N; ++L) {
       if (plan_.keep_state) kept[L] = h;
       Capture(CapturePoint::kResidIn, L, h);
-      at::Tensor out_h = plan_.skip[L] ? h : Layer(L, h);
+      clock.Mark("layer");
+      at::Tensor out_h = h;
+      if (!plan_.skip[L]) out_h = fast_ ? LayerFast(L, h) : Layer(L, h);
       if (!plan_.skip[L]) ++*executed_;
       Capture(CapturePoint::kResidOut, L, out_h);
-      if (req.layer_stats) Stats(L, h, out_h);
+      if (req.layer_stats) {
+        clock.Mark("stats");
+        if (fast_) {
+          StatsFast(L, h, out_h);
+        } else {
+          Stats(L, h, out_h);
+        }
+      }
       h = out_h;
     }
     if (plan_.keep_state) kept[N] = h;
 
-    at::Tensor x = RmsNorm(h, s_.final_norm, cfg_.rms_norm_eps);
+    clock.Mark("lm_head");
+    at::Tensor x = fast_ ? NormFast(h, s_.final_norm)
+                         : RmsNorm(h, s_.final_norm, cfg_.rms_norm_eps);
     Capture(CapturePoint::kFinalNorm, N - 1, x);
-    at::Tensor logits =
-        LocalLogits(x);  // [B*S, vocab_shard] float32, padding -inf
-    at::Tensor nll, rank;
-    VocabStats(logits, /*want_rank=*/false, &nll, &rank);
-    if (req.return_logits) {
-      at::Tensor all = AllGather(comm_, logits);  // [tp, T, shard]
-      if (lead) {
-        at::Tensor full = all.permute({1, 0, 2})
-                              .reshape({B * S, -1})
-                              .narrow(1, 0, cfg_.vocab_size);
-        out_->logits = ToHost(full.reshape({B, S, cfg_.vocab_size}));
+    at::Tensor nll;
+    if (fast_ && !req.return_logits) {
+      nll = NllFast(x);
+    } else {
+      at::Tensor logits =
+          LocalLogits(x);  // [B*S, vocab_shard] float32, padding -inf
+      at::Tensor rank;
+      VocabStats(logits, /*want_rank=*/false, &nll, &rank);
+      if (req.return_logits) {
+        at::Tensor all = AllGather(comm_, logits);  // [tp, T, shard]
+        if (lead) {
+          at::Tensor full = all.permute({1, 0, 2})
+                                .reshape({B * S, -1})
+                                .narrow(1, 0, cfg_.vocab_size);
+          out_->logits = ToHost(full.reshape({B, S, cfg_.vocab_size}));
+        }
       }
     }
+    if (fast_ && req.layer_stats) {
+      clock.Mark("stats");
+      FlushLens();
+      PublishStatsFast();
+    }
+    clock.Mark("outputs");
     if (lead) {
       at::Tensor n = at::where(target_valid_, nll, at::zeros_like(nll))
                          .to(at::kCPU)
@@ -472,6 +710,8 @@ class RankRunner {
                                 v.data_ptr<uint8_t>() + v.numel());
     }
     if (plan_.keep_state) StoreState(std::move(kept));
+    clock.Finish();
+    clock_ = nullptr;
   }
 
  private:
@@ -495,12 +735,13 @@ class RankRunner {
     if (plan_.zero[L]) {
       const LayerWeights& w = s_.layers[L];
       *scratch = w;
-      for (at::Tensor* t :
-           {&scratch->q, &scratch->k, &scratch->v, &scratch->o, &scratch->gate,
-            &scratch->up, &scratch->down, &scratch->q_norm, &scratch->k_norm,
-            &scratch->input_norm, &scratch->pre_ff_norm}) {
+      for (at::Tensor* t : {&scratch->qkv, &scratch->o, &scratch->gate_up,
+                            &scratch->down, &scratch->q_norm, &scratch->k_norm,
+                            &scratch->input_norm, &scratch->pre_ff_norm}) {
         if (t->defined()) *t = at::zeros_like(*t);
       }
+      PointViews(scratch, w.q.size(0), w.k.size(0), w.v.defined(),
+                 w.gate.size(0));
       return *scratch;
     }
     if (plan_.reinit[L].has_value()) {
@@ -586,6 +827,31 @@ class RankRunner {
                                         v.contiguous(), AllowedMask(L, S), 1.0,
                                         opts_.use_sdpa && s_.device.is_cuda());
     attn = attn.transpose(1, 2).contiguous();  // [B, S, heads_local, hd]
+    attn = MaskAndCaptureHeads(L, attn);
+    at::Tensor a =
+        at::linear(attn.view({B, S, g.heads_local * hd}), w.o).contiguous();
+    AllReduceSum(comm_, a);
+    a = RmsNorm(a, w.post_attn_norm, eps);
+    at::Tensor hh = h + a;
+
+    at::Tensor m_in = RmsNorm(hh, w.pre_ff_norm, eps);
+    Capture(CapturePoint::kMlpIn, L, m_in);
+    at::Tensor act = cfg_.hidden_activation == "gelu"
+                         ? at::gelu(at::linear(m_in, w.gate))
+                         : at::gelu(at::linear(m_in, w.gate), "tanh");
+    at::Tensor m =
+        at::linear(act * at::linear(m_in, w.up), w.down).contiguous();
+    AllReduceSum(comm_, m);
+    m = RmsNorm(m, w.post_ff_norm, eps);
+    hh = hh + m;
+    return hh * w.layer_scalar;
+  }
+
+  // Zeroes the masked heads this rank owns and serves the attn_heads capture;
+  // attn is [B, S, heads_local, head_dim] contiguous.
+  at::Tensor MaskAndCaptureHeads(int L, at::Tensor attn) {
+    const LayerGeom& g = s_.geom[L];
+    const int64_t B = attn.size(0), S = attn.size(1), hd = g.head_dim;
     const std::vector<int>& masked = plan_.masked_heads[L];
     if (!masked.empty()) {
       std::vector<int64_t> local;
@@ -608,23 +874,7 @@ class RankRunner {
         Store(CapturePoint::kAttnHeads, L, full);
       }
     }
-    at::Tensor a =
-        at::linear(attn.view({B, S, g.heads_local * hd}), w.o).contiguous();
-    AllReduceSum(comm_, a);
-    a = RmsNorm(a, w.post_attn_norm, eps);
-    at::Tensor hh = h + a;
-
-    at::Tensor m_in = RmsNorm(hh, w.pre_ff_norm, eps);
-    Capture(CapturePoint::kMlpIn, L, m_in);
-    at::Tensor act = cfg_.hidden_activation == "gelu"
-                         ? at::gelu(at::linear(m_in, w.gate))
-                         : at::gelu(at::linear(m_in, w.gate), "tanh");
-    at::Tensor m =
-        at::linear(act * at::linear(m_in, w.up), w.down).contiguous();
-    AllReduceSum(comm_, m);
-    m = RmsNorm(m, w.post_ff_norm, eps);
-    hh = hh + m;
-    return hh * w.layer_scalar;
+    return attn;
   }
 
   // Softcapped logits of this rank's vocab shard, float32 [T, vocab_shard];
@@ -698,6 +948,386 @@ class RankRunner {
     }
   }
 
+  // ---- GPU path (fast_): fused projections (4 GEMMs per layer), fused
+  // norm / RoPE / GeGLU kernels (cuda_ops.h), mask-free attention and the
+  // fused LM-head pass (kernels/lm_head_pass.h) on bf16 logits. Same
+  // semantics as the eager path above (docs/ENGINE.md, "GPU path").
+
+  static const void* Ptr(const at::Tensor& t) {
+    return t.defined() ? t.data_ptr() : nullptr;
+  }
+
+  // out = norm(x)·w; with residual: (residual + ·)[·scalar]; with out2 also
+  // out2 = norm(out)·w2. x is [rows, dim] with unit column stride.
+  void RowNormFast(const at::Tensor& x, const at::Tensor& w,
+                   const at::Tensor& residual, const at::Tensor& scalar,
+                   const at::Tensor& out, const at::Tensor& w2 = at::Tensor(),
+                   const at::Tensor& out2 = at::Tensor()) {
+#if SWEEPD_ENGINE_CUDA_OPS
+    cuda_ops::RowNormArgs a;
+    a.dtype = OpDtype();
+    a.x = x.data_ptr();
+    a.x_stride = x.stride(0);
+    a.rows = x.size(0);
+    a.dim = x.size(1);
+    a.weight = Ptr(w);
+    a.eps = static_cast<float>(cfg_.rms_norm_eps);
+    a.residual = Ptr(residual);
+    a.scalar = Ptr(scalar);
+    a.out = out.data_ptr();
+    a.weight2 = Ptr(w2);
+    a.out2 = out2.defined() ? out2.data_ptr() : nullptr;
+    CudaCheck(cuda_ops::RowNorm(a, stream_), "RowNorm");
+#else
+    SWEEPD_CHECK(false) << "GPU path in a build without SWEEPD_ENABLE_CUDA";
+#endif
+  }
+
+  // Per-head norm (+ RoPE when cos is defined) of `heads` heads starting at
+  // column `col` of qkv [T, width] into out [B, S, heads, head_dim].
+  void HeadNormRopeFast(const at::Tensor& qkv, int64_t col, int heads,
+                        int head_dim, int64_t seq, const at::Tensor& w,
+                        const at::Tensor& cos, const at::Tensor& sin,
+                        const at::Tensor& out) {
+#if SWEEPD_ENGINE_CUDA_OPS
+    cuda_ops::HeadNormRopeArgs a;
+    a.dtype = OpDtype();
+    a.x = static_cast<const char*>(qkv.data_ptr()) + col * qkv.element_size();
+    a.x_stride = qkv.stride(0);
+    a.tokens = qkv.size(0);
+    a.seq = seq;
+    a.heads = heads;
+    a.head_dim = head_dim;
+    a.weight = Ptr(w);
+    a.eps = static_cast<float>(cfg_.rms_norm_eps);
+    a.cos = Ptr(cos);
+    a.sin = Ptr(sin);
+    a.out = out.data_ptr();
+    CudaCheck(cuda_ops::HeadNormRope(a, stream_), "HeadNormRope");
+#else
+    SWEEPD_CHECK(false) << "GPU path in a build without SWEEPD_ENABLE_CUDA";
+#endif
+  }
+
+  at::Tensor NormFast(const at::Tensor& h, const at::Tensor& w) {
+    at::Tensor x = h.reshape({-1, h.size(-1)}).contiguous();
+    at::Tensor out = at::empty(x.sizes(), x.options());
+    RowNormFast(x, w, at::Tensor(), at::Tensor(), out);
+    return out.view(h.sizes());
+  }
+
+  // cos/sin [S, head_dim] of layer L's RoPE, computed once per forward per
+  // distinct RoPE configuration.
+  const std::pair<at::Tensor, at::Tensor>& RopeFor(int L, int64_t S) {
+    const LayerConfig& lc = cfg_.layers[L];
+    const std::string key =
+        absl::StrCat(static_cast<int>(lc.rope_type), "/", lc.rope_theta, "/",
+                     lc.partial_rotary_factor, "/", lc.rope_factor, "/",
+                     lc.head_dim, "/", S);
+    auto it = rope_cache_.find(key);
+    if (it == rope_cache_.end()) {
+      auto [cos, sin] = Rope(L, S);
+      it = rope_cache_
+               .emplace(key, std::make_pair(cos.contiguous(), sin.contiguous()))
+               .first;
+    }
+    return it->second;
+  }
+
+  at::Tensor LayerFast(int L, const at::Tensor& h) {
+    LayerWeights scratch;
+    const LayerWeights& w = WeightsFor(L, &scratch);
+    const LayerGeom& g = s_.geom[L];
+    const LayerConfig& lc = cfg_.layers[L];
+    const int64_t B = h.size(0), S = h.size(1), T = B * S, hd = g.head_dim;
+    const int64_t hidden = cfg_.hidden_size;
+    auto opts = h.options();
+    at::Tensor h2 = h.reshape({T, hidden}).contiguous();
+
+    clock_->Mark("norms");
+    at::Tensor x = at::empty({T, hidden}, opts);
+    RowNormFast(h2, w.input_norm, at::Tensor(), at::Tensor(), x);
+    clock_->Mark("gemm_qkv");
+    at::Tensor qkv = at::mm(x, w.qkv.t());  // [T, (Hl + KVl (+ KVl)) * hd]
+    clock_->Mark("norms");
+    const auto& [cos, sin] = RopeFor(L, S);
+    at::Tensor q = at::empty({B, S, g.heads_local, hd}, opts);
+    at::Tensor k = at::empty({B, S, g.kv_local, hd}, opts);
+    at::Tensor v = at::empty({B, S, g.kv_local, hd}, opts);
+    const int64_t q_cols = g.heads_local * hd, kv_cols = g.kv_local * hd;
+    HeadNormRopeFast(qkv, 0, g.heads_local, hd, S, w.q_norm, cos, sin, q);
+    HeadNormRopeFast(qkv, q_cols, g.kv_local, hd, S, w.k_norm, cos, sin, k);
+    // K = V layers: V is v_norm of the raw k_proj output.
+    HeadNormRopeFast(qkv, lc.k_eq_v ? q_cols : q_cols + kv_cols, g.kv_local, hd,
+                     S, at::Tensor(), at::Tensor(), at::Tensor(), v);
+    clock_->Mark("attention");
+    at::Tensor attn = AttentionFast(L, q, k, v);  // [B, S, Hl, hd]
+    clock_->Mark("other");
+    attn = MaskAndCaptureHeads(L, attn);
+    clock_->Mark("gemm_o");
+    at::Tensor a = at::mm(attn.view({T, q_cols}), w.o.t());
+    clock_->Mark("allreduce");
+    AllReduceSum(comm_, a);
+    clock_->Mark("norms");
+    at::Tensor hh = at::empty({T, hidden}, opts);
+    at::Tensor m_in = at::empty({T, hidden}, opts);
+    RowNormFast(a, w.post_attn_norm, h2, at::Tensor(), hh, w.pre_ff_norm, m_in);
+    Capture(CapturePoint::kMlpIn, L, m_in.view({B, S, hidden}));
+    clock_->Mark("gemm_gate_up");
+    at::Tensor gu = at::mm(m_in, w.gate_up.t());  // [T, 2 * inter_local]
+    clock_->Mark("geglu");
+    at::Tensor act = at::empty({T, g.inter_local}, opts);
+#if SWEEPD_ENGINE_CUDA_OPS
+    CudaCheck(cuda_ops::Geglu(OpDtype(), gu.data_ptr(), T, g.inter_local,
+                              cfg_.hidden_activation != "gelu", act.data_ptr(),
+                              stream_),
+              "Geglu");
+#endif
+    gu = at::Tensor();
+    clock_->Mark("gemm_down");
+    at::Tensor m = at::mm(act, w.down.t());
+    clock_->Mark("allreduce");
+    AllReduceSum(comm_, m);
+    clock_->Mark("norms");
+    at::Tensor out = at::empty({T, hidden}, opts);
+    RowNormFast(m, w.post_ff_norm, hh, w.layer_scalar, out);
+    clock_->Mark("other");
+    return out.view({B, S, hidden});
+  }
+
+  // Causal attention of one layer on q [B, S, Hl, hd], k/v [B, S, KVl, hd]:
+  // FlashAttention-2 with the sliding window and grouped KV heads where it
+  // applies (bf16, head_dim <= 256), else SDPA with is_causal and no mask
+  // (full layers: memory-efficient kernel, K/V heads expanded), else, for a
+  // sliding layer longer than its window, SDPA with the band mask.
+  at::Tensor AttentionFast(int L, const at::Tensor& q, at::Tensor k,
+                           at::Tensor v) {
+    const LayerGeom& g = s_.geom[L];
+    const int window = cfg_.layers[L].sliding_window;
+    const int64_t S = q.size(1);
+    const bool banded = window > 0 && S > window;
+#if SWEEPD_TORCH_HAS_FLASH_WINDOW
+    if (opts_.use_sdpa && s_.dtype == at::kBFloat16 && g.head_dim <= 256 &&
+        g.head_dim % 8 == 0 && FlashWindowUsable(s_.device)) {
+      return compat::FlashCausalAttention(q, k, v, 1.0, banded ? window : 0);
+    }
+#endif
+    const int64_t groups = g.heads_local / g.kv_local;
+    if (groups > 1) {
+      k = k.repeat_interleave(groups, 2);
+      v = v.repeat_interleave(groups, 2);
+    }
+    at::Tensor qt = q.transpose(1, 2), kt = k.transpose(1, 2),
+               vt = v.transpose(1, 2);
+    at::Tensor o =
+        banded ? compat::Attention(qt.contiguous(), kt.contiguous(),
+                                   vt.contiguous(), AllowedMask(L, S), 1.0,
+                                   opts_.use_sdpa)
+               : compat::CausalAttention(qt, kt, vt, 1.0, opts_.use_sdpa);
+    return o.transpose(1, 2).contiguous();
+  }
+
+  void StatsFast(int L, const at::Tensor& in, const at::Tensor& out) {
+    at::Tensor a = in.reshape({-1, cfg_.hidden_size}).contiguous();
+    at::Tensor b = out.reshape({-1, cfg_.hidden_size}).contiguous();
+    auto fopts = at::TensorOptions().dtype(at::kFloat).device(s_.device);
+    at::Tensor bi = at::empty({a.size(0)}, fopts);
+    at::Tensor nb = at::empty({a.size(0)}, fopts);
+#if SWEEPD_ENGINE_CUDA_OPS
+    CudaCheck(cuda_ops::RowCosNorm(OpDtype(), a.data_ptr(), b.data_ptr(),
+                                   a.size(0), a.size(1), bi.data_ptr<float>(),
+                                   nb.data_ptr<float>(), stream_),
+              "RowCosNorm");
+#endif
+    if (stats_bi_.empty()) {
+      const int N = cfg_.num_hidden_layers;
+      stats_bi_.resize(N);
+      stats_norm_.resize(N);
+      stats_rank_.resize(N);
+    }
+    stats_bi_[L] = bi;
+    stats_norm_[L] = nb;
+    if (valid_idx_.numel() == 0) return;
+    // Logit lens only at positions with a target; the LM head runs later over
+    // the rows of many layers at once (one read of the embedding).
+    at::Tensor rows = b.index_select(0, valid_idx_);
+    at::Tensor normed = at::empty(rows.sizes(), rows.options());
+    RowNormFast(rows, s_.final_norm, at::Tensor(), at::Tensor(), normed);
+    lens_pending_.emplace_back(L, normed);
+    lens_pending_rows_ += normed.size(0);
+    if (lens_pending_rows_ >= LmHeadChunkRows()) FlushLens();
+  }
+
+  void FlushLens() {
+    if (lens_pending_.empty()) return;
+    std::vector<at::Tensor> xs;
+    for (const auto& [L, t] : lens_pending_) xs.push_back(t);
+    at::Tensor x = xs.size() == 1 ? xs[0] : at::cat(xs, 0);
+    at::Tensor targets =
+        valid_targets_.repeat({static_cast<int64_t>(xs.size())});
+    at::Tensor rank;
+    LmHeadPass(x, targets, nullptr, &rank);
+    const int64_t n = valid_idx_.size(0);
+    for (size_t i = 0; i < lens_pending_.size(); ++i) {
+      stats_rank_[lens_pending_[i].first] =
+          rank.narrow(0, static_cast<int64_t>(i) * n, n);
+    }
+    lens_pending_.clear();
+    lens_pending_rows_ = 0;
+  }
+
+  // Copies the per-layer statistics to the result (rank 0), one transfer each.
+  void PublishStatsFast() {
+    if (s_.rank != 0 || stats_bi_.empty()) return;
+    const int N = cfg_.num_hidden_layers;
+    std::vector<int> layers;
+    std::vector<at::Tensor> bis, norms, ranks;
+    const int64_t T = targets_.size(0);
+    for (int L = plan_.start_layer; L < N; ++L) {
+      if (!stats_bi_[L].defined()) continue;
+      layers.push_back(L);
+      bis.push_back(stats_bi_[L]);
+      norms.push_back(stats_norm_[L]);
+      at::Tensor r = at::full({T}, -1, targets_.options());
+      if (stats_rank_[L].defined())
+        r.index_copy_(0, valid_idx_, stats_rank_[L]);
+      ranks.push_back(r);
+    }
+    if (layers.empty()) return;
+    at::Tensor bi = at::stack(bis).to(at::kCPU).contiguous();
+    at::Tensor nb = at::stack(norms).to(at::kCPU).contiguous();
+    at::Tensor rk = at::stack(ranks).to(at::kCPU).contiguous();
+    for (size_t i = 0; i < layers.size(); ++i) {
+      LayerStats& st = out_->layer_stats[layers[i]];
+      const float* pb = bi.data_ptr<float>() + i * T;
+      const float* pn = nb.data_ptr<float>() + i * T;
+      const int64_t* pr = rk.data_ptr<int64_t>() + i * T;
+      st.block_influence.assign(pb, pb + T);
+      st.resid_out_norm.assign(pn, pn + T);
+      st.target_rank.assign(pr, pr + T);
+    }
+  }
+
+  // NLL at every position [T] (0 where no target) from the final-norm output.
+  at::Tensor NllFast(const at::Tensor& x) {
+    at::Tensor flat = x.reshape({-1, cfg_.hidden_size});
+    at::Tensor nll =
+        at::zeros({flat.size(0)},
+                  at::TensorOptions().dtype(at::kFloat).device(s_.device));
+    if (valid_idx_.numel() == 0) return nll;
+    at::Tensor rows = flat.index_select(0, valid_idx_);
+    at::Tensor v;
+    LmHeadPass(rows, valid_targets_, &v, nullptr);
+    nll.index_copy_(0, valid_idx_, v);
+    return nll;
+  }
+
+  // Rows of bf16/fp32 logits per LM-head chunk: about 1 GiB of logits.
+  int64_t LmHeadChunkRows() const {
+    return std::max<int64_t>(
+        1, (int64_t{1} << 30) / (s_.vocab_len * s_.embed.element_size()));
+  }
+
+  // Vocab-parallel LM head over rows x [n, hidden] (final-norm outputs) with
+  // global target ids [n] (all >= 0): NLL (float [n]) and/or the target's rank
+  // (int64 [n]), from one GEMM per chunk of rows into logits of the compute
+  // dtype and the fused pass of kernels/lm_head_pass.h (docs/KERNELS.md call
+  // sequences: one call at TP = 1, two passes around all-reduces at TP > 1).
+  void LmHeadPass(const at::Tensor& x, const at::Tensor& targets,
+                  at::Tensor* nll, at::Tensor* rank) {
+#if SWEEPD_ENGINE_CUDA_OPS && SWEEPD_KERNELS_CUDA
+    const int64_t n = x.size(0);
+    auto fopts = at::TensorOptions().dtype(at::kFloat).device(s_.device);
+    if (nll != nullptr) *nll = at::empty({n}, fopts);
+    if (rank != nullptr) *rank = at::empty({n}, targets.options());
+    const float cap = cfg_.final_logit_softcapping
+                          ? static_cast<float>(*cfg_.final_logit_softcapping)
+                          : 0.0f;
+    const int64_t chunk = LmHeadChunkRows();
+    auto check = [](const absl::Status& st) {
+      if (!st.ok()) throw std::runtime_error(st.ToString());
+    };
+    for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+      const int64_t cn = std::min(chunk, n - c0);
+      clock_->Mark("lm_head_gemm");
+      at::Tensor logits = at::mm(x.narrow(0, c0, cn), s_.embed.t());
+      clock_->Mark("lm_head_pass");
+      at::Tensor tg = targets.narrow(0, c0, cn).contiguous();
+      kernels::LogitsShard sh;
+      sh.data = logits.data_ptr();
+      sh.type = s_.dtype == at::kBFloat16 ? kernels::LogitsType::kBFloat16
+                                          : kernels::LogitsType::kFloat32;
+      sh.num_rows = cn;
+      sh.vocab_shard = s_.vocab_len;
+      sh.row_stride = logits.stride(0);
+      sh.vocab_offset = s_.vocab_start;
+      sh.softcap = cap;
+      kernels::TargetIds ids;
+      ids.data = tg.data_ptr();
+      ids.type = kernels::TargetIdType::kInt64;
+      at::Tensor mx = at::empty({cn}, fopts), se = at::empty({cn}, fopts);
+      at::Tensor tl = at::empty({cn}, fopts), lse = at::empty({cn}, fopts);
+      at::Tensor count = at::empty(
+          {cn}, at::TensorOptions().dtype(at::kInt).device(s_.device));
+      if (s_.tp == 1) {
+        if (rank != nullptr) {
+          kernels::StatsAndRankOutputs o;
+          o.row_max = mx.data_ptr<float>();
+          o.row_sumexp = se.data_ptr<float>();
+          o.target_logit = tl.data_ptr<float>();
+          o.count = count.data_ptr<int32_t>();
+          o.lse = lse.data_ptr<float>();
+          check(kernels::ShardStatsAndRankCuda(sh, ids, o, stream_));
+        } else {
+          check(kernels::ShardStatsCuda(
+              sh, ids,
+              {mx.data_ptr<float>(), se.data_ptr<float>(),
+               tl.data_ptr<float>()},
+              stream_));
+          check(kernels::LseFromMaxSumCuda(mx.data_ptr<float>(),
+                                           se.data_ptr<float>(), cn,
+                                           lse.data_ptr<float>(), stream_));
+        }
+      } else {
+        check(kernels::ShardStatsCuda(
+            sh, ids,
+            {mx.data_ptr<float>(), se.data_ptr<float>(), tl.data_ptr<float>()},
+            stream_));
+        at::Tensor both = at::stack({mx, tl});  // [2, cn]: max, target logit
+        AllReduceMax(comm_, both);
+        at::Tensor global_max = both.select(0, 0);
+        tl = both.select(0, 1);
+        at::Tensor rescaled = at::empty({cn}, fopts);
+        check(kernels::RescaleSumExpCuda(mx.data_ptr<float>(),
+                                         se.data_ptr<float>(),
+                                         global_max.data_ptr<float>(), cn,
+                                         rescaled.data_ptr<float>(), stream_));
+        if (rank != nullptr) {
+          check(kernels::ShardCountAboveCuda(sh, ids, tl.data_ptr<float>(),
+                                             count.data_ptr<int32_t>(),
+                                             stream_));
+        }
+        AllReduceSum(comm_, rescaled);
+        if (rank != nullptr) AllReduceSum(comm_, count);
+        check(kernels::LseFromMaxSumCuda(global_max.data_ptr<float>(),
+                                         rescaled.data_ptr<float>(), cn,
+                                         lse.data_ptr<float>(), stream_));
+      }
+      if (nll != nullptr) nll->narrow(0, c0, cn).copy_(lse - tl);
+      if (rank != nullptr) rank->narrow(0, c0, cn).copy_(count.to(at::kLong));
+    }
+#else
+    SWEEPD_CHECK(false) << "GPU path in a build without SWEEPD_ENABLE_CUDA";
+#endif
+  }
+
+#if SWEEPD_ENGINE_CUDA_OPS
+  cuda_ops::Dtype OpDtype() const {
+    return s_.dtype == at::kBFloat16 ? cuda_ops::Dtype::kBFloat16
+                                     : cuda_ops::Dtype::kFloat32;
+  }
+#endif
+
   bool Wanted(CapturePoint::Kind kind, int L) const {
     for (const CapturePoint& cp : plan_.captures) {
       if (cp.kind == kind && cp.layer == L) return true;
@@ -742,6 +1372,16 @@ class RankRunner {
   int64_t* executed_;
   at::Tensor targets_;
   at::Tensor target_valid_;
+  // GPU path state.
+  bool fast_ = false;
+  void* stream_ = nullptr;  // cudaStream_t of the rank's compute stream
+  PhaseClock* clock_ = nullptr;
+  at::Tensor valid_idx_;      // positions with a target, int64
+  at::Tensor valid_targets_;  // their target ids
+  std::map<std::string, std::pair<at::Tensor, at::Tensor>> rope_cache_;
+  std::vector<at::Tensor> stats_bi_, stats_norm_, stats_rank_;  // per layer
+  std::vector<std::pair<int, at::Tensor>> lens_pending_;        // (layer, rows)
+  int64_t lens_pending_rows_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1139,6 +1779,20 @@ class EngineImpl : public Engine {
 };
 
 }  // namespace
+
+void SetPhaseProfiling(bool enabled) { g_profiling.store(enabled); }
+
+PhaseTimes TakePhaseProfile() {
+  ProfileStore& store = Profiles();
+  absl::MutexLock lock(&store.mu);
+  PhaseTimes out;
+  out.ms = std::move(store.ms);
+  out.forwards = store.forwards;
+  out.device_events = store.device_events;
+  store.ms.clear();
+  store.forwards = 0;
+  return out;
+}
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
     const EngineOptions& options) {

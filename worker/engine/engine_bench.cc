@@ -1,29 +1,38 @@
-// engine_bench: forward throughput (tokens/s) of the engine for a model
-// directory or a random-weight model built from a config, and
-// (--ablation-sweep) the single-layer skip sweep over all layers with and
-// without prefix reuse (layer-forwards and wall time).
+// engine_bench: forward throughput of the engine for a model directory or a
+// random-weight model built from a config: tokens/s, achieved TFLOP/s and MFU
+// (FLOPs counted as ../shared/anchors/hf_gemma4_anchor.py's fwd_flops), peak
+// device memory, a per-phase profile (CUDA events on GPU), and
+// (--ablation-sweep) the single-layer skip sweep over all layers with the
+// probe statistics (block influence, norms, logit-lens rank of one target per
+// prompt), naively and with prefix reuse (layer-forwards and wall time).
 //
 //   engine_bench (--model DIR | --random-weights --config FILE [--seed N])
-//   [--tp N]
-//                [--dtype float32|bfloat16] [--device cpu|cuda] [--batch B]
-//                [--seq S]
-//                [--iters K] [--threads N (CPU intra-op threads per rank)]
-//                [--ablation-sweep]
+//                [--tp N] [--dtype float32|bfloat16] [--device cpu|cuda]
+//                [--batch B] [--seq S] [--iters K] [--threads N]
+//                [--peak-tflops F (default 989)] [--no-profile]
+//                [--ablation-sweep [--sweep-batch B] [--sweep-seq S]
+//                 [--prefix-budget-mb M]]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "worker/engine/api.h"
+#include "worker/engine/profile.h"
 
 namespace {
 
 using sweepd::engine::Engine;
 using sweepd::engine::EngineOptions;
 using sweepd::engine::ForwardRequest;
+using sweepd::engine::ForwardResult;
 using sweepd::engine::Intervention;
+using sweepd::engine::LayerKind;
+using sweepd::engine::ModelConfig;
 
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -32,20 +41,63 @@ double Seconds(std::chrono::steady_clock::time_point start) {
 
 int Usage() {
   std::cerr << "usage: engine_bench (--model DIR | --random-weights --config "
-               "FILE [--seed N]) "
-               "[--tp N] [--dtype float32|bfloat16] [--device cpu|cuda] "
-               "[--batch B] [--seq S] "
-               "[--iters K] [--threads N] [--ablation-sweep]\n";
+               "FILE [--seed N]) [--tp N] [--dtype float32|bfloat16] "
+               "[--device cpu|cuda] [--batch B] [--seq S] [--iters K] "
+               "[--threads N] [--peak-tflops F] [--no-profile] "
+               "[--ablation-sweep [--sweep-batch B] [--sweep-seq S] "
+               "[--prefix-budget-mb M]]\n";
   return 2;
+}
+
+// FLOPs of one teacher-forced forward of `batch` sequences of `seq` tokens,
+// counted as the transformers anchor does: 2 · parameters (all linears and
+// the tied LM head) per token, plus causal attention 4 · heads · head_dim ·
+// context · seq per layer, context = seq / 2 (full) or min(seq / 2, window).
+double ForwardFlops(const ModelConfig& cfg, int64_t batch, int64_t seq) {
+  const double T = static_cast<double>(seq);
+  double flops = 2.0 * static_cast<double>(cfg.NumParameters()) * T;
+  for (const auto& l : cfg.layers) {
+    double ctx = T / 2;
+    if (l.kind == LayerKind::kSliding && l.sliding_window > 0) {
+      ctx = std::min(ctx, static_cast<double>(l.sliding_window));
+    }
+    flops += 4.0 * cfg.num_attention_heads * l.head_dim * ctx * T;
+  }
+  return flops * static_cast<double>(batch);
+}
+
+ForwardRequest RandomRequest(int64_t batch, int64_t seq, int vocab,
+                             uint32_t seed) {
+  std::mt19937 rng(seed);
+  ForwardRequest req;
+  req.batch = batch;
+  req.seq = seq;
+  req.tokens.resize(batch * seq);
+  for (auto& t : req.tokens) t = static_cast<int32_t>(rng() % vocab);
+  return req;
+}
+
+bool Check(const absl::StatusOr<ForwardResult>& r) {
+  if (!r.ok()) std::cerr << "engine_bench: " << r.status() << "\n";
+  return r.ok();
+}
+
+void PrintPeak(const char* what, int device) {
+  const int64_t peak = sweepd::engine::DevicePeakAllocatedBytes(device);
+  if (peak >= 0) {
+    std::printf("%s peak_device_GB=%.2f\n", what, peak / 1e9);
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   EngineOptions opts;
-  int64_t batch = 1, seq = 128;
+  int64_t batch = 1, seq = 128, sweep_batch = -1, sweep_seq = -1;
+  int64_t prefix_budget_mb = -1;
   int iters = 3;
-  bool sweep = false;
+  double peak_tflops = 989.0;
+  bool sweep = false, profile = true;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -71,16 +123,30 @@ int main(int argc, char** argv) {
     } else if (flag == "--seq") {
       ok = absl::SimpleAtoi(value(), &seq);
     } else if (flag == "--iters") {
-      ok = absl::SimpleAtoi(value(), &iters);
+      ok = absl::SimpleAtoi(value(), &iters) && iters >= 1;
     } else if (flag == "--threads") {
       ok = absl::SimpleAtoi(value(), &opts.cpu_threads_per_rank);
+    } else if (flag == "--peak-tflops") {
+      ok = absl::SimpleAtod(value(), &peak_tflops) && peak_tflops > 0;
+    } else if (flag == "--no-profile") {
+      profile = false;
     } else if (flag == "--ablation-sweep") {
       sweep = true;
+    } else if (flag == "--sweep-batch") {
+      ok = absl::SimpleAtoi(value(), &sweep_batch);
+    } else if (flag == "--sweep-seq") {
+      ok = absl::SimpleAtoi(value(), &sweep_seq);
+    } else if (flag == "--prefix-budget-mb") {
+      ok = absl::SimpleAtoi(value(), &prefix_budget_mb);
     } else {
       ok = false;
     }
     if (!ok) return Usage();
   }
+  if (prefix_budget_mb >= 0) {
+    opts.prefix_device_budget_bytes = prefix_budget_mb << 20;
+  }
+  const int dev = opts.first_device;
   auto start = std::chrono::steady_clock::now();
   auto engine = Engine::Create(opts);
   if (!engine.ok()) {
@@ -88,84 +154,111 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double load_s = Seconds(start);
-  const auto& cfg = (*engine)->config();
-  std::mt19937 rng(1234);
-  ForwardRequest req;
-  req.batch = batch;
-  req.seq = seq;
-  req.tokens.resize(batch * seq);
-  for (auto& t : req.tokens) t = static_cast<int32_t>(rng() % cfg.vocab_size);
+  const ModelConfig& cfg = (*engine)->config();
+  std::printf("loaded layers=%d hidden=%d vocab=%d params=%.2fB load_s=%.1f\n",
+              cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size,
+              cfg.NumParameters() / 1e9, load_s);
+  PrintPeak("after load:", dev);
+  ForwardRequest req = RandomRequest(batch, seq, cfg.vocab_size, 1234);
 
-  auto warm = (*engine)->Forward(req);
-  if (!warm.ok()) {
-    std::cerr << "engine_bench: " << warm.status() << "\n";
-    return 1;
-  }
-  start = std::chrono::steady_clock::now();
+  if (!Check((*engine)->Forward(req))) return 1;  // warm-up
+  sweepd::engine::ResetDevicePeakAllocatedBytes(dev);
+  std::vector<double> times;
   for (int i = 0; i < iters; ++i) {
+    start = std::chrono::steady_clock::now();
+    auto r = (*engine)->Forward(req);  // returns after the host copy of NLL
+    if (!Check(r)) return 1;
+    times.push_back(Seconds(start));
+  }
+  std::sort(times.begin(), times.end());
+  const double fwd_s = times[times.size() / 2];
+  const double flops = ForwardFlops(cfg, batch, seq);
+  std::printf(
+      "forward tp=%d dtype=%s device=%s batch=%lld seq=%lld iters=%d "
+      "median_s=%.4f min_s=%.4f max_s=%.4f tokens_per_s=%.1f TFLOP=%.2f "
+      "TFLOP_per_s=%.1f MFU(%.0f)=%.1f%%\n",
+      opts.tp_size, sweepd::engine::DTypeName(opts.dtype), opts.device.c_str(),
+      static_cast<long long>(batch), static_cast<long long>(seq), iters, fwd_s,
+      times.front(), times.back(), batch * seq / fwd_s, flops / 1e12,
+      flops / fwd_s / 1e12, peak_tflops,
+      100.0 * flops / fwd_s / (peak_tflops * 1e12));
+  PrintPeak("forward:", dev);
+
+  if (profile) {
+    sweepd::engine::SetPhaseProfiling(true);
     auto r = (*engine)->Forward(req);
-    if (!r.ok()) {
-      std::cerr << "engine_bench: " << r.status() << "\n";
-      return 1;
+    sweepd::engine::SetPhaseProfiling(false);
+    if (!Check(r)) return 1;
+    const sweepd::engine::PhaseTimes p = sweepd::engine::TakePhaseProfile();
+    double total = 0;
+    for (const auto& [name, ms] : p.ms) total += ms;
+    std::printf("profile (rank 0, one forward, %s): total_ms=%.2f\n",
+                p.device_events ? "CUDA events" : "host clock", total);
+    for (const auto& [name, ms] : p.ms) {
+      std::printf("  %-14s %9.2f ms %5.1f%%\n", name.c_str(), ms,
+                  total > 0 ? 100.0 * ms / total : 0.0);
     }
   }
-  const double fwd_s = Seconds(start) / iters;
-  std::printf(
-      "layers=%d hidden=%d vocab=%d tp=%d dtype=%s device=%s batch=%lld "
-      "seq=%lld load_s=%.3f "
-      "forward_s=%.4f tokens_per_s=%.1f\n",
-      cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size, opts.tp_size,
-      sweepd::engine::DTypeName(opts.dtype), opts.device.c_str(),
-      static_cast<long long>(batch), static_cast<long long>(seq), load_s, fwd_s,
-      batch * seq / fwd_s);
 
   if (sweep) {
     const int N = cfg.num_hidden_layers;
+    const int64_t sb = sweep_batch > 0 ? sweep_batch : batch;
+    const int64_t ss = sweep_seq > 0 ? sweep_seq : seq;
+    // The probe job's shape: one scored target per prompt (its last position)
+    // and the per-layer statistics on every forward.
+    ForwardRequest base = RandomRequest(sb, ss, cfg.vocab_size, 99);
+    base.targets.assign(sb * ss, -1);
+    std::mt19937 rng(7);
+    for (int64_t b = 0; b < sb; ++b) {
+      base.targets[b * ss + ss - 1] =
+          static_cast<int32_t>(rng() % cfg.vocab_size);
+    }
+    base.layer_stats = true;
+    if (!Check((*engine)->Forward(base))) return 1;  // warm-up at this shape
+    sweepd::engine::ResetDevicePeakAllocatedBytes(dev);
     int64_t naive_layers = 0, reuse_layers = 0;
     start = std::chrono::steady_clock::now();
+    {
+      auto res = (*engine)->Forward(base);  // the baseline pass
+      if (!Check(res)) return 1;
+      naive_layers += res->layer_forwards;
+    }
     for (int L = 0; L < N; ++L) {
-      ForwardRequest r = req;
+      ForwardRequest r = base;
       r.interventions = {Intervention::Skip(L)};
       auto res = (*engine)->Forward(r);
-      if (!res.ok()) {
-        std::cerr << "engine_bench: " << res.status() << "\n";
-        return 1;
-      }
+      if (!Check(res)) return 1;
       naive_layers += res->layer_forwards;
     }
     const double naive_s = Seconds(start);
     start = std::chrono::steady_clock::now();
-    ForwardRequest base = req;
-    base.keep_prefix_state = true;
-    auto baseline = (*engine)->Forward(base);
-    if (!baseline.ok()) {
-      std::cerr << "engine_bench: " << baseline.status() << "\n";
-      return 1;
-    }
+    ForwardRequest keep = base;
+    keep.keep_prefix_state = true;
+    auto baseline = (*engine)->Forward(keep);
+    if (!Check(baseline)) return 1;
     reuse_layers += baseline->layer_forwards;
     for (int L = 0; L < N; ++L) {
-      ForwardRequest r = req;
+      ForwardRequest r = base;
       r.interventions = {Intervention::Skip(L)};
       r.start_from = baseline->prefix_state;
       r.start_layer = L;
       auto res = (*engine)->Forward(r);
-      if (!res.ok()) {
-        std::cerr << "engine_bench: " << res.status() << "\n";
-        return 1;
-      }
+      if (!Check(res)) return 1;
       reuse_layers += res->layer_forwards;
     }
     const double reuse_s = Seconds(start);
     std::printf(
-        "ablation-sweep layers=%d naive: layer_forwards=%lld wall_s=%.3f | "
-        "prefix-reuse "
-        "(incl. baseline pass): layer_forwards=%lld wall_s=%.3f "
-        "prefix_device_bytes=%lld "
+        "ablation-sweep layers=%d batch=%lld seq=%lld probe-stats=on "
+        "targets_per_prompt=1 | naive (baseline + %d skips): "
+        "layer_forwards=%lld wall_s=%.3f | prefix-reuse (incl. baseline "
+        "pass): layer_forwards=%lld wall_s=%.3f prefix_device_bytes=%lld "
         "prefix_host_bytes=%lld\n",
-        N, static_cast<long long>(naive_layers), naive_s,
+        N, static_cast<long long>(sb), static_cast<long long>(ss), N,
+        static_cast<long long>(naive_layers), naive_s,
         static_cast<long long>(reuse_layers), reuse_s,
         static_cast<long long>(baseline->prefix_state->device_bytes()),
         static_cast<long long>(baseline->prefix_state->host_bytes()));
+    PrintPeak("ablation-sweep:", dev);
   }
   return 0;
 }

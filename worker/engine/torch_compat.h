@@ -7,6 +7,10 @@
 #include <ATen/ATen.h>
 #include <torch/version.h>
 
+#include <cstdint>
+#include <limits>
+#include <optional>
+
 #if TORCH_VERSION_MAJOR > 2 || \
     (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
 #define SWEEPD_TORCH_HAS_SDPA_SCALE 1
@@ -14,9 +18,19 @@
 #define SWEEPD_TORCH_HAS_SDPA_SCALE 0
 #endif
 
+// at::_flash_attention_forward with window_size_left/right (PyTorch >= 2.5):
+// FlashAttention-2 with a sliding window and grouped KV heads, no mask tensor.
+#if TORCH_VERSION_MAJOR > 2 || \
+    (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+#define SWEEPD_TORCH_HAS_FLASH_WINDOW 1
+#else
+#define SWEEPD_TORCH_HAS_FLASH_WINDOW 0
+#endif
+
 namespace sweepd::engine::compat {
 
 inline constexpr bool kHasSdpa = SWEEPD_TORCH_HAS_SDPA_SCALE;
+inline constexpr bool kHasFlashWindow = SWEEPD_TORCH_HAS_FLASH_WINDOW;
 
 // softmax(q kᵀ · scale + mask) v over the last two dims; q [B,H,Sq,D], k/v
 // [B,H,Sk,D] (heads already expanded for GQA), `allowed` a bool [Sq,Sk] (true =
@@ -39,6 +53,45 @@ inline at::Tensor Attention(const at::Tensor& q, const at::Tensor& k,
   at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
   return at::matmul(probs, v);
 }
+
+// Causal attention without a mask tensor: SDPA with is_causal (flash or
+// memory-efficient kernels skip the blocks above the diagonal) on torch >= 2.1,
+// else the eager path with a lower-triangular mask. Same layouts as Attention.
+inline at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k,
+                                  const at::Tensor& v, double scale,
+                                  bool prefer_sdpa) {
+#if SWEEPD_TORCH_HAS_SDPA_SCALE
+  if (prefer_sdpa) {
+    return at::scaled_dot_product_attention(q, k, v, {}, /*dropout_p=*/0.0,
+                                            /*is_causal=*/true, scale);
+  }
+#endif
+  const int64_t s = q.size(-2);
+  at::Tensor allowed = at::ones({s, s}, q.options().dtype(at::kBool)).tril();
+  return Attention(q.contiguous(), k.contiguous(), v.contiguous(), allowed,
+                   scale, /*prefer_sdpa=*/false);
+}
+
+#if SWEEPD_TORCH_HAS_FLASH_WINDOW
+// FlashAttention-2, causal, on q [B, S, H, D] and k/v [B, S, KV, D] (KV divides
+// H: grouped heads without expanding K/V; D <= 256, multiple of 8, fp16/bf16,
+// CUDA). window > 0: query i sees keys j with 0 <= i - j < window. Returns
+// [B, S, H, D].
+inline at::Tensor FlashCausalAttention(const at::Tensor& q, const at::Tensor& k,
+                                       const at::Tensor& v, double scale,
+                                       int64_t window) {
+  std::optional<int64_t> left;
+  std::optional<int64_t> right;
+  if (window > 0) {
+    left = window - 1;
+    right = 0;
+  }
+  auto out = at::_flash_attention_forward(
+      q, k, v, {}, {}, q.size(1), k.size(1), /*dropout_p=*/0.0,
+      /*is_causal=*/true, /*return_debug_mask=*/false, scale, left, right);
+  return std::get<0>(out);
+}
+#endif
 
 // Integer floor division usable on every version (bitwise shifts changed
 // names).

@@ -1,0 +1,230 @@
+// GPU tests of the engine's CUDA path (label gpu; built with
+// SWEEPD_ENABLE_CUDA): the fused kernels, mask-free attention (FlashAttention
+// with the sliding window, SDPA is_causal) and the fused LM-head pass against
+// the CPU engine in float32 on the tiny config, bf16 against float32 within
+// the documented tolerance, interventions, probe statistics and prefix reuse.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "worker/engine/api.h"
+#include "worker/engine/model_generator.h"
+
+namespace sweepd::engine {
+namespace {
+
+using json = nlohmann::json;
+
+std::string SourceDir() {
+  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
+  return d != nullptr ? d : ".";
+}
+
+std::string NewTempDir(const std::string& name) {
+  std::string dir = ::testing::TempDir() + "/engine_gpu_test_" +
+                    std::to_string(getpid()) + "_" + name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Max |a - b| / max |b|.
+double RelDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    num = std::max(num, std::abs(static_cast<double>(a[i]) - b[i]));
+    den = std::max(den, std::abs(static_cast<double>(b[i])));
+  }
+  return den == 0 ? num : num / den;
+}
+
+ForwardRequest MakeRequest(int64_t batch, int64_t seq, int vocab,
+                           uint32_t seed) {
+  std::mt19937 rng(seed);
+  ForwardRequest r;
+  r.batch = batch;
+  r.seq = seq;
+  r.tokens.resize(batch * seq);
+  for (auto& t : r.tokens) t = static_cast<int32_t>(rng() % vocab);
+  return r;
+}
+
+std::unique_ptr<Engine> MakeEngine(const std::string& dir,
+                                   const std::string& device, DType dtype) {
+  EngineOptions o;
+  o.model_dir = dir;
+  o.device = device;
+  o.dtype = dtype;
+  o.cpu_threads_per_rank = 2;
+  auto e = Engine::Create(o);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return e.ok() ? std::move(*e) : nullptr;
+}
+
+ForwardResult RunFwd(Engine* e, const ForwardRequest& r) {
+  auto res = e->Forward(r);
+  EXPECT_TRUE(res.ok()) << res.status();
+  return res.ok() ? std::move(*res) : ForwardResult();
+}
+
+class EngineGpuTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // initializer_range 0.5: logits of std ~4, so bf16 argmax comparisons are
+    // meaningful (docs/ENGINE.md tolerances).
+    json j =
+        json::parse(ReadFile(SourceDir() + "/configs/models/gemma4-tiny.json"));
+    j["initializer_range"] = 0.5;
+    const std::string cfg_dir = NewTempDir("cfg");
+    std::ofstream(cfg_dir + "/config.json") << j.dump();
+    dir_ = new std::string(NewTempDir("model"));
+    ASSERT_TRUE(MakeRandomModel(cfg_dir + "/config.json", 11, *dir_).ok());
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string* dir_;
+};
+std::string* EngineGpuTest::dir_ = nullptr;
+
+// Sequence 24 > sliding window 8: the band matters on sliding layers.
+constexpr int64_t kBatch = 2, kSeq = 24;
+
+TEST_F(EngineGpuTest, Fp32MatchesCpuWithInterventionsAndCaptures) {
+  auto cpu = MakeEngine(*dir_, "cpu", DType::kFloat32);
+  auto gpu = MakeEngine(*dir_, "cuda", DType::kFloat32);
+  ASSERT_NE(gpu, nullptr);
+  ForwardRequest req = MakeRequest(kBatch, kSeq, 512, 5);
+  req.captures = {"attn_heads[0]", "attn_heads[5]", "mlp_in[2]", "resid_out[4]",
+                  "hidden_states[6]"};
+  req.interventions = {Intervention::Zero(1), Intervention::Reinit(3, 9),
+                       Intervention::MaskHeads(4, {1, 2})};
+  ForwardResult a = RunFwd(cpu.get(), req);
+  ForwardResult b = RunFwd(gpu.get(), req);  // fused LM-head pass for the NLL
+  EXPECT_LE(RelDiff(b.nll, a.nll), 1e-4);
+  EXPECT_EQ(b.target_valid, a.target_valid);
+  for (const std::string& c : req.captures) {
+    SCOPED_TRACE(c);
+    ASSERT_EQ(b.captures.count(c), 1u);
+    EXPECT_EQ(b.captures[c].shape, a.captures[c].shape);
+    EXPECT_LE(RelDiff(b.captures[c].data, a.captures[c].data), 1e-4);
+  }
+  // Masked heads of layer 4 are exactly zero on the GPU path too.
+  ForwardRequest heads = req;
+  heads.captures = {"attn_heads[4]"};
+  ForwardResult h = RunFwd(gpu.get(), heads);
+  const HostTensor& t = h.captures["attn_heads[4]"];  // [B, S, 4, 16]
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const int64_t head = (i / t.shape[3]) % t.shape[2];
+    if (head == 1 || head == 2) {
+      ASSERT_EQ(t.data[i], 0.0f) << i;
+    }
+  }
+  // return_logits takes the eager LM head: logits match the CPU.
+  req.return_logits = true;
+  req.captures.clear();
+  EXPECT_LE(RelDiff(RunFwd(gpu.get(), req).logits.data,
+                    RunFwd(cpu.get(), req).logits.data),
+            1e-4);
+}
+
+TEST_F(EngineGpuTest, Bf16AgreesWithCpuFp32) {
+  auto cpu = MakeEngine(*dir_, "cpu", DType::kFloat32);
+  auto gpu = MakeEngine(*dir_, "cuda", DType::kBFloat16);
+  ASSERT_NE(gpu, nullptr);
+  ForwardRequest req = MakeRequest(4, 64, 512, 3);
+  req.return_logits = true;
+  req.captures = {"attn_heads[0]", "attn_heads[5]"};
+  ForwardResult ref = RunFwd(cpu.get(), req);
+  ForwardResult got = RunFwd(gpu.get(), req);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.logits.data.size(); ++i) {
+    const double d =
+        static_cast<double>(got.logits.data[i]) - ref.logits.data[i];
+    num += d * d;
+    den += static_cast<double>(ref.logits.data[i]) * ref.logits.data[i];
+  }
+  EXPECT_LE(std::sqrt(num / den), 0.05);
+  int agree = 0;
+  const int T = 4 * 64;
+  for (int i = 0; i < T; ++i) {
+    const float* a = &ref.logits.data[i * 512];
+    const float* b = &got.logits.data[i * 512];
+    agree += (std::max_element(a, a + 512) - a) ==
+             (std::max_element(b, b + 512) - b);
+  }
+  EXPECT_GE(agree, 0.93 * T);
+  // Sliding (flash with the window) and full attention outputs, bf16 level.
+  for (const char* c : {"attn_heads[0]", "attn_heads[5]"}) {
+    SCOPED_TRACE(c);
+    EXPECT_LE(RelDiff(got.captures[c].data, ref.captures[c].data), 0.05);
+  }
+  // NLL through the fused LM-head pass (no return_logits).
+  req.return_logits = false;
+  req.captures.clear();
+  EXPECT_LE(RelDiff(RunFwd(gpu.get(), req).nll, ref.nll), 0.05);
+}
+
+TEST_F(EngineGpuTest, ProbeStatsMatchCpuAndPrefixReuse) {
+  auto cpu = MakeEngine(*dir_, "cpu", DType::kFloat32);
+  auto gpu = MakeEngine(*dir_, "cuda", DType::kFloat32);
+  ASSERT_NE(gpu, nullptr);
+  // One target per prompt, as the probe job sets them.
+  ForwardRequest req = MakeRequest(3, kSeq, 512, 8);
+  req.targets.assign(3 * kSeq, -1);
+  for (int b = 0; b < 3; ++b) req.targets[b * kSeq + kSeq - 1] = 17 + b;
+  req.layer_stats = true;
+  ForwardResult a = RunFwd(cpu.get(), req);
+  ForwardResult b = RunFwd(gpu.get(), req);
+  ASSERT_EQ(b.layer_stats.size(), 6u);
+  for (int L = 0; L < 6; ++L) {
+    SCOPED_TRACE(L);
+    EXPECT_EQ(b.layer_stats[L].target_rank, a.layer_stats[L].target_rank);
+    EXPECT_LE(RelDiff(b.layer_stats[L].resid_out_norm,
+                      a.layer_stats[L].resid_out_norm),
+              1e-4);
+    for (size_t i = 0; i < a.layer_stats[L].block_influence.size(); ++i) {
+      EXPECT_NEAR(b.layer_stats[L].block_influence[i],
+                  a.layer_stats[L].block_influence[i], 1e-4);
+    }
+  }
+  int scored = 0;
+  for (int64_t r : b.layer_stats[5].target_rank) scored += r >= 0;
+  EXPECT_EQ(scored, 3);
+  // Prefix reuse on the GPU equals the full forward with the same skip.
+  ForwardRequest keep = req;
+  keep.keep_prefix_state = true;
+  ForwardResult base = RunFwd(gpu.get(), keep);
+  ASSERT_NE(base.prefix_state, nullptr);
+  ForwardRequest full = req;
+  full.interventions = {Intervention::Skip(3)};
+  ForwardRequest reuse = full;
+  reuse.start_from = base.prefix_state;
+  reuse.start_layer = 3;
+  ForwardResult f = RunFwd(gpu.get(), full);
+  ForwardResult r = RunFwd(gpu.get(), reuse);
+  EXPECT_EQ(r.layer_forwards, 2);
+  EXPECT_LE(RelDiff(r.nll, f.nll), 1e-6);
+  for (int L = 3; L < 6; ++L) {
+    EXPECT_EQ(r.layer_stats[L].target_rank, f.layer_stats[L].target_rank);
+  }
+}
+
+}  // namespace
+}  // namespace sweepd::engine

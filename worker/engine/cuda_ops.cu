@@ -1,0 +1,377 @@
+// Kernels of worker/engine/cuda_ops.h. Math in float32; values are rounded to
+// the compute dtype exactly where the eager libtorch code materialises a
+// tensor (round-to-nearest-even, as libtorch's bf16 conversion).
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "worker/engine/cuda_ops.h"
+
+namespace sweepd::engine::cuda_ops {
+namespace {
+
+constexpr int kMaxRowDim = 12288;  // RowNorm stages a row in shared memory
+constexpr int kMaxHeadDim = 512;
+constexpr int kHeadWarps = 4;
+
+template <typename T>
+struct Io;
+
+template <>
+struct Io<float> {
+  __device__ static float Load(const float* p) { return *p; }
+  __device__ static void Store(float* p, float v) { *p = v; }
+  __device__ static float Round(float v) { return v; }
+};
+
+template <>
+struct Io<__nv_bfloat16> {
+  __device__ static float Load(const __nv_bfloat16* p) {
+    return __bfloat162float(*p);
+  }
+  __device__ static void Store(__nv_bfloat16* p, float v) {
+    *p = __float2bfloat16_rn(v);
+  }
+  __device__ static float Round(float v) {
+    return __bfloat162float(__float2bfloat16_rn(v));
+  }
+};
+
+__device__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block; every thread gets the total. `red` holds 32 floats.
+__device__ float BlockSum(float v, float* red) {
+  v = WarpSum(v);
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  __syncthreads();  // earlier readers of `red` are done
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  return WarpSum(lane < warps ? red[lane] : 0.0f);
+}
+
+template <typename T>
+struct RowNormParams {
+  const T* x;
+  int64_t x_stride;
+  int dim;
+  const T* weight;
+  float eps;
+  const T* residual;
+  const T* scalar;
+  T* out;
+  const T* weight2;
+  T* out2;
+};
+
+template <typename T>
+__global__ void RowNormKernel(RowNormParams<T> p) {
+  extern __shared__ float row[];
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  const T* x = p.x + r * p.x_stride;
+  const int dim = p.dim;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    const float v = Io<T>::Load(x + i);
+    row[i] = v;
+    ss += v * v;
+  }
+  const float rstd = rsqrtf(BlockSum(ss, red) / dim + p.eps);
+  const float s = p.scalar != nullptr ? Io<T>::Load(p.scalar) : 1.0f;
+  const T* res = p.residual != nullptr ? p.residual + r * dim : nullptr;
+  T* out = p.out + r * dim;
+  float ss2 = 0.0f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    float n = row[i] * rstd;
+    if (p.weight != nullptr) n = n * Io<T>::Load(p.weight + i);
+    float o = Io<T>::Round(n);
+    if (res != nullptr) {
+      o = Io<T>::Round(Io<T>::Load(res + i) + o);
+      if (p.scalar != nullptr) o = Io<T>::Round(o * s);
+    }
+    Io<T>::Store(out + i, o);
+    if (p.out2 != nullptr) {
+      row[i] = o;
+      ss2 += o * o;
+    }
+  }
+  if (p.out2 == nullptr) return;
+  const float rstd2 = rsqrtf(BlockSum(ss2, red) / dim + p.eps);
+  T* out2 = p.out2 + r * dim;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    float n = row[i] * rstd2;
+    if (p.weight2 != nullptr) n = n * Io<T>::Load(p.weight2 + i);
+    Io<T>::Store(out2 + i, n);
+  }
+}
+
+template <typename T>
+struct HeadParams {
+  const T* x;
+  int64_t x_stride;
+  int64_t rows;  // tokens * heads
+  int64_t seq;
+  int heads;
+  int head_dim;
+  const T* weight;
+  float eps;
+  const T* cos;
+  const T* sin;
+  T* out;
+};
+
+// One warp per (token, head) row.
+template <typename T>
+__global__ void HeadNormRopeKernel(HeadParams<T> p) {
+  __shared__ float buf[kHeadWarps][kMaxHeadDim];
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kHeadWarps + warp;
+  if (row >= p.rows) return;  // warp-uniform; no block barrier below
+  const int64_t t = row / p.heads;
+  const int h = static_cast<int>(row % p.heads);
+  const int hd = p.head_dim;
+  const T* x = p.x + t * p.x_stride + static_cast<int64_t>(h) * hd;
+  float* b = buf[warp];
+  float ss = 0.0f;
+  for (int i = lane; i < hd; i += 32) {
+    const float v = Io<T>::Load(x + i);
+    b[i] = v;
+    ss += v * v;
+  }
+  const float rstd = rsqrtf(WarpSum(ss) / hd + p.eps);
+  T* out = p.out + row * hd;
+  for (int i = lane; i < hd; i += 32) {
+    float n = b[i] * rstd;
+    if (p.weight != nullptr) n = n * Io<T>::Load(p.weight + i);
+    n = Io<T>::Round(n);
+    if (p.cos == nullptr) {
+      Io<T>::Store(out + i, n);
+    } else {
+      b[i] = n;
+    }
+  }
+  if (p.cos == nullptr) return;
+  __syncwarp();
+  const int half = hd / 2;
+  const int64_t pos = t % p.seq;
+  const T* c = p.cos + pos * hd;
+  const T* s = p.sin + pos * hd;
+  for (int i = lane; i < hd; i += 32) {
+    const float rot = i < half ? -b[i + half] : b[i - half];
+    const float a1 = Io<T>::Round(b[i] * Io<T>::Load(c + i));
+    const float a2 = Io<T>::Round(rot * Io<T>::Load(s + i));
+    Io<T>::Store(out + i, a1 + a2);
+  }
+}
+
+template <typename T>
+__global__ void GegluKernel(const T* gate_up, int64_t rows, int64_t inter,
+                            bool tanh_approx, T* out) {
+  const int64_t total = rows * inter;
+  for (int64_t idx =
+           static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       idx < total; idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = idx / inter;
+    const int64_t i = idx - t * inter;
+    const T* g_row = gate_up + t * 2 * inter;
+    const float g = Io<T>::Load(g_row + i);
+    const float u = Io<T>::Load(g_row + inter + i);
+    float a;
+    if (tanh_approx) {
+      const float kBeta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5);
+      const float kKappa = 0.044715f;
+      const float inner = kBeta * (g + kKappa * (g * g * g));
+      a = 0.5f * g * (1.0f + tanhf(inner));
+    } else {
+      a = g * 0.5f * (1.0f + erff(g * static_cast<float>(M_SQRT1_2)));
+    }
+    Io<T>::Store(out + idx, Io<T>::Round(a) * u);
+  }
+}
+
+template <typename T>
+__global__ void RowCosNormKernel(const T* a, const T* b, int dim, float* bi,
+                                 float* norm_b) {
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  const T* ar = a + r * dim;
+  const T* br = b + r * dim;
+  float dot = 0.0f, aa = 0.0f, bb = 0.0f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    const float x = Io<T>::Load(ar + i);
+    const float y = Io<T>::Load(br + i);
+    dot += x * y;
+    aa += x * x;
+    bb += y * y;
+  }
+  dot = BlockSum(dot, red);
+  aa = BlockSum(aa, red);
+  bb = BlockSum(bb, red);
+  if (threadIdx.x == 0) {
+    const float nb = sqrtf(bb);
+    bi[r] = 1.0f - dot / fmaxf(sqrtf(aa) * nb, 1e-30f);
+    norm_b[r] = nb;
+  }
+}
+
+int RowThreads(int64_t dim) {
+  int64_t t = (dim + 31) / 32 * 32;
+  if (t > 256) t = 256;
+  return static_cast<int>(t);
+}
+
+int LastError() { return static_cast<int>(cudaGetLastError()); }
+
+constexpr int kInvalid = static_cast<int>(cudaErrorInvalidValue);
+
+template <typename T>
+int LaunchRowNorm(const RowNormArgs& a, cudaStream_t stream) {
+  RowNormParams<T> p;
+  p.x = static_cast<const T*>(a.x);
+  p.x_stride = a.x_stride;
+  p.dim = static_cast<int>(a.dim);
+  p.weight = static_cast<const T*>(a.weight);
+  p.eps = a.eps;
+  p.residual = static_cast<const T*>(a.residual);
+  p.scalar = static_cast<const T*>(a.scalar);
+  p.out = static_cast<T*>(a.out);
+  p.weight2 = static_cast<const T*>(a.weight2);
+  p.out2 = static_cast<T*>(a.out2);
+  RowNormKernel<T><<<static_cast<unsigned>(a.rows), RowThreads(a.dim),
+                     a.dim * sizeof(float), stream>>>(p);
+  return LastError();
+}
+
+template <typename T>
+int LaunchHeadNormRope(const HeadNormRopeArgs& a, cudaStream_t stream) {
+  HeadParams<T> p;
+  p.x = static_cast<const T*>(a.x);
+  p.x_stride = a.x_stride;
+  p.rows = a.tokens * a.heads;
+  p.seq = a.seq;
+  p.heads = a.heads;
+  p.head_dim = a.head_dim;
+  p.weight = static_cast<const T*>(a.weight);
+  p.eps = a.eps;
+  p.cos = static_cast<const T*>(a.cos);
+  p.sin = static_cast<const T*>(a.sin);
+  p.out = static_cast<T*>(a.out);
+  const int64_t blocks = (p.rows + kHeadWarps - 1) / kHeadWarps;
+  HeadNormRopeKernel<T>
+      <<<static_cast<unsigned>(blocks), kHeadWarps * 32, 0, stream>>>(p);
+  return LastError();
+}
+
+}  // namespace
+
+int RowNorm(const RowNormArgs& a, void* stream) {
+  if (a.rows < 0 || a.rows > 0x7fffffff || a.dim < 1 || a.dim > kMaxRowDim ||
+      a.x == nullptr || a.out == nullptr || a.x_stride < a.dim) {
+    return kInvalid;
+  }
+  if (a.rows == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  return a.dtype == Dtype::kBFloat16 ? LaunchRowNorm<__nv_bfloat16>(a, s)
+                                     : LaunchRowNorm<float>(a, s);
+}
+
+int HeadNormRope(const HeadNormRopeArgs& a, void* stream) {
+  if (a.tokens < 0 || a.heads < 1 || a.head_dim < 2 || a.head_dim % 2 != 0 ||
+      a.head_dim > kMaxHeadDim || a.seq < 1 || a.x == nullptr ||
+      a.out == nullptr || (a.cos == nullptr) != (a.sin == nullptr) ||
+      (a.tokens * a.heads + kHeadWarps - 1) / kHeadWarps > 0x7fffffff) {
+    return kInvalid;
+  }
+  if (a.tokens == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  return a.dtype == Dtype::kBFloat16 ? LaunchHeadNormRope<__nv_bfloat16>(a, s)
+                                     : LaunchHeadNormRope<float>(a, s);
+}
+
+int Geglu(Dtype dtype, const void* gate_up, int64_t rows, int64_t inter,
+          bool tanh_approx, void* out, void* stream) {
+  if (rows < 0 || inter < 1 || gate_up == nullptr || out == nullptr) {
+    return kInvalid;
+  }
+  const int64_t total = rows * inter;
+  if (total == 0) return 0;
+  const int threads = 256;
+  int64_t blocks = (total + threads - 1) / threads;
+  if (blocks > 132 * 64) blocks = 132 * 64;  // grid-stride beyond a few waves
+  auto s = static_cast<cudaStream_t>(stream);
+  if (dtype == Dtype::kBFloat16) {
+    GegluKernel<__nv_bfloat16>
+        <<<static_cast<unsigned>(blocks), threads, 0, s>>>(
+            static_cast<const __nv_bfloat16*>(gate_up), rows, inter,
+            tanh_approx, static_cast<__nv_bfloat16*>(out));
+  } else {
+    GegluKernel<float><<<static_cast<unsigned>(blocks), threads, 0, s>>>(
+        static_cast<const float*>(gate_up), rows, inter, tanh_approx,
+        static_cast<float*>(out));
+  }
+  return LastError();
+}
+
+int RowCosNorm(Dtype dtype, const void* a, const void* b, int64_t rows,
+               int64_t dim, float* block_influence, float* norm_b,
+               void* stream) {
+  if (rows < 0 || rows > 0x7fffffff || dim < 1 || dim > 0x7fffffff ||
+      a == nullptr || b == nullptr || block_influence == nullptr ||
+      norm_b == nullptr) {
+    return kInvalid;
+  }
+  if (rows == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  const unsigned grid = static_cast<unsigned>(rows);
+  if (dtype == Dtype::kBFloat16) {
+    RowCosNormKernel<__nv_bfloat16><<<grid, RowThreads(dim), 0, s>>>(
+        static_cast<const __nv_bfloat16*>(a),
+        static_cast<const __nv_bfloat16*>(b), static_cast<int>(dim),
+        block_influence, norm_b);
+  } else {
+    RowCosNormKernel<float><<<grid, RowThreads(dim), 0, s>>>(
+        static_cast<const float*>(a), static_cast<const float*>(b),
+        static_cast<int>(dim), block_influence, norm_b);
+  }
+  return LastError();
+}
+
+int SetDevice(int device) { return static_cast<int>(cudaSetDevice(device)); }
+
+int EventCreate(void** event) {
+  cudaEvent_t e = nullptr;
+  const cudaError_t err = cudaEventCreate(&e);
+  *event = e;
+  return static_cast<int>(err);
+}
+
+int EventRecord(void* event, void* stream) {
+  return static_cast<int>(cudaEventRecord(static_cast<cudaEvent_t>(event),
+                                          static_cast<cudaStream_t>(stream)));
+}
+
+int EventElapsedMs(void* start, void* end, float* ms) {
+  cudaError_t err = cudaEventSynchronize(static_cast<cudaEvent_t>(end));
+  if (err != cudaSuccess) return static_cast<int>(err);
+  return static_cast<int>(cudaEventElapsedTime(
+      ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
+}
+
+void EventDestroy(void* event) {
+  if (event != nullptr) cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+
+const char* ErrorString(int code) {
+  return cudaGetErrorString(static_cast<cudaError_t>(code));
+}
+
+}  // namespace sweepd::engine::cuda_ops

@@ -1,0 +1,97 @@
+// Fused elementwise/row CUDA kernels of the engine's GPU forward: RMSNorm with
+// the residual add, layer_scalar and the next norm folded in; per-head
+// q/k/v norm + RoPE; GeGLU; block-influence statistics; and CUDA events for
+// the phase profile. Raw device pointers + a cudaStream_t passed as void*
+// (nullptr = legacy default stream); no libtorch, no CUDA header, no
+// allocation. Every function returns 0 or a cudaError_t code
+// (ErrorString() names it) and enqueues asynchronously.
+//
+// Rounding matches the eager libtorch ops they replace (docs/ENGINE.md, "GPU
+// path"): math in float32, one rounding to the compute dtype wherever the
+// eager code materialises a tensor of that dtype.
+//
+// Ownership: all pointers are borrowed. Thread-safety: reentrant; concurrent
+// calls must not share outputs. Only compiled with SWEEPD_ENABLE_CUDA (the
+// engine then defines SWEEPD_ENGINE_CUDA_OPS=1).
+#ifndef SWEEPD_WORKER_ENGINE_CUDA_OPS_H_
+#define SWEEPD_WORKER_ENGINE_CUDA_OPS_H_
+
+#include <cstdint>
+
+namespace sweepd::engine::cuda_ops {
+
+enum class Dtype { kFloat32 = 0, kBFloat16 = 1 };
+
+// Per row r of x ([rows, dim], row stride x_stride elements):
+//   n   = x · (mean(x²) + eps)^-0.5 · weight          (weight null: no scale)
+//   out = n                                           (residual null)
+//   out = residual + n                                (residual [rows, dim])
+//   out = (residual + n) · scalar                     (scalar: [1])
+// each step rounded to `dtype` as the eager code does. With weight2/out2 also
+//   out2 = out · (mean(out²) + eps)^-0.5 · weight2    (the next layer norm).
+// out/out2/residual are contiguous [rows, dim]. dim ≤ 12288.
+struct RowNormArgs {
+  Dtype dtype = Dtype::kBFloat16;
+  const void* x = nullptr;
+  int64_t x_stride = 0;
+  int64_t rows = 0;
+  int64_t dim = 0;
+  const void* weight = nullptr;
+  float eps = 1e-6f;
+  const void* residual = nullptr;
+  const void* scalar = nullptr;
+  void* out = nullptr;
+  const void* weight2 = nullptr;
+  void* out2 = nullptr;
+};
+int RowNorm(const RowNormArgs& a, void* stream);
+
+// Per token t (row t of x, stride x_stride; head h at column h·head_dim) and
+// head h: n = RMSNorm(x[t, h, :]) · weight (weight null: none), then, when
+// cos/sin ([seq, head_dim], position t % seq) are given,
+//   out = n · cos + rotate_half(n) · sin   (each product and the sum rounded)
+// into out, contiguous [tokens, heads, head_dim]. head_dim ≤ 512, even.
+struct HeadNormRopeArgs {
+  Dtype dtype = Dtype::kBFloat16;
+  const void* x = nullptr;
+  int64_t x_stride = 0;
+  int64_t tokens = 0;
+  int64_t seq = 1;
+  int heads = 0;
+  int head_dim = 0;
+  const void* weight = nullptr;
+  float eps = 1e-6f;
+  const void* cos = nullptr;
+  const void* sin = nullptr;
+  void* out = nullptr;
+};
+int HeadNormRope(const HeadNormRopeArgs& a, void* stream);
+
+// out[t, i] = act(gate_up[t, i]) · gate_up[t, inter + i] for gate_up
+// [rows, 2·inter]; act = gelu with the tanh approximation (tanh_approx) or
+// the exact erf form; act rounded to dtype before the product (eager order).
+int Geglu(Dtype dtype, const void* gate_up, int64_t rows, int64_t inter,
+          bool tanh_approx, void* out, void* stream);
+
+// Per row of a and b ([rows, dim] contiguous, dtype): float32
+// block_influence = 1 − <a,b> / max(|a|·|b|, 1e-30) and norm_b = |b|.
+int RowCosNorm(Dtype dtype, const void* a, const void* b, int64_t rows,
+               int64_t dim, float* block_influence, float* norm_b,
+               void* stream);
+
+// Makes `device` current for this thread in the CUDA runtime these kernels
+// (and sweepd::kernels) launch through; call once per rank thread.
+int SetDevice(int device);
+
+// CUDA events (timing only) on the current device.
+int EventCreate(void** event);
+int EventRecord(void* event, void* stream);
+// Milliseconds between two recorded events; waits for `end`.
+int EventElapsedMs(void* start, void* end, float* ms);
+void EventDestroy(void* event);
+
+const char* ErrorString(int code);
+
+}  // namespace sweepd::engine::cuda_ops
+
+#endif  // SWEEPD_WORKER_ENGINE_CUDA_OPS_H_

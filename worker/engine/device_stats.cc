@@ -1,0 +1,50 @@
+#include "worker/engine/device_stats.h"
+
+#include <cstdint>
+
+#include "worker/engine/profile.h"
+
+#if SWEEPD_ENGINE_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace sweepd::engine {
+
+namespace internal {
+
+void* CurrentCudaStream(int device) {
+#if SWEEPD_ENGINE_TORCH_CUDA
+  return static_cast<void*>(
+      c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device))
+          .stream());
+#else
+  (void)device;
+  return nullptr;
+#endif
+}
+
+}  // namespace internal
+
+int64_t DevicePeakAllocatedBytes(int device) {
+#if SWEEPD_ENGINE_TORCH_CUDA
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
+      static_cast<c10::DeviceIndex>(device));
+  // Index 0 is the aggregate over small and large pools.
+  return static_cast<int64_t>(stats.allocated_bytes[0].peak);
+#else
+  (void)device;
+  return -1;
+#endif
+}
+
+void ResetDevicePeakAllocatedBytes(int device) {
+#if SWEEPD_ENGINE_TORCH_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(
+      static_cast<c10::DeviceIndex>(device));
+#else
+  (void)device;
+#endif
+}
+
+}  // namespace sweepd::engine

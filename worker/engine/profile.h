@@ -1,0 +1,36 @@
+// Phase profile of the engine's forwards and device-memory statistics, for
+// engine_bench and tuning. Plain C++ (no libtorch). When profiling is on, rank
+// 0 of every forward marks phase boundaries (CUDA events on its compute stream
+// on GPU builds, the host clock on CPU) and the forward adds the time between
+// consecutive marks to the phase that began the interval. Off by default; the
+// marks cost one event record each. Process-wide state; all functions are
+// thread-safe.
+#ifndef SWEEPD_WORKER_ENGINE_PROFILE_H_
+#define SWEEPD_WORKER_ENGINE_PROFILE_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sweepd::engine {
+
+struct PhaseTimes {
+  // (phase, total milliseconds) in the order phases were first seen.
+  std::vector<std::pair<std::string, double>> ms;
+  int64_t forwards = 0;
+  bool device_events = false;  // true: CUDA events; false: host clock
+};
+
+void SetPhaseProfiling(bool enabled);
+// Returns the accumulated profile and resets it.
+PhaseTimes TakePhaseProfile();
+
+// Peak bytes allocated by libtorch's CUDA caching allocator on `device` since
+// the last reset; -1 when the build has no libtorch CUDA support.
+int64_t DevicePeakAllocatedBytes(int device);
+void ResetDevicePeakAllocatedBytes(int device);
+
+}  // namespace sweepd::engine
+
+#endif  // SWEEPD_WORKER_ENGINE_PROFILE_H_
