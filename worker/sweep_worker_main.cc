@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/tokenizer_cli.h"
 #include "coordinator/model_info.h"
 #include "worker/agent/agent.h"
 #include "worker/engine/api.h"
@@ -75,6 +76,8 @@ const Subcommand kSubcommands[] = {
     {"run", &RunMain, "lease and run tasks from a coordinator (default)"},
     {"make-model", &engine::MakeModelMain,
      "write a random-weight Gemma 4 model directory from a config.json"},
+    {"tokenize", &TokenizeMain,
+     "print the token ids of stdin as JSON (--tokenizer FILE --bos on|off)"},
 };
 
 void PrintTopUsage(FILE* out) {
