@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -14,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -149,6 +151,14 @@ class Conn {
     Stmt* raw = owned.get();
     cache_.emplace(sql, std::move(owned));
     return raw;
+  }
+  // Runs one cached statement that returns no rows (SAVEPOINT, RELEASE) without
+  // resetting the rest of the cache: the per-operation fast path.
+  absl::Status Run(const std::string& sql) {
+    ASSIGN_OR_RETURN(Stmt * s, Prepare(sql));
+    absl::Status st = s->Run();
+    s->Reset();
+    return st;
   }
   // Resets every cached statement first: a statement left mid-result keeps its
   // read open and would make COMMIT fail.
@@ -319,7 +329,14 @@ class LedgerImpl : public Ledger {
     }
     RETURN_IF_ERROR(writer_->Exec("PRAGMA synchronous=FULL"));
     RETURN_IF_ERROR(writer_->Exec("PRAGMA foreign_keys=OFF"));
-    RETURN_IF_ERROR(writer_->Exec("PRAGMA wal_autocheckpoint=4000"));
+    // Page cache large enough for the hot part of the tasks table and its
+    // indices; temporary b-trees in memory. Checkpoints run on their own
+    // thread and connection (CheckpointLoop) so COMMIT only pays for the WAL
+    // append and its fsync; the writer still checkpoints itself if the WAL
+    // grows past kWalHardLimitPages (a reader pinned an old snapshot).
+    RETURN_IF_ERROR(writer_->Exec("PRAGMA cache_size=-65536"));
+    RETURN_IF_ERROR(writer_->Exec("PRAGMA temp_store=MEMORY"));
+    RETURN_IF_ERROR(writer_->Exec("PRAGMA wal_autocheckpoint=0"));
     RETURN_IF_ERROR(Annotate(Migrate(*writer_, clock_->NowMs()), path_));
     {
       ASSIGN_OR_RETURN(
@@ -329,7 +346,9 @@ class LedgerImpl : public Ledger {
       if (!row)
         return absl::DataLossError(
             absl::StrCat(path_, ": meta.fencing_counter missing"));
-      fencing_counter_ = s->Int(0);
+      std::lock_guard<std::mutex> lock(token_mu_);
+      last_token_ = s->Int(0);
+      durable_token_limit_ = last_token_;
     }
     {
       ASSIGN_OR_RETURN(Stmt * s,
@@ -351,6 +370,10 @@ class LedgerImpl : public Ledger {
       readers_.push_back(std::move(conn));
       free_readers_.push_back(readers_.back().get());
     }
+    ASSIGN_OR_RETURN(checkpointer_, Conn::Open(path_, /*writer=*/false));
+    sqlite3_wal_hook(writer_->db(), &LedgerImpl::WalHook, this);
+    callback_thread_ = std::thread([this] { CallbackLoop(); });
+    checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
     writer_thread_ = std::thread([this] { WriterLoop(); });
     return absl::OkStatus();
   }
@@ -382,6 +405,37 @@ class LedgerImpl : public Ledger {
     Enqueue<LeaseOutcome>(
         [this, worker_id, tasks] { return DoLease(worker_id, tasks); },
         std::move(done));
+  }
+
+  std::optional<int64_t> TakeReservedTokens(int n) override {
+    if (n <= 0) return std::nullopt;
+    std::lock_guard<std::mutex> lock(token_mu_);
+    const int64_t block = std::max<int64_t>(1, options_.token_block);
+    if (last_token_ + n > durable_token_limit_) {
+      want_token_block_ = true;  // the next transaction persists a block
+      return std::nullopt;
+    }
+    const int64_t first = last_token_ + 1;
+    last_token_ += n;
+    if (durable_token_limit_ - last_token_ < block / 2)
+      want_token_block_ = true;
+    return first;
+  }
+
+  void RecordLeases(const std::string& worker_id,
+                    std::vector<GrantedLease> leases,
+                    Callback<LeaseOutcome> done) override {
+    auto shared =
+        std::make_shared<std::vector<GrantedLease>>(std::move(leases));
+    Enqueue<LeaseOutcome>(
+        [this, worker_id, shared] {
+          return DoRecordLeases(worker_id, *shared);
+        },
+        std::move(done));
+  }
+
+  int64_t LeaseMsOf(const v1::SweepSpec& spec) const override {
+    return PolicyOf(spec).lease_ms;
   }
 
   void RecordResult(const ResultReport& report,
@@ -447,6 +501,19 @@ class LedgerImpl : public Ledger {
       queue_cv_.notify_all();
     }
     if (writer_thread_.joinable()) writer_thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(callback_mu_);
+      callbacks_closed_ = true;
+    }
+    callback_cv_.notify_all();
+    if (callback_thread_.joinable()) callback_thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(checkpoint_mu_);
+      checkpoint_closed_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+    checkpointer_.reset();
     {
       absl::MutexLock lock(&readers_mu_);
       readers_mu_.Await(absl::Condition(
@@ -594,7 +661,7 @@ class LedgerImpl : public Ledger {
                  Stmt * s,
                  c.Prepare(absl::StrCat(
                      "SELECT sweep_id, task_key, ", kTaskCols,
-                     ", idx, group_key FROM tasks WHERE state IN (1, 2) "
+                     ", idx, group_key, spec FROM tasks WHERE state IN (1, 2) "
                      "ORDER BY sweep_id, idx")));
              while (true) {
                ASSIGN_OR_RETURN(bool row, s->Step());
@@ -605,6 +672,10 @@ class LedgerImpl : public Ledger {
                ReadRowState(*s, 2, &a.row);
                a.idx = s->Int(8);
                a.group_key = s->Text(9);
+               if (!a.spec.ParseFromString(s->Text(10))) {
+                 return absl::DataLossError(absl::StrCat(
+                     "task '", a.row.task_key, "': unparsable spec"));
+               }
                visit(a);
              }
              return true;
@@ -754,35 +825,64 @@ class LedgerImpl : public Ledger {
   }
 
   void RunBatch(std::vector<WriteOp>& batch) {
+    using SteadyClock = std::chrono::steady_clock;
+    auto micros = [](SteadyClock::time_point a, SteadyClock::time_point b) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(b - a)
+          .count();
+    };
+    const auto t_start = SteadyClock::now();
+    auto t_commit = t_start;
+    auto t_committed = t_start;
     std::vector<absl::Status> statuses(batch.size());
     bool any_apply = false;
     for (auto& op : batch) any_apply |= (op.apply != nullptr);
     absl::Status commit = absl::OkStatus();
+    int64_t token_limit = 0;  // fencing_counter written by this transaction
     if (any_apply) {
       touched_sweeps_.clear();
-      int64_t counter_before = fencing_counter_;
+      tasks_done_.clear();
       commit = writer_->Exec("BEGIN IMMEDIATE");
       if (commit.ok()) {
         for (size_t i = 0; i < batch.size(); ++i) {
           if (batch[i].apply == nullptr) continue;
-          absl::Status sp = writer_->Exec("SAVEPOINT op");
+          absl::Status sp = writer_->Run("SAVEPOINT op");
           if (!sp.ok()) {
             statuses[i] = sp;
             continue;
           }
+          op_tasks_done_.clear();
           statuses[i] = batch[i].apply();
           if (statuses[i].ok()) {
-            statuses[i] = writer_->Exec("RELEASE op");
+            statuses[i] = writer_->Run("RELEASE op");
           } else {
             writer_->Exec("ROLLBACK TO op").IgnoreError();
             writer_->Exec("RELEASE op").IgnoreError();
           }
+          if (statuses[i].ok()) {
+            for (const std::string& w : op_tasks_done_) tasks_done_[w]++;
+          }
         }
         commit = UpdateSweepStates();
-        if (commit.ok() && fencing_counter_ != counter_before) {
-          commit = SetFencingCounter(fencing_counter_);
+        if (commit.ok()) commit = FlushTasksDone();
+        if (commit.ok()) {
+          // Persist the token high-water mark: every token issued inside this
+          // transaction (LeaseTasks) is covered, and when leases are being
+          // granted from the mirror, a fresh block of tokens is reserved ahead.
+          std::lock_guard<std::mutex> lock(token_mu_);
+          if (want_token_block_) {
+            token_limit =
+                last_token_ + std::max<int64_t>(1, options_.token_block);
+            want_token_block_ = false;
+          } else if (last_token_ > durable_token_limit_) {
+            token_limit = last_token_;
+          }
         }
+        if (commit.ok() && token_limit > 0) {
+          commit = SetFencingCounter(token_limit);
+        }
+        t_commit = SteadyClock::now();
         if (commit.ok()) commit = writer_->Exec("COMMIT");
+        t_committed = SteadyClock::now();
         if (!commit.ok()) writer_->Exec("ROLLBACK").IgnoreError();
       }
       if (!commit.ok()) {
@@ -793,13 +893,104 @@ class LedgerImpl : public Ledger {
             absl::StrCat("ledger commit failed: ", commit.message()));
         commit = broken_;
       } else {
+        if (token_limit > 0) {
+          std::lock_guard<std::mutex> lock(token_mu_);
+          durable_token_limit_ = std::max(durable_token_limit_, token_limit);
+        }
         std::lock_guard<std::mutex> lock(queue_mu_);
         stats_.transactions++;
         stats_.operations += static_cast<int64_t>(batch.size());
+        stats_.max_batch_ops =
+            std::max<int64_t>(stats_.max_batch_ops, batch.size());
+        stats_.apply_us += micros(t_start, t_commit);
+        stats_.commit_us += micros(t_commit, t_committed);
+        stats_.max_commit_us = std::max<int64_t>(stats_.max_commit_us,
+                                                 micros(t_commit, t_committed));
       }
     }
+    // Callbacks run on the callback thread, in order, while this thread
+    // starts the next transaction.
+    CallbackBatch done;
+    done.finish.reserve(batch.size());
+    done.statuses.reserve(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
-      batch[i].finish(commit.ok() ? statuses[i] : commit);
+      done.finish.push_back(std::move(batch[i].finish));
+      done.statuses.push_back(commit.ok() ? statuses[i] : commit);
+    }
+    {
+      std::lock_guard<std::mutex> lock(callback_mu_);
+      callback_queue_.push_back(std::move(done));
+    }
+    callback_cv_.notify_one();
+  }
+
+  struct CallbackBatch {
+    std::vector<std::function<void(absl::Status)>> finish;
+    std::vector<absl::Status> statuses;
+  };
+
+  void CallbackLoop() {
+    while (true) {
+      CallbackBatch batch;
+      {
+        std::unique_lock<std::mutex> lock(callback_mu_);
+        callback_cv_.wait(lock, [this] {
+          return callbacks_closed_ || !callback_queue_.empty();
+        });
+        if (callback_queue_.empty()) return;
+        batch = std::move(callback_queue_.front());
+        callback_queue_.pop_front();
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      for (size_t i = 0; i < batch.finish.size(); ++i) {
+        batch.finish[i](batch.statuses[i]);
+      }
+      const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::steady_clock::now() - t0)
+                             .count();
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      stats_.callback_us += us;
+    }
+  }
+
+  // SQLite calls this on the writer thread after each commit with the number
+  // of frames in the WAL.
+  static int WalHook(void* self, sqlite3* db, const char*, int pages) {
+    auto* ledger = static_cast<LedgerImpl*>(self);
+    if (pages >= kWalHardLimitPages) {
+      // A reader kept the checkpointer from catching up: fold the WAL back
+      // here (bounded file size beats a stall-free commit).
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                nullptr);
+    } else if (pages >= kWalCheckpointPages) {
+      {
+        std::lock_guard<std::mutex> lock(ledger->checkpoint_mu_);
+        ledger->checkpoint_wanted_ = true;
+      }
+      ledger->checkpoint_cv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  // Copies WAL pages back into the database file (and fsyncs it) on its own
+  // connection, off the writer thread. PASSIVE never blocks the writer.
+  void CheckpointLoop() {
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(checkpoint_mu_);
+        checkpoint_cv_.wait(
+            lock, [this] { return checkpoint_closed_ || checkpoint_wanted_; });
+        if (checkpoint_closed_) return;
+        checkpoint_wanted_ = false;
+      }
+      int rc = sqlite3_wal_checkpoint_v2(checkpointer_->db(), nullptr,
+                                         SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                         nullptr);
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        SWEEPD_LOG(WARNING)
+            << "ledger " << path_
+            << ": checkpoint failed: " << sqlite3_errmsg(checkpointer_->db());
+      }
     }
   }
 
@@ -969,19 +1160,45 @@ class LedgerImpl : public Ledger {
     return absl::OkStatus();
   }
 
+  // StoreRow plus the outcome columns, in one UPDATE.
   absl::Status SetOutcome(const TaskRowState& r, const std::string* result_blob,
                           const std::string& error) {
-    RETURN_IF_ERROR(StoreRow(r));
     ASSIGN_OR_RETURN(
-        Stmt * s, writer_->Prepare("UPDATE tasks SET result=?, error=? WHERE "
-                                   "sweep_id=? AND task_key=?"));
+        Stmt * s, writer_->Prepare(
+                      "UPDATE tasks SET state=?, attempts=?, fencing_token=?, "
+                      "lease_worker=?, lease_expires_ms=?, next_eligible_ms=?, "
+                      "updated_ms=?, result=?, error=? WHERE sweep_id=? AND "
+                      "task_key=?"));
+    s->Bind(static_cast<int64_t>(r.state))
+        .Bind(int64_t{r.attempts})
+        .Bind(r.fencing_token)
+        .Bind(r.lease_worker)
+        .Bind(r.lease_expires_ms)
+        .Bind(r.next_eligible_ms)
+        .Bind(clock_->NowMs());
     if (result_blob != nullptr) {
       s->BindBlob(*result_blob);
     } else {
       s->BindNull();
     }
     s->Bind(error).Bind(r.sweep_id).Bind(r.task_key);
-    return s->Run();
+    RETURN_IF_ERROR(s->Run());
+    touched_sweeps_.insert(r.sweep_id);
+    return absl::OkStatus();
+  }
+
+  // Adds the batch's committed results to workers.tasks_done: one UPDATE per
+  // worker per transaction.
+  absl::Status FlushTasksDone() {
+    for (const auto& [worker_id, n] : tasks_done_) {
+      ASSIGN_OR_RETURN(
+          Stmt * w,
+          writer_->Prepare("UPDATE workers SET tasks_done=tasks_done+? "
+                           "WHERE worker_id=?"));
+      RETURN_IF_ERROR(w->Bind(n).Bind(worker_id).Run());
+    }
+    tasks_done_.clear();
+    return absl::OkStatus();
   }
 
   // (sweep_id, task_key) of the lease with `token`; NOT_FOUND if never issued,
@@ -1227,7 +1444,7 @@ class LedgerImpl : public Ledger {
       const Policy policy = PolicyFor(id.sweep_id);
       row->state = v1::TASK_STATE_LEASED;
       row->attempts += 1;
-      row->fencing_token = ++fencing_counter_;
+      row->fencing_token = NextTokenInTransaction();
       row->lease_worker = worker_id;
       row->lease_expires_ms = now + policy.lease_ms;
       RETURN_IF_ERROR(StoreRow(*row));
@@ -1254,6 +1471,61 @@ class LedgerImpl : public Ledger {
             absl::StrCat("task '", id.task_key, "': unparsable spec"));
       }
       grant.group_key = spec->Text(1);
+      grant.row = std::move(*row);
+      out.granted.push_back(std::move(grant));
+    }
+    return out;
+  }
+
+  // A token for a lease written in this transaction: it may exceed the
+  // persisted limit, because this transaction persists it (RunBatch).
+  int64_t NextTokenInTransaction() {
+    std::lock_guard<std::mutex> lock(token_mu_);
+    return ++last_token_;
+  }
+
+  absl::StatusOr<LeaseOutcome> DoRecordLeases(
+      const std::string& worker_id, const std::vector<GrantedLease>& leases) {
+    LeaseOutcome out;
+    const int64_t now = clock_->NowMs();
+    for (const GrantedLease& l : leases) {
+      {
+        std::lock_guard<std::mutex> lock(token_mu_);
+        if (l.fencing_token <= 0 || l.fencing_token > durable_token_limit_) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "fencing_token ", l.fencing_token, " of task '", l.task.task_key,
+              "' is not from a persisted block (limit ", durable_token_limit_,
+              ")"));
+        }
+      }
+      ASSIGN_OR_RETURN(auto row, LoadRow(l.task.sweep_id, l.task.task_key));
+      if (!row.has_value()) {
+        return absl::NotFoundError(absl::StrCat("task '", l.task.task_key,
+                                                "' of sweep '", l.task.sweep_id,
+                                                "' is not in the ledger"));
+      }
+      if (row->state != v1::TASK_STATE_PENDING) {
+        out.not_granted.push_back(std::move(*row));
+        continue;
+      }
+      row->state = v1::TASK_STATE_LEASED;
+      row->attempts += 1;
+      row->fencing_token = l.fencing_token;
+      row->lease_worker = worker_id;
+      row->lease_expires_ms = l.lease_expires_ms;
+      RETURN_IF_ERROR(StoreRow(*row));
+      ASSIGN_OR_RETURN(
+          Stmt * ins,
+          writer_->Prepare("INSERT INTO leases(fencing_token, sweep_id, "
+                           "task_key, worker_id, granted_ms) VALUES(?, "
+                           "?, ?, ?, ?)"));
+      RETURN_IF_ERROR(ins->Bind(row->fencing_token)
+                          .Bind(l.task.sweep_id)
+                          .Bind(l.task.task_key)
+                          .Bind(worker_id)
+                          .Bind(now)
+                          .Run());
+      LeaseGrant grant;
       grant.row = std::move(*row);
       out.granted.push_back(std::move(grant));
     }
@@ -1290,11 +1562,7 @@ class LedgerImpl : public Ledger {
       row.lease_worker = report.worker_id;
       row.lease_expires_ms = 0;
       RETURN_IF_ERROR(SetOutcome(row, &blob, ""));
-      ASSIGN_OR_RETURN(
-          Stmt * w,
-          writer_->Prepare("UPDATE workers SET tasks_done=tasks_done+1 "
-                           "WHERE worker_id=?"));
-      RETURN_IF_ERROR(w->Bind(report.worker_id).Run());
+      op_tasks_done_.push_back(report.worker_id);
       out.committed = true;
       out.row = row;
       return out;
@@ -1496,10 +1764,38 @@ class LedgerImpl : public Ledger {
 
   // Writer-thread state.
   std::unique_ptr<Conn> writer_;
-  int64_t fencing_counter_ = 0;
   absl::flat_hash_map<std::string, Policy> policies_;
   std::set<std::string> touched_sweeps_;
+  // Committed results per worker: of the current operation, of the batch.
+  std::vector<std::string> op_tasks_done_;
+  std::map<std::string, int64_t> tasks_done_;
   std::thread writer_thread_;
+
+  // Fencing tokens. Every token ever handed out is <= meta.fencing_counter on
+  // disk. LeaseTasks takes tokens inside its transaction (which persists the
+  // counter); TakeReservedTokens only hands out tokens <=
+  // durable_token_limit_, a value already committed.
+  std::mutex token_mu_;
+  int64_t last_token_ = 0;           // guarded by token_mu_
+  int64_t durable_token_limit_ = 0;  // guarded by token_mu_
+  bool want_token_block_ = false;    // guarded by token_mu_
+
+  // Callbacks of committed batches, run in order by callback_thread_.
+  std::mutex callback_mu_;
+  std::condition_variable callback_cv_;
+  std::deque<CallbackBatch> callback_queue_;  // guarded by callback_mu_
+  bool callbacks_closed_ = false;             // guarded by callback_mu_
+  std::thread callback_thread_;
+
+  // Background checkpoints (WalHook asks, CheckpointLoop does).
+  static constexpr int kWalCheckpointPages = 4000;
+  static constexpr int kWalHardLimitPages = 64000;
+  std::unique_ptr<Conn> checkpointer_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_wanted_ = false;  // guarded by checkpoint_mu_
+  bool checkpoint_closed_ = false;  // guarded by checkpoint_mu_
+  std::thread checkpoint_thread_;
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
@@ -1525,6 +1821,17 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(
   RETURN_IF_ERROR(
       Annotate(ledger->Init(), absl::StrCat("opening ledger ", path)));
   return std::unique_ptr<Ledger>(std::move(ledger));
+}
+
+std::string FormatLedgerStats(const LedgerStats& s) {
+  const double txns = std::max<int64_t>(1, s.transactions);
+  return absl::StrFormat(
+      "transactions=%d operations=%d ops/txn=%.1f max_batch_ops=%d "
+      "apply_us/txn=%.0f commit_us/txn=%.0f max_commit_us=%d "
+      "callback_us/txn=%.0f",
+      s.transactions, s.operations, s.operations / txns, s.max_batch_ops,
+      s.apply_us / txns, s.commit_us / txns, s.max_commit_us,
+      s.callback_us / txns);
 }
 
 absl::Status CheckLedgerIntegrity(const std::string& path) {

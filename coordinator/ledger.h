@@ -7,18 +7,28 @@
 // method enqueues an operation and returns at once; the writer takes as many
 // queued operations as are waiting (up to LedgerOptions::max_batch_ops),
 // applies each inside its own SAVEPOINT of one transaction and COMMITs once
-// (group commit). Each operation's callback then runs ON THE WRITER THREAD, in
-// enqueue order, only after the COMMIT that made it durable (or with the
-// error). Callbacks must be short and must not call blocking Ledger methods
-// (Flush, Close). Every task state change and its result is written in one
+// (group commit). Each operation's callback then runs on the ledger's CALLBACK
+// THREAD, in enqueue order, only after the COMMIT that made it durable (or with
+// the error), while the writer already builds the next transaction. Callbacks
+// must be short and must not call blocking Ledger methods (Flush, Close).
+// Checkpoints run on a third thread with their own connection, so a COMMIT
+// pays only for its WAL append and fsync. Every task state change and its
+// result is written in one
 // transaction; conditions (the current state, the fencing token) are checked
 // inside that transaction, so the rules below hold whatever the caller
 // believed:
 //   - Leases: a task is leased only from PENDING. Each lease gets a fencing
-//   token that is
-//     globally monotonic; the counter is persisted in the transaction that
-//     records the lease, so tokens are never reused after a restart. A lease
-//     counts one attempt.
+//     token that is globally monotonic and never reused after a restart:
+//     meta.fencing_counter is a persisted high-water mark that every token
+//     ever handed out is at most. LeaseTasks takes tokens inside the
+//     transaction that records the lease and persists the mark with it.
+//     TakeReservedTokens hands out tokens ahead of their lease's write, only
+//     from a block (LedgerOptions::token_block) whose mark has already
+//     committed; a reopened ledger continues above the mark, so tokens handed
+//     out but never recorded are skipped, not reused. A lease counts one
+//     attempt. A token without a `leases` row was never recorded: its lease
+//     does not exist for the ledger (heartbeats report it lost, results are
+//     refused with NOT_FOUND), and its task stayed PENDING.
 //   - Results: a report whose task already has an outcome (DONE, FAILED,
 //   CANCELLED) is a
 //     duplicate (committed=false). A success report from the current lease
@@ -85,6 +95,8 @@ struct LedgerOptions {
   int64_t default_retry_backoff_ms = 1000;
   // Upper bound of the exponential retry backoff.
   int64_t max_retry_backoff_ms = 300'000;
+  // Fencing tokens reserved (persisted) at a time for TakeReservedTokens.
+  int64_t token_block = 4096;
 };
 
 // A task row's scheduling state after a write: what the scheduler mirrors.
@@ -115,10 +127,22 @@ struct AppendStageOutcome {
   std::vector<PlannedTask> tasks;
   std::vector<v1::TaskState> initial_states;
 };
+struct TaskId {
+  std::string sweep_id;
+  std::string task_key;
+};
+
 struct LeaseGrant {
   TaskRowState row;  // LEASED, with the new token and expiry
   std::string group_key;
   v1::TaskSpec spec;
+};
+
+// A lease granted before it was written (see TakeReservedTokens).
+struct GrantedLease {
+  TaskId task;
+  int64_t fencing_token = 0;
+  int64_t lease_expires_ms = 0;
 };
 
 struct LeaseOutcome {
@@ -174,11 +198,6 @@ struct ExpiredLease {
   int64_t fencing_token = 0;
 };
 
-struct TaskId {
-  std::string sweep_id;
-  std::string task_key;
-};
-
 struct SweepRow {
   std::string sweep_id;
   std::string name;
@@ -205,6 +224,7 @@ struct ActiveTaskRow {
   TaskRowState row;
   int64_t idx = 0;
   std::string group_key;
+  v1::TaskSpec spec;
 };
 
 struct TaskPage {
@@ -214,11 +234,20 @@ struct TaskPage {
   bool more = false;
 };
 
-// Counters since Open (for tests and the benchmark).
+// Counters since Open (for tests and the benchmark). Times are wall-clock
+// microseconds spent by the writer thread in each phase of its batches.
 struct LedgerStats {
-  int64_t transactions = 0;  // committed write transactions
-  int64_t operations = 0;    // write operations they carried
+  int64_t transactions = 0;   // committed write transactions
+  int64_t operations = 0;     // write operations they carried
+  int64_t max_batch_ops = 0;  // most operations in one transaction
+  int64_t apply_us = 0;       // BEGIN + operations + sweep states
+  int64_t commit_us = 0;      // COMMIT (WAL write + fsync, checkpoints)
+  int64_t callback_us = 0;    // callbacks after COMMIT
+  int64_t max_commit_us = 0;  // slowest COMMIT
 };
+
+// One line for logs: "transactions=.. operations=.. ops/txn=.. ...".
+std::string FormatLedgerStats(const LedgerStats& s);
 
 class Ledger {
  public:
@@ -250,6 +279,27 @@ class Ledger {
   virtual void LeaseTasks(const std::string& worker_id,
                           const std::vector<TaskId>& tasks,
                           Callback<LeaseOutcome> done) = 0;
+  // Takes `n` consecutive fencing tokens (returns the first) for leases that
+  // the caller hands out before they are written. Never blocks and never
+  // waits for a commit: the tokens come from a block whose high-water mark is
+  // already durable, so they are never reused after a restart. nullopt when
+  // fewer than `n` reserved tokens are left: the next transaction then
+  // persists a new block (use LeaseTasks meanwhile). The caller must pass the
+  // tokens to RecordLeases, in the order taken, before enqueuing any other
+  // write that names them.
+  virtual std::optional<int64_t> TakeReservedTokens(int n) = 0;
+  // Writes leases granted with tokens from TakeReservedTokens: each task still
+  // PENDING becomes LEASED with the given token and expiry (one attempt
+  // counted) and the token is recorded in `leases`; tasks no longer PENDING
+  // (e.g. cancelled meanwhile) come back in not_granted with their actual
+  // state and their token is not recorded. LeaseGrant::spec and group_key are
+  // left empty (the caller has them).
+  virtual void RecordLeases(const std::string& worker_id,
+                            std::vector<GrantedLease> leases,
+                            Callback<LeaseOutcome> done) = 0;
+  // Lease length for tasks of a sweep with this spec: policy.lease_seconds, or
+  // LedgerOptions::default_lease_ms when it is 0.
+  virtual int64_t LeaseMsOf(const v1::SweepSpec& spec) const = 0;
   virtual void RecordResult(const ResultReport& report,
                             Callback<ResultOutcome> done) = 0;
   // Heartbeat: extends leases that are still the caller's (matched by task_key
@@ -299,6 +349,8 @@ class Ledger {
       const std::function<void(const ActiveTaskRow&)>& visit) = 0;
   virtual absl::StatusOr<std::vector<WorkerRow>> ListWorkers() = 0;
   virtual absl::StatusOr<int> SchemaVersion() = 0;
+  // The persisted fencing-token high-water mark: no token above it was ever
+  // handed out (with reserved blocks it may exceed the last token used).
   virtual absl::StatusOr<int64_t> LastFencingToken() = 0;
   // Writes a consistent copy of the database to `path` (VACUUM INTO; `path`
   // must not exist).

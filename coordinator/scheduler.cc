@@ -38,6 +38,8 @@ struct SweepInfo {
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
   uint64_t version = 0;
+  // Lease length of its tasks (policy.lease_seconds or the ledger default).
+  int64_t lease_ms = 0;
 };
 
 struct Group;
@@ -55,6 +57,8 @@ struct MemTask {
   std::string worker;
   int64_t expires_ms = 0;
   int64_t next_eligible_ms = 0;
+  // What a lease hands the worker (kept so leases never read SQLite).
+  v1::TaskSpec spec;
 };
 
 struct Group {
@@ -121,6 +125,9 @@ class LeaseSchedulerImpl : public LeaseScheduler {
  public:
   LeaseSchedulerImpl(Ledger* ledger, const SchedulerOptions& options)
       : ledger_(ledger), options_(options), clock_(options.clock) {}
+  // Lease writes are enqueued without anyone waiting on their callbacks (which
+  // use this object): wait for them. A closed ledger has run them already.
+  ~LeaseSchedulerImpl() override { ledger_->Flush().IgnoreError(); }
 
   absl::Status Load() {
     const int64_t now = clock_->NowMs();
@@ -145,9 +152,15 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       MemTask* t =
           AddTaskLocked(it->second.get(), a.row.task_key, a.idx, a.group_key);
       CopyRow(a.row, t);
+      t->spec = a.spec;
       if (t->state == v1::TASK_STATE_LEASED) {
-        t->expires_ms =
-            std::max(t->expires_ms, now + options_.restart_grace_ms);
+        // A lease whose grant reply may have died with the old process comes
+        // back after its own lease period (the sweep's policy), unless the
+        // options ask for a fixed grace.
+        const int64_t grace = options_.restart_grace_ms > 0
+                                  ? options_.restart_grace_ms
+                                  : it->second->lease_ms;
+        t->expires_ms = std::max(t->expires_ms, now + grace);
         // The pin follows the lease so the group stays with that worker after a
         // restart.
         if (!t->worker.empty()) Pin(t->group, t->worker);
@@ -277,11 +290,25 @@ class LeaseSchedulerImpl : public LeaseScheduler {
   void LeaseTasks(const std::string& worker_id, int max_tasks,
                   const std::optional<v1::WorkerCapabilities>& caps,
                   Callback<LeaseBatch> done) override {
-    absl::MutexLock lock(&mu_);
+    std::optional<absl::StatusOr<LeaseBatch>> reply;
+    {
+      absl::MutexLock lock(&mu_);
+      reply = LeaseLocked(worker_id, max_tasks, caps, done);
+    }
+    // Replies decided here are sent without holding mu_.
+    if (reply.has_value()) done(std::move(*reply));
+  }
+
+  // The reply when it is known now; nullopt when `done` was handed to a ledger
+  // callback (moved from).
+  std::optional<absl::StatusOr<LeaseBatch>> LeaseLocked(
+      const std::string& worker_id, int max_tasks,
+      const std::optional<v1::WorkerCapabilities>& caps,
+      Callback<LeaseBatch>& done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const int64_t now = clock_->NowMs();
     auto wit = workers_.find(worker_id);
     if (wit == workers_.end()) {
-      return done(absl::NotFoundError(
+      return absl::StatusOr<LeaseBatch>(absl::NotFoundError(
           absl::StrCat("worker_id '", worker_id,
                        "' is not registered; call RegisterWorker")));
     }
@@ -300,8 +327,15 @@ class LeaseSchedulerImpl : public LeaseScheduler {
         if (!r.ok()) return done(r.status());
         done(batch);
       });
-      return;
+      return std::nullopt;
     }
+    if (std::optional<int64_t> first =
+            ledger_->TakeReservedTokens(static_cast<int>(picked.size()))) {
+      return absl::StatusOr<LeaseBatch>(
+          GrantFromMirror(worker_id, picked, *first, now));
+    }
+    // No reserved tokens left (the first lease after a start, or a block in
+    // flight): the lease is written first and replied after its commit.
     std::vector<TaskId> ids;
     ids.reserve(picked.size());
     for (MemTask* t : picked) ids.push_back(TaskId{t->sweep->id, t->task_key});
@@ -340,6 +374,85 @@ class LeaseSchedulerImpl : public LeaseScheduler {
           if (!r.ok()) return done(r.status());
           done(std::move(batch));
         });
+    return std::nullopt;
+  }
+
+  // Grants the reserved tasks `picked` in the mirror with tokens first,
+  // first+1, ... (already durable as a reserved block), enqueues their ledger
+  // write and replies without waiting for it. Every later write naming these
+  // leases (report, heartbeat, release, expiry) is enqueued after it, so the
+  // ledger applies them in order; if the process dies first, the tokens were
+  // never recorded, the tasks are still PENDING in the ledger and the worker
+  // learns at its next heartbeat that the leases are gone.
+  LeaseBatch GrantFromMirror(const std::string& worker_id,
+                             const std::vector<MemTask*>& picked, int64_t first,
+                             int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    LeaseBatch batch;
+    std::vector<GrantedLease> grants;
+    std::vector<TaskRowState> before;
+    grants.reserve(picked.size());
+    before.reserve(picked.size());
+    int64_t token = first;
+    for (MemTask* t : picked) {
+      t->reserved = false;
+      before.push_back(RowOf(*t));
+      SweepInfo* s = t->sweep;
+      AdjustCount(&s->counts, t->state, -1);
+      AdjustCount(&s->counts, v1::TASK_STATE_LEASED, +1);
+      t->state = v1::TASK_STATE_LEASED;
+      t->attempts += 1;
+      t->fencing_token = token++;
+      t->worker = worker_id;
+      t->expires_ms = now + s->lease_ms;
+      Place(t);
+      Touch(s);
+      grants.push_back(GrantedLease{TaskId{s->id, t->task_key},
+                                    t->fencing_token, t->expires_ms});
+      v1::TaskAssignment a;
+      a.set_task_key(t->task_key);
+      a.set_sweep_id(s->id);
+      a.set_group_key(t->group->group_key);
+      *a.mutable_spec() = t->spec;
+      a.set_fencing_token(t->fencing_token);
+      a.set_lease_expires_unix_ms(t->expires_ms);
+      a.set_attempt(t->attempts);
+      batch.tasks.push_back(std::move(a));
+    }
+    ledger_->RecordLeases(
+        worker_id, grants,
+        [this, grants, before](absl::StatusOr<LeaseOutcome> r) {
+          absl::MutexLock lock(&mu_);
+          if (!r.ok()) {
+            // Nothing was written: the tasks are as they were in the ledger.
+            SWEEPD_LOG(WARNING) << "recording " << grants.size()
+                                << " lease(s) failed: " << r.status();
+            for (size_t i = 0; i < grants.size(); ++i) {
+              MemTask* t =
+                  Find(grants[i].task.sweep_id, grants[i].task.task_key);
+              if (t != nullptr && t->state == v1::TASK_STATE_LEASED &&
+                  t->fencing_token == grants[i].fencing_token) {
+                ApplyLocked(before[i]);
+              }
+            }
+            return;
+          }
+          for (const TaskRowState& row : r->not_granted) ApplyLocked(row);
+          for (const LeaseGrant& g : r->granted) ApplyLocked(g.row);
+        });
+    return batch;
+  }
+
+  static TaskRowState RowOf(const MemTask& t) {
+    TaskRowState r;
+    r.sweep_id = t.sweep->id;
+    r.task_key = t.task_key;
+    r.state = t.state;
+    r.attempts = t.attempts;
+    r.fencing_token = t.fencing_token;
+    r.lease_worker = t.worker;
+    r.lease_expires_ms = t.expires_ms;
+    r.next_eligible_ms = t.next_eligible_ms;
+    return r;
   }
 
   void Heartbeat(const std::string& worker_id,
@@ -526,6 +639,7 @@ class LeaseSchedulerImpl : public LeaseScheduler {
     s->kind = KindOf(spec);
     s->created_ms = created;
     s->updated_ms = created;
+    s->lease_ms = ledger_->LeaseMsOf(spec);
     SweepInfo* raw = s.get();
     sweeps_[id] = std::move(s);
     return raw;
@@ -606,7 +720,7 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       if (t->next_eligible_ms > clock_->NowMs()) {
         waiting_.insert({t->next_eligible_ms, t});
       } else {
-        if (t->group->ready.empty()) ready_groups_.insert(OrderOf(t->group));
+        if (t->group->ready.empty()) MarkReady(t->group);
         t->group->ready.insert({t->idx, t});
       }
     }
@@ -616,8 +730,24 @@ class LeaseSchedulerImpl : public LeaseScheduler {
     leased_.erase({t->expires_ms, t});
     waiting_.erase({t->next_eligible_ms, t});
     if (t->group->ready.erase({t->idx, t}) > 0 && t->group->ready.empty()) {
-      ready_groups_.erase(OrderOf(t->group));
+      MarkNotReady(t->group);
     }
+  }
+
+  // A group's entries in the indices of groups with leasable tasks.
+  void MarkReady(Group* g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ready_groups_.insert(OrderOf(g));
+    const std::string& model = g->sweep->model_fingerprint;
+    if (!model.empty()) ready_by_model_[model].insert(OrderOf(g));
+  }
+  void MarkNotReady(Group* g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ready_groups_.erase(OrderOf(g));
+    const std::string& model = g->sweep->model_fingerprint;
+    if (model.empty()) return;
+    auto it = ready_by_model_.find(model);
+    if (it == ready_by_model_.end()) return;
+    // An emptied set stays: Pick may be iterating it.
+    it->second.erase(OrderOf(g));
   }
 
   // Adds newly inserted tasks (with their committed initial states) to the
@@ -633,6 +763,7 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       const PlannedTask& pt = tasks[i];
       MemTask* t = AddTaskLocked(s, pt.task_key, pt.spec.index(), pt.group_key);
       t->next_eligible_ms = 0;
+      t->spec = pt.spec;
       Place(t);
     }
     Touch(s);
@@ -716,11 +847,15 @@ class LeaseSchedulerImpl : public LeaseScheduler {
   }
 
   // Reserves up to `n` tasks for `w` following the policy in scheduler.h.
+  // Cost: the worker's pinned groups plus the groups visited until `n` tasks
+  // are found (model matches come from ready_by_model_), never a scan of every
+  // ready group.
   std::vector<MemTask*> Pick(WorkerEntry* w, int n, int64_t now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<MemTask*> picked;
+    auto full = [&] { return static_cast<int>(picked.size()) >= n; };
     auto take = [&](Group* g, bool pin) {
-      while (static_cast<int>(picked.size()) < n && !g->ready.empty()) {
+      while (!full() && !g->ready.empty()) {
         MemTask* t = g->ready.begin()->second;
         Unplace(t);
         t->reserved = true;
@@ -728,47 +863,65 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       }
       if (pin) Pin(g, w->id);
     };
-    // 1. Groups already pinned to this worker (copied: take() may re-pin).
-    std::vector<Group*> mine(w->pinned_groups.begin(), w->pinned_groups.end());
+    // 1. Groups already pinned to this worker that have leasable tasks
+    // (copied: take() may re-pin).
+    std::vector<Group*> mine;
+    for (Group* g : w->pinned_groups) {
+      if (!g->ready.empty() && Compatible(*w, *g->sweep)) mine.push_back(g);
+    }
     std::sort(mine.begin(), mine.end(),
               [](Group* a, Group* b) { return OrderOf(a) < OrderOf(b); });
     for (Group* g : mine) {
-      if (static_cast<int>(picked.size()) >= n) break;
-      if (!g->ready.empty() && Compatible(*w, *g->sweep)) take(g, true);
+      if (full()) break;
+      take(g, true);
     }
     // 2. By priority; within a priority, the worker's model first; skip others'
-    // pins.
+    // pins. Iterators step past a group before take() may erase its entry.
     std::vector<Group*> pinned_elsewhere;
     const std::string& model = w->caps.model_fingerprint();
-    auto it = ready_groups_.begin();
-    while (it != ready_groups_.end() && static_cast<int>(picked.size()) < n) {
-      const int level = std::get<0>(*it);
-      std::vector<Group*> level_groups;
-      for (; it != ready_groups_.end() && std::get<0>(*it) == level; ++it) {
-        level_groups.push_back(std::get<2>(*it));
+    const std::set<GroupOrder>* model_groups = nullptr;
+    if (!model.empty()) {
+      auto mit = ready_by_model_.find(model);
+      if (mit != ready_by_model_.end()) model_groups = &mit->second;
+    }
+    auto consider = [&](Group* g) {
+      if (g->ready.empty() || !Compatible(*w, *g->sweep)) return;
+      if (!g->pinned_worker.empty() && g->pinned_worker != w->id &&
+          Alive(g->pinned_worker, now)) {
+        pinned_elsewhere.push_back(g);
+        return;
       }
-      for (int pass = 0; pass < 2 && static_cast<int>(picked.size()) < n;
-           ++pass) {
-        for (Group* g : level_groups) {
-          if (static_cast<int>(picked.size()) >= n) break;
-          if (g->ready.empty() || !Compatible(*w, *g->sweep)) continue;
-          const bool model_match =
-              !model.empty() && g->sweep->model_fingerprint == model;
-          if ((pass == 0) != model_match) continue;
-          if (!g->pinned_worker.empty() && g->pinned_worker != w->id &&
-              Alive(g->pinned_worker, now)) {
-            if (pass == 0 || !model_match) pinned_elsewhere.push_back(g);
-            continue;
-          }
-          take(g, true);
+      take(g, true);
+    };
+    auto it = ready_groups_.begin();
+    while (it != ready_groups_.end() && !full()) {
+      const int level = std::get<0>(*it);
+      const GroupOrder level_begin(level, std::numeric_limits<int64_t>::min(),
+                                   nullptr);
+      const GroupOrder next_level(level + 1,
+                                  std::numeric_limits<int64_t>::min(), nullptr);
+      // Pass 0: groups of the worker's model at this level.
+      if (model_groups != nullptr) {
+        for (auto m = model_groups->lower_bound(level_begin);
+             m != model_groups->end() && std::get<0>(*m) == level && !full();) {
+          Group* g = std::get<2>(*m++);
+          consider(g);
         }
       }
+      // Pass 1: the other groups at this level.
+      for (auto l = ready_groups_.lower_bound(level_begin);
+           l != ready_groups_.end() && std::get<0>(*l) == level && !full();) {
+        Group* g = std::get<2>(*l++);
+        if (!model.empty() && g->sweep->model_fingerprint == model) continue;
+        consider(g);
+      }
+      it = ready_groups_.lower_bound(next_level);
     }
     // 3. Nothing else: help with groups pinned to other live workers (pins stay
     // theirs).
     if (picked.empty()) {
       for (Group* g : pinned_elsewhere) {
-        if (static_cast<int>(picked.size()) >= n) break;
+        if (full()) break;
         if (!g->ready.empty()) take(g, false);
       }
     }
@@ -826,7 +979,11 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<WorkerEntry>> workers_
       ABSL_GUARDED_BY(mu_);
+  // Groups with leasable tasks, in policy order; and the same per model
+  // fingerprint of their sweep (so affinity never scans other models' groups).
   std::set<GroupOrder> ready_groups_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::set<GroupOrder>> ready_by_model_
+      ABSL_GUARDED_BY(mu_);
   std::set<std::pair<int64_t, MemTask*>> waiting_ ABSL_GUARDED_BY(mu_);
   std::set<std::pair<int64_t, MemTask*>> leased_ ABSL_GUARDED_BY(mu_);
   int64_t next_group_seq_ ABSL_GUARDED_BY(mu_) = 0;

@@ -1,11 +1,26 @@
 // LeaseScheduler: decides which worker runs which task. It keeps an in-memory
-// mirror of every non-terminal task (loaded from the Ledger at Create) plus
-// per-sweep counts and the worker registry, so leasing never reads SQLite.
-// Every decision becomes a Ledger write; the mirror is updated from the write's
-// committed outcome (in the ledger's commit order), and every callback of this
-// class runs only after the writes it reports on are durable. Tasks picked for
-// a lease are "reserved" until that lease commits, so two workers never race
-// for one task.
+// mirror of every non-terminal task (loaded from the Ledger at Create, with
+// each task's spec) plus per-sweep counts and the worker registry, so leasing
+// never reads SQLite. Every decision becomes a Ledger write; the mirror is
+// updated from the write's committed outcome (in the ledger's commit order).
+//
+// Leases are granted from the mirror: LeaseTasks takes fencing tokens from the
+// ledger's durably reserved block (Ledger::TakeReservedTokens), marks the tasks
+// LEASED in the mirror, enqueues the lease write for the next group commit and
+// replies at once, without waiting for that commit. This is safe because
+// (1) every later write about those leases (result, heartbeat, release,
+// expiry) is enqueued after the lease write and applied after it; (2) the
+// tokens are at most the persisted high-water mark, so a restart never issues
+// them again; (3) if the process dies before the lease write commits, the
+// ledger never saw the lease: the task is still PENDING there and is leased
+// again after the restart, the old holder's heartbeat reports the lease lost
+// and its result is refused (its token has no `leases` row), so a result is
+// never committed twice. When no reserved tokens are left (the first lease
+// after a start) the lease is written first and replied after its commit; the
+// picked tasks are "reserved" until then, so two workers never race for one
+// task. Every other callback of this class (results, heartbeats, releases,
+// submissions, cancellations) runs only after the writes it reports on are
+// durable.
 //
 // Policy:
 //   - Eligible: PENDING, not reserved, next_eligible_ms <= now, sweep
@@ -25,15 +40,17 @@
 //   - Expiry: ExpireLeases() (run periodically by the service) returns leases
 //   past their expiry
 //     to PENDING (the attempt stays counted) or FAILED at max_attempts. Leases
-//     loaded at Create get at least one lease period of grace so workers can
-//     heartbeat after a restart.
+//     loaded at Create get at least their own lease period (the sweep's
+//     policy.lease_seconds) of grace so workers can heartbeat after a restart.
 //   - Heartbeats renew leases matched by task_key + fencing token (whatever
 //   worker_id the
 //     caller now has) and return the keys of leases that are not the caller's
 //     any more, which includes cancelled tasks.
 //
 // Time comes from the injected Clock. Thread-safe; the Ledger and Clock are
-// borrowed and must outlive the scheduler.
+// borrowed and must outlive the scheduler. Destroying the scheduler waits for
+// its lease writes still in flight (Ledger::Flush), so never destroy it on the
+// ledger's callback thread.
 #ifndef SWEEPD_COORDINATOR_SCHEDULER_H_
 #define SWEEPD_COORDINATOR_SCHEDULER_H_
 
@@ -64,8 +81,11 @@ struct SchedulerOptions {
   int64_t idle_retry_after_ms = 500;
   // Upper bound of LeaseTasksRequest.max_tasks.
   int max_tasks_per_lease = 1024;
-  // Minimum remaining lease given to leases loaded from the ledger at start.
-  int64_t restart_grace_ms = 60'000;
+  // Minimum remaining lease given to leases loaded from the ledger at start;
+  // 0 = each lease's own length (its sweep's policy.lease_seconds, else the
+  // ledger's default_lease_ms), so a lease whose grant reply died with the old
+  // process comes back after its own lease period.
+  int64_t restart_grace_ms = 0;
 };
 
 // In-memory view of one sweep (no spec): what GetSweep/ListSweeps/WatchSweep

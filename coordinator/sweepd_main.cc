@@ -116,7 +116,8 @@ int Run() {
   }
   SchedulerOptions scheduler_options;
   scheduler_options.worker_timeout_ms = lease_ms;
-  scheduler_options.restart_grace_ms = lease_ms;
+  // Leases loaded after a restart get their own lease length as grace
+  // (restart_grace_ms = 0): the sweep's policy.lease_seconds, else the flag.
   auto scheduler = LeaseScheduler::Create(ledger->get(), scheduler_options);
   if (!scheduler.ok()) {
     std::cerr << "sweepd: " << scheduler.status() << "\n";
@@ -193,7 +194,9 @@ int Run() {
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
   (*service)->Stop();
+  const LedgerStats stats = (*ledger)->stats();
   absl::Status closed = (*ledger)->Close();
+  SWEEPD_LOG(INFO) << "ledger stats: " << FormatLedgerStats(stats);
   if (!closed.ok()) {
     SWEEPD_LOG(ERROR) << "closing the ledger: " << closed;
     exit_code = 1;

@@ -27,12 +27,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "sweepd/v1/coordinator.grpc.pb.h"
@@ -122,6 +125,32 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(idx, v.size() - 1)];
 }
 
+// CPU seconds (user + system) used so far by process `pid`; -1 if unreadable.
+double ProcessCpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  // Fields after the parenthesised command name; utime and stime are fields
+  // 14 and 15 of the whole line (11 and 12 after the ')').
+  const size_t close = text.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::vector<std::string> fields =
+      absl::StrSplit(text.substr(close + 2), ' ', absl::SkipEmpty());
+  int64_t utime = 0, stime = 0;
+  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &utime) ||
+      !absl::SimpleAtoi(fields[12], &stime)) {
+    return -1;
+  }
+  return static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return absl::StrCat(a, " ", b, " ", c);
+}
+
 template <typename Fn>
 grpc::Status CallWithDeadline(Fn&& fn, int64_t ms = 30'000) {
   grpc::ClientContext ctx;
@@ -153,9 +182,11 @@ int Main(int argc, char** argv) {
   if (!port.ok()) Die(port.status().ToString());
   const std::string address = absl::StrCat("127.0.0.1:", *port);
   std::printf(
-      "sweepd on %s, ledger %s/ledger.db, %d tasks, %d workers, %d reporters\n",
+      "sweepd on %s, ledger %s/ledger.db, %d tasks, %d workers, %d reporters\n"
+      "load average at start: %s (%ld CPUs online)\n",
       address.c_str(), flags.dir.c_str(), flags.tasks, flags.workers,
-      flags.reporters);
+      flags.reporters, LoadAverage().c_str(), sysconf(_SC_NPROCESSORS_ONLN));
+  const pid_t sweepd_pid = (*sweepd)->pid();
 
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
@@ -194,6 +225,7 @@ int Main(int argc, char** argv) {
     stubs.push_back(v1::WorkerGateway::NewStub(make_channel(i)));
   }
   std::atomic<int> errors{0};
+  const double cpu_before_lease = ProcessCpuSeconds(sweepd_pid);
   auto t_lease = Clock::now();
   {
     std::vector<std::thread> threads;
@@ -237,6 +269,7 @@ int Main(int argc, char** argv) {
   }
   double lease_s =
       std::chrono::duration<double>(Clock::now() - t_lease).count();
+  const double cpu_after_lease = ProcessCpuSeconds(sweepd_pid);
   std::vector<double> all_lease_ms;
   std::vector<v1::ReportResultRequest> reports;
   for (int i = 0; i < flags.workers; ++i) {
@@ -287,6 +320,7 @@ int Main(int argc, char** argv) {
   }
   double report_s =
       std::chrono::duration<double>(Clock::now() - t_report).count();
+  const double cpu_after_report = ProcessCpuSeconds(sweepd_pid);
   std::vector<double> all_report_ms;
   for (auto& v : report_ms)
     all_report_ms.insert(all_report_ms.end(), v.begin(), v.end());
@@ -320,6 +354,14 @@ int Main(int argc, char** argv) {
               Percentile(all_report_ms, 0.5), "");
   std::printf("%-44s %14.3f %12s\n", "ReportResult p99 ms",
               Percentile(all_report_ms, 0.99), "");
+  std::printf("%-44s %14.1f %12s\n", "sweepd CPU us per LeaseTasks call",
+              1e6 * (cpu_after_lease - cpu_before_lease) /
+                  std::max<size_t>(1, all_lease_ms.size()),
+              "");
+  std::printf("%-44s %14.1f %12s\n", "sweepd CPU us per ReportResult call",
+              1e6 * (cpu_after_report - cpu_after_lease) /
+                  std::max<size_t>(1, reports.size()),
+              "");
   std::printf("%-44s %14d %12s\n", "RPC errors", errors.load(), "0");
   if (s.ok()) {
     std::printf("%-44s %14s\n", "sweep counts after the run",
@@ -327,6 +369,18 @@ int Main(int argc, char** argv) {
   }
   (void)(*sweepd)->Signal(SIGTERM);
   if (!(*sweepd)->Wait(absl::Seconds(15)).ok()) (*sweepd)->Kill();
+  std::printf("load average at end: %s\n", LoadAverage().c_str());
+  {
+    // sweepd logs its ledger counters (batching, writer-thread times) on exit.
+    std::ifstream log(spawn.log_path);
+    std::string line;
+    while (std::getline(log, line)) {
+      if (line.find("ledger stats:") != std::string::npos) {
+        std::printf("sweepd %s\n",
+                    line.substr(line.find("ledger stats:")).c_str());
+      }
+    }
+  }
   bool ok = errors.load() == 0 && committed.load() == flags.tasks;
   if (!ok) {
     std::fprintf(

@@ -48,6 +48,7 @@ class LedgerTest : public ::testing::Test {
     ledger_.reset();
     LedgerOptions options;
     options.clock = &clock_;
+    options.token_block = token_block_;
     auto l = Ledger::Open(path_, options);
     ASSERT_TRUE(l.ok()) << l.status();
     ledger_ = std::move(l).value();
@@ -90,8 +91,25 @@ class LedgerTest : public ::testing::Test {
     return Await<ResultOutcome>([&](auto cb) { ledger_->RecordResult(r, cb); });
   }
 
+  absl::StatusOr<LeaseOutcome> Record(const std::string& worker,
+                                      const Plan& plan, int index,
+                                      int64_t token) {
+    std::vector<GrantedLease> leases = {
+        GrantedLease{TaskId{plan.sweep_id, plan.tasks[index].task_key}, token,
+                     clock_.NowMs() + 30'000}};
+    return Await<LeaseOutcome>(
+        [&](auto cb) { ledger_->RecordLeases(worker, leases, cb); });
+  }
+  absl::StatusOr<RenewOutcome> Renew(const std::string& worker,
+                                     const std::string& key, int64_t token) {
+    std::vector<LeaseRef> refs = {{key, token}};
+    return Await<RenewOutcome>(
+        [&](auto cb) { ledger_->RenewLeases(worker, refs, cb); });
+  }
+
   FakeClock clock_;
   std::string path_;
+  int64_t token_block_ = 4096;
   std::unique_ptr<Ledger> ledger_;
 };
 
@@ -327,6 +345,124 @@ TEST_F(LedgerTest, FencingCounterSurvivesReopen) {
   ASSERT_OK_AND_ASSIGN(r, Succeed("w", plan.tasks[0].task_key,
                                   a.granted[0].row.fencing_token, 1));
   EXPECT_TRUE(r.committed);
+}
+
+TEST_F(LedgerTest, ReservedTokensComeFromADurableBlock) {
+  token_block_ = 8;
+  Reopen();
+  Plan plan = MakePlan({.tasks = 4});
+  ASSERT_TRUE(Insert(plan).ok());
+  // Nothing is reserved on a fresh ledger: the next transaction reserves.
+  EXPECT_FALSE(ledger_->TakeReservedTokens(1).has_value());
+  ASSERT_TRUE(ledger_->Flush().ok());
+  ASSERT_OK_AND_ASSIGN(mark, ledger_->LastFencingToken());
+  EXPECT_EQ(mark, 8);
+  // Tokens up to the persisted mark are handed out without any write.
+  EXPECT_EQ(ledger_->TakeReservedTokens(3), std::optional<int64_t>(1));
+  EXPECT_EQ(ledger_->TakeReservedTokens(4), std::optional<int64_t>(4));
+  // 7 of 8 used: asking for 2 more fails until the next block commits.
+  EXPECT_FALSE(ledger_->TakeReservedTokens(2).has_value());
+  ASSERT_TRUE(ledger_->Flush().ok());
+  ASSERT_OK_AND_ASSIGN(mark2, ledger_->LastFencingToken());
+  EXPECT_EQ(mark2, 7 + 8);
+  EXPECT_EQ(ledger_->TakeReservedTokens(2), std::optional<int64_t>(8));
+  // A lease written inside its transaction continues the same sequence.
+  ASSERT_OK_AND_ASSIGN(durable, Lease("w", plan, {0}));
+  ASSERT_THAT(durable.granted, SizeIs(1));
+  EXPECT_EQ(durable.granted[0].row.fencing_token, 10);
+}
+
+TEST_F(LedgerTest, RecordedLeaseFencesLikeADurableOne) {
+  token_block_ = 16;
+  Reopen();
+  Plan plan = MakePlan({.tasks = 2});
+  ASSERT_TRUE(Insert(plan).ok());
+  ASSERT_TRUE(ledger_->Flush().ok());  // no block yet
+  EXPECT_FALSE(ledger_->TakeReservedTokens(1).has_value());
+  ASSERT_TRUE(ledger_->Flush().ok());
+  std::optional<int64_t> token = ledger_->TakeReservedTokens(1);
+  ASSERT_TRUE(token.has_value());
+  ASSERT_OK_AND_ASSIGN(rec, Record("w1", plan, 0, *token));
+  ASSERT_THAT(rec.granted, SizeIs(1));
+  EXPECT_EQ(rec.granted[0].row.state, v1::TASK_STATE_LEASED);
+  EXPECT_EQ(rec.granted[0].row.attempts, 1);
+  EXPECT_EQ(rec.granted[0].row.fencing_token, *token);
+  EXPECT_EQ(rec.granted[0].row.lease_worker, "w1");
+  EXPECT_EQ(rec.granted[0].row.lease_expires_ms, clock_.NowMs() + 30'000);
+  // The same task cannot be recorded twice (it is LEASED now).
+  std::optional<int64_t> token2 = ledger_->TakeReservedTokens(1);
+  ASSERT_TRUE(token2.has_value());
+  ASSERT_OK_AND_ASSIGN(again, Record("w2", plan, 0, *token2));
+  EXPECT_THAT(again.granted, SizeIs(0));
+  ASSERT_THAT(again.not_granted, SizeIs(1));
+  EXPECT_EQ(again.not_granted[0].state, v1::TASK_STATE_LEASED);
+  EXPECT_EQ(again.not_granted[0].fencing_token, *token);
+  // The refused grant's token has no lease: its result is refused.
+  auto refused = Succeed("w2", plan.tasks[0].task_key, *token2, 1.0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(refused.status().message(), HasSubstr("never issued"));
+  ASSERT_OK_AND_ASSIGN(ok, Succeed("w1", plan.tasks[0].task_key, *token, 1.0));
+  EXPECT_TRUE(ok.committed);
+}
+
+TEST_F(LedgerTest, RecordLeasesRefusesATokenAboveThePersistedMark) {
+  Plan plan = MakePlan({.tasks = 1});
+  ASSERT_TRUE(Insert(plan).ok());
+  auto r = Record("w", plan, 0, 1'000'000);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("not from a persisted block"));
+  ASSERT_OK_AND_ASSIGN(task,
+                       ledger_->GetTask(plan.sweep_id, plan.tasks[0].task_key));
+  EXPECT_EQ(task.state(), v1::TASK_STATE_PENDING);
+}
+
+// A coordinator that handed out tokens from a reserved block and died before
+// their leases were written: after the restart the tasks are PENDING, the
+// tokens are never issued again, and the old holder's lease is void.
+TEST_F(LedgerTest, UnrecordedReservedTokensAreNeverReusedAfterRestart) {
+  token_block_ = 8;
+  Reopen();
+  Plan plan = MakePlan({.tasks = 2});
+  ASSERT_TRUE(Insert(plan).ok());
+  EXPECT_FALSE(ledger_->TakeReservedTokens(1).has_value());
+  ASSERT_TRUE(ledger_->Flush().ok());
+  std::optional<int64_t> lost = ledger_->TakeReservedTokens(1);
+  ASSERT_TRUE(lost.has_value());
+  std::optional<int64_t> kept = ledger_->TakeReservedTokens(1);
+  ASSERT_TRUE(kept.has_value());
+  ASSERT_OK_AND_ASSIGN(rec, Record("w", plan, 1, *kept));
+  ASSERT_THAT(rec.granted, SizeIs(1));
+  // "Crash": the lease of task 0 with token `lost` was never recorded.
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(task0,
+                       ledger_->GetTask(plan.sweep_id, plan.tasks[0].task_key));
+  EXPECT_EQ(task0.state(), v1::TASK_STATE_PENDING);
+  EXPECT_EQ(task0.attempts(), 0);
+  ASSERT_OK_AND_ASSIGN(renew, Renew("w", plan.tasks[0].task_key, *lost));
+  EXPECT_THAT(renew.renewed, SizeIs(0));
+  EXPECT_THAT(renew.lost_task_keys,
+              ::testing::ElementsAre(plan.tasks[0].task_key));
+  auto late = Succeed("w", plan.tasks[0].task_key, *lost, 1.0);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kNotFound);
+  // New leases continue above the whole persisted block.
+  ASSERT_OK_AND_ASSIGN(again, Lease("w2", plan, {0}));
+  ASSERT_THAT(again.granted, SizeIs(1));
+  EXPECT_GT(again.granted[0].row.fencing_token, 8);
+  ASSERT_OK_AND_ASSIGN(done, Succeed("w2", plan.tasks[0].task_key,
+                                     again.granted[0].row.fencing_token, 2.0));
+  EXPECT_TRUE(done.committed);
+  // The recorded lease survived the restart and still fences its result.
+  ASSERT_OK_AND_ASSIGN(done1, Succeed("w", plan.tasks[1].task_key, *kept, 3.0));
+  EXPECT_TRUE(done1.committed);
+  ASSERT_OK_AND_ASSIGN(counts, ledger_->CountTasks(plan.sweep_id));
+  EXPECT_EQ(counts.done(), 2);
+}
+
+TEST_F(LedgerTest, LeaseMsOfUsesThePolicyElseTheDefault) {
+  v1::SweepSpec spec;
+  EXPECT_EQ(ledger_->LeaseMsOf(spec), LedgerOptions().default_lease_ms);
+  spec.mutable_policy()->set_lease_seconds(7);
+  EXPECT_EQ(ledger_->LeaseMsOf(spec), 7'000);
 }
 
 TEST_F(LedgerTest, GroupCommitBatchesConcurrentReports) {

@@ -1,5 +1,8 @@
 #include "coordinator/scheduler.h"
 
+#include <set>
+
+#include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -34,7 +37,7 @@ class SchedulerTest : public ::testing::Test {
     SchedulerOptions so;
     so.clock = &clock_;
     so.worker_timeout_ms = 60'000;
-    so.restart_grace_ms = 5'000;
+    so.restart_grace_ms = restart_grace_ms_;
     auto s = LeaseScheduler::Create(ledger_.get(), so);
     ASSERT_TRUE(s.ok()) << s.status();
     scheduler_ = std::move(s).value();
@@ -89,6 +92,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   FakeClock clock_;
+  int64_t restart_grace_ms_ = 5'000;
   std::string path_;
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LeaseScheduler> scheduler_;
@@ -353,6 +357,76 @@ TEST_F(SchedulerTest, RestartKeepsLeasesAndHeartbeatsRenewThem) {
   EXPECT_TRUE(Report(w, a.tasks[1], true));
   EXPECT_TRUE(Report(w2, b.tasks[0], true));
   EXPECT_EQ(Counts().done(), 3);
+  EXPECT_EQ(scheduler_->GetSweep("sw-test")->state, v1::SWEEP_STATE_DONE);
+}
+
+// A lease loaded after a restart gets its own sweep's lease length as grace
+// (not a fixed coordinator-wide one): a lease whose grant reply died with the
+// old process comes back after lease_seconds.
+TEST_F(SchedulerTest, RestartGraceIsTheSweepsOwnLeaseLength) {
+  restart_grace_ms_ = 0;
+  Open();
+  Submit({.tasks = 1, .lease_seconds = 10});
+  const std::string w = Register();
+  LeaseBatch a = Lease(w, 1);
+  ASSERT_THAT(a.tasks, SizeIs(1));
+  EXPECT_EQ(a.tasks[0].lease_expires_unix_ms(), clock_.NowMs() + 10'000);
+  clock_.AdvanceMs(9'000);
+  ASSERT_TRUE(ledger_->Close().ok());
+  Open();  // restarted 9 s into the 10 s lease: 10 s from now, not 60 s
+  clock_.AdvanceMs(9'500);
+  EXPECT_EQ(Expire(), 0);
+  clock_.AdvanceMs(1'000);
+  EXPECT_EQ(Expire(), 1);
+  EXPECT_EQ(Counts().pending(), 1);
+  const std::string w2 = Register();
+  LeaseBatch b = Lease(w2, 1);
+  ASSERT_THAT(b.tasks, SizeIs(1));
+  EXPECT_EQ(b.tasks[0].attempt(), 2);
+  EXPECT_GT(b.tasks[0].fencing_token(), a.tasks[0].fencing_token());
+}
+
+// Leases are granted from the mirror with tokens from the ledger's durable
+// block: the reply comes before the lease's own write, every token is at most
+// the persisted mark, tokens never repeat across a restart, and reports that
+// follow the grant find it recorded.
+TEST_F(SchedulerTest, MirrorGrantsUseDurablyReservedTokens) {
+  Submit({.tasks = 40, .group_size = 1});
+  const std::string w = Register();
+  std::set<int64_t> tokens;
+  std::vector<v1::TaskAssignment> held;
+  for (int i = 0; i < 20; ++i) {
+    LeaseBatch b = Lease(w, 1);
+    ASSERT_THAT(b.tasks, SizeIs(1));
+    auto mark = ledger_->LastFencingToken();
+    ASSERT_TRUE(mark.ok()) << mark.status();
+    EXPECT_LE(b.tasks[0].fencing_token(), *mark);
+    EXPECT_TRUE(tokens.insert(b.tasks[0].fencing_token()).second);
+    EXPECT_EQ(b.tasks[0].spec().kind(), v1::JOB_KIND_SYNTHETIC);
+    EXPECT_EQ(b.tasks[0].group_key(),
+              absl::StrCat("g", b.tasks[0].spec().index()));
+    EXPECT_EQ(b.tasks[0].attempt(), 1);
+    held.push_back(b.tasks[0]);
+  }
+  EXPECT_EQ(Counts().leased(), 20);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Report(w, held[i], true));
+  ASSERT_TRUE(ledger_->Close().ok());
+  Open();
+  EXPECT_EQ(Counts().done(), 10);
+  EXPECT_EQ(Counts().leased(), 10);
+  const std::string w2 = Register();
+  for (int i = 0; i < 20; ++i) {
+    LeaseBatch b = Lease(w2, 1);
+    ASSERT_THAT(b.tasks, SizeIs(1));
+    EXPECT_GT(b.tasks[0].fencing_token(), *tokens.rbegin());
+    // Specs of tasks loaded from the ledger are handed out as well.
+    EXPECT_EQ(b.tasks[0].spec().kind(), v1::JOB_KIND_SYNTHETIC);
+    EXPECT_EQ(b.tasks[0].group_key(),
+              absl::StrCat("g", b.tasks[0].spec().index()));
+    ASSERT_TRUE(Report(w2, b.tasks[0], true));
+  }
+  for (int i = 10; i < 20; ++i) ASSERT_TRUE(Report(w, held[i], true));
+  EXPECT_EQ(Counts().done(), 40);
   EXPECT_EQ(scheduler_->GetSweep("sw-test")->state, v1::SWEEP_STATE_DONE);
 }
 
