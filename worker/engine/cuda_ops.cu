@@ -4,8 +4,10 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "worker/engine/cuda_ops.h"
 
@@ -223,6 +225,206 @@ __global__ void RowCosNormKernel(const T* a, const T* b, int dim, float* bi,
   }
 }
 
+// ---- bf16 kernels with 16-byte accesses (8 elements), used when every
+// pointer is 16-byte aligned and the row lengths are multiples of 8. Same
+// arithmetic and rounding as the scalar kernels above.
+
+constexpr int kVecPerThread = 4;  // RowNormVec: dim <= 256 * 8 * 4
+
+__device__ void Load8(const __nv_bfloat16* p, float (&f)[8]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 t = __bfloat1622float2(h[j]);
+    f[2 * j] = t.x;
+    f[2 * j + 1] = t.y;
+  }
+}
+
+__device__ void Store8(__nv_bfloat16* p, const float (&f)[8]) {
+  uint4 u;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    h[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
+  *reinterpret_cast<uint4*>(p) = u;
+}
+
+using Bf = __nv_bfloat16;
+
+__global__ void RowNormVecKernel(RowNormParams<Bf> p) {
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  const Bf* x = p.x + r * p.x_stride;
+  const int dim = p.dim, nvec = dim / 8;
+  float v[kVecPerThread][8];
+  float ss = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kVecPerThread; ++k) {
+    const int c = threadIdx.x + k * blockDim.x;
+    if (c < nvec) {
+      Load8(x + 8 * c, v[k]);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) ss += v[k][j] * v[k][j];
+    }
+  }
+  const float rstd = rsqrtf(BlockSum(ss, red) / dim + p.eps);
+  const float s = p.scalar != nullptr ? __bfloat162float(*p.scalar) : 1.0f;
+  const Bf* res = p.residual != nullptr ? p.residual + r * dim : nullptr;
+  Bf* out = p.out + r * dim;
+  float ss2 = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kVecPerThread; ++k) {
+    const int c = threadIdx.x + k * blockDim.x;
+    if (c < nvec) {
+      float w[8], rr[8];
+      if (p.weight != nullptr) Load8(p.weight + 8 * c, w);
+      if (res != nullptr) Load8(res + 8 * c, rr);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        float n = v[k][j] * rstd;
+        if (p.weight != nullptr) n = n * w[j];
+        float o = Io<Bf>::Round(n);
+        if (res != nullptr) {
+          o = Io<Bf>::Round(rr[j] + o);
+          if (p.scalar != nullptr) o = Io<Bf>::Round(o * s);
+        }
+        v[k][j] = o;
+        ss2 += o * o;
+      }
+      Store8(out + 8 * c, v[k]);
+    }
+  }
+  if (p.out2 == nullptr) return;
+  const float rstd2 = rsqrtf(BlockSum(ss2, red) / dim + p.eps);
+  Bf* out2 = p.out2 + r * dim;
+#pragma unroll
+  for (int k = 0; k < kVecPerThread; ++k) {
+    const int c = threadIdx.x + k * blockDim.x;
+    if (c < nvec) {
+      float w[8];
+      if (p.weight2 != nullptr) Load8(p.weight2 + 8 * c, w);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        float n = v[k][j] * rstd2;
+        if (p.weight2 != nullptr) n = n * w[j];
+        v[k][j] = n;
+      }
+      Store8(out2 + 8 * c, v[k]);
+    }
+  }
+}
+
+// One warp per (token, head) row; head_dim % 16 == 0 (so rotate-half partners
+// are whole 8-element vectors), <= 512.
+__global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
+  __shared__ __align__(16) float buf[kHeadWarps][kMaxHeadDim];
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kHeadWarps + warp;
+  if (row >= p.rows) return;  // warp-uniform; no block barrier below
+  const int64_t t = row / p.heads;
+  const int h = static_cast<int>(row % p.heads);
+  const int hd = p.head_dim, nvec = hd / 8;
+  const Bf* x = p.x + t * p.x_stride + static_cast<int64_t>(h) * hd;
+  float v[2][8];
+  float ss = 0.0f;
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int c = lane + 32 * k;
+    if (c < nvec) {
+      Load8(x + 8 * c, v[k]);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) ss += v[k][j] * v[k][j];
+    }
+  }
+  const float rstd = rsqrtf(WarpSum(ss) / hd + p.eps);
+  Bf* out = p.out + row * hd;
+  float* b = buf[warp];
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int c = lane + 32 * k;
+    if (c < nvec) {
+      float w[8];
+      if (p.weight != nullptr) Load8(p.weight + 8 * c, w);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        float n = v[k][j] * rstd;
+        if (p.weight != nullptr) n = n * w[j];
+        v[k][j] = Io<Bf>::Round(n);
+      }
+      if (p.cos == nullptr) {
+        Store8(out + 8 * c, v[k]);
+      } else {
+        float4* d = reinterpret_cast<float4*>(b + 8 * c);
+        d[0] = make_float4(v[k][0], v[k][1], v[k][2], v[k][3]);
+        d[1] = make_float4(v[k][4], v[k][5], v[k][6], v[k][7]);
+      }
+    }
+  }
+  if (p.cos == nullptr) return;
+  __syncwarp();
+  const int half = hd / 2;
+  const int64_t pos = t % p.seq;
+  const Bf* cs = p.cos + pos * hd;
+  const Bf* sn = p.sin + pos * hd;
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int c = lane + 32 * k;
+    if (c < nvec) {
+      const int i = 8 * c;
+      const bool first = i < half;
+      const float4* src =
+          reinterpret_cast<const float4*>(b + (first ? i + half : i - half));
+      const float4 r0 = src[0], r1 = src[1];
+      float rot[8] = {r0.x, r0.y, r0.z, r0.w, r1.x, r1.y, r1.z, r1.w};
+      float cf[8], sf[8], o[8];
+      Load8(cs + i, cf);
+      Load8(sn + i, sf);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float rj = first ? -rot[j] : rot[j];
+        o[j] = Io<Bf>::Round(v[k][j] * cf[j]) + Io<Bf>::Round(rj * sf[j]);
+      }
+      Store8(out + i, o);
+    }
+  }
+}
+
+__global__ void GegluVecKernel(const Bf* gate_up, int64_t rows, int64_t inter,
+                               bool tanh_approx, Bf* out) {
+  const int64_t total = rows * inter / 8;
+  for (int64_t vi = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       vi < total; vi += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t e = vi * 8;
+    const int64_t t = e / inter;
+    const int64_t i = e - t * inter;
+    const Bf* g_row = gate_up + t * 2 * inter;
+    float g[8], u[8], o[8];
+    Load8(g_row + i, g);
+    Load8(g_row + inter + i, u);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      float a;
+      if (tanh_approx) {
+        const float kBeta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5);
+        const float kKappa = 0.044715f;
+        const float inner = kBeta * (g[j] + kKappa * (g[j] * g[j] * g[j]));
+        a = 0.5f * g[j] * (1.0f + tanhf(inner));
+      } else {
+        a = g[j] * 0.5f * (1.0f + erff(g[j] * static_cast<float>(M_SQRT1_2)));
+      }
+      o[j] = Io<Bf>::Round(a) * u[j];
+    }
+    Store8(out + e, o);
+  }
+}
+
+bool Aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
 int RowThreads(int64_t dim) {
   int64_t t = (dim + 31) / 32 * 32;
   if (t > 256) t = 256;
@@ -246,6 +448,16 @@ int LaunchRowNorm(const RowNormArgs& a, cudaStream_t stream) {
   p.out = static_cast<T*>(a.out);
   p.weight2 = static_cast<const T*>(a.weight2);
   p.out2 = static_cast<T*>(a.out2);
+  if constexpr (std::is_same_v<T, Bf>) {
+    const int64_t nvec = a.dim / 8;
+    if (a.dim % 8 == 0 && a.x_stride % 8 == 0 && nvec <= 256 * kVecPerThread &&
+        Aligned16(a.x) && Aligned16(a.out) && Aligned16(a.weight) &&
+        Aligned16(a.residual) && Aligned16(a.weight2) && Aligned16(a.out2)) {
+      RowNormVecKernel<<<static_cast<unsigned>(a.rows), RowThreads(nvec), 0,
+                         stream>>>(p);
+      return LastError();
+    }
+  }
   RowNormKernel<T><<<static_cast<unsigned>(a.rows), RowThreads(a.dim),
                      a.dim * sizeof(float), stream>>>(p);
   return LastError();
@@ -266,6 +478,15 @@ int LaunchHeadNormRope(const HeadNormRopeArgs& a, cudaStream_t stream) {
   p.sin = static_cast<const T*>(a.sin);
   p.out = static_cast<T*>(a.out);
   const int64_t blocks = (p.rows + kHeadWarps - 1) / kHeadWarps;
+  if constexpr (std::is_same_v<T, Bf>) {
+    if (a.head_dim % 16 == 0 && a.x_stride % 8 == 0 && Aligned16(a.x) &&
+        Aligned16(a.out) && Aligned16(a.weight) && Aligned16(a.cos) &&
+        Aligned16(a.sin)) {
+      HeadNormRopeVecKernel<<<static_cast<unsigned>(blocks), kHeadWarps * 32, 0,
+                              stream>>>(p);
+      return LastError();
+    }
+  }
   HeadNormRopeKernel<T>
       <<<static_cast<unsigned>(blocks), kHeadWarps * 32, 0, stream>>>(p);
   return LastError();
@@ -308,7 +529,14 @@ int Geglu(Dtype dtype, const void* gate_up, int64_t rows, int64_t inter,
   int64_t blocks = (total + threads - 1) / threads;
   if (blocks > 132 * 64) blocks = 132 * 64;  // grid-stride beyond a few waves
   auto s = static_cast<cudaStream_t>(stream);
-  if (dtype == Dtype::kBFloat16) {
+  if (dtype == Dtype::kBFloat16 && inter % 8 == 0 && Aligned16(gate_up) &&
+      Aligned16(out)) {
+    GegluVecKernel<<<static_cast<unsigned>(std::min<int64_t>(
+                         blocks, (total / 8 + threads - 1) / threads)),
+                     threads, 0, s>>>(static_cast<const Bf*>(gate_up), rows,
+                                      inter, tanh_approx,
+                                      static_cast<Bf*>(out));
+  } else if (dtype == Dtype::kBFloat16) {
     GegluKernel<__nv_bfloat16>
         <<<static_cast<unsigned>(blocks), threads, 0, s>>>(
             static_cast<const __nv_bfloat16*>(gate_up), rows, inter,

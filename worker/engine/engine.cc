@@ -558,11 +558,11 @@ bool FlashWindowUsable(at::Device device) {
     why = e.what();
   }
   if (ok) {
-    SWEEPD_LOG(INFO) << "device " << device.index()
+    SWEEPD_LOG(INFO) << "device " << static_cast<int>(device.index())
                      << ": FlashAttention-2 with a sliding window checked ("
                      << why << ")";
   } else {
-    SWEEPD_LOG(WARNING) << "device " << device.index()
+    SWEEPD_LOG(WARNING) << "device " << static_cast<int>(device.index())
                         << ": FlashAttention-2 with a sliding window unusable, "
                            "using SDPA with masks: "
                         << why;
@@ -1060,7 +1060,8 @@ class RankRunner {
     // K = V layers: V is v_norm of the raw k_proj output.
     HeadNormRopeFast(qkv, lc.k_eq_v ? q_cols : q_cols + kv_cols, g.kv_local, hd,
                      S, at::Tensor(), at::Tensor(), at::Tensor(), v);
-    clock_->Mark("attention");
+    clock_->Mark(lc.kind == LayerKind::kFull ? "attention_full"
+                                             : "attention_sliding");
     at::Tensor attn = AttentionFast(L, q, k, v);  // [B, S, Hl, hd]
     clock_->Mark("other");
     attn = MaskAndCaptureHeads(L, attn);
