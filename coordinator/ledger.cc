@@ -1498,22 +1498,46 @@ class LedgerImpl : public Ledger {
               ")"));
         }
       }
-      ASSIGN_OR_RETURN(auto row, LoadRow(l.task.sweep_id, l.task.task_key));
-      if (!row.has_value()) {
-        return absl::NotFoundError(absl::StrCat("task '", l.task.task_key,
-                                                "' of sweep '", l.task.sweep_id,
-                                                "' is not in the ledger"));
-      }
-      if (row->state != v1::TASK_STATE_PENDING) {
+      // One conditional UPDATE does the state check and the write. A lease
+      // does not change the sweep's state (it stays RUNNING), so the sweep is
+      // not marked touched.
+      ASSIGN_OR_RETURN(
+          Stmt * up,
+          writer_->Prepare(
+              "UPDATE tasks SET state=2, attempts=attempts+1, "
+              "fencing_token=?, lease_worker=?, lease_expires_ms=?, "
+              "updated_ms=? WHERE sweep_id=? AND task_key=? AND state=1 "
+              "RETURNING attempts, next_eligible_ms"));
+      up->Bind(l.fencing_token)
+          .Bind(worker_id)
+          .Bind(l.lease_expires_ms)
+          .Bind(now)
+          .Bind(l.task.sweep_id)
+          .Bind(l.task.task_key);
+      ASSIGN_OR_RETURN(bool updated, up->Step());
+      std::optional<TaskRowState> row;
+      if (updated) {
+        row.emplace();
+        row->sweep_id = l.task.sweep_id;
+        row->task_key = l.task.task_key;
+        row->state = v1::TASK_STATE_LEASED;
+        row->attempts = static_cast<int>(up->Int(0));
+        row->fencing_token = l.fencing_token;
+        row->lease_worker = worker_id;
+        row->lease_expires_ms = l.lease_expires_ms;
+        row->next_eligible_ms = up->Int(1);
+        ASSIGN_OR_RETURN(bool more, up->Step());  // finish the statement
+        (void)more;
+      } else {
+        ASSIGN_OR_RETURN(row, LoadRow(l.task.sweep_id, l.task.task_key));
+        if (!row.has_value()) {
+          return absl::NotFoundError(
+              absl::StrCat("task '", l.task.task_key, "' of sweep '",
+                           l.task.sweep_id, "' is not in the ledger"));
+        }
         out.not_granted.push_back(std::move(*row));
         continue;
       }
-      row->state = v1::TASK_STATE_LEASED;
-      row->attempts += 1;
-      row->fencing_token = l.fencing_token;
-      row->lease_worker = worker_id;
-      row->lease_expires_ms = l.lease_expires_ms;
-      RETURN_IF_ERROR(StoreRow(*row));
       ASSIGN_OR_RETURN(
           Stmt * ins,
           writer_->Prepare("INSERT INTO leases(fencing_token, sweep_id, "

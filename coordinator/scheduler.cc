@@ -436,8 +436,9 @@ class LeaseSchedulerImpl : public LeaseScheduler {
             }
             return;
           }
+          // Granted rows are what the mirror already holds; only refusals
+          // (the task changed before the write) correct it.
           for (const TaskRowState& row : r->not_granted) ApplyLocked(row);
-          for (const LeaseGrant& g : r->granted) ApplyLocked(g.row);
         });
     return batch;
   }

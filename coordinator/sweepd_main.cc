@@ -15,6 +15,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "coordinator/ledger.h"
@@ -237,5 +238,8 @@ int main(int argc, char** argv) {
   std::vector<char*> argv2;
   for (auto& a : args) argv2.push_back(a.data());
   absl::ParseCommandLine(static_cast<int>(argv2.size()), argv2.data());
+  // Lock-order cycle detection costs a graph update on every contended lock;
+  // the unit tests (debug builds) keep it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   return sweepd::Run();
 }

@@ -2,21 +2,22 @@
 // ledger, which runs SQLite with synchronous=FULL) with synthetic zero-work
 // tasks.
 //
-//   phase 1 "lease":  W simulated workers (threads, each registered) call
-//   LeaseTasks with
-//                     max_tasks=1 until the sweep has no pending task; every
-//                     call's latency is recorded.
+//   phase 1 "lease": W simulated workers (threads, each registered, each on
+//     its own channel) call LeaseTasks with max_tasks=1 until the sweep has
+//     no pending task, back to back or with --lease-interval-ms of think time;
+//     every call's latency is recorded.
 //   phase 2 "report": R concurrent reporters send ReportResult for every held
-//   lease; the
-//                     committed results per second is the number committed over
-//                     the phase's wall time.
+//     lease; committed results per second = commits / the phase's wall time.
 //
 // Prints a table with the targets of issue 2 (>= 5,000 results/s; LeaseTasks
-// p99 <= 5 ms). Not a ctest: timings depend on the machine.
+// p99 <= 5 ms), sweepd's CPU time per call of each phase, the load average
+// (the machine may be shared) and sweepd's ledger counters (transactions,
+// operations per transaction, writer-thread time per phase), which sweepd
+// logs on exit. Not a ctest: timings depend on the machine. docs/PERFORMANCE.md
+// has the measurements.
 //
 // usage: coordinator_bench [--sweepd PATH] [--tasks N] [--workers W]
-// [--reporters R]
-//                          [--dir DIR]
+//                          [--reporters R] [--lease-interval-ms MS] [--dir DIR]
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
@@ -54,6 +55,9 @@ struct Flags {
   int tasks = 20'000;
   int workers = 64;
   int reporters = 64;
+  // Think time of a simulated worker between its LeaseTasks calls (0: back to
+  // back, the issue's closed-loop load).
+  int lease_interval_ms = 0;
 };
 
 void Die(const std::string& message) {
@@ -84,18 +88,24 @@ Flags ParseFlags(int argc, char** argv) {
       f.tasks = ParseIntOrDie("--tasks", value("--tasks"));
     } else if (!std::strcmp(argv[i], "--workers")) {
       f.workers = ParseIntOrDie("--workers", value("--workers"));
+    } else if (!std::strcmp(argv[i], "--lease-interval-ms")) {
+      f.lease_interval_ms =
+          ParseIntOrDie("--lease-interval-ms", value("--lease-interval-ms"));
     } else if (!std::strcmp(argv[i], "--reporters")) {
       f.reporters = ParseIntOrDie("--reporters", value("--reporters"));
     } else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
       std::printf(
           "usage: coordinator_bench [--sweepd PATH] [--tasks N] [--workers W] "
-          "[--reporters R] [--dir DIR]\n"
+          "[--reporters R] [--lease-interval-ms MS] [--dir DIR]\n"
           "  --sweepd     the sweepd binary (default: "
           "$SWEEPD_BUILD_DIR/coordinator/sweepd,\n"
           "               else ../../coordinator/sweepd next to this binary)\n"
           "  --tasks      synthetic zero-work tasks (default 20000)\n"
           "  --workers    concurrent simulated workers leasing (default 64)\n"
           "  --reporters  concurrent reporters (default 64)\n"
+          "  --lease-interval-ms  think time of each worker between "
+          "LeaseTasks\n"
+          "               calls (default 0: back to back)\n"
           "  --dir        directory for the ledger and logs (default: a new "
           "temp dir)\n");
       std::exit(0);
@@ -182,10 +192,12 @@ int Main(int argc, char** argv) {
   if (!port.ok()) Die(port.status().ToString());
   const std::string address = absl::StrCat("127.0.0.1:", *port);
   std::printf(
-      "sweepd on %s, ledger %s/ledger.db, %d tasks, %d workers, %d reporters\n"
+      "sweepd on %s, ledger %s/ledger.db, %d tasks, %d workers, %d reporters, "
+      "lease interval %d ms\n"
       "load average at start: %s (%ld CPUs online)\n",
       address.c_str(), flags.dir.c_str(), flags.tasks, flags.workers,
-      flags.reporters, LoadAverage().c_str(), sysconf(_SC_NPROCESSORS_ONLN));
+      flags.reporters, flags.lease_interval_ms, LoadAverage().c_str(),
+      sysconf(_SC_NPROCESSORS_ONLN));
   const pid_t sweepd_pid = (*sweepd)->pid();
 
   grpc::ChannelArguments args;
@@ -226,6 +238,7 @@ int Main(int argc, char** argv) {
   }
   std::atomic<int> errors{0};
   const double cpu_before_lease = ProcessCpuSeconds(sweepd_pid);
+  const double self_before_lease = ProcessCpuSeconds(getpid());
   auto t_lease = Clock::now();
   {
     std::vector<std::thread> threads;
@@ -262,6 +275,10 @@ int Main(int argc, char** argv) {
           }
           if (resp.tasks_size() == 0) return;
           for (const auto& t : resp.tasks()) held[i].push_back(t);
+          if (flags.lease_interval_ms > 0) {
+            std::this_thread::sleep_for(
+                std::chrono::milliseconds(flags.lease_interval_ms));
+          }
         }
       });
     }
@@ -270,6 +287,7 @@ int Main(int argc, char** argv) {
   double lease_s =
       std::chrono::duration<double>(Clock::now() - t_lease).count();
   const double cpu_after_lease = ProcessCpuSeconds(sweepd_pid);
+  const double self_after_lease = ProcessCpuSeconds(getpid());
   std::vector<double> all_lease_ms;
   std::vector<v1::ReportResultRequest> reports;
   for (int i = 0; i < flags.workers; ++i) {
@@ -356,6 +374,10 @@ int Main(int argc, char** argv) {
               Percentile(all_report_ms, 0.99), "");
   std::printf("%-44s %14.1f %12s\n", "sweepd CPU us per LeaseTasks call",
               1e6 * (cpu_after_lease - cpu_before_lease) /
+                  std::max<size_t>(1, all_lease_ms.size()),
+              "");
+  std::printf("%-44s %14.1f %12s\n", "bench client CPU us per LeaseTasks call",
+              1e6 * (self_after_lease - self_before_lease) /
                   std::max<size_t>(1, all_lease_ms.size()),
               "");
   std::printf("%-44s %14.1f %12s\n", "sweepd CPU us per ReportResult call",
