@@ -17,7 +17,7 @@ sweepd_bin=$build/coordinator/sweepd
 worker_bin=$build/worker/sweep-worker
 ctl_bin=$build/coordinator/sweepctl
 
-mkdir -p "$work/models" "$work/artifacts"
+mkdir -p "$work/models"
 model=$work/models/gemma4-tiny
 if [[ ! -f "$model/config.json" ]]; then
   echo "== generating the tiny model in $model"
@@ -44,8 +44,8 @@ export SWEEPD_COORDINATOR=127.0.0.1:$(cat "$work/port")
 echo "   coordinator at $SWEEPD_COORDINATOR (log: $work/sweepd.log)"
 
 for i in 1 2; do
-  "$worker_bin" run --name "demo-worker-$i" --model "$model" \
-    --artifact-dir "$work/artifacts" >"$work/worker-$i.log" 2>&1 &
+  "$worker_bin" run --name "demo-worker-$i" --model "$model" --threads 1 \
+    >"$work/worker-$i.log" 2>&1 &
   pids+=($!)
 done
 echo "== two workers started (logs: $work/worker-*.log)"

@@ -53,6 +53,8 @@ flags:
   --prefix-budget-mb N        per-rank device memory for kept prefix residuals; the rest
                               spills to host memory (default 1024)
   --max-batch-tokens N        tokens per engine forward when batching windows (default 4096)
+  --threads N                 CPU engine: intra-op threads per rank (default: hardware
+                              threads / tp; give 1 when several workers share few cores)
   --device-kind KIND          advertised device kind (default "cpu")
   --gpu-count N               advertised GPU count (default 0)
   --gpu-memory-bytes N        advertised memory per GPU (default 0)
@@ -149,6 +151,7 @@ int RunMain(int argc, char** argv) {
   std::string prefix_reuse = "on";
   int64_t prefix_budget_mb = 1024;
   int64_t max_batch_tokens = 4096;
+  int cpu_threads = 0;  // 0 = the engine default
   for (int i = 1; i < argc; ++i) {
     std::string v;
     if (std::strcmp(argv[i], "--help") == 0 ||
@@ -181,6 +184,8 @@ int RunMain(int argc, char** argv) {
       prefix_budget_mb = ParseNumberOrDie<int64_t>("--prefix-budget-mb", v);
     } else if (TakeFlag(argc, argv, &i, "--max-batch-tokens", &v)) {
       max_batch_tokens = ParseNumberOrDie<int64_t>("--max-batch-tokens", v);
+    } else if (TakeFlag(argc, argv, &i, "--threads", &v)) {
+      cpu_threads = ParseNumberOrDie<int>("--threads", v);
     } else if (TakeFlag(argc, argv, &i, "--device-kind", &v)) {
       options.capabilities.device_kind = v;
     } else if (TakeFlag(argc, argv, &i, "--gpu-count", &v)) {
@@ -237,6 +242,7 @@ int RunMain(int argc, char** argv) {
     backend.engine.device = device;
     backend.engine.tp_size = std::max(1, options.capabilities.tensor_parallel);
     backend.engine.prefix_device_budget_bytes = prefix_budget_mb << 20;
+    backend.engine.cpu_threads_per_rank = cpu_threads;
     auto parsed_dtype = engine::ParseDType(
         !dtype.empty() ? dtype : (device == "cuda" ? "bfloat16" : "float32"));
     if (!parsed_dtype.ok() || (prefix_reuse != "on" && prefix_reuse != "off") ||

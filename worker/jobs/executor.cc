@@ -22,16 +22,31 @@ absl::Status ExecutorRegistry::Register(std::unique_ptr<Executor> executor) {
     return absl::InvalidArgumentError(
         "ExecutorRegistry::Register: executor is null");
   }
-  std::string kind = executor->kind();
-  if (kind.empty()) {
+  const std::string kind = executor->kind();
+  return RegisterFor({kind}, std::shared_ptr<Executor>(std::move(executor)));
+}
+
+absl::Status ExecutorRegistry::RegisterFor(
+    const std::vector<std::string>& kinds, std::shared_ptr<Executor> executor) {
+  if (executor == nullptr) {
     return absl::InvalidArgumentError(
-        "ExecutorRegistry::Register: executor has an empty kind()");
+        "ExecutorRegistry::RegisterFor: executor is null");
   }
-  auto [it, inserted] = executors_.emplace(kind, std::move(executor));
-  if (!inserted) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "an executor for job kind '", kind, "' is already registered"));
+  if (kinds.empty()) {
+    return absl::InvalidArgumentError(
+        "ExecutorRegistry::RegisterFor: no job kinds given");
   }
+  for (const std::string& kind : kinds) {
+    if (kind.empty()) {
+      return absl::InvalidArgumentError(
+          "ExecutorRegistry::Register: empty job kind");
+    }
+    if (executors_.count(kind) > 0) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "an executor for job kind '", kind, "' is already registered"));
+    }
+  }
+  for (const std::string& kind : kinds) executors_.emplace(kind, executor);
   return absl::OkStatus();
 }
 

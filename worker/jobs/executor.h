@@ -118,6 +118,10 @@ class ExecutorRegistry {
   // ALREADY_EXISTS if an executor for the same kind was registered;
   // INVALID_ARGUMENT for a null executor or an empty kind.
   absl::Status Register(std::unique_ptr<Executor> executor);
+  // Registers one executor for several kinds (it must handle a group mixing
+  // them: the agent hands a prefix-share group to one executor). Same errors.
+  absl::Status RegisterFor(const std::vector<std::string>& kinds,
+                           std::shared_ptr<Executor> executor);
   // The executor for `kind`, or nullptr. Borrowed; valid while the registry
   // lives.
   Executor* Find(const std::string& kind) const;
@@ -125,7 +129,7 @@ class ExecutorRegistry {
   std::vector<std::string> kinds() const;
 
  private:
-  std::map<std::string, std::unique_ptr<Executor>> executors_;
+  std::map<std::string, std::shared_ptr<Executor>> executors_;
 };
 
 }  // namespace sweepd

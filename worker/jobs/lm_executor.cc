@@ -635,12 +635,11 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                                  ExecutorRegistry* registry) {
   ASSIGN_OR_RETURN(std::shared_ptr<LmBackend> backend,
                    LmBackend::Create(backend_options));
-  for (const char* kind : {kEvalKind, kProbeKind}) {
-    ASSIGN_OR_RETURN(std::unique_ptr<LmExecutor> executor,
-                     LmExecutor::Create(kind, backend, executor_options));
-    RETURN_IF_ERROR(registry->Register(std::move(executor)));
-  }
-  return absl::OkStatus();
+  // One executor for both kinds: eval and probe tasks of one shard share a
+  // prefix group (coordinator/planner.h), which RunGroup splits into streams.
+  ASSIGN_OR_RETURN(std::unique_ptr<LmExecutor> executor,
+                   LmExecutor::Create(kEvalKind, backend, executor_options));
+  return registry->RegisterFor({kEvalKind, kProbeKind}, std::move(executor));
 }
 
 }  // namespace sweepd
