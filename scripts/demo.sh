@@ -55,9 +55,14 @@ submit_out=$("$ctl_bin" submit "$spec")
 echo "$submit_out"
 sweep=$(grep -o 'sw-[0-9a-f]\{16\}' <<<"$submit_out" | head -n 1)
 "$ctl_bin" watch "$sweep"
-echo "== results (first rows; all of them: sweepctl results $sweep --format csv)"
-"$ctl_bin" results "$sweep" --format table | head -n 40
+"$ctl_bin" results "$sweep" --format table >"$work/results.txt"
+"$ctl_bin" results "$sweep" --format csv >"$work/results.csv"
+echo "== results: $(($(wc -l <"$work/results.csv") - 1)) metric rows; the first ones:"
+head -n 25 "$work/results.txt"
+echo "   (all of them: $work/results.csv, or sweepctl results $sweep --format csv|json)"
+echo "== workers"
 "$ctl_bin" workers
-if "$ctl_bin" report "$sweep" --out "$work/report.html"; then
-  echo "== report: $work/report.html"
-fi
+"$ctl_bin" report "$sweep" --out "$work/report.html" \
+  --model-config "$model/config.json" --drop-k 2,3,4 \
+  --title "Layer study of the tiny demo model"
+echo "== report: $work/report.html (open it in a browser; it works offline)"
