@@ -18,7 +18,7 @@ namespace {
 
 using OrderedJson = nlohmann::ordered_json;
 
-constexpr char kVocabPlaceholder[] = "@@vocab@@";
+constexpr char kVocabSlot[] = "@@vocab@@";
 constexpr char kSpaceMarker[] = "\xE2\x96\x81";  // U+2581 "▁"
 
 // Training text: plain English prose plus a little code and numbers, so that
@@ -225,7 +225,7 @@ absl::StatusOr<std::string> GenerateTokenizerJson(int vocab_size) {
                    {"fuse_unk", true},
                    {"byte_fallback", true},
                    {"ignore_merges", false},
-                   {"vocab", kVocabPlaceholder},
+                   {"vocab", kVocabSlot},
                    {"merges", std::move(merges)}};
   // The vocabulary is written by hand, in id order: ordered_json's object
   // inserts are linear, which would make a 262144-entry vocabulary quadratic.
@@ -236,9 +236,9 @@ absl::StatusOr<std::string> GenerateTokenizerJson(int vocab_size) {
   }
   vocab_text += "\n    }";
   std::string text = root.dump(2);
-  const std::string placeholder = OrderedJson(kVocabPlaceholder).dump();
-  const size_t at = text.find(placeholder);
-  text.replace(at, placeholder.size(), vocab_text);
+  const std::string slot = OrderedJson(kVocabSlot).dump();
+  const size_t at = text.find(slot);
+  text.replace(at, slot.size(), vocab_text);
   return text;
 }
 

@@ -42,9 +42,9 @@ struct DatasetShardRef {
 
 // Reads every record of `path` (at most `max_records` when > 0). Files whose
 // name ends in ".jsonl" are JSON lines; every other file is plain text.
-// INVALID_ARGUMENT naming the file (missing or unreadable) (and the line for JSONL: a line
-// that is not a JSON object, a non-string field, a record with neither `text`
-// nor `prompt`, or the reserved category "all").
+// INVALID_ARGUMENT naming the file (missing or unreadable) (and the line for
+// JSONL: a line that is not a JSON object, a non-string field, a record with
+// neither `text` nor `prompt`, or the reserved category "all").
 absl::StatusOr<std::vector<TextRecord>> ReadRecords(const std::string& path,
                                                     int64_t max_records);
 
