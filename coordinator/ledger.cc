@@ -413,8 +413,10 @@ class LedgerImpl : public Ledger {
     const int64_t block = std::max<int64_t>(1, options_.token_block);
     if (last_token_ + n > durable_token_limit_) {
       want_token_block_ = true;  // the next transaction persists a block
+      ++token_misses_;
       return std::nullopt;
     }
+    ++token_grants_;
     const int64_t first = last_token_ + 1;
     last_token_ += n;
     if (durable_token_limit_ - last_token_ < block / 2)
@@ -540,8 +542,15 @@ class LedgerImpl : public Ledger {
   }
 
   LedgerStats stats() override {
-    std::lock_guard<std::mutex> lock(queue_mu_);
-    return stats_;
+    LedgerStats out;
+    {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      out = stats_;
+    }
+    std::lock_guard<std::mutex> lock(token_mu_);
+    out.reserved_token_grants = token_grants_;
+    out.reserved_token_misses = token_misses_;
+    return out;
   }
 
   // ---- Reads ----
@@ -1803,6 +1812,8 @@ class LedgerImpl : public Ledger {
   int64_t last_token_ = 0;           // guarded by token_mu_
   int64_t durable_token_limit_ = 0;  // guarded by token_mu_
   bool want_token_block_ = false;    // guarded by token_mu_
+  int64_t token_grants_ = 0;         // guarded by token_mu_
+  int64_t token_misses_ = 0;         // guarded by token_mu_
 
   // Callbacks of committed batches, run in order by callback_thread_.
   std::mutex callback_mu_;
@@ -1852,10 +1863,11 @@ std::string FormatLedgerStats(const LedgerStats& s) {
   return absl::StrFormat(
       "transactions=%d operations=%d ops/txn=%.1f max_batch_ops=%d "
       "apply_us/txn=%.0f commit_us/txn=%.0f max_commit_us=%d "
-      "callback_us/txn=%.0f",
+      "callback_us/txn=%.0f reserved_token_grants=%d "
+      "reserved_token_misses=%d",
       s.transactions, s.operations, s.operations / txns, s.max_batch_ops,
       s.apply_us / txns, s.commit_us / txns, s.max_commit_us,
-      s.callback_us / txns);
+      s.callback_us / txns, s.reserved_token_grants, s.reserved_token_misses);
 }
 
 absl::Status CheckLedgerIntegrity(const std::string& path) {

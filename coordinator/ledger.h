@@ -95,8 +95,9 @@ struct LedgerOptions {
   int64_t default_retry_backoff_ms = 1000;
   // Upper bound of the exponential retry backoff.
   int64_t max_retry_backoff_ms = 300'000;
-  // Fencing tokens reserved (persisted) at a time for TakeReservedTokens.
-  int64_t token_block = 4096;
+  // Fencing tokens reserved (persisted) at a time for TakeReservedTokens; a new
+  // block is persisted once less than half of the current one is left.
+  int64_t token_block = 16384;
 };
 
 // A task row's scheduling state after a write: what the scheduler mirrors.
@@ -244,6 +245,10 @@ struct LedgerStats {
   int64_t commit_us = 0;      // COMMIT (WAL write + fsync, checkpoints)
   int64_t callback_us = 0;    // callbacks after COMMIT
   int64_t max_commit_us = 0;  // slowest COMMIT
+  // TakeReservedTokens calls answered from the reserved block / refused
+  // because the block was used up (the caller then leased through LeaseTasks).
+  int64_t reserved_token_grants = 0;
+  int64_t reserved_token_misses = 0;
 };
 
 // One line for logs: "transactions=.. operations=.. ops/txn=.. ...".

@@ -89,8 +89,10 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--workers")) {
       f.workers = ParseIntOrDie("--workers", value("--workers"));
     } else if (!std::strcmp(argv[i], "--lease-interval-ms")) {
-      f.lease_interval_ms =
-          ParseIntOrDie("--lease-interval-ms", value("--lease-interval-ms"));
+      const char* text = value("--lease-interval-ms");
+      f.lease_interval_ms = std::strcmp(text, "0") == 0
+                                ? 0
+                                : ParseIntOrDie("--lease-interval-ms", text);
     } else if (!std::strcmp(argv[i], "--reporters")) {
       f.reporters = ParseIntOrDie("--reporters", value("--reporters"));
     } else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {

@@ -366,6 +366,8 @@ TEST_F(LedgerTest, ReservedTokensComeFromADurableBlock) {
   ASSERT_OK_AND_ASSIGN(mark2, ledger_->LastFencingToken());
   EXPECT_EQ(mark2, 7 + 8);
   EXPECT_EQ(ledger_->TakeReservedTokens(2), std::optional<int64_t>(8));
+  EXPECT_EQ(ledger_->stats().reserved_token_grants, 3);
+  EXPECT_EQ(ledger_->stats().reserved_token_misses, 2);
   // A lease written inside its transaction continues the same sequence.
   ASSERT_OK_AND_ASSIGN(durable, Lease("w", plan, {0}));
   ASSERT_THAT(durable.granted, SizeIs(1));
