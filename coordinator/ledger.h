@@ -13,10 +13,9 @@
 // must be short and must not call blocking Ledger methods (Flush, Close).
 // Checkpoints run on a third thread with their own connection, so a COMMIT
 // pays only for its WAL append and fsync. Every task state change and its
-// result is written in one
-// transaction; conditions (the current state, the fencing token) are checked
-// inside that transaction, so the rules below hold whatever the caller
-// believed:
+// result is written in one transaction; conditions (the current state, the
+// fencing token) are checked inside that transaction, so the rules below hold
+// whatever the caller believed:
 //   - Leases: a task is leased only from PENDING. Each lease gets a fencing
 //     token that is globally monotonic and never reused after a restart:
 //     meta.fencing_counter is a persisted high-water mark that every token
@@ -30,19 +29,17 @@
 //     does not exist for the ledger (heartbeats report it lost, results are
 //     refused with NOT_FOUND), and its task stayed PENDING.
 //   - Results: a report whose task already has an outcome (DONE, FAILED,
-//   CANCELLED) is a
-//     duplicate (committed=false). A success report from the current lease
-//     commits; a success report from a stale lease (expired, possibly
-//     re-leased) also commits when nothing has committed yet (no lost work); a
-//     later report from the newer lease is then a duplicate. A failure report
-//     only counts from the current lease: retryable failures go back to PENDING
-//     with exponential backoff until max_attempts, then FAILED; non-retryable
-//     ones fail at once.
+//     CANCELLED) is a duplicate (committed=false). A success report from the
+//     current lease commits; a success report from a stale lease (expired,
+//     possibly re-leased) also commits when nothing has committed yet (no lost
+//     work); a later report from the newer lease is then a duplicate. A failure
+//     report only counts from the current lease: retryable failures go back to
+//     PENDING with exponential backoff until max_attempts, then FAILED;
+//     non-retryable ones fail at once.
 //   - Release (draining worker): LEASED -> PENDING and the attempt is not
-//   counted.
+//     counted.
 //   - Expiry: LEASED past its expiry -> PENDING (the attempt stays counted) or
-//   FAILED when
-//     attempts reached max_attempts.
+//     FAILED when attempts reached max_attempts.
 //
 // Task identity: a task row is keyed by (sweep_id, task_key). The same task key
 // may appear in two sweeps; the second sweep then reuses a committed DONE
@@ -56,7 +53,7 @@
 // gRPC reactor thread.
 //
 // Thread-safety: all methods are thread-safe. The Ledger owns its connections
-// and thread.
+// and its writer, callback and checkpoint threads.
 #ifndef SWEEPD_COORDINATOR_LEDGER_H_
 #define SWEEPD_COORDINATOR_LEDGER_H_
 
