@@ -226,5 +226,101 @@ TEST_F(EngineGpuTest, ProbeStatsMatchCpuAndPrefixReuse) {
   }
 }
 
+std::unique_ptr<Engine> MakeEngineWithAttention(const std::string& dir,
+                                                DType dtype,
+                                                AttentionPath path) {
+  EngineOptions o;
+  o.model_dir = dir;
+  o.device = "cuda";
+  o.dtype = dtype;
+  o.attention_path = path;
+  auto e = Engine::Create(o);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return e.ok() ? std::move(*e) : nullptr;
+}
+
+// Relative RMS error of a against b.
+double RelRms(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    const double d = static_cast<double>(a[i]) - b[i];
+    num += d * d;
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+// The chunked GEMM attention on every layer (sliding layers with the band,
+// full layers causal), over a sequence of 600 positions (three query blocks of
+// 256; the window of 8 makes each sliding block read a band of keys), against
+// the CPU engine: fp32 within the CPU tolerance, bf16 within the bf16 one.
+TEST_F(EngineGpuTest, ChunkedGemmAttentionMatchesCpu) {
+  auto cpu = MakeEngine(*dir_, "cpu", DType::kFloat32);
+  auto f32 = MakeEngineWithAttention(*dir_, DType::kFloat32,
+                                     AttentionPath::kChunkedGemm);
+  auto bf16 = MakeEngineWithAttention(*dir_, DType::kBFloat16,
+                                      AttentionPath::kChunkedGemm);
+  auto bf16_sdpa =
+      MakeEngineWithAttention(*dir_, DType::kBFloat16, AttentionPath::kSdpa);
+  ASSERT_NE(f32, nullptr);
+  ASSERT_NE(bf16, nullptr);
+  ASSERT_NE(bf16_sdpa, nullptr);
+  ForwardRequest req = MakeRequest(2, 600, 512, 21);
+  req.captures = {"attn_heads[0]", "attn_heads[5]", "resid_out[5]"};
+  ForwardResult ref = RunFwd(cpu.get(), req);
+  ForwardResult got = RunFwd(f32.get(), req);
+  EXPECT_LE(RelDiff(got.nll, ref.nll), 1e-4);
+  for (const std::string& c : req.captures) {
+    SCOPED_TRACE(c);
+    EXPECT_LE(RelDiff(got.captures[c].data, ref.captures[c].data), 1e-4);
+  }
+  ForwardResult b = RunFwd(bf16.get(), req);
+  ForwardResult bs = RunFwd(bf16_sdpa.get(), req);
+  for (const char* c : {"attn_heads[0]", "attn_heads[5]"}) {
+    SCOPED_TRACE(c);
+    EXPECT_LE(RelRms(b.captures[c].data, ref.captures[c].data), 0.05);
+    // Chunked and flash/SDPA agree to bf16 rounding of the same math.
+    EXPECT_LE(RelRms(b.captures[c].data, bs.captures[c].data), 0.05);
+  }
+  EXPECT_LE(RelDiff(b.nll, ref.nll), 0.05);
+}
+
+// kAuto takes the chunked GEMM attention for full layers with head_dim 512
+// (the 31B shape's): a tiny model with global_head_dim 512 and 4 query heads
+// per KV head on its full layers matches the CPU engine.
+TEST(EngineGpuAutoTest, FullLayersWithHeadDim512MatchCpu) {
+  json j =
+      json::parse(ReadFile(SourceDir() + "/configs/models/gemma4-tiny.json"));
+  j["initializer_range"] = 0.5;
+  j["global_head_dim"] = 512;
+  j["num_global_key_value_heads"] = 1;
+  j["attention_k_eq_v"] = true;
+  const std::string cfg_dir = NewTempDir("cfg512");
+  std::ofstream(cfg_dir + "/config.json") << j.dump();
+  const std::string dir = NewTempDir("model512");
+  ASSERT_TRUE(MakeRandomModel(cfg_dir + "/config.json", 5, dir).ok());
+  auto cpu = MakeEngine(dir, "cpu", DType::kFloat32);
+  auto f32 =
+      MakeEngineWithAttention(dir, DType::kFloat32, AttentionPath::kAuto);
+  auto bf16 =
+      MakeEngineWithAttention(dir, DType::kBFloat16, AttentionPath::kAuto);
+  ASSERT_NE(f32, nullptr);
+  ASSERT_NE(bf16, nullptr);
+  ASSERT_EQ(cpu->config().layers[5].head_dim, 512);
+  ForwardRequest req = MakeRequest(2, 300, 512, 4);
+  req.captures = {"attn_heads[5]"};
+  ForwardResult ref = RunFwd(cpu.get(), req);
+  ForwardResult got = RunFwd(f32.get(), req);
+  EXPECT_LE(RelDiff(got.captures["attn_heads[5]"].data,
+                    ref.captures["attn_heads[5]"].data),
+            1e-4);
+  EXPECT_LE(RelDiff(got.nll, ref.nll), 1e-4);
+  ForwardResult b = RunFwd(bf16.get(), req);
+  EXPECT_LE(RelRms(b.captures["attn_heads[5]"].data,
+                   ref.captures["attn_heads[5]"].data),
+            0.05);
+  EXPECT_LE(RelDiff(b.nll, ref.nll), 0.05);
+}
+
 }  // namespace
 }  // namespace sweepd::engine

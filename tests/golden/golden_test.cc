@@ -1,6 +1,9 @@
 // Golden tests: the engine on the committed transformers fixtures
 // (tests/golden/README.md says how they were made, what each tensor means and
-// why each tolerance is what it is).
+// why each tolerance is what it is). Built twice: golden_test (label unit,
+// device "cpu") and, in CUDA builds, golden_gpu_test (label gpu, device
+// "cuda": SWEEPD_GOLDEN_CUDA=1), which runs the same fixtures on the engine's
+// GPU path at every TP degree the machine has GPUs for.
 #include <stdlib.h>
 
 #include <algorithm>
@@ -17,6 +20,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/engine/api.h"
+
+#if SWEEPD_GOLDEN_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 namespace sweepd::engine {
 namespace {
@@ -40,6 +47,24 @@ constexpr double kBf16NllAbs = 0.1;
 // distribution).
 constexpr double kBf16ArgmaxMargin = 0.05;
 constexpr double kBf16MinAgreement = 0.99;
+
+#if SWEEPD_GOLDEN_CUDA
+constexpr char kDevice[] = "cuda";
+#else
+constexpr char kDevice[] = "cpu";
+#endif
+
+// Largest TP degree this binary can run: any on CPU (threads), the number of
+// visible GPUs on CUDA.
+int MaxTp() {
+#if SWEEPD_GOLDEN_CUDA
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+  return n;
+#else
+  return 1 << 20;
+#endif
+}
 
 std::string FixturesDir() {
   if (const char* src = getenv("SWEEPD_SOURCE_DIR");
@@ -164,7 +189,7 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
     options.model_dir = dir_;
     options.dtype = dtype;
     options.tp_size = tp;
-    options.device = "cpu";
+    options.device = kDevice;
     absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(options);
     if (!engine.ok()) return engine.status();
     EXPECT_EQ((*engine)->config().num_hidden_layers, num_layers_);
@@ -210,7 +235,9 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
   // fp32 engine on an fp32 fixture: everything within kF32Abs, probes vs the
   // numpy reference.
   void CheckFp32(int tp) {
-    const std::string tag = absl::StrCat(GetParam(), " fp32 TP=", tp);
+    if (tp > MaxTp()) GTEST_SKIP() << "TP=" << tp << " needs " << tp << " GPUs";
+    const std::string tag =
+        absl::StrCat(GetParam(), " ", kDevice, " fp32 TP=", tp);
     absl::StatusOr<ForwardResult> r = RunEngine(DType::kFloat32, tp);
     ASSERT_TRUE(r.ok()) << tag << ": " << r.status();
     ExpectClose(r->logits.data, expected_->Floats("logits"), kF32Abs,
@@ -308,7 +335,9 @@ TEST_P(GoldenTest, Fp32Tp4) {
 TEST_P(GoldenTest, Bf16CheckpointInFp32) {
   if (!is_bf16_) GTEST_SKIP() << "fp32 fixture";
   for (int tp : {1, 2}) {
-    const std::string tag = absl::StrCat(GetParam(), " fp32-compute TP=", tp);
+    if (tp > MaxTp()) continue;
+    const std::string tag =
+        absl::StrCat(GetParam(), " ", kDevice, " fp32-compute TP=", tp);
     absl::StatusOr<ForwardResult> r = RunEngine(DType::kFloat32, tp);
     ASSERT_TRUE(r.ok()) << tag << ": " << r.status();
     ExpectClose(r->logits.data, expected_->Floats("logits_f32compute"), kF32Abs,
@@ -327,7 +356,9 @@ TEST_P(GoldenTest, Bf16Compute) {
   const std::vector<float> ref = expected_->Floats("logits_f32compute");
   const int64_t vocab = expected_->Shape("logits")[2];
   for (int tp : {1, 2}) {
-    const std::string tag = absl::StrCat(GetParam(), " bf16 TP=", tp);
+    if (tp > MaxTp()) continue;
+    const std::string tag =
+        absl::StrCat(GetParam(), " ", kDevice, " bf16 TP=", tp);
     absl::StatusOr<ForwardResult> r = RunEngine(DType::kBFloat16, tp);
     ASSERT_TRUE(r.ok()) << tag << ": " << r.status();
     ExpectClose(r->logits.data, want, kBf16LogitAbs, tag + " logits");
@@ -367,6 +398,12 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                            return info.param;
                          });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(GoldenTest);
+
+#if SWEEPD_GOLDEN_CUDA
+TEST(GoldenGpuTest, HasGpu) {
+  ASSERT_GE(MaxTp(), 1) << "golden_gpu_test needs a CUDA device";
+}
+#endif
 
 TEST(GoldenFixturesTest, FixturesPresent) {
   std::error_code ec;

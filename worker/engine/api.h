@@ -32,6 +32,22 @@ const char* DTypeName(DType dtype);  // "float32" / "bfloat16"
 absl::StatusOr<DType> ParseDType(
     absl::string_view name);  // float32|fp32|bfloat16|bf16
 
+// How the CUDA path computes attention (docs/ENGINE.md, "GPU path").
+enum class AttentionPath {
+  // FlashAttention-2 where it applies (bf16, head_dim <= 256, sliding window
+  // honoured); chunked GEMM attention for the other causal layers with
+  // head_dim > 256 (the full layers); SDPA for the rest.
+  kAuto,
+  // FlashAttention-2 where it applies, else SDPA (is_causal, or the band
+  // mask).
+  kSdpa,
+  // Chunked GEMM attention on every layer (cuBLAS Q·Kᵀ per query block, fused
+  // causal softmax, cuBLAS P·V; GQA without expanding K/V).
+  kChunkedGemm,
+};
+const char* AttentionPathName(AttentionPath path);  // auto / sdpa / chunked
+absl::StatusOr<AttentionPath> ParseAttentionPath(absl::string_view name);
+
 struct EngineOptions {
   // Hugging Face layout: config.json + model.safetensors (or index + shards).
   std::string model_dir;
@@ -59,6 +75,8 @@ struct EngineOptions {
   int cpu_threads_per_rank = 0;
   // Use scaled_dot_product_attention when the libtorch version has it (>= 2.1).
   bool use_sdpa = true;
+  // CUDA path only; the CPU path always runs the eager attention.
+  AttentionPath attention_path = AttentionPath::kAuto;
 };
 
 struct Intervention {

@@ -492,6 +492,175 @@ int LaunchHeadNormRope(const HeadNormRopeArgs& a, cudaStream_t stream) {
   return LastError();
 }
 
+// ---- Causal softmax of the chunked GEMM attention (CausalSoftmax).
+
+constexpr int kSoftmaxThreads = 128;
+
+// Combines two online-softmax partial states (max m, Σ exp(x − m) s).
+__device__ void MergeMaxSum(float& m, float& s, float m2, float s2) {
+  if (m2 == -INFINITY) return;
+  if (m == -INFINITY) {
+    m = m2;
+    s = s2;
+    return;
+  }
+  if (m2 > m) {
+    s = s * expf(m - m2) + s2;
+    m = m2;
+  } else {
+    s = s + s2 * expf(m2 - m);
+  }
+}
+
+template <typename T>
+struct SoftmaxParams {
+  T* scores;
+  int64_t rows;
+  int64_t keys;
+  int group;
+  int64_t q_start;
+  int64_t key_start;
+  int64_t window;
+  float scale;
+};
+
+// Elements per 16-byte vector and its loads/stores for T.
+template <typename T>
+struct Vec16 {
+  static constexpr int kN = 16 / sizeof(T);
+  __device__ static void Load(const T* p, float* out) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < kN; ++i) out[i] = Io<T>::Load(v + i);
+  }
+  __device__ static void Store(T* p, const float* in) {
+    uint4 raw;
+    T* v = reinterpret_cast<T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < kN; ++i) Io<T>::Store(v + i, in[i]);
+    *reinterpret_cast<uint4*>(p) = raw;
+  }
+};
+
+// One block per row; kVec: 16-byte accesses (keys a multiple of the vector
+// width and a 16-byte aligned base), else scalar. Two reads of the row (the
+// second from L2) and one write.
+template <typename T, bool kVec>
+__global__ void CausalSoftmaxKernel(SoftmaxParams<T> p) {
+  __shared__ float red_m[32];
+  __shared__ float red_s[32];
+  const int64_t row = blockIdx.x;  // over batches * rows
+  T* x = p.scores + row * p.keys;
+  const int64_t pos = p.q_start + (row % p.rows) / p.group;
+  // Allowed absolute key positions [lo, hi] -> row columns [c0, c1).
+  int64_t lo = p.window > 0 ? pos - p.window + 1 : 0;
+  if (lo < 0) lo = 0;
+  int64_t c0 = lo - p.key_start;
+  int64_t c1 = pos - p.key_start + 1;
+  if (c0 < 0) c0 = 0;
+  if (c1 > p.keys) c1 = p.keys;
+  constexpr int kN = kVec ? Vec16<T>::kN : 1;
+  const int64_t nvec = p.keys / kN;
+  float m = -INFINITY, s = 0.0f;
+  for (int64_t i = threadIdx.x; i < nvec; i += blockDim.x) {
+    const int64_t base = i * kN;
+    if (base + kN <= c0 || base >= c1) continue;
+    float v[kN];
+    if constexpr (kVec) {
+      Vec16<T>::Load(x + base, v);
+    } else {
+      v[0] = Io<T>::Load(x + base);
+    }
+#pragma unroll
+    for (int k = 0; k < kN; ++k) {
+      const int64_t j = base + k;
+      if (j < c0 || j >= c1) continue;
+      const float f = v[k] * p.scale;
+      if (f > m) {
+        s = s * expf(m - f) + 1.0f;
+        m = f;
+      } else {
+        s += expf(f - m);
+      }
+    }
+  }
+  // Block reduction of (m, s).
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+    const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    MergeMaxSum(m, s, m2, s2);
+  }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) {
+    red_m[warp] = m;
+    red_s[warp] = s;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const int warps = blockDim.x >> 5;
+    m = lane < warps ? red_m[lane] : -INFINITY;
+    s = lane < warps ? red_s[lane] : 0.0f;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+      const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+      MergeMaxSum(m, s, m2, s2);
+    }
+    if (lane == 0) {
+      red_m[0] = m;
+      red_s[0] = s;
+    }
+  }
+  __syncthreads();
+  const float row_max = red_m[0];
+  const float inv = 1.0f / red_s[0];
+  for (int64_t i = threadIdx.x; i < nvec; i += blockDim.x) {
+    const int64_t base = i * kN;
+    float v[kN];
+    const bool any = !(base + kN <= c0 || base >= c1);
+    if (any) {
+      if constexpr (kVec) {
+        Vec16<T>::Load(x + base, v);
+      } else {
+        v[0] = Io<T>::Load(x + base);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kN; ++k) {
+      const int64_t j = base + k;
+      v[k] = (any && j >= c0 && j < c1) ? expf(v[k] * p.scale - row_max) * inv
+                                        : 0.0f;
+    }
+    if constexpr (kVec) {
+      Vec16<T>::Store(x + base, v);
+    } else {
+      Io<T>::Store(x + base, v[0]);
+    }
+  }
+}
+
+template <typename T>
+int LaunchCausalSoftmax(const CausalSoftmaxArgs& a, cudaStream_t stream) {
+  SoftmaxParams<T> p;
+  p.scores = static_cast<T*>(a.scores);
+  p.rows = a.rows;
+  p.keys = a.keys;
+  p.group = a.group;
+  p.q_start = a.q_start;
+  p.key_start = a.key_start;
+  p.window = a.window;
+  p.scale = a.scale;
+  const unsigned grid = static_cast<unsigned>(a.batches * a.rows);
+  if (a.keys % Vec16<T>::kN == 0 && Aligned16(a.scores)) {
+    CausalSoftmaxKernel<T, true><<<grid, kSoftmaxThreads, 0, stream>>>(p);
+  } else {
+    CausalSoftmaxKernel<T, false><<<grid, kSoftmaxThreads, 0, stream>>>(p);
+  }
+  return LastError();
+}
+
 }  // namespace
 
 int RowNorm(const RowNormArgs& a, void* stream) {
@@ -571,6 +740,24 @@ int RowCosNorm(Dtype dtype, const void* a, const void* b, int64_t rows,
         static_cast<int>(dim), block_influence, norm_b);
   }
   return LastError();
+}
+
+int CausalSoftmax(const CausalSoftmaxArgs& a, void* stream) {
+  if (a.scores == nullptr || a.batches < 0 || a.rows < 0 || a.keys < 1 ||
+      a.group < 1 || a.q_start < 0 || a.key_start < 0 || a.window < 0 ||
+      a.batches * a.rows > 0x7fffffff) {
+    return kInvalid;
+  }
+  // Every row's own key position lies in the chunk's key range, so every row
+  // allows at least one key.
+  if (a.q_start < a.key_start ||
+      a.q_start + (a.rows - 1) / a.group >= a.key_start + a.keys) {
+    return kInvalid;
+  }
+  if (a.batches * a.rows == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  return a.dtype == Dtype::kBFloat16 ? LaunchCausalSoftmax<__nv_bfloat16>(a, s)
+                                     : LaunchCausalSoftmax<float>(a, s);
 }
 
 int SetDevice(int device) { return static_cast<int>(cudaSetDevice(device)); }

@@ -1,10 +1,10 @@
 // Fused elementwise/row CUDA kernels of the engine's GPU forward: RMSNorm with
 // the residual add, layer_scalar and the next norm folded in; per-head
-// q/k/v norm + RoPE; GeGLU; block-influence statistics; and CUDA events for
-// the phase profile. Raw device pointers + a cudaStream_t passed as void*
-// (nullptr = legacy default stream); no libtorch, no CUDA header, no
-// allocation. Every function returns 0 or a cudaError_t code
-// (ErrorString() names it) and enqueues asynchronously.
+// q/k/v norm + RoPE; GeGLU; block-influence statistics; the causal softmax
+// of the chunked GEMM attention; and CUDA events for the phase profile. Raw
+// device pointers + a cudaStream_t passed as void* (nullptr = legacy default
+// stream); no libtorch, no CUDA header, no allocation. Every function returns 0
+// or a cudaError_t code (ErrorString() names it) and enqueues asynchronously.
 //
 // Rounding matches the eager libtorch ops they replace (docs/ENGINE.md, "GPU
 // path"): math in float32, one rounding to the compute dtype wherever the
@@ -78,6 +78,30 @@ int Geglu(Dtype dtype, const void* gate_up, int64_t rows, int64_t inter,
 int RowCosNorm(Dtype dtype, const void* a, const void* b, int64_t rows,
                int64_t dim, float* block_influence, float* norm_b,
                void* stream);
+
+// Causal (optionally banded) softmax over the rows of one query chunk of the
+// chunked GEMM attention, in place. scores is [batches, rows, keys] contiguous
+// in `dtype` (the Q·Kᵀ GEMM output, as the eager path's scores); row r of a
+// batch is query position q_start + r / group (GQA: `group` query heads per
+// KV head, rows ordered (position, head)), column j is key position
+// key_start + j. Key j is allowed when j ≤ position and, with window > 0,
+// position − j < window. Per row, in float32: x = score · scale,
+// p = exp(x − max) / Σ exp(x − max) over the allowed keys, 0 elsewhere,
+// rounded once to dtype (the eager softmax(float32).to(dtype)). Every row must
+// allow at least one key.
+struct CausalSoftmaxArgs {
+  Dtype dtype = Dtype::kBFloat16;
+  void* scores = nullptr;
+  int64_t batches = 0;
+  int64_t rows = 0;
+  int64_t keys = 0;
+  int group = 1;
+  int64_t q_start = 0;
+  int64_t key_start = 0;
+  int64_t window = 0;
+  float scale = 1.0f;
+};
+int CausalSoftmax(const CausalSoftmaxArgs& a, void* stream);
 
 // Makes `device` current for this thread in the CUDA runtime these kernels
 // (and sweepd::kernels) launch through; call once per rank thread.

@@ -49,6 +49,26 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
       absl::StrCat("dtype must be float32 or bfloat16, got '", name, "'"));
 }
 
+const char* AttentionPathName(AttentionPath path) {
+  switch (path) {
+    case AttentionPath::kSdpa:
+      return "sdpa";
+    case AttentionPath::kChunkedGemm:
+      return "chunked";
+    case AttentionPath::kAuto:
+      break;
+  }
+  return "auto";
+}
+
+absl::StatusOr<AttentionPath> ParseAttentionPath(absl::string_view name) {
+  if (name == "auto") return AttentionPath::kAuto;
+  if (name == "sdpa") return AttentionPath::kSdpa;
+  if (name == "chunked") return AttentionPath::kChunkedGemm;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "attention path must be auto, sdpa or chunked, got '", name, "'"));
+}
+
 int FirstTouchedLayer(const std::vector<Intervention>& interventions,
                       int num_layers) {
   int first = num_layers;
@@ -86,9 +106,16 @@ comm::CommDtype ToCommDtype(at::ScalarType t) {
   }
 }
 
+// True where a collective is the identity and is not issued: the in-process
+// (host) backend with one rank. Device communicators (NCCL) are always called,
+// so TP = 1 on CUDA runs through NCCL like any other degree.
+bool SkipCollective(const comm::Communicator* c) {
+  return c->size() == 1 && !c->on_device();
+}
+
 // In-place collectives on contiguous tensors of the rank's device.
 void AllReduceSum(comm::Communicator* c, at::Tensor& t) {
-  if (c->size() == 1) return;
+  if (SkipCollective(c)) return;
   SWEEPD_CHECK(t.is_contiguous());
   absl::Status s =
       c->AllReduceSum(t.data_ptr(), t.numel(), ToCommDtype(t.scalar_type()));
@@ -96,7 +123,7 @@ void AllReduceSum(comm::Communicator* c, at::Tensor& t) {
 }
 
 void AllReduceMax(comm::Communicator* c, at::Tensor& t) {
-  if (c->size() == 1) return;
+  if (SkipCollective(c)) return;
   SWEEPD_CHECK(t.is_contiguous());
   absl::Status s =
       c->AllReduceMax(t.data_ptr(), t.numel(), ToCommDtype(t.scalar_type()));
@@ -106,7 +133,7 @@ void AllReduceMax(comm::Communicator* c, at::Tensor& t) {
 // Concatenation over ranks along a new leading dim: [size, ...t.shape].
 at::Tensor AllGather(comm::Communicator* c, const at::Tensor& t) {
   at::Tensor src = t.contiguous();
-  if (c->size() == 1) return src.unsqueeze(0);
+  if (SkipCollective(c)) return src.unsqueeze(0);
   std::vector<int64_t> shape = {c->size()};
   for (int64_t d : src.sizes()) shape.push_back(d);
   at::Tensor out = at::empty(shape, src.options());
@@ -424,6 +451,8 @@ struct ProfileStore {
 };
 
 std::atomic<bool> g_profiling{false};
+// -1: none; else static_cast<int>(AttentionPath) (SetAttentionPathOverride).
+std::atomic<int> g_attention_override{-1};
 
 ProfileStore& Profiles() {
   static ProfileStore* store = new ProfileStore;
@@ -1096,17 +1125,29 @@ class RankRunner {
     return out.view({B, S, hidden});
   }
 
-  // Causal attention of one layer on q [B, S, Hl, hd], k/v [B, S, KVl, hd]:
-  // FlashAttention-2 with the sliding window and grouped KV heads where it
-  // applies (bf16, head_dim <= 256), else SDPA with is_causal and no mask
-  // (full layers: memory-efficient kernel, K/V heads expanded), else, for a
-  // sliding layer longer than its window, SDPA with the band mask.
+  AttentionPath AttentionPathNow() const {
+    const int forced = g_attention_override.load();
+    return forced >= 0 ? static_cast<AttentionPath>(forced)
+                       : opts_.attention_path;
+  }
+
+  // Causal attention of one layer on q [B, S, Hl, hd], k/v [B, S, KVl, hd]
+  // (AttentionPath): FlashAttention-2 with the sliding window and grouped KV
+  // heads where it applies (bf16, head_dim <= 256); chunked GEMM attention
+  // for head_dim > 256 (kAuto) or every layer (kChunkedGemm); else SDPA with
+  // is_causal and no mask (K/V heads expanded), or, for a sliding layer longer
+  // than its window, SDPA with the band mask.
   at::Tensor AttentionFast(int L, const at::Tensor& q, at::Tensor k,
                            at::Tensor v) {
     const LayerGeom& g = s_.geom[L];
     const int window = cfg_.layers[L].sliding_window;
     const int64_t S = q.size(1);
     const bool banded = window > 0 && S > window;
+    const AttentionPath path = AttentionPathNow();
+    if (path == AttentionPath::kChunkedGemm ||
+        (path == AttentionPath::kAuto && opts_.use_sdpa && g.head_dim > 256)) {
+      return ChunkedAttention(q, k, v, banded ? window : 0);
+    }
 #if SWEEPD_TORCH_HAS_FLASH_WINDOW
     if (opts_.use_sdpa && s_.dtype == at::kBFloat16 && g.head_dim <= 256 &&
         g.head_dim % 8 == 0 && FlashWindowUsable(s_.device)) {
@@ -1126,6 +1167,63 @@ class RankRunner {
                                    opts_.use_sdpa)
                : compat::CausalAttention(qt, kt, vt, 1.0, opts_.use_sdpa);
     return o.transpose(1, 2).contiguous();
+  }
+
+  // Chunked GEMM attention (docs/ENGINE.md, "GPU path"): the eager math —
+  // scores = Q·Kᵀ in the compute dtype (cuBLAS, float32 accumulation),
+  // softmax in float32 over the allowed keys, P rounded to the compute dtype,
+  // O = P·V — one block of query positions at a time, each block reading only
+  // the keys it may see ([0, end) causal; the window's band when window > 0).
+  // GQA: the `group` query heads of a KV head are rows of one matrix
+  // [B·KV, S·group, D] (rows ordered (position, head)), so K/V are never
+  // expanded. q [B, S, H, D], k/v [B, S, KV, D] -> [B, S, H, D].
+  at::Tensor ChunkedAttention(const at::Tensor& q, const at::Tensor& k,
+                              const at::Tensor& v, int64_t window) {
+#if SWEEPD_ENGINE_CUDA_OPS
+    const int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3);
+    const int64_t KV = k.size(2), G = H / KV;
+    at::Tensor qg = q.view({B, S, KV, G, D})
+                        .permute({0, 2, 1, 3, 4})
+                        .reshape({B * KV, S * G, D});
+    at::Tensor kg = k.permute({0, 2, 1, 3}).reshape({B * KV, S, D});
+    at::Tensor vg = v.permute({0, 2, 1, 3}).reshape({B * KV, S, D});
+    at::Tensor out = at::empty({B * KV, S * G, D}, q.options());
+    // Query positions per block: up to 256, fewer when the score block
+    // [B·KV, C·G, keys] would pass 256 MiB.
+    const int64_t keys_max =
+        window > 0 ? std::min<int64_t>(S, window + 256) : S;
+    const int64_t budget = int64_t{256} << 20;
+    int64_t C =
+        budget / std::max<int64_t>(1, B * KV * G * keys_max * q.element_size());
+    C = std::clamp<int64_t>(C, 16, 256);
+    for (int64_t s0 = 0; s0 < S; s0 += C) {
+      const int64_t s1 = std::min(S, s0 + C);
+      const int64_t k0 = window > 0 ? std::max<int64_t>(0, s0 - window + 1) : 0;
+      const int64_t rows = (s1 - s0) * G;
+      at::Tensor scores = at::bmm(qg.narrow(1, s0 * G, rows),
+                                  kg.narrow(1, k0, s1 - k0).transpose(1, 2));
+      cuda_ops::CausalSoftmaxArgs a;
+      a.dtype = OpDtype();
+      a.scores = scores.data_ptr();
+      a.batches = B * KV;
+      a.rows = rows;
+      a.keys = s1 - k0;
+      a.group = static_cast<int>(G);
+      a.q_start = s0;
+      a.key_start = k0;
+      a.window = window;
+      a.scale = 1.0f;
+      CudaCheck(cuda_ops::CausalSoftmax(a, stream_), "CausalSoftmax");
+      at::Tensor dst = out.narrow(1, s0 * G, rows);
+      at::bmm_out(dst, scores, vg.narrow(1, k0, s1 - k0));
+    }
+    return out.view({B, KV, S, G, D})
+        .permute({0, 2, 1, 3, 4})
+        .reshape({B, S, H, D});
+#else
+    SWEEPD_CHECK(false) << "GPU path in a build without SWEEPD_ENABLE_CUDA";
+    return at::Tensor();
+#endif
   }
 
   void StatsFast(int L, const at::Tensor& in, const at::Tensor& out) {
@@ -1782,6 +1880,10 @@ class EngineImpl : public Engine {
 }  // namespace
 
 void SetPhaseProfiling(bool enabled) { g_profiling.store(enabled); }
+
+void SetAttentionPathOverride(std::optional<AttentionPath> path) {
+  g_attention_override.store(path ? static_cast<int>(*path) : -1);
+}
 
 PhaseTimes TakePhaseProfile() {
   ProfileStore& store = Profiles();

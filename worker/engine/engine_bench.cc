@@ -5,17 +5,22 @@
 // (--ablation-sweep) the single-layer skip sweep over all layers with the
 // probe statistics (block influence, norms, logit-lens rank of one target per
 // prompt), naively and with prefix reuse (layer-forwards and wall time).
+// --compare-attention also times the forward with the attention path forced
+// to sdpa and to chunked (same model, same run) and prints each one's
+// attention phases.
 //
 //   engine_bench (--model DIR | --random-weights --config FILE [--seed N])
 //                [--tp N] [--dtype float32|bfloat16] [--device cpu|cuda]
 //                [--batch B] [--seq S] [--iters K] [--threads N]
 //                [--peak-tflops F (default 989)] [--no-profile]
+//                [--attention auto|sdpa|chunked] [--compare-attention]
 //                [--ablation-sweep [--sweep-batch B] [--sweep-seq S]
 //                 [--prefix-budget-mb M]]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -44,6 +49,7 @@ int Usage() {
                "FILE [--seed N]) [--tp N] [--dtype float32|bfloat16] "
                "[--device cpu|cuda] [--batch B] [--seq S] [--iters K] "
                "[--threads N] [--peak-tflops F] [--no-profile] "
+               "[--attention auto|sdpa|chunked] [--compare-attention] "
                "[--ablation-sweep [--sweep-batch B] [--sweep-seq S] "
                "[--prefix-budget-mb M]]\n";
   return 2;
@@ -97,7 +103,7 @@ int main(int argc, char** argv) {
   int64_t prefix_budget_mb = -1;
   int iters = 3;
   double peak_tflops = 989.0;
-  bool sweep = false, profile = true;
+  bool sweep = false, profile = true, compare_attention = false;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -128,6 +134,12 @@ int main(int argc, char** argv) {
       ok = absl::SimpleAtoi(value(), &opts.cpu_threads_per_rank);
     } else if (flag == "--peak-tflops") {
       ok = absl::SimpleAtod(value(), &peak_tflops) && peak_tflops > 0;
+    } else if (flag == "--attention") {
+      auto p = sweepd::engine::ParseAttentionPath(value());
+      ok = p.ok();
+      if (ok) opts.attention_path = *p;
+    } else if (flag == "--compare-attention") {
+      compare_attention = true;
     } else if (flag == "--no-profile") {
       profile = false;
     } else if (flag == "--ablation-sweep") {
@@ -174,10 +186,12 @@ int main(int argc, char** argv) {
   const double fwd_s = times[times.size() / 2];
   const double flops = ForwardFlops(cfg, batch, seq);
   std::printf(
-      "forward tp=%d dtype=%s device=%s batch=%lld seq=%lld iters=%d "
+      "forward attention=%s tp=%d dtype=%s device=%s batch=%lld seq=%lld "
+      "iters=%d "
       "median_s=%.4f min_s=%.4f max_s=%.4f tokens_per_s=%.1f TFLOP=%.2f "
       "TFLOP_per_s=%.1f MFU(%.0f)=%.1f%%\n",
-      opts.tp_size, sweepd::engine::DTypeName(opts.dtype), opts.device.c_str(),
+      sweepd::engine::AttentionPathName(opts.attention_path), opts.tp_size,
+      sweepd::engine::DTypeName(opts.dtype), opts.device.c_str(),
       static_cast<long long>(batch), static_cast<long long>(seq), iters, fwd_s,
       times.front(), times.back(), batch * seq / fwd_s, flops / 1e12,
       flops / fwd_s / 1e12, peak_tflops,
@@ -198,6 +212,41 @@ int main(int argc, char** argv) {
       std::printf("  %-14s %9.2f ms %5.1f%%\n", name.c_str(), ms,
                   total > 0 ? 100.0 * ms / total : 0.0);
     }
+  }
+
+  if (compare_attention) {
+    for (auto path : {sweepd::engine::AttentionPath::kSdpa,
+                      sweepd::engine::AttentionPath::kChunkedGemm}) {
+      sweepd::engine::SetAttentionPathOverride(path);
+      std::vector<double> t;
+      for (int i = 0; i < iters + 1; ++i) {
+        start = std::chrono::steady_clock::now();
+        auto r = (*engine)->Forward(req);
+        if (!Check(r)) return 1;
+        if (i > 0) t.push_back(Seconds(start));  // the first is a warm-up
+      }
+      std::sort(t.begin(), t.end());
+      const double s = t[t.size() / 2];
+      sweepd::engine::SetPhaseProfiling(true);
+      auto r = (*engine)->Forward(req);
+      sweepd::engine::SetPhaseProfiling(false);
+      if (!Check(r)) return 1;
+      const sweepd::engine::PhaseTimes p = sweepd::engine::TakePhaseProfile();
+      double full = 0, sliding = 0;
+      for (const auto& [name, ms] : p.ms) {
+        if (name == "attention_full") full = ms;
+        if (name == "attention_sliding") sliding = ms;
+      }
+      std::printf(
+          "compare attention=%s batch=%lld seq=%lld median_s=%.4f "
+          "tokens_per_s=%.1f MFU(%.0f)=%.1f%% attention_full_ms=%.2f "
+          "attention_sliding_ms=%.2f\n",
+          sweepd::engine::AttentionPathName(path),
+          static_cast<long long>(batch), static_cast<long long>(seq), s,
+          batch * seq / s, peak_tflops,
+          100.0 * flops / s / (peak_tflops * 1e12), full, sliding);
+    }
+    sweepd::engine::SetAttentionPathOverride(std::nullopt);
   }
 
   if (sweep) {

@@ -9,9 +9,12 @@
 #define SWEEPD_WORKER_ENGINE_PROFILE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "worker/engine/api.h"
 
 namespace sweepd::engine {
 
@@ -23,6 +26,11 @@ struct PhaseTimes {
 };
 
 void SetPhaseProfiling(bool enabled);
+
+// Benchmarking: when `path` is set, every engine's later forwards use it
+// instead of their EngineOptions::attention_path (so one loaded model can time
+// both attention paths in the same run); std::nullopt restores the options.
+void SetAttentionPathOverride(std::optional<AttentionPath> path);
 // Returns the accumulated profile and resets it.
 PhaseTimes TakePhaseProfile();
 

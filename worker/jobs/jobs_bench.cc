@@ -1,11 +1,24 @@
-// jobs_bench: measures prefix reuse on the eval executor. Writes a
-// random-weight model from a config (default
-// configs/models/gemma4-tiny-60.json), takes records of a text corpus until the
-// shard holds --windows windows of
-// --context tokens, and runs one group of the unablated baseline plus the
-// single-layer skip ablation of every layer, once with prefix reuse and once
-// without. Prints layer-forwards executed, wall time, their ratios, and the
-// largest relative difference between the two runs' metrics.
+// jobs_bench: measures prefix reuse on the LM executor (the real job code:
+// LmBackend + LmExecutor::RunGroup, as sweep-worker runs it). Runs one group of
+// the unablated baseline plus the single-layer skip ablation of every layer,
+// once with prefix reuse and once without, and prints layer-forwards executed,
+// wall time, their ratios, and the largest relative difference between the
+// two runs' metrics.
+//
+// Default (CPU): writes a random-weight model from a config (default
+// configs/models/gemma4-tiny-60.json) and takes records of a text corpus until
+// the shard holds --windows windows of --context tokens ("eval" tasks).
+//
+// --random-weights: the engine builds the weights directly on the device from
+// the config (no checkpoint is written; the model directory holds only
+// config.json and a generated tokenizer.json), e.g. the 31B shape on CUDA:
+//   jobs_bench --random-weights --config configs/models/gemma4-31b.json
+//     --device cuda --dtype bfloat16 --kind probe --seq 2048
+// The shard is generated deterministically from --seed: for --kind probe one
+// JSONL record whose prompt encodes to at least --seq tokens (the probe keeps
+// the last --seq, BOS included) and a one-word target, so each task is one
+// forward of 1 x --seq tokens with the probe statistics; for --kind eval a
+// text of one --seq window.
 #include <unistd.h>
 
 #include <chrono>
@@ -14,13 +27,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/tokenizer.h"
+#include "common/tokenizer_gen.h"
 #include "nlohmann/json.hpp"
 #include "worker/engine/api.h"
 #include "worker/engine/config.h"
@@ -39,7 +55,29 @@ constexpr char kUsage[] = R"(usage: jobs_bench [flags]
   --context N       context_length = stride (default 128)
   --seed N          weight seed (default 1)
   --threads N       CPU threads for the engine (default: all)
+  --random-weights  build the weights on the device; generated shard (below)
+  --kind K          eval | probe (default eval)
+  --seq N           with --random-weights: tokens per sequence (default 2048)
+  --device D        cpu | cuda (default cpu)
+  --dtype T         float32 | bfloat16 (default float32)
+  --prefix-budget-mb M  prefix states kept on the device (default 8192)
+  --max-batch-tokens N  executor batching (default 4096)
 )";
+
+// A deterministic pseudo-English text of `words` words.
+std::string GeneratedText(int64_t words, uint64_t seed) {
+  static const char* kSyllables[] = {
+      "ka",  "lo", "mer", "tin", "sa", "vo",  "ri",  "den", "pa", "gul",
+      "est", "an", "or",  "bel", "cu", "dra", "fen", "hi",  "jo", "qua"};
+  std::mt19937_64 rng(seed);
+  std::string text;
+  for (int64_t i = 0; i < words; ++i) {
+    if (i > 0) text += (rng() % 12 == 0) ? ". " : " ";
+    const int n = 1 + static_cast<int>(rng() % 3);
+    for (int k = 0; k < n; ++k) text += kSyllables[rng() % 20];
+  }
+  return text;
+}
 
 class BenchContext : public TaskContext {
  public:
@@ -56,10 +94,12 @@ struct RunResult {
 };
 
 RunResult RunOnce(const std::shared_ptr<LmBackend>& backend, bool reuse,
-                  const std::vector<TaskInput>& tasks) {
+                  const std::vector<TaskInput>& tasks,
+                  int64_t max_batch_tokens) {
   LmExecutorOptions opts;
   opts.prefix_reuse = reuse;
-  auto exec = LmExecutor::Create("eval", backend, opts);
+  opts.max_batch_tokens = max_batch_tokens;
+  auto exec = LmExecutor::Create(tasks[0].kind, backend, opts);
   if (!exec.ok()) {
     std::fprintf(stderr, "%s\n", exec.status().ToString().c_str());
     std::exit(1);
@@ -87,7 +127,10 @@ RunResult RunOnce(const std::shared_ptr<LmBackend>& backend, bool reuse,
 int Main(int argc, char** argv) {
   std::string config = "configs/models/gemma4-tiny-60.json";
   std::string corpus = "configs/data/corpus_prose.txt";
-  int64_t windows = 4, context = 128, seed = 1, threads = 0;
+  std::string kind = "eval", device = "cpu", dtype_name = "float32";
+  int64_t windows = 4, context = 128, seed = 1, threads = 0, seq = 2048;
+  int64_t prefix_budget_mb = 8192, max_batch_tokens = 4096;
+  bool random_weights = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -120,12 +163,41 @@ int Main(int argc, char** argv) {
       number(&seed);
     } else if (a == "--threads") {
       number(&threads);
+    } else if (a == "--random-weights") {
+      random_weights = true;
+    } else if (a == "--kind") {
+      kind = value();
+    } else if (a == "--seq") {
+      number(&seq);
+    } else if (a == "--device") {
+      device = value();
+    } else if (a == "--dtype") {
+      dtype_name = value();
+    } else if (a == "--prefix-budget-mb") {
+      number(&prefix_budget_mb);
+    } else if (a == "--max-batch-tokens") {
+      number(&max_batch_tokens);
     } else {
       std::fprintf(stderr, "jobs_bench: unknown flag %s\n%s", a.c_str(),
                    kUsage);
       return 2;
     }
   }
+  if (kind != "eval" && kind != "probe") {
+    std::fprintf(stderr, "jobs_bench: --kind must be eval or probe, got %s\n",
+                 kind.c_str());
+    return 2;
+  }
+  auto dtype = engine::ParseDType(dtype_name);
+  if (!dtype.ok()) {
+    std::fprintf(stderr, "jobs_bench: --dtype: %s\n",
+                 dtype.status().ToString().c_str());
+    return 2;
+  }
+  auto fail = [](const absl::Status& st) {
+    std::fprintf(stderr, "jobs_bench: %s\n", st.ToString().c_str());
+    return 1;
+  };
   char tmpl[] = "/tmp/jobs_bench_XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {
     std::perror("mkdtemp");
@@ -133,43 +205,79 @@ int Main(int argc, char** argv) {
   }
   const std::string dir = tmpl;
   const std::string model_dir = dir + "/model";
-  absl::Status s =
-      engine::MakeRandomModel(config, static_cast<uint64_t>(seed), model_dir);
-  if (!s.ok()) {
-    std::fprintf(stderr, "jobs_bench: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  auto tokenizer = Tokenizer::FromFile(model_dir + "/tokenizer.json");
-  auto records = ReadRecords(corpus, 0);
-  if (!tokenizer.ok() || !records.ok()) {
-    std::fprintf(stderr, "jobs_bench: %s %s\n",
-                 tokenizer.status().ToString().c_str(),
-                 records.status().ToString().c_str());
-    return 1;
-  }
-  Windowing w;
-  w.context_length = static_cast<int>(context);
-  w.stride = static_cast<int>(context);
-  w.bos = BosPolicy::kOn;
-  // Take records until the shard holds `windows` windows.
-  int64_t have = 0, scored = 0, used = 0;
-  for (const TextRecord& r : *records) {
-    if (have >= windows) break;
-    auto ids = (*tokenizer)->Encode(r.text, BosPolicy::kOn);
-    if (!ids.ok()) {
-      std::fprintf(stderr, "jobs_bench: %s\n", ids.status().ToString().c_str());
+  auto cfg = engine::ModelConfig::FromFile(config);
+  if (!cfg.ok()) return fail(cfg.status());
+  if (random_weights) {
+    // config.json + tokenizer.json only: the engine builds the weights.
+    std::filesystem::create_directories(model_dir);
+    std::error_code ec;
+    std::filesystem::copy_file(config, model_dir + "/config.json", ec);
+    if (ec) {
+      std::fprintf(stderr, "jobs_bench: copying %s: %s\n", config.c_str(),
+                   ec.message().c_str());
       return 1;
     }
-    for (const TokenWindow& win : MakeWindows(ids->size(), w)) {
-      ++have;
-      scored += win.scored();
-    }
-    ++used;
+    auto tok = GenerateTokenizerJson(cfg->vocab_size);
+    if (!tok.ok()) return fail(tok.status());
+    std::ofstream(model_dir + "/tokenizer.json") << *tok;
+  } else {
+    absl::Status s =
+        engine::MakeRandomModel(config, static_cast<uint64_t>(seed), model_dir);
+    if (!s.ok()) return fail(s);
   }
-  auto cfg = engine::ModelConfig::FromFile(config);
-  if (!cfg.ok()) {
-    std::fprintf(stderr, "jobs_bench: %s\n", cfg.status().ToString().c_str());
-    return 1;
+  auto tokenizer = Tokenizer::FromFile(model_dir + "/tokenizer.json");
+  if (!tokenizer.ok()) return fail(tokenizer.status());
+  int64_t have = 0, scored = 0, used = 0;
+  if (random_weights) {
+    context = seq;
+    // Grow the generated text until it encodes to at least `seq` tokens.
+    std::string text;
+    for (int64_t words = seq;; words *= 2) {
+      text = GeneratedText(words, static_cast<uint64_t>(seed));
+      auto ids = (*tokenizer)->Encode(text, BosPolicy::kOn);
+      if (!ids.ok()) return fail(ids.status());
+      if (static_cast<int64_t>(ids->size()) >= seq) break;
+    }
+    if (kind == "probe") {
+      corpus = dir + "/shard.jsonl";
+      std::ofstream(corpus)
+          << nlohmann::json{{"prompt", text}, {"target", " kalo"}}.dump()
+          << "\n";
+      have = 1;
+      scored = 1;
+    } else {
+      // Exactly one window of `seq` tokens: cut the text by words.
+      corpus = dir + "/shard.txt";
+      std::string cut = text;
+      while (true) {
+        auto ids = (*tokenizer)->Encode(cut, BosPolicy::kOn);
+        if (!ids.ok()) return fail(ids.status());
+        if (static_cast<int64_t>(ids->size()) <= seq) break;
+        cut = cut.substr(0, cut.find_last_of(' '));
+      }
+      std::ofstream(corpus) << cut << "\n";
+      have = 1;
+      scored = seq - 1;
+    }
+    used = 1;
+  } else {
+    auto records = ReadRecords(corpus, 0);
+    if (!records.ok()) return fail(records.status());
+    Windowing w;
+    w.context_length = static_cast<int>(context);
+    w.stride = static_cast<int>(context);
+    w.bos = BosPolicy::kOn;
+    // Take records until the shard holds `windows` windows.
+    for (const TextRecord& r : *records) {
+      if (have >= windows) break;
+      auto ids = (*tokenizer)->Encode(r.text, BosPolicy::kOn);
+      if (!ids.ok()) return fail(ids.status());
+      for (const TokenWindow& win : MakeWindows(ids->size(), w)) {
+        ++have;
+        scored += win.scored();
+      }
+      ++used;
+    }
   }
   const std::string config_text = absl::StrCat(
       cfg->num_hidden_layers, " layers, hidden ", cfg->hidden_size);
@@ -178,26 +286,32 @@ int Main(int argc, char** argv) {
   LmBackendOptions bo;
   bo.engine.model_dir = model_dir;
   bo.engine.cpu_threads_per_rank = static_cast<int>(threads);
+  bo.engine.random_weights = random_weights;
+  bo.engine.seed = static_cast<uint64_t>(seed);
+  bo.engine.device = device;
+  bo.engine.dtype = *dtype;
+  bo.engine.prefix_device_budget_bytes = prefix_budget_mb << 20;
+  const auto load_start = std::chrono::steady_clock::now();
   auto backend = LmBackend::Create(bo);
-  if (!backend.ok()) {
-    std::fprintf(stderr, "jobs_bench: %s\n",
-                 backend.status().ToString().c_str());
-    return 1;
-  }
+  if (!backend.ok()) return fail(backend.status());
+  const double load_s = std::chrono::duration<double>(
+                            std::chrono::steady_clock::now() - load_start)
+                            .count();
   nlohmann::json base = {
+      {"kind", kind == "eval" ? "JOB_KIND_EVAL" : "JOB_KIND_PROBE"},
       {"model", {{"path", model_dir}}},
       {"data",
        {{"dataset",
          {{"name", "bench"}, {"path", corpus}, {"max_records", used}}},
         {"shard_index", 0},
         {"num_shards", 1}}},
-      {"eval",
+      {kind,
        {{"windowing",
          {{"context_length", context}, {"stride", context}, {"bos", "on"}}}}}};
   std::vector<TaskInput> tasks;
   for (int L = -1; L < N; ++L) {
     TaskInput t;
-    t.kind = "eval";
+    t.kind = kind;
     t.task_key = L < 0 ? "baseline" : absl::StrCat("skip-", L);
     t.spec = base;
     if (L >= 0) {
@@ -207,15 +321,17 @@ int Main(int argc, char** argv) {
     tasks.push_back(std::move(t));
   }
   std::printf(
-      "model: %s (%s), shard: %lld records, %lld windows, %lld scored "
-      "tokens, context %lld; tasks: baseline + skip of each of %d "
-      "layers = %zu\n",
-      config.c_str(), config_text.c_str(), (long long)used, (long long)have,
-      (long long)scored, (long long)context, N, tasks.size());
+      "model: %s (%s), %s, device %s, dtype %s, load %.1f s; kind %s; shard: "
+      "%lld records, %lld sequences, %lld scored tokens, context %lld; "
+      "tasks: baseline + skip of each of %d layers = %zu\n",
+      config.c_str(), config_text.c_str(),
+      random_weights ? "random weights on the device" : "generated checkpoint",
+      device.c_str(), dtype_name.c_str(), load_s, kind.c_str(), (long long)used,
+      (long long)have, (long long)scored, (long long)context, N, tasks.size());
   // Warm-up (first-touch allocations) on the baseline only.
-  RunOnce(*backend, false, {tasks[0]});
-  RunResult off = RunOnce(*backend, false, tasks);
-  RunResult on = RunOnce(*backend, true, tasks);
+  RunOnce(*backend, false, {tasks[0]}, max_batch_tokens);
+  RunResult off = RunOnce(*backend, false, tasks, max_batch_tokens);
+  RunResult on = RunOnce(*backend, true, tasks, max_batch_tokens);
   double max_rel = 0;
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& a = off.outputs[i].metrics;
@@ -238,8 +354,11 @@ int Main(int argc, char** argv) {
   std::printf("ratio on/off: layer-forwards %.3f, wall time %.3f\n",
               static_cast<double>(on.layer_forwards) / off.layer_forwards,
               on.seconds / off.seconds);
-  std::printf("max relative metric difference on vs off: %.3g; failures: %d\n",
-              max_rel, off.failures + on.failures);
+  std::printf(
+      "max relative metric difference on vs off: %.3g; metrics per "
+      "task: %zu; failures: %d\n",
+      max_rel, on.outputs.empty() ? size_t{0} : on.outputs[0].metrics.size(),
+      off.failures + on.failures);
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   return off.failures + on.failures == 0 ? 0 : 1;
