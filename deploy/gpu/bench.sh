@@ -2,6 +2,7 @@
 # GPU benchmarks (issues 5 and 6), run by build_and_test.sh or by hand after sourcing env.sh:
 #   deploy/gpu/bench.sh BUILD_DIR OUT_DIR
 # Runs, in one session on one GPU, each with its log in OUT_DIR:
+#   golden_gpu.log      golden_gpu_test again, printing the differences it measured
 #   nccl.log            nccl_communicator_test again with NCCL_DEBUG=INFO (NCCL's own view of
 #                       the TP = 1 communicator and its collectives)
 #   engine_forward.log  engine_bench, 31B shape, random bf16 weights: forward 4 x 2048 with the
@@ -51,6 +52,10 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.versio
 if [[ -x "$build/tests/comm/nccl_communicator_test" ]]; then
   NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,COLL run nccl 60 \
     "$build/tests/comm/nccl_communicator_test"
+fi
+if [[ -x "$build/tests/golden/golden_gpu_test" ]]; then
+  SWEEPD_SOURCE_DIR=$root run golden_gpu 120 "$build/tests/golden/golden_gpu_test"
+  grep '^\[golden\]' "$out/golden_gpu.log" | grep -E 'logits|nll|argmax|lens' | head -n 20
 fi
 if [[ -x "$build/worker/engine/engine_bench" ]]; then
   run engine_forward 240 "$build/worker/engine/engine_bench" --random-weights \

@@ -125,6 +125,8 @@ RunResult RunOnce(const std::shared_ptr<LmBackend>& backend, bool reuse,
 }
 
 int Main(int argc, char** argv) {
+  // Line-buffered, so the log keeps every line even if the process dies.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::string config = "configs/models/gemma4-tiny-60.json";
   std::string corpus = "configs/data/corpus_prose.txt";
   std::string kind = "eval", device = "cpu", dtype_name = "float32";
