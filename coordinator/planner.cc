@@ -533,32 +533,6 @@ absl::StatusOr<std::vector<std::vector<AxisPoint>>> ExpandAxes(
 // ---- Job kinds
 // ---------------------------------------------------------------------------
 
-v1::JobKind KindOf(v1::SweepSpec::JobCase job) {
-  switch (job) {
-    case v1::SweepSpec::kEval:
-      return v1::JOB_KIND_EVAL;
-    case v1::SweepSpec::kProbe:
-      return v1::JOB_KIND_PROBE;
-    case v1::SweepSpec::kHeadImportance:
-      return v1::JOB_KIND_HEAD_IMPORTANCE;
-    case v1::SweepSpec::kCapture:
-      return v1::JOB_KIND_CAPTURE;
-    case v1::SweepSpec::kHeal:
-      return v1::JOB_KIND_HEAL;
-    case v1::SweepSpec::kMaterialize:
-      return v1::JOB_KIND_MATERIALIZE;
-    case v1::SweepSpec::kGenerate:
-      return v1::JOB_KIND_GENERATE;
-    case v1::SweepSpec::kCanary:
-      return v1::JOB_KIND_CANARY;
-    case v1::SweepSpec::kSynthetic:
-      return v1::JOB_KIND_SYNTHETIC;
-    case v1::SweepSpec::JOB_NOT_SET:
-      break;
-  }
-  return v1::JOB_KIND_UNSPECIFIED;
-}
-
 void CopyJob(const v1::SweepSpec& spec, v1::TaskSpec* task) {
   switch (spec.job_case()) {
     case v1::SweepSpec::kEval:
@@ -785,6 +759,32 @@ struct DataSlot {
 
 }  // namespace
 
+v1::JobKind JobKindOf(v1::SweepSpec::JobCase job) {
+  switch (job) {
+    case v1::SweepSpec::kEval:
+      return v1::JOB_KIND_EVAL;
+    case v1::SweepSpec::kProbe:
+      return v1::JOB_KIND_PROBE;
+    case v1::SweepSpec::kHeadImportance:
+      return v1::JOB_KIND_HEAD_IMPORTANCE;
+    case v1::SweepSpec::kCapture:
+      return v1::JOB_KIND_CAPTURE;
+    case v1::SweepSpec::kHeal:
+      return v1::JOB_KIND_HEAL;
+    case v1::SweepSpec::kMaterialize:
+      return v1::JOB_KIND_MATERIALIZE;
+    case v1::SweepSpec::kGenerate:
+      return v1::JOB_KIND_GENERATE;
+    case v1::SweepSpec::kCanary:
+      return v1::JOB_KIND_CANARY;
+    case v1::SweepSpec::kSynthetic:
+      return v1::JOB_KIND_SYNTHETIC;
+    case v1::SweepSpec::JOB_NOT_SET:
+      break;
+  }
+  return v1::JOB_KIND_UNSPECIFIED;
+}
+
 absl::StatusOr<std::vector<int>> ParseLayerSelector(const std::string& selector,
                                                     int num_layers,
                                                     const std::string& field) {
@@ -880,7 +880,7 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
         "exactly one job must be set: eval, probe, head_importance, capture, "
         "heal, materialize, generate, canary or synthetic");
   }
-  const v1::JobKind kind = KindOf(rs.job_case());
+  const v1::JobKind kind = JobKindOf(rs.job_case());
   const bool synthetic = kind == v1::JOB_KIND_SYNTHETIC;
   RETURN_IF_ERROR(ValidatePolicy(rs.mutable_policy()));
 

@@ -83,6 +83,10 @@ absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
     const std::vector<sweepd::v1::TaskRecord>& records, int64_t first_index,
     const PlannerOptions& options);
 
+// The job kind of a sweep's (or stage's) job oneof; UNSPECIFIED when none is
+// set.
+sweepd::v1::JobKind JobKindOf(sweepd::v1::SweepSpec::JobCase job);
+
 // Parses a layer selector ("all", "3", "0,5,11", "10-22", "0:60:2", mixes) for
 // a model with `num_layers` layers into a sorted, de-duplicated list. `field`
 // names the spec field in errors.

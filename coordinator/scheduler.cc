@@ -637,38 +637,13 @@ class LeaseSchedulerImpl : public LeaseScheduler {
     s->priority = spec.policy().priority();
     s->tensor_parallel = spec.policy().tensor_parallel();
     s->model_fingerprint = spec.model().fingerprint();
-    s->kind = KindOf(spec);
+    s->kind = JobKindOf(spec.job_case());
     s->created_ms = created;
     s->updated_ms = created;
     s->lease_ms = ledger_->LeaseMsOf(spec);
     SweepInfo* raw = s.get();
     sweeps_[id] = std::move(s);
     return raw;
-  }
-
-  static v1::JobKind KindOf(const v1::SweepSpec& spec) {
-    switch (spec.job_case()) {
-      case v1::SweepSpec::kEval:
-        return v1::JOB_KIND_EVAL;
-      case v1::SweepSpec::kProbe:
-        return v1::JOB_KIND_PROBE;
-      case v1::SweepSpec::kHeadImportance:
-        return v1::JOB_KIND_HEAD_IMPORTANCE;
-      case v1::SweepSpec::kCapture:
-        return v1::JOB_KIND_CAPTURE;
-      case v1::SweepSpec::kHeal:
-        return v1::JOB_KIND_HEAL;
-      case v1::SweepSpec::kMaterialize:
-        return v1::JOB_KIND_MATERIALIZE;
-      case v1::SweepSpec::kGenerate:
-        return v1::JOB_KIND_GENERATE;
-      case v1::SweepSpec::kCanary:
-        return v1::JOB_KIND_CANARY;
-      case v1::SweepSpec::kSynthetic:
-        return v1::JOB_KIND_SYNTHETIC;
-      default:
-        return v1::JOB_KIND_UNSPECIFIED;
-    }
   }
 
   MemTask* AddTaskLocked(SweepInfo* s, const std::string& task_key, int64_t idx,
