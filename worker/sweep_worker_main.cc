@@ -139,6 +139,18 @@ std::string DefaultName() {
 }
 
 int RunMain(int argc, char** argv) {
+  // Signals are taken synchronously by one thread (sigwait), so the drain runs
+  // in normal code, never in a signal handler. Block them first: every thread
+  // started later inherits the mask — the engine's rank threads and the threads
+  // CUDA and libtorch start — so none of them can receive SIGTERM and be killed
+  // by its default action instead of draining.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   WorkerAgentOptions options;
   const char* env = std::getenv("SWEEPD_COORDINATOR");
   options.coordinator =
@@ -268,16 +280,6 @@ int RunMain(int argc, char** argv) {
     }
   }
   options.registry = &registry;
-
-  // Signals are taken synchronously by one thread (sigwait), so the drain runs
-  // in normal code, never in a signal handler. Block them before any other
-  // thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGUSR2);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto agent = WorkerAgent::Create(options);
   if (!agent.ok()) {

@@ -10,6 +10,7 @@
 // generous deadline.
 #include <signal.h>
 
+#include <cstdlib>
 #include <random>
 #include <set>
 #include <string>
@@ -324,6 +325,70 @@ TEST(FaultTest, SigtermLetsATaskFinishWithinTheGrace) {
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(status->state(), v1::SWEEP_STATE_DONE) << cluster->DescribeLogs();
   EXPECT_EQ(CountInFile((*worker)->log_path(), "released 1 task(s)"), 0);
+}
+
+// A worker running engine-backed eval tasks (tensor-parallel rank threads,
+// libtorch's pools) drains on SIGTERM and exits 0. The worker blocks the
+// signals before it creates the engine: on CUDA machines libtorch starts
+// threads when the model loads, and one of those receiving SIGTERM would kill
+// the process (seen on an H200 before the fix). On CPU the engine's threads
+// start lazily, so this test checks the drain, not that ordering.
+TEST(FaultTest, SigtermDrainsAWorkerWithAModelLoaded) {
+  auto dir = MakeTempDir("sweepd-fault-model");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  const std::string source = std::getenv("SWEEPD_SOURCE_DIR");
+  auto cluster = NewCluster(
+      "sweepd-fault-drain-model", /*fixed_port=*/false,
+      {"--model-root", *dir, "--data-root", source + "/configs/data"});
+  ASSERT_NE(cluster, nullptr);
+  auto worker_bin = BuildBinary("worker/sweep-worker");
+  ASSERT_TRUE(worker_bin.ok()) << worker_bin.status();
+  SpawnOptions make;
+  make.argv = {*worker_bin, "make-model",
+               "--config",  source + "/configs/models/gemma4-tiny.json",
+               "--seed",    "1",
+               "--out",     *dir + "/gemma4-tiny"};
+  make.log_path = *dir + "/make-model.log";
+  auto maker = Process::Spawn(make);
+  ASSERT_TRUE(maker.ok()) << maker.status();
+  auto made = (*maker)->Wait(absl::Seconds(60));
+  ASSERT_TRUE(made.ok() && made->exited && made->code == 0)
+      << (made.ok() ? made->ToString() : made.status().ToString());
+
+  // An eval sweep, so the engine has run forwards (and started its threads)
+  // by the time the signal comes.
+  v1::SweepSpec spec;
+  spec.set_name("fault-drain-model");
+  spec.mutable_model()->set_path("gemma4-tiny");
+  auto* ds = spec.add_datasets();
+  ds->set_name("prose");
+  ds->set_path("corpus_prose.txt");
+  spec.mutable_eval()->mutable_windowing()->set_context_length(64);
+  auto* layers = spec.mutable_grid()->add_axes()->mutable_layers();
+  layers->set_op("skip");
+  layers->set_select("all");
+  layers->set_include_baseline(true);
+  auto submitted = cluster->Submit(spec);
+  ASSERT_TRUE(submitted.ok()) << submitted.status() << cluster->DescribeLogs();
+  auto worker = cluster->StartWorker(
+      "engine", {"--model", *dir + "/gemma4-tiny", "--tp", "2", "--threads",
+                 "1", "--max-tasks", "1"});
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while ((*worker)->Running() && absl::Now() < deadline) {
+    auto status = cluster->GetSweep(submitted->sweep_id());
+    if (status.ok() && status->counts().done() >= 1) break;
+    absl::SleepFor(absl::Milliseconds(50));  // waiting for a process, not time
+  }
+  auto status = cluster->GetSweep(submitted->sweep_id());
+  ASSERT_TRUE(status.ok() && status->counts().done() >= 1)
+      << cluster->DescribeLogs();
+  ASSERT_TRUE((*worker)->Signal(SIGTERM).ok());
+  auto exit = (*worker)->Wait(absl::Seconds(30));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->exited && exit->code == 0)
+      << exit->ToString() << cluster->DescribeLogs();
+  EXPECT_GT(CountInFile((*worker)->log_path(), "draining"), 0);
 }
 
 }  // namespace
