@@ -59,7 +59,7 @@ if [[ -x "$build/tests/golden/golden_gpu_test" ]]; then
 fi
 if [[ -x "$build/worker/engine/engine_bench" ]]; then
   run engine_forward 240 "$build/worker/engine/engine_bench" --random-weights \
-    --config "$config" --device cuda --dtype bfloat16 --batch 4 --seq 2048 --iters 5 \
+    --config "$config" --device cuda --dtype bfloat16 --batch 4 --seq 2048 --iters 3 \
     --compare-attention --ablation-sweep --sweep-batch 1 --sweep-seq 2048 \
     --prefix-budget-mb 8192
 fi

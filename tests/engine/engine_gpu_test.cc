@@ -19,6 +19,7 @@
 #include "nlohmann/json.hpp"
 #include "worker/engine/api.h"
 #include "worker/engine/model_generator.h"
+#include "worker/engine/profile.h"
 
 namespace sweepd::engine {
 namespace {
@@ -320,6 +321,37 @@ TEST(EngineGpuAutoTest, FullLayersWithHeadDim512MatchCpu) {
                    ref.captures["attn_heads[5]"].data),
             0.05);
   EXPECT_LE(RelDiff(b.nll, ref.nll), 0.05);
+}
+
+// Query blocks of other sizes than the default (SetChunkedQueryBlockOverride):
+// 100 positions, and the whole sequence of 2056 positions in one block (fp32
+// rows of 2056 keys take the two-pass softmax, bf16 ones the single-pass
+// kernel), match the CPU engine.
+TEST_F(EngineGpuTest, ChunkedGemmAttentionQueryBlocksMatchCpu) {
+  auto cpu = MakeEngine(*dir_, "cpu", DType::kFloat32);
+  auto f32 = MakeEngineWithAttention(*dir_, DType::kFloat32,
+                                     AttentionPath::kChunkedGemm);
+  auto bf16 = MakeEngineWithAttention(*dir_, DType::kBFloat16,
+                                      AttentionPath::kChunkedGemm);
+  ASSERT_NE(f32, nullptr);
+  ASSERT_NE(bf16, nullptr);
+  for (int64_t block : {int64_t{100}, int64_t{2056}}) {
+    SCOPED_TRACE(block);
+    ForwardRequest req = MakeRequest(1, 2056, 512, 31);
+    req.captures = {"attn_heads[0]", "attn_heads[5]"};
+    ForwardResult ref = RunFwd(cpu.get(), req);
+    SetChunkedQueryBlockOverride(block);
+    ForwardResult got = RunFwd(f32.get(), req);
+    ForwardResult b = RunFwd(bf16.get(), req);
+    SetChunkedQueryBlockOverride(0);
+    EXPECT_LE(RelDiff(got.nll, ref.nll), 1e-4);
+    EXPECT_LE(RelDiff(b.nll, ref.nll), 0.05);
+    for (const std::string& c : req.captures) {
+      SCOPED_TRACE(c);
+      EXPECT_LE(RelDiff(got.captures[c].data, ref.captures[c].data), 1e-4);
+      EXPECT_LE(RelRms(b.captures[c].data, ref.captures[c].data), 0.05);
+    }
+  }
 }
 
 }  // namespace

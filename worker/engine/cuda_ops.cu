@@ -641,6 +641,98 @@ __global__ void CausalSoftmaxKernel(SoftmaxParams<T> p) {
   }
 }
 
+// Single-pass variant for rows that fit the block's registers (keys ≤
+// kSoftmaxRegThreads · kVecs · Vec16<T>::kN, 16-byte aligned rows): each
+// thread loads its kVecs vectors of the allowed range once, the block reduces
+// the row max, then Σ exp(x − max) over the values held in registers, and
+// writes p = exp(x − max) · (1 / Σ) (0 outside the allowed range). One read
+// and one write of the row; one exp per allowed element.
+constexpr int kSoftmaxRegThreads = 256;
+constexpr int kSoftmaxRegVecs = 2;
+
+__device__ float BlockReduceMax(float v, float* red) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  v = lane < warps ? red[lane] : -INFINITY;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  }
+  __syncthreads();  // red is reused by the next reduction
+  return v;
+}
+
+__device__ float BlockReduceSum(float v, float* red) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  v = lane < warps ? red[lane] : 0.0f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kSoftmaxRegThreads)
+    CausalSoftmaxRegKernel(SoftmaxParams<T> p) {
+  __shared__ float red[32];
+  constexpr int kN = Vec16<T>::kN;
+  const int64_t row = blockIdx.x;  // over batches * rows
+  T* x = p.scores + row * p.keys;
+  const int64_t pos = p.q_start + (row % p.rows) / p.group;
+  int64_t lo = p.window > 0 ? pos - p.window + 1 : 0;
+  if (lo < 0) lo = 0;
+  int64_t c0 = lo - p.key_start;
+  int64_t c1 = pos - p.key_start + 1;
+  if (c0 < 0) c0 = 0;
+  if (c1 > p.keys) c1 = p.keys;
+  const int64_t nvec = p.keys / kN;
+  float v[kSoftmaxRegVecs][kN];
+  float m = -INFINITY;
+#pragma unroll
+  for (int u = 0; u < kSoftmaxRegVecs; ++u) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(u) * blockDim.x;
+    const int64_t base = i * kN;
+    const bool any = i < nvec && !(base + kN <= c0 || base >= c1);
+    if (any) Vec16<T>::Load(x + base, v[u]);
+#pragma unroll
+    for (int k = 0; k < kN; ++k) {
+      const int64_t j = base + k;
+      const bool ok = any && j >= c0 && j < c1;
+      v[u][k] = ok ? v[u][k] * p.scale : -INFINITY;
+      m = fmaxf(m, v[u][k]);
+    }
+  }
+  const float row_max = BlockReduceMax(m, red);
+  float s = 0.0f;
+#pragma unroll
+  for (int u = 0; u < kSoftmaxRegVecs; ++u) {
+#pragma unroll
+    for (int k = 0; k < kN; ++k) {
+      v[u][k] = v[u][k] == -INFINITY ? 0.0f : expf(v[u][k] - row_max);
+      s += v[u][k];
+    }
+  }
+  const float inv = 1.0f / BlockReduceSum(s, red);
+#pragma unroll
+  for (int u = 0; u < kSoftmaxRegVecs; ++u) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(u) * blockDim.x;
+    if (i >= nvec) continue;
+#pragma unroll
+    for (int k = 0; k < kN; ++k) v[u][k] *= inv;
+    Vec16<T>::Store(x + i * kN, v[u]);
+  }
+}
+
 template <typename T>
 int LaunchCausalSoftmax(const CausalSoftmaxArgs& a, cudaStream_t stream) {
   SoftmaxParams<T> p;
@@ -653,7 +745,11 @@ int LaunchCausalSoftmax(const CausalSoftmaxArgs& a, cudaStream_t stream) {
   p.window = a.window;
   p.scale = a.scale;
   const unsigned grid = static_cast<unsigned>(a.batches * a.rows);
-  if (a.keys % Vec16<T>::kN == 0 && Aligned16(a.scores)) {
+  const bool vec = a.keys % Vec16<T>::kN == 0 && Aligned16(a.scores);
+  if (vec &&
+      a.keys <= int64_t{kSoftmaxRegThreads} * kSoftmaxRegVecs * Vec16<T>::kN) {
+    CausalSoftmaxRegKernel<T><<<grid, kSoftmaxRegThreads, 0, stream>>>(p);
+  } else if (vec) {
     CausalSoftmaxKernel<T, true><<<grid, kSoftmaxThreads, 0, stream>>>(p);
   } else {
     CausalSoftmaxKernel<T, false><<<grid, kSoftmaxThreads, 0, stream>>>(p);

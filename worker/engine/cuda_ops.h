@@ -88,7 +88,9 @@ int RowCosNorm(Dtype dtype, const void* a, const void* b, int64_t rows,
 // position − j < window. Per row, in float32: x = score · scale,
 // p = exp(x − max) / Σ exp(x − max) over the allowed keys, 0 elsewhere,
 // rounded once to dtype (the eager softmax(float32).to(dtype)). Every row must
-// allow at least one key.
+// allow at least one key. Rows of up to 4096 bf16 / 2048 fp32 keys (16-byte
+// aligned) take one read and one write of the row (held in registers); longer
+// rows one more read.
 struct CausalSoftmaxArgs {
   Dtype dtype = Dtype::kBFloat16;
   void* scores = nullptr;

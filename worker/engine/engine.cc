@@ -453,6 +453,9 @@ struct ProfileStore {
 std::atomic<bool> g_profiling{false};
 // -1: none; else static_cast<int>(AttentionPath) (SetAttentionPathOverride).
 std::atomic<int> g_attention_override{-1};
+// 0: none; else query positions per chunked-attention block
+// (SetChunkedQueryBlockOverride).
+std::atomic<int64_t> g_query_block_override{0};
 
 ProfileStore& Profiles() {
   static ProfileStore* store = new ProfileStore;
@@ -1189,19 +1192,29 @@ class RankRunner {
     at::Tensor vg = v.permute({0, 2, 1, 3}).reshape({B * KV, S, D});
     at::Tensor out = at::empty({B * KV, S * G, D}, q.options());
     // Query positions per block: up to 256, fewer when the score block
-    // [B·KV, C·G, keys] would pass 256 MiB.
+    // [B·KV, C·G, keys] would pass 256 MiB (SetChunkedQueryBlockOverride
+    // replaces the choice). Larger blocks compute more of the masked upper
+    // triangle: n blocks of a causal sequence compute (n + 1) / 2n of the
+    // square (n = 8: 0.5625; n = 1: 1).
     const int64_t keys_max =
         window > 0 ? std::min<int64_t>(S, window + 256) : S;
     const int64_t budget = int64_t{256} << 20;
     int64_t C =
         budget / std::max<int64_t>(1, B * KV * G * keys_max * q.element_size());
     C = std::clamp<int64_t>(C, 16, 256);
+    const int64_t forced = g_query_block_override.load();
+    if (forced > 0) C = std::min(forced, S);
+    // Sub-phases of the full layers' attention in the profile (the layout
+    // copies stay under the phase itself).
+    const bool split = window == 0;
     for (int64_t s0 = 0; s0 < S; s0 += C) {
       const int64_t s1 = std::min(S, s0 + C);
       const int64_t k0 = window > 0 ? std::max<int64_t>(0, s0 - window + 1) : 0;
       const int64_t rows = (s1 - s0) * G;
+      if (split) clock_->Mark("attention_full.qk");
       at::Tensor scores = at::bmm(qg.narrow(1, s0 * G, rows),
                                   kg.narrow(1, k0, s1 - k0).transpose(1, 2));
+      if (split) clock_->Mark("attention_full.softmax");
       cuda_ops::CausalSoftmaxArgs a;
       a.dtype = OpDtype();
       a.scores = scores.data_ptr();
@@ -1214,9 +1227,11 @@ class RankRunner {
       a.window = window;
       a.scale = 1.0f;
       CudaCheck(cuda_ops::CausalSoftmax(a, stream_), "CausalSoftmax");
+      if (split) clock_->Mark("attention_full.pv");
       at::Tensor dst = out.narrow(1, s0 * G, rows);
       at::bmm_out(dst, scores, vg.narrow(1, k0, s1 - k0));
     }
+    if (split) clock_->Mark("attention_full");
     return out.view({B, KV, S, G, D})
         .permute({0, 2, 1, 3, 4})
         .reshape({B, S, H, D});
@@ -1880,6 +1895,10 @@ class EngineImpl : public Engine {
 }  // namespace
 
 void SetPhaseProfiling(bool enabled) { g_profiling.store(enabled); }
+
+void SetChunkedQueryBlockOverride(int64_t positions) {
+  g_query_block_override.store(std::max<int64_t>(0, positions));
+}
 
 void SetAttentionPathOverride(std::optional<AttentionPath> path) {
   g_attention_override.store(path ? static_cast<int>(*path) : -1);

@@ -6,8 +6,10 @@
 // probe statistics (block influence, norms, logit-lens rank of one target per
 // prompt), naively and with prefix reuse (layer-forwards and wall time).
 // --compare-attention also times the forward with the attention path forced
-// to sdpa and to chunked (same model, same run) and prints each one's
-// attention phases.
+// to sdpa and to chunked, and the full layers' chunked GEMM attention with
+// query blocks of 512, 1024 and the whole sequence (same model, same run), and
+// prints each one's attention phases (full layers split into QK^T, softmax,
+// PV).
 //
 //   engine_bench (--model DIR | --random-weights --config FILE [--seed N])
 //                [--tp N] [--dtype float32|bfloat16] [--device cpu|cuda]
@@ -215,9 +217,18 @@ int main(int argc, char** argv) {
   }
 
   if (compare_attention) {
-    for (auto path : {sweepd::engine::AttentionPath::kSdpa,
-                      sweepd::engine::AttentionPath::kChunkedGemm}) {
+    // (path, query positions per chunked-attention block; 0 = its default):
+    // the paths, then the chunked GEMM attention of the full layers (kAuto)
+    // with larger query blocks.
+    const std::vector<std::pair<sweepd::engine::AttentionPath, int64_t>>
+        variants = {{sweepd::engine::AttentionPath::kSdpa, 0},
+                    {sweepd::engine::AttentionPath::kChunkedGemm, 0},
+                    {sweepd::engine::AttentionPath::kAuto, 512},
+                    {sweepd::engine::AttentionPath::kAuto, 1024},
+                    {sweepd::engine::AttentionPath::kAuto, seq}};
+    for (const auto& [path, block] : variants) {
       sweepd::engine::SetAttentionPathOverride(path);
+      sweepd::engine::SetChunkedQueryBlockOverride(block);
       std::vector<double> t;
       for (int i = 0; i < iters + 1; ++i) {
         start = std::chrono::steady_clock::now();
@@ -232,20 +243,27 @@ int main(int argc, char** argv) {
       sweepd::engine::SetPhaseProfiling(false);
       if (!Check(r)) return 1;
       const sweepd::engine::PhaseTimes p = sweepd::engine::TakePhaseProfile();
-      double full = 0, sliding = 0;
+      // attention_full includes its sub-phases (attention_full.qk, ...).
+      double full = 0, sliding = 0, qk = 0, softmax = 0, pv = 0;
       for (const auto& [name, ms] : p.ms) {
-        if (name == "attention_full") full = ms;
+        if (name.rfind("attention_full", 0) == 0) full += ms;
+        if (name == "attention_full.qk") qk = ms;
+        if (name == "attention_full.softmax") softmax = ms;
+        if (name == "attention_full.pv") pv = ms;
         if (name == "attention_sliding") sliding = ms;
       }
       std::printf(
-          "compare attention=%s batch=%lld seq=%lld median_s=%.4f "
-          "tokens_per_s=%.1f MFU(%.0f)=%.1f%% attention_full_ms=%.2f "
+          "compare attention=%s query_block=%lld batch=%lld seq=%lld "
+          "median_s=%.4f tokens_per_s=%.1f MFU(%.0f)=%.1f%% "
+          "attention_full_ms=%.2f (qk %.2f softmax %.2f pv %.2f) "
           "attention_sliding_ms=%.2f\n",
           sweepd::engine::AttentionPathName(path),
-          static_cast<long long>(batch), static_cast<long long>(seq), s,
-          batch * seq / s, peak_tflops,
-          100.0 * flops / s / (peak_tflops * 1e12), full, sliding);
+          static_cast<long long>(block), static_cast<long long>(batch),
+          static_cast<long long>(seq), s, batch * seq / s, peak_tflops,
+          100.0 * flops / s / (peak_tflops * 1e12), full, qk, softmax, pv,
+          sliding);
     }
+    sweepd::engine::SetChunkedQueryBlockOverride(0);
     sweepd::engine::SetAttentionPathOverride(std::nullopt);
   }
 

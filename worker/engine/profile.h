@@ -31,6 +31,10 @@ void SetPhaseProfiling(bool enabled);
 // instead of their EngineOptions::attention_path (so one loaded model can time
 // both attention paths in the same run); std::nullopt restores the options.
 void SetAttentionPathOverride(std::optional<AttentionPath> path);
+// Benchmarking: when set (> 0), the chunked GEMM attention processes this many
+// query positions per block (clamped to the sequence) instead of its own
+// choice; 0 restores the default.
+void SetChunkedQueryBlockOverride(int64_t positions);
 // Returns the accumulated profile and resets it.
 PhaseTimes TakePhaseProfile();
 
