@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <set>
 #include <utility>
@@ -18,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/fs.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
@@ -361,7 +361,7 @@ class CheckpointImpl final : public Checkpoint {
       file_of[item.key()] = file;
     }
     for (const auto& [file, names] : by_file) {
-      const std::string path = (std::filesystem::path(dir_) / file).string();
+      const std::string path = JoinPath(dir_, file);
       absl::StatusOr<std::unique_ptr<SafetensorsFile>> opened =
           SafetensorsFile::Open(path);
       if (!opened.ok()) {
@@ -593,18 +593,16 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
 
 absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(
     const std::string& dir) {
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec)) {
+  if (!IsDirectory(dir)) {
     return absl::NotFoundError(
         absl::StrCat("checkpoint directory not found: ", dir));
   }
   auto ckpt = std::make_unique<CheckpointImpl>(dir);
-  const std::string index = (std::filesystem::path(dir) / kIndexFile).string();
-  const std::string single =
-      (std::filesystem::path(dir) / kSingleFile).string();
-  if (std::filesystem::exists(index, ec)) {
+  const std::string index = JoinPath(dir, kIndexFile);
+  const std::string single = JoinPath(dir, kSingleFile);
+  if (PathExists(index)) {
     RETURN_IF_ERROR(ckpt->OpenIndexed(index));
-  } else if (std::filesystem::exists(single, ec)) {
+  } else if (PathExists(single)) {
     RETURN_IF_ERROR(ckpt->OpenSingle(single));
   } else {
     return absl::NotFoundError(absl::StrCat("checkpoint directory ", dir,
@@ -676,12 +674,7 @@ absl::Status SafetensorsWriter::WriteFile(const std::string& path) const {
 
 absl::Status SafetensorsWriter::WriteCheckpoint(
     const std::string& dir, uint64_t max_shard_bytes) const {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    return absl::InternalError(
-        absl::StrCat("cannot create directory ", dir, ": ", ec.message()));
-  }
+  RETURN_IF_ERROR(MakeDirs(dir));
   std::vector<const Entry*> sorted;
   uint64_t total = 0;
   for (const Entry& e : entries_) {
@@ -713,21 +706,20 @@ absl::Status SafetensorsWriter::WriteCheckpoint(
     }
     return w.WriteFile(path);
   };
-  const std::filesystem::path base(dir);
   if (shards.size() == 1) {
-    return write_shard(shards[0], (base / kSingleFile).string());
+    return write_shard(shards[0], JoinPath(dir, kSingleFile));
   }
   json weight_map = json::object();
   for (size_t i = 0; i < shards.size(); ++i) {
     const std::string file =
         absl::StrFormat("model-%05d-of-%05d.safetensors", i + 1, shards.size());
-    RETURN_IF_ERROR(write_shard(shards[i], (base / file).string()));
+    RETURN_IF_ERROR(write_shard(shards[i], JoinPath(dir, file)));
     for (const Entry* e : shards[i]) weight_map[e->name] = file;
   }
   json index = {{"metadata", {{"total_size", total}}},
                 {"weight_map", weight_map}};
   const std::string text = index.dump(2) + "\n";
-  return WriteAtomically((base / kIndexFile).string(), text, {});
+  return WriteAtomically(JoinPath(dir, kIndexFile), text, {});
 }
 
 uint16_t FloatToBf16(float f) {

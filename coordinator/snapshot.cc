@@ -6,19 +6,17 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/fs.h"
 #include "common/logging.h"
 #include "common/status.h"
 
 namespace sweepd {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr char kPrefix[] = "ledger-";
 constexpr char kSuffix[] = ".db";
@@ -42,24 +40,23 @@ absl::Status FsyncPath(const std::string& path, bool directory) {
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> ListSnapshots(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) {
+  if (!IsDirectory(dir)) {
     return absl::NotFoundError(
         absl::StrCat("snapshot dir ", dir, " does not exist"));
   }
+  absl::StatusOr<std::vector<std::string>> entries = ListDir(dir);
+  if (!entries.ok())
+    return absl::InternalError(
+        absl::StrCat("listing ", dir, ": ", entries.status().message()));
   std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
+  for (const std::string& name : *entries) {
     if (absl::StartsWith(name, kPrefix) && absl::EndsWith(name, kSuffix))
       names.push_back(name);
   }
-  if (ec)
-    return absl::InternalError(
-        absl::StrCat("listing ", dir, ": ", ec.message()));
   // Zero-padded timestamps: lexical order is time order.
   std::sort(names.rbegin(), names.rend());
   std::vector<std::string> out;
-  for (const auto& n : names) out.push_back((fs::path(dir) / n).string());
+  for (const auto& n : names) out.push_back(JoinPath(dir, n));
   return out;
 }
 
@@ -70,26 +67,24 @@ absl::StatusOr<std::string> WriteSnapshot(Ledger& ledger,
     return absl::InvalidArgumentError("snapshot dir is empty");
   if (options.keep < 1)
     return absl::InvalidArgumentError("snapshot keep must be >= 1");
-  std::error_code ec;
-  fs::create_directories(options.dir, ec);
-  if (ec)
-    return absl::InternalError(
-        absl::StrCat("creating ", options.dir, ": ", ec.message()));
-  // Leftovers of an interrupted snapshot.
-  for (const auto& entry : fs::directory_iterator(options.dir, ec)) {
-    if (absl::StartsWith(entry.path().filename().string(), kTempPrefix)) {
-      fs::remove(entry.path(), ec);
+  RETURN_IF_ERROR(MakeDirs(options.dir));
+  // Leftovers of an interrupted snapshot (best effort, like the pruning below).
+  absl::StatusOr<std::vector<std::string>> entries = ListDir(options.dir);
+  if (entries.ok()) {
+    for (const std::string& entry : *entries) {
+      if (absl::StartsWith(entry, kTempPrefix)) {
+        ::unlink(JoinPath(options.dir, entry).c_str());
+      }
     }
   }
   const std::string name =
       absl::StrFormat("%s%013d%s", kPrefix, now_ms, kSuffix);
-  const std::string final_path = (fs::path(options.dir) / name).string();
-  const std::string temp_path =
-      (fs::path(options.dir) / (kTempPrefix + name)).string();
+  const std::string final_path = JoinPath(options.dir, name);
+  const std::string temp_path = JoinPath(options.dir, kTempPrefix + name);
   RETURN_IF_ERROR(Annotate(ledger.CopyTo(temp_path), "snapshot"));
   absl::Status check = CheckLedgerIntegrity(temp_path);
   if (!check.ok()) {
-    fs::remove(temp_path, ec);
+    ::unlink(temp_path.c_str());
     return Annotate(check, "snapshot");
   }
   RETURN_IF_ERROR(FsyncPath(temp_path, false));
@@ -98,14 +93,16 @@ absl::StatusOr<std::string> WriteSnapshot(Ledger& ledger,
   }
   RETURN_IF_ERROR(FsyncPath(options.dir, true));
   ASSIGN_OR_RETURN(std::vector<std::string> all, ListSnapshots(options.dir));
-  for (size_t i = options.keep; i < all.size(); ++i) fs::remove(all[i], ec);
+  for (size_t i = options.keep; i < all.size(); ++i) ::unlink(all[i].c_str());
   return final_path;
 }
 
 absl::StatusOr<std::optional<std::string>> RestoreNewestSnapshotIfMissing(
     const std::string& ledger_path, const std::string& dir) {
-  std::error_code ec;
-  if (fs::exists(ledger_path, ec) && fs::file_size(ledger_path, ec) > 0) {
+  // An existing ledger whose size cannot be read (e.g. a directory) is left
+  // alone too.
+  absl::StatusOr<uint64_t> ledger_size = FileSize(ledger_path);
+  if (ledger_size.ok() ? *ledger_size > 0 : PathExists(ledger_path)) {
     return std::optional<std::string>();
   }
   auto snapshots = ListSnapshots(dir);
@@ -122,19 +119,17 @@ absl::StatusOr<std::optional<std::string>> RestoreNewestSnapshotIfMissing(
       continue;
     }
     const std::string temp = ledger_path + ".restore-tmp";
-    fs::copy_file(snap, temp, fs::copy_options::overwrite_existing, ec);
-    if (ec)
-      return absl::InternalError(
-          absl::StrCat("copying ", snap, ": ", ec.message()));
+    absl::Status copied = CopyFile(snap, temp);
+    if (!copied.ok()) return absl::InternalError(copied.message());
     RETURN_IF_ERROR(FsyncPath(temp, false));
     // A WAL next to a missing/empty main file belongs to no database we can
     // trust.
-    fs::remove(ledger_path + "-wal", ec);
-    fs::remove(ledger_path + "-shm", ec);
+    ::unlink((ledger_path + "-wal").c_str());
+    ::unlink((ledger_path + "-shm").c_str());
     if (::rename(temp.c_str(), ledger_path.c_str()) != 0) {
       return ErrnoError("rename to", ledger_path);
     }
-    const std::string parent = fs::absolute(ledger_path).parent_path().string();
+    const std::string parent = DirName(ledger_path);
     RETURN_IF_ERROR(FsyncPath(parent, true));
     return std::optional<std::string>(snap);
   }

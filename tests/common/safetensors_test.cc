@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <random>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/fs.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -22,23 +22,18 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-namespace fs = std::filesystem;
-
 class SafetensorsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl =
-        (fs::path(::testing::TempDir()) / "safetensors_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    absl::StatusOr<std::string> dir =
+        MakeTempDir(JoinPath(::testing::TempDir(), "safetensors_test."));
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = *dir;
   }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void TearDown() override { EXPECT_TRUE(RemoveAll(dir_).ok()); }
 
   std::string Path(const std::string& name) const {
-    return (fs::path(dir_) / name).string();
+    return JoinPath(dir_, name);
   }
 
   // Writes raw bytes: 8-byte LE `header_len` (defaults to the header's size),
@@ -421,10 +416,10 @@ TEST_F(SafetensorsTest, ShardedCheckpointRoundTrip) {
   }
   const std::string dir = Path("ckpt");
   ASSERT_TRUE(w.WriteCheckpoint(dir, 700).ok());
-  ASSERT_TRUE(fs::exists(fs::path(dir) / "model.safetensors.index.json"));
-  EXPECT_FALSE(fs::exists(fs::path(dir) / "model.safetensors"));
+  ASSERT_TRUE(PathExists(JoinPath(dir, "model.safetensors.index.json")));
+  EXPECT_FALSE(PathExists(JoinPath(dir, "model.safetensors")));
 
-  std::ifstream in(fs::path(dir) / "model.safetensors.index.json");
+  std::ifstream in(JoinPath(dir, "model.safetensors.index.json"));
   nlohmann::json index = nlohmann::json::parse(in);
   uint64_t expected_total = 0;
   for (const auto& v : values) expected_total += v.size() * 4;
@@ -445,7 +440,7 @@ TEST_F(SafetensorsTest, ShardedCheckpointRoundTrip) {
     const std::string shard = index["weight_map"][name].get<std::string>();
     bool found_in_shard = false;
     for (const auto& file : (*ckpt)->files()) {
-      if (fs::path(file->path()).filename() == shard) {
+      if (BaseName(file->path()) == shard) {
         found_in_shard = file->Find(name) == *t;
       }
     }
@@ -463,8 +458,8 @@ TEST_F(SafetensorsTest, SingleShardCheckpointWritesModelSafetensors) {
   ASSERT_TRUE(w.Add("w", StDtype::kF32, {3}, x, 12).ok());
   const std::string dir = Path("single");
   ASSERT_TRUE(w.WriteCheckpoint(dir, 1 << 20).ok());
-  EXPECT_TRUE(fs::exists(fs::path(dir) / "model.safetensors"));
-  EXPECT_FALSE(fs::exists(fs::path(dir) / "model.safetensors.index.json"));
+  EXPECT_TRUE(PathExists(JoinPath(dir, "model.safetensors")));
+  EXPECT_FALSE(PathExists(JoinPath(dir, "model.safetensors.index.json")));
   absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::Open(dir);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status();
   EXPECT_THAT((*ckpt)->names(), ElementsAre("w"));
@@ -473,7 +468,7 @@ TEST_F(SafetensorsTest, SingleShardCheckpointWritesModelSafetensors) {
 TEST_F(SafetensorsTest, CheckpointDirectoryMissingOrEmpty) {
   ExpectError(Checkpoint::Open(Path("absent")).status(),
               absl::StatusCode::kNotFound, Path("absent"), {});
-  fs::create_directories(Path("empty"));
+  ASSERT_TRUE(MakeDirs(Path("empty")).ok());
   ExpectError(Checkpoint::Open(Path("empty")).status(),
               absl::StatusCode::kNotFound, Path("empty"),
               {"model.safetensors"});
@@ -484,9 +479,9 @@ TEST_F(SafetensorsTest, IndexNamingMissingFile) {
   float x[2] = {1, 2};
   ASSERT_TRUE(w.Add("a", StDtype::kF32, {2}, x, 8).ok());
   const std::string dir = Path("idx");
-  fs::create_directories(dir);
-  ASSERT_TRUE(w.WriteFile((fs::path(dir) / "part1.safetensors").string()).ok());
-  std::ofstream(fs::path(dir) / "model.safetensors.index.json")
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(w.WriteFile(JoinPath(dir, "part1.safetensors")).ok());
+  std::ofstream(JoinPath(dir, "model.safetensors.index.json"))
       << R"({"metadata":{},"weight_map":{"a":"part1.safetensors","b":"part2.safetensors"}})";
   ExpectError(Checkpoint::Open(dir).status(), absl::StatusCode::kNotFound,
               "part2.safetensors", {"'b'", "model.safetensors.index.json"});
@@ -497,9 +492,9 @@ TEST_F(SafetensorsTest, IndexNameAbsentFromItsFile) {
   float x[2] = {1, 2};
   ASSERT_TRUE(w.Add("a", StDtype::kF32, {2}, x, 8).ok());
   const std::string dir = Path("idx2");
-  fs::create_directories(dir);
-  ASSERT_TRUE(w.WriteFile((fs::path(dir) / "part1.safetensors").string()).ok());
-  std::ofstream(fs::path(dir) / "model.safetensors.index.json")
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(w.WriteFile(JoinPath(dir, "part1.safetensors")).ok());
+  std::ofstream(JoinPath(dir, "model.safetensors.index.json"))
       << R"({"weight_map":{"a":"part1.safetensors","ghost":"part1.safetensors"}})";
   ExpectError(Checkpoint::Open(dir).status(),
               absl::StatusCode::kInvalidArgument, "part1.safetensors",
@@ -512,9 +507,9 @@ TEST_F(SafetensorsTest, IndexMissingTensorListedInShard) {
   ASSERT_TRUE(w.Add("a", StDtype::kF32, {2}, x, 8).ok());
   ASSERT_TRUE(w.Add("extra", StDtype::kF32, {2}, x, 8).ok());
   const std::string dir = Path("idx3");
-  fs::create_directories(dir);
-  ASSERT_TRUE(w.WriteFile((fs::path(dir) / "part1.safetensors").string()).ok());
-  std::ofstream(fs::path(dir) / "model.safetensors.index.json")
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(w.WriteFile(JoinPath(dir, "part1.safetensors")).ok());
+  std::ofstream(JoinPath(dir, "model.safetensors.index.json"))
       << R"({"weight_map":{"a":"part1.safetensors"}})";
   ExpectError(Checkpoint::Open(dir).status(),
               absl::StatusCode::kInvalidArgument, "part1.safetensors",
@@ -523,8 +518,8 @@ TEST_F(SafetensorsTest, IndexMissingTensorListedInShard) {
 
 TEST_F(SafetensorsTest, IndexRejectsPathsOutsideDirectory) {
   const std::string dir = Path("idx4");
-  fs::create_directories(dir);
-  std::ofstream(fs::path(dir) / "model.safetensors.index.json")
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  std::ofstream(JoinPath(dir, "model.safetensors.index.json"))
       << R"({"weight_map":{"a":"../evil.safetensors"}})";
   ExpectError(Checkpoint::Open(dir).status(),
               absl::StatusCode::kInvalidArgument,
@@ -533,9 +528,9 @@ TEST_F(SafetensorsTest, IndexRejectsPathsOutsideDirectory) {
 
 TEST_F(SafetensorsTest, ShardWithBadHeaderNamesShard) {
   const std::string dir = Path("idx5");
-  fs::create_directories(dir);
+  ASSERT_TRUE(MakeDirs(dir).ok());
   WriteRaw("idx5/part1.safetensors", "[]", "");
-  std::ofstream(fs::path(dir) / "model.safetensors.index.json")
+  std::ofstream(JoinPath(dir, "model.safetensors.index.json"))
       << R"({"weight_map":{"a":"part1.safetensors"}})";
   ExpectError(Checkpoint::Open(dir).status(),
               absl::StatusCode::kInvalidArgument, "part1.safetensors",

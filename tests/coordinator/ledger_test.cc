@@ -3,7 +3,6 @@
 #include <sqlite3.h>
 
 #include <atomic>
-#include <filesystem>
 #include <thread>
 
 #include "common/clock.h"

@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
 
+#include "common/fs.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -34,8 +34,10 @@ std::string SourceDir() {
 std::string NewTempDir(const std::string& name) {
   std::string dir = ::testing::TempDir() + "/engine_gpu_test_" +
                     std::to_string(getpid()) + "_" + name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const absl::Status removed = RemoveAll(dir);
+  EXPECT_TRUE(removed.ok()) << removed;
+  const absl::Status made = MakeDirs(dir);
+  EXPECT_TRUE(made.ok()) << made;
   return dir;
 }
 

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -12,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/fs.h"
 #include "common/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -37,8 +37,10 @@ std::string TinyConfigPath() {
 std::string NewTempDir(const std::string& name) {
   std::string dir = ::testing::TempDir() + "/engine_test_" +
                     std::to_string(getpid()) + "_" + name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const absl::Status removed = RemoveAll(dir);
+  EXPECT_TRUE(removed.ok()) << removed;
+  const absl::Status made = MakeDirs(dir);
+  EXPECT_TRUE(made.ok()) << made;
   return dir;
 }
 
@@ -121,9 +123,9 @@ std::string* EngineTest::dir_ = nullptr;
 std::string* EngineTest::variant_dir_ = nullptr;
 
 TEST_F(EngineTest, GeneratedDirectoryIsComplete) {
-  EXPECT_TRUE(std::filesystem::exists(*dir_ + "/config.json"));
-  EXPECT_TRUE(std::filesystem::exists(*dir_ + "/model.safetensors"));
-  EXPECT_TRUE(std::filesystem::exists(*dir_ + "/tokenizer.json"));
+  EXPECT_TRUE(PathExists(*dir_ + "/config.json"));
+  EXPECT_TRUE(PathExists(*dir_ + "/model.safetensors"));
+  EXPECT_TRUE(PathExists(*dir_ + "/tokenizer.json"));
   auto ckpt = Checkpoint::Open(*dir_);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status();
   EXPECT_EQ((*ckpt)->Find("model.layers.2.self_attn.v_proj.weight"),
@@ -522,8 +524,7 @@ TEST_F(EngineTest, ShardedAndMultimodalCheckpointsLoad) {
   MakeModelOptions mo;
   mo.shard_bytes = 200 * 1024;
   ASSERT_TRUE(MakeRandomModel(TinyConfigPath(), 11, sharded, mo).ok());
-  EXPECT_TRUE(
-      std::filesystem::exists(sharded + "/model.safetensors.index.json"));
+  EXPECT_TRUE(PathExists(sharded + "/model.safetensors.index.json"));
 
   // Multimodal layout: tensors under model.language_model., config under
   // text_config.
@@ -575,8 +576,8 @@ TEST_F(EngineTest, ErrorsNameTheProblem) {
 
   // A config that disagrees with the checkpoint: the tensor is named.
   const std::string bad = NewTempDir("badshape");
-  std::filesystem::copy_file(*dir_ + "/model.safetensors",
-                             bad + "/model.safetensors");
+  ASSERT_TRUE(
+      CopyFile(*dir_ + "/model.safetensors", bad + "/model.safetensors").ok());
   json big = json::parse(ReadFile(*dir_ + "/config.json"));
   big["intermediate_size"] = 256;
   WriteFile(bad + "/config.json", big.dump());

@@ -9,13 +9,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/fs.h"
 #include "common/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -27,8 +27,6 @@
 
 namespace sweepd::engine {
 namespace {
-
-namespace fs = std::filesystem;
 
 // fp32 engine vs transformers fp32 (README: "Tolerances").
 constexpr double kF32Abs = 1e-4;
@@ -69,22 +67,22 @@ int MaxTp() {
 std::string FixturesDir() {
   if (const char* src = getenv("SWEEPD_SOURCE_DIR");
       src != nullptr && *src != '\0') {
-    return (fs::path(src) / "tests" / "golden" / "fixtures").string();
+    return JoinPath(src, "tests/golden/fixtures");
   }
   return SWEEPD_GOLDEN_FIXTURES_DIR;
 }
 
 std::vector<std::string> ListFixtures() {
   std::vector<std::string> names;
-  std::error_code ec;
-  if (!fs::is_directory(FixturesDir(), ec)) return names;
-  for (const auto& entry : fs::directory_iterator(FixturesDir(), ec)) {
-    if (entry.is_directory() &&
-        fs::exists(entry.path() / "expected.safetensors")) {
-      names.push_back(entry.path().filename().string());
+  absl::StatusOr<std::vector<std::string>> entries = ListDir(FixturesDir());
+  if (!entries.ok()) return names;
+  for (const std::string& entry : *entries) {
+    const std::string path = JoinPath(FixturesDir(), entry);
+    if (IsDirectory(path) &&
+        PathExists(JoinPath(path, "expected.safetensors"))) {
+      names.push_back(entry);
     }
   }
-  std::sort(names.begin(), names.end());
   return names;
 }
 
@@ -92,8 +90,7 @@ std::vector<std::string> ListFixtures() {
 class Expected {
  public:
   explicit Expected(const std::string& dir) {
-    auto file = SafetensorsFile::Open(
-        (fs::path(dir) / "expected.safetensors").string());
+    auto file = SafetensorsFile::Open(JoinPath(dir, "expected.safetensors"));
     status_ = file.status();
     if (file.ok()) file_ = std::move(file).value();
   }
@@ -169,7 +166,7 @@ struct Run {
 class GoldenTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = (fs::path(FixturesDir()) / GetParam()).string();
+    dir_ = JoinPath(FixturesDir(), GetParam());
     expected_ = std::make_unique<Expected>(dir_);
     ASSERT_TRUE(expected_->status().ok()) << expected_->status();
     const std::vector<int64_t> shape = expected_->Shape("input_ids");
@@ -406,8 +403,7 @@ TEST(GoldenGpuTest, HasGpu) {
 #endif
 
 TEST(GoldenFixturesTest, FixturesPresent) {
-  std::error_code ec;
-  if (!fs::is_directory(FixturesDir(), ec)) {
+  if (!IsDirectory(FixturesDir())) {
     GTEST_SKIP()
         << "no fixtures directory at " << FixturesDir()
         << " (python3 tests/golden/make_golden.py --out tests/golden/fixtures)";
@@ -417,13 +413,13 @@ TEST(GoldenFixturesTest, FixturesPresent) {
       << "expected at least three fixtures in " << FixturesDir();
   bool any_bf16 = false, any_sharded = false;
   for (const std::string& name : names) {
-    Expected e((fs::path(FixturesDir()) / name).string());
+    Expected e(JoinPath(FixturesDir(), name));
     ASSERT_TRUE(e.status().ok()) << e.status();
     any_bf16 |= e.Meta("compute_dtype") == "bfloat16";
     any_sharded |= e.Meta("sharded") == "true";
     // The checkpoint itself opens and validates with our reader.
     absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt =
-        Checkpoint::Open((fs::path(FixturesDir()) / name).string());
+        Checkpoint::Open(JoinPath(FixturesDir(), name));
     ASSERT_TRUE(ckpt.ok()) << ckpt.status();
     const std::vector<float> scalars = e.Floats("layer_scalar");
     for (size_t l = 0; l < scalars.size(); ++l) {

@@ -2,10 +2,10 @@
 
 #include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "common/fs.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -17,7 +17,8 @@ using ::testing::HasSubstr;
 std::string WriteTemp(const std::string& name, const std::string& content) {
   const std::string dir =
       ::testing::TempDir() + "/jobs_dataset_test_" + std::to_string(getpid());
-  std::filesystem::create_directories(dir);
+  const absl::Status made = MakeDirs(dir);
+  EXPECT_TRUE(made.ok()) << made;
   const std::string path = dir + "/" + name;
   std::ofstream(path, std::ios::binary) << content;
   return path;

@@ -4,12 +4,12 @@
 // the eval executor: the example sweep plans and runs.
 #include <unistd.h>
 
-#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "common/fs.h"
 #include "coordinator/planner.h"
 #include "coordinator/spec_loader.h"
 #include "gmock/gmock.h"
@@ -37,7 +37,7 @@ class NoCancel : public TaskContext {
 TEST(LayerDegenerationSpecTest, PlansAndRuns) {
   const std::string root =
       ::testing::TempDir() + "/layer_degeneration_" + std::to_string(getpid());
-  std::filesystem::remove_all(root);
+  ASSERT_TRUE(RemoveAll(root).ok());
   ASSERT_TRUE(
       engine::MakeRandomModel(SourceDir() + "/configs/models/gemma4-tiny.json",
                               3, root + "/gemma4-tiny")
@@ -88,7 +88,7 @@ TEST(LayerDegenerationSpecTest, PlansAndRuns) {
     });
     EXPECT_EQ(ppls.size(), 7u) << "each intervention gives its own perplexity";
   }
-  std::filesystem::remove_all(root);
+  EXPECT_TRUE(RemoveAll(root).ok());
 }
 
 }  // namespace

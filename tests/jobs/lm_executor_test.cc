@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/fs.h"
 #include "common/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -80,8 +80,8 @@ class LmExecutorTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new std::string(::testing::TempDir() + "/lm_executor_test_" +
                            std::to_string(getpid()));
-    std::filesystem::remove_all(*dir_);
-    std::filesystem::create_directories(*dir_);
+    ASSERT_TRUE(RemoveAll(*dir_).ok());
+    ASSERT_TRUE(MakeDirs(*dir_).ok());
     ASSERT_TRUE(engine::MakeRandomModel(
                     SourceDir() + "/configs/models/gemma4-tiny.json", 5,
                     *dir_ + "/model")
@@ -107,7 +107,7 @@ class LmExecutorTest : public ::testing::Test {
         "\n");
   }
   static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir_);
+    EXPECT_TRUE(RemoveAll(*dir_).ok());
     delete dir_;
   }
   static void Write(const std::string& name, const std::string& text) {

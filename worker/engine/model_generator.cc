@@ -3,12 +3,12 @@
 #include <ATen/ATen.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/fs.h"
 #include "common/safetensors.h"
 #include "common/status.h"
 #include "common/tokenizer_gen.h"
@@ -28,12 +28,7 @@ absl::Status WriteTextFile(const std::string& path, const std::string& text) {
     if (!out.good())
       return absl::InternalError(absl::StrCat("write failed: ", tmp));
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec)
-    return absl::InternalError(
-        absl::StrCat("rename ", tmp, " -> ", path, ": ", ec.message()));
-  return absl::OkStatus();
+  return RenamePath(tmp, path);
 }
 
 absl::Status AddTensor(SafetensorsWriter* writer, const std::string& name,
@@ -64,11 +59,7 @@ absl::Status MakeRandomModel(const std::string& config_path, uint64_t seed,
         "--dtype must be float32 or bfloat16, got '", options.dtype, "'"));
   }
   const bool bf16 = options.dtype == "bfloat16";
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  if (ec)
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
+  RETURN_IF_ERROR(MakeDirs(out_dir));
 
   SafetensorsWriter writer;
   writer.SetMetadata("format", "pt");

@@ -26,7 +26,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -35,6 +34,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/fs.h"
 #include "common/tokenizer.h"
 #include "common/tokenizer_gen.h"
 #include "nlohmann/json.hpp"
@@ -211,13 +211,12 @@ int Main(int argc, char** argv) {
   if (!cfg.ok()) return fail(cfg.status());
   if (random_weights) {
     // config.json + tokenizer.json only: the engine builds the weights.
-    std::filesystem::create_directories(model_dir);
-    std::error_code ec;
-    std::filesystem::copy_file(config, model_dir + "/config.json", ec);
-    if (ec) {
-      std::fprintf(stderr, "jobs_bench: copying %s: %s\n", config.c_str(),
-                   ec.message().c_str());
-      return 1;
+    if (absl::Status made = MakeDirs(model_dir); !made.ok()) {
+      return fail(made);
+    }
+    if (absl::Status copied = CopyFile(config, model_dir + "/config.json");
+        !copied.ok()) {
+      return fail(copied);
     }
     auto tok = GenerateTokenizerJson(cfg->vocab_size);
     if (!tok.ok()) return fail(tok.status());
@@ -361,8 +360,9 @@ int Main(int argc, char** argv) {
       "task: %zu; failures: %d\n",
       max_rel, on.outputs.empty() ? size_t{0} : on.outputs[0].metrics.size(),
       off.failures + on.failures);
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+  if (absl::Status removed = RemoveAll(dir); !removed.ok()) {
+    std::fprintf(stderr, "jobs_bench: %s\n", removed.ToString().c_str());
+  }
   return off.failures + on.failures == 0 ? 0 : 1;
 }
 
