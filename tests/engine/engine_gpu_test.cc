@@ -326,9 +326,12 @@ TEST(EngineGpuAutoTest, FullLayersWithHeadDim512MatchCpu) {
 }
 
 // Query blocks of other sizes than the default (SetChunkedQueryBlockOverride):
-// 100 positions, and the whole sequence of 2056 positions in one block (fp32
-// rows of 2056 keys take the two-pass softmax, bf16 ones the single-pass
-// kernel), match the CPU engine.
+// 100 positions (rows of up to 2056 keys: the warp-per-row softmax up to
+// 2048 keys, element-wise in bf16 where the keys are not a multiple of 8),
+// and the whole sequence of 2056 positions in one block (fp32 rows of 2056
+// keys take the two-pass softmax, bf16 ones the single-pass block kernel),
+// match the CPU engine; the default 256-position blocks of the other tests
+// take the vectorised warp kernel.
 TEST_F(EngineGpuTest, ChunkedGemmAttentionQueryBlocksMatchCpu) {
   auto cpu = MakeEngine(*dir_, "cpu", DType::kFloat32);
   auto f32 = MakeEngineWithAttention(*dir_, DType::kFloat32,

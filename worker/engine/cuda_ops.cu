@@ -733,6 +733,107 @@ __global__ void __launch_bounds__(kSoftmaxRegThreads)
   }
 }
 
+// Warp-per-row variant for rows of up to kSoftmaxWarpMaxKeys keys: each warp
+// owns one row, each lane holds kIters · kW values of it in registers (vector
+// i = u · 32 + lane, so a warp's accesses are contiguous), the row max and
+// Σ exp(x − max) are warp shuffles (no shared memory, no block barrier), and
+// a block of kSoftmaxWarpThreads threads serves kSoftmaxWarpThreads / 32
+// rows. The same math as CausalSoftmaxRegKernel: x = score · scale over the
+// allowed keys, p = exp(x − max) · (1 / Σ), masked keys stored as 0 without
+// being loaded or exp'd. kVec: 16-byte accesses (keys a multiple of the
+// vector width, 16-byte aligned base), else one element per access.
+constexpr int kSoftmaxWarpThreads = 256;
+constexpr int kSoftmaxWarpRows = kSoftmaxWarpThreads / 32;
+constexpr int kSoftmaxWarpMaxPerLane = 64;
+constexpr int kSoftmaxWarpMaxKeys = 32 * kSoftmaxWarpMaxPerLane;
+
+template <typename T, bool kVec, int kIters>
+__global__ void __launch_bounds__(kSoftmaxWarpThreads)
+    CausalSoftmaxWarpKernel(SoftmaxParams<T> p, int64_t total_rows) {
+  constexpr int kW = kVec ? Vec16<T>::kN : 1;
+  static_assert(kIters * kW <= kSoftmaxWarpMaxPerLane, "row too long");
+  const int lane = threadIdx.x & 31;
+  const int64_t row =
+      static_cast<int64_t>(blockIdx.x) * kSoftmaxWarpRows + (threadIdx.x >> 5);
+  if (row >= total_rows) return;  // uniform across the warp
+  T* x = p.scores + row * p.keys;
+  const int64_t pos = p.q_start + (row % p.rows) / p.group;
+  int64_t lo = p.window > 0 ? pos - p.window + 1 : 0;
+  if (lo < 0) lo = 0;
+  int64_t c0l = lo - p.key_start;
+  int64_t c1l = pos - p.key_start + 1;
+  if (c0l < 0) c0l = 0;
+  if (c1l > p.keys) c1l = p.keys;
+  const int c0 = static_cast<int>(c0l), c1 = static_cast<int>(c1l);
+  const int keys = static_cast<int>(p.keys);
+  float v[kIters][kW];
+  float m = -INFINITY;
+#pragma unroll
+  for (int u = 0; u < kIters; ++u) {
+    const int base = (u * 32 + lane) * kW;
+    const bool any = base < keys && base + kW > c0 && base < c1;
+    if (any) {
+      if constexpr (kVec) {
+        Vec16<T>::Load(x + base, v[u]);
+      } else {
+        v[u][0] = Io<T>::Load(x + base);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kW; ++k) {
+      const int j = base + k;
+      const bool ok = any && j >= c0 && j < c1;
+      v[u][k] = ok ? v[u][k] * p.scale : -INFINITY;
+      m = fmaxf(m, v[u][k]);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  }
+  float s = 0.0f;
+#pragma unroll
+  for (int u = 0; u < kIters; ++u) {
+#pragma unroll
+    for (int k = 0; k < kW; ++k) {
+      v[u][k] = v[u][k] == -INFINITY ? 0.0f : expf(v[u][k] - m);
+      s += v[u][k];
+    }
+  }
+  const float inv = 1.0f / WarpSum(s);
+#pragma unroll
+  for (int u = 0; u < kIters; ++u) {
+    const int base = (u * 32 + lane) * kW;
+    if (base >= keys) continue;
+#pragma unroll
+    for (int k = 0; k < kW; ++k) v[u][k] *= inv;
+    if constexpr (kVec) {
+      Vec16<T>::Store(x + base, v[u]);
+    } else {
+      Io<T>::Store(x + base, v[u][0]);
+    }
+  }
+}
+
+// Launches the warp kernel with the fewest per-lane iterations that cover
+// `iters` (a power of two from 1 up to kSoftmaxWarpMaxPerLane / kW).
+template <typename T, bool kVec, int kIters>
+void LaunchCausalSoftmaxWarp(const SoftmaxParams<T>& p, int64_t total_rows,
+                             int iters, cudaStream_t stream) {
+  constexpr int kW = kVec ? Vec16<T>::kN : 1;
+  if constexpr (kIters * kW < kSoftmaxWarpMaxPerLane) {
+    if (iters > kIters) {
+      LaunchCausalSoftmaxWarp<T, kVec, kIters * 2>(p, total_rows, iters,
+                                                   stream);
+      return;
+    }
+  }
+  const unsigned grid = static_cast<unsigned>(
+      (total_rows + kSoftmaxWarpRows - 1) / kSoftmaxWarpRows);
+  CausalSoftmaxWarpKernel<T, kVec, kIters>
+      <<<grid, kSoftmaxWarpThreads, 0, stream>>>(p, total_rows);
+}
+
 template <typename T>
 int LaunchCausalSoftmax(const CausalSoftmaxArgs& a, cudaStream_t stream) {
   SoftmaxParams<T> p;
@@ -746,14 +847,52 @@ int LaunchCausalSoftmax(const CausalSoftmaxArgs& a, cudaStream_t stream) {
   p.scale = a.scale;
   const unsigned grid = static_cast<unsigned>(a.batches * a.rows);
   const bool vec = a.keys % Vec16<T>::kN == 0 && Aligned16(a.scores);
-  if (vec &&
-      a.keys <= int64_t{kSoftmaxRegThreads} * kSoftmaxRegVecs * Vec16<T>::kN) {
+  if (a.keys <= kSoftmaxWarpMaxKeys) {
+    const int64_t total = a.batches * a.rows;
+    const int width = vec ? Vec16<T>::kN : 1;
+    const int iters =
+        static_cast<int>((a.keys + 32 * width - 1) / (32 * width));
+    if (vec) {
+      LaunchCausalSoftmaxWarp<T, true, 1>(p, total, iters, stream);
+    } else {
+      LaunchCausalSoftmaxWarp<T, false, 1>(p, total, iters, stream);
+    }
+  } else if (vec && a.keys <= int64_t{kSoftmaxRegThreads} * kSoftmaxRegVecs *
+                                  Vec16<T>::kN) {
     CausalSoftmaxRegKernel<T><<<grid, kSoftmaxRegThreads, 0, stream>>>(p);
   } else if (vec) {
     CausalSoftmaxKernel<T, true><<<grid, kSoftmaxThreads, 0, stream>>>(p);
   } else {
     CausalSoftmaxKernel<T, false><<<grid, kSoftmaxThreads, 0, stream>>>(p);
   }
+  return LastError();
+}
+
+// ---- SwapMiddleDims: one block per destination row (a, y, x), copying
+// `words` Word-sized pieces of it from source row (a, x, y).
+template <typename Word>
+__global__ void SwapMiddleDimsKernel(const Word* __restrict__ src, int64_t dim1,
+                                     int64_t dim2, int64_t words,
+                                     Word* __restrict__ dst) {
+  const int64_t r = blockIdx.x;  // over outer · dim2 · dim1, dst order
+  const int64_t x = r % dim1;
+  const int64_t ay = r / dim1;
+  const int64_t y = ay % dim2;
+  const int64_t a = ay / dim2;
+  const Word* in = src + ((a * dim1 + x) * dim2 + y) * words;
+  Word* out = dst + r * words;
+  for (int64_t i = threadIdx.x; i < words; i += blockDim.x) out[i] = in[i];
+}
+
+template <typename Word>
+int LaunchSwapMiddleDims(const void* src, int64_t rows, int64_t dim1,
+                         int64_t dim2, int64_t inner_bytes, void* dst,
+                         cudaStream_t stream) {
+  const int64_t words = inner_bytes / static_cast<int64_t>(sizeof(Word));
+  SwapMiddleDimsKernel<Word>
+      <<<static_cast<unsigned>(rows), RowThreads(words), 0, stream>>>(
+          static_cast<const Word*>(src), dim1, dim2, words,
+          static_cast<Word*>(dst));
   return LastError();
 }
 
@@ -854,6 +993,35 @@ int CausalSoftmax(const CausalSoftmaxArgs& a, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   return a.dtype == Dtype::kBFloat16 ? LaunchCausalSoftmax<__nv_bfloat16>(a, s)
                                      : LaunchCausalSoftmax<float>(a, s);
+}
+
+int SwapMiddleDims(const void* src, int64_t outer, int64_t dim1, int64_t dim2,
+                   int64_t inner_bytes, void* dst, void* stream) {
+  if (src == nullptr || dst == nullptr || outer < 0 || dim1 < 0 || dim2 < 0 ||
+      inner_bytes < 1) {
+    return kInvalid;
+  }
+  const int64_t rows = outer * dim1 * dim2;
+  if (rows > 0x7fffffff) return kInvalid;
+  if (rows == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  const auto addr = reinterpret_cast<uintptr_t>(src) |
+                    reinterpret_cast<uintptr_t>(dst) |
+                    static_cast<uintptr_t>(inner_bytes);
+  if (addr % 16 == 0) {
+    return LaunchSwapMiddleDims<uint4>(src, rows, dim1, dim2, inner_bytes, dst,
+                                       s);
+  }
+  if (addr % 4 == 0) {
+    return LaunchSwapMiddleDims<uint32_t>(src, rows, dim1, dim2, inner_bytes,
+                                          dst, s);
+  }
+  if (addr % 2 == 0) {
+    return LaunchSwapMiddleDims<uint16_t>(src, rows, dim1, dim2, inner_bytes,
+                                          dst, s);
+  }
+  return LaunchSwapMiddleDims<uint8_t>(src, rows, dim1, dim2, inner_bytes, dst,
+                                       s);
 }
 
 int SetDevice(int device) { return static_cast<int>(cudaSetDevice(device)); }

@@ -89,8 +89,10 @@ int RowCosNorm(Dtype dtype, const void* a, const void* b, int64_t rows,
 // p = exp(x − max) / Σ exp(x − max) over the allowed keys, 0 elsewhere,
 // rounded once to dtype (the eager softmax(float32).to(dtype)). Every row must
 // allow at least one key. Rows of up to 4096 bf16 / 2048 fp32 keys (16-byte
-// aligned) take one read and one write of the row (held in registers); longer
-// rows one more read.
+// aligned) take one read and one write of the row (held in registers): rows
+// of up to 2048 keys one warp per row (shuffle reductions, 8 rows per block),
+// longer ones one block per row; rows over 4096 bf16 / 2048 fp32 keys one
+// more read.
 struct CausalSoftmaxArgs {
   Dtype dtype = Dtype::kBFloat16;
   void* scores = nullptr;
@@ -104,6 +106,15 @@ struct CausalSoftmaxArgs {
   float scale = 1.0f;
 };
 int CausalSoftmax(const CausalSoftmaxArgs& a, void* stream);
+
+// dst[a, y, x, :] = src[a, x, y, :]: swaps the two middle dimensions of a
+// contiguous [outer, dim1, dim2, inner] array into a contiguous
+// [outer, dim2, dim1, inner] one, `inner_bytes` bytes per innermost row (the
+// chunked attention's layout changes: [B, S, KV, G·D] <-> [B, KV, S, G·D]).
+// A bit-exact copy of whole rows, 16-byte accesses when inner_bytes and both
+// pointers allow. src and dst must not overlap.
+int SwapMiddleDims(const void* src, int64_t outer, int64_t dim1, int64_t dim2,
+                   int64_t inner_bytes, void* dst, void* stream);
 
 // Makes `device` current for this thread in the CUDA runtime these kernels
 // (and sweepd::kernels) launch through; call once per rank thread.

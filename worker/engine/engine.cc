@@ -1185,11 +1185,21 @@ class RankRunner {
 #if SWEEPD_ENGINE_CUDA_OPS
     const int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3);
     const int64_t KV = k.size(2), G = H / KV;
-    at::Tensor qg = q.view({B, S, KV, G, D})
-                        .permute({0, 2, 1, 3, 4})
-                        .reshape({B * KV, S * G, D});
-    at::Tensor kg = k.permute({0, 2, 1, 3}).reshape({B * KV, S, D});
-    at::Tensor vg = v.permute({0, 2, 1, 3}).reshape({B * KV, S, D});
+    // Layout changes [B, S, KV, G·D] -> [B, KV, S, G·D] (rows of G·D or D
+    // contiguous elements move whole; SwapMiddleDims is a plain row copy).
+    const int64_t esize = q.element_size();
+    auto grouped = [&](const at::Tensor& t, int64_t heads, int64_t rows_per) {
+      at::Tensor src = t.contiguous();
+      at::Tensor dst = at::empty({B * KV, S * rows_per, D}, t.options());
+      CudaCheck(cuda_ops::SwapMiddleDims(src.data_ptr(), B, S, KV,
+                                         heads / KV * D * esize, dst.data_ptr(),
+                                         stream_),
+                "SwapMiddleDims");
+      return dst;
+    };
+    at::Tensor qg = grouped(q, H, G);
+    at::Tensor kg = grouped(k, KV, 1);
+    at::Tensor vg = grouped(v, KV, 1);
     at::Tensor out = at::empty({B * KV, S * G, D}, q.options());
     // Query positions per block: up to 256, fewer when the score block
     // [B·KV, C·G, keys] would pass 256 MiB (SetChunkedQueryBlockOverride
@@ -1232,9 +1242,11 @@ class RankRunner {
       at::bmm_out(dst, scores, vg.narrow(1, k0, s1 - k0));
     }
     if (split) clock_->Mark("attention_full");
-    return out.view({B, KV, S, G, D})
-        .permute({0, 2, 1, 3, 4})
-        .reshape({B, S, H, D});
+    at::Tensor result = at::empty({B, S, H, D}, q.options());
+    CudaCheck(cuda_ops::SwapMiddleDims(out.data_ptr(), B, KV, S, G * D * esize,
+                                       result.data_ptr(), stream_),
+              "SwapMiddleDims");
+    return result;
 #else
     SWEEPD_CHECK(false) << "GPU path in a build without SWEEPD_ENABLE_CUDA";
     return at::Tensor();
