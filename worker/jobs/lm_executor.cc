@@ -147,6 +147,11 @@ struct Sequence {
   std::vector<int32_t> tokens;
   std::vector<int32_t> targets;  // -1 = not scored
   int rank_pos = -1;             // probe: position whose target is ranked
+  // Eval window that also carries a probe record (prefix sharing, first window
+  // of the record only): the probe sequence is positions [0, probe_len) of this
+  // window, ranked at probe_rank_pos (-1 = no target). probe_len 0 = none.
+  int probe_len = 0;
+  int probe_rank_pos = -1;
 };
 
 struct Batch {
@@ -186,6 +191,15 @@ struct TaskRun {
   Accumulator acc;
 };
 
+// Eval and probe streams with equal ShareKey can share the unablated pass
+// (model, dataset shard, BOS policy).
+std::string ShareKey(const LmTaskSpec& s) {
+  return absl::StrCat(s.model.path, "\n", s.model.fingerprint, "\n",
+                      s.model.dtype, "\n", s.model.tokenizer, "\n", s.data.path,
+                      "\n", s.data.max_records, "\n", s.data.shard_index, "\n",
+                      s.data.num_shards, "\n", s.windowing.bos_name());
+}
+
 std::string StreamKey(const LmTaskSpec& s) {
   return absl::StrCat(s.kind, "\n", s.model.path, "\n", s.model.fingerprint,
                       "\n", s.model.dtype, "\n", s.model.tokenizer, "\n",
@@ -200,6 +214,9 @@ struct StreamData {
   std::vector<std::string> categories;  // [0] = "all"
   std::vector<Sequence> sequences;
   std::vector<Batch> batches;
+  // eval: per record of the shard, the index of its first window in
+  // `sequences` (-1 = the record has no window).
+  std::vector<int> record_first_sequence;
 };
 
 absl::StatusOr<StreamData> BuildStream(const LmTaskSpec& spec,
@@ -223,8 +240,11 @@ absl::StatusOr<StreamData> BuildStream(const LmTaskSpec& spec,
       absl::StatusOr<std::vector<int32_t>> ids =
           tokenizer.Encode(r.text, w.bos);
       if (!ids.ok()) return Annotate(ids.status(), where + ": text");
-      for (const TokenWindow& win :
-           MakeWindows(static_cast<int64_t>(ids->size()), w)) {
+      const std::vector<TokenWindow> windows =
+          MakeWindows(static_cast<int64_t>(ids->size()), w);
+      out.record_first_sequence.push_back(
+          windows.empty() ? -1 : static_cast<int>(out.sequences.size()));
+      for (const TokenWindow& win : windows) {
         Sequence s;
         s.category = category;
         s.tokens.assign(ids->begin() + win.begin, ids->begin() + win.end);
@@ -291,6 +311,89 @@ absl::StatusOr<StreamData> BuildStream(const LmTaskSpec& spec,
   return out;
 }
 
+// Lets an eval stream carry the probe records of `probe` (same model, shard
+// and BOS policy): for every record, the probe sequence (the prompt tokenised
+// with the BOS policy) must be the first p tokens of the record's first eval
+// window, uncut by the probe's context_length, and, when the record has a
+// target, the eval target at position p - 1 must be the target's first token.
+// The model is causal, so the eval forward's statistics at positions [0, p)
+// are then those of the prompt-only forward. OK: every record's first window
+// is marked (probe_len, probe_rank_pos). FAILED_PRECONDITION naming the first
+// record that does not qualify: nothing is marked. Errors reading or
+// tokenising the shard are returned as they are.
+absl::Status AttachProbe(const LmTaskSpec& probe, const Tokenizer& tokenizer,
+                         StreamData* eval) {
+  ASSIGN_OR_RETURN(std::vector<TextRecord> records, ReadShard(probe.data));
+  if (records.size() != eval->record_first_sequence.size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(probe.data.path, ": the shard holds ", records.size(),
+                     " records for probe and ",
+                     eval->record_first_sequence.size(), " for eval"));
+  }
+  struct Mark {
+    int sequence, len, rank_pos;
+  };
+  std::vector<Mark> marks;
+  marks.reserve(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    const TextRecord& r = records[i];
+    const std::string where = absl::StrCat(probe.data.path, ":", r.line);
+    if (r.prompt.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where,
+                       ": the record has no prompt (probe chunks its "
+                       "text)"));
+    }
+    const int seq = eval->record_first_sequence[i];
+    if (seq < 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          where, ": the record's text has no eval window (< 2 tokens)"));
+    }
+    const Sequence& window = eval->sequences[seq];
+    absl::StatusOr<std::vector<int32_t>> ids =
+        tokenizer.Encode(r.prompt, probe.windowing.bos);
+    if (!ids.ok()) return Annotate(ids.status(), where + ": prompt");
+    const size_t p = ids->size();
+    if (p == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, ": the prompt has no tokens"));
+    }
+    if (p > static_cast<size_t>(probe.windowing.context_length)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          where, ": the prompt's ", p, " tokens exceed probe context_length ",
+          probe.windowing.context_length));
+    }
+    if (p > window.tokens.size() ||
+        !std::equal(ids->begin(), ids->end(), window.tokens.begin())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          where, ": the prompt's ", p,
+          " tokens are not a prefix of the first eval window of the text (",
+          window.tokens.size(), " tokens)"));
+    }
+    int rank_pos = -1;
+    if (!r.target.empty()) {
+      absl::StatusOr<std::vector<int32_t>> target =
+          tokenizer.Encode(r.target, BosPolicy::kOff);
+      if (!target.ok()) return Annotate(target.status(), where + ": target");
+      if (!target->empty()) {
+        rank_pos = static_cast<int>(p) - 1;
+        if (window.targets[rank_pos] != (*target)[0]) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              where, ": the eval target after the prompt (token ",
+              window.targets[rank_pos], ") is not the target's first token (",
+              (*target)[0], ")"));
+        }
+      }
+    }
+    marks.push_back(Mark{seq, static_cast<int>(p), rank_pos});
+  }
+  for (const Mark& m : marks) {
+    eval->sequences[m.sequence].probe_len = m.len;
+    eval->sequences[m.sequence].probe_rank_pos = m.rank_pos;
+  }
+  return absl::OkStatus();
+}
+
 engine::ForwardRequest MakeRequest(const StreamData& data, const Batch& batch) {
   engine::ForwardRequest req;
   req.batch = static_cast<int64_t>(batch.members.size());
@@ -328,26 +431,31 @@ void AccumulateEval(const StreamData& data, const Batch& batch,
 }
 
 // `stats[L]` points at layer L's statistics (from the task's own forward or,
-// below its start layer, from the shared unablated pass).
+// below its start layer, from the shared unablated pass). With `from_eval`
+// the batch is an eval stream's: only windows carrying a probe record count,
+// over their positions [0, probe_len), ranked at probe_rank_pos.
 void AccumulateProbe(const StreamData& data, const Batch& batch,
                      const std::vector<const engine::LayerStats*>& stats,
-                     Accumulator* acc) {
+                     bool from_eval, Accumulator* acc) {
   const int64_t S = batch.seq;
   const int N = static_cast<int>(stats.size());
   for (size_t b = 0; b < batch.members.size(); ++b) {
     const Sequence& s = data.sequences[batch.members[b]];
+    const int64_t len = from_eval ? s.probe_len : S;
+    const int rank_pos = from_eval ? s.probe_rank_pos : s.rank_pos;
+    if (len == 0) continue;
     const int cats[2] = {0, s.category};
     const int ncats = s.category > 0 ? 2 : 1;
     int decision = N;
     for (int L = 0; L < N; ++L) {
       const engine::LayerStats& st = *stats[L];
       double bi = 0.0, norm = 0.0;
-      for (int64_t p = 0; p < S; ++p) {
+      for (int64_t p = 0; p < len; ++p) {
         bi += st.block_influence[b * S + p];
         norm += st.resid_out_norm[b * S + p];
       }
       int64_t rank = -1;
-      if (s.rank_pos >= 0) rank = st.target_rank[b * S + s.rank_pos];
+      if (rank_pos >= 0) rank = st.target_rank[b * S + rank_pos];
       if (rank == 0 && decision == N) decision = L;
       for (int k = 0; k < ncats; ++k) {
         acc->bi_sum[cats[k]][L] += bi;
@@ -359,8 +467,8 @@ void AccumulateProbe(const StreamData& data, const Batch& batch,
       }
     }
     for (int k = 0; k < ncats; ++k) {
-      acc->tokens[cats[k]] += S;
-      if (s.rank_pos >= 0) {
+      acc->tokens[cats[k]] += len;
+      if (rank_pos >= 0) {
         ++acc->prompts[cats[k]];
         acc->decision_sum[cats[k]] += decision;
       }
@@ -450,7 +558,15 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
   std::vector<TaskRun> runs;
   runs.reserve(tasks.size());
   // Parse every task; malformed ones fail at once.
-  std::map<std::string, std::vector<size_t>> streams;  // key -> runs indices
+  struct Stream {
+    std::vector<size_t> members;  // runs indices, run as the stream's kind
+    // eval stream: baseline probe tasks of the same model, shard and BOS
+    // policy that take their statistics from this stream's unablated pass,
+    // and the key of the probe stream they return to when it cannot be shared.
+    std::vector<size_t> riders;
+    std::string rider_home;
+  };
+  std::map<std::string, Stream> streams;
   for (size_t i = 0; i < tasks.size(); ++i) {
     absl::StatusOr<LmTaskSpec> spec =
         ParseLmTaskSpec(tasks[i].kind, tasks[i].spec);
@@ -462,8 +578,31 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
     TaskRun run;
     run.index = i;
     run.spec = std::move(*spec);
-    streams[StreamKey(run.spec)].push_back(runs.size());
+    streams[StreamKey(run.spec)].members.push_back(runs.size());
     runs.push_back(std::move(run));
+  }
+  if (options_.prefix_reuse) {
+    // One unablated pass per shard: the baseline probe tasks ride on an eval
+    // stream of the same model, shard and BOS policy (docs/JOBS.md).
+    std::map<std::string, std::string> eval_by_share;
+    for (const auto& [key, s] : streams) {
+      const LmTaskSpec& spec = runs[s.members[0]].spec;
+      if (spec.kind == kEvalKind) eval_by_share.emplace(ShareKey(spec), key);
+    }
+    for (auto& [key, s] : streams) {
+      const LmTaskSpec& spec = runs[s.members[0]].spec;
+      if (spec.kind != kProbeKind) continue;
+      auto host = eval_by_share.find(ShareKey(spec));
+      if (host == eval_by_share.end()) continue;
+      Stream& eval = streams[host->second];
+      if (!eval.riders.empty()) continue;  // one probe stream per eval stream
+      std::vector<size_t> stay;
+      for (size_t m : s.members) {
+        (runs[m].spec.interventions.empty() ? eval.riders : stay).push_back(m);
+      }
+      if (!eval.riders.empty()) eval.rider_home = key;
+      s.members = std::move(stay);
+    }
   }
   auto finish = [&](TaskRun& t, absl::StatusOr<TaskOutput> outcome) {
     if (t.done) return;
@@ -481,11 +620,32 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
   };
 
   size_t streams_done = 0;
-  for (auto& [key, members] : streams) {
+  // Streams are visited in key order: eval streams come before probe streams,
+  // so riders returned to their probe stream are still run there.
+  for (auto& [key, stream] : streams) {
     (void)key;
+    std::vector<size_t>& members = stream.members;
+    std::vector<size_t> riders;
+    riders.swap(stream.riders);
+    auto return_riders = [&](const std::string& why) {
+      if (riders.empty()) return;
+      const LmTaskSpec& p = runs[riders[0]].spec;
+      SWEEPD_LOG(INFO) << "probe of " << p.data.path << " shard "
+                       << p.data.shard_index << "/" << p.data.num_shards
+                       << " runs its own unablated pass: " << why;
+      std::vector<size_t>& home = streams[stream.rider_home].members;
+      home.insert(home.end(), riders.begin(), riders.end());
+      riders.clear();
+    };
+    if (members.empty()) {
+      return_riders("no eval task to share with");
+      ++streams_done;
+      continue;
+    }
     const LmTaskSpec& first = runs[members[0]].spec;
     auto fail_stream = [&](const absl::Status& s) {
       for (size_t m : members) finish(runs[m], s);
+      return_riders(absl::StrCat("the eval stream failed: ", s.message()));
     };
     if (ctx.cancelled()) return cancel_all();
     absl::StatusOr<LmBackend::Model> model = backend_->Acquire(first.model);
@@ -504,6 +664,7 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
       continue;
     }
     const bool probe = first.kind == kProbeKind;
+    bool unablated_pass = false;  // some member uses the shared pass
     for (size_t m : members) {
       TaskRun& t = runs[m];
       absl::StatusOr<std::vector<engine::Intervention>> ivs =
@@ -515,12 +676,28 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
       t.interventions = std::move(*ivs);
       t.start_layer = engine::FirstTouchedLayer(t.interventions, N);
       t.acc.Init(data->categories.size(), N);
+      if (t.interventions.empty() || t.start_layer > 0) unablated_pass = true;
     }
+    if (!riders.empty()) {
+      if (!unablated_pass) {
+        return_riders("no eval task of the shard runs the unablated pass");
+      } else {
+        absl::Status attached =
+            AttachProbe(runs[riders[0]].spec, *model->tokenizer, &*data);
+        if (!attached.ok()) {
+          return_riders(std::string(attached.message()));
+        } else {
+          for (size_t m : riders) runs[m].acc.Init(data->categories.size(), N);
+        }
+      }
+    }
+    std::vector<size_t> all = members;
+    all.insert(all.end(), riders.begin(), riders.end());
 
     for (size_t bi = 0; bi < data->batches.size(); ++bi) {
       const Batch& batch = data->batches[bi];
       std::vector<TaskRun*> active;
-      for (size_t m : members) {
+      for (size_t m : all) {
         TaskRun& t = runs[m];
         if (t.done) continue;
         if (ctx.task_cancelled(t.index)) {
@@ -532,6 +709,21 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
       if (active.empty()) break;
       if (ctx.cancelled()) return cancel_all();
       const engine::ForwardRequest base = MakeRequest(*data, batch);
+      // Riders (probe tasks on an eval stream) read windows that carry a
+      // probe record; a batch without one does not compute layer_stats.
+      bool batch_has_probe = false;
+      if (!riders.empty()) {
+        for (int m : batch.members) {
+          if (data->sequences[m].probe_len > 0) batch_has_probe = true;
+        }
+      }
+      auto is_rider = [&](const TaskRun* t) {
+        return !probe && t->spec.kind == kProbeKind;
+      };
+      auto uses_shared = [&](const TaskRun* t) {
+        if (is_rider(t)) return batch_has_probe;
+        return t->interventions.empty() || t->start_layer > 0;
+      };
 
       // Shared unablated pass (prefix reuse).
       engine::ForwardResult shared;
@@ -539,6 +731,10 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
       if (options_.prefix_reuse) {
         bool need_prefix = false, need_result = false;
         for (TaskRun* t : active) {
+          if (is_rider(t)) {
+            if (batch_has_probe) need_result = true;
+            continue;
+          }
           if (t->interventions.empty()) need_result = true;
           if (!t->interventions.empty() && t->start_layer > 0) {
             need_prefix = true;
@@ -547,7 +743,7 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
         if (need_prefix || need_result) {
           engine::ForwardRequest req = base;
           req.keep_prefix_state = need_prefix;
-          req.layer_stats = probe;
+          req.layer_stats = probe || batch_has_probe;
           const int64_t t0 = clock_->NowMs();
           absl::StatusOr<engine::ForwardResult> r = model->engine->Forward(req);
           const double seconds = (clock_->NowMs() - t0) / 1000.0;
@@ -562,23 +758,28 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
           // The shared pass's time is split among the tasks that use it.
           int users = 0;
           for (TaskRun* t : active) {
-            if (t->interventions.empty() || t->start_layer > 0) ++users;
+            if (uses_shared(t)) ++users;
           }
           for (TaskRun* t : active) {
-            if (t->interventions.empty() || t->start_layer > 0) {
-              t->seconds += seconds / users;
-            }
+            if (uses_shared(t)) t->seconds += seconds / users;
           }
         }
       }
 
       for (TaskRun* t : active) {
         if (ctx.cancelled()) return cancel_all();
+        if (is_rider(t)) {
+          if (!have_shared || !batch_has_probe) continue;
+          std::vector<const engine::LayerStats*> stats(N);
+          for (int L = 0; L < N; ++L) stats[L] = &shared.layer_stats[L];
+          AccumulateProbe(*data, batch, stats, /*from_eval=*/true, &t->acc);
+          continue;
+        }
         if (have_shared && t->interventions.empty()) {
           if (probe) {
             std::vector<const engine::LayerStats*> stats(N);
             for (int L = 0; L < N; ++L) stats[L] = &shared.layer_stats[L];
-            AccumulateProbe(*data, batch, stats, &t->acc);
+            AccumulateProbe(*data, batch, stats, /*from_eval=*/false, &t->acc);
           } else {
             AccumulateEval(*data, batch, shared, &t->acc);
           }
@@ -607,7 +808,7 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
                            ? &shared.layer_stats[L]
                            : &r->layer_stats[L];
           }
-          AccumulateProbe(*data, batch, stats, &t->acc);
+          AccumulateProbe(*data, batch, stats, /*from_eval=*/false, &t->acc);
         } else {
           AccumulateEval(*data, batch, *r, &t->acc);
         }
@@ -616,7 +817,7 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
                        static_cast<double>(bi + 1) / data->batches.size()) /
                       streams.size());
     }
-    for (size_t m : members) {
+    for (size_t m : all) {
       TaskRun& t = runs[m];
       if (t.done) continue;
       if (ctx.task_cancelled(t.index)) {

@@ -4,8 +4,9 @@
 // logit-lens target rank, decision layer, per category), with prefix reuse
 // inside a group: one unablated pass per window batch keeps the residual
 // entering every layer, and each intervention task starts from its first
-// touched layer. Metrics follow docs/METRICS.md; the algorithm is described in
-// docs/JOBS.md.
+// touched layer; baseline probe tasks of an eval task's shard take their
+// statistics from the eval stream's unablated pass when that is exact.
+// Metrics follow docs/METRICS.md; the algorithm is described in docs/JOBS.md.
 //
 // LmBackend holds the engine (one model at a time; a task for another model or
 // dtype loads that one on demand) and the tokenizers. One backend is shared by
