@@ -439,6 +439,35 @@ TEST_F(EngineTest, LayerStatsLogitLensAndBlockInfluence) {
   }
 }
 
+// lens_positions ranks only where asked; everything else is unchanged.
+TEST_F(EngineTest, LensPositionsLimitTheLogitLens) {
+  auto e = MakeEngine(*dir_, 2);
+  ForwardRequest full = MakeRequest(2, 12, 512);
+  full.layer_stats = true;
+  ForwardResult all = RunFwd(e.get(), full);
+  ForwardRequest some = full;
+  some.lens_positions.assign(24, 0);
+  some.lens_positions[5] = 1;
+  some.lens_positions[17] = 1;
+  some.lens_positions[23] = 1;  // the last position of row 1 has no target
+  ForwardResult part = RunFwd(e.get(), some);
+  for (int L = 0; L < 6; ++L) {
+    SCOPED_TRACE(L);
+    for (int i = 0; i < 24; ++i) {
+      const int64_t want =
+          (i == 5 || i == 17) ? all.layer_stats[L].target_rank[i] : -1;
+      EXPECT_EQ(part.layer_stats[L].target_rank[i], want) << i;
+      EXPECT_EQ(part.layer_stats[L].block_influence[i],
+                all.layer_stats[L].block_influence[i]);
+    }
+  }
+  EXPECT_EQ(part.nll, all.nll);
+  some.lens_positions.resize(23);
+  auto bad = e->Forward(some);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), ::testing::HasSubstr("lens_positions"));
+}
+
 TEST_F(EngineTest, Bf16AgreesWithFp32InArgmax) {
   // The tiny config with initializer_range 0.5: logits of std ~4 instead of
   // ~0.16, so the top-1 is not a near-tie that bf16's 8-bit mantissa cannot

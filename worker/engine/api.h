@@ -140,7 +140,8 @@ struct LayerStats {
   std::vector<float> resid_out_norm;
   // Logit lens: number of vocabulary entries whose softcapped logit of
   // lm_head(final_norm(resid_out[L])) is strictly larger than the target's (0 =
-  // top-1); -1 where the target is ignored.
+  // top-1); -1 where the target is ignored or the position is not one of
+  // ForwardRequest::lens_positions.
   std::vector<int64_t> target_rank;
 };
 
@@ -166,6 +167,11 @@ struct ForwardRequest {
   // Optional [batch, seq] targets (-1 = ignored). Empty: next-token targets
   // (targets[b, s] = tokens[b, s + 1], the last position ignored).
   std::vector<int32_t> targets;
+  // Optional [batch, seq] (1 = rank here): where layer_stats computes the
+  // logit-lens target rank; empty = every position with a target. NLL is
+  // unaffected. Probes need one position per prompt, so this spares the LM head
+  // (the costliest part of a lens) at every other position.
+  std::vector<uint8_t> lens_positions;
   std::vector<Intervention> interventions;
   // Also return the softcapped logits [batch, seq, vocab] (gathered across
   // ranks).

@@ -376,6 +376,9 @@ struct Plan {
   std::vector<std::vector<int>> masked_heads;   // per layer, global indices
   std::vector<CapturePoint> captures;
   std::vector<int32_t> targets;  // [batch*seq], -1 ignored
+  // [batch*seq]: 1 where layer_stats ranks the target (ForwardRequest::
+  // lens_positions; all targeted positions when the request leaves it empty).
+  std::vector<uint8_t> lens;
   const PrefixStateImpl* start_state = nullptr;
   std::shared_ptr<PrefixStateImpl> keep_state;
   int first_touched = 0;
@@ -665,7 +668,17 @@ class RankRunner {
       }
       valid_idx_ = at::tensor(valid, at::kLong).to(s_.device);
       valid_targets_ = targets_.index_select(0, valid_idx_);
+      std::vector<int64_t> lens;
+      for (int64_t i = 0; i < B * S; ++i) {
+        if (plan_.lens[i]) lens.push_back(i);
+      }
+      lens_idx_ = at::tensor(lens, at::kLong).to(s_.device);
+      lens_targets_ = targets_.index_select(0, lens_idx_);
     }
+    lens_mask_ = at::from_blob(const_cast<uint8_t*>(plan_.lens.data()), {B * S},
+                               at::kByte)
+                     .to(s_.device)
+                     .to(at::kBool);
 
     at::Tensor h;
     if (plan_.start_state != nullptr) {
@@ -966,6 +979,7 @@ class RankRunner {
         LocalLogits(RmsNorm(out, s_.final_norm, cfg_.rms_norm_eps));
     at::Tensor rank;
     VocabStats(logits, /*want_rank=*/true, nullptr, &rank);
+    rank = at::where(lens_mask_, rank, at::full_like(rank, -1));
     if (s_.rank == 0) {
       LayerStats& st = out_->layer_stats[L];
       at::Tensor bi_c = bi.to(at::kCPU).contiguous();
@@ -1273,10 +1287,11 @@ class RankRunner {
     }
     stats_bi_[L] = bi;
     stats_norm_[L] = nb;
-    if (valid_idx_.numel() == 0) return;
-    // Logit lens only at positions with a target; the LM head runs later over
-    // the rows of many layers at once (one read of the embedding).
-    at::Tensor rows = b.index_select(0, valid_idx_);
+    if (lens_idx_.numel() == 0) return;
+    // Logit lens only at the lens positions (targeted, and selected by
+    // ForwardRequest::lens_positions); the LM head runs later over the rows of
+    // many layers at once (one read of the embedding).
+    at::Tensor rows = b.index_select(0, lens_idx_);
     at::Tensor normed = at::empty(rows.sizes(), rows.options());
     RowNormFast(rows, s_.final_norm, at::Tensor(), at::Tensor(), normed);
     lens_pending_.emplace_back(L, normed);
@@ -1290,10 +1305,10 @@ class RankRunner {
     for (const auto& [L, t] : lens_pending_) xs.push_back(t);
     at::Tensor x = xs.size() == 1 ? xs[0] : at::cat(xs, 0);
     at::Tensor targets =
-        valid_targets_.repeat({static_cast<int64_t>(xs.size())});
+        lens_targets_.repeat({static_cast<int64_t>(xs.size())});
     at::Tensor rank;
     LmHeadPass(x, targets, nullptr, &rank);
-    const int64_t n = valid_idx_.size(0);
+    const int64_t n = lens_idx_.size(0);
     for (size_t i = 0; i < lens_pending_.size(); ++i) {
       stats_rank_[lens_pending_[i].first] =
           rank.narrow(0, static_cast<int64_t>(i) * n, n);
@@ -1315,8 +1330,7 @@ class RankRunner {
       bis.push_back(stats_bi_[L]);
       norms.push_back(stats_norm_[L]);
       at::Tensor r = at::full({T}, -1, targets_.options());
-      if (stats_rank_[L].defined())
-        r.index_copy_(0, valid_idx_, stats_rank_[L]);
+      if (stats_rank_[L].defined()) r.index_copy_(0, lens_idx_, stats_rank_[L]);
       ranks.push_back(r);
     }
     if (layers.empty()) return;
@@ -1504,6 +1518,9 @@ class RankRunner {
   PhaseClock* clock_ = nullptr;
   at::Tensor valid_idx_;      // positions with a target, int64
   at::Tensor valid_targets_;  // their target ids
+  at::Tensor lens_idx_;       // logit-lens positions (Plan::lens), int64
+  at::Tensor lens_targets_;   // their target ids
+  at::Tensor lens_mask_;      // Plan::lens as a bool tensor [batch*seq]
   std::map<std::string, std::pair<at::Tensor, at::Tensor>> rope_cache_;
   std::vector<at::Tensor> stats_bi_, stats_norm_, stats_rank_;  // per layer
   std::vector<std::pair<int, at::Tensor>> lens_pending_;        // (layer, rows)
@@ -1781,6 +1798,17 @@ class EngineImpl : public Engine {
         }
       }
       plan->targets = req.targets;
+    }
+    if (!req.lens_positions.empty() &&
+        static_cast<int64_t>(req.lens_positions.size()) != T) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("lens_positions has ", req.lens_positions.size(),
+                       " entries, batch*seq = ", T));
+    }
+    plan->lens.assign(T, 0);
+    for (int64_t i = 0; i < T; ++i) {
+      plan->lens[i] = plan->targets[i] >= 0 && (req.lens_positions.empty() ||
+                                                req.lens_positions[i] != 0);
     }
     plan->skip.assign(N, 0);
     plan->zero.assign(N, 0);

@@ -744,6 +744,17 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
           engine::ForwardRequest req = base;
           req.keep_prefix_state = need_prefix;
           req.layer_stats = probe || batch_has_probe;
+          if (!probe && batch_has_probe) {
+            // Riders read one rank per prompt: the lens (an LM-head pass per
+            // layer and position) runs only there, not at every eval target.
+            req.lens_positions.assign(base.tokens.size(), 0);
+            for (size_t b = 0; b < batch.members.size(); ++b) {
+              const Sequence& s = data->sequences[batch.members[b]];
+              if (s.probe_len > 0 && s.probe_rank_pos >= 0) {
+                req.lens_positions[b * batch.seq + s.probe_rank_pos] = 1;
+              }
+            }
+          }
           const int64_t t0 = clock_->NowMs();
           absl::StatusOr<engine::ForwardResult> r = model->engine->Forward(req);
           const double seconds = (clock_->NowMs() - t0) / 1000.0;
