@@ -563,10 +563,8 @@ class LedgerImpl : public Ledger {
   absl::StatusOr<SweepRow> GetSweep(const std::string& sweep_id) override {
     return WithReader<SweepRow>([&](Conn& c) -> absl::StatusOr<SweepRow> {
       ASSIGN_OR_RETURN(
-          Stmt * s,
-          c.Prepare("SELECT sweep_id, name, spec, state, total_tasks, "
-                    "created_ms, updated_ms, deferred_stages FROM sweeps "
-                    "WHERE sweep_id=?"));
+          Stmt * s, c.Prepare(absl::StrCat("SELECT ", kSweepColumns,
+                                           " FROM sweeps WHERE sweep_id=?")));
       s->Bind(sweep_id);
       ASSIGN_OR_RETURN(bool row, s->Step());
       if (!row)
@@ -579,11 +577,9 @@ class LedgerImpl : public Ledger {
   absl::StatusOr<std::vector<SweepRow>> ListSweeps() override {
     return WithReader<std::vector<SweepRow>>(
         [&](Conn& c) -> absl::StatusOr<std::vector<SweepRow>> {
-          ASSIGN_OR_RETURN(
-              Stmt * s,
-              c.Prepare("SELECT sweep_id, name, spec, state, total_tasks, "
-                        "created_ms, updated_ms, deferred_stages FROM sweeps "
-                        "ORDER BY created_ms"));
+          ASSIGN_OR_RETURN(Stmt * s, c.Prepare(absl::StrCat(
+                                         "SELECT ", kSweepColumns,
+                                         " FROM sweeps ORDER BY created_ms")));
           std::vector<SweepRow> out;
           while (true) {
             ASSIGN_OR_RETURN(bool row, s->Step());
@@ -1093,6 +1089,12 @@ class LedgerImpl : public Ledger {
         break;
     }
   }
+
+  // The columns ReadSweepRow reads, in its order: every SELECT of sweep rows
+  // uses this list, so a new column is added in one place.
+  static constexpr char kSweepColumns[] =
+      "sweep_id, name, spec, state, total_tasks, created_ms, updated_ms, "
+      "deferred_stages";
 
   static absl::StatusOr<SweepRow> ReadSweepRow(Stmt& s) {
     SweepRow r;
