@@ -3,9 +3,11 @@
 // vectorised and element-wise; block per row above) against a float64 CPU
 // reference of the same math, fp32 and bf16, causal and banded rows, GQA row
 // groups and ragged key ranges; SwapMiddleDims against a host permutation,
-// bit for bit, with each access width.
+// bit for bit, with each access width; LseMerge against the host formula
+// (bf16 vector and element-wise paths, fp32, strided operands).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -207,6 +209,122 @@ void CheckSwap(int64_t outer, int64_t dim1, int64_t dim2, int64_t inner_bytes,
     }
   }
   EXPECT_EQ(bad, 0);
+}
+
+// LseMerge on [batch, rows, heads, head_dim] operands with padded (strided)
+// rows and log-sum-exps stored [batch, heads, rows] with a row pitch, against
+// the host formula from the same rounded inputs: one rounding of the result
+// (bf16), float32 round-off (fp32).
+void CheckLseMerge(Dtype dtype, int64_t head_dim, int64_t row_pad) {
+  SCOPED_TRACE(::testing::Message()
+               << (dtype == Dtype::kBFloat16 ? "bf16" : "fp32") << " head_dim "
+               << head_dim << " row_pad " << row_pad);
+  const int64_t B = 2, R = 5, H = 3, D = head_dim;
+  const int64_t row = H * D + row_pad;  // elements per (batch, row)
+  const int64_t n = B * R * row;
+  const int64_t lse_pitch = R + 3;  // [B, H, lse_pitch]
+  const size_t esize = dtype == Dtype::kBFloat16 ? 2 : 4;
+  std::mt19937 rng(static_cast<uint32_t>(D + row_pad));
+  std::normal_distribution<float> val(0.0f, 1.0f);
+  std::normal_distribution<float> lse(0.0f, 3.0f);
+  std::vector<float> x(n), y(n);
+  std::vector<uint8_t> hx(n * esize), hy(n * esize);
+  auto put = [&](std::vector<uint8_t>& buf, int64_t i, float f) {
+    if (dtype == Dtype::kBFloat16) {
+      const uint16_t h = ToBf16(f);
+      std::memcpy(buf.data() + i * 2, &h, 2);
+      return FromBf16(h);
+    }
+    std::memcpy(buf.data() + i * 4, &f, 4);
+    return f;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = put(hx, i, val(rng));
+    y[i] = put(hy, i, val(rng));
+  }
+  std::vector<float> l1(B * H * lse_pitch), l2(B * H * lse_pitch);
+  for (size_t i = 0; i < l1.size(); ++i) {
+    l1[i] = lse(rng);
+    l2[i] = lse(rng);
+  }
+  void *dx = nullptr, *dy = nullptr, *dl1 = nullptr, *dl2 = nullptr;
+  ASSERT_EQ(cudaMalloc(&dx, hx.size()), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dy, hy.size()), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dl1, l1.size() * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dl2, l2.size() * 4), cudaSuccess);
+  cudaMemcpy(dx, hx.data(), hx.size(), cudaMemcpyHostToDevice);
+  cudaMemcpy(dy, hy.data(), hy.size(), cudaMemcpyHostToDevice);
+  cudaMemcpy(dl1, l1.data(), l1.size() * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(dl2, l2.data(), l2.size() * 4, cudaMemcpyHostToDevice);
+  LseMergeArgs a;
+  a.dtype = dtype;
+  a.batch = B;
+  a.rows = R;
+  a.heads = H;
+  a.head_dim = D;
+  a.out = dx;
+  a.other = dy;
+  a.out_lse = static_cast<const float*>(dl1);
+  a.other_lse = static_cast<const float*>(dl2);
+  const int64_t os[3] = {R * row, row, D};
+  const int64_t ls[3] = {H * lse_pitch, lse_pitch, 1};
+  for (int d = 0; d < 3; ++d) {
+    a.out_stride[d] = a.other_stride[d] = os[d];
+    a.out_lse_stride[d] = a.other_lse_stride[d] = ls[d];
+  }
+  ASSERT_EQ(LseMerge(a, nullptr), 0);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<uint8_t> got(hx.size());
+  cudaMemcpy(got.data(), dx, got.size(), cudaMemcpyDeviceToHost);
+  cudaFree(dx);
+  cudaFree(dy);
+  cudaFree(dl1);
+  cudaFree(dl2);
+  double worst = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t r = 0; r < R; ++r) {
+      for (int64_t h = 0; h < H; ++h) {
+        const double e1 = l1[b * H * lse_pitch + h * lse_pitch + r];
+        const double e2 = l2[b * H * lse_pitch + h * lse_pitch + r];
+        const double m = std::max(e1, e2);
+        const double w1 = std::exp(e1 - m), w2 = std::exp(e2 - m);
+        for (int64_t d = 0; d < D; ++d) {
+          const int64_t i = b * R * row + r * row + h * D + d;
+          const double want = (x[i] * w1 + y[i] * w2) / (w1 + w2);
+          float g;
+          if (dtype == Dtype::kBFloat16) {
+            uint16_t hv;
+            std::memcpy(&hv, got.data() + i * 2, 2);
+            g = FromBf16(hv);
+          } else {
+            std::memcpy(&g, got.data() + i * 4, 4);
+          }
+          const double tol =
+              (dtype == Dtype::kBFloat16 ? 8e-3 : 1e-5) * std::abs(want) + 1e-6;
+          worst = std::max(worst, std::abs(g - want) - tol);
+        }
+      }
+    }
+  }
+  EXPECT_LE(worst, 0.0);
+  // The padding between rows is left alone.
+  if (row_pad > 0) {
+    const int64_t i = H * D;  // first padding element of (0, 0)
+    EXPECT_EQ(std::memcmp(got.data() + i * esize, hx.data() + i * esize, esize),
+              0);
+  }
+}
+
+TEST(CudaOpsGpuTest, LseMergeMatchesHostFormula) {
+  CheckLseMerge(Dtype::kBFloat16, 256, 0);  // 16-byte vectors
+  CheckLseMerge(Dtype::kBFloat16, 64, 8);   // vectors, padded rows
+  CheckLseMerge(Dtype::kBFloat16, 36, 3);   // element-wise
+  CheckLseMerge(Dtype::kFloat32, 40, 2);
+}
+
+TEST(CudaOpsGpuTest, LseMergeRejectsBadArguments) {
+  LseMergeArgs a;
+  EXPECT_NE(LseMerge(a, nullptr), 0);  // null pointers
 }
 
 TEST(CudaOpsGpuTest, SwapMiddleDimsMovesWholeRows) {

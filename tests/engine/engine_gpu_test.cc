@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "common/fs.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -286,6 +287,44 @@ TEST_F(EngineGpuTest, ChunkedGemmAttentionMatchesCpu) {
     EXPECT_LE(RelRms(b.captures[c].data, bs.captures[c].data), 0.05);
   }
   EXPECT_LE(RelDiff(b.nll, ref.nll), 0.05);
+}
+
+// kAuto's sliding layers in bf16 go through cuDNN's attention banded by
+// window blocks (window 8): sequences that are a multiple of the window (one
+// batched cuDNN call), that are not (a call per block), and that are shorter
+// than it (plain causal) match FlashAttention-2's windowed kernel (kFlash) to
+// bf16 rounding and the CPU engine within the bf16 tolerance; the composition
+// passed its once-per-device check, so it was the path taken.
+TEST_F(EngineGpuTest, CudnnBandedAttentionMatchesFlashAndCpu) {
+  auto cpu = MakeEngine(*dir_, "cpu", DType::kFloat32);
+  auto cudnn =
+      MakeEngineWithAttention(*dir_, DType::kBFloat16, AttentionPath::kAuto);
+  auto flash =
+      MakeEngineWithAttention(*dir_, DType::kBFloat16, AttentionPath::kFlash);
+  ASSERT_NE(cudnn, nullptr);
+  ASSERT_NE(flash, nullptr);
+  for (int64_t seq : {int64_t{600}, int64_t{605}, int64_t{6}}) {
+    SCOPED_TRACE(seq);
+    ForwardRequest req = MakeRequest(2, seq, 512, 41);
+    req.captures = {"attn_heads[0]", "attn_heads[1]"};
+    ForwardResult ref = RunFwd(cpu.get(), req);
+    ForwardResult c = RunFwd(cudnn.get(), req);
+    ForwardResult f = RunFwd(flash.get(), req);
+    for (const std::string& name : req.captures) {
+      SCOPED_TRACE(name);
+      EXPECT_LE(RelRms(c.captures[name].data, f.captures[name].data), 0.02);
+      EXPECT_LE(RelRms(c.captures[name].data, ref.captures[name].data), 0.05);
+    }
+    EXPECT_LE(RelDiff(c.nll, ref.nll), 0.05);
+  }
+  bool cudnn_checked = false;
+  for (const auto& [name, usable] : CheckedAttentionKernels()) {
+    if (absl::StrContains(name, "cuDNN")) {
+      cudnn_checked = true;
+      EXPECT_TRUE(usable) << name;
+    }
+  }
+  EXPECT_TRUE(cudnn_checked);
 }
 
 // kAuto takes the chunked GEMM attention for full layers with head_dim 512

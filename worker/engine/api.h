@@ -34,10 +34,17 @@ absl::StatusOr<DType> ParseDType(
 
 // How the CUDA path computes attention (docs/ENGINE.md, "GPU path").
 enum class AttentionPath {
-  // FlashAttention-2 where it applies (bf16, head_dim <= 256, sliding window
-  // honoured); chunked GEMM attention for the other causal layers with
-  // head_dim > 256 (the full layers); SDPA for the rest.
+  // cuDNN's fused attention where it applies (bf16, head_dim <= 256): causal
+  // layers directly, sliding layers longer than their window as causal blocks
+  // of window length plus FlashAttention-2 on the part of the previous block,
+  // merged by log-sum-exp; chunked GEMM attention for head_dim > 256 (the full
+  // layers); FlashAttention-2 when cuDNN's attention is missing or failed its
+  // once-per-device check; SDPA for the rest.
   kAuto,
+  // FlashAttention-2 where it applies (the window as its local attention),
+  // chunked GEMM attention for head_dim > 256, SDPA for the rest: kAuto
+  // without cuDNN.
+  kFlash,
   // FlashAttention-2 where it applies, else SDPA (is_causal, or the band
   // mask).
   kSdpa,
@@ -45,7 +52,8 @@ enum class AttentionPath {
   // causal softmax, cuBLAS P·V; GQA without expanding K/V).
   kChunkedGemm,
 };
-const char* AttentionPathName(AttentionPath path);  // auto / sdpa / chunked
+// auto / flash / sdpa / chunked
+const char* AttentionPathName(AttentionPath path);
 absl::StatusOr<AttentionPath> ParseAttentionPath(absl::string_view name);
 
 struct EngineOptions {

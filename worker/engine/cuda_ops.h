@@ -1,10 +1,11 @@
 // Fused elementwise/row CUDA kernels of the engine's GPU forward: RMSNorm with
 // the residual add, layer_scalar and the next norm folded in; per-head
 // q/k/v norm + RoPE; GeGLU; block-influence statistics; the causal softmax
-// of the chunked GEMM attention; and CUDA events for the phase profile. Raw
-// device pointers + a cudaStream_t passed as void* (nullptr = legacy default
-// stream); no libtorch, no CUDA header, no allocation. Every function returns 0
-// or a cudaError_t code (ErrorString() names it) and enqueues asynchronously.
+// of the chunked GEMM attention; the log-sum-exp merge of the banded attention;
+// and CUDA events for the phase profile. Raw device pointers + a cudaStream_t
+// passed as void* (nullptr = legacy default stream); no libtorch, no CUDA
+// header, no allocation. Every function returns 0 or a cudaError_t code
+// (ErrorString() names it) and enqueues asynchronously.
 //
 // Rounding matches the eager libtorch ops they replace (docs/ENGINE.md, "GPU
 // path"): math in float32, one rounding to the compute dtype wherever the
@@ -115,6 +116,32 @@ int CausalSoftmax(const CausalSoftmaxArgs& a, void* stream);
 // pointers allow. src and dst must not overlap.
 int SwapMiddleDims(const void* src, int64_t outer, int64_t dim1, int64_t dim2,
                    int64_t inner_bytes, void* dst, void* stream);
+
+// Merges two partial attention results over disjoint key sets into `out`, in
+// place: per (batch b, row r, head h), with log-sum-exps l1 = out_lse and
+// l2 = other_lse (natural log, float32) of the two softmax denominators,
+//   out = (out · e^(l1 − m) + other · e^(l2 − m)) / (e^(l1 − m) + e^(l2 − m)),
+// m = max(l1, l2), in float32, rounded once to dtype. out/other are
+// [batch, rows, heads, head_dim] with the given element strides (head_dim
+// contiguous); the lse arrays are [batch, heads, rows] with theirs. Used by the
+// banded (sliding-window) attention, which computes a window as the causal
+// block of its own key block plus the part of the previous key block.
+struct LseMergeArgs {
+  Dtype dtype = Dtype::kBFloat16;
+  int64_t batch = 0;
+  int64_t rows = 0;
+  int64_t heads = 0;
+  int64_t head_dim = 0;
+  void* out = nullptr;
+  int64_t out_stride[3] = {0, 0, 0};  // batch, row, head
+  const float* out_lse = nullptr;
+  int64_t out_lse_stride[3] = {0, 0, 0};  // batch, head, row
+  const void* other = nullptr;
+  int64_t other_stride[3] = {0, 0, 0};
+  const float* other_lse = nullptr;
+  int64_t other_lse_stride[3] = {0, 0, 0};
+};
+int LseMerge(const LseMergeArgs& a, void* stream);
 
 // Makes `device` current for this thread in the CUDA runtime these kernels
 // (and sweepd::kernels) launch through; call once per rank thread.

@@ -51,6 +51,8 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
 
 const char* AttentionPathName(AttentionPath path) {
   switch (path) {
+    case AttentionPath::kFlash:
+      return "flash";
     case AttentionPath::kSdpa:
       return "sdpa";
     case AttentionPath::kChunkedGemm:
@@ -63,10 +65,11 @@ const char* AttentionPathName(AttentionPath path) {
 
 absl::StatusOr<AttentionPath> ParseAttentionPath(absl::string_view name) {
   if (name == "auto") return AttentionPath::kAuto;
+  if (name == "flash") return AttentionPath::kFlash;
   if (name == "sdpa") return AttentionPath::kSdpa;
   if (name == "chunked") return AttentionPath::kChunkedGemm;
   return absl::InvalidArgumentError(absl::StrCat(
-      "attention path must be auto, sdpa or chunked, got '", name, "'"));
+      "attention path must be auto, flash, sdpa or chunked, got '", name, "'"));
 }
 
 int FirstTouchedLayer(const std::vector<Intervention>& interventions,
@@ -551,59 +554,87 @@ class PhaseClock {
   std::vector<Point> points_;
 };
 
+// Verdicts of AttentionUsable, per (kernel name, device index).
+absl::Mutex g_attention_checks_mu(absl::kConstInit);
+std::map<std::pair<std::string, int>, bool>* AttentionChecks() {
+  static auto* checks = new std::map<std::pair<std::string, int>, bool>;
+  return checks;
+}
+
 #if SWEEPD_TORCH_HAS_FLASH_WINDOW
-// FlashAttention-2 with a sliding window (a private ATen op) is used only after
-// it reproduced a float32 banded-mask reference on this device once per
-// process: a build whose flash kernels ignored the window would otherwise be
-// silently wrong. Thread-safe.
-bool FlashWindowUsable(at::Device device) {
-  static absl::Mutex mu(absl::kConstInit);
-  static std::map<int, bool>* known = new std::map<int, bool>;
-  absl::MutexLock lock(&mu);
-  auto it = known->find(device.index());
+// Banded causal attention on q [B, S, H, D], k/v [B, S, KV, D]: query i sees
+// keys j with j <= i and, window > 0, i - j < window.
+using AttentionFn =
+    std::function<at::Tensor(const at::Tensor& q, const at::Tensor& k,
+                             const at::Tensor& v, int64_t window)>;
+
+// The fused attention kernels (private ATen ops, and the banded composition
+// built from them) are used only after they reproduced a float32 banded-mask
+// reference on this device once per process, on grouped heads and on the
+// shapes given as (sequence, window) pairs: a build whose kernels ignored the
+// window or mishandled a layout would otherwise be silently wrong.
+// Thread-safe; the verdict is cached per (name, device).
+bool AttentionUsable(at::Device device, const std::string& name,
+                     const AttentionFn& fn,
+                     const std::vector<std::pair<int64_t, int64_t>>& shapes) {
+  absl::MutexLock lock(&g_attention_checks_mu);
+  auto* known = AttentionChecks();
+  const auto key = std::make_pair(name, static_cast<int>(device.index()));
+  auto it = known->find(key);
   if (it != known->end()) return it->second;
-  bool ok = false;
+  bool ok = true;
   std::string why;
   try {
-    const int64_t B = 2, S = 40, H = 4, KV = 2, D = 64, W = 16;
-    auto opts = at::TensorOptions().dtype(at::kBFloat16).device(device);
-    at::Tensor q = at::randn({B, S, H, D}, opts);
-    at::Tensor k = at::randn({B, S, KV, D}, opts);
-    at::Tensor v = at::randn({B, S, KV, D}, opts);
-    at::Tensor got =
-        compat::FlashCausalAttention(q, k, v, 1.0, W).to(at::kFloat);
-    at::Tensor qf = q.to(at::kFloat).transpose(1, 2);
-    at::Tensor kf =
-        k.to(at::kFloat).repeat_interleave(H / KV, 2).transpose(1, 2);
-    at::Tensor vf =
-        v.to(at::kFloat).repeat_interleave(H / KV, 2).transpose(1, 2);
-    auto lopts = at::TensorOptions().dtype(at::kLong).device(device);
-    at::Tensor qi = at::arange(S, lopts).unsqueeze(1);
-    at::Tensor ki = at::arange(S, lopts).unsqueeze(0);
-    at::Tensor allowed = ki.le(qi).logical_and((qi - ki).lt(W));
-    at::Tensor scores =
-        at::matmul(qf, kf.transpose(-2, -1))
-            .masked_fill(allowed.logical_not(),
-                         -std::numeric_limits<float>::infinity());
-    at::Tensor ref = at::matmul(at::softmax(scores, -1), vf).transpose(1, 2);
-    const double err = (got - ref).abs().max().item<double>();
-    ok = err < 0.05;
-    why = absl::StrCat("max |flash - float32 reference| = ", err);
+    for (const auto& [S, W] : shapes) {
+      const int64_t B = 2, H = 4, KV = 2, D = 64;
+      auto opts = at::TensorOptions().dtype(at::kBFloat16).device(device);
+      at::Tensor q = at::randn({B, S, H, D}, opts);
+      at::Tensor k = at::randn({B, S, KV, D}, opts);
+      at::Tensor v = at::randn({B, S, KV, D}, opts);
+      at::Tensor got = fn(q, k, v, W).to(at::kFloat);
+      at::Tensor qf = q.to(at::kFloat).transpose(1, 2);
+      at::Tensor kf =
+          k.to(at::kFloat).repeat_interleave(H / KV, 2).transpose(1, 2);
+      at::Tensor vf =
+          v.to(at::kFloat).repeat_interleave(H / KV, 2).transpose(1, 2);
+      auto lopts = at::TensorOptions().dtype(at::kLong).device(device);
+      at::Tensor qi = at::arange(S, lopts).unsqueeze(1);
+      at::Tensor ki = at::arange(S, lopts).unsqueeze(0);
+      at::Tensor allowed = ki.le(qi);
+      if (W > 0) allowed = allowed.logical_and((qi - ki).lt(W));
+      at::Tensor scores =
+          at::matmul(qf, kf.transpose(-2, -1))
+              .masked_fill(allowed.logical_not(),
+                           -std::numeric_limits<float>::infinity());
+      at::Tensor ref = at::matmul(at::softmax(scores, -1), vf).transpose(1, 2);
+      const double err = (got - ref).abs().max().item<double>();
+      absl::StrAppend(&why, why.empty() ? "" : ", ", "S ", S, " window ", W,
+                      ": max |got - float32 reference| = ", err);
+      ok = ok && err < 0.05;
+    }
   } catch (const std::exception& e) {
+    ok = false;
     why = e.what();
   }
   if (ok) {
-    SWEEPD_LOG(INFO) << "device " << static_cast<int>(device.index())
-                     << ": FlashAttention-2 with a sliding window checked ("
-                     << why << ")";
+    SWEEPD_LOG(INFO) << "device " << static_cast<int>(device.index()) << ": "
+                     << name << " checked (" << why << ")";
   } else {
-    SWEEPD_LOG(WARNING) << "device " << static_cast<int>(device.index())
-                        << ": FlashAttention-2 with a sliding window unusable, "
-                           "using SDPA with masks: "
-                        << why;
+    SWEEPD_LOG(WARNING) << "device " << static_cast<int>(device.index()) << ": "
+                        << name << " unusable, falling back: " << why;
   }
-  (*known)[device.index()] = ok;
+  (*known)[key] = ok;
   return ok;
+}
+
+bool FlashWindowUsable(at::Device device) {
+  return AttentionUsable(device, "FlashAttention-2 with a sliding window",
+                         [](const at::Tensor& q, const at::Tensor& k,
+                            const at::Tensor& v, int64_t window) {
+                           return compat::FlashCausalAttention(q, k, v, 1.0,
+                                                               window);
+                         },
+                         {{40, 16}});
 }
 #endif
 
@@ -1090,12 +1121,12 @@ class RankRunner {
     auto opts = h.options();
     at::Tensor h2 = h.reshape({T, hidden}).contiguous();
 
-    clock_->Mark("norms");
+    clock_->Mark("norm_input");
     at::Tensor x = at::empty({T, hidden}, opts);
     RowNormFast(h2, w.input_norm, at::Tensor(), at::Tensor(), x);
     clock_->Mark("gemm_qkv");
     at::Tensor qkv = at::mm(x, w.qkv.t());  // [T, (Hl + KVl (+ KVl)) * hd]
-    clock_->Mark("norms");
+    clock_->Mark("qkv_norm_rope");
     const auto& [cos, sin] = RopeFor(L, S);
     at::Tensor q = at::empty({B, S, g.heads_local, hd}, opts);
     at::Tensor k = at::empty({B, S, g.kv_local, hd}, opts);
@@ -1115,7 +1146,7 @@ class RankRunner {
     at::Tensor a = at::mm(attn.view({T, q_cols}), w.o.t());
     clock_->Mark("allreduce");
     AllReduceSum(comm_, a);
-    clock_->Mark("norms");
+    clock_->Mark("norm_attn_out");
     at::Tensor hh = at::empty({T, hidden}, opts);
     at::Tensor m_in = at::empty({T, hidden}, opts);
     RowNormFast(a, w.post_attn_norm, h2, at::Tensor(), hh, w.pre_ff_norm, m_in);
@@ -1135,7 +1166,7 @@ class RankRunner {
     at::Tensor m = at::mm(act, w.down.t());
     clock_->Mark("allreduce");
     AllReduceSum(comm_, m);
-    clock_->Mark("norms");
+    clock_->Mark("norm_ff_out");
     at::Tensor out = at::empty({T, hidden}, opts);
     RowNormFast(m, w.post_ff_norm, hh, w.layer_scalar, out);
     clock_->Mark("other");
@@ -1149,11 +1180,11 @@ class RankRunner {
   }
 
   // Causal attention of one layer on q [B, S, Hl, hd], k/v [B, S, KVl, hd]
-  // (AttentionPath): FlashAttention-2 with the sliding window and grouped KV
-  // heads where it applies (bf16, head_dim <= 256); chunked GEMM attention
-  // for head_dim > 256 (kAuto) or every layer (kChunkedGemm); else SDPA with
-  // is_causal and no mask (K/V heads expanded), or, for a sliding layer longer
-  // than its window, SDPA with the band mask.
+  // (AttentionPath): cuDNN (kAuto) or FlashAttention-2 with the sliding window
+  // and grouped KV heads where they apply (bf16, head_dim <= 256); chunked GEMM
+  // attention for head_dim > 256 (kAuto, kFlash) or every layer
+  // (kChunkedGemm); else SDPA with is_causal and no mask (K/V heads expanded),
+  // or, for a sliding layer longer than its window, SDPA with the band mask.
   at::Tensor AttentionFast(int L, const at::Tensor& q, at::Tensor k,
                            at::Tensor v) {
     const LayerGeom& g = s_.geom[L];
@@ -1162,12 +1193,19 @@ class RankRunner {
     const bool banded = window > 0 && S > window;
     const AttentionPath path = AttentionPathNow();
     if (path == AttentionPath::kChunkedGemm ||
-        (path == AttentionPath::kAuto && opts_.use_sdpa && g.head_dim > 256)) {
+        ((path == AttentionPath::kAuto || path == AttentionPath::kFlash) &&
+         opts_.use_sdpa && g.head_dim > 256)) {
       return ChunkedAttention(q, k, v, banded ? window : 0);
     }
 #if SWEEPD_TORCH_HAS_FLASH_WINDOW
-    if (opts_.use_sdpa && s_.dtype == at::kBFloat16 && g.head_dim <= 256 &&
-        g.head_dim % 8 == 0 && FlashWindowUsable(s_.device)) {
+    const bool fused = opts_.use_sdpa && s_.dtype == at::kBFloat16 &&
+                       g.head_dim <= 256 && g.head_dim % 8 == 0;
+#if SWEEPD_TORCH_HAS_CUDNN_ATTENTION && SWEEPD_ENGINE_CUDA_OPS
+    if (path == AttentionPath::kAuto && fused && CudnnAttentionUsable()) {
+      return CudnnAttention(q, k, v, banded ? window : 0);
+    }
+#endif
+    if (fused && FlashWindowUsable(s_.device)) {
       return compat::FlashCausalAttention(q, k, v, 1.0, banded ? window : 0);
     }
 #endif
@@ -1185,6 +1223,89 @@ class RankRunner {
                : compat::CausalAttention(qt, kt, vt, 1.0, opts_.use_sdpa);
     return o.transpose(1, 2).contiguous();
   }
+
+#if SWEEPD_TORCH_HAS_CUDNN_ATTENTION && SWEEPD_TORCH_HAS_FLASH_WINDOW && \
+    SWEEPD_ENGINE_CUDA_OPS
+  bool CudnnAttentionUsable() {
+    // Sequences: not a multiple of the window, a multiple (one batched
+    // cuDNN call), two blocks, and shorter than the window (plain causal).
+    return AttentionUsable(
+        s_.device, "cuDNN attention (banded by window blocks)",
+        [this](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+               int64_t window) { return CudnnAttention(q, k, v, window); },
+        {{40, 16}, {48, 16}, {32, 16}, {12, 16}});
+  }
+
+  // Causal attention through cuDNN's fused kernel; with window > 0 and a
+  // sequence longer than the window, the band (query i sees keys j with
+  // 0 <= i - j < window) is composed exactly (docs/ENGINE.md, "GPU path"):
+  // the sequence is cut into blocks of `window` positions; the window of
+  // query i of block b is the causal part of block b (keys 0..i of it) plus
+  // the keys of block b - 1 after offset i. cuDNN computes every block
+  // causally (one call when S is a multiple of the window),
+  // FlashAttention-2's local attention the part of the previous block
+  // (offsets i < window - 1 only: the last query of a block sees no earlier
+  // block), and LseMerge combines the two by their log-sum-exps. q [B, S, H,
+  // D], k/v [B, S, KV, D] contiguous -> [B, S, H, D].
+  at::Tensor CudnnAttention(const at::Tensor& q, const at::Tensor& k,
+                            const at::Tensor& v, int64_t window) {
+    const int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3);
+    const int64_t KV = k.size(2);
+    if (window <= 0 || S <= window) {
+      return compat::CudnnCausalAttentionLse(q, k, v, 1.0).first;
+    }
+    const int64_t W = window, n = (S + W - 1) / W;
+    at::Tensor out;
+    at::Tensor lse;  // [B, H, n, W]: block b's log-sum-exps at [:, :, b]
+    if (S % W == 0) {
+      auto [o, l] = compat::CudnnCausalAttentionLse(
+          q.reshape({B * n, W, H, D}), k.reshape({B * n, W, KV, D}),
+          v.reshape({B * n, W, KV, D}), 1.0);
+      out = o.view({B, S, H, D});
+      lse = l.view({B, n, H, W}).permute({0, 2, 1, 3});
+    } else {
+      out = at::empty({B, S, H, D}, q.options());
+      lse = at::empty({B, H, n, W}, q.options().dtype(at::kFloat));
+      for (int64_t b = 0; b < n; ++b) {
+        const int64_t s0 = b * W, len = std::min(W, S - s0);
+        auto [o, l] = compat::CudnnCausalAttentionLse(
+            q.narrow(1, s0, len).contiguous(),
+            k.narrow(1, s0, len).contiguous(),
+            v.narrow(1, s0, len).contiguous(), 1.0);
+        out.narrow(1, s0, len).copy_(o);
+        lse.select(2, b).narrow(2, 0, len).copy_(l);
+      }
+    }
+    for (int64_t b = 1; b < n; ++b) {
+      const int64_t s0 = b * W, rows = std::min(W - 1, S - s0);
+      if (rows <= 0) continue;  // window 1: a query sees only itself
+      auto [o2, l2] = compat::FlashLocalAttentionLse(
+          q.narrow(1, s0, rows), k.narrow(1, s0 - W, W), v.narrow(1, s0 - W, W),
+          1.0, /*left=*/W - 1 - rows, /*right=*/-1);
+      at::Tensor ob = out.narrow(1, s0, rows);
+      at::Tensor lb = lse.select(2, b).narrow(2, 0, rows);
+      at::Tensor l2f = l2.to(at::kFloat);
+      cuda_ops::LseMergeArgs a;
+      a.dtype = OpDtype();
+      a.batch = B;
+      a.rows = rows;
+      a.heads = H;
+      a.head_dim = D;
+      a.out = ob.data_ptr();
+      a.other = o2.data_ptr();
+      a.out_lse = lb.data_ptr<float>();
+      a.other_lse = l2f.data_ptr<float>();
+      for (int d = 0; d < 3; ++d) {
+        a.out_stride[d] = ob.stride(d);
+        a.other_stride[d] = o2.stride(d);
+        a.out_lse_stride[d] = lb.stride(d);
+        a.other_lse_stride[d] = l2f.stride(d);
+      }
+      CudaCheck(cuda_ops::LseMerge(a, stream_), "LseMerge");
+    }
+    return out;
+  }
+#endif
 
   // Chunked GEMM attention (docs/ENGINE.md, "GPU path"): the eager math —
   // scores = Q·Kᵀ in the compute dtype (cuBLAS, float32 accumulation),
@@ -1938,6 +2059,15 @@ void SetPhaseProfiling(bool enabled) { g_profiling.store(enabled); }
 
 void SetChunkedQueryBlockOverride(int64_t positions) {
   g_query_block_override.store(std::max<int64_t>(0, positions));
+}
+
+std::vector<std::pair<std::string, bool>> CheckedAttentionKernels() {
+  absl::MutexLock lock(&g_attention_checks_mu);
+  std::vector<std::pair<std::string, bool>> out;
+  for (const auto& [key, ok] : *AttentionChecks()) {
+    out.emplace_back(absl::StrCat(key.first, " on device ", key.second), ok);
+  }
+  return out;
 }
 
 void SetAttentionPathOverride(std::optional<AttentionPath> path) {

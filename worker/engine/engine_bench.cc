@@ -15,7 +15,7 @@
 //                [--tp N] [--dtype float32|bfloat16] [--device cpu|cuda]
 //                [--batch B] [--seq S] [--iters K] [--threads N]
 //                [--peak-tflops F (default 989)] [--no-profile]
-//                [--attention auto|sdpa|chunked] [--compare-attention]
+//                [--attention auto|flash|sdpa|chunked] [--compare-attention]
 //                [--ablation-sweep [--sweep-batch B] [--sweep-seq S]
 //                 [--prefix-budget-mb M]]
 #include <algorithm>
@@ -51,7 +51,7 @@ int Usage() {
                "FILE [--seed N]) [--tp N] [--dtype float32|bfloat16] "
                "[--device cpu|cuda] [--batch B] [--seq S] [--iters K] "
                "[--threads N] [--peak-tflops F] [--no-profile] "
-               "[--attention auto|sdpa|chunked] [--compare-attention] "
+               "[--attention auto|flash|sdpa|chunked] [--compare-attention] "
                "[--ablation-sweep [--sweep-batch B] [--sweep-seq S] "
                "[--prefix-budget-mb M]]\n";
   return 2;
@@ -221,7 +221,8 @@ int main(int argc, char** argv) {
     // the paths, then the chunked GEMM attention of the full layers (kAuto)
     // with larger query blocks.
     const std::vector<std::pair<sweepd::engine::AttentionPath, int64_t>>
-        variants = {{sweepd::engine::AttentionPath::kSdpa, 0},
+        variants = {{sweepd::engine::AttentionPath::kFlash, 0},
+                    {sweepd::engine::AttentionPath::kSdpa, 0},
                     {sweepd::engine::AttentionPath::kChunkedGemm, 0},
                     {sweepd::engine::AttentionPath::kAuto, 512},
                     {sweepd::engine::AttentionPath::kAuto, 1024},

@@ -35,6 +35,11 @@ void SetAttentionPathOverride(std::optional<AttentionPath> path);
 // query positions per block (clamped to the sequence) instead of its own
 // choice; 0 restores the default.
 void SetChunkedQueryBlockOverride(int64_t positions);
+// The fused attention kernels checked so far in this process: kAuto and
+// kFlash use each (FlashAttention-2 with a window; cuDNN's attention banded by
+// window blocks) only after it matched a float32 reference once per device.
+// ("<kernel> on device <n>", usable), sorted by name.
+std::vector<std::pair<std::string, bool>> CheckedAttentionKernels();
 // Returns the accumulated profile and resets it.
 PhaseTimes TakePhaseProfile();
 

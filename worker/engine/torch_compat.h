@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <utility>
 
 #if TORCH_VERSION_MAJOR > 2 || \
     (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
@@ -27,10 +28,20 @@
 #define SWEEPD_TORCH_HAS_FLASH_WINDOW 0
 #endif
 
+// at::_scaled_dot_product_cudnn_attention with attn_bias and the log-sum-exp
+// (PyTorch >= 2.6; the op behind SDPA's cuDNN backend).
+#if TORCH_VERSION_MAJOR > 2 || \
+    (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 6)
+#define SWEEPD_TORCH_HAS_CUDNN_ATTENTION 1
+#else
+#define SWEEPD_TORCH_HAS_CUDNN_ATTENTION 0
+#endif
+
 namespace sweepd::engine::compat {
 
 inline constexpr bool kHasSdpa = SWEEPD_TORCH_HAS_SDPA_SCALE;
 inline constexpr bool kHasFlashWindow = SWEEPD_TORCH_HAS_FLASH_WINDOW;
+inline constexpr bool kHasCudnnAttention = SWEEPD_TORCH_HAS_CUDNN_ATTENTION;
 
 // softmax(q kᵀ · scale + mask) v over the last two dims; q [B,H,Sq,D], k/v
 // [B,H,Sk,D] (heads already expanded for GQA), `allowed` a bool [Sq,Sk] (true =
@@ -90,6 +101,38 @@ inline at::Tensor FlashCausalAttention(const at::Tensor& q, const at::Tensor& k,
       q, k, v, {}, {}, q.size(1), k.size(1), /*dropout_p=*/0.0,
       /*is_causal=*/true, /*return_debug_mask=*/false, scale, left, right);
   return std::get<0>(out);
+}
+
+// FlashAttention-2 without the causal flag, with FA2's local window: query i
+// of Sq sees key j of Sk when i + Sk − Sq − left <= j <= i + Sk − Sq + right
+// (right < 0: no upper bound). q [B, Sq, H, D], k/v [B, Sk, KV, D] (strided
+// batch and sequence dims allowed). Every query must see at least one key.
+// Returns {out [B, Sq, H, D], log-sum-exp float32 [B, H, Sq]}.
+inline std::pair<at::Tensor, at::Tensor> FlashLocalAttentionLse(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+    int64_t left, int64_t right) {
+  auto out = at::_flash_attention_forward(
+      q, k, v, {}, {}, q.size(1), k.size(1), /*dropout_p=*/0.0,
+      /*is_causal=*/false, /*return_debug_mask=*/false, scale, left, right);
+  return {std::get<0>(out), std::get<1>(out)};
+}
+#endif
+
+#if SWEEPD_TORCH_HAS_CUDNN_ATTENTION
+// cuDNN fused attention, causal (query i sees keys 0..i), on q [N, S, H, D] and
+// k/v [N, S, KV, D] (KV divides H: grouped heads without expanding K/V; fp16 /
+// bf16, D <= 256 on Hopper, CUDA). Returns {out [N, S, H, D] (contiguous),
+// log-sum-exp float32 [N, H, S]}.
+inline std::pair<at::Tensor, at::Tensor> CudnnCausalAttentionLse(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    double scale) {
+  auto r = at::_scaled_dot_product_cudnn_attention(
+      q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+      /*attn_bias=*/{}, /*compute_log_sumexp=*/true, /*dropout_p=*/0.0,
+      /*is_causal=*/true, /*return_debug_mask=*/false, scale);
+  at::Tensor out = std::get<0>(r).transpose(1, 2).contiguous();
+  at::Tensor lse = std::get<1>(r).reshape({q.size(0), q.size(2), q.size(1)});
+  return {out, lse};
 }
 #endif
 
