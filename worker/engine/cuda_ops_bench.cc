@@ -1,0 +1,201 @@
+// cuda_ops_bench: times each fused kernel of cuda_ops.h alone, on the 31B
+// shape's tensors (4 × 2048 tokens by default), against a device-to-device
+// copy of the same bytes, so the engine's phase profile (which also holds
+// launch gaps) can be split into kernel time and the rest. Raw CUDA, no
+// libtorch; buffers hold arbitrary bf16 values (the kernels' cost does not
+// depend on them).
+//   cuda_ops_bench [--tokens N] [--iters N]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "worker/engine/cuda_ops.h"
+
+namespace {
+
+using sweepd::engine::cuda_ops::Dtype;
+namespace ops = sweepd::engine::cuda_ops;
+
+void Check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) {
+    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(err));
+    std::exit(1);
+  }
+}
+
+void CheckOp(int code, const char* what) {
+  if (code != 0) {
+    std::fprintf(stderr, "%s: %s\n", what, ops::ErrorString(code));
+    std::exit(1);
+  }
+}
+
+// Device buffer of `elems` bf16 values in [-1, 1).
+void* Bf16Buffer(int64_t elems) {
+  void* p = nullptr;
+  Check(cudaMalloc(&p, static_cast<size_t>(elems) * 2), "cudaMalloc");
+  std::vector<uint16_t> host(
+      static_cast<size_t>(std::min<int64_t>(elems, 1 << 20)));
+  uint32_t s = 12345;
+  for (auto& h : host) {
+    s = s * 1664525u + 1013904223u;
+    const float f = static_cast<float>(s >> 8) / (1 << 24) * 2.0f - 1.0f;
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    h = static_cast<uint16_t>(u >> 16);
+  }
+  for (int64_t off = 0; off < elems; off += static_cast<int64_t>(host.size())) {
+    const int64_t n = std::min<int64_t>(host.size(), elems - off);
+    Check(cudaMemcpy(static_cast<uint16_t*>(p) + off, host.data(), n * 2,
+                     cudaMemcpyHostToDevice),
+          "cudaMemcpy");
+  }
+  return p;
+}
+
+// Median milliseconds of `iters` runs of fn after two warm-ups.
+double TimeMs(const std::function<void()>& fn, int iters) {
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  fn();
+  fn();
+  std::vector<float> ms;
+  for (int i = 0; i < iters; ++i) {
+    cudaEventRecord(a);
+    fn();
+    cudaEventRecord(b);
+    Check(cudaEventSynchronize(b), "kernel");
+    float t = 0;
+    cudaEventElapsedTime(&t, a, b);
+    ms.push_back(t);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t T = 8192;
+  int iters = 20;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--tokens" && i + 1 < argc) {
+      T = std::atoll(argv[++i]);
+    } else if (a == "--iters" && i + 1 < argc) {
+      iters = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: cuda_ops_bench [--tokens N] [--iters N]\n");
+      return 2;
+    }
+  }
+  // The 31B shape: hidden 5376, 32 heads, sliding layers 16 KV heads of 256,
+  // full layers 4 KV heads of 512 (K = V), intermediate 21504.
+  const int64_t hidden = 5376, heads = 32, inter = 21504, seq = 2048;
+  const int64_t qkv_cols = heads * 256 + 2 * 16 * 256;  // sliding layer
+  void* x = Bf16Buffer(T * hidden);
+  void* res = Bf16Buffer(T * hidden);
+  void* out = Bf16Buffer(T * hidden);
+  void* out2 = Bf16Buffer(T * hidden);
+  void* w = Bf16Buffer(hidden);
+  void* w2 = Bf16Buffer(hidden);
+  void* scalar = Bf16Buffer(1);
+  void* qkv = Bf16Buffer(T * qkv_cols);
+  void* q = Bf16Buffer(T * heads * 256);
+  void* hw = Bf16Buffer(512);
+  void* cs = Bf16Buffer(seq * 512);
+  void* sn = Bf16Buffer(seq * 512);
+  void* gu = Bf16Buffer(T * 2 * inter);
+  void* act = Bf16Buffer(T * inter);
+  void* big = Bf16Buffer(T * 2 * inter);
+  std::printf("cuda_ops_bench: tokens=%lld (bf16), median of %d\n",
+              static_cast<long long>(T), iters);
+  auto report = [&](const char* name, double bytes, double ms) {
+    std::printf("  %-34s %8.3f ms %7.0f GB/s\n", name, ms, bytes / ms / 1e6);
+  };
+  // Copy reference: read + write the bytes of the hidden state and of gate_up.
+  const double hbytes = static_cast<double>(T) * hidden * 2;
+  report("copy hidden (read+write)", 2 * hbytes,
+         TimeMs(
+             [&] {
+               Check(cudaMemcpyAsync(out, x, hbytes, cudaMemcpyDeviceToDevice),
+                     "copy");
+             },
+             iters));
+  const double gbytes = static_cast<double>(T) * 2 * inter * 2;
+  report("copy gate_up (read+write)", 2 * gbytes,
+         TimeMs(
+             [&] {
+               Check(cudaMemcpyAsync(big, gu, gbytes, cudaMemcpyDeviceToDevice),
+                     "copy");
+             },
+             iters));
+  ops::RowNormArgs n;
+  n.dtype = Dtype::kBFloat16;
+  n.x = x;
+  n.x_stride = hidden;
+  n.rows = T;
+  n.dim = hidden;
+  n.weight = w;
+  n.out = out;
+  report("RowNorm input", 2 * hbytes,
+         TimeMs([&] { CheckOp(ops::RowNorm(n, nullptr), "RowNorm"); }, iters));
+  ops::RowNormArgs n2 = n;
+  n2.residual = res;
+  n2.weight2 = w2;
+  n2.out2 = out2;
+  report("RowNorm post-attn+res+pre-ff", 4 * hbytes,
+         TimeMs([&] { CheckOp(ops::RowNorm(n2, nullptr), "RowNorm"); }, iters));
+  ops::RowNormArgs n3 = n;
+  n3.residual = res;
+  n3.scalar = scalar;
+  report("RowNorm post-ff+res+scalar", 3 * hbytes,
+         TimeMs([&] { CheckOp(ops::RowNorm(n3, nullptr), "RowNorm"); }, iters));
+  ops::HeadNormRopeArgs h;
+  h.dtype = Dtype::kBFloat16;
+  h.x = qkv;
+  h.x_stride = qkv_cols;
+  h.tokens = T;
+  h.seq = seq;
+  h.heads = static_cast<int>(heads);
+  h.head_dim = 256;
+  h.weight = hw;
+  h.cos = cs;
+  h.sin = sn;
+  h.out = q;
+  const double qbytes = static_cast<double>(T) * heads * 256 * 2;
+  report("HeadNormRope q (32 x 256)", 2 * qbytes,
+         TimeMs([&] { CheckOp(ops::HeadNormRope(h, nullptr), "HeadNormRope"); },
+                iters));
+  ops::HeadNormRopeArgs hv = h;
+  hv.x = static_cast<uint16_t*>(qkv) + heads * 256;
+  hv.heads = 16;
+  hv.weight = nullptr;
+  hv.cos = hv.sin = nullptr;
+  report(
+      "HeadNormRope v (16 x 256, no rope)", qbytes,
+      TimeMs([&] { CheckOp(ops::HeadNormRope(hv, nullptr), "HeadNormRope"); },
+             iters));
+  report("Geglu (tanh)", 1.5 * gbytes,
+         TimeMs(
+             [&] {
+               CheckOp(ops::Geglu(Dtype::kBFloat16, gu, T, inter, true, act,
+                                  nullptr),
+                       "Geglu");
+             },
+             iters));
+  for (void* p :
+       {x, res, out, out2, w, w2, scalar, qkv, q, hw, cs, sn, gu, act, big})
+    cudaFree(p);
+  return 0;
+}
