@@ -164,6 +164,53 @@ TEST(InProcessCommunicatorTest, AbortReleasesWaitingRanks) {
   EXPECT_EQ((*group)->rank(1)->Barrier().code(), absl::StatusCode::kAborted);
 }
 
+TEST(InProcessCommunicatorTest, SynchronizeIsOkAfterCollectives) {
+  auto group = InProcessGroup::Create(2);
+  ASSERT_TRUE(group.ok());
+  // Before any collective and after some: the host backend's results are in
+  // place when a call returns, so there is nothing left to wait for.
+  EXPECT_TRUE((*group)->rank(0)->Synchronize().ok());
+  std::vector<int32_t> v(2);
+  auto status = RunRanks(group->get(), [&](Communicator* c) {
+    v[c->rank()] = c->rank() + 1;
+    absl::Status s = c->AllReduceSum(&v[c->rank()], 1, CommDtype::kInt32);
+    if (!s.ok()) return s;
+    return c->Synchronize();
+  });
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_TRUE(status[r].ok()) << status[r];
+    EXPECT_EQ(v[r], 3);
+  }
+}
+
+TEST(InProcessCommunicatorTest, SynchronizeReturnsAbortedAfterAbort) {
+  auto group = InProcessGroup::Create(2);
+  ASSERT_TRUE(group.ok());
+  (*group)->rank(0)->Abort();
+  // The whole group is aborted, so both ranks report it.
+  for (int r = 0; r < 2; ++r) {
+    absl::Status s = (*group)->rank(r)->Synchronize();
+    EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+    EXPECT_THAT(s.message(), HasSubstr("communicator group aborted"));
+  }
+}
+
+TEST(InProcessCommunicatorTest, SynchronizeReturnsAbortedAfterTimeout) {
+  FakeClock clock;
+  auto group = InProcessGroup::Create(2, absl::Seconds(30), &clock);
+  ASSERT_TRUE(group.ok());
+  auto pending = std::async(std::launch::async,
+                            [&] { return (*group)->rank(0)->Barrier(); });
+  while (pending.wait_for(std::chrono::milliseconds(1)) !=
+         std::future_status::ready) {
+    clock.AdvanceMs(1000);
+  }
+  EXPECT_EQ(pending.get().code(), absl::StatusCode::kDeadlineExceeded);
+  absl::Status s = (*group)->rank(1)->Synchronize();
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_THAT(s.message(), HasSubstr("earlier timeout"));
+}
+
 TEST(InProcessCommunicatorTest, CreateRejectsBadArguments) {
   EXPECT_EQ(InProcessGroup::Create(0).status().code(),
             absl::StatusCode::kInvalidArgument);

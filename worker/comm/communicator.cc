@@ -147,6 +147,13 @@ class Rendezvous {
     aborted_ = true;
   }
 
+  // OK while the group is usable; the ABORTED status of its collectives once a
+  // timeout, mismatch or Abort() has ended it.
+  absl::Status Health() {
+    absl::MutexLock lock(&mu_);
+    return aborted_ ? AbortedStatus() : absl::OkStatus();
+  }
+
   // Runs one collective for `rank`: publishes `slot`, waits for all ranks, lets
   // `compute` read every slot (into rank-local scratch), waits again, then
   // calls `finish`.
@@ -283,6 +290,9 @@ class InProcessCommunicator : public Communicator {
   }
 
   void Abort() override { rv_->Abort(); }
+
+  // Every collective of this backend has completed when its call returned.
+  absl::Status Synchronize() override { return rv_->Health(); }
 
   absl::Status Barrier() override {
     Slot slot{Op::kBarrier, 0, CommDtype::kFloat32, 0, nullptr};
