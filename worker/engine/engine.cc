@@ -1812,21 +1812,34 @@ class EngineImpl : public Engine {
             : std::max(
                   1,
                   static_cast<int>(std::thread::hardware_concurrency()) / tp);
+    // A failure on one rank aborts every rank's communicator (an NCCL abort
+    // covers only its own rank), so the others stop waiting now instead of
+    // after the collective timeout. Abort() is thread-safe.
+    auto abort_all = [&] {
+      for (int j = 0; j < tp; ++j) comms_->rank(j)->Abort();
+    };
     auto run_rank = [&](int r) {
       if (opts_.device == "cpu") at::set_num_threads(threads_per_rank);
+      comm::Communicator* comm = comms_->rank(r);
       try {
-        RankRunner(cfg_, opts_, &shards_[r], comms_->rank(r), plan, &result,
-                   &executed[r])
+        RankRunner(cfg_, opts_, &shards_[r], comm, plan, &result, &executed[r])
             .Run();
+        // Device collectives are stream-ordered: a timed-out or failed one
+        // is reported here, after the forward's work was enqueued (and read
+        // back, which returns once the watchdog aborted the communicator).
+        status[r] = comm->Synchronize();
       } catch (const CommFailure& f) {
         status[r] = f.status;
-        comms_->rank(r)->Abort();
       } catch (const std::exception& e) {
+        // Results read back after an aborted collective can make libtorch
+        // throw; the communicator's error is then the root cause.
+        absl::Status comm_status = comm->Synchronize();
         status[r] =
-            FromException(e, absl::StrCat("forward on rank ", r).c_str());
-        // Release the other ranks now instead of after the collective timeout.
-        comms_->rank(r)->Abort();
+            !comm_status.ok()
+                ? comm_status
+                : FromException(e, absl::StrCat("forward on rank ", r).c_str());
       }
+      if (!status[r].ok()) abort_all();
     };
     std::vector<std::thread> threads;
     for (int r = 0; r < tp; ++r) threads.emplace_back(run_rank, r);
