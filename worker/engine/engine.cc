@@ -1655,6 +1655,69 @@ absl::Status FromException(const std::exception& e, const char* where) {
       absl::StrCat(where, ": libtorch error: ", e.what()));
 }
 
+// One long-lived thread per rank that runs every forward's rank work.
+// libtorch keeps per-thread state that a fresh thread per forward would lose
+// and rebuild each time: cuDNN's fused attention caches its execution graphs
+// per thread (building one costs milliseconds), and cuBLAS/cuDNN handles and
+// workspaces are reserved per thread. Thread-safe; RunAll calls are
+// serialised.
+class RankThreads {
+ public:
+  explicit RankThreads(int ranks) {
+    for (int r = 0; r < ranks; ++r)
+      threads_.emplace_back([this, r] { Loop(r); });
+  }
+  RankThreads(const RankThreads&) = delete;
+  RankThreads& operator=(const RankThreads&) = delete;
+  ~RankThreads() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    for (auto& t : threads_) t.join();
+  }
+
+  // Runs fn(r) on rank r's thread for every rank; returns when all returned.
+  // fn must not throw.
+  void RunAll(const std::function<void(int)>& fn) {
+    absl::MutexLock run(&run_mu_);
+    absl::MutexLock lock(&mu_);
+    job_ = &fn;
+    pending_ = static_cast<int>(threads_.size());
+    ++generation_;
+    mu_.Await(absl::Condition(
+        +[](int* pending) { return *pending == 0; }, &pending_));
+    job_ = nullptr;
+  }
+
+ private:
+  void Loop(int r) {
+    uint64_t seen = 0;
+    while (true) {
+      const std::function<void(int)>* job = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [&] { return stop_ || generation_ != seen; };
+        mu_.Await(absl::Condition(&ready));
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+      }
+      (*job)(r);
+      absl::MutexLock lock(&mu_);
+      --pending_;
+    }
+  }
+
+  absl::Mutex run_mu_;
+  absl::Mutex mu_;
+  const std::function<void(int)>* job_ ABSL_GUARDED_BY(mu_) = nullptr;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
 class EngineImpl : public Engine {
  public:
   EngineImpl(ModelConfig cfg, EngineOptions opts)
@@ -1841,9 +1904,7 @@ class EngineImpl : public Engine {
       }
       if (!status[r].ok()) abort_all();
     };
-    std::vector<std::thread> threads;
-    for (int r = 0; r < tp; ++r) threads.emplace_back(run_rank, r);
-    for (auto& t : threads) t.join();
+    rank_threads_->RunAll(run_rank);
     absl::Status first_error;
     for (const absl::Status& s : status) {
       if (s.ok()) continue;
@@ -2062,6 +2123,9 @@ class EngineImpl : public Engine {
   const EngineOptions opts_;
   std::vector<RankShard> shards_;
   std::unique_ptr<RankComms> comms_;
+  // Declared after the state the rank work uses, so it stops first.
+  std::unique_ptr<RankThreads> rank_threads_ =
+      std::make_unique<RankThreads>(opts_.tp_size);
   std::atomic<int64_t> total_layer_forwards_{0};
   absl::Mutex mu_;  // one forward at a time
 };
