@@ -327,6 +327,176 @@ TEST(CudaOpsGpuTest, LseMergeRejectsBadArguments) {
   EXPECT_NE(LseMerge(a, nullptr), 0);  // null pointers
 }
 
+// Device copy of bf16 values; frees on destruction.
+struct DevBf16 {
+  explicit DevBf16(const std::vector<uint16_t>& h) : n(h.size()) {
+    EXPECT_EQ(cudaMalloc(&p, n * 2), cudaSuccess);
+    cudaMemcpy(p, h.data(), n * 2, cudaMemcpyHostToDevice);
+  }
+  explicit DevBf16(size_t count) : n(count) {
+    EXPECT_EQ(cudaMalloc(&p, n * 2), cudaSuccess);
+    cudaMemset(p, 0, n * 2);
+  }
+  ~DevBf16() { cudaFree(p); }
+  std::vector<float> Read() const {
+    std::vector<uint16_t> h(n);
+    cudaMemcpy(h.data(), p, n * 2, cudaMemcpyDeviceToHost);
+    std::vector<float> f(n);
+    for (size_t i = 0; i < n; ++i) f[i] = FromBf16(h[i]);
+    return f;
+  }
+  void* p = nullptr;
+  size_t n;
+};
+
+float RoundBf16(double v) { return FromBf16(ToBf16(static_cast<float>(v))); }
+
+// Random bf16 values (host copy as float in `f`, raw in the return value).
+std::vector<uint16_t> RandomBf16(size_t n, float scale, uint32_t seed,
+                                 std::vector<float>* f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<uint16_t> h(n);
+  f->resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    h[i] = ToBf16(dist(rng));
+    (*f)[i] = FromBf16(h[i]);
+  }
+  return h;
+}
+
+// Elements of got that differ from want by more than one bf16 step of want.
+int BeyondOneBf16Step(const std::vector<float>& got,
+                      const std::vector<float>& want) {
+  int bad = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double step = std::max(std::abs(want[i]) / 128.0, 1e-30);
+    if (std::abs(got[i] - want[i]) > step * 1.01) ++bad;
+  }
+  return bad;
+}
+
+// RowNorm's bf16 vector path (dim 5376: 224 threads x 3 vectors; dim 96: one
+// vector each) with the residual, the layer scalar and the next norm.
+TEST(CudaOpsGpuTest, RowNormBf16MatchesHostReference) {
+  for (int64_t dim : {int64_t{5376}, int64_t{96}}) {
+    SCOPED_TRACE(dim);
+    const int64_t rows = 7, stride = dim + 16;
+    std::vector<float> x, res, w, w2, sc;
+    DevBf16 dx(RandomBf16(rows * stride, 2.0f, 1, &x));
+    DevBf16 dres(RandomBf16(rows * dim, 1.0f, 2, &res));
+    DevBf16 dw(RandomBf16(dim, 1.0f, 3, &w));
+    DevBf16 dw2(RandomBf16(dim, 1.0f, 4, &w2));
+    DevBf16 dsc(RandomBf16(1, 1.0f, 5, &sc));
+    for (int variant = 0; variant < 3; ++variant) {
+      SCOPED_TRACE(variant);  // 0 plain, 1 residual + next norm, 2 + scalar
+      DevBf16 out(rows * dim), out2(rows * dim);
+      RowNormArgs a;
+      a.x = dx.p;
+      a.x_stride = stride;
+      a.rows = rows;
+      a.dim = dim;
+      a.weight = dw.p;
+      a.out = out.p;
+      if (variant >= 1) a.residual = dres.p;
+      if (variant == 1) {
+        a.weight2 = dw2.p;
+        a.out2 = out2.p;
+      }
+      if (variant == 2) a.scalar = dsc.p;
+      ASSERT_EQ(RowNorm(a, nullptr), 0);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<float> got = out.Read(), got2 = out2.Read();
+      std::vector<float> want(rows * dim), want2(rows * dim);
+      for (int64_t r = 0; r < rows; ++r) {
+        double ss = 0;
+        for (int64_t i = 0; i < dim; ++i)
+          ss += double(x[r * stride + i]) * x[r * stride + i];
+        const double rstd = 1.0 / std::sqrt(ss / dim + 1e-6);
+        for (int64_t i = 0; i < dim; ++i) {
+          double o = RoundBf16(x[r * stride + i] * rstd * w[i]);
+          if (variant >= 1) o = RoundBf16(res[r * dim + i] + o);
+          if (variant == 2) o = RoundBf16(o * sc[0]);
+          want[r * dim + i] = static_cast<float>(o);
+        }
+        // The next norm from the kernel's own (rounded) output.
+        double ss2 = 0;
+        for (int64_t i = 0; i < dim; ++i)
+          ss2 += double(got[r * dim + i]) * got[r * dim + i];
+        const double rstd2 = 1.0 / std::sqrt(ss2 / dim + 1e-6);
+        for (int64_t i = 0; i < dim; ++i) {
+          want2[r * dim + i] = RoundBf16(got[r * dim + i] * rstd2 * w2[i]);
+        }
+      }
+      EXPECT_EQ(BeyondOneBf16Step(got, want), 0);
+      if (variant == 1) {
+        EXPECT_EQ(BeyondOneBf16Step(got2, want2), 0);
+      }
+    }
+  }
+}
+
+// HeadNormRope's bf16 vector path: head_dim 256 (one vector per lane) and 512
+// (two), strided input rows, positions t % seq, with and without RoPE and
+// weight.
+TEST(CudaOpsGpuTest, HeadNormRopeBf16MatchesHostReference) {
+  for (int hd : {256, 512}) {
+    for (bool rope : {true, false}) {
+      SCOPED_TRACE(::testing::Message()
+                   << "head_dim " << hd << " rope " << rope);
+      const int64_t tokens = 6, seq = 4, heads = 3, stride = heads * hd + 64;
+      std::vector<float> x, w, cs, sn;
+      DevBf16 dx(RandomBf16(tokens * stride, 1.5f, 11, &x));
+      DevBf16 dw(RandomBf16(hd, 1.0f, 12, &w));
+      DevBf16 dcos(RandomBf16(seq * hd, 1.0f, 13, &cs));
+      DevBf16 dsin(RandomBf16(seq * hd, 1.0f, 14, &sn));
+      DevBf16 out(tokens * heads * hd);
+      HeadNormRopeArgs a;
+      a.x = dx.p;
+      a.x_stride = stride;
+      a.tokens = tokens;
+      a.seq = seq;
+      a.heads = static_cast<int>(heads);
+      a.head_dim = hd;
+      a.weight = rope ? dw.p : nullptr;  // v_norm has no weight and no RoPE
+      if (rope) {
+        a.cos = dcos.p;
+        a.sin = dsin.p;
+      }
+      a.out = out.p;
+      ASSERT_EQ(HeadNormRope(a, nullptr), 0);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<float> got = out.Read();
+      std::vector<float> want(got.size());
+      for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t h = 0; h < heads; ++h) {
+          const float* xr = &x[t * stride + h * hd];
+          double ss = 0;
+          for (int i = 0; i < hd; ++i) ss += double(xr[i]) * xr[i];
+          const double rstd = 1.0 / std::sqrt(ss / hd + 1e-6);
+          std::vector<float> n(hd);
+          for (int i = 0; i < hd; ++i) {
+            n[i] = RoundBf16(xr[i] * rstd * (rope ? w[i] : 1.0f));
+          }
+          float* o = &want[(t * heads + h) * hd];
+          const int64_t pos = t % seq;
+          for (int i = 0; i < hd; ++i) {
+            if (!rope) {
+              o[i] = n[i];
+              continue;
+            }
+            const int half = hd / 2;
+            const float rot = i < half ? -n[i + half] : n[i - half];
+            o[i] = RoundBf16(RoundBf16(double(n[i]) * cs[pos * hd + i]) +
+                             RoundBf16(double(rot) * sn[pos * hd + i]));
+          }
+        }
+      }
+      EXPECT_EQ(BeyondOneBf16Step(got, want), 0);
+    }
+  }
+}
+
 TEST(CudaOpsGpuTest, SwapMiddleDimsMovesWholeRows) {
   CheckSwap(2, 5, 3, 8192, 0);  // 16-byte words, 512 per row
   CheckSwap(4, 7, 4, 64, 0);

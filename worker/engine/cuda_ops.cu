@@ -229,7 +229,7 @@ __global__ void RowCosNormKernel(const T* a, const T* b, int dim, float* bi,
 // pointer is 16-byte aligned and the row lengths are multiples of 8. Same
 // arithmetic and rounding as the scalar kernels above.
 
-constexpr int kVecPerThread = 4;  // RowNormVec: dim <= 256 * 8 * 4
+constexpr int kVecPerThread = 6;  // RowNormVec: dim <= 256 * 8 * 6 (kMaxRowDim)
 
 __device__ void Load8(const __nv_bfloat16* p, float (&f)[8]) {
   const uint4 u = *reinterpret_cast<const uint4*>(p);
@@ -253,71 +253,114 @@ __device__ void Store8(__nv_bfloat16* p, const float (&f)[8]) {
 
 using Bf = __nv_bfloat16;
 
-__global__ void RowNormVecKernel(RowNormParams<Bf> p) {
+__device__ uint4 LoadRaw8(const __nv_bfloat16* p) {
+  return *reinterpret_cast<const uint4*>(p);
+}
+
+__device__ void Unpack8(const uint4& u, float (&f)[8]) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 t = __bfloat1622float2(h[j]);
+    f[2 * j] = t.x;
+    f[2 * j + 1] = t.y;
+  }
+}
+
+__device__ uint4 Pack8(const float (&f)[8]) {
+  uint4 u;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    h[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
+  return u;
+}
+
+// One block per row, K 8-element vectors per thread. Every load of the row
+// (x, the residual, the weight) is issued before the first reduction, and
+// values stay as packed bf16 (x and the rounded output are exact in it), so
+// the registers left allow several blocks per SM and the reduction's latency
+// overlaps the loads.
+template <int K>
+__global__ void __launch_bounds__(256) RowNormVecKernel(RowNormParams<Bf> p) {
   __shared__ float red[32];
   const int64_t r = blockIdx.x;
   const Bf* x = p.x + r * p.x_stride;
   const int dim = p.dim, nvec = dim / 8;
-  float v[kVecPerThread][8];
-  float ss = 0.0f;
+  const Bf* res = p.residual != nullptr ? p.residual + r * dim : nullptr;
+  uint4 xv[K], rv[K], wv[K];
 #pragma unroll
-  for (int k = 0; k < kVecPerThread; ++k) {
+  for (int k = 0; k < K; ++k) {
     const int c = threadIdx.x + k * blockDim.x;
     if (c < nvec) {
-      Load8(x + 8 * c, v[k]);
+      xv[k] = LoadRaw8(x + 8 * c);
+      if (res != nullptr) rv[k] = LoadRaw8(res + 8 * c);
+      if (p.weight != nullptr) wv[k] = LoadRaw8(p.weight + 8 * c);
+    }
+  }
+  float ss = 0.0f;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) ss += v[k][j] * v[k][j];
+  for (int k = 0; k < K; ++k) {
+    if (threadIdx.x + k * blockDim.x < nvec) {
+      float f[8];
+      Unpack8(xv[k], f);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) ss += f[j] * f[j];
     }
   }
   const float rstd = rsqrtf(BlockSum(ss, red) / dim + p.eps);
   const float s = p.scalar != nullptr ? __bfloat162float(*p.scalar) : 1.0f;
-  const Bf* res = p.residual != nullptr ? p.residual + r * dim : nullptr;
   Bf* out = p.out + r * dim;
   float ss2 = 0.0f;
 #pragma unroll
-  for (int k = 0; k < kVecPerThread; ++k) {
+  for (int k = 0; k < K; ++k) {
     const int c = threadIdx.x + k * blockDim.x;
     if (c < nvec) {
-      float w[8], rr[8];
-      if (p.weight != nullptr) Load8(p.weight + 8 * c, w);
-      if (res != nullptr) Load8(res + 8 * c, rr);
+      float v[8], w[8], rr[8];
+      Unpack8(xv[k], v);
+      if (p.weight != nullptr) Unpack8(wv[k], w);
+      if (res != nullptr) Unpack8(rv[k], rr);
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        float n = v[k][j] * rstd;
+        float n = v[j] * rstd;
         if (p.weight != nullptr) n = n * w[j];
         float o = Io<Bf>::Round(n);
         if (res != nullptr) {
           o = Io<Bf>::Round(rr[j] + o);
           if (p.scalar != nullptr) o = Io<Bf>::Round(o * s);
         }
-        v[k][j] = o;
+        v[j] = o;
         ss2 += o * o;
       }
-      Store8(out + 8 * c, v[k]);
+      xv[k] = Pack8(v);  // exact: every v[j] is a rounded bf16 value
+      *reinterpret_cast<uint4*>(out + 8 * c) = xv[k];
     }
   }
   if (p.out2 == nullptr) return;
   const float rstd2 = rsqrtf(BlockSum(ss2, red) / dim + p.eps);
   Bf* out2 = p.out2 + r * dim;
 #pragma unroll
-  for (int k = 0; k < kVecPerThread; ++k) {
+  for (int k = 0; k < K; ++k) {
     const int c = threadIdx.x + k * blockDim.x;
     if (c < nvec) {
-      float w[8];
+      float v[8], w[8];
+      Unpack8(xv[k], v);
       if (p.weight2 != nullptr) Load8(p.weight2 + 8 * c, w);
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        float n = v[k][j] * rstd2;
+        float n = v[j] * rstd2;
         if (p.weight2 != nullptr) n = n * w[j];
-        v[k][j] = n;
+        v[j] = n;
       }
-      Store8(out2 + 8 * c, v[k]);
+      Store8(out2 + 8 * c, v);
     }
   }
 }
 
 // One warp per (token, head) row; head_dim % 16 == 0 (so rotate-half partners
-// are whole 8-element vectors), <= 512.
+// are whole 8-element vectors), <= 512. The row, its weight and its cos/sin
+// are all loaded before the reduction (they do not depend on it), so a warp
+// waits for memory once.
 __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
   __shared__ __align__(16) float buf[kHeadWarps][kMaxHeadDim];
   const int warp = threadIdx.x >> 5;
@@ -328,13 +371,27 @@ __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
   const int h = static_cast<int>(row % p.heads);
   const int hd = p.head_dim, nvec = hd / 8;
   const Bf* x = p.x + t * p.x_stride + static_cast<int64_t>(h) * hd;
-  float v[2][8];
-  float ss = 0.0f;
+  const int64_t pos = t % p.seq;
+  const bool rope = p.cos != nullptr;
+  uint4 xv[2], wv[2], cv[2], sv[2];
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
     const int c = lane + 32 * k;
     if (c < nvec) {
-      Load8(x + 8 * c, v[k]);
+      xv[k] = LoadRaw8(x + 8 * c);
+      if (p.weight != nullptr) wv[k] = LoadRaw8(p.weight + 8 * c);
+      if (rope) {
+        cv[k] = LoadRaw8(p.cos + pos * hd + 8 * c);
+        sv[k] = LoadRaw8(p.sin + pos * hd + 8 * c);
+      }
+    }
+  }
+  float v[2][8];
+  float ss = 0.0f;
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    if (lane + 32 * k < nvec) {
+      Unpack8(xv[k], v[k]);
 #pragma unroll
       for (int j = 0; j < 8; ++j) ss += v[k][j] * v[k][j];
     }
@@ -347,14 +404,14 @@ __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
     const int c = lane + 32 * k;
     if (c < nvec) {
       float w[8];
-      if (p.weight != nullptr) Load8(p.weight + 8 * c, w);
+      if (p.weight != nullptr) Unpack8(wv[k], w);
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         float n = v[k][j] * rstd;
         if (p.weight != nullptr) n = n * w[j];
         v[k][j] = Io<Bf>::Round(n);
       }
-      if (p.cos == nullptr) {
+      if (!rope) {
         Store8(out + 8 * c, v[k]);
       } else {
         float4* d = reinterpret_cast<float4*>(b + 8 * c);
@@ -363,12 +420,9 @@ __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
       }
     }
   }
-  if (p.cos == nullptr) return;
+  if (!rope) return;
   __syncwarp();
   const int half = hd / 2;
-  const int64_t pos = t % p.seq;
-  const Bf* cs = p.cos + pos * hd;
-  const Bf* sn = p.sin + pos * hd;
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
     const int c = lane + 32 * k;
@@ -380,8 +434,8 @@ __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
       const float4 r0 = src[0], r1 = src[1];
       float rot[8] = {r0.x, r0.y, r0.z, r0.w, r1.x, r1.y, r1.z, r1.w};
       float cf[8], sf[8], o[8];
-      Load8(cs + i, cf);
-      Load8(sn + i, sf);
+      Unpack8(cv[k], cf);
+      Unpack8(sv[k], sf);
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const float rj = first ? -rot[j] : rot[j];
@@ -494,8 +548,31 @@ int LaunchRowNorm(const RowNormArgs& a, cudaStream_t stream) {
     if (a.dim % 8 == 0 && a.x_stride % 8 == 0 && nvec <= 256 * kVecPerThread &&
         Aligned16(a.x) && Aligned16(a.out) && Aligned16(a.weight) &&
         Aligned16(a.residual) && Aligned16(a.weight2) && Aligned16(a.out2)) {
-      RowNormVecKernel<<<static_cast<unsigned>(a.rows), RowThreads(nvec), 0,
-                         stream>>>(p);
+      // K vectors per thread, as few threads as cover the row with K each
+      // (5376 = 224 threads x 3 vectors of 8).
+      const int k = static_cast<int>((nvec + 255) / 256);
+      const int threads = static_cast<int>(((nvec + k - 1) / k + 31) / 32 * 32);
+      const auto grid = static_cast<unsigned>(a.rows);
+      switch (k) {
+        case 1:
+          RowNormVecKernel<1><<<grid, threads, 0, stream>>>(p);
+          break;
+        case 2:
+          RowNormVecKernel<2><<<grid, threads, 0, stream>>>(p);
+          break;
+        case 3:
+          RowNormVecKernel<3><<<grid, threads, 0, stream>>>(p);
+          break;
+        case 4:
+          RowNormVecKernel<4><<<grid, threads, 0, stream>>>(p);
+          break;
+        case 5:
+          RowNormVecKernel<5><<<grid, threads, 0, stream>>>(p);
+          break;
+        default:
+          RowNormVecKernel<6><<<grid, threads, 0, stream>>>(p);
+          break;
+      }
       return LastError();
     }
   }
