@@ -360,7 +360,8 @@ __global__ void __launch_bounds__(256) RowNormVecKernel(RowNormParams<Bf> p) {
 // One warp per (token, head) row; head_dim % 16 == 0 (so rotate-half partners
 // are whole 8-element vectors), <= 512. The row, its weight and its cos/sin
 // are all loaded before the reduction (they do not depend on it), so a warp
-// waits for memory once.
+// waits for memory once. K = head_dim / 256 rounded up (vectors per lane).
+template <int K>
 __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
   __shared__ __align__(16) float buf[kHeadWarps][kMaxHeadDim];
   const int warp = threadIdx.x >> 5;
@@ -373,9 +374,9 @@ __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
   const Bf* x = p.x + t * p.x_stride + static_cast<int64_t>(h) * hd;
   const int64_t pos = t % p.seq;
   const bool rope = p.cos != nullptr;
-  uint4 xv[2], wv[2], cv[2], sv[2];
+  uint4 xv[K], wv[K], cv[K], sv[K];
 #pragma unroll
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < K; ++k) {
     const int c = lane + 32 * k;
     if (c < nvec) {
       xv[k] = LoadRaw8(x + 8 * c);
@@ -386,10 +387,10 @@ __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
       }
     }
   }
-  float v[2][8];
+  float v[K][8];
   float ss = 0.0f;
 #pragma unroll
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < K; ++k) {
     if (lane + 32 * k < nvec) {
       Unpack8(xv[k], v[k]);
 #pragma unroll
@@ -400,7 +401,7 @@ __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
   Bf* out = p.out + row * hd;
   float* b = buf[warp];
 #pragma unroll
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < K; ++k) {
     const int c = lane + 32 * k;
     if (c < nvec) {
       float w[8];
@@ -424,7 +425,7 @@ __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
   __syncwarp();
   const int half = hd / 2;
 #pragma unroll
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < K; ++k) {
     const int c = lane + 32 * k;
     if (c < nvec) {
       const int i = 8 * c;
@@ -600,8 +601,12 @@ int LaunchHeadNormRope(const HeadNormRopeArgs& a, cudaStream_t stream) {
     if (a.head_dim % 16 == 0 && a.x_stride % 8 == 0 && Aligned16(a.x) &&
         Aligned16(a.out) && Aligned16(a.weight) && Aligned16(a.cos) &&
         Aligned16(a.sin)) {
-      HeadNormRopeVecKernel<<<static_cast<unsigned>(blocks), kHeadWarps * 32, 0,
-                              stream>>>(p);
+      const auto grid = static_cast<unsigned>(blocks);
+      if (a.head_dim <= 256) {
+        HeadNormRopeVecKernel<1><<<grid, kHeadWarps * 32, 0, stream>>>(p);
+      } else {
+        HeadNormRopeVecKernel<2><<<grid, kHeadWarps * 32, 0, stream>>>(p);
+      }
       return LastError();
     }
   }

@@ -1255,6 +1255,9 @@ class RankRunner {
       return compat::CudnnCausalAttentionLse(q, k, v, 1.0).first;
     }
     const int64_t W = window, n = (S + W - 1) / W;
+    // Sub-phases in the profile (the phase itself ends at the caller's next
+    // mark).
+    clock_->Mark("attention_sliding.blocks");
     at::Tensor out;
     at::Tensor lse;  // [B, H, n, W]: block b's log-sum-exps at [:, :, b]
     if (S % W == 0) {
@@ -1279,9 +1282,11 @@ class RankRunner {
     for (int64_t b = 1; b < n; ++b) {
       const int64_t s0 = b * W, rows = std::min(W - 1, S - s0);
       if (rows <= 0) continue;  // window 1: a query sees only itself
+      clock_->Mark("attention_sliding.previous");
       auto [o2, l2] = compat::FlashLocalAttentionLse(
           q.narrow(1, s0, rows), k.narrow(1, s0 - W, W), v.narrow(1, s0 - W, W),
           1.0, /*left=*/W - 1 - rows, /*right=*/-1);
+      clock_->Mark("attention_sliding.merge");
       at::Tensor ob = out.narrow(1, s0, rows);
       at::Tensor lb = lse.select(2, b).narrow(2, 0, rows);
       at::Tensor l2f = l2.to(at::kFloat);
@@ -1303,6 +1308,7 @@ class RankRunner {
       }
       CudaCheck(cuda_ops::LseMerge(a, stream_), "LseMerge");
     }
+    clock_->Mark("attention_sliding");
     return out;
   }
 #endif

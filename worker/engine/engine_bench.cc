@@ -251,7 +251,7 @@ int main(int argc, char** argv) {
         if (name == "attention_full.qk") qk = ms;
         if (name == "attention_full.softmax") softmax = ms;
         if (name == "attention_full.pv") pv = ms;
-        if (name == "attention_sliding") sliding = ms;
+        if (name.rfind("attention_sliding", 0) == 0) sliding += ms;
       }
       std::printf(
           "compare attention=%s query_block=%lld batch=%lld seq=%lld "
