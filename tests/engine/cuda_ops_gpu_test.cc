@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -436,15 +437,18 @@ TEST(CudaOpsGpuTest, RowNormBf16MatchesHostReference) {
   }
 }
 
-// HeadNormRope's bf16 vector path: head_dim 256 (one vector per lane) and 512
-// (two), strided input rows, positions t % seq, with and without RoPE and
-// weight.
+// HeadNormRope's bf16 vector path: head_dim 256 (one vector per lane; two
+// rows per warp with an even head count) and 512 (two), strided input rows,
+// positions t % seq, with and without RoPE and weight.
 TEST(CudaOpsGpuTest, HeadNormRopeBf16MatchesHostReference) {
-  for (int hd : {256, 512}) {
+  // (head_dim, heads): two rows per warp (256, even heads), one (odd heads),
+  // two vectors per lane (512).
+  for (auto [hd, heads] :
+       {std::pair<int, int64_t>{256, 4}, {256, 3}, {512, 3}}) {
     for (bool rope : {true, false}) {
-      SCOPED_TRACE(::testing::Message()
-                   << "head_dim " << hd << " rope " << rope);
-      const int64_t tokens = 6, seq = 4, heads = 3, stride = heads * hd + 64;
+      SCOPED_TRACE(::testing::Message() << "head_dim " << hd << " heads "
+                                        << heads << " rope " << rope);
+      const int64_t tokens = 6, seq = 4, stride = heads * hd + 64;
       std::vector<float> x, w, cs, sn;
       DevBf16 dx(RandomBf16(tokens * stride, 1.5f, 11, &x));
       DevBf16 dw(RandomBf16(hd, 1.0f, 12, &w));
@@ -495,6 +499,45 @@ TEST(CudaOpsGpuTest, HeadNormRopeBf16MatchesHostReference) {
       EXPECT_EQ(BeyondOneBf16Step(got, want), 0);
     }
   }
+}
+
+// ReverseRows from a strided source (a block of every batch entry, as the
+// banded attention takes them) matches a host copy bit for bit, with 16-byte
+// and 2-byte accesses.
+TEST(CudaOpsGpuTest, ReverseRowsCopiesBlocksReversed) {
+  for (int64_t row_bytes : {int64_t{64}, int64_t{6}}) {
+    SCOPED_TRACE(row_bytes);
+    const int64_t n0 = 3, n1 = 2, rows = 5, seq = 3 * rows;  // 3 blocks
+    const int64_t s_row = row_bytes, s1 = rows * s_row, s0 = seq * s_row;
+    std::vector<uint8_t> host(n0 * s0);
+    for (size_t i = 0; i < host.size(); ++i)
+      host[i] = static_cast<uint8_t>(i * 7 + 3);
+    void *src = nullptr, *dst = nullptr;
+    ASSERT_EQ(cudaMalloc(&src, host.size()), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dst, n0 * n1 * rows * row_bytes), cudaSuccess);
+    cudaMemcpy(src, host.data(), host.size(), cudaMemcpyHostToDevice);
+    // Blocks 1 and 2 of each batch entry.
+    ASSERT_EQ(ReverseRows(static_cast<uint8_t*>(src) + s1, n0, n1, rows,
+                          row_bytes, s0, s1, s_row, dst, nullptr),
+              0);
+    std::vector<uint8_t> got(n0 * n1 * rows * row_bytes);
+    cudaMemcpy(got.data(), dst, got.size(), cudaMemcpyDeviceToHost);
+    cudaFree(src);
+    cudaFree(dst);
+    for (int64_t a = 0; a < n0; ++a) {
+      for (int64_t b = 0; b < n1; ++b) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const uint8_t* want =
+              host.data() + a * s0 + (b + 1) * s1 + (rows - 1 - r) * s_row;
+          const uint8_t* have =
+              got.data() + ((a * n1 + b) * rows + r) * row_bytes;
+          ASSERT_EQ(std::memcmp(want, have, row_bytes), 0)
+              << a << " " << b << " " << r;
+        }
+      }
+    }
+  }
+  EXPECT_NE(ReverseRows(nullptr, 1, 1, 1, 16, 16, 16, 16, nullptr, nullptr), 0);
 }
 
 TEST(CudaOpsGpuTest, SwapMiddleDimsMovesWholeRows) {

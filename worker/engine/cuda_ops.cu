@@ -357,29 +357,33 @@ __global__ void __launch_bounds__(256) RowNormVecKernel(RowNormParams<Bf> p) {
   }
 }
 
-// One warp per (token, head) row; head_dim % 16 == 0 (so rotate-half partners
-// are whole 8-element vectors), <= 512. The row, its weight and its cos/sin
-// are all loaded before the reduction (they do not depend on it), so a warp
-// waits for memory once. K = head_dim / 256 rounded up (vectors per lane).
-template <int K>
+// R consecutive (token, head) rows per warp (heads % R == 0, so they share the
+// token, hence the weight and the cos/sin row); head_dim % 16 == 0 (so
+// rotate-half partners are whole 8-element vectors), K · 256 >= head_dim,
+// R · head_dim <= 512. Every load (the R rows, the weight, cos/sin) is issued
+// before the first reduction, so a warp waits for memory once and keeps
+// R + 3 16-byte loads per lane in flight.
+template <int K, int R>
 __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
   __shared__ __align__(16) float buf[kHeadWarps][kMaxHeadDim];
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kHeadWarps + warp;
-  if (row >= p.rows) return;  // warp-uniform; no block barrier below
-  const int64_t t = row / p.heads;
-  const int h = static_cast<int>(row % p.heads);
+  const int64_t row0 =
+      (static_cast<int64_t>(blockIdx.x) * kHeadWarps + warp) * R;
+  if (row0 >= p.rows) return;  // warp-uniform; no block barrier below
+  const int64_t t = row0 / p.heads;
+  const int h0 = static_cast<int>(row0 % p.heads);
   const int hd = p.head_dim, nvec = hd / 8;
-  const Bf* x = p.x + t * p.x_stride + static_cast<int64_t>(h) * hd;
   const int64_t pos = t % p.seq;
   const bool rope = p.cos != nullptr;
-  uint4 xv[K], wv[K], cv[K], sv[K];
+  const Bf* x = p.x + t * p.x_stride + static_cast<int64_t>(h0) * hd;
+  uint4 xv[R][K], wv[K], cv[K], sv[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int c = lane + 32 * k;
     if (c < nvec) {
-      xv[k] = LoadRaw8(x + 8 * c);
+#pragma unroll
+      for (int r = 0; r < R; ++r) xv[r][k] = LoadRaw8(x + r * hd + 8 * c);
       if (p.weight != nullptr) wv[k] = LoadRaw8(p.weight + 8 * c);
       if (rope) {
         cv[k] = LoadRaw8(p.cos + pos * hd + 8 * c);
@@ -387,37 +391,40 @@ __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
       }
     }
   }
-  float v[K][8];
-  float ss = 0.0f;
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    if (lane + 32 * k < nvec) {
-      Unpack8(xv[k], v[k]);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) ss += v[k][j] * v[k][j];
-    }
-  }
-  const float rstd = rsqrtf(WarpSum(ss) / hd + p.eps);
-  Bf* out = p.out + row * hd;
   float* b = buf[warp];
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
-    const int c = lane + 32 * k;
-    if (c < nvec) {
-      float w[8];
-      if (p.weight != nullptr) Unpack8(wv[k], w);
+  for (int r = 0; r < R; ++r) {
+    float v[K][8];
+    float ss = 0.0f;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        float n = v[k][j] * rstd;
-        if (p.weight != nullptr) n = n * w[j];
-        v[k][j] = Io<Bf>::Round(n);
+    for (int k = 0; k < K; ++k) {
+      if (lane + 32 * k < nvec) {
+        Unpack8(xv[r][k], v[k]);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) ss += v[k][j] * v[k][j];
       }
-      if (!rope) {
-        Store8(out + 8 * c, v[k]);
-      } else {
-        float4* d = reinterpret_cast<float4*>(b + 8 * c);
-        d[0] = make_float4(v[k][0], v[k][1], v[k][2], v[k][3]);
-        d[1] = make_float4(v[k][4], v[k][5], v[k][6], v[k][7]);
+    }
+    const float rstd = rsqrtf(WarpSum(ss) / hd + p.eps);
+    Bf* out = p.out + (row0 + r) * hd;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int c = lane + 32 * k;
+      if (c < nvec) {
+        float w[8];
+        if (p.weight != nullptr) Unpack8(wv[k], w);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          float n = v[k][j] * rstd;
+          if (p.weight != nullptr) n = n * w[j];
+          v[k][j] = Io<Bf>::Round(n);
+        }
+        if (!rope) {
+          Store8(out + 8 * c, v[k]);
+        } else {
+          float4* d = reinterpret_cast<float4*>(b + r * hd + 8 * c);
+          d[0] = make_float4(v[k][0], v[k][1], v[k][2], v[k][3]);
+          d[1] = make_float4(v[k][4], v[k][5], v[k][6], v[k][7]);
+        }
       }
     }
   }
@@ -425,24 +432,31 @@ __global__ void HeadNormRopeVecKernel(HeadParams<Bf> p) {
   __syncwarp();
   const int half = hd / 2;
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
-    const int c = lane + 32 * k;
-    if (c < nvec) {
-      const int i = 8 * c;
-      const bool first = i < half;
-      const float4* src =
-          reinterpret_cast<const float4*>(b + (first ? i + half : i - half));
-      const float4 r0 = src[0], r1 = src[1];
-      float rot[8] = {r0.x, r0.y, r0.z, r0.w, r1.x, r1.y, r1.z, r1.w};
-      float cf[8], sf[8], o[8];
-      Unpack8(cv[k], cf);
-      Unpack8(sv[k], sf);
+  for (int r = 0; r < R; ++r) {
+    const float* br = b + r * hd;
+    Bf* out = p.out + (row0 + r) * hd;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float rj = first ? -rot[j] : rot[j];
-        o[j] = Io<Bf>::Round(v[k][j] * cf[j]) + Io<Bf>::Round(rj * sf[j]);
+    for (int k = 0; k < K; ++k) {
+      const int c = lane + 32 * k;
+      if (c < nvec) {
+        const int i = 8 * c;
+        const bool first = i < half;
+        const float4* own = reinterpret_cast<const float4*>(br + i);
+        const float4* src =
+            reinterpret_cast<const float4*>(br + (first ? i + half : i - half));
+        const float4 a0 = own[0], a1 = own[1], r0 = src[0], r1 = src[1];
+        const float val[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        const float rot[8] = {r0.x, r0.y, r0.z, r0.w, r1.x, r1.y, r1.z, r1.w};
+        float cf[8], sf[8], o[8];
+        Unpack8(cv[k], cf);
+        Unpack8(sv[k], sf);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const float rj = first ? -rot[j] : rot[j];
+          o[j] = Io<Bf>::Round(val[j] * cf[j]) + Io<Bf>::Round(rj * sf[j]);
+        }
+        Store8(out + i, o);
       }
-      Store8(out + i, o);
     }
   }
 }
@@ -601,11 +615,17 @@ int LaunchHeadNormRope(const HeadNormRopeArgs& a, cudaStream_t stream) {
     if (a.head_dim % 16 == 0 && a.x_stride % 8 == 0 && Aligned16(a.x) &&
         Aligned16(a.out) && Aligned16(a.weight) && Aligned16(a.cos) &&
         Aligned16(a.sin)) {
-      const auto grid = static_cast<unsigned>(blocks);
-      if (a.head_dim <= 256) {
-        HeadNormRopeVecKernel<1><<<grid, kHeadWarps * 32, 0, stream>>>(p);
+      // Two rows per warp where they fit the warp's shared row buffer.
+      if (a.head_dim <= 256 && a.heads % 2 == 0) {
+        const int64_t pair_blocks = (p.rows / 2 + kHeadWarps - 1) / kHeadWarps;
+        HeadNormRopeVecKernel<1, 2><<<static_cast<unsigned>(pair_blocks),
+                                      kHeadWarps * 32, 0, stream>>>(p);
+      } else if (a.head_dim <= 256) {
+        HeadNormRopeVecKernel<1, 1>
+            <<<static_cast<unsigned>(blocks), kHeadWarps * 32, 0, stream>>>(p);
       } else {
-        HeadNormRopeVecKernel<2><<<grid, kHeadWarps * 32, 0, stream>>>(p);
+        HeadNormRopeVecKernel<2, 1>
+            <<<static_cast<unsigned>(blocks), kHeadWarps * 32, 0, stream>>>(p);
       }
       return LastError();
     }
@@ -1019,6 +1039,33 @@ int LaunchSwapMiddleDims(const void* src, int64_t rows, int64_t dim1,
   return LastError();
 }
 
+template <typename Word>
+__global__ void ReverseRowsKernel(const char* __restrict__ src, int64_t n1,
+                                  int64_t rows, int64_t words, int64_t s0,
+                                  int64_t s1, int64_t s_row,
+                                  Word* __restrict__ dst) {
+  const int64_t r = blockIdx.x;  // destination row, over n0 · n1 · rows
+  const int64_t i = r % rows;
+  const int64_t j = (r / rows) % n1;
+  const int64_t k = r / (rows * n1);
+  const Word* in = reinterpret_cast<const Word*>(src + k * s0 + j * s1 +
+                                                 (rows - 1 - i) * s_row);
+  Word* out = dst + r * words;
+  for (int64_t w = threadIdx.x; w < words; w += blockDim.x) out[w] = in[w];
+}
+
+template <typename Word>
+int LaunchReverseRows(const void* src, int64_t n0, int64_t n1, int64_t rows,
+                      int64_t row_bytes, int64_t s0, int64_t s1, int64_t s_row,
+                      void* dst, cudaStream_t stream) {
+  const int64_t words = row_bytes / static_cast<int64_t>(sizeof(Word));
+  ReverseRowsKernel<Word>
+      <<<static_cast<unsigned>(n0 * n1 * rows), RowThreads(words), 0, stream>>>(
+          static_cast<const char*>(src), n1, rows, words, s0, s1, s_row,
+          static_cast<Word*>(dst));
+  return LastError();
+}
+
 }  // namespace
 
 int RowNorm(const RowNormArgs& a, void* stream) {
@@ -1174,6 +1221,36 @@ int LseMerge(const LseMergeArgs& a, void* stream) {
     LseMergeKernel<float, false><<<grid, kWarps * 32, 0, s>>>(a, items);
   }
   return LastError();
+}
+
+int ReverseRows(const void* src, int64_t n0, int64_t n1, int64_t rows,
+                int64_t row_bytes, int64_t s0, int64_t s1, int64_t s_row,
+                void* dst, void* stream) {
+  if (src == nullptr || dst == nullptr || n0 < 0 || n1 < 0 || rows < 0 ||
+      row_bytes < 1) {
+    return kInvalid;
+  }
+  const int64_t total = n0 * n1 * rows;
+  if (total > 0x7fffffff) return kInvalid;
+  if (total == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  const auto bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(src) |
+                                          reinterpret_cast<uintptr_t>(dst)) |
+                    static_cast<uint64_t>(row_bytes | s0 | s1 | s_row);
+  if (bits % 16 == 0) {
+    return LaunchReverseRows<uint4>(src, n0, n1, rows, row_bytes, s0, s1, s_row,
+                                    dst, s);
+  }
+  if (bits % 4 == 0) {
+    return LaunchReverseRows<uint32_t>(src, n0, n1, rows, row_bytes, s0, s1,
+                                       s_row, dst, s);
+  }
+  if (bits % 2 == 0) {
+    return LaunchReverseRows<uint16_t>(src, n0, n1, rows, row_bytes, s0, s1,
+                                       s_row, dst, s);
+  }
+  return LaunchReverseRows<uint8_t>(src, n0, n1, rows, row_bytes, s0, s1, s_row,
+                                    dst, s);
 }
 
 int SetDevice(int device) { return static_cast<int>(cudaSetDevice(device)); }

@@ -117,6 +117,17 @@ int CausalSoftmax(const CausalSoftmaxArgs& a, void* stream);
 int SwapMiddleDims(const void* src, int64_t outer, int64_t dim1, int64_t dim2,
                    int64_t inner_bytes, void* dst, void* stream);
 
+// dst[i0, i1, r, :] = src[i0, i1, rows − 1 − r, :]: copies rows of
+// `row_bytes` bytes in reverse order within each (i0, i1), from a strided
+// source (byte strides s0, s1, s_row) into a contiguous [n0, n1, rows,
+// row_bytes] destination. The banded attention reverses a block's queries and
+// the previous block's keys/values so that "keys after my offset" becomes a
+// causal mask. 16-byte accesses when pointers, strides and row_bytes allow.
+// src and dst must not overlap.
+int ReverseRows(const void* src, int64_t n0, int64_t n1, int64_t rows,
+                int64_t row_bytes, int64_t s0, int64_t s1, int64_t s_row,
+                void* dst, void* stream);
+
 // Merges two partial attention results over disjoint key sets into `out`, in
 // place: per (batch b, row r, head h), with log-sum-exps l1 = out_lse and
 // l2 = other_lse (natural log, float32) of the two softmax denominators,

@@ -1242,11 +1242,12 @@ class RankRunner {
   // the sequence is cut into blocks of `window` positions; the window of
   // query i of block b is the causal part of block b (keys 0..i of it) plus
   // the keys of block b - 1 after offset i. cuDNN computes every block
-  // causally (one call when S is a multiple of the window),
-  // FlashAttention-2's local attention the part of the previous block
-  // (offsets i < window - 1 only: the last query of a block sees no earlier
-  // block), and LseMerge combines the two by their log-sum-exps. q [B, S, H,
-  // D], k/v [B, S, KV, D] contiguous -> [B, S, H, D].
+  // causally (one call when S is a multiple of the window); the part of the
+  // previous block (offsets i < window - 1 only: the last query of a block
+  // sees no earlier block) comes from cuDNN on reversed rows when S is a
+  // multiple of the window, else from FlashAttention-2's local attention; and
+  // LseMerge combines the two by their log-sum-exps. q [B, S, H, D], k/v
+  // [B, S, KV, D] contiguous -> [B, S, H, D].
   at::Tensor CudnnAttention(const at::Tensor& q, const at::Tensor& k,
                             const at::Tensor& v, int64_t window) {
     const int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3);
@@ -1279,17 +1280,15 @@ class RankRunner {
         lse.select(2, b).narrow(2, 0, len).copy_(l);
       }
     }
-    for (int64_t b = 1; b < n; ++b) {
-      const int64_t s0 = b * W, rows = std::min(W - 1, S - s0);
-      if (rows <= 0) continue;  // window 1: a query sees only itself
-      clock_->Mark("attention_sliding.previous");
-      auto [o2, l2] = compat::FlashLocalAttentionLse(
-          q.narrow(1, s0, rows), k.narrow(1, s0 - W, W), v.narrow(1, s0 - W, W),
-          1.0, /*left=*/W - 1 - rows, /*right=*/-1);
+    // out[:, s0 : s0 + rows] (the first `rows` queries of a block, with
+    // log-sum-exps lb [B, H, rows]) absorbs the previous block's part `other`
+    // ([B, rows, H, D] at the given element strides, lse likewise).
+    auto merge = [&](int64_t s0, int64_t rows, const at::Tensor& lb,
+                     const void* other, const int64_t(&other_stride)[3],
+                     const float* other_lse,
+                     const int64_t(&other_lse_stride)[3]) {
       clock_->Mark("attention_sliding.merge");
       at::Tensor ob = out.narrow(1, s0, rows);
-      at::Tensor lb = lse.select(2, b).narrow(2, 0, rows);
-      at::Tensor l2f = l2.to(at::kFloat);
       cuda_ops::LseMergeArgs a;
       a.dtype = OpDtype();
       a.batch = B;
@@ -1297,16 +1296,70 @@ class RankRunner {
       a.heads = H;
       a.head_dim = D;
       a.out = ob.data_ptr();
-      a.other = o2.data_ptr();
       a.out_lse = lb.data_ptr<float>();
-      a.other_lse = l2f.data_ptr<float>();
+      a.other = other;
+      a.other_lse = other_lse;
       for (int d = 0; d < 3; ++d) {
         a.out_stride[d] = ob.stride(d);
-        a.other_stride[d] = o2.stride(d);
         a.out_lse_stride[d] = lb.stride(d);
-        a.other_lse_stride[d] = l2f.stride(d);
+        a.other_stride[d] = other_stride[d];
+        a.other_lse_stride[d] = other_lse_stride[d];
       }
       CudaCheck(cuda_ops::LseMerge(a, stream_), "LseMerge");
+    };
+    if (S % W == 0 && W > 1) {
+      // Every block's previous-block part in one cuDNN call: with the rows of
+      // block b's queries and of block b - 1's keys/values reversed, "keys
+      // after my offset" is causal. Reversed query a (offset W - 1 - a) sees
+      // reversed keys 0..a - 1, i.e. queries 1..W - 1 against keys 0..W - 2
+      // under the plain causal mask; its output row a is offset W - 2 - a
+      // (read back with a negative row stride).
+      clock_->Mark("attention_sliding.previous");
+      const int64_t m = n - 1, esz = q.element_size();
+      auto reversed = [&](const at::Tensor& t, int64_t first_block) {
+        const int64_t heads = t.size(2), row = heads * D * esz;
+        at::Tensor r = at::empty({B * m, W, heads, D}, t.options());
+        CudaCheck(
+            cuda_ops::ReverseRows(
+                static_cast<const char*>(t.data_ptr()) + first_block * W * row,
+                B, m, W, row, S * row, W * row, row, r.data_ptr(), stream_),
+            "ReverseRows");
+        return r;
+      };
+      at::Tensor qr = reversed(q, 1), kr = reversed(k, 0), vr = reversed(v, 0);
+      auto [ou, lu] = compat::CudnnCausalAttentionLse(
+          qr.narrow(1, 1, W - 1), kr.narrow(1, 0, W - 1),
+          vr.narrow(1, 0, W - 1), 1.0);
+      at::Tensor o5 = ou.view({B, m, W - 1, H, D});
+      at::Tensor l4 = lu.view({B, m, H, W - 1});
+      for (int64_t b = 1; b < n; ++b) {
+        at::Tensor ob = o5.select(1, b - 1);  // [B, W - 1, H, D]
+        at::Tensor lb = l4.select(1, b - 1);  // [B, H, W - 1]
+        const int64_t os[3] = {ob.stride(0), -ob.stride(1), ob.stride(2)};
+        const int64_t ls[3] = {lb.stride(0), lb.stride(1), -lb.stride(2)};
+        merge(b * W, W - 1, lse.select(2, b).narrow(2, 0, W - 1),
+              static_cast<const char*>(ob.data_ptr()) +
+                  (W - 2) * ob.stride(1) * esz,
+              os, lb.data_ptr<float>() + (W - 2) * lb.stride(2), ls);
+      }
+    } else {
+      // Per block through FlashAttention-2's local attention: query i of
+      // Sq = rows sees key j of the W previous keys when j >= i + 1
+      // (left = W - 1 - rows, no right bound).
+      for (int64_t b = 1; b < n; ++b) {
+        const int64_t s0 = b * W, rows = std::min(W - 1, S - s0);
+        if (rows <= 0) continue;  // window 1: a query sees only itself
+        clock_->Mark("attention_sliding.previous");
+        auto [o2, l2] = compat::FlashLocalAttentionLse(
+            q.narrow(1, s0, rows), k.narrow(1, s0 - W, W),
+            v.narrow(1, s0 - W, W), 1.0, /*left=*/W - 1 - rows,
+            /*right=*/-1);
+        at::Tensor l2f = l2.to(at::kFloat);
+        const int64_t os[3] = {o2.stride(0), o2.stride(1), o2.stride(2)};
+        const int64_t ls[3] = {l2f.stride(0), l2f.stride(1), l2f.stride(2)};
+        merge(s0, rows, lse.select(2, b).narrow(2, 0, rows), o2.data_ptr(), os,
+              l2f.data_ptr<float>(), ls);
+      }
     }
     clock_->Mark("attention_sliding");
     return out;
