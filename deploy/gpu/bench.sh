@@ -14,6 +14,7 @@
 #   anchor.log          transformers' anchor (.carry/anchors/hf_gemma4_anchor.py or
 #                       $SWEEPD_ANCHOR), same GPU, same run
 #   kernels.log         kernels_bench (LM-head pass)
+#   cuda_ops.log        cuda_ops_bench (each fused engine kernel alone vs a device copy)
 # SWEEPD_DEADLINE (epoch seconds, optional) caps every step so the whole script ends by then;
 # steps that no longer fit are skipped and say so.
 set -uo pipefail
@@ -70,6 +71,9 @@ fi
 if [[ -x "$build/worker/jobs/jobs_bench" ]]; then
   run jobs_sweep 200 "$build/worker/jobs/jobs_bench" --random-weights --config "$config" \
     --device cuda --dtype bfloat16 --kind probe --seq 2048 --prefix-budget-mb 8192
+fi
+if [[ -x "$build/worker/engine/cuda_ops_bench" ]]; then
+  run cuda_ops 60 "$build/worker/engine/cuda_ops_bench"
 fi
 if [[ -x "$build/tests/kernels/kernels_bench" ]]; then
   run kernels 60 "$build/tests/kernels/kernels_bench"
