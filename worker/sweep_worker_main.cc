@@ -50,6 +50,10 @@ flags:
                               bfloat16 on cuda); tasks naming another dtype reload it
   --device cpu|cuda           where the engine runs (default cpu)
   --prefix-reuse on|off       share one unablated pass among a group's tasks (default on)
+  --gemm-tuning off|autotune  CUDA bf16 GEMMs: cuBLAS's heuristic (off, default: results
+                              bit-identical across processes) or per shape the fastest
+                              cuBLASLt algorithm timed on first use (faster; another
+                              process may round differently)
   --prefix-budget-mb N        per-rank device memory for kept prefix residuals; the rest
                               spills to host memory (default 1024)
   --max-batch-tokens N        tokens per engine forward when batching windows (default 4096)
@@ -161,6 +165,7 @@ int RunMain(int argc, char** argv) {
   std::string dtype;
   std::string device = "cpu";
   std::string prefix_reuse = "on";
+  std::string gemm_tuning = "off";
   int64_t prefix_budget_mb = 1024;
   int64_t max_batch_tokens = 4096;
   int cpu_threads = 0;  // 0 = the engine default
@@ -192,6 +197,8 @@ int RunMain(int argc, char** argv) {
       device = v;
     } else if (TakeFlag(argc, argv, &i, "--prefix-reuse", &v)) {
       prefix_reuse = v;
+    } else if (TakeFlag(argc, argv, &i, "--gemm-tuning", &v)) {
+      gemm_tuning = v;
     } else if (TakeFlag(argc, argv, &i, "--prefix-budget-mb", &v)) {
       prefix_budget_mb = ParseNumberOrDie<int64_t>("--prefix-budget-mb", v);
     } else if (TakeFlag(argc, argv, &i, "--max-batch-tokens", &v)) {
@@ -257,17 +264,20 @@ int RunMain(int argc, char** argv) {
     backend.engine.cpu_threads_per_rank = cpu_threads;
     auto parsed_dtype = engine::ParseDType(
         !dtype.empty() ? dtype : (device == "cuda" ? "bfloat16" : "float32"));
-    if (!parsed_dtype.ok() || (prefix_reuse != "on" && prefix_reuse != "off") ||
+    auto parsed_tuning = engine::ParseGemmTuning(gemm_tuning);
+    if (!parsed_dtype.ok() || !parsed_tuning.ok() ||
+        (prefix_reuse != "on" && prefix_reuse != "off") ||
         prefix_budget_mb < 0) {
-      std::fprintf(
-          stderr,
-          "sweep-worker: bad --dtype '%s', --prefix-reuse '%s' (on|off) "
-          "or --prefix-budget-mb %lld\n",
-          dtype.c_str(), prefix_reuse.c_str(),
-          static_cast<long long>(prefix_budget_mb));
+      std::fprintf(stderr,
+                   "sweep-worker: bad --dtype '%s', --gemm-tuning '%s' "
+                   "(off|autotune), --prefix-reuse '%s' (on|off) "
+                   "or --prefix-budget-mb %lld\n",
+                   dtype.c_str(), gemm_tuning.c_str(), prefix_reuse.c_str(),
+                   static_cast<long long>(prefix_budget_mb));
       return 2;
     }
     backend.engine.dtype = *parsed_dtype;
+    backend.engine.gemm_tuning = *parsed_tuning;
     backend.model_fingerprint = options.capabilities.model_fingerprint;
     LmExecutorOptions lm;
     lm.prefix_reuse = prefix_reuse == "on";

@@ -56,6 +56,15 @@ enum class AttentionPath {
 const char* AttentionPathName(AttentionPath path);
 absl::StatusOr<AttentionPath> ParseAttentionPath(absl::string_view name);
 
+// How the CUDA path picks its cuBLAS GEMM algorithms (docs/ENGINE.md, "GPU
+// path"). kOff: cuBLAS's heuristic (at::mm), bit-identical across processes.
+// kAutotune: per GEMM shape, the fastest of cuBLASLt's candidates timed on the
+// first call (gemm_tuner.h): faster, deterministic within a process, but
+// another process may time differently and round differently.
+enum class GemmTuning { kOff, kAutotune };
+const char* GemmTuningName(GemmTuning tuning);  // off / autotune
+absl::StatusOr<GemmTuning> ParseGemmTuning(absl::string_view name);
+
 struct EngineOptions {
   // Hugging Face layout: config.json + model.safetensors (or index + shards).
   std::string model_dir;
@@ -85,6 +94,8 @@ struct EngineOptions {
   bool use_sdpa = true;
   // CUDA path only; the CPU path always runs the eager attention.
   AttentionPath attention_path = AttentionPath::kAuto;
+  // bf16 GEMMs on CUDA (GemmTuning).
+  GemmTuning gemm_tuning = GemmTuning::kOff;
 };
 
 struct Intervention {

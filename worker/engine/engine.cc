@@ -31,6 +31,9 @@
 #include "worker/engine/profile.h"
 #include "worker/engine/random_init.h"
 #include "worker/engine/torch_compat.h"
+#if SWEEPD_ENGINE_GEMM_TUNER
+#include "worker/engine/gemm_tuner.h"
+#endif
 
 #if SWEEPD_ENGINE_CUDA_OPS
 #include "worker/engine/cuda_ops.h"
@@ -70,6 +73,17 @@ absl::StatusOr<AttentionPath> ParseAttentionPath(absl::string_view name) {
   if (name == "chunked") return AttentionPath::kChunkedGemm;
   return absl::InvalidArgumentError(absl::StrCat(
       "attention path must be auto, flash, sdpa or chunked, got '", name, "'"));
+}
+
+const char* GemmTuningName(GemmTuning tuning) {
+  return tuning == GemmTuning::kAutotune ? "autotune" : "off";
+}
+
+absl::StatusOr<GemmTuning> ParseGemmTuning(absl::string_view name) {
+  if (name == "off") return GemmTuning::kOff;
+  if (name == "autotune") return GemmTuning::kAutotune;
+  return absl::InvalidArgumentError(
+      absl::StrCat("gemm tuning must be off or autotune, got '", name, "'"));
 }
 
 int FirstTouchedLayer(const std::vector<Intervention>& interventions,
@@ -459,6 +473,14 @@ struct ProfileStore {
 std::atomic<bool> g_profiling{false};
 // -1: none; else static_cast<int>(AttentionPath) (SetAttentionPathOverride).
 std::atomic<int> g_attention_override{-1};
+// -1: none; else static_cast<int>(GemmTuning) (SetGemmTuningOverride).
+std::atomic<int> g_gemm_tuning_override{-1};
+// Lines of GemmTuningReport, appended as tuners choose.
+absl::Mutex g_gemm_report_mu(absl::kConstInit);
+std::vector<std::string>* GemmReportLines() {
+  static auto* lines = new std::vector<std::string>;
+  return lines;
+}
 // 0: none; else query positions per chunked-attention block
 // (SetChunkedQueryBlockOverride).
 std::atomic<int64_t> g_query_block_override{0};
@@ -653,6 +675,12 @@ struct RankShard {
   at::Tensor final_norm;
   std::vector<LayerGeom> geom;
   std::vector<LayerWeights> layers;
+#if SWEEPD_ENGINE_GEMM_TUNER
+  // Created on the rank's thread at the first autotuned GEMM; gemm_error
+  // keeps why it could not be (the GEMMs then stay on at::mm).
+  std::unique_ptr<GemmTuner> gemm;
+  std::string gemm_error;
+#endif
 };
 
 class RankRunner {
@@ -1125,7 +1153,7 @@ class RankRunner {
     at::Tensor x = at::empty({T, hidden}, opts);
     RowNormFast(h2, w.input_norm, at::Tensor(), at::Tensor(), x);
     clock_->Mark("gemm_qkv");
-    at::Tensor qkv = at::mm(x, w.qkv.t());  // [T, (Hl + KVl (+ KVl)) * hd]
+    at::Tensor qkv = Linear(x, w.qkv);  // [T, (Hl + KVl (+ KVl)) * hd]
     clock_->Mark("qkv_norm_rope");
     const auto& [cos, sin] = RopeFor(L, S);
     at::Tensor q = at::empty({B, S, g.heads_local, hd}, opts);
@@ -1143,7 +1171,7 @@ class RankRunner {
     clock_->Mark("other");
     attn = MaskAndCaptureHeads(L, attn);
     clock_->Mark("gemm_o");
-    at::Tensor a = at::mm(attn.view({T, q_cols}), w.o.t());
+    at::Tensor a = Linear(attn.view({T, q_cols}), w.o);
     clock_->Mark("allreduce");
     AllReduceSum(comm_, a);
     clock_->Mark("norm_attn_out");
@@ -1152,7 +1180,7 @@ class RankRunner {
     RowNormFast(a, w.post_attn_norm, h2, at::Tensor(), hh, w.pre_ff_norm, m_in);
     Capture(CapturePoint::kMlpIn, L, m_in.view({B, S, hidden}));
     clock_->Mark("gemm_gate_up");
-    at::Tensor gu = at::mm(m_in, w.gate_up.t());  // [T, 2 * inter_local]
+    at::Tensor gu = Linear(m_in, w.gate_up);  // [T, 2 * inter_local]
     clock_->Mark("geglu");
     at::Tensor act = at::empty({T, g.inter_local}, opts);
 #if SWEEPD_ENGINE_CUDA_OPS
@@ -1163,7 +1191,7 @@ class RankRunner {
 #endif
     gu = at::Tensor();
     clock_->Mark("gemm_down");
-    at::Tensor m = at::mm(act, w.down.t());
+    at::Tensor m = Linear(act, w.down);
     clock_->Mark("allreduce");
     AllReduceSum(comm_, m);
     clock_->Mark("norm_ff_out");
@@ -1171,6 +1199,66 @@ class RankRunner {
     RowNormFast(m, w.post_ff_norm, hh, w.layer_scalar, out);
     clock_->Mark("other");
     return out.view({B, S, hidden});
+  }
+
+  GemmTuning GemmTuningNow() const {
+    const int forced = g_gemm_tuning_override.load();
+    return forced >= 0 ? static_cast<GemmTuning>(forced) : opts_.gemm_tuning;
+  }
+
+  // y [M, N] = x [M, K] · wᵀ (w [N, K]): cuBLASLt with autotuned algorithms
+  // (GemmTuning::kAutotune, bf16, rows contiguous and 16-byte aligned), else
+  // at::mm with cuBLAS's heuristic.
+  at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) {
+#if SWEEPD_ENGINE_GEMM_TUNER
+    const auto aligned = [](const at::Tensor& t) {
+      return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 &&
+             t.stride(0) % 8 == 0 && t.stride(1) == 1;
+    };
+    if (GemmTuningNow() == GemmTuning::kAutotune && s_.device.is_cuda() &&
+        x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16 &&
+        x.dim() == 2 && w.dim() == 2 && aligned(x) && aligned(w)) {
+      if (s_.gemm == nullptr && s_.gemm_error.empty()) {
+        auto t = GemmTuner::Create(s_.device.index());
+        if (t.ok()) {
+          s_.gemm = std::move(*t);
+        } else {
+          s_.gemm_error = t.status().ToString();
+          SWEEPD_LOG(WARNING) << "rank " << s_.rank
+                              << ": GEMM autotuning unavailable, using "
+                                 "cuBLAS's heuristic: "
+                              << s_.gemm_error;
+        }
+      }
+      if (s_.gemm != nullptr) {
+        const size_t before = s_.gemm->Choices().size();
+        at::Tensor y = at::empty({x.size(0), w.size(0)}, x.options());
+        GemmArgs a;
+        a.shape = {x.size(0), w.size(0), x.size(1)};
+        a.x = x.data_ptr();
+        a.ldx = x.stride(0);
+        a.w = w.data_ptr();
+        a.ldw = w.stride(0);
+        a.y = y.data_ptr();
+        a.ldy = y.stride(0);
+        absl::Status st = s_.gemm->Run(a, stream_);
+        if (!st.ok()) throw std::runtime_error(st.ToString());
+        const std::vector<GemmTuner::Choice> choices = s_.gemm->Choices();
+        if (choices.size() > before) {
+          const GemmTuner::Choice& c = choices.back();
+          const std::string line = absl::StrCat(
+              "rank ", s_.rank, " GEMM ", GemmShapeName(c.shape), ": ",
+              c.candidates, " candidates, chose #", c.chosen, " ", c.chosen_ms,
+              " ms (heuristic's first ", c.heuristic_ms, " ms)");
+          SWEEPD_LOG(INFO) << line;
+          absl::MutexLock lock(&g_gemm_report_mu);
+          GemmReportLines()->push_back(line);
+        }
+        return y;
+      }
+    }
+#endif
+    return at::mm(x, w.t());
   }
 
   AttentionPath AttentionPathNow() const {
@@ -1570,7 +1658,7 @@ class RankRunner {
     for (int64_t c0 = 0; c0 < n; c0 += chunk) {
       const int64_t cn = std::min(chunk, n - c0);
       clock_->Mark("lm_head_gemm");
-      at::Tensor logits = at::mm(x.narrow(0, c0, cn), s_.embed.t());
+      at::Tensor logits = Linear(x.narrow(0, c0, cn), s_.embed);
       clock_->Mark("lm_head_pass");
       at::Tensor tg = targets.narrow(0, c0, cn).contiguous();
       kernels::LogitsShard sh;
@@ -2204,6 +2292,15 @@ std::vector<std::pair<std::string, bool>> CheckedAttentionKernels() {
     out.emplace_back(absl::StrCat(key.first, " on device ", key.second), ok);
   }
   return out;
+}
+
+void SetGemmTuningOverride(std::optional<GemmTuning> tuning) {
+  g_gemm_tuning_override.store(tuning ? static_cast<int>(*tuning) : -1);
+}
+
+std::vector<std::string> GemmTuningReport() {
+  absl::MutexLock lock(&g_gemm_report_mu);
+  return *GemmReportLines();
 }
 
 void SetAttentionPathOverride(std::optional<AttentionPath> path) {

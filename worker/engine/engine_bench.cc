@@ -16,6 +16,7 @@
 //                [--batch B] [--seq S] [--iters K] [--threads N]
 //                [--peak-tflops F (default 989)] [--no-profile]
 //                [--attention auto|flash|sdpa|chunked] [--compare-attention]
+//                [--gemm-tuning off|autotune]
 //                [--ablation-sweep [--sweep-batch B] [--sweep-seq S]
 //                 [--prefix-budget-mb M]]
 #include <algorithm>
@@ -52,6 +53,7 @@ int Usage() {
                "[--device cpu|cuda] [--batch B] [--seq S] [--iters K] "
                "[--threads N] [--peak-tflops F] [--no-profile] "
                "[--attention auto|flash|sdpa|chunked] [--compare-attention] "
+               "[--gemm-tuning off|autotune] "
                "[--ablation-sweep [--sweep-batch B] [--sweep-seq S] "
                "[--prefix-budget-mb M]]\n";
   return 2;
@@ -140,6 +142,10 @@ int main(int argc, char** argv) {
       auto p = sweepd::engine::ParseAttentionPath(value());
       ok = p.ok();
       if (ok) opts.attention_path = *p;
+    } else if (flag == "--gemm-tuning") {
+      auto t = sweepd::engine::ParseGemmTuning(value());
+      ok = t.ok();
+      if (ok) opts.gemm_tuning = *t;
     } else if (flag == "--compare-attention") {
       compare_attention = true;
     } else if (flag == "--no-profile") {
@@ -188,17 +194,22 @@ int main(int argc, char** argv) {
   const double fwd_s = times[times.size() / 2];
   const double flops = ForwardFlops(cfg, batch, seq);
   std::printf(
-      "forward attention=%s tp=%d dtype=%s device=%s batch=%lld seq=%lld "
+      "forward attention=%s gemm_tuning=%s tp=%d dtype=%s device=%s "
+      "batch=%lld seq=%lld "
       "iters=%d "
       "median_s=%.4f min_s=%.4f max_s=%.4f tokens_per_s=%.1f TFLOP=%.2f "
       "TFLOP_per_s=%.1f MFU(%.0f)=%.1f%%\n",
-      sweepd::engine::AttentionPathName(opts.attention_path), opts.tp_size,
+      sweepd::engine::AttentionPathName(opts.attention_path),
+      sweepd::engine::GemmTuningName(opts.gemm_tuning), opts.tp_size,
       sweepd::engine::DTypeName(opts.dtype), opts.device.c_str(),
       static_cast<long long>(batch), static_cast<long long>(seq), iters, fwd_s,
       times.front(), times.back(), batch * seq / fwd_s, flops / 1e12,
       flops / fwd_s / 1e12, peak_tflops,
       100.0 * flops / fwd_s / (peak_tflops * 1e12));
   PrintPeak("forward:", dev);
+  for (const std::string& line : sweepd::engine::GemmTuningReport()) {
+    std::printf("  gemm tuning: %s\n", line.c_str());
+  }
 
   if (profile) {
     sweepd::engine::SetPhaseProfiling(true);
@@ -266,6 +277,26 @@ int main(int argc, char** argv) {
     }
     sweepd::engine::SetChunkedQueryBlockOverride(0);
     sweepd::engine::SetAttentionPathOverride(std::nullopt);
+    if (opts.gemm_tuning == sweepd::engine::GemmTuning::kAutotune) {
+      // The same forward with cuBLAS's heuristic GEMMs, in the same run.
+      sweepd::engine::SetGemmTuningOverride(sweepd::engine::GemmTuning::kOff);
+      std::vector<double> t;
+      for (int i = 0; i < iters + 1; ++i) {
+        start = std::chrono::steady_clock::now();
+        if (!Check((*engine)->Forward(req))) return 1;
+        if (i > 0) t.push_back(Seconds(start));  // the first is a warm-up
+      }
+      std::sort(t.begin(), t.end());
+      const double s = t[t.size() / 2];
+      std::printf(
+          "compare gemm_tuning=off attention=%s batch=%lld seq=%lld "
+          "median_s=%.4f tokens_per_s=%.1f MFU(%.0f)=%.1f%%\n",
+          sweepd::engine::AttentionPathName(opts.attention_path),
+          static_cast<long long>(batch), static_cast<long long>(seq), s,
+          batch * seq / s, peak_tflops,
+          100.0 * flops / s / (peak_tflops * 1e12));
+      sweepd::engine::SetGemmTuningOverride(std::nullopt);
+    }
   }
 
   if (sweep) {

@@ -31,6 +31,12 @@ void SetPhaseProfiling(bool enabled);
 // instead of their EngineOptions::attention_path (so one loaded model can time
 // both attention paths in the same run); std::nullopt restores the options.
 void SetAttentionPathOverride(std::optional<AttentionPath> path);
+// Benchmarking: when `tuning` is set, every engine's later forwards use it
+// instead of their EngineOptions::gemm_tuning; std::nullopt restores them.
+void SetGemmTuningOverride(std::optional<GemmTuning> tuning);
+// The GEMM shapes autotuned so far in this process, one line each: shape,
+// candidates, chosen index, heuristic's and chosen algorithm's median ms.
+std::vector<std::string> GemmTuningReport();
 // Benchmarking: when set (> 0), the chunked GEMM attention processes this many
 // query positions per block (clamped to the sequence) instead of its own
 // choice; 0 restores the default.

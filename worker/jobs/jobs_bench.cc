@@ -60,6 +60,7 @@ constexpr char kUsage[] = R"(usage: jobs_bench [flags]
   --seq N           with --random-weights: tokens per sequence (default 2048)
   --device D        cpu | cuda (default cpu)
   --dtype T         float32 | bfloat16 (default float32)
+  --gemm-tuning G   off | autotune: CUDA bf16 GEMM algorithms (default off)
   --prefix-budget-mb M  prefix states kept on the device (default 8192)
   --max-batch-tokens N  executor batching (default 4096)
 )";
@@ -129,7 +130,8 @@ int Main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::string config = "configs/models/gemma4-tiny-60.json";
   std::string corpus = "configs/data/corpus_prose.txt";
-  std::string kind = "eval", device = "cpu", dtype_name = "float32";
+  std::string kind = "eval", device = "cpu", dtype_name = "float32",
+              tuning_name = "off";
   int64_t windows = 4, context = 128, seed = 1, threads = 0, seq = 2048;
   int64_t prefix_budget_mb = 8192, max_batch_tokens = 4096;
   bool random_weights = false;
@@ -175,6 +177,8 @@ int Main(int argc, char** argv) {
       device = value();
     } else if (a == "--dtype") {
       dtype_name = value();
+    } else if (a == "--gemm-tuning") {
+      tuning_name = value();
     } else if (a == "--prefix-budget-mb") {
       number(&prefix_budget_mb);
     } else if (a == "--max-batch-tokens") {
@@ -194,6 +198,12 @@ int Main(int argc, char** argv) {
   if (!dtype.ok()) {
     std::fprintf(stderr, "jobs_bench: --dtype: %s\n",
                  dtype.status().ToString().c_str());
+    return 2;
+  }
+  auto tuning = engine::ParseGemmTuning(tuning_name);
+  if (!tuning.ok()) {
+    std::fprintf(stderr, "jobs_bench: --gemm-tuning: %s\n",
+                 tuning.status().ToString().c_str());
     return 2;
   }
   auto fail = [](const absl::Status& st) {
@@ -291,6 +301,7 @@ int Main(int argc, char** argv) {
   bo.engine.seed = static_cast<uint64_t>(seed);
   bo.engine.device = device;
   bo.engine.dtype = *dtype;
+  bo.engine.gemm_tuning = *tuning;
   bo.engine.prefix_device_budget_bytes = prefix_budget_mb << 20;
   const auto load_start = std::chrono::steady_clock::now();
   auto backend = LmBackend::Create(bo);
