@@ -327,6 +327,37 @@ TEST_F(EngineGpuTest, CudnnBandedAttentionMatchesFlashAndCpu) {
   EXPECT_TRUE(cudnn_checked);
 }
 
+// GemmTuning::kAutotune (cuBLASLt algorithms chosen by timing) gives the
+// heuristic's results to bf16 rounding, and the same results on a second
+// forward (one algorithm per shape within a process); every GEMM shape of the
+// forward was tuned (GemmTuningReport).
+TEST_F(EngineGpuTest, AutotunedGemmsMatchHeuristic) {
+  EngineOptions o;
+  o.model_dir = *dir_;
+  o.device = "cuda";
+  o.dtype = DType::kBFloat16;
+  o.gemm_tuning = GemmTuning::kAutotune;
+  auto tuned = Engine::Create(o);
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  auto plain =
+      MakeEngineWithAttention(*dir_, DType::kBFloat16, AttentionPath::kAuto);
+  ASSERT_NE(plain, nullptr);
+  ForwardRequest req = MakeRequest(2, 64, 512, 51);
+  req.captures = {"resid_out[5]"};
+  const size_t before = GemmTuningReport().size();
+  ForwardResult a = RunFwd(tuned->get(), req);
+  ForwardResult a2 = RunFwd(tuned->get(), req);
+  ForwardResult b = RunFwd(plain.get(), req);
+  EXPECT_LE(
+      RelRms(a.captures["resid_out[5]"].data, b.captures["resid_out[5]"].data),
+      0.02);
+  EXPECT_LE(RelDiff(a.nll, b.nll), 0.05);
+  EXPECT_EQ(a.captures["resid_out[5]"].data, a2.captures["resid_out[5]"].data);
+  EXPECT_EQ(a.nll, a2.nll);
+  // qkv (sliding and full), o (both), gate_up, down, LM head: >= 5 shapes.
+  EXPECT_GE(GemmTuningReport().size(), before + 5);
+}
+
 // kAuto takes the chunked GEMM attention for full layers with head_dim 512
 // (the 31B shape's): a tiny model with global_head_dim 512 and 4 query heads
 // per KV head on its full layers matches the CPU engine.
