@@ -1219,6 +1219,9 @@ class RankRunner {
         x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16 &&
         x.dim() == 2 && w.dim() == 2 && aligned(x) && aligned(w)) {
       if (s_.gemm == nullptr && s_.gemm_error.empty()) {
+        // One small GEMM through libtorch first, so that its cuBLAS (and
+        // the cuBLASLt next to it, which the tuner uses) is loaded.
+        at::mm(x.narrow(0, 0, 1), w.narrow(0, 0, 1).t());
         auto t = GemmTuner::Create(s_.device.index());
         if (t.ok()) {
           s_.gemm = std::move(*t);

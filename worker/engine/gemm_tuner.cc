@@ -4,11 +4,14 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
+#include <link.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -49,17 +52,44 @@ const Lt* LoadLt(std::string* why) {
     *why = error;
     return lt;
   }
-  void* lib = RTLD_DEFAULT;
-  if (dlsym(lib, "cublasLtMatmul") == nullptr) {
-    lib = nullptr;
-    for (const char* name :
-         {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"}) {
-      lib = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
-      if (lib != nullptr) break;
+  // The copy already mapped into the process (libtorch's dependency, which
+  // need not be in the global symbol scope), found by its path; else the
+  // loader's search for the usual names.
+  // Paths of the mapped cuBLASLt and cuBLAS (cuBLASLt sits next to it).
+  std::pair<std::string, std::string> loaded;
+  dl_iterate_phdr(
+      +[](dl_phdr_info* info, size_t, void* data) {
+        auto* found = static_cast<std::pair<std::string, std::string>*>(data);
+        const char* name = info->dlpi_name;
+        if (name == nullptr) return 0;
+        if (std::strstr(name, "libcublasLt.so") != nullptr) {
+          found->first = name;
+        } else if (std::strstr(name, "libcublas.so") != nullptr) {
+          found->second = name;
+        }
+        return 0;
+      },
+      &loaded);
+  void* lib = nullptr;
+  if (!loaded.first.empty()) {
+    lib = dlopen(loaded.first.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  }
+  if (lib == nullptr && !loaded.second.empty()) {
+    const std::string dir =
+        loaded.second.substr(0, loaded.second.find_last_of('/') + 1);
+    for (const char* name : {"libcublasLt.so.13", "libcublasLt.so.12"}) {
+      if (lib == nullptr) lib = dlopen((dir + name).c_str(), RTLD_NOW);
     }
   }
+  for (const char* name :
+       {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"}) {
+    if (lib != nullptr) break;
+    lib = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
+  }
   if (lib == nullptr) {
-    error = "cuBLASLt is not loaded and libcublasLt.so.{13,12} not found";
+    error =
+        "cuBLASLt is not loaded in this process and libcublasLt.so.{13,12} "
+        "is not on the loader's path";
     *why = error;
     return nullptr;
   }
