@@ -5,10 +5,10 @@
 #   golden_gpu.log      golden_gpu_test again, printing the differences it measured
 #   nccl.log            nccl_communicator_test again with NCCL_DEBUG=INFO (NCCL's own view of
 #                       the TP = 1 communicator and its collectives)
-#   engine_forward.log  engine_bench, 31B shape, random bf16 weights: forward 4 x 2048 with the
-#                       phase profile, both attention paths compared in the same run, and the
-#                       60-layer skip sweep with probe statistics at 1 x 2048 (naive and prefix
-#                       reuse)
+#   engine_forward.log  engine_bench, 31B shape, random bf16 weights: forward 4 x 2048 with
+#                       autotuned GEMMs and the phase profile, the attention paths and the
+#                       heuristic GEMMs compared in the same run, and the 60-layer skip sweep
+#                       with probe statistics at 1 x 2048 (naive and prefix reuse)
 #   jobs_sweep.log      jobs_bench on CUDA: the same sweep through the job code (LmBackend +
 #                       LmExecutor, probe tasks), prefix reuse off and on
 #   anchor.log          transformers' anchor (.carry/anchors/hf_gemma4_anchor.py or
@@ -60,9 +60,9 @@ if [[ -x "$build/tests/golden/golden_gpu_test" ]]; then
 fi
 if [[ -x "$build/worker/engine/engine_bench" ]]; then
   run engine_forward 240 "$build/worker/engine/engine_bench" --random-weights \
-    --config "$config" --device cuda --dtype bfloat16 --batch 4 --seq 2048 --iters 3 \
-    --compare-attention --ablation-sweep --sweep-batch 1 --sweep-seq 2048 \
-    --prefix-budget-mb 8192
+    --config "$config" --device cuda --dtype bfloat16 --batch 4 --seq 2048 --iters 5 \
+    --gemm-tuning autotune --compare-attention --ablation-sweep --sweep-batch 1 \
+    --sweep-seq 2048 --prefix-budget-mb 8192
 fi
 anchor=${SWEEPD_ANCHOR:-$root/.carry/anchors/hf_gemma4_anchor.py}
 if [[ -f "$anchor" && -z "${SWEEPD_SKIP_ANCHOR:-}" ]]; then
