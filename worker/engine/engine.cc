@@ -1207,17 +1207,21 @@ class RankRunner {
   }
 
   // y [M, N] = x [M, K] · wᵀ (w [N, K]): cuBLASLt with autotuned algorithms
-  // (GemmTuning::kAutotune, bf16, rows contiguous and 16-byte aligned), else
-  // at::mm with cuBLAS's heuristic.
+  // (GemmTuning::kAutotune, bf16, M >= 1024, rows contiguous and 16-byte
+  // aligned), else at::mm with cuBLAS's heuristic.
   at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) {
 #if SWEEPD_ENGINE_GEMM_TUNER
     const auto aligned = [](const at::Tensor& t) {
       return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 &&
              t.stride(0) % 8 == 0 && t.stride(1) == 1;
     };
+    // Only GEMMs of at least kTunedMinRows rows are tuned: the logit lens'
+    // few-row GEMMs come in many shapes, each of which would be timed once.
+    constexpr int64_t kTunedMinRows = 1024;
     if (GemmTuningNow() == GemmTuning::kAutotune && s_.device.is_cuda() &&
-        x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16 &&
-        x.dim() == 2 && w.dim() == 2 && aligned(x) && aligned(w)) {
+        x.size(0) >= kTunedMinRows && x.scalar_type() == at::kBFloat16 &&
+        w.scalar_type() == at::kBFloat16 && x.dim() == 2 && w.dim() == 2 &&
+        aligned(x) && aligned(w)) {
       if (s_.gemm == nullptr && s_.gemm_error.empty()) {
         // One small GEMM through libtorch first, so that its cuBLAS (and
         // the cuBLASLt next to it, which the tuner uses) is loaded.
