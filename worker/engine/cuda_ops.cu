@@ -1066,6 +1066,17 @@ int LaunchReverseRows(const void* src, int64_t n0, int64_t n1, int64_t rows,
   return LastError();
 }
 
+// Calls launch(Word{}) with the widest copy word (uint4, uint32_t, uint16_t,
+// uint8_t) that divides `bits`: the addresses, sizes and strides of a row copy
+// OR-ed together.
+template <typename Launch>
+int ByCopyWord(uint64_t bits, Launch launch) {
+  if (bits % 16 == 0) return launch(uint4{});
+  if (bits % 4 == 0) return launch(uint32_t{});
+  if (bits % 2 == 0) return launch(uint16_t{});
+  return launch(uint8_t{});
+}
+
 }  // namespace
 
 int RowNorm(const RowNormArgs& a, void* stream) {
@@ -1175,23 +1186,13 @@ int SwapMiddleDims(const void* src, int64_t outer, int64_t dim1, int64_t dim2,
   if (rows > 0x7fffffff) return kInvalid;
   if (rows == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
-  const auto addr = reinterpret_cast<uintptr_t>(src) |
-                    reinterpret_cast<uintptr_t>(dst) |
-                    static_cast<uintptr_t>(inner_bytes);
-  if (addr % 16 == 0) {
-    return LaunchSwapMiddleDims<uint4>(src, rows, dim1, dim2, inner_bytes, dst,
-                                       s);
-  }
-  if (addr % 4 == 0) {
-    return LaunchSwapMiddleDims<uint32_t>(src, rows, dim1, dim2, inner_bytes,
-                                          dst, s);
-  }
-  if (addr % 2 == 0) {
-    return LaunchSwapMiddleDims<uint16_t>(src, rows, dim1, dim2, inner_bytes,
-                                          dst, s);
-  }
-  return LaunchSwapMiddleDims<uint8_t>(src, rows, dim1, dim2, inner_bytes, dst,
-                                       s);
+  const auto bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(src) |
+                                          reinterpret_cast<uintptr_t>(dst)) |
+                    static_cast<uint64_t>(inner_bytes);
+  return ByCopyWord(bits, [&](auto word) {
+    return LaunchSwapMiddleDims<decltype(word)>(src, rows, dim1, dim2,
+                                                inner_bytes, dst, s);
+  });
 }
 
 int LseMerge(const LseMergeArgs& a, void* stream) {
@@ -1237,20 +1238,10 @@ int ReverseRows(const void* src, int64_t n0, int64_t n1, int64_t rows,
   const auto bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(src) |
                                           reinterpret_cast<uintptr_t>(dst)) |
                     static_cast<uint64_t>(row_bytes | s0 | s1 | s_row);
-  if (bits % 16 == 0) {
-    return LaunchReverseRows<uint4>(src, n0, n1, rows, row_bytes, s0, s1, s_row,
-                                    dst, s);
-  }
-  if (bits % 4 == 0) {
-    return LaunchReverseRows<uint32_t>(src, n0, n1, rows, row_bytes, s0, s1,
-                                       s_row, dst, s);
-  }
-  if (bits % 2 == 0) {
-    return LaunchReverseRows<uint16_t>(src, n0, n1, rows, row_bytes, s0, s1,
-                                       s_row, dst, s);
-  }
-  return LaunchReverseRows<uint8_t>(src, n0, n1, rows, row_bytes, s0, s1, s_row,
-                                    dst, s);
+  return ByCopyWord(bits, [&](auto word) {
+    return LaunchReverseRows<decltype(word)>(src, n0, n1, rows, row_bytes, s0,
+                                             s1, s_row, dst, s);
+  });
 }
 
 int SetDevice(int device) { return static_cast<int>(cudaSetDevice(device)); }

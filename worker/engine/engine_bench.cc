@@ -227,6 +227,17 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Median seconds of `iters` forwards of req after one warm-up; -1 on error.
+  auto median_forward_s = [&]() -> double {
+    std::vector<double> t;
+    for (int i = 0; i < iters + 1; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (!Check((*engine)->Forward(req))) return -1;
+      if (i > 0) t.push_back(Seconds(t0));
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  };
   if (compare_attention) {
     // (path, query positions per chunked-attention block; 0 = its default):
     // the paths, then the chunked GEMM attention of the full layers (kAuto)
@@ -241,15 +252,8 @@ int main(int argc, char** argv) {
     for (const auto& [path, block] : variants) {
       sweepd::engine::SetAttentionPathOverride(path);
       sweepd::engine::SetChunkedQueryBlockOverride(block);
-      std::vector<double> t;
-      for (int i = 0; i < iters + 1; ++i) {
-        start = std::chrono::steady_clock::now();
-        auto r = (*engine)->Forward(req);
-        if (!Check(r)) return 1;
-        if (i > 0) t.push_back(Seconds(start));  // the first is a warm-up
-      }
-      std::sort(t.begin(), t.end());
-      const double s = t[t.size() / 2];
+      const double s = median_forward_s();
+      if (s < 0) return 1;
       sweepd::engine::SetPhaseProfiling(true);
       auto r = (*engine)->Forward(req);
       sweepd::engine::SetPhaseProfiling(false);
@@ -280,14 +284,8 @@ int main(int argc, char** argv) {
     if (opts.gemm_tuning == sweepd::engine::GemmTuning::kAutotune) {
       // The same forward with cuBLAS's heuristic GEMMs, in the same run.
       sweepd::engine::SetGemmTuningOverride(sweepd::engine::GemmTuning::kOff);
-      std::vector<double> t;
-      for (int i = 0; i < iters + 1; ++i) {
-        start = std::chrono::steady_clock::now();
-        if (!Check((*engine)->Forward(req))) return 1;
-        if (i > 0) t.push_back(Seconds(start));  // the first is a warm-up
-      }
-      std::sort(t.begin(), t.end());
-      const double s = t[t.size() / 2];
+      const double s = median_forward_s();
+      if (s < 0) return 1;
       std::printf(
           "compare gemm_tuning=off attention=%s batch=%lld seq=%lld "
           "median_s=%.4f tokens_per_s=%.1f MFU(%.0f)=%.1f%%\n",
