@@ -55,8 +55,12 @@ TEST(GemmTunerGpuTest, TunedGemmMatchesHostProduct) {
   a.ldw = ldw;
   a.y = dy;
   a.ldy = ldy;
-  ASSERT_TRUE((*tuner)->Run(a, nullptr).ok());
-  ASSERT_TRUE((*tuner)->Run(a, nullptr).ok());  // the tuned plan again
+  absl::StatusOr<bool> first = (*tuner)->Run(a, nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(*first);  // tuned the new shape
+  absl::StatusOr<bool> again = (*tuner)->Run(a, nullptr);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(*again);  // the tuned plan again
   std::vector<uint16_t> y(M * ldy);
   ASSERT_EQ(cudaMemcpy(y.data(), dy, y.size() * 2, cudaMemcpyDeviceToHost),
             cudaSuccess);
@@ -89,7 +93,7 @@ TEST(GemmTunerGpuTest, RejectsBadArguments) {
   ASSERT_TRUE(tuner.ok()) << tuner.status();
   GemmArgs a;
   a.shape = {4, 4, 4};
-  absl::Status st = (*tuner)->Run(a, nullptr);
+  absl::Status st = (*tuner)->Run(a, nullptr).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("4x4x4"));
   int dummy = 0;
@@ -97,7 +101,7 @@ TEST(GemmTunerGpuTest, RejectsBadArguments) {
   a.ldx = 2;  // smaller than k
   a.ldw = 4;
   a.ldy = 4;
-  EXPECT_EQ((*tuner)->Run(a, nullptr).code(),
+  EXPECT_EQ((*tuner)->Run(a, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 

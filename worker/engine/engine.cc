@@ -1238,7 +1238,6 @@ class RankRunner {
         }
       }
       if (s_.gemm != nullptr) {
-        const size_t before = s_.gemm->Choices().size();
         at::Tensor y = at::empty({x.size(0), w.size(0)}, x.options());
         GemmArgs a;
         a.shape = {x.size(0), w.size(0), x.size(1)};
@@ -1248,11 +1247,10 @@ class RankRunner {
         a.ldw = w.stride(0);
         a.y = y.data_ptr();
         a.ldy = y.stride(0);
-        absl::Status st = s_.gemm->Run(a, stream_);
-        if (!st.ok()) throw std::runtime_error(st.ToString());
-        const std::vector<GemmTuner::Choice> choices = s_.gemm->Choices();
-        if (choices.size() > before) {
-          const GemmTuner::Choice& c = choices.back();
+        absl::StatusOr<bool> tuned = s_.gemm->Run(a, stream_);
+        if (!tuned.ok()) throw std::runtime_error(tuned.status().ToString());
+        if (*tuned) {
+          const GemmTuner::Choice c = s_.gemm->Choices().back();
           const std::string line = absl::StrCat(
               "rank ", s_.rank, " GEMM ", GemmShapeName(c.shape), ": ",
               c.candidates, " candidates, chose #", c.chosen, " ", c.chosen_ms,

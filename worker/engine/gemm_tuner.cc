@@ -159,7 +159,7 @@ class GemmTunerImpl : public GemmTuner {
     lib_->cublasLtDestroy(lt_);
   }
 
-  absl::Status Run(const GemmArgs& g, void* stream) override {
+  absl::StatusOr<bool> Run(const GemmArgs& g, void* stream) override {
     if (g.x == nullptr || g.w == nullptr || g.y == nullptr || g.shape.m < 1 ||
         g.shape.n < 1 || g.shape.k < 1 || g.ldx < g.shape.k ||
         g.ldw < g.shape.k || g.ldy < g.shape.n) {
@@ -174,13 +174,16 @@ class GemmTunerImpl : public GemmTuner {
     const auto key =
         std::make_tuple(g.shape.m, g.shape.n, g.shape.k, g.ldx, g.ldw, g.ldy);
     auto it = plans_.find(key);
-    if (it == plans_.end()) {
+    const bool tuned = it == plans_.end();
+    if (tuned) {
       auto plan = std::make_unique<Plan>(lib_);
       absl::Status st = Tune(g, s, plan.get());
       if (!st.ok()) return st;
       it = plans_.emplace(key, std::move(plan)).first;
     }
-    return Matmul(g, *it->second, it->second->algo, s);
+    absl::Status st = Matmul(g, *it->second, it->second->algo, s);
+    if (!st.ok()) return st;
+    return tuned;
   }
 
   std::vector<Choice> Choices() const override {

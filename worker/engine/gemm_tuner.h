@@ -64,8 +64,9 @@ class GemmTuner {
   static absl::StatusOr<std::unique_ptr<GemmTuner>> Create(int device);
   virtual ~GemmTuner() = default;
 
-  // Enqueues y = x · wᵀ on `stream`, tuning the shape first if it is new.
-  virtual absl::Status Run(const GemmArgs& args, void* stream) = 0;
+  // Enqueues y = x · wᵀ on `stream`, tuning the shape first if it is new;
+  // true when this call tuned it (Choices().back() then describes it).
+  virtual absl::StatusOr<bool> Run(const GemmArgs& args, void* stream) = 0;
   // Every shape tuned so far, in the order first seen.
   virtual std::vector<Choice> Choices() const = 0;
 };
