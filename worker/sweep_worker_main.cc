@@ -54,6 +54,8 @@ flags:
                               bit-identical across processes) or per shape the fastest
                               cuBLASLt algorithm timed on first use (faster; another
                               process may round differently)
+  --gemm-tuning-cache FILE    with autotune: tuning choices shared by workers that
+                              should pick the same GEMM algorithms (read, then appended)
   --prefix-budget-mb N        per-rank device memory for kept prefix residuals; the rest
                               spills to host memory (default 1024)
   --max-batch-tokens N        tokens per engine forward when batching windows (default 4096)
@@ -166,6 +168,7 @@ int RunMain(int argc, char** argv) {
   std::string device = "cpu";
   std::string prefix_reuse = "on";
   std::string gemm_tuning = "off";
+  std::string gemm_tuning_cache;
   int64_t prefix_budget_mb = 1024;
   int64_t max_batch_tokens = 4096;
   int cpu_threads = 0;  // 0 = the engine default
@@ -199,6 +202,8 @@ int RunMain(int argc, char** argv) {
       prefix_reuse = v;
     } else if (TakeFlag(argc, argv, &i, "--gemm-tuning", &v)) {
       gemm_tuning = v;
+    } else if (TakeFlag(argc, argv, &i, "--gemm-tuning-cache", &v)) {
+      gemm_tuning_cache = v;
     } else if (TakeFlag(argc, argv, &i, "--prefix-budget-mb", &v)) {
       prefix_budget_mb = ParseNumberOrDie<int64_t>("--prefix-budget-mb", v);
     } else if (TakeFlag(argc, argv, &i, "--max-batch-tokens", &v)) {
@@ -278,6 +283,7 @@ int RunMain(int argc, char** argv) {
     }
     backend.engine.dtype = *parsed_dtype;
     backend.engine.gemm_tuning = *parsed_tuning;
+    backend.engine.gemm_tuning_cache = gemm_tuning_cache;
     backend.model_fingerprint = options.capabilities.model_fingerprint;
     LmExecutorOptions lm;
     lm.prefix_reuse = prefix_reuse == "on";

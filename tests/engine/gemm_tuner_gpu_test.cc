@@ -1,13 +1,19 @@
 // GPU tests of GemmTuner (label gpu): the tuned cuBLASLt GEMM equals a float64
 // host product of the same bf16 operands to bf16 rounding (float32
 // accumulation), with padded leading dimensions; a shape is tuned once and
-// reused; bad arguments are rejected.
+// reused; a tuning cache file makes a second tuner take the first one's
+// choice without timing, ignores other devices' lines and rejects malformed
+// ones; bad arguments are rejected.
 #include <cuda_runtime.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -86,6 +92,89 @@ TEST(GemmTunerGpuTest, TunedGemmMatchesHostProduct) {
   cudaFree(dx);
   cudaFree(dw);
   cudaFree(dy);
+}
+
+// Device buffers for one GEMM shape with arbitrary bf16 contents.
+struct Operands {
+  Operands(int64_t m, int64_t n, int64_t k) {
+    EXPECT_EQ(cudaMalloc(&x, m * k * 2), cudaSuccess);
+    EXPECT_EQ(cudaMalloc(&w, n * k * 2), cudaSuccess);
+    EXPECT_EQ(cudaMalloc(&y, m * n * 2), cudaSuccess);
+    cudaMemset(x, 0x3c, m * k * 2);
+    cudaMemset(w, 0x3c, n * k * 2);
+    args.shape = {m, n, k};
+    args.x = x;
+    args.ldx = k;
+    args.w = w;
+    args.ldw = k;
+    args.y = y;
+    args.ldy = n;
+  }
+  ~Operands() {
+    cudaFree(x);
+    cudaFree(w);
+    cudaFree(y);
+  }
+  void *x = nullptr, *w = nullptr, *y = nullptr;
+  GemmArgs args;
+};
+
+std::string TempFile(const char* name) {
+  std::string dir = ::testing::TempDir();
+  if (!dir.empty() && dir.back() != '/') dir += '/';
+  return dir + name + std::to_string(::getpid());
+}
+
+std::vector<std::string> Lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+TEST(GemmTunerGpuTest, CacheFileRepeatsChoicesAcrossTuners) {
+  const std::string cache = TempFile("gemm_cache_");
+  std::remove(cache.c_str());
+  // A line of another GPU model is kept and ignored.
+  std::ofstream(cache)
+      << "Other GPU cublasLt 1\t256\t512\t1024\t1024\t1024\t512\t3\n";
+  Operands ops(256, 512, 1024);
+  int first_choice = -1;
+  {
+    auto a = GemmTuner::Create(0, cache);
+    ASSERT_TRUE(a.ok()) << a.status();
+    absl::StatusOr<bool> tuned = (*a)->Run(ops.args, nullptr);
+    ASSERT_TRUE(tuned.ok()) << tuned.status();
+    EXPECT_TRUE(*tuned);
+    const GemmTuner::Choice c = (*a)->Choices().back();
+    EXPECT_FALSE(c.from_cache);
+    first_choice = c.chosen;
+  }
+  const std::vector<std::string> lines = Lines(cache);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_THAT(lines[1],
+              ::testing::HasSubstr("\t256\t512\t1024\t1024\t1024\t512\t" +
+                                   std::to_string(first_choice)));
+  auto b = GemmTuner::Create(0, cache);
+  ASSERT_TRUE(b.ok()) << b.status();
+  absl::StatusOr<bool> tuned = (*b)->Run(ops.args, nullptr);
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  const GemmTuner::Choice c = (*b)->Choices().back();
+  EXPECT_TRUE(c.from_cache);
+  EXPECT_EQ(c.chosen, first_choice);
+  EXPECT_EQ(Lines(cache).size(), 2u);  // nothing appended for a cached shape
+  std::remove(cache.c_str());
+}
+
+TEST(GemmTunerGpuTest, MalformedCacheLineIsRejected) {
+  const std::string cache = TempFile("gemm_bad_cache_");
+  std::ofstream(cache) << "NVIDIA H200 cublasLt 1\t256\tx\n";
+  auto t = GemmTuner::Create(0, cache);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(t.status().message()),
+              ::testing::HasSubstr(cache + " line 1"));
+  std::remove(cache.c_str());
 }
 
 TEST(GemmTunerGpuTest, RejectsBadArguments) {

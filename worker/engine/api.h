@@ -96,6 +96,9 @@ struct EngineOptions {
   AttentionPath attention_path = AttentionPath::kAuto;
   // bf16 GEMMs on CUDA (GemmTuning).
   GemmTuning gemm_tuning = GemmTuning::kOff;
+  // With kAutotune: a tuning cache file shared by processes that should pick
+  // the same GEMM algorithms (gemm_tuner.h); empty: none.
+  std::string gemm_tuning_cache;
 };
 
 struct Intervention {

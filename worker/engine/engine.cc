@@ -1226,7 +1226,7 @@ class RankRunner {
         // One small GEMM through libtorch first, so that its cuBLAS (and
         // the cuBLASLt next to it, which the tuner uses) is loaded.
         at::mm(x.narrow(0, 0, 1), w.narrow(0, 0, 1).t());
-        auto t = GemmTuner::Create(s_.device.index());
+        auto t = GemmTuner::Create(s_.device.index(), opts_.gemm_tuning_cache);
         if (t.ok()) {
           s_.gemm = std::move(*t);
         } else {
@@ -1251,10 +1251,17 @@ class RankRunner {
         if (!tuned.ok()) throw std::runtime_error(tuned.status().ToString());
         if (*tuned) {
           const GemmTuner::Choice c = s_.gemm->Choices().back();
-          const std::string line = absl::StrCat(
-              "rank ", s_.rank, " GEMM ", GemmShapeName(c.shape), ": ",
-              c.candidates, " candidates, chose #", c.chosen, " ", c.chosen_ms,
-              " ms (heuristic's first ", c.heuristic_ms, " ms)");
+          const std::string line =
+              c.from_cache
+                  ? absl::StrCat("rank ", s_.rank, " GEMM ",
+                                 GemmShapeName(c.shape), ": ", c.candidates,
+                                 " candidates, #", c.chosen,
+                                 " from the tuning cache")
+                  : absl::StrCat("rank ", s_.rank, " GEMM ",
+                                 GemmShapeName(c.shape), ": ", c.candidates,
+                                 " candidates, chose #", c.chosen, " ",
+                                 c.chosen_ms, " ms (heuristic's first ",
+                                 c.heuristic_ms, " ms)");
           SWEEPD_LOG(INFO) << line;
           absl::MutexLock lock(&g_gemm_report_mu);
           GemmReportLines()->push_back(line);

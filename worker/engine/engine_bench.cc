@@ -16,7 +16,7 @@
 //                [--batch B] [--seq S] [--iters K] [--threads N]
 //                [--peak-tflops F (default 989)] [--no-profile]
 //                [--attention auto|flash|sdpa|chunked] [--compare-attention]
-//                [--gemm-tuning off|autotune]
+//                [--gemm-tuning off|autotune] [--gemm-tuning-cache FILE]
 //                [--ablation-sweep [--sweep-batch B] [--sweep-seq S]
 //                 [--prefix-budget-mb M]]
 #include <algorithm>
@@ -53,7 +53,7 @@ int Usage() {
                "[--device cpu|cuda] [--batch B] [--seq S] [--iters K] "
                "[--threads N] [--peak-tflops F] [--no-profile] "
                "[--attention auto|flash|sdpa|chunked] [--compare-attention] "
-               "[--gemm-tuning off|autotune] "
+               "[--gemm-tuning off|autotune] [--gemm-tuning-cache FILE] "
                "[--ablation-sweep [--sweep-batch B] [--sweep-seq S] "
                "[--prefix-budget-mb M]]\n";
   return 2;
@@ -146,6 +146,8 @@ int main(int argc, char** argv) {
       auto t = sweepd::engine::ParseGemmTuning(value());
       ok = t.ok();
       if (ok) opts.gemm_tuning = *t;
+    } else if (flag == "--gemm-tuning-cache") {
+      opts.gemm_tuning_cache = value();
     } else if (flag == "--compare-attention") {
       compare_attention = true;
     } else if (flag == "--no-profile") {

@@ -7,13 +7,17 @@
 #include <link.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <string>
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 
 namespace sweepd::engine {
@@ -29,6 +33,7 @@ struct Lt {
   SWEEPD_LT_FN(cublasLtCreate)
   SWEEPD_LT_FN(cublasLtDestroy)
   SWEEPD_LT_FN(cublasLtGetStatusString)
+  SWEEPD_LT_FN(cublasLtGetVersion)
   SWEEPD_LT_FN(cublasLtMatmul)
   SWEEPD_LT_FN(cublasLtMatmulDescCreate)
   SWEEPD_LT_FN(cublasLtMatmulDescDestroy)
@@ -104,6 +109,7 @@ const Lt* LoadLt(std::string* why) {
   SWEEPD_LT_LOAD(cublasLtCreate)
   SWEEPD_LT_LOAD(cublasLtDestroy)
   SWEEPD_LT_LOAD(cublasLtGetStatusString)
+  SWEEPD_LT_LOAD(cublasLtGetVersion)
   SWEEPD_LT_LOAD(cublasLtMatmul)
   SWEEPD_LT_LOAD(cublasLtMatmulDescCreate)
   SWEEPD_LT_LOAD(cublasLtMatmulDescDestroy)
@@ -148,10 +154,48 @@ struct Plan {
   }
 };
 
+using ShapeKey =
+    std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+
+// The cache file's entries for `device_key` (first line per shape wins).
+absl::StatusOr<std::map<ShapeKey, int>> ReadCache(
+    const std::string& path, const std::string& device_key) {
+  std::map<ShapeKey, int> out;
+  std::ifstream in(path);
+  if (!in) return out;  // no file yet
+  std::string line;
+  for (int lineno = 1; std::getline(in, line); ++lineno) {
+    if (line.empty()) continue;
+    std::vector<std::string> f = absl::StrSplit(line, '\t');
+    int64_t v[7];
+    bool ok = f.size() == 8;
+    for (int i = 0; ok && i < 7; ++i) ok = absl::SimpleAtoi(f[i + 1], &v[i]);
+    if (!ok || v[6] < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GEMM tuning cache ", path, " line ", lineno,
+          ": want 8 tab-separated fields (device, m, n, k, ldx, ldw, ldy, "
+          "candidate >= 0), got '",
+          line, "'"));
+    }
+    if (f[0] != device_key) continue;
+    out.emplace(ShapeKey{v[0], v[1], v[2], v[3], v[4], v[5]},
+                static_cast<int>(v[6]));
+  }
+  return out;
+}
+
 class GemmTunerImpl : public GemmTuner {
  public:
-  GemmTunerImpl(const Lt* lib, int device, cublasLtHandle_t lt, void* workspace)
-      : lib_(lib), device_(device), lt_(lt), workspace_(workspace) {}
+  GemmTunerImpl(const Lt* lib, int device, cublasLtHandle_t lt, void* workspace,
+                std::string cache_path, std::string device_key,
+                std::map<ShapeKey, int> cached)
+      : lib_(lib),
+        device_(device),
+        lt_(lt),
+        workspace_(workspace),
+        cache_path_(std::move(cache_path)),
+        device_key_(std::move(device_key)),
+        cached_(std::move(cached)) {}
   ~GemmTunerImpl() override {
     plans_.clear();
     cudaSetDevice(device_);
@@ -171,13 +215,12 @@ class GemmTunerImpl : public GemmTuner {
     }
     auto s = static_cast<cudaStream_t>(stream);
     absl::MutexLock lock(&mu_);
-    const auto key =
-        std::make_tuple(g.shape.m, g.shape.n, g.shape.k, g.ldx, g.ldw, g.ldy);
+    const ShapeKey key{g.shape.m, g.shape.n, g.shape.k, g.ldx, g.ldw, g.ldy};
     auto it = plans_.find(key);
     const bool tuned = it == plans_.end();
     if (tuned) {
       auto plan = std::make_unique<Plan>(lib_);
-      absl::Status st = Tune(g, s, plan.get());
+      absl::Status st = Tune(g, key, s, plan.get());
       if (!st.ok()) return st;
       it = plans_.emplace(key, std::move(plan)).first;
     }
@@ -205,8 +248,8 @@ class GemmTunerImpl : public GemmTuner {
     return absl::OkStatus();
   }
 
-  absl::Status Tune(const GemmArgs& g, cudaStream_t s, Plan* p)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::Status Tune(const GemmArgs& g, const ShapeKey& key, cudaStream_t s,
+                    Plan* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     cublasStatus_t st =
         lib_->cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (st != CUBLAS_STATUS_SUCCESS)
@@ -241,6 +284,18 @@ class GemmTunerImpl : public GemmTuner {
                  : absl::InternalError(
                        absl::StrCat("cuBLASLt offers no algorithm for GEMM ",
                                     GemmShapeName(sh)));
+    }
+    auto cached = cached_.find(key);
+    if (cached != cached_.end() && cached->second < n &&
+        found[cached->second].state == CUBLAS_STATUS_SUCCESS) {
+      p->algo = found[cached->second].algo;
+      Choice c;
+      c.shape = sh;
+      c.candidates = n;
+      c.chosen = cached->second;
+      c.from_cache = true;
+      choices_.push_back(c);
+      return absl::OkStatus();
     }
     cudaEvent_t start, stop;
     cudaEventCreate(&start);
@@ -286,6 +341,18 @@ class GemmTunerImpl : public GemmTuner {
     c.heuristic_ms = median[0];
     c.chosen_ms = median[best];
     choices_.push_back(c);
+    if (cache_path_.empty()) return absl::OkStatus();
+    cached_.emplace(key, best);
+    // One short line per append, so concurrent appenders do not interleave.
+    std::ofstream out(cache_path_, std::ios::app);
+    out << device_key_ << '\t' << sh.m << '\t' << sh.n << '\t' << sh.k << '\t'
+        << g.ldx << '\t' << g.ldw << '\t' << g.ldy << '\t' << best << '\n';
+    out.flush();
+    if (!out) {
+      return absl::InternalError(absl::StrCat("appending to GEMM tuning cache ",
+                                              cache_path_, ": ",
+                                              std::strerror(errno)));
+    }
     return absl::OkStatus();
   }
 
@@ -294,20 +361,34 @@ class GemmTunerImpl : public GemmTuner {
   cublasLtHandle_t lt_;
   void* workspace_;
   mutable absl::Mutex mu_;
-  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>,
-           std::unique_ptr<Plan>>
-      plans_ ABSL_GUARDED_BY(mu_);
+  const std::string cache_path_;
+  const std::string device_key_;
+  std::map<ShapeKey, int> cached_ ABSL_GUARDED_BY(mu_);
+  std::map<ShapeKey, std::unique_ptr<Plan>> plans_ ABSL_GUARDED_BY(mu_);
   std::vector<Choice> choices_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<GemmTuner>> GemmTuner::Create(int device) {
+absl::StatusOr<std::unique_ptr<GemmTuner>> GemmTuner::Create(
+    int device, const std::string& cache_path) {
   std::string why;
   const Lt* lib = LoadLt(&why);
   if (lib == nullptr) return absl::FailedPreconditionError(why);
   cudaError_t err = cudaSetDevice(device);
   if (err != cudaSuccess) return CudaError(err, "cudaSetDevice");
+  cudaDeviceProp prop;
+  err = cudaGetDeviceProperties(&prop, device);
+  if (err != cudaSuccess) return CudaError(err, "cudaGetDeviceProperties");
+  const std::string device_key =
+      absl::StrCat(prop.name, " cublasLt ", lib->cublasLtGetVersion());
+  std::map<ShapeKey, int> cached;
+  if (!cache_path.empty()) {
+    absl::StatusOr<std::map<ShapeKey, int>> read =
+        ReadCache(cache_path, device_key);
+    if (!read.ok()) return read.status();
+    cached = std::move(*read);
+  }
   cublasLtHandle_t lt = nullptr;
   cublasStatus_t st = lib->cublasLtCreate(&lt);
   if (st != CUBLAS_STATUS_SUCCESS) return LtError(*lib, st, "cublasLtCreate");
@@ -317,7 +398,8 @@ absl::StatusOr<std::unique_ptr<GemmTuner>> GemmTuner::Create(int device) {
     lib->cublasLtDestroy(lt);
     return CudaError(err, "cudaMalloc(GEMM workspace)");
   }
-  return std::unique_ptr<GemmTuner>(new GemmTunerImpl(lib, device, lt, ws));
+  return std::unique_ptr<GemmTuner>(new GemmTunerImpl(
+      lib, device, lt, ws, cache_path, device_key, std::move(cached)));
 }
 
 std::string GemmShapeName(const GemmShape& s) {

@@ -9,7 +9,13 @@
 //
 // Results are deterministic within a process (one algorithm per shape) but
 // may differ at the compute dtype's rounding from another process that timed
-// differently; gemm_tuning = off keeps cuBLAS's heuristic (at::mm).
+// differently; gemm_tuning = off keeps cuBLAS's heuristic (at::mm). A tuning
+// cache file makes them repeat across processes: a shape found there for this
+// GPU model and cuBLASLt version takes the recorded candidate without timing,
+// and a newly timed shape is appended (one line per shape, tab-separated:
+// "<GPU name> cublasLt <version>", m, n, k, ldx, ldw, ldy, candidate index;
+// the first line for a key wins, lines of other GPUs or versions are kept and
+// ignored). Processes that share the file therefore pick the same algorithms.
 //
 // Plain C++ over raw device pointers and a cudaStream_t passed as void*: no
 // libtorch, no CUDA headers here. One tuner per device; the caller owns it.
@@ -57,11 +63,14 @@ class GemmTuner {
     int chosen = 0;           // index among them; 0 = the heuristic's first
     double heuristic_ms = 0;  // median time of the heuristic's first choice
     double chosen_ms = 0;     // median time of the chosen algorithm
+    bool from_cache = false;  // taken from the cache file, not timed (0 ms)
   };
 
   // A tuner for CUDA device `device` (creates a cuBLASLt handle and a
-  // workspace there).
-  static absl::StatusOr<std::unique_ptr<GemmTuner>> Create(int device);
+  // workspace there). `cache_path` (empty: none) is read now and appended to
+  // as shapes are tuned; a malformed line is INVALID_ARGUMENT naming it.
+  static absl::StatusOr<std::unique_ptr<GemmTuner>> Create(
+      int device, const std::string& cache_path = "");
   virtual ~GemmTuner() = default;
 
   // Enqueues y = x · wᵀ on `stream`, tuning the shape first if it is new;
