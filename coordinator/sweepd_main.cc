@@ -45,6 +45,9 @@ ABSL_FLAG(int, lease_seconds, 60,
           "Lease length for sweeps whose policy.lease_seconds is 0; also how "
           "long a silent "
           "worker keeps its prefix-share groups.");
+ABSL_FLAG(std::string, default_dtype, "float32",
+          "Compute dtype (float32|bfloat16) of sweeps whose model.dtype is "
+          "empty; resolved at submit time into every task key.");
 ABSL_FLAG(std::string, snapshot_dir, "",
           "Durable directory for ledger snapshots. On start, if the ledger is "
           "missing or "
@@ -127,6 +130,13 @@ int Run() {
   ServiceOptions service_options;
   service_options.planner.model_root = absl::GetFlag(FLAGS_model_root);
   service_options.planner.data_root = absl::GetFlag(FLAGS_data_root);
+  service_options.planner.default_dtype = absl::GetFlag(FLAGS_default_dtype);
+  if (service_options.planner.default_dtype != "float32" &&
+      service_options.planner.default_dtype != "bfloat16") {
+    std::cerr << "sweepd: --default-dtype must be float32 or bfloat16, got '"
+              << service_options.planner.default_dtype << "'\n";
+    return 2;
+  }
   auto service = CoordinatorServer::Create(ledger->get(), scheduler->get(),
                                            service_options);
   if (!service.ok()) {
