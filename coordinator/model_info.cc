@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
+#include "common/model_config.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 
@@ -32,21 +33,6 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   if (in.bad())
     return absl::DataLossError(absl::StrCat("error reading ", path));
   return buf.str();
-}
-
-absl::StatusOr<int> PositiveCount(const nlohmann::json& obj, const char* key,
-                                  const std::string& where) {
-  auto it = obj.find(key);
-  if (it == obj.end()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": missing \"", key, "\""));
-  }
-  if (!it->is_number_integer() || it->get<int64_t>() <= 0 ||
-      it->get<int64_t>() > 1'000'000) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": \"", key, "\" must be a positive integer, got ", it->dump()));
-  }
-  return static_cast<int>(it->get<int64_t>());
 }
 
 void HashPiece(Sha256& h, const std::string& label, const std::string& bytes) {
@@ -91,24 +77,12 @@ absl::StatusOr<std::string> ReadSafetensorsHeader(const std::string& path,
 
 absl::StatusOr<ModelInfo> ParseModelConfig(const std::string& config_json,
                                            const std::string& source) {
-  nlohmann::json j =
-      nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": not a JSON object"));
-  }
-  const nlohmann::json* cfg = &j;
-  std::string where = source;
-  auto text = j.find("text_config");
-  if (text != j.end() && text->is_object()) {
-    cfg = &*text;
-    where = absl::StrCat(source, ": text_config");
-  }
+  ASSIGN_OR_RETURN(HfConfig config, HfConfig::Parse(config_json, source));
   ModelInfo info;
   ASSIGN_OR_RETURN(info.num_hidden_layers,
-                   PositiveCount(*cfg, "num_hidden_layers", where));
+                   config.RequiredCount("num_hidden_layers"));
   ASSIGN_OR_RETURN(info.num_attention_heads,
-                   PositiveCount(*cfg, "num_attention_heads", where));
+                   config.RequiredCount("num_attention_heads"));
   return info;
 }
 

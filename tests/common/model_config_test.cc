@@ -1,4 +1,4 @@
-#include "worker/engine/config.h"
+#include "common/model_config.h"
 
 #include <cstdlib>
 #include <string>
@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
-namespace sweepd::engine {
+namespace sweepd {
 namespace {
 
 using ::testing::HasSubstr;
@@ -197,4 +197,4 @@ TEST(ModelConfigTest, ShippedConfigs) {
 }
 
 }  // namespace
-}  // namespace sweepd::engine
+}  // namespace sweepd
