@@ -48,6 +48,10 @@ struct PlannerOptions {
   std::string data_root;
   // Upper bound on the tasks one sweep may expand to.
   int64_t max_tasks = 1'000'000;
+  // Per-file digest cache of the model fingerprint
+  // (common/model_fingerprint.h); "" = none, every model file is read at each
+  // plan. sweepd sets it from --fingerprint_cache.
+  std::string fingerprint_cache;
 };
 
 struct PlannedTask {

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/file_digest_cache.h"
 #include "common/logging.h"
 #include "coordinator/ledger.h"
 #include "coordinator/scheduler.h"
@@ -50,6 +51,12 @@ ABSL_FLAG(std::string, snapshot_dir, "",
           "missing or "
           "empty, the newest intact snapshot here is restored and every sweep "
           "resumes.");
+ABSL_FLAG(std::string, fingerprint_cache, sweepd::DefaultFileDigestCachePath(),
+          "Cache file of per-file SHA-256 digests for model fingerprints "
+          "(keyed by path, size, mtime, inode, device), so a large checkpoint "
+          "is read once; empty = no cache. Default: $SWEEPD_FINGERPRINT_CACHE, "
+          "else $XDG_CACHE_HOME/sweepd/fingerprints.json, else "
+          "~/.cache/sweepd/fingerprints.json.");
 ABSL_FLAG(int, snapshot_interval_s, 300,
           "Seconds between snapshots (with --snapshot-dir).");
 ABSL_FLAG(int, snapshot_keep, 3, "Snapshots kept in --snapshot-dir.");
@@ -127,6 +134,8 @@ int Run() {
   ServiceOptions service_options;
   service_options.planner.model_root = absl::GetFlag(FLAGS_model_root);
   service_options.planner.data_root = absl::GetFlag(FLAGS_data_root);
+  service_options.planner.fingerprint_cache =
+      absl::GetFlag(FLAGS_fingerprint_cache);
   auto service = CoordinatorServer::Create(ledger->get(), scheduler->get(),
                                            service_options);
   if (!service.ok()) {
