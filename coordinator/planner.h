@@ -50,7 +50,7 @@ struct PlannerOptions {
   int64_t max_tasks = 1'000'000;
   // Per-file digest cache of the model fingerprint
   // (common/model_fingerprint.h); "" = none, every model file is read at each
-  // plan. sweepd sets it from --fingerprint_cache.
+  // plan. sweepd sets it from --fingerprint-cache.
   std::string fingerprint_cache;
 };
 
