@@ -35,10 +35,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/fs.h"
 #include "common/hash.h"
 #include "common/layer_selector.h"
+#include "common/model_config.h"
+#include "common/model_fingerprint.h"
 #include "common/status.h"
-#include "coordinator/model_info.h"
 #include "coordinator/report.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -176,6 +178,36 @@ absl::StatusOr<std::string> ResolveUnderRoot(const std::string& path,
                      ", outside the ", what, " ", root));
   }
   return *resolved;
+}
+
+// What the planner reads from a model directory: the counts it checks layer
+// and head indices against (config.json through the common parser; both are
+// required, no defaults) and the model fingerprint.
+struct ModelInfo {
+  int num_hidden_layers = 0;
+  int num_attention_heads = 0;
+  std::string fingerprint;
+};
+
+absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir,
+                                        const PlannerOptions& options) {
+  absl::StatusOr<HfConfig> config =
+      HfConfig::ReadFile(JoinPath(dir, "config.json"));
+  if (absl::IsNotFound(config.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("model directory ", dir, " has no config.json"));
+  }
+  RETURN_IF_ERROR(config.status());
+  ModelInfo info;
+  ASSIGN_OR_RETURN(info.num_hidden_layers,
+                   config->RequiredCount("num_hidden_layers"));
+  ASSIGN_OR_RETURN(info.num_attention_heads,
+                   config->RequiredCount("num_attention_heads"));
+  ModelFingerprintOptions fingerprint_options;
+  fingerprint_options.cache_path = options.fingerprint_cache;
+  ASSIGN_OR_RETURN(info.fingerprint,
+                   ComputeModelFingerprint(dir, fingerprint_options));
+  return info;
 }
 
 // ---- Validation helpers
@@ -1067,7 +1099,7 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
       return Invalid("model.path", absl::StrCat("'", rs.model().path(),
                                                 "' is not a directory"));
     }
-    auto info = ReadModelInfo(dir);
+    auto info = ReadModelInfo(dir, options);
     if (!info.ok()) return Annotate(info.status(), "model.path");
     shape.known = true;
     shape.num_layers = info->num_hidden_layers;

@@ -55,6 +55,10 @@ struct PlannerOptions {
   // "bfloat16", sweepd --default-dtype). Resolved at plan time, so it is part
   // of every task key.
   std::string default_dtype = "float32";
+  // Per-file digest cache of the model fingerprint
+  // (common/model_fingerprint.h); "" = none, every model file is read at each
+  // plan. sweepd sets it from --fingerprint-cache.
+  std::string fingerprint_cache;
 };
 
 struct PlannedTask {

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/file_digest_cache.h"
 #include "common/logging.h"
 #include "coordinator/ledger.h"
 #include "coordinator/scheduler.h"
@@ -53,6 +54,12 @@ ABSL_FLAG(std::string, snapshot_dir, "",
           "missing or "
           "empty, the newest intact snapshot here is restored and every sweep "
           "resumes.");
+ABSL_FLAG(std::string, fingerprint_cache, sweepd::DefaultFileDigestCachePath(),
+          "Cache file of per-file SHA-256 digests for model fingerprints "
+          "(keyed by path, size, mtime, inode, device), so a large checkpoint "
+          "is read once; empty = no cache. Default: $SWEEPD_FINGERPRINT_CACHE, "
+          "else $XDG_CACHE_HOME/sweepd/fingerprints.json, else "
+          "~/.cache/sweepd/fingerprints.json.");
 ABSL_FLAG(int, snapshot_interval_s, 300,
           "Seconds between snapshots (with --snapshot-dir).");
 ABSL_FLAG(int, snapshot_keep, 3, "Snapshots kept in --snapshot-dir.");
@@ -137,6 +144,8 @@ int Run() {
               << service_options.planner.default_dtype << "'\n";
     return 2;
   }
+  service_options.planner.fingerprint_cache =
+      absl::GetFlag(FLAGS_fingerprint_cache);
   auto service = CoordinatorServer::Create(ledger->get(), scheduler->get(),
                                            service_options);
   if (!service.ok()) {

@@ -15,7 +15,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
-#include "coordinator/model_info.h"
+#include "common/model_config.h"
+#include "common/model_fingerprint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -41,6 +42,34 @@ MATCHER_P2(StatusIs, code, message_matcher,
   if (s.code() != code) return false;
   return ::testing::ExplainMatchResult(
       message_matcher, std::string(s.message()), result_listener);
+}
+
+// The planner's reading of a config.json (common/model_config.h): both counts
+// required.
+struct ModelCounts {
+  int num_hidden_layers = 0;
+  int num_attention_heads = 0;
+};
+
+absl::StatusOr<ModelCounts> CountsOf(const absl::StatusOr<HfConfig>& config) {
+  if (!config.ok()) return config.status();
+  ModelCounts counts;
+  absl::StatusOr<int> layers = config->RequiredCount("num_hidden_layers");
+  if (!layers.ok()) return layers.status();
+  absl::StatusOr<int> heads = config->RequiredCount("num_attention_heads");
+  if (!heads.ok()) return heads.status();
+  counts.num_hidden_layers = *layers;
+  counts.num_attention_heads = *heads;
+  return counts;
+}
+
+absl::StatusOr<ModelCounts> ParseModelConfig(const std::string& config_json,
+                                             const std::string& source) {
+  return CountsOf(HfConfig::Parse(config_json, source));
+}
+
+absl::StatusOr<ModelCounts> ReadModelInfo(const std::string& dir) {
+  return CountsOf(HfConfig::ReadFile(dir + "/config.json"));
 }
 
 std::string MakeTempDir() {
@@ -574,16 +603,23 @@ TEST_F(PlannerTest, ResolvesPathsFillsFingerprintsAndDefaults) {
   EXPECT_EQ(plan.tasks[0].spec.data().dataset().path(), r.datasets(0).path());
 }
 
-TEST_F(PlannerTest, ModelFingerprintCoversHeadersNotTensorData) {
-  WriteModel(root_ + "/m1", 8, 4, false, "{\"w\":{}}", "AAAA");
-  WriteModel(root_ + "/m2", 8, 4, false, "{\"w\":{}}",
-             "BBBB");  // same header, other data
-  WriteModel(root_ + "/m3", 8, 4, false, "{\"v\":{}}", "AAAA");  // other header
-  WriteModel(root_ + "/m4", 8, 4, true, "{\"w\":{}}",
+// Issue 10, defect 3: the fingerprint covers tensor bytes, so an edited
+// checkpoint with its base's layout no longer shares the base's fingerprint
+// (this test asserted EXPECT_EQ for m1/m2 before).
+TEST_F(PlannerTest, ModelFingerprintCoversHeadersAndTensorData) {
+  const std::string w =
+      R"({"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})";
+  const std::string v =
+      R"({"v":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})";
+  WriteModel(root_ + "/m1", 8, 4, false, w, "AAAA");
+  WriteModel(root_ + "/m2", 8, 4, false, w,
+             "BBBB");                                 // same header, other data
+  WriteModel(root_ + "/m3", 8, 4, false, v, "AAAA");  // other header
+  WriteModel(root_ + "/m4", 8, 4, true, w,
              "AAAA");  // other config.json
   auto f1 = ComputeModelFingerprint(root_ + "/m1");
   ASSERT_TRUE(f1.ok()) << f1.status();
-  EXPECT_EQ(*f1, *ComputeModelFingerprint(root_ + "/m2"));
+  EXPECT_NE(*f1, *ComputeModelFingerprint(root_ + "/m2"));
   EXPECT_NE(*f1, *ComputeModelFingerprint(root_ + "/m3"));
   EXPECT_NE(*f1, *ComputeModelFingerprint(root_ + "/m4"));
   WriteFile(root_ + "/m1/model.safetensors.index.json", "{\"weight_map\": {}}");
