@@ -22,6 +22,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "coordinator/task_states.h"
 
 namespace sweepd {
 namespace {
@@ -283,16 +284,7 @@ absl::Status Migrate(Conn& c, int64_t now_ms) {
   return c.Exec("COMMIT");
 }
 
-bool IsTerminal(int state) {
-  return state == v1::TASK_STATE_DONE || state == v1::TASK_STATE_FAILED ||
-         state == v1::TASK_STATE_CANCELLED;
-}
-
-struct Policy {
-  int max_attempts;
-  int64_t retry_backoff_ms;
-  int64_t lease_ms;
-};
+using Policy = EffectivePolicy;
 
 // ---- Write operations
 // --------------------------------------------------------------------
@@ -671,7 +663,9 @@ class LedgerImpl : public Ledger {
                  Stmt * s,
                  c.Prepare(absl::StrCat(
                      "SELECT sweep_id, task_key, ", kTaskCols,
-                     ", idx, group_key, spec FROM tasks WHERE state IN (1, 2) "
+                     ", idx, group_key, spec FROM tasks WHERE state IN ",
+                     kActiveTaskStatesSql,
+                     " "
                      "ORDER BY sweep_id, idx")));
              while (true) {
                ASSIGN_OR_RETURN(bool row, s->Step());
@@ -1048,46 +1042,18 @@ class LedgerImpl : public Ledger {
   }
 
   Policy PolicyOf(const v1::SweepSpec& spec) const {
-    const auto& p = spec.policy();
-    Policy out;
-    out.max_attempts =
-        p.max_attempts() > 0 ? p.max_attempts() : options_.default_max_attempts;
-    out.retry_backoff_ms = p.retry_backoff_ms() > 0
-                               ? p.retry_backoff_ms()
-                               : options_.default_retry_backoff_ms;
-    out.lease_ms = p.lease_seconds() > 0 ? int64_t{p.lease_seconds()} * 1000
-                                         : options_.default_lease_ms;
-    return out;
+    return EffectivePolicyOf(spec.policy(), options_.policy_defaults);
   }
 
   Policy PolicyFor(const std::string& sweep_id) const {
     auto it = policies_.find(sweep_id);
     if (it != policies_.end()) return it->second;
-    return Policy{options_.default_max_attempts,
-                  options_.default_retry_backoff_ms, options_.default_lease_ms};
+    return EffectivePolicyOf(v1::ExecutionPolicy(), options_.policy_defaults);
   }
 
   static void AddCount(v1::TaskCounts* c, int state, int64_t n) {
     c->set_total(c->total() + n);
-    switch (state) {
-      case v1::TASK_STATE_PENDING:
-        c->set_pending(c->pending() + n);
-        break;
-      case v1::TASK_STATE_LEASED:
-        c->set_leased(c->leased() + n);
-        break;
-      case v1::TASK_STATE_DONE:
-        c->set_done(c->done() + n);
-        break;
-      case v1::TASK_STATE_FAILED:
-        c->set_failed(c->failed() + n);
-        break;
-      case v1::TASK_STATE_CANCELLED:
-        c->set_cancelled(c->cancelled() + n);
-        break;
-      default:
-        break;
-    }
+    AdjustTaskCount(c, static_cast<v1::TaskState>(state), n);
   }
 
   // The columns ReadSweepRow reads, in its order: every SELECT of sweep rows
@@ -1275,17 +1241,20 @@ class LedgerImpl : public Ledger {
       if (old_state == v1::SWEEP_STATE_CANCELLED) continue;
       ASSIGN_OR_RETURN(
           Stmt * active,
-          writer_->Prepare(
+          writer_->Prepare(absl::StrCat(
               "SELECT EXISTS(SELECT 1 FROM tasks WHERE sweep_id=? AND "
-              "state IN (1, 2)) OR EXISTS(SELECT 1 FROM sweeps WHERE "
+              "state IN ",
+              kActiveTaskStatesSql,
+              ") OR EXISTS(SELECT 1 FROM sweeps WHERE "
               "sweep_id=? AND deferred_stages != ''), EXISTS(SELECT 1 FROM "
-              "tasks WHERE sweep_id=? AND state=4)"));
+              "tasks WHERE sweep_id=? AND state=4)")));
       active->Bind(sweep_id).Bind(sweep_id).Bind(sweep_id);
       ASSIGN_OR_RETURN(bool arow, active->Step());
       if (!arow) continue;
-      int new_state = active->Int(0) != 0   ? v1::SWEEP_STATE_RUNNING
-                      : active->Int(1) != 0 ? v1::SWEEP_STATE_FAILED
-                                            : v1::SWEEP_STATE_DONE;
+      SweepStateInputs in;
+      in.any_active = active->Int(0) != 0;  // active tasks or deferred stages
+      in.any_failed = active->Int(1) != 0;
+      const int new_state = SweepStateOf(in);
       ASSIGN_OR_RETURN(
           Stmt * up, writer_->Prepare("UPDATE sweeps SET state=?, updated_ms=? "
                                       "WHERE sweep_id=?"));
@@ -1602,7 +1571,7 @@ class LedgerImpl : public Ledger {
     }
     TaskRowState row = std::move(*loaded);
     ResultOutcome out;
-    if (IsTerminal(row.state)) {
+    if (IsTerminalTaskState(row.state)) {
       out.reason = absl::StrCat("task already ", v1::TaskState_Name(row.state));
       return out;
     }
@@ -1757,10 +1726,10 @@ class LedgerImpl : public Ledger {
       return absl::NotFoundError(
           absl::StrCat("sweep_id '", sweep_id, "' not found"));
     CancelOutcome out;
-    ASSIGN_OR_RETURN(Stmt * q,
-                     writer_->Prepare(absl::StrCat(
-                         "SELECT task_key, ", kTaskCols,
-                         " FROM tasks WHERE sweep_id=? AND state IN (1, 2)")));
+    ASSIGN_OR_RETURN(Stmt * q, writer_->Prepare(absl::StrCat(
+                                   "SELECT task_key, ", kTaskCols,
+                                   " FROM tasks WHERE sweep_id=? AND state IN ",
+                                   kActiveTaskStatesSql)));
     q->Bind(sweep_id);
     while (true) {
       ASSIGN_OR_RETURN(bool row, q->Step());
@@ -1776,9 +1745,10 @@ class LedgerImpl : public Ledger {
     const int64_t now = clock_->NowMs();
     ASSIGN_OR_RETURN(
         Stmt * up,
-        writer_->Prepare("UPDATE tasks SET state=5, lease_expires_ms=0, "
-                         "error='cancelled', updated_ms=? WHERE "
-                         "sweep_id=? AND state IN (1, 2)"));
+        writer_->Prepare(absl::StrCat(
+            "UPDATE tasks SET state=5, lease_expires_ms=0, "
+            "error='cancelled', updated_ms=? WHERE sweep_id=? AND state IN ",
+            kActiveTaskStatesSql)));
     RETURN_IF_ERROR(up->Bind(now).Bind(sweep_id).Run());
     ASSIGN_OR_RETURN(
         Stmt * sw,

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/sweep_policy.h"
 #include "sweepd/v1/spec.pb.h"
 #include "sweepd/v1/task.pb.h"
 
@@ -48,6 +49,8 @@ struct PlannerOptions {
   std::string data_root;
   // Upper bound on the tasks one sweep may expand to.
   int64_t max_tasks = 1'000'000;
+  // What policy fields left at 0 become (sweepd's --lease-seconds).
+  SweepPolicyDefaults policy_defaults;
 };
 
 struct PlannedTask {

@@ -99,6 +99,14 @@ struct SweepSummary {
   int64_t updated_ms = 0;
   // Increments on every change of the sweep's counts or state.
   uint64_t version = 0;
+  // Pending tasks by job kind, each saying whether a live worker runs it
+  // (empty when nothing is pending or the sweep is cancelled).
+  std::vector<v1::WaitingWork> waiting;
+  // Non-empty when some pending kind has no live worker (recently seen, not
+  // draining) that runs it at the sweep's TP size: says which and what the live
+  // workers offer (live_workers). Such tasks wait; nothing refuses them.
+  std::string blocked_reason;
+  std::vector<v1::WorkerOffer> live_workers;
 };
 
 struct SubmitOutcome {

@@ -18,6 +18,7 @@
 #include "common/hash.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "coordinator/task_states.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "sweepd/v1/coordinator.grpc.pb.h"
@@ -85,11 +86,6 @@ class ThreadPool {
   std::vector<std::thread> threads_;
 };
 
-bool IsFinished(v1::SweepState s) {
-  return s == v1::SWEEP_STATE_DONE || s == v1::SWEEP_STATE_FAILED ||
-         s == v1::SWEEP_STATE_CANCELLED;
-}
-
 void FillStatus(const SweepSummary& sum, const v1::SweepSpec* spec,
                 v1::SweepStatus* out) {
   out->set_sweep_id(sum.sweep_id);
@@ -99,6 +95,11 @@ void FillStatus(const SweepSummary& sum, const v1::SweepSpec* spec,
   if (spec != nullptr) *out->mutable_spec() = *spec;
   out->set_created_unix_ms(sum.created_ms);
   out->set_updated_unix_ms(sum.updated_ms);
+  for (const v1::WaitingWork& w : sum.waiting) *out->add_waiting() = w;
+  out->set_blocked_reason(sum.blocked_reason);
+  for (const v1::WorkerOffer& w : sum.live_workers) {
+    *out->add_live_workers() = w;
+  }
 }
 
 grpc::Status ValidateLeases(
@@ -194,6 +195,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SweepEvent> {
   bool cancelled_ = false;
   bool final_sent_ = false;
   uint64_t last_version_ = std::numeric_limits<uint64_t>::max();
+  std::string last_blocked_reason_;
   friend class ServerImpl;
 };
 
@@ -726,12 +728,18 @@ WatchReactor::Action WatchReactor::Decide(LeaseScheduler* scheduler,
     finished_ = true;
     return Action::kFinishNotFound;
   }
-  if (sum->version == last_version_) return Action::kNothing;
+  // A worker coming or going changes why tasks wait without changing the
+  // sweep's version.
+  if (sum->version == last_version_ &&
+      sum->blocked_reason == last_blocked_reason_) {
+    return Action::kNothing;
+  }
   last_version_ = sum->version;
+  last_blocked_reason_ = sum->blocked_reason;
   event_.Clear();
   FillStatus(*sum, &spec_, event_.mutable_status());
   event_.set_unix_ms(clock->NowMs());
-  final_sent_ = IsFinished(sum->state);
+  final_sent_ = IsFinalSweepState(sum->state);
   writing_ = true;
   return Action::kWrite;
 }

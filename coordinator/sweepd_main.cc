@@ -109,7 +109,8 @@ int Run() {
 
   const int64_t lease_ms = int64_t{absl::GetFlag(FLAGS_lease_seconds)} * 1000;
   LedgerOptions ledger_options;
-  ledger_options.default_lease_ms = lease_ms;
+  ledger_options.policy_defaults.lease_seconds =
+      absl::GetFlag(FLAGS_lease_seconds);
   auto ledger = Ledger::Open(ledger_path, ledger_options);
   if (!ledger.ok()) {
     std::cerr << "sweepd: " << ledger.status() << "\n";
@@ -127,6 +128,7 @@ int Run() {
   ServiceOptions service_options;
   service_options.planner.model_root = absl::GetFlag(FLAGS_model_root);
   service_options.planner.data_root = absl::GetFlag(FLAGS_data_root);
+  service_options.planner.policy_defaults = ledger_options.policy_defaults;
   auto service = CoordinatorServer::Create(ledger->get(), scheduler->get(),
                                            service_options);
   if (!service.ok()) {
