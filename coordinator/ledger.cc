@@ -43,7 +43,7 @@ absl::Status LedgerImpl::Init() {
     if (!row)
       return absl::DataLossError(
           absl::StrCat(path_, ": meta.fencing_counter missing"));
-    std::lock_guard<std::mutex> lock(token_mu_);
+    absl::MutexLock lock(&token_mu_);
     last_token_ = s->Int(0);
     durable_token_limit_ = last_token_;
   }
@@ -64,6 +64,7 @@ absl::Status LedgerImpl::Init() {
   for (int i = 0; i < std::max(1, options_.reader_connections); ++i) {
     ASSIGN_OR_RETURN(auto conn, Conn::Open(path_, /*writer=*/false));
     RETURN_IF_ERROR(conn->Exec("PRAGMA query_only=1"));
+    absl::MutexLock lock(&readers_mu_);
     readers_.push_back(std::move(conn));
     free_readers_.push_back(readers_.back().get());
   }
@@ -81,23 +82,23 @@ int64_t LedgerImpl::LeaseMsOf(const v1::SweepSpec& spec) const {
 
 absl::Status LedgerImpl::Close() {
   {
-    std::lock_guard<std::mutex> lock(queue_mu_);
+    absl::MutexLock lock(&queue_mu_);
     if (closed_) return absl::OkStatus();
     closed_ = true;
-    queue_cv_.notify_all();
+    queue_cv_.SignalAll();
   }
   if (writer_thread_.joinable()) writer_thread_.join();
   {
-    std::lock_guard<std::mutex> lock(callback_mu_);
+    absl::MutexLock lock(&callback_mu_);
     callbacks_closed_ = true;
   }
-  callback_cv_.notify_all();
+  callback_cv_.SignalAll();
   if (callback_thread_.joinable()) callback_thread_.join();
   {
-    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    absl::MutexLock lock(&checkpoint_mu_);
     checkpoint_closed_ = true;
   }
-  checkpoint_cv_.notify_all();
+  checkpoint_cv_.SignalAll();
   if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
   checkpointer_.reset();
   {
@@ -120,17 +121,17 @@ absl::Status LedgerImpl::Close() {
 }
 
 absl::Status LedgerImpl::health() {
-  std::lock_guard<std::mutex> lock(queue_mu_);
+  absl::MutexLock lock(&queue_mu_);
   return broken_;
 }
 
 LedgerStats LedgerImpl::stats() {
   LedgerStats out;
   {
-    std::lock_guard<std::mutex> lock(queue_mu_);
+    absl::MutexLock lock(&queue_mu_);
     out = stats_;
   }
-  std::lock_guard<std::mutex> lock(token_mu_);
+  absl::MutexLock lock(&token_mu_);
   out.reserved_token_grants = token_grants_;
   out.reserved_token_misses = token_misses_;
   return out;

@@ -15,12 +15,10 @@
 #ifndef SWEEPD_COORDINATOR_LEDGER_IMPL_H_
 #define SWEEPD_COORDINATOR_LEDGER_IMPL_H_
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -164,7 +162,7 @@ class LedgerImpl : public Ledger {
     };
     std::function<void()> run_now;
     {
-      std::lock_guard<std::mutex> lock(queue_mu_);
+      absl::MutexLock lock(&queue_mu_);
       if (closed_ || !broken_.ok()) {
         absl::Status s =
             broken_.ok() ? absl::UnavailableError("ledger is closed") : broken_;
@@ -188,7 +186,7 @@ class LedgerImpl : public Ledger {
       std::thread(std::move(run_now)).detach();
       return;
     }
-    queue_cv_.notify_one();
+    queue_cv_.Signal();
   }
 
   void WriterLoop();
@@ -312,7 +310,9 @@ class LedgerImpl : public Ledger {
   const LedgerOptions options_;
   Clock* const clock_;
 
-  // Writer-thread state.
+  // Writer-thread state: no mutex, because only one thread touches it at a
+  // time: Init before the writer starts, then the writer thread (apply
+  // functions, RunBatch), then Close after joining it.
   std::unique_ptr<Conn> writer_;
   absl::flat_hash_map<std::string, Policy> policies_;
   std::set<std::string> touched_sweeps_;
@@ -325,38 +325,42 @@ class LedgerImpl : public Ledger {
   // disk. LeaseTasks takes tokens inside its transaction (which persists the
   // counter); TakeReservedTokens only hands out tokens <=
   // durable_token_limit_, a value already committed.
-  std::mutex token_mu_;
-  int64_t last_token_ = 0;           // guarded by token_mu_
-  int64_t durable_token_limit_ = 0;  // guarded by token_mu_
-  bool want_token_block_ = false;    // guarded by token_mu_
-  int64_t token_grants_ = 0;         // guarded by token_mu_
-  int64_t token_misses_ = 0;         // guarded by token_mu_
+  absl::Mutex token_mu_;
+  int64_t last_token_ ABSL_GUARDED_BY(token_mu_) = 0;
+  int64_t durable_token_limit_ ABSL_GUARDED_BY(token_mu_) = 0;
+  bool want_token_block_ ABSL_GUARDED_BY(token_mu_) = false;
+  int64_t token_grants_ ABSL_GUARDED_BY(token_mu_) = 0;
+  int64_t token_misses_ ABSL_GUARDED_BY(token_mu_) = 0;
 
   // Callbacks of committed batches, run in order by callback_thread_.
-  std::mutex callback_mu_;
-  std::condition_variable callback_cv_;
-  std::deque<CallbackBatch> callback_queue_;  // guarded by callback_mu_
-  bool callbacks_closed_ = false;             // guarded by callback_mu_
+  absl::Mutex callback_mu_;
+  absl::CondVar callback_cv_;
+  std::deque<CallbackBatch> callback_queue_ ABSL_GUARDED_BY(callback_mu_);
+  bool callbacks_closed_ ABSL_GUARDED_BY(callback_mu_) = false;
   std::thread callback_thread_;
 
   // Background checkpoints (WalHook asks, CheckpointLoop does).
   static constexpr int kWalCheckpointPages = 2000;
   static constexpr int kWalWriterCheckpointPages = 4000;
+  // Used by checkpoint_thread_ only (opened by Init, reset by Close after the
+  // join).
   std::unique_ptr<Conn> checkpointer_;
-  std::mutex checkpoint_mu_;
-  std::condition_variable checkpoint_cv_;
-  bool checkpoint_wanted_ = false;  // guarded by checkpoint_mu_
-  bool checkpoint_closed_ = false;  // guarded by checkpoint_mu_
+  absl::Mutex checkpoint_mu_;
+  absl::CondVar checkpoint_cv_;
+  bool checkpoint_wanted_ ABSL_GUARDED_BY(checkpoint_mu_) = false;
+  bool checkpoint_closed_ ABSL_GUARDED_BY(checkpoint_mu_) = false;
   std::thread checkpoint_thread_;
 
-  std::mutex queue_mu_;
-  std::condition_variable queue_cv_;
-  std::deque<WriteOp> queue_;   // guarded by queue_mu_
-  bool closed_ = false;         // guarded by queue_mu_
-  bool writer_exited_ = false;  // guarded by queue_mu_
-  absl::Status broken_;         // guarded by queue_mu_
-  LedgerStats stats_;           // guarded by queue_mu_
+  // The write queue and the writer's outcome.
+  absl::Mutex queue_mu_;
+  absl::CondVar queue_cv_;
+  std::deque<WriteOp> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool closed_ ABSL_GUARDED_BY(queue_mu_) = false;
+  bool writer_exited_ ABSL_GUARDED_BY(queue_mu_) = false;
+  absl::Status broken_ ABSL_GUARDED_BY(queue_mu_);
+  LedgerStats stats_ ABSL_GUARDED_BY(queue_mu_);
 
+  // The read-only connection pool (WithReader borrows one at a time).
   absl::Mutex readers_mu_;
   std::vector<std::unique_ptr<Conn>> readers_ ABSL_GUARDED_BY(readers_mu_);
   std::vector<Conn*> free_readers_ ABSL_GUARDED_BY(readers_mu_);

@@ -431,7 +431,7 @@ absl::StatusOr<LeaseOutcome> LedgerImpl::DoRecordLeases(
   const int64_t now = clock_->NowMs();
   for (const GrantedLease& l : leases) {
     {
-      std::lock_guard<std::mutex> lock(token_mu_);
+      absl::MutexLock lock(&token_mu_);
       if (l.fencing_token <= 0 || l.fencing_token > durable_token_limit_) {
         return absl::InvalidArgumentError(absl::StrCat(
             "fencing_token ", l.fencing_token, " of task '", l.task.task_key,

@@ -15,7 +15,7 @@ using v1::TaskState;
 
 std::optional<int64_t> LedgerImpl::TakeReservedTokens(int n) {
   if (n <= 0) return std::nullopt;
-  std::lock_guard<std::mutex> lock(token_mu_);
+  absl::MutexLock lock(&token_mu_);
   const int64_t block = std::max<int64_t>(1, options_.token_block);
   if (last_token_ + n > durable_token_limit_) {
     want_token_block_ = true;  // the next transaction persists a block
@@ -48,8 +48,8 @@ void LedgerImpl::WriterLoop() {
   while (true) {
     std::vector<WriteOp> batch;
     {
-      std::unique_lock<std::mutex> lock(queue_mu_);
-      queue_cv_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+      absl::MutexLock lock(&queue_mu_);
+      while (!closed_ && queue_.empty()) queue_cv_.Wait(&queue_mu_);
       if (queue_.empty() && closed_) {
         writer_exited_ = true;
         return;
@@ -115,7 +115,7 @@ void LedgerImpl::RunBatch(std::vector<WriteOp>& batch) {
         // Persist the token high-water mark: every token issued inside this
         // transaction (LeaseTasks) is covered, and when leases are being
         // granted from the mirror, a fresh block of tokens is reserved ahead.
-        std::lock_guard<std::mutex> lock(token_mu_);
+        absl::MutexLock lock(&token_mu_);
         if (want_token_block_) {
           token_limit =
               last_token_ + std::max<int64_t>(1, options_.token_block);
@@ -135,16 +135,16 @@ void LedgerImpl::RunBatch(std::vector<WriteOp>& batch) {
     if (!commit.ok()) {
       SWEEPD_LOG(ERROR) << "ledger " << path_
                         << ": commit failed, writer stops: " << commit;
-      std::lock_guard<std::mutex> lock(queue_mu_);
+      absl::MutexLock lock(&queue_mu_);
       broken_ = absl::UnavailableError(
           absl::StrCat("ledger commit failed: ", commit.message()));
       commit = broken_;
     } else {
       if (token_limit > 0) {
-        std::lock_guard<std::mutex> lock(token_mu_);
+        absl::MutexLock lock(&token_mu_);
         durable_token_limit_ = std::max(durable_token_limit_, token_limit);
       }
-      std::lock_guard<std::mutex> lock(queue_mu_);
+      absl::MutexLock lock(&queue_mu_);
       stats_.transactions++;
       stats_.operations += static_cast<int64_t>(batch.size());
       stats_.max_batch_ops =
@@ -165,20 +165,20 @@ void LedgerImpl::RunBatch(std::vector<WriteOp>& batch) {
     done.statuses.push_back(commit.ok() ? statuses[i] : commit);
   }
   {
-    std::lock_guard<std::mutex> lock(callback_mu_);
+    absl::MutexLock lock(&callback_mu_);
     callback_queue_.push_back(std::move(done));
   }
-  callback_cv_.notify_one();
+  callback_cv_.Signal();
 }
 
 void LedgerImpl::CallbackLoop() {
   while (true) {
     CallbackBatch batch;
     {
-      std::unique_lock<std::mutex> lock(callback_mu_);
-      callback_cv_.wait(lock, [this] {
-        return callbacks_closed_ || !callback_queue_.empty();
-      });
+      absl::MutexLock lock(&callback_mu_);
+      while (!callbacks_closed_ && callback_queue_.empty()) {
+        callback_cv_.Wait(&callback_mu_);
+      }
       if (callback_queue_.empty()) return;
       batch = std::move(callback_queue_.front());
       callback_queue_.pop_front();
@@ -190,7 +190,7 @@ void LedgerImpl::CallbackLoop() {
     const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
                            std::chrono::steady_clock::now() - t0)
                            .count();
-    std::lock_guard<std::mutex> lock(queue_mu_);
+    absl::MutexLock lock(&queue_mu_);
     stats_.callback_us += us;
   }
 }
@@ -209,10 +209,10 @@ int LedgerImpl::WalHook(void* self, sqlite3* db, const char*, int pages) {
                               nullptr);
   } else if (pages >= kWalCheckpointPages) {
     {
-      std::lock_guard<std::mutex> lock(ledger->checkpoint_mu_);
+      absl::MutexLock lock(&ledger->checkpoint_mu_);
       ledger->checkpoint_wanted_ = true;
     }
-    ledger->checkpoint_cv_.notify_one();
+    ledger->checkpoint_cv_.Signal();
   }
   return SQLITE_OK;
 }
@@ -220,9 +220,10 @@ int LedgerImpl::WalHook(void* self, sqlite3* db, const char*, int pages) {
 void LedgerImpl::CheckpointLoop() {
   while (true) {
     {
-      std::unique_lock<std::mutex> lock(checkpoint_mu_);
-      checkpoint_cv_.wait(
-          lock, [this] { return checkpoint_closed_ || checkpoint_wanted_; });
+      absl::MutexLock lock(&checkpoint_mu_);
+      while (!checkpoint_closed_ && !checkpoint_wanted_) {
+        checkpoint_cv_.Wait(&checkpoint_mu_);
+      }
       if (checkpoint_closed_) return;
       checkpoint_wanted_ = false;
     }
@@ -244,7 +245,7 @@ absl::Status LedgerImpl::SetFencingCounter(int64_t value) {
 }
 
 int64_t LedgerImpl::NextTokenInTransaction() {
-  std::lock_guard<std::mutex> lock(token_mu_);
+  absl::MutexLock lock(&token_mu_);
   return ++last_token_;
 }
 

@@ -119,35 +119,37 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       s->updated_ms = row.updated_ms;
     }
     absl::Status visit_status;
-    RETURN_IF_ERROR(ledger_->ForEachActiveTask([&](const ActiveTaskRow& a) {
-      auto it = sweeps_.find(a.row.sweep_id);
-      if (it == sweeps_.end()) {
-        visit_status = absl::DataLossError(
-            absl::StrCat("task '", a.row.task_key,
-                         "' belongs to unknown sweep '", a.row.sweep_id, "'"));
-        return;
-      }
-      MemTask* t = AddTaskLocked(it->second.get(), a.row.task_key, a.idx,
-                                 a.group_key, a.spec.kind());
-      CopyRow(a.row, t);
-      t->spec = a.spec;
-      if (t->state == v1::TASK_STATE_PENDING) {
-        it->second->pending_by_kind[t->group->kind]++;
-      }
-      if (t->state == v1::TASK_STATE_LEASED) {
-        // A lease whose grant reply may have died with the old process comes
-        // back after its own lease period (the sweep's policy), unless the
-        // options ask for a fixed grace.
-        const int64_t grace = options_.restart_grace_ms > 0
-                                  ? options_.restart_grace_ms
-                                  : it->second->lease_ms;
-        t->expires_ms = std::max(t->expires_ms, now + grace);
-        // The pin follows the lease so the group stays with that worker after a
-        // restart.
-        if (!t->worker.empty()) Pin(t->group, t->worker);
-      }
-      Place(t);
-    }));
+    // Runs inside ForEachActiveTask, on this thread, while mu_ is held.
+    RETURN_IF_ERROR(ledger_->ForEachActiveTask(
+        [&](const ActiveTaskRow& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          auto it = sweeps_.find(a.row.sweep_id);
+          if (it == sweeps_.end()) {
+            visit_status = absl::DataLossError(absl::StrCat(
+                "task '", a.row.task_key, "' belongs to unknown sweep '",
+                a.row.sweep_id, "'"));
+            return;
+          }
+          MemTask* t = AddTaskLocked(it->second.get(), a.row.task_key, a.idx,
+                                     a.group_key, a.spec.kind());
+          CopyRow(a.row, t);
+          t->spec = a.spec;
+          if (t->state == v1::TASK_STATE_PENDING) {
+            it->second->pending_by_kind[t->group->kind]++;
+          }
+          if (t->state == v1::TASK_STATE_LEASED) {
+            // A lease whose grant reply may have died with the old process
+            // comes back after its own lease period (the sweep's policy),
+            // unless the options ask for a fixed grace.
+            const int64_t grace = options_.restart_grace_ms > 0
+                                      ? options_.restart_grace_ms
+                                      : it->second->lease_ms;
+            t->expires_ms = std::max(t->expires_ms, now + grace);
+            // The pin follows the lease so the group stays with that worker
+            // after a restart.
+            if (!t->worker.empty()) Pin(t->group, t->worker);
+          }
+          Place(t);
+        }));
     RETURN_IF_ERROR(visit_status);
     ASSIGN_OR_RETURN(std::vector<WorkerRow> workers, ledger_->ListWorkers());
     for (const WorkerRow& w : workers) {
@@ -833,7 +835,7 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<MemTask*> picked;
     auto full = [&] { return static_cast<int>(picked.size()) >= n; };
-    auto take = [&](Group* g, bool pin) {
+    auto take = [&](Group* g, bool pin) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       while (!full() && !g->ready.empty()) {
         MemTask* t = g->ready.begin()->second;
         Unplace(t);
@@ -863,7 +865,7 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       auto mit = ready_by_model_.find(model);
       if (mit != ready_by_model_.end()) model_groups = &mit->second;
     }
-    auto consider = [&](Group* g) {
+    auto consider = [&](Group* g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (g->ready.empty() || !Compatible(*w, *g)) return;
       if (!g->pinned_worker.empty() && g->pinned_worker != w->id &&
           Alive(g->pinned_worker, now)) {
@@ -962,7 +964,9 @@ class LeaseSchedulerImpl : public LeaseScheduler {
                 return a->id < b->id;
               });
     std::vector<std::string> stuck;
-    for (const auto& [kind, pending] : s.pending_by_kind) {
+    for (const auto& entry : s.pending_by_kind) {
+      const v1::JobKind kind = entry.first;
+      const int64_t pending = entry.second;
       v1::WaitingWork work;
       work.set_kind(kind);
       work.set_pending(pending);

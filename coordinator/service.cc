@@ -1,10 +1,8 @@
 #include "coordinator/service.h"
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <limits>
-#include <mutex>
 #include <set>
 #include <thread>
 #include <utility>
@@ -49,19 +47,19 @@ class ThreadPool {
   ~ThreadPool() { Stop(); }
   void Schedule(std::function<void()> fn) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       queue_.push_back(std::move(fn));
     }
-    cv_.notify_one();
+    cv_.Signal();
   }
   // Runs what is queued, then joins the threads.
   void Stop() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopping_) return;
       stopping_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     for (auto& t : threads_) t.join();
   }
 
@@ -70,8 +68,8 @@ class ThreadPool {
     while (true) {
       std::function<void()> fn;
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        absl::MutexLock lock(&mu_);
+        while (!stopping_ && queue_.empty()) cv_.Wait(&mu_);
         if (queue_.empty()) return;
         fn = std::move(queue_.front());
         queue_.pop_front();
@@ -79,10 +77,11 @@ class ThreadPool {
       fn();
     }
   }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  bool stopping_ = false;
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Started by the constructor, joined once by Stop (stopping_ decides who).
   std::vector<std::thread> threads_;
 };
 
@@ -137,13 +136,13 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SweepEvent> {
   // the only caller of Finish or the owner of the one outstanding write.
   void Act(Action action);
   void SetSpec(v1::SweepSpec spec) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     spec_ = std::move(spec);
   }
   // Ends the stream with `status` unless already ending.
   void FinishOnce(const grpc::Status& status) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
     }
@@ -153,7 +152,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SweepEvent> {
   void OnWriteDone(bool ok) override {
     bool finish_ok = false, finish_err = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       writing_ = false;
       if (finished_) return;
       if (!ok) {
@@ -172,7 +171,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SweepEvent> {
   void OnCancel() override {
     bool finish = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       cancelled_ = true;
       // Before ready_, the start-up read on the executor owns finishing.
       if (ready_ && !writing_ && !finished_) finish = finished_ = true;
@@ -186,16 +185,20 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SweepEvent> {
  private:
   ServerImpl* const server_;
   const std::string sweep_id_;
-  std::mutex mu_;
-  v1::SweepSpec spec_;
+  absl::Mutex mu_;
+  v1::SweepSpec spec_ ABSL_GUARDED_BY(mu_);
+  // Filled by Decide under mu_, then owned by the one outstanding write
+  // (writing_) until OnWriteDone.
   v1::SweepEvent event_;
-  bool ready_ = false;  // the spec was read; polling may start
-  bool writing_ = false;
-  bool finished_ = false;
-  bool cancelled_ = false;
-  bool final_sent_ = false;
-  uint64_t last_version_ = std::numeric_limits<uint64_t>::max();
-  std::string last_blocked_reason_;
+  // The spec was read; polling may start.
+  bool ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool final_sent_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t last_version_ ABSL_GUARDED_BY(mu_) =
+      std::numeric_limits<uint64_t>::max();
+  std::string last_blocked_reason_ ABSL_GUARDED_BY(mu_);
   friend class ServerImpl;
 };
 
@@ -245,15 +248,15 @@ class ServerImpl : public CoordinatorServer {
   // Marks `w` ready and registers it; false (and not registered) if it was
   // cancelled.
   bool AddWatcherIfNotCancelled(WatchReactor* w) {
-    std::lock_guard<std::mutex> lock(watch_mu_);
-    std::lock_guard<std::mutex> wlock(w->mu_);
+    absl::MutexLock lock(&watch_mu_);
+    absl::MutexLock wlock(&w->mu_);
     if (w->cancelled_) return false;
     w->ready_ = true;
     watchers_.insert(w);
     return true;
   }
   void RemoveWatcher(WatchReactor* w) {
-    std::lock_guard<std::mutex> lock(watch_mu_);
+    absl::MutexLock lock(&watch_mu_);
     watchers_.erase(w);
   }
 
@@ -693,7 +696,7 @@ class ServerImpl : public CoordinatorServer {
   void PollWatchers(bool shutting_down) {
     std::vector<std::pair<WatchReactor*, WatchReactor::Action>> actions;
     {
-      std::lock_guard<std::mutex> lock(watch_mu_);
+      absl::MutexLock lock(&watch_mu_);
       for (WatchReactor* w : watchers_) {
         auto a = w->Decide(scheduler_, Clock::Real(), shutting_down);
         if (a != WatchReactor::Action::kNothing) actions.emplace_back(w, a);
@@ -709,15 +712,15 @@ class ServerImpl : public CoordinatorServer {
   ThreadPool executor_;
   CoordinatorHandlers coordinator_;
   GatewayHandlers gateway_;
-  std::mutex watch_mu_;
-  std::set<WatchReactor*> watchers_;  // guarded by watch_mu_
+  absl::Mutex watch_mu_;
+  std::set<WatchReactor*> watchers_ ABSL_GUARDED_BY(watch_mu_);
   absl::Notification stop_;
   std::thread background_;
 };
 
 WatchReactor::Action WatchReactor::Decide(LeaseScheduler* scheduler,
                                           Clock* clock, bool shutting_down) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (!ready_ || finished_ || writing_) return Action::kNothing;
   if (shutting_down) {
     finished_ = true;
