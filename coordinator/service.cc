@@ -605,7 +605,7 @@ class ServerImpl : public CoordinatorServer {
   void BackgroundLoop() {
     int64_t next_expiry = 0;
     while (!stop_.HasBeenNotified()) {
-      const int64_t now = Clock::Real()->NowMs();
+      const int64_t now = options_.clock->NowMs();
       if (now >= next_expiry) {
         next_expiry = now + options_.expiry_interval_ms;
         scheduler_->ExpireLeases([](absl::StatusOr<int> r) {
@@ -698,7 +698,7 @@ class ServerImpl : public CoordinatorServer {
     {
       absl::MutexLock lock(&watch_mu_);
       for (WatchReactor* w : watchers_) {
-        auto a = w->Decide(scheduler_, Clock::Real(), shutting_down);
+        auto a = w->Decide(scheduler_, options_.clock, shutting_down);
         if (a != WatchReactor::Action::kNothing) actions.emplace_back(w, a);
       }
     }
@@ -778,6 +778,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   if (ledger == nullptr || scheduler == nullptr) {
     return absl::InvalidArgumentError(
         "CoordinatorServer needs a ledger and a scheduler");
+  }
+  if (options.clock == nullptr) {
+    return absl::InvalidArgumentError("ServiceOptions.clock is null");
   }
   if (options.executor_threads < 1) {
     return absl::InvalidArgumentError(

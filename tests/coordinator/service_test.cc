@@ -40,16 +40,21 @@ class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     LedgerOptions lo;
+    lo.clock = clock_;
     lo.policy_defaults = policy_defaults_;
     auto l = Ledger::Open(TempPath("service") + ".db", lo);
     ASSERT_TRUE(l.ok()) << l.status();
     ledger_ = std::move(l).value();
-    auto s = LeaseScheduler::Create(ledger_.get(), SchedulerOptions());
+    SchedulerOptions sched;
+    sched.clock = clock_;
+    auto s = LeaseScheduler::Create(ledger_.get(), sched);
     ASSERT_TRUE(s.ok()) << s.status();
     scheduler_ = std::move(s).value();
     ServiceOptions so;
     so.watch_interval_ms = 20;
     so.planner.policy_defaults = policy_defaults_;
+    so.clock = clock_;
+    so.expiry_interval_ms = expiry_interval_ms_;
     auto svc = CoordinatorServer::Create(ledger_.get(), scheduler_.get(), so);
     ASSERT_TRUE(svc.ok()) << svc.status();
     service_ = std::move(svc).value();
@@ -121,6 +126,9 @@ class ServiceTest : public ::testing::Test {
 
   // Policy defaults of this coordinator (sweepd's --lease-seconds).
   SweepPolicyDefaults policy_defaults_;
+  // The one clock of the ledger, scheduler and services.
+  Clock* clock_ = Clock::Real();
+  int64_t expiry_interval_ms_ = 1'000;
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LeaseScheduler> scheduler_;
   std::unique_ptr<CoordinatorServer> service_;
@@ -442,6 +450,61 @@ TEST_F(ServiceLeaseDefaultTest, SpecLeaseSecondsWinsOverTheConfigured) {
   ASSERT_THAT(leased.tasks(), SizeIs(1));
   EXPECT_GE(leased.tasks(0).lease_expires_unix_ms(), before + 5'000);
   EXPECT_LE(leased.tasks(0).lease_expires_unix_ms(), after + 5'000);
+}
+
+// The services read time only from their injected Clock: with a FakeClock,
+// leases expire when the test moves time, not after a real wait, and watch
+// events carry the fake time.
+class ServiceFakeClockTest : public ServiceTest {
+ protected:
+  ServiceFakeClockTest() {
+    clock_ = &fake_clock_;
+    // Expiry passes are due by the fake clock: one a (fake) minute.
+    expiry_interval_ms_ = 60'000;
+  }
+  FakeClock fake_clock_;
+};
+
+TEST_F(ServiceFakeClockTest, LeaseExpiresWhenTheFakeClockPassesIt) {
+  v1::SweepSpec spec = SyntheticSpec("fake-clock", 1);
+  spec.mutable_policy()->set_lease_seconds(10);
+  v1::SubmitSweepResponse sub = Submit(spec);
+  const std::string worker = Register();
+  v1::LeaseTasksResponse leased = Lease(worker, 1);
+  ASSERT_THAT(leased.tasks(), SizeIs(1));
+  EXPECT_EQ(leased.tasks(0).lease_expires_unix_ms(),
+            fake_clock_.NowMs() + 10'000);
+
+  v1::GetSweepRequest get;
+  get.set_sweep_id(sub.sweep_id());
+  auto counts = [&] {
+    v1::SweepStatus status;
+    EXPECT_TRUE(coordinator_->GetSweep(Ctx().get(), get, &status).ok());
+    return status.counts();
+  };
+  EXPECT_EQ(counts().leased(), 1);
+
+  // The watch stream stamps events with the fake time.
+  v1::WatchSweepRequest watch;
+  watch.set_sweep_id(sub.sweep_id());
+  auto ctx = Ctx();
+  auto reader = coordinator_->WatchSweep(ctx.get(), watch);
+  v1::SweepEvent ev;
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.unix_ms(), fake_clock_.NowMs());
+
+  // Past the lease and past the next expiry pass, both on the fake clock: the
+  // pass returns the task to PENDING within a loop wake-up (bounded wait).
+  fake_clock_.AdvanceMs(60'001);
+  for (int i = 0; i < 400 && counts().pending() != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(counts().pending(), 1);
+  EXPECT_EQ(counts().leased(), 0);
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.unix_ms(), fake_clock_.NowMs());
+  ctx->TryCancel();
+  reader->Finish();
 }
 
 }  // namespace
