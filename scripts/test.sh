@@ -27,10 +27,9 @@ done
 # ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED annotations) compiled by clang with
 # -Wthread-safety as errors. Only those object files are built, nothing is linked.
 tsa=${SWEEPD_TSA_BUILD_DIR:-$build-tsa}
-if [[ ! -f "$tsa/build.ninja" ]]; then
-  CC=clang CXX=clang++ cmake -S "$root" -B "$tsa" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-    -DSWEEPD_BUILD_TESTS=OFF "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety"
-fi
+# Configured every time (a few seconds) so the object list below sees new files.
+CC=clang CXX=clang++ cmake -S "$root" -B "$tsa" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+  -DSWEEPD_BUILD_TESTS=OFF "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety" >/dev/null
 mapfile -t tsa_objects < <(ninja -C "$tsa" -t targets all |
   grep -oE '^coordinator/CMakeFiles/sweepd_coordinator\.dir/(ledger|scheduler|service|coordinator|snapshot|task_states|sweep_policy)[a-z_]*\.cc\.o' |
   sort -u)

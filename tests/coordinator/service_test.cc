@@ -13,7 +13,7 @@
 namespace sweepd {
 namespace {
 
-using ::sweepd::testing::TempPath;
+using ::sweepd::testing::StartTestCoordinator;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -39,46 +39,25 @@ v1::SweepSpec SyntheticSpec(const std::string& name, int tasks) {
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    LedgerOptions lo;
-    lo.clock = clock_;
-    lo.policy_defaults = policy_defaults_;
-    auto l = Ledger::Open(TempPath("service") + ".db", lo);
-    ASSERT_TRUE(l.ok()) << l.status();
-    ledger_ = std::move(l).value();
-    SchedulerOptions sched;
-    sched.clock = clock_;
-    auto s = LeaseScheduler::Create(ledger_.get(), sched);
-    ASSERT_TRUE(s.ok()) << s.status();
-    scheduler_ = std::move(s).value();
-    ServiceOptions so;
-    so.watch_interval_ms = 20;
-    so.planner.policy_defaults = policy_defaults_;
-    so.clock = clock_;
-    so.expiry_interval_ms = expiry_interval_ms_;
-    auto svc = CoordinatorServer::Create(ledger_.get(), scheduler_.get(), so);
-    ASSERT_TRUE(svc.ok()) << svc.status();
-    service_ = std::move(svc).value();
-    InitGrpcServerPlugins();
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    service_->ConfigureBuilder(&builder);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_GT(port, 0);
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+    CoordinatorOptions options;
+    options.clock = clock_;
+    options.policy = policy_defaults_;
+    options.service.watch_interval_ms = 20;
+    options.service.expiry_interval_ms = expiry_interval_ms_;
+    auto c = StartTestCoordinator(options);
+    ASSERT_TRUE(c.ok()) << c.status();
+    coordinator_process_ = std::move(c).value();
+    service_ = coordinator_process_->service();
+    server_ = coordinator_process_->server();
+    auto channel = grpc::CreateChannel(coordinator_process_->address(),
                                        grpc::InsecureChannelCredentials());
     coordinator_ = v1::Coordinator::NewStub(channel);
     gateway_ = v1::WorkerGateway::NewStub(channel);
   }
   void TearDown() override {
-    if (service_) service_->BeginShutdown();
-    if (server_)
-      server_->Shutdown(std::chrono::system_clock::now() +
-                        std::chrono::seconds(2));
-    if (service_) service_->Stop();
-    if (ledger_) ASSERT_TRUE(ledger_->Close().ok());
+    if (coordinator_process_) {
+      ASSERT_TRUE(coordinator_process_->Shutdown(absl::Seconds(2)).ok());
+    }
   }
 
   v1::SubmitSweepResponse Submit(const v1::SweepSpec& spec) {
@@ -129,10 +108,10 @@ class ServiceTest : public ::testing::Test {
   // The one clock of the ledger, scheduler and services.
   Clock* clock_ = Clock::Real();
   int64_t expiry_interval_ms_ = 1'000;
-  std::unique_ptr<Ledger> ledger_;
-  std::unique_ptr<LeaseScheduler> scheduler_;
-  std::unique_ptr<CoordinatorServer> service_;
-  std::unique_ptr<grpc::Server> server_;
+  // Built as sweepd builds it; owns ledger, scheduler, services and server.
+  std::unique_ptr<Coordinator> coordinator_process_;
+  CoordinatorServer* service_ = nullptr;
+  grpc::Server* server_ = nullptr;
   std::unique_ptr<v1::Coordinator::Stub> coordinator_;
   std::unique_ptr<v1::WorkerGateway::Stub> gateway_;
 };
