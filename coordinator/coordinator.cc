@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "coordinator/snapshot.h"
+#include "grpcpp/health_check_service_interface.h"
 
 namespace sweepd {
 
@@ -95,7 +96,14 @@ std::string Coordinator::address() const {
 }
 
 absl::Status Coordinator::Tick() {
-  RETURN_IF_ERROR(ledger_->health());
+  const absl::Status health = ledger_->health();
+  if (!health.ok()) {
+    // grpc.health.v1 answers NOT_SERVING until the process is restarted.
+    if (auto* checks = server_->GetHealthCheckService()) {
+      checks->SetServingStatus(false);
+    }
+    return health;
+  }
   if (options_.snapshot_dir.empty()) return absl::OkStatus();
   const int64_t now = clock_->NowMs();
   if (now < next_snapshot_ms_) return absl::OkStatus();

@@ -80,8 +80,9 @@ class Coordinator {
   grpc::Server* server() { return server_.get(); }
 
   // One maintenance pass: the ledger's health (its error when the writer
-  // broke: the process should exit so a supervisor restarts it), then a
-  // snapshot when one is due. A failed snapshot is logged, not returned.
+  // broke, and grpc.health.v1 then answers NOT_SERVING: the process should
+  // exit so a supervisor restarts it), then a snapshot when one is due. A
+  // failed snapshot is logged, not returned.
   absl::Status Tick();
   // The last snapshot Tick wrote; empty if none.
   const std::string& last_snapshot() const { return last_snapshot_; }

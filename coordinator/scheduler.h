@@ -25,8 +25,10 @@
 // Policy:
 //   - Eligible: PENDING, not reserved, next_eligible_ms <= now, sweep
 //   policy.tensor_parallel
-//     is 0 or equals the worker's, and the worker runs the job kind (empty list
-//     = all).
+//     is 0 or equals the worker's, and the worker runs the job kind of the
+//     task's group (a stage may have its own kind; empty list = all). Tasks no
+//     live worker can run wait; GetSweep/ListSweeps say which kinds wait and
+//     what the live workers offer (SweepSummary::blocked_reason).
 //   - Order: sweep priority (higher first); within a priority, groups whose
 //   model fingerprint
 //     equals the worker's loaded model first; then submission order, task index
