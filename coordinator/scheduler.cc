@@ -1,3 +1,9 @@
+// LeaseScheduler's implementation. One concept (the in-memory mirror of the
+// ledger's active tasks and the policy that picks from it) in one file past
+// ~900 lines: the mirror's indices (ready groups, per-model groups, waiting
+// and leased sets, pins, per-kind pending counts) are kept consistent by the
+// same few helpers that every transition calls, so splitting them apart would
+// spread one invariant over several files.
 #include "coordinator/scheduler.h"
 
 #include <algorithm>

@@ -17,6 +17,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "coordinator/task_states.h"
+#include "coordinator/thread_pool.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "sweepd/v1/coordinator.grpc.pb.h"
@@ -35,55 +36,6 @@ grpc::Status Invalid(absl::string_view field, absl::string_view what) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                       absl::StrCat(field, ": ", what));
 }
-
-// A fixed pool of threads running queued closures in FIFO order.
-class ThreadPool {
- public:
-  explicit ThreadPool(int threads) {
-    for (int i = 0; i < std::max(1, threads); ++i) {
-      threads_.emplace_back([this] { Loop(); });
-    }
-  }
-  ~ThreadPool() { Stop(); }
-  void Schedule(std::function<void()> fn) {
-    {
-      absl::MutexLock lock(&mu_);
-      queue_.push_back(std::move(fn));
-    }
-    cv_.Signal();
-  }
-  // Runs what is queued, then joins the threads.
-  void Stop() {
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    cv_.SignalAll();
-    for (auto& t : threads_) t.join();
-  }
-
- private:
-  void Loop() {
-    while (true) {
-      std::function<void()> fn;
-      {
-        absl::MutexLock lock(&mu_);
-        while (!stopping_ && queue_.empty()) cv_.Wait(&mu_);
-        if (queue_.empty()) return;
-        fn = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      fn();
-    }
-  }
-  absl::Mutex mu_;
-  absl::CondVar cv_;
-  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // Started by the constructor, joined once by Stop (stopping_ decides who).
-  std::vector<std::thread> threads_;
-};
 
 void FillStatus(const SweepSummary& sum, const v1::SweepSpec* spec,
                 v1::SweepStatus* out) {
