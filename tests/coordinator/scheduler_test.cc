@@ -514,6 +514,38 @@ TEST_F(SchedulerTest, SilentWorkerNoLongerCountsAsOffering) {
               HasSubstr("no live worker is registered"));
 }
 
+// A stage may have its own job kind: workers are matched against each
+// group's kind, not only the sweep's.
+TEST_F(SchedulerTest, StageOfAnotherKindGoesOnlyToWorkersRunningIt) {
+  Plan plan = MakePlan({.tasks = 4, .group_size = 2});  // synthetic sweep
+  for (int i = 2; i < 4; ++i) {
+    plan.tasks[i].spec.set_kind(v1::JOB_KIND_PROBE);  // group g1: a probe stage
+  }
+  auto r =
+      Await<SubmitOutcome>([&](auto cb) { scheduler_->SubmitPlan(plan, cb); });
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string synthetic_only = RegisterKinds(
+      scheduler_.get(), "synthetic-box", {v1::JOB_KIND_SYNTHETIC}, 1);
+  LeaseBatch batch = Lease(synthetic_only, 4);
+  ASSERT_THAT(batch.tasks, SizeIs(2));
+  for (const auto& t : batch.tasks) {
+    EXPECT_EQ(t.spec().kind(), v1::JOB_KIND_SYNTHETIC);
+  }
+  EXPECT_THAT(Lease(synthetic_only, 4).tasks, IsEmpty());
+  auto s = scheduler_->GetSweep("sw-test");
+  ASSERT_TRUE(s.has_value());
+  ASSERT_THAT(s->waiting, SizeIs(1));
+  EXPECT_EQ(s->waiting[0].kind(), v1::JOB_KIND_PROBE);
+  EXPECT_EQ(s->waiting[0].pending(), 2);
+  EXPECT_THAT(s->blocked_reason, HasSubstr("2 pending probe"));
+
+  const std::string probe =
+      RegisterKinds(scheduler_.get(), "probe-box", {v1::JOB_KIND_PROBE}, 1);
+  LeaseBatch probes = Lease(probe, 4);
+  ASSERT_THAT(probes.tasks, SizeIs(2));
+  EXPECT_EQ(probes.tasks[0].spec().kind(), v1::JOB_KIND_PROBE);
+}
+
 TEST_F(SchedulerTest, CancelledSweepHasNothingWaiting) {
   Submit({.tasks = 2});
   auto n =
