@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "coordinator/ctl_format.h"
 #include "coordinator/spec_loader.h"
+#include "coordinator/task_states.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 
@@ -132,11 +133,6 @@ void PrintGlobalHelp(std::ostream& out) {
          "Exit codes: 0 ok, 1 RPC/server/input error, 2 usage error; watch: 3 "
          "sweep failed,\n"
          "4 sweep cancelled.\n";
-}
-
-bool IsTerminal(v1::SweepState s) {
-  return s == v1::SWEEP_STATE_DONE || s == v1::SWEEP_STATE_FAILED ||
-         s == v1::SWEEP_STATE_CANCELLED;
 }
 
 // Errors after which reconnecting a watch stream can help.
@@ -372,7 +368,19 @@ int WatchSweepProgress(CtlContext& ctx, const std::string& sweep_id) {
   std::ostream& out = *ctx.env.out;
   ProgressMeter meter(ctx.env.clock);
   bool drew = false;
+  std::string blocked;  // the last blocked_reason shown
   auto render = [&](const v1::SweepStatus& s) {
+    if (s.blocked_reason() != blocked) {
+      // Why pending tasks wait (no live worker runs their kind), on its own
+      // line, once per change.
+      if (ctx.env.out_is_tty && drew) out << "\n";
+      drew = false;
+      blocked = s.blocked_reason();
+      out << (blocked.empty()
+                  ? std::string("unblocked: a capable worker is live")
+                  : absl::StrCat("blocked: ", blocked))
+          << "\n";
+    }
     meter.Observe(s);
     if (ctx.env.out_is_tty) {
       out << "\r" << meter.Line() << "\x1b[K" << std::flush;
@@ -410,7 +418,7 @@ int WatchSweepProgress(CtlContext& ctx, const std::string& sweep_id) {
     while (reader->Read(&event)) {
       backoff_ms = kWatchBackoffStartMs;
       render(event.status());
-      if (IsTerminal(event.status().state())) {
+      if (IsFinalSweepState(event.status().state())) {
         stream_ctx.TryCancel();
         reader->Finish();
         return finish(event.status());
@@ -427,7 +435,7 @@ int WatchSweepProgress(CtlContext& ctx, const std::string& sweep_id) {
     auto call = ctx.CallContext();
     const grpc::Status gs = ctx.stub->GetSweep(call.get(), get_req, &status);
     if (gs.ok()) {
-      if (IsTerminal(status.state())) {
+      if (IsFinalSweepState(status.state())) {
         render(status);
         return finish(status);
       }

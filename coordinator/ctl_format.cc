@@ -286,9 +286,16 @@ std::string FormatSweepTable(const std::vector<v1::SweepStatus>& sweeps) {
                     FormatUnixMs(s.created_unix_ms())});
   }
   if (rows.empty()) return "(no sweeps)\n";
-  return FormatTable({"SWEEP", "NAME", "STATE", "DONE/TOTAL", "FAILED",
-                      "RUNNING", "PENDING", "CREATED (UTC)"},
-                     rows);
+  std::string out =
+      FormatTable({"SWEEP", "NAME", "STATE", "DONE/TOTAL", "FAILED", "RUNNING",
+                   "PENDING", "CREATED (UTC)"},
+                  rows);
+  // Sweeps whose pending tasks no live worker can run say why, below.
+  for (const v1::SweepStatus& s : sweeps) {
+    if (s.blocked_reason().empty()) continue;
+    absl::StrAppend(&out, s.sweep_id(), " blocked: ", s.blocked_reason(), "\n");
+  }
+  return out;
 }
 
 std::string FormatSweepDetail(const v1::SweepStatus& s) {
@@ -319,6 +326,28 @@ std::string FormatSweepDetail(const v1::SweepStatus& s) {
       << spec.policy().priority() << "\n"
       << "created:    " << FormatUnixMs(s.created_unix_ms()) << " UTC\n"
       << "updated:    " << FormatUnixMs(s.updated_unix_ms()) << " UTC\n";
+  for (const v1::WaitingWork& w : s.waiting()) {
+    out << "waiting:    " << w.pending() << " " << JobKindName(w.kind());
+    if (w.tensor_parallel() != 0) {
+      out << " (tensor_parallel " << w.tensor_parallel() << ")";
+    }
+    out << (w.no_capable_worker() ? ": no live worker runs it" : "") << "\n";
+  }
+  if (!s.blocked_reason().empty()) {
+    out << "blocked:    " << s.blocked_reason() << "\n";
+    if (s.live_workers().empty()) out << "workers:    none live\n";
+    for (const v1::WorkerOffer& w : s.live_workers()) {
+      std::vector<std::string> kinds;
+      for (int k : w.job_kinds()) {
+        kinds.push_back(JobKindName(static_cast<v1::JobKind>(k)));
+      }
+      out << "worker:     " << (w.name().empty() ? w.worker_id() : w.name())
+          << " runs "
+          << (kinds.empty() ? std::string("every kind")
+                            : absl::StrJoin(kinds, ","))
+          << ", tensor_parallel " << w.tensor_parallel() << "\n";
+    }
+  }
   for (const auto& [k, v] : std::map<std::string, std::string>(
            spec.labels().begin(), spec.labels().end())) {
     out << "label:      " << k << "=" << v << "\n";

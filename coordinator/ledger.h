@@ -68,6 +68,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "coordinator/planner.h"
+#include "coordinator/sweep_policy.h"
 #include "sweepd/v1/coordinator.pb.h"
 #include "sweepd/v1/spec.pb.h"
 #include "sweepd/v1/task.pb.h"
@@ -85,11 +86,9 @@ struct LedgerOptions {
   int reader_connections = 4;
   // Most operations committed by one transaction.
   int max_batch_ops = 4096;
-  // Lease length when a sweep's policy.lease_seconds is 0.
-  int64_t default_lease_ms = 60'000;
-  // Defaults for policy fields left at 0.
-  int default_max_attempts = 3;
-  int64_t default_retry_backoff_ms = 1000;
+  // What policy fields left at 0 become (lease length, attempts, backoff):
+  // the same defaults the planner resolves specs with (sweep_policy.h).
+  SweepPolicyDefaults policy_defaults;
   // Upper bound of the exponential retry backoff.
   int64_t max_retry_backoff_ms = 300'000;
   // Fencing tokens reserved (persisted) at a time for TakeReservedTokens; a new
@@ -300,7 +299,7 @@ class Ledger {
                             std::vector<GrantedLease> leases,
                             Callback<LeaseOutcome> done) = 0;
   // Lease length for tasks of a sweep with this spec: policy.lease_seconds, or
-  // LedgerOptions::default_lease_ms when it is 0.
+  // LedgerOptions::policy_defaults.lease_seconds when it is 0.
   virtual int64_t LeaseMsOf(const v1::SweepSpec& spec) const = 0;
   virtual void RecordResult(const ResultReport& report,
                             Callback<ResultOutcome> done) = 0;

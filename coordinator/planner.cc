@@ -50,9 +50,6 @@ namespace {
 
 namespace v1 = ::sweepd::v1;
 
-constexpr int kDefaultMaxAttempts = 3;
-constexpr int kDefaultLeaseSeconds = 60;
-constexpr int kDefaultRetryBackoffMs = 1000;
 constexpr int kDefaultContextLength = 512;
 constexpr int kMaxContextLength = 1 << 20;
 constexpr int kMaxShards = 1'000'000;
@@ -951,14 +948,14 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
   return Invalid("job", "exactly one job kind must be set");
 }
 
-absl::Status ValidatePolicy(v1::ExecutionPolicy* p) {
-  if (p->max_attempts() == 0) p->set_max_attempts(kDefaultMaxAttempts);
+// Fills defaults (spec, then the coordinator's configured defaults, then the
+// built-in ones: coordinator/sweep_policy.h) and checks ranges.
+absl::Status ValidatePolicy(const SweepPolicyDefaults& defaults,
+                            v1::ExecutionPolicy* p) {
+  ResolvePolicyDefaults(defaults, p);
   RETURN_IF_ERROR(CheckRange(p->max_attempts(), 1, 100, "policy.max_attempts"));
-  if (p->lease_seconds() == 0) p->set_lease_seconds(kDefaultLeaseSeconds);
   RETURN_IF_ERROR(
       CheckRange(p->lease_seconds(), 1, 86'400, "policy.lease_seconds"));
-  if (p->retry_backoff_ms() == 0)
-    p->set_retry_backoff_ms(kDefaultRetryBackoffMs);
   RETURN_IF_ERROR(CheckRange(p->retry_backoff_ms(), 1, 3'600'000,
                              "policy.retry_backoff_ms"));
   RETURN_IF_ERROR(
@@ -1086,7 +1083,7 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
   }
   const v1::JobKind kind = JobKindOf(rs.job_case());
   const bool synthetic = kind == v1::JOB_KIND_SYNTHETIC;
-  RETURN_IF_ERROR(ValidatePolicy(rs.mutable_policy()));
+  RETURN_IF_ERROR(ValidatePolicy(options.policy_defaults, rs.mutable_policy()));
 
   // Model.
   ModelShape shape;

@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "common/layer_selector.h"  // ParseLayerSelector (used with plans)
 #include "common/version.h"
+#include "coordinator/sweep_policy.h"
 #include "sweepd/v1/spec.pb.h"
 #include "sweepd/v1/task.pb.h"
 
@@ -59,6 +60,8 @@ struct PlannerOptions {
   // (common/model_fingerprint.h); "" = none, every model file is read at each
   // plan. sweepd sets it from --fingerprint-cache.
   std::string fingerprint_cache;
+  // What policy fields left at 0 become (sweepd's --lease-seconds).
+  SweepPolicyDefaults policy_defaults;
 };
 
 struct PlannedTask {

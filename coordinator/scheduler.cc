@@ -1,3 +1,9 @@
+// LeaseScheduler's implementation. One concept (the in-memory mirror of the
+// ledger's active tasks and the policy that picks from it) in one file past
+// ~900 lines: the mirror's indices (ready groups, per-model groups, waiting
+// and leased sets, pins, per-kind pending counts) are kept consistent by the
+// same few helpers that every transition calls, so splitting them apart would
+// spread one invariant over several files.
 #include "coordinator/scheduler.h"
 
 #include <algorithm>
@@ -10,12 +16,16 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "common/error_reason.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "coordinator/task_states.h"
 
 namespace sweepd {
 namespace {
@@ -41,6 +51,8 @@ struct SweepInfo {
   uint64_t version = 0;
   // Lease length of its tasks (policy.lease_seconds or the ledger default).
   int64_t lease_ms = 0;
+  // PENDING tasks per job kind (a stage may have its own kind).
+  std::map<v1::JobKind, int64_t> pending_by_kind;
 };
 
 struct Group;
@@ -65,6 +77,8 @@ struct MemTask {
 struct Group {
   SweepInfo* sweep = nullptr;
   std::string group_key;
+  // Job kind of its tasks (one group never mixes kinds).
+  v1::JobKind kind = v1::JOB_KIND_UNSPECIFIED;
   int64_t seq = 0;
   // Leasable now: PENDING, not reserved, eligible time reached. Ordered by task
   // index.
@@ -87,39 +101,9 @@ std::string TaskMapKey(absl::string_view sweep_id, absl::string_view task_key) {
   return absl::StrCat(sweep_id, "\n", task_key);
 }
 
-bool IsTerminal(TaskState s) {
-  return s == v1::TASK_STATE_DONE || s == v1::TASK_STATE_FAILED ||
-         s == v1::TASK_STATE_CANCELLED;
-}
-
-void AdjustCount(v1::TaskCounts* c, TaskState s, int64_t delta) {
-  switch (s) {
-    case v1::TASK_STATE_PENDING:
-      c->set_pending(c->pending() + delta);
-      break;
-    case v1::TASK_STATE_LEASED:
-      c->set_leased(c->leased() + delta);
-      break;
-    case v1::TASK_STATE_DONE:
-      c->set_done(c->done() + delta);
-      break;
-    case v1::TASK_STATE_FAILED:
-      c->set_failed(c->failed() + delta);
-      break;
-    case v1::TASK_STATE_CANCELLED:
-      c->set_cancelled(c->cancelled() + delta);
-      break;
-    default:
-      break;
-  }
-}
-
 v1::SweepState StateOf(const SweepInfo& s) {
-  if (s.cancelled) return v1::SWEEP_STATE_CANCELLED;
-  if (s.counts.pending() + s.counts.leased() > 0 || !s.deferred_stages.empty())
-    return v1::SWEEP_STATE_RUNNING;
-  if (s.counts.failed() > 0) return v1::SWEEP_STATE_FAILED;
-  return v1::SWEEP_STATE_DONE;
+  return SweepStateFromCounts(s.counts, s.cancelled,
+                              !s.deferred_stages.empty());
 }
 
 class LeaseSchedulerImpl : public LeaseScheduler {
@@ -142,32 +126,37 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       s->updated_ms = row.updated_ms;
     }
     absl::Status visit_status;
-    RETURN_IF_ERROR(ledger_->ForEachActiveTask([&](const ActiveTaskRow& a) {
-      auto it = sweeps_.find(a.row.sweep_id);
-      if (it == sweeps_.end()) {
-        visit_status = absl::DataLossError(
-            absl::StrCat("task '", a.row.task_key,
-                         "' belongs to unknown sweep '", a.row.sweep_id, "'"));
-        return;
-      }
-      MemTask* t =
-          AddTaskLocked(it->second.get(), a.row.task_key, a.idx, a.group_key);
-      CopyRow(a.row, t);
-      t->spec = a.spec;
-      if (t->state == v1::TASK_STATE_LEASED) {
-        // A lease whose grant reply may have died with the old process comes
-        // back after its own lease period (the sweep's policy), unless the
-        // options ask for a fixed grace.
-        const int64_t grace = options_.restart_grace_ms > 0
-                                  ? options_.restart_grace_ms
-                                  : it->second->lease_ms;
-        t->expires_ms = std::max(t->expires_ms, now + grace);
-        // The pin follows the lease so the group stays with that worker after a
-        // restart.
-        if (!t->worker.empty()) Pin(t->group, t->worker);
-      }
-      Place(t);
-    }));
+    // Runs inside ForEachActiveTask, on this thread, while mu_ is held.
+    RETURN_IF_ERROR(ledger_->ForEachActiveTask(
+        [&](const ActiveTaskRow& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          auto it = sweeps_.find(a.row.sweep_id);
+          if (it == sweeps_.end()) {
+            visit_status = absl::DataLossError(absl::StrCat(
+                "task '", a.row.task_key, "' belongs to unknown sweep '",
+                a.row.sweep_id, "'"));
+            return;
+          }
+          MemTask* t = AddTaskLocked(it->second.get(), a.row.task_key, a.idx,
+                                     a.group_key, a.spec.kind());
+          CopyRow(a.row, t);
+          t->spec = a.spec;
+          if (t->state == v1::TASK_STATE_PENDING) {
+            it->second->pending_by_kind[t->group->kind]++;
+          }
+          if (t->state == v1::TASK_STATE_LEASED) {
+            // A lease whose grant reply may have died with the old process
+            // comes back after its own lease period (the sweep's policy),
+            // unless the options ask for a fixed grace.
+            const int64_t grace = options_.restart_grace_ms > 0
+                                      ? options_.restart_grace_ms
+                                      : it->second->lease_ms;
+            t->expires_ms = std::max(t->expires_ms, now + grace);
+            // The pin follows the lease so the group stays with that worker
+            // after a restart.
+            if (!t->worker.empty()) Pin(t->group, t->worker);
+          }
+          Place(t);
+        }));
     RETURN_IF_ERROR(visit_status);
     ASSIGN_OR_RETURN(std::vector<WorkerRow> workers, ledger_->ListWorkers());
     for (const WorkerRow& w : workers) {
@@ -400,8 +389,8 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       t->reserved = false;
       before.push_back(RowOf(*t));
       SweepInfo* s = t->sweep;
-      AdjustCount(&s->counts, t->state, -1);
-      AdjustCount(&s->counts, v1::TASK_STATE_LEASED, +1);
+      CountTask(s, t->group->kind, t->state, -1);
+      CountTask(s, t->group->kind, v1::TASK_STATE_LEASED, +1);
       t->state = v1::TASK_STATE_LEASED;
       t->attempts += 1;
       t->fencing_token = token++;
@@ -587,13 +576,14 @@ class LeaseSchedulerImpl : public LeaseScheduler {
     absl::MutexLock lock(&mu_);
     auto it = sweeps_.find(sweep_id);
     if (it == sweeps_.end()) return std::nullopt;
-    return Summarize(*it->second);
+    return Summarize(*it->second, clock_->NowMs());
   }
 
   std::vector<SweepSummary> ListSweeps() override {
     absl::MutexLock lock(&mu_);
     std::vector<SweepSummary> out;
-    for (const auto& [id, s] : sweeps_) out.push_back(Summarize(*s));
+    const int64_t now = clock_->NowMs();
+    for (const auto& [id, s] : sweeps_) out.push_back(Summarize(*s, now));
     std::sort(out.begin(), out.end(),
               [](const SweepSummary& a, const SweepSummary& b) {
                 return std::tie(a.created_ms, a.sweep_id) <
@@ -650,7 +640,7 @@ class LeaseSchedulerImpl : public LeaseScheduler {
   }
 
   MemTask* AddTaskLocked(SweepInfo* s, const std::string& task_key, int64_t idx,
-                         const std::string& group_key)
+                         const std::string& group_key, v1::JobKind kind)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const std::string gk = TaskMapKey(s->id, group_key);
     auto& g = groups_[gk];
@@ -658,6 +648,7 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       g = std::make_unique<Group>();
       g->sweep = s;
       g->group_key = group_key;
+      g->kind = KindOf(*s, kind);
       g->seq = next_group_seq_++;
     }
     auto t = std::make_unique<MemTask>();
@@ -674,6 +665,22 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = tasks_.find(TaskMapKey(sweep_id, task_key));
     return it == tasks_.end() ? nullptr : it->second.get();
+  }
+
+  // A task's job kind: its spec's, else (older specs) its sweep's.
+  static v1::JobKind KindOf(const SweepInfo& s, v1::JobKind task_kind) {
+    return task_kind != v1::JOB_KIND_UNSPECIFIED ? task_kind : s.kind;
+  }
+
+  // Adds `delta` tasks of `kind` in `state` to the sweep's counts.
+  static void CountTask(SweepInfo* s, v1::JobKind kind, TaskState state,
+                        int64_t delta) {
+    AdjustTaskCount(&s->counts, state, delta);
+    if (state == v1::TASK_STATE_PENDING) {
+      int64_t& n = s->pending_by_kind[kind];
+      n += delta;
+      if (n == 0) s->pending_by_kind.erase(kind);
+    }
   }
 
   static void CopyRow(const TaskRowState& row, MemTask* t) {
@@ -736,11 +743,12 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (size_t i = 0; i < tasks.size(); ++i) {
       const TaskState st = states[i];
-      AdjustCount(&s->counts, st, 1);
-      s->counts.set_total(s->counts.total() + 1);
-      if (IsTerminal(st)) continue;
       const PlannedTask& pt = tasks[i];
-      MemTask* t = AddTaskLocked(s, pt.task_key, pt.spec.index(), pt.group_key);
+      CountTask(s, KindOf(*s, pt.spec.kind()), st, 1);
+      s->counts.set_total(s->counts.total() + 1);
+      if (IsTerminalTaskState(st)) continue;
+      MemTask* t = AddTaskLocked(s, pt.task_key, pt.spec.index(), pt.group_key,
+                                 pt.spec.kind());
       t->next_eligible_ms = 0;
       t->spec = pt.spec;
       Place(t);
@@ -761,11 +769,11 @@ class LeaseSchedulerImpl : public LeaseScheduler {
     Unplace(t);
     SweepInfo* s = t->sweep;
     if (t->state != row.state) {
-      AdjustCount(&s->counts, t->state, -1);
-      AdjustCount(&s->counts, row.state, +1);
+      CountTask(s, t->group->kind, t->state, -1);
+      CountTask(s, t->group->kind, row.state, +1);
     }
     Touch(s);
-    if (IsTerminal(row.state)) {
+    if (IsTerminalTaskState(row.state)) {
       tasks_.erase(it);
       return;
     }
@@ -796,16 +804,19 @@ class LeaseSchedulerImpl : public LeaseScheduler {
            it->second->last_seen_ms + options_.worker_timeout_ms > now;
   }
 
-  static bool Compatible(const WorkerEntry& w, const SweepInfo& s) {
-    if (s.cancelled) return false;
-    if (s.tensor_parallel != 0 && s.tensor_parallel != w.caps.tensor_parallel())
+  // Whether a worker with `caps` runs `kind` at the TP size a sweep requires
+  // (0 = any).
+  static bool CanRun(const v1::WorkerCapabilities& caps, v1::JobKind kind,
+                     int tensor_parallel) {
+    if (tensor_parallel != 0 && tensor_parallel != caps.tensor_parallel())
       return false;
-    if (w.caps.job_kinds_size() > 0 &&
-        std::find(w.caps.job_kinds().begin(), w.caps.job_kinds().end(),
-                  s.kind) == w.caps.job_kinds().end()) {
-      return false;
-    }
-    return true;
+    return caps.job_kinds_size() == 0 ||
+           std::find(caps.job_kinds().begin(), caps.job_kinds().end(), kind) !=
+               caps.job_kinds().end();
+  }
+  static bool Compatible(const WorkerEntry& w, const Group& g) {
+    return !g.sweep->cancelled &&
+           CanRun(w.caps, g.kind, g.sweep->tensor_parallel);
   }
 
   void Pin(Group* g, const std::string& worker_id)
@@ -833,7 +844,7 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<MemTask*> picked;
     auto full = [&] { return static_cast<int>(picked.size()) >= n; };
-    auto take = [&](Group* g, bool pin) {
+    auto take = [&](Group* g, bool pin) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       while (!full() && !g->ready.empty()) {
         MemTask* t = g->ready.begin()->second;
         Unplace(t);
@@ -846,7 +857,7 @@ class LeaseSchedulerImpl : public LeaseScheduler {
     // (copied: take() may re-pin).
     std::vector<Group*> mine;
     for (Group* g : w->pinned_groups) {
-      if (!g->ready.empty() && Compatible(*w, *g->sweep)) mine.push_back(g);
+      if (!g->ready.empty() && Compatible(*w, *g)) mine.push_back(g);
     }
     std::sort(mine.begin(), mine.end(),
               [](Group* a, Group* b) { return OrderOf(a) < OrderOf(b); });
@@ -863,8 +874,8 @@ class LeaseSchedulerImpl : public LeaseScheduler {
       auto mit = ready_by_model_.find(model);
       if (mit != ready_by_model_.end()) model_groups = &mit->second;
     }
-    auto consider = [&](Group* g) {
-      if (g->ready.empty() || !Compatible(*w, *g->sweep)) return;
+    auto consider = [&](Group* g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (g->ready.empty() || !Compatible(*w, *g)) return;
       if (!g->pinned_worker.empty() && g->pinned_worker != w->id &&
           Alive(g->pinned_worker, now)) {
         pinned_elsewhere.push_back(g);
@@ -933,7 +944,8 @@ class LeaseSchedulerImpl : public LeaseScheduler {
     return id;
   }
 
-  static SweepSummary Summarize(const SweepInfo& s) {
+  SweepSummary Summarize(const SweepInfo& s, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     SweepSummary out;
     out.sweep_id = s.id;
     out.name = s.name;
@@ -942,7 +954,75 @@ class LeaseSchedulerImpl : public LeaseScheduler {
     out.created_ms = s.created_ms;
     out.updated_ms = s.updated_ms;
     out.version = s.version;
+    if (!s.cancelled) ExplainWaitingLocked(s, now, &out);
     return out;
+  }
+
+  // Which kinds of the sweep's pending tasks wait, and whether a live worker
+  // runs each; when some kind has none, why (blocked_reason) and what the live
+  // workers offer. Cost: kinds x workers.
+  void ExplainWaitingLocked(const SweepInfo& s, int64_t now, SweepSummary* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (s.pending_by_kind.empty()) return;
+    std::vector<const WorkerEntry*> live;
+    for (const auto& [id, w] : workers_) {
+      if (Alive(id, now)) live.push_back(w.get());
+    }
+    std::sort(live.begin(), live.end(),
+              [](const WorkerEntry* a, const WorkerEntry* b) {
+                return a->id < b->id;
+              });
+    std::vector<std::string> stuck;
+    for (const auto& entry : s.pending_by_kind) {
+      const v1::JobKind kind = entry.first;
+      const int64_t pending = entry.second;
+      v1::WaitingWork work;
+      work.set_kind(kind);
+      work.set_pending(pending);
+      work.set_tensor_parallel(s.tensor_parallel);
+      const bool capable =
+          std::any_of(live.begin(), live.end(), [&](const WorkerEntry* w) {
+            return CanRun(w->caps, kind, s.tensor_parallel);
+          });
+      work.set_no_capable_worker(!capable);
+      if (!capable) {
+        stuck.push_back(absl::StrCat(
+            pending, " pending ", JobKindLabel(kind),
+            s.tensor_parallel != 0
+                ? absl::StrCat(" (tensor_parallel ", s.tensor_parallel, ")")
+                : ""));
+      }
+      out->waiting.push_back(std::move(work));
+    }
+    if (stuck.empty()) return;
+    std::vector<std::string> offers;
+    for (const WorkerEntry* w : live) {
+      v1::WorkerOffer offer;
+      offer.set_worker_id(w->id);
+      offer.set_name(w->name);
+      *offer.mutable_job_kinds() = w->caps.job_kinds();
+      offer.set_tensor_parallel(w->caps.tensor_parallel());
+      std::vector<std::string> kinds;
+      for (int k : w->caps.job_kinds()) {
+        kinds.push_back(JobKindLabel(static_cast<v1::JobKind>(k)));
+      }
+      offers.push_back(absl::StrCat(
+          w->name.empty() ? w->id : w->name, " runs ",
+          kinds.empty() ? std::string("every kind") : absl::StrJoin(kinds, ","),
+          " with tensor_parallel ", w->caps.tensor_parallel()));
+      out->live_workers.push_back(std::move(offer));
+    }
+    out->blocked_reason = absl::StrCat(
+        "no live worker can run ", absl::StrJoin(stuck, "; "), " task(s); ",
+        offers.empty()
+            ? std::string("no live worker is registered")
+            : absl::StrCat("live workers: ", absl::StrJoin(offers, "; ")));
+  }
+
+  // "eval" for JOB_KIND_EVAL.
+  static std::string JobKindLabel(v1::JobKind kind) {
+    return absl::AsciiStrToLower(
+        absl::StripPrefix(v1::JobKind_Name(kind), "JOB_KIND_"));
   }
 
   Ledger* const ledger_;

@@ -25,8 +25,10 @@
 // Policy:
 //   - Eligible: PENDING, not reserved, next_eligible_ms <= now, sweep
 //   policy.tensor_parallel
-//     is 0 or equals the worker's, and the worker runs the job kind (empty list
-//     = all).
+//     is 0 or equals the worker's, and the worker runs the job kind of the
+//     task's group (a stage may have its own kind; empty list = all). Tasks no
+//     live worker can run wait; GetSweep/ListSweeps say which kinds wait and
+//     what the live workers offer (SweepSummary::blocked_reason).
 //   - Order: sweep priority (higher first); within a priority, groups whose
 //   model fingerprint
 //     equals the worker's loaded model first; then submission order, task index
@@ -99,6 +101,14 @@ struct SweepSummary {
   int64_t updated_ms = 0;
   // Increments on every change of the sweep's counts or state.
   uint64_t version = 0;
+  // Pending tasks by job kind, each saying whether a live worker runs it
+  // (empty when nothing is pending or the sweep is cancelled).
+  std::vector<v1::WaitingWork> waiting;
+  // Non-empty when some pending kind has no live worker (recently seen, not
+  // draining) that runs it at the sweep's TP size: says which and what the live
+  // workers offer (live_workers). Such tasks wait; nothing refuses them.
+  std::string blocked_reason;
+  std::vector<v1::WorkerOffer> live_workers;
 };
 
 struct SubmitOutcome {

@@ -1,10 +1,8 @@
 #include "coordinator/service.h"
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <limits>
-#include <mutex>
 #include <set>
 #include <thread>
 #include <utility>
@@ -18,6 +16,8 @@
 #include "common/hash.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "coordinator/task_states.h"
+#include "coordinator/thread_pool.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "proto/grpc_status.h"
@@ -34,59 +34,6 @@ grpc::Status Invalid(absl::string_view field, absl::string_view what) {
                       absl::StrCat(field, ": ", what));
 }
 
-// A fixed pool of threads running queued closures in FIFO order.
-class ThreadPool {
- public:
-  explicit ThreadPool(int threads) {
-    for (int i = 0; i < std::max(1, threads); ++i) {
-      threads_.emplace_back([this] { Loop(); });
-    }
-  }
-  ~ThreadPool() { Stop(); }
-  void Schedule(std::function<void()> fn) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(fn));
-    }
-    cv_.notify_one();
-  }
-  // Runs what is queued, then joins the threads.
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-
- private:
-  void Loop() {
-    while (true) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        fn = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      fn();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
-};
-
-bool IsFinished(v1::SweepState s) {
-  return s == v1::SWEEP_STATE_DONE || s == v1::SWEEP_STATE_FAILED ||
-         s == v1::SWEEP_STATE_CANCELLED;
-}
-
 void FillStatus(const SweepSummary& sum, const v1::SweepSpec* spec,
                 v1::SweepStatus* out) {
   out->set_sweep_id(sum.sweep_id);
@@ -96,6 +43,11 @@ void FillStatus(const SweepSummary& sum, const v1::SweepSpec* spec,
   if (spec != nullptr) *out->mutable_spec() = *spec;
   out->set_created_unix_ms(sum.created_ms);
   out->set_updated_unix_ms(sum.updated_ms);
+  for (const v1::WaitingWork& w : sum.waiting) *out->add_waiting() = w;
+  out->set_blocked_reason(sum.blocked_reason);
+  for (const v1::WorkerOffer& w : sum.live_workers) {
+    *out->add_live_workers() = w;
+  }
 }
 
 grpc::Status ValidateLeases(
@@ -133,13 +85,13 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SweepEvent> {
   // the only caller of Finish or the owner of the one outstanding write.
   void Act(Action action);
   void SetSpec(v1::SweepSpec spec) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     spec_ = std::move(spec);
   }
   // Ends the stream with `status` unless already ending.
   void FinishOnce(const grpc::Status& status) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
     }
@@ -149,7 +101,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SweepEvent> {
   void OnWriteDone(bool ok) override {
     bool finish_ok = false, finish_err = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       writing_ = false;
       if (finished_) return;
       if (!ok) {
@@ -168,7 +120,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SweepEvent> {
   void OnCancel() override {
     bool finish = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       cancelled_ = true;
       // Before ready_, the start-up read on the executor owns finishing.
       if (ready_ && !writing_ && !finished_) finish = finished_ = true;
@@ -182,15 +134,20 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SweepEvent> {
  private:
   ServerImpl* const server_;
   const std::string sweep_id_;
-  std::mutex mu_;
-  v1::SweepSpec spec_;
+  absl::Mutex mu_;
+  v1::SweepSpec spec_ ABSL_GUARDED_BY(mu_);
+  // Filled by Decide under mu_, then owned by the one outstanding write
+  // (writing_) until OnWriteDone.
   v1::SweepEvent event_;
-  bool ready_ = false;  // the spec was read; polling may start
-  bool writing_ = false;
-  bool finished_ = false;
-  bool cancelled_ = false;
-  bool final_sent_ = false;
-  uint64_t last_version_ = std::numeric_limits<uint64_t>::max();
+  // The spec was read; polling may start.
+  bool ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool final_sent_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t last_version_ ABSL_GUARDED_BY(mu_) =
+      std::numeric_limits<uint64_t>::max();
+  std::string last_blocked_reason_ ABSL_GUARDED_BY(mu_);
   friend class ServerImpl;
 };
 
@@ -240,15 +197,15 @@ class ServerImpl : public CoordinatorServer {
   // Marks `w` ready and registers it; false (and not registered) if it was
   // cancelled.
   bool AddWatcherIfNotCancelled(WatchReactor* w) {
-    std::lock_guard<std::mutex> lock(watch_mu_);
-    std::lock_guard<std::mutex> wlock(w->mu_);
+    absl::MutexLock lock(&watch_mu_);
+    absl::MutexLock wlock(&w->mu_);
     if (w->cancelled_) return false;
     w->ready_ = true;
     watchers_.insert(w);
     return true;
   }
   void RemoveWatcher(WatchReactor* w) {
-    std::lock_guard<std::mutex> lock(watch_mu_);
+    absl::MutexLock lock(&watch_mu_);
     watchers_.erase(w);
   }
 
@@ -597,7 +554,7 @@ class ServerImpl : public CoordinatorServer {
   void BackgroundLoop() {
     int64_t next_expiry = 0;
     while (!stop_.HasBeenNotified()) {
-      const int64_t now = Clock::Real()->NowMs();
+      const int64_t now = options_.clock->NowMs();
       if (now >= next_expiry) {
         next_expiry = now + options_.expiry_interval_ms;
         scheduler_->ExpireLeases([](absl::StatusOr<int> r) {
@@ -688,9 +645,9 @@ class ServerImpl : public CoordinatorServer {
   void PollWatchers(bool shutting_down) {
     std::vector<std::pair<WatchReactor*, WatchReactor::Action>> actions;
     {
-      std::lock_guard<std::mutex> lock(watch_mu_);
+      absl::MutexLock lock(&watch_mu_);
       for (WatchReactor* w : watchers_) {
-        auto a = w->Decide(scheduler_, Clock::Real(), shutting_down);
+        auto a = w->Decide(scheduler_, options_.clock, shutting_down);
         if (a != WatchReactor::Action::kNothing) actions.emplace_back(w, a);
       }
     }
@@ -704,15 +661,15 @@ class ServerImpl : public CoordinatorServer {
   ThreadPool executor_;
   CoordinatorHandlers coordinator_;
   GatewayHandlers gateway_;
-  std::mutex watch_mu_;
-  std::set<WatchReactor*> watchers_;  // guarded by watch_mu_
+  absl::Mutex watch_mu_;
+  std::set<WatchReactor*> watchers_ ABSL_GUARDED_BY(watch_mu_);
   absl::Notification stop_;
   std::thread background_;
 };
 
 WatchReactor::Action WatchReactor::Decide(LeaseScheduler* scheduler,
                                           Clock* clock, bool shutting_down) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (!ready_ || finished_ || writing_) return Action::kNothing;
   if (shutting_down) {
     finished_ = true;
@@ -723,12 +680,18 @@ WatchReactor::Action WatchReactor::Decide(LeaseScheduler* scheduler,
     finished_ = true;
     return Action::kFinishNotFound;
   }
-  if (sum->version == last_version_) return Action::kNothing;
+  // A worker coming or going changes why tasks wait without changing the
+  // sweep's version.
+  if (sum->version == last_version_ &&
+      sum->blocked_reason == last_blocked_reason_) {
+    return Action::kNothing;
+  }
   last_version_ = sum->version;
+  last_blocked_reason_ = sum->blocked_reason;
   event_.Clear();
   FillStatus(*sum, &spec_, event_.mutable_status());
   event_.set_unix_ms(clock->NowMs());
-  final_sent_ = IsFinished(sum->state);
+  final_sent_ = IsFinalSweepState(sum->state);
   writing_ = true;
   return Action::kWrite;
 }
@@ -764,6 +727,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   if (ledger == nullptr || scheduler == nullptr) {
     return absl::InvalidArgumentError(
         "CoordinatorServer needs a ledger and a scheduler");
+  }
+  if (options.clock == nullptr) {
+    return absl::InvalidArgumentError("ServiceOptions.clock is null");
   }
   if (options.executor_threads < 1) {
     return absl::InvalidArgumentError(

@@ -6,9 +6,10 @@
 // system. It also runs the background loops: lease expiry and WatchSweep
 // updates.
 //
-// Ownership: borrows the Ledger and LeaseScheduler (they must outlive it); owns
-// its threads. Thread-safe. Shutdown order: BeginShutdown() (new calls get
-// UNAVAILABLE, watchers end), grpc::Server::Shutdown(), then Stop().
+// Ownership: borrows the Ledger, the LeaseScheduler and the Clock (they must
+// outlive it); owns its threads. Time comes only from ServiceOptions::clock.
+// Thread-safe. Shutdown order: BeginShutdown() (new calls get UNAVAILABLE,
+// watchers end), grpc::Server::Shutdown(), then Stop().
 #ifndef SWEEPD_COORDINATOR_SERVICE_H_
 #define SWEEPD_COORDINATOR_SERVICE_H_
 
@@ -25,11 +26,15 @@
 namespace sweepd {
 
 struct ServiceOptions {
+  // Borrowed; when lease-expiry passes are due and the time stamped on watch
+  // events. The same Clock as the scheduler's (which decides expiry).
+  Clock* clock = Clock::Real();
   PlannerOptions planner;
   // Threads for planning and ledger reads.
   int executor_threads = 4;
-  // How often expired leases are returned (real time; the scheduler's Clock
-  // decides expiry).
+  // How often an expiry pass runs, on `clock` (the scheduler's Clock decides
+  // which leases expired). The loop wakes every watch_interval_ms of real
+  // time to look.
   int64_t expiry_interval_ms = 1'000;
   // How often WatchSweep streams look for changes (at most one event per
   // interval).

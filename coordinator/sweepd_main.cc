@@ -1,7 +1,8 @@
-// sweepd: the coordinator process. Parses flags, restores a snapshot onto an
-// empty box, opens the ledger, loads the scheduler, serves gRPC, snapshots
-// periodically and shuts down cleanly on SIGTERM/SIGINT. Everything else lives
-// in sweepd::coordinator.
+// sweepd: the coordinator process. Parses flags into CoordinatorOptions, builds
+// the Coordinator (coordinator/coordinator.h: snapshot restore, ledger,
+// scheduler, services, server), runs its maintenance pass every second and
+// shuts it down cleanly on SIGTERM/SIGINT. Everything else lives in
+// sweepd::coordinator.
 #include <signal.h>
 
 #include <cstdio>
@@ -16,14 +17,10 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "common/clock.h"
 #include "common/file_digest_cache.h"
 #include "common/logging.h"
-#include "coordinator/ledger.h"
-#include "coordinator/scheduler.h"
+#include "coordinator/coordinator.h"
 #include "coordinator/service.h"
-#include "coordinator/snapshot.h"
-#include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070",
           "HOST:PORT to serve on. Port 0 picks a free port; the chosen address "
@@ -71,27 +68,41 @@ namespace sweepd {
 namespace {
 
 int Run() {
-  const std::string ledger_path = absl::GetFlag(FLAGS_ledger);
-  const std::string listen = absl::GetFlag(FLAGS_listen);
-  if (ledger_path.empty()) {
+  CoordinatorOptions options;
+  options.ledger_path = absl::GetFlag(FLAGS_ledger);
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.model_root = absl::GetFlag(FLAGS_model_root);
+  options.data_root = absl::GetFlag(FLAGS_data_root);
+  options.policy.lease_seconds = absl::GetFlag(FLAGS_lease_seconds);
+  options.snapshot_dir = absl::GetFlag(FLAGS_snapshot_dir);
+  options.snapshot_interval_ms =
+      int64_t{absl::GetFlag(FLAGS_snapshot_interval_s)} * 1000;
+  options.snapshot_keep = absl::GetFlag(FLAGS_snapshot_keep);
+  options.service.planner.default_dtype = absl::GetFlag(FLAGS_default_dtype);
+  options.service.planner.fingerprint_cache =
+      absl::GetFlag(FLAGS_fingerprint_cache);
+  if (options.service.planner.default_dtype != "float32" &&
+      options.service.planner.default_dtype != "bfloat16") {
+    std::cerr << "sweepd: --default-dtype must be float32 or bfloat16, got '"
+              << options.service.planner.default_dtype << "'\n";
+    return 2;
+  }
+  if (options.ledger_path.empty()) {
     std::cerr << "sweepd: --ledger PATH is required (see --help)\n";
     return 2;
   }
-  if (!IsLoopbackAddress(listen) &&
+  if (!IsLoopbackAddress(options.listen) &&
       !absl::GetFlag(FLAGS_allow_insecure_remote)) {
-    std::cerr << "sweepd: --listen " << listen
+    std::cerr << "sweepd: --listen " << options.listen
               << " is not a loopback address; plaintext gRPC there needs "
                  "--allow-insecure-remote\n";
     return 2;
   }
-  if (absl::GetFlag(FLAGS_lease_seconds) <= 0) {
+  if (options.policy.lease_seconds <= 0) {
     std::cerr << "sweepd: --lease-seconds must be > 0\n";
     return 2;
   }
-  const std::string snapshot_dir = absl::GetFlag(FLAGS_snapshot_dir);
-  const int64_t snapshot_interval_ms =
-      int64_t{absl::GetFlag(FLAGS_snapshot_interval_s)} * 1000;
-  if (!snapshot_dir.empty() && snapshot_interval_ms <= 0) {
+  if (!options.snapshot_dir.empty() && options.snapshot_interval_ms <= 0) {
     std::cerr << "sweepd: --snapshot-interval-s must be > 0\n";
     return 2;
   }
@@ -104,67 +115,13 @@ int Run() {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  if (!snapshot_dir.empty()) {
-    auto restored = RestoreNewestSnapshotIfMissing(ledger_path, snapshot_dir);
-    if (!restored.ok()) {
-      std::cerr << "sweepd: restoring a snapshot: " << restored.status()
-                << "\n";
-      return 1;
-    }
-    if (restored->has_value()) {
-      SWEEPD_LOG(INFO) << "restored ledger " << ledger_path << " from snapshot "
-                       << **restored;
-    }
-  }
-
-  const int64_t lease_ms = int64_t{absl::GetFlag(FLAGS_lease_seconds)} * 1000;
-  LedgerOptions ledger_options;
-  ledger_options.default_lease_ms = lease_ms;
-  auto ledger = Ledger::Open(ledger_path, ledger_options);
-  if (!ledger.ok()) {
-    std::cerr << "sweepd: " << ledger.status() << "\n";
+  auto coordinator = Coordinator::Create(options);
+  if (!coordinator.ok()) {
+    std::cerr << "sweepd: " << coordinator.status() << "\n";
     return 1;
   }
-  SchedulerOptions scheduler_options;
-  scheduler_options.worker_timeout_ms = lease_ms;
-  // Leases loaded after a restart get their own lease length as grace
-  // (restart_grace_ms = 0): the sweep's policy.lease_seconds, else the flag.
-  auto scheduler = LeaseScheduler::Create(ledger->get(), scheduler_options);
-  if (!scheduler.ok()) {
-    std::cerr << "sweepd: " << scheduler.status() << "\n";
-    return 1;
-  }
-  ServiceOptions service_options;
-  service_options.planner.model_root = absl::GetFlag(FLAGS_model_root);
-  service_options.planner.data_root = absl::GetFlag(FLAGS_data_root);
-  service_options.planner.default_dtype = absl::GetFlag(FLAGS_default_dtype);
-  if (service_options.planner.default_dtype != "float32" &&
-      service_options.planner.default_dtype != "bfloat16") {
-    std::cerr << "sweepd: --default-dtype must be float32 or bfloat16, got '"
-              << service_options.planner.default_dtype << "'\n";
-    return 2;
-  }
-  service_options.planner.fingerprint_cache =
-      absl::GetFlag(FLAGS_fingerprint_cache);
-  auto service = CoordinatorServer::Create(ledger->get(), scheduler->get(),
-                                           service_options);
-  if (!service.ok()) {
-    std::cerr << "sweepd: " << service.status() << "\n";
-    return 1;
-  }
-
-  InitGrpcServerPlugins();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  (*service)->ConfigureBuilder(&builder);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    std::cerr << "sweepd: cannot listen on " << listen << "\n";
-    return 1;
-  }
-  const std::string host = listen.substr(0, listen.rfind(':'));
-  std::cout << "sweepd listening on " << host << ":" << port << std::endl;
+  const int port = (*coordinator)->port();
+  std::cout << "sweepd listening on " << (*coordinator)->address() << std::endl;
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {
     // Written to a temp name and renamed so readers never see a partial number.
@@ -179,7 +136,6 @@ int Run() {
     }
   }
 
-  int64_t next_snapshot = Clock::Real()->NowMs() + snapshot_interval_ms;
   int exit_code = 0;
   while (true) {
     timespec wait{1, 0};
@@ -188,7 +144,7 @@ int Run() {
       SWEEPD_LOG(INFO) << "signal " << sig << ": shutting down";
       break;
     }
-    absl::Status health = (*ledger)->health();
+    absl::Status health = (*coordinator)->Tick();
     if (!health.ok()) {
       SWEEPD_LOG(ERROR)
           << "ledger failed, exiting so a supervisor restarts sweepd: "
@@ -196,27 +152,9 @@ int Run() {
       exit_code = 1;
       break;
     }
-    if (!snapshot_dir.empty() && Clock::Real()->NowMs() >= next_snapshot) {
-      next_snapshot = Clock::Real()->NowMs() + snapshot_interval_ms;
-      SnapshotOptions snap;
-      snap.dir = snapshot_dir;
-      snap.keep = absl::GetFlag(FLAGS_snapshot_keep);
-      auto written = WriteSnapshot(**ledger, snap, Clock::Real()->NowMs());
-      if (written.ok()) {
-        SWEEPD_LOG(INFO) << "snapshot written: " << *written;
-      } else {
-        SWEEPD_LOG(WARNING) << "snapshot failed: " << written.status();
-      }
-    }
   }
 
-  (*service)->BeginShutdown();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  server->Wait();
-  (*service)->Stop();
-  const LedgerStats stats = (*ledger)->stats();
-  absl::Status closed = (*ledger)->Close();
-  SWEEPD_LOG(INFO) << "ledger stats: " << FormatLedgerStats(stats);
+  absl::Status closed = (*coordinator)->Shutdown();
   if (!closed.ok()) {
     SWEEPD_LOG(ERROR) << "closing the ledger: " << closed;
     exit_code = 1;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages sweepd needs, skipping those already installed. Idempotent.
 #   scripts/install_deps.sh          build + run dependencies (demo)
-#   scripts/install_deps.sh --test   also what the test suite needs (node/npm, chromium)
+#   scripts/install_deps.sh --test   also what the test suite needs (node/npm, chromium, clang)
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config git
@@ -12,6 +12,8 @@ if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium)
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
+  # clang: the -Wthread-safety build of the coordinator in scripts/test.sh.
+  command -v clang++ >/dev/null 2>&1 || packages+=(clang)
 fi
 
 missing=()

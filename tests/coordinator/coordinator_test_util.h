@@ -1,12 +1,14 @@
 // Helpers shared by the coordinator tests: hand-written plans (no planner, no
-// files) and a blocking wrapper for the callback-style Ledger and
-// LeaseScheduler APIs. Test-only.
+// files), a blocking wrapper for the callback-style Ledger and LeaseScheduler
+// APIs, and an in-process coordinator built the way sweepd builds it
+// (Coordinator::Create). Test-only.
 #ifndef SWEEPD_TESTS_COORDINATOR_COORDINATOR_TEST_UTIL_H_
 #define SWEEPD_TESTS_COORDINATOR_COORDINATOR_TEST_UTIL_H_
 
 #include <unistd.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -14,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/hash.h"
+#include "coordinator/coordinator.h"
 #include "coordinator/planner.h"
 #include "gtest/gtest.h"
 
@@ -76,6 +79,18 @@ inline std::string TempPath(const std::string& name) {
   static int counter = 0;
   return absl::StrCat(::testing::TempDir(), "/", name, "-", getpid(), "-",
                       ++counter);
+}
+
+// A Coordinator over a fresh ledger in the test's temp dir, serving on
+// 127.0.0.1 port 0: the same Coordinator::Create path as sweepd's main.
+// `options` may set anything else (clock, policy, component knobs).
+inline absl::StatusOr<std::unique_ptr<Coordinator>> StartTestCoordinator(
+    CoordinatorOptions options) {
+  if (options.ledger_path.empty()) {
+    options.ledger_path = TempPath("coordinator") + ".db";
+  }
+  options.listen = "127.0.0.1:0";
+  return Coordinator::Create(options);
 }
 
 }  // namespace sweepd::testing

@@ -163,6 +163,40 @@ v1::SweepStatus Status(int64_t done, int64_t failed, int64_t total,
   return s;
 }
 
+// A running sweep whose 4 pending eval tasks no live worker runs.
+v1::SweepStatus BlockedStatus() {
+  v1::SweepStatus s = Status(0, 0, 4);
+  s.set_sweep_id("sw-blocked");
+  s.mutable_counts()->set_pending(4);
+  v1::WaitingWork* w = s.add_waiting();
+  w->set_kind(v1::JOB_KIND_EVAL);
+  w->set_pending(4);
+  w->set_no_capable_worker(true);
+  s.set_blocked_reason(
+      "no live worker can run 4 pending eval task(s); live workers: cpu-a "
+      "runs synthetic with tensor_parallel 1");
+  v1::WorkerOffer* o = s.add_live_workers();
+  o->set_worker_id("w-1");
+  o->set_name("cpu-a");
+  o->add_job_kinds(v1::JOB_KIND_SYNTHETIC);
+  o->set_tensor_parallel(1);
+  return s;
+}
+
+TEST(CtlFormatTest, SweepDetailAndTableSayWhyTasksWait) {
+  const std::string detail = FormatSweepDetail(BlockedStatus());
+  EXPECT_THAT(detail, HasSubstr("waiting:    4 eval: no live worker runs it"));
+  EXPECT_THAT(detail, HasSubstr("blocked:    no live worker can run 4 pending "
+                                "eval task(s)"));
+  EXPECT_THAT(detail,
+              HasSubstr("worker:     cpu-a runs synthetic, tensor_parallel 1"));
+  const std::string table =
+      FormatSweepTable({BlockedStatus(), Status(1, 0, 2)});
+  EXPECT_THAT(table, HasSubstr("sw-blocked blocked: no live worker can run"));
+  EXPECT_EQ(FormatSweepTable({Status(1, 0, 2)}).find("blocked"),
+            std::string::npos);
+}
+
 TEST(ProgressMeterTest, RateOverSlidingWindowAndEta) {
   FakeClock clock;
   ProgressMeter meter(&clock, /*window_ms=*/30'000);
@@ -209,6 +243,10 @@ class FakeCoordinator final : public v1::Coordinator::Service {
       *resp = Status(8, 2, 10, v1::SWEEP_STATE_FAILED);
       return grpc::Status::OK;
     }
+    if (req->sweep_id() == "sw-blocked") {
+      *resp = BlockedStatus();
+      return grpc::Status::OK;
+    }
     if (req->sweep_id() != "sw-1" && req->sweep_id() != "sw-new") {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           "no sweep " + req->sweep_id());
@@ -230,6 +268,17 @@ class FakeCoordinator final : public v1::Coordinator::Service {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "no sweep sw-missing");
     }
     const bool fail = req->sweep_id() == "sw-failed";
+    if (req->sweep_id() == "sw-blocked") {
+      // Blocked, then a capable worker registers (same counts), then done.
+      v1::SweepEvent e;
+      *e.mutable_status() = BlockedStatus();
+      writer->Write(e);
+      *e.mutable_status() = Status(0, 0, 4);
+      writer->Write(e);
+      *e.mutable_status() = Status(4, 0, 4, v1::SWEEP_STATE_DONE);
+      writer->Write(e);
+      return grpc::Status::OK;
+    }
     for (int64_t done : {0, 5, 8}) {
       v1::SweepEvent e;
       *e.mutable_status() = Status(done, 0, 10);
@@ -378,6 +427,22 @@ TEST_F(SweepctlTest, WatchPrintsOneLinePerUpdateAndExitsOnTheFinalState) {
   EXPECT_EQ(Run({"watch", "sw-failed"}), kCtlExitSweepFailed);
   EXPECT_THAT(out_.str(),
               HasSubstr("sweep sw-failed failed: 8/10 done, 2 failed"));
+}
+
+TEST_F(SweepctlTest, StatusAndWatchSayWhyPendingTasksWait) {
+  ASSERT_EQ(Run({"status", "sw-blocked"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), AllOf(HasSubstr("waiting:    4 eval"),
+                                HasSubstr("blocked:    no live worker can run"),
+                                HasSubstr("worker:     cpu-a runs synthetic")));
+  ASSERT_EQ(Run({"watch", "sw-blocked"}), 0) << err_.str();
+  std::vector<std::string> lines =
+      absl::StrSplit(out_.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 6u) << out_.str();
+  EXPECT_THAT(lines[0], HasSubstr("blocked: no live worker can run 4 pending "
+                                  "eval task(s); live workers: cpu-a"));
+  EXPECT_THAT(lines[1], HasSubstr("0/4 done"));
+  EXPECT_THAT(lines[2], HasSubstr("unblocked"));
+  EXPECT_THAT(lines[5], HasSubstr("sweep sw-blocked done"));
 }
 
 TEST_F(SweepctlTest, SubmitReadsTheSpecFileAndCanWatch) {

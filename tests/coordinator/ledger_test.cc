@@ -461,7 +461,8 @@ TEST_F(LedgerTest, UnrecordedReservedTokensAreNeverReusedAfterRestart) {
 
 TEST_F(LedgerTest, LeaseMsOfUsesThePolicyElseTheDefault) {
   v1::SweepSpec spec;
-  EXPECT_EQ(ledger_->LeaseMsOf(spec), LedgerOptions().default_lease_ms);
+  EXPECT_EQ(ledger_->LeaseMsOf(spec),
+            int64_t{LedgerOptions().policy_defaults.lease_seconds} * 1000);
   spec.mutable_policy()->set_lease_seconds(7);
   EXPECT_EQ(ledger_->LeaseMsOf(spec), 7'000);
 }

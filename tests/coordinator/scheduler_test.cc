@@ -430,5 +430,132 @@ TEST_F(SchedulerTest, MirrorGrantsUseDurablyReservedTokens) {
   EXPECT_EQ(scheduler_->GetSweep("sw-test")->state, v1::SWEEP_STATE_DONE);
 }
 
+// ---- Why pending tasks wait (defect: a sweep no worker can run stayed
+// PENDING silently) ----
+
+std::string RegisterKinds(LeaseScheduler* scheduler, const std::string& name,
+                          std::vector<v1::JobKind> kinds, int tp) {
+  v1::WorkerCapabilities caps;
+  caps.set_device_kind("cpu");
+  caps.set_tensor_parallel(tp);
+  for (v1::JobKind k : kinds) caps.add_job_kinds(k);
+  auto r = Await<v1::RegisterWorkerResponse>(
+      [&](auto cb) { scheduler->RegisterWorker(name, caps, cb); });
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? r->worker_id() : "";
+}
+
+TEST_F(SchedulerTest, SweepNoWorkerRunsSaysWhichKindWaitsAndWhatWorkersOffer) {
+  Submit({.tasks = 3});  // synthetic
+  auto before = scheduler_->GetSweep("sw-test");
+  ASSERT_TRUE(before.has_value());
+  ASSERT_THAT(before->waiting, SizeIs(1));
+  EXPECT_EQ(before->waiting[0].kind(), v1::JOB_KIND_SYNTHETIC);
+  EXPECT_EQ(before->waiting[0].pending(), 3);
+  EXPECT_TRUE(before->waiting[0].no_capable_worker());
+  EXPECT_THAT(before->blocked_reason,
+              HasSubstr("no live worker is registered"));
+
+  const std::string eval_only =
+      RegisterKinds(scheduler_.get(), "eval-box", {v1::JOB_KIND_EVAL}, 1);
+  EXPECT_THAT(Lease(eval_only, 3).tasks, IsEmpty());
+  auto blocked = scheduler_->GetSweep("sw-test");
+  ASSERT_TRUE(blocked.has_value());
+  EXPECT_EQ(blocked->state, v1::SWEEP_STATE_RUNNING);
+  EXPECT_THAT(blocked->blocked_reason, HasSubstr("3 pending synthetic"));
+  EXPECT_THAT(blocked->blocked_reason, HasSubstr("eval-box runs eval"));
+  ASSERT_THAT(blocked->live_workers, SizeIs(1));
+  EXPECT_EQ(blocked->live_workers[0].worker_id(), eval_only);
+  EXPECT_THAT(blocked->live_workers[0].job_kinds(),
+              ElementsAre(v1::JOB_KIND_EVAL));
+  // ListSweeps says the same.
+  auto all = scheduler_->ListSweeps();
+  ASSERT_THAT(all, SizeIs(1));
+  EXPECT_EQ(all[0].blocked_reason, blocked->blocked_reason);
+
+  // A worker that runs the kind clears it; the counts stay as they are.
+  const std::string any = RegisterKinds(scheduler_.get(), "any-box", {}, 1);
+  auto unblocked = scheduler_->GetSweep("sw-test");
+  ASSERT_TRUE(unblocked.has_value());
+  EXPECT_EQ(unblocked->blocked_reason, "");
+  EXPECT_THAT(unblocked->live_workers, IsEmpty());
+  ASSERT_THAT(unblocked->waiting, SizeIs(1));
+  EXPECT_FALSE(unblocked->waiting[0].no_capable_worker());
+  EXPECT_THAT(Lease(any, 3).tasks, SizeIs(3));
+  auto leased = scheduler_->GetSweep("sw-test");
+  ASSERT_TRUE(leased.has_value());
+  EXPECT_THAT(leased->waiting, IsEmpty());
+}
+
+TEST_F(SchedulerTest, TensorParallelMismatchIsNamedWithTheWorkersTpSize) {
+  Submit({.tasks = 2, .tensor_parallel = 2});
+  const std::string tp1 = RegisterKinds(scheduler_.get(), "tp1-box", {}, 1);
+  EXPECT_THAT(Lease(tp1, 2).tasks, IsEmpty());
+  auto s = scheduler_->GetSweep("sw-test");
+  ASSERT_TRUE(s.has_value());
+  ASSERT_THAT(s->waiting, SizeIs(1));
+  EXPECT_EQ(s->waiting[0].tensor_parallel(), 2);
+  EXPECT_THAT(s->blocked_reason,
+              HasSubstr("2 pending synthetic (tensor_parallel 2)"));
+  EXPECT_THAT(s->blocked_reason,
+              HasSubstr("tp1-box runs every kind with tensor_parallel 1"));
+}
+
+TEST_F(SchedulerTest, SilentWorkerNoLongerCountsAsOffering) {
+  Submit({.tasks = 1});
+  RegisterKinds(scheduler_.get(), "gone", {}, 1);
+  auto live = scheduler_->GetSweep("sw-test");
+  ASSERT_TRUE(live.has_value());
+  EXPECT_EQ(live->blocked_reason, "");
+  clock_.AdvanceMs(60'001);  // past worker_timeout_ms
+  auto silent = scheduler_->GetSweep("sw-test");
+  ASSERT_TRUE(silent.has_value());
+  EXPECT_THAT(silent->blocked_reason,
+              HasSubstr("no live worker is registered"));
+}
+
+// A stage may have its own job kind: workers are matched against each
+// group's kind, not only the sweep's.
+TEST_F(SchedulerTest, StageOfAnotherKindGoesOnlyToWorkersRunningIt) {
+  Plan plan = MakePlan({.tasks = 4, .group_size = 2});  // synthetic sweep
+  for (int i = 2; i < 4; ++i) {
+    plan.tasks[i].spec.set_kind(v1::JOB_KIND_PROBE);  // group g1: a probe stage
+  }
+  auto r =
+      Await<SubmitOutcome>([&](auto cb) { scheduler_->SubmitPlan(plan, cb); });
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string synthetic_only = RegisterKinds(
+      scheduler_.get(), "synthetic-box", {v1::JOB_KIND_SYNTHETIC}, 1);
+  LeaseBatch batch = Lease(synthetic_only, 4);
+  ASSERT_THAT(batch.tasks, SizeIs(2));
+  for (const auto& t : batch.tasks) {
+    EXPECT_EQ(t.spec().kind(), v1::JOB_KIND_SYNTHETIC);
+  }
+  EXPECT_THAT(Lease(synthetic_only, 4).tasks, IsEmpty());
+  auto s = scheduler_->GetSweep("sw-test");
+  ASSERT_TRUE(s.has_value());
+  ASSERT_THAT(s->waiting, SizeIs(1));
+  EXPECT_EQ(s->waiting[0].kind(), v1::JOB_KIND_PROBE);
+  EXPECT_EQ(s->waiting[0].pending(), 2);
+  EXPECT_THAT(s->blocked_reason, HasSubstr("2 pending probe"));
+
+  const std::string probe =
+      RegisterKinds(scheduler_.get(), "probe-box", {v1::JOB_KIND_PROBE}, 1);
+  LeaseBatch probes = Lease(probe, 4);
+  ASSERT_THAT(probes.tasks, SizeIs(2));
+  EXPECT_EQ(probes.tasks[0].spec().kind(), v1::JOB_KIND_PROBE);
+}
+
+TEST_F(SchedulerTest, CancelledSweepHasNothingWaiting) {
+  Submit({.tasks = 2});
+  auto n =
+      Await<int64_t>([&](auto cb) { scheduler_->CancelSweep("sw-test", cb); });
+  ASSERT_TRUE(n.ok()) << n.status();
+  auto s = scheduler_->GetSweep("sw-test");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_THAT(s->waiting, IsEmpty());
+  EXPECT_EQ(s->blocked_reason, "");
+}
+
 }  // namespace
 }  // namespace sweepd

@@ -13,7 +13,8 @@
 namespace sweepd {
 namespace {
 
-using ::sweepd::testing::TempPath;
+using ::sweepd::testing::StartTestCoordinator;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -38,39 +39,25 @@ v1::SweepSpec SyntheticSpec(const std::string& name, int tasks) {
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    LedgerOptions lo;
-    auto l = Ledger::Open(TempPath("service") + ".db", lo);
-    ASSERT_TRUE(l.ok()) << l.status();
-    ledger_ = std::move(l).value();
-    auto s = LeaseScheduler::Create(ledger_.get(), SchedulerOptions());
-    ASSERT_TRUE(s.ok()) << s.status();
-    scheduler_ = std::move(s).value();
-    ServiceOptions so;
-    so.watch_interval_ms = 20;
-    auto svc = CoordinatorServer::Create(ledger_.get(), scheduler_.get(), so);
-    ASSERT_TRUE(svc.ok()) << svc.status();
-    service_ = std::move(svc).value();
-    InitGrpcServerPlugins();
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    service_->ConfigureBuilder(&builder);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_GT(port, 0);
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+    CoordinatorOptions options;
+    options.clock = clock_;
+    options.policy = policy_defaults_;
+    options.service.watch_interval_ms = 20;
+    options.service.expiry_interval_ms = expiry_interval_ms_;
+    auto c = StartTestCoordinator(options);
+    ASSERT_TRUE(c.ok()) << c.status();
+    coordinator_process_ = std::move(c).value();
+    service_ = coordinator_process_->service();
+    server_ = coordinator_process_->server();
+    auto channel = grpc::CreateChannel(coordinator_process_->address(),
                                        grpc::InsecureChannelCredentials());
     coordinator_ = v1::Coordinator::NewStub(channel);
     gateway_ = v1::WorkerGateway::NewStub(channel);
   }
   void TearDown() override {
-    if (service_) service_->BeginShutdown();
-    if (server_)
-      server_->Shutdown(std::chrono::system_clock::now() +
-                        std::chrono::seconds(2));
-    if (service_) service_->Stop();
-    if (ledger_) ASSERT_TRUE(ledger_->Close().ok());
+    if (coordinator_process_) {
+      ASSERT_TRUE(coordinator_process_->Shutdown(absl::Seconds(2)).ok());
+    }
   }
 
   v1::SubmitSweepResponse Submit(const v1::SweepSpec& spec) {
@@ -116,10 +103,15 @@ class ServiceTest : public ::testing::Test {
     return resp.committed();
   }
 
-  std::unique_ptr<Ledger> ledger_;
-  std::unique_ptr<LeaseScheduler> scheduler_;
-  std::unique_ptr<CoordinatorServer> service_;
-  std::unique_ptr<grpc::Server> server_;
+  // Policy defaults of this coordinator (sweepd's --lease-seconds).
+  SweepPolicyDefaults policy_defaults_;
+  // The one clock of the ledger, scheduler and services.
+  Clock* clock_ = Clock::Real();
+  int64_t expiry_interval_ms_ = 1'000;
+  // Built as sweepd builds it; owns ledger, scheduler, services and server.
+  std::unique_ptr<Coordinator> coordinator_process_;
+  CoordinatorServer* service_ = nullptr;
+  grpc::Server* server_ = nullptr;
   std::unique_ptr<v1::Coordinator::Stub> coordinator_;
   std::unique_ptr<v1::WorkerGateway::Stub> gateway_;
 };
@@ -337,6 +329,161 @@ TEST(LoopbackTest, RecognisesLoopbackHosts) {
   EXPECT_TRUE(IsLoopbackAddress("[::1]:7070"));
   EXPECT_FALSE(IsLoopbackAddress("0.0.0.0:7070"));
   EXPECT_FALSE(IsLoopbackAddress("10.1.2.3:7070"));
+}
+
+std::string RegisterKinds(v1::WorkerGateway::Stub* gateway,
+                          const std::string& name,
+                          std::vector<v1::JobKind> kinds) {
+  v1::RegisterWorkerRequest req;
+  req.set_name(name);
+  req.mutable_capabilities()->set_device_kind("cpu");
+  req.mutable_capabilities()->set_tensor_parallel(1);
+  for (v1::JobKind k : kinds) req.mutable_capabilities()->add_job_kinds(k);
+  v1::RegisterWorkerResponse resp;
+  grpc::Status st = gateway->RegisterWorker(Ctx().get(), req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return resp.worker_id();
+}
+
+// Defect: a sweep whose job kind no registered worker runs stayed PENDING
+// without a word. GetSweep, ListSweeps and WatchSweep now say why.
+TEST_F(ServiceTest, SweepNoLiveWorkerRunsSaysWhyEverywhere) {
+  v1::SubmitSweepResponse sub = Submit(SyntheticSpec("stuck", 2));
+  RegisterKinds(gateway_.get(), "eval-box", {v1::JOB_KIND_EVAL});
+
+  v1::GetSweepRequest get;
+  get.set_sweep_id(sub.sweep_id());
+  v1::SweepStatus status;
+  ASSERT_TRUE(coordinator_->GetSweep(Ctx().get(), get, &status).ok());
+  EXPECT_EQ(status.state(), v1::SWEEP_STATE_RUNNING);
+  ASSERT_THAT(status.waiting(), SizeIs(1));
+  EXPECT_EQ(status.waiting(0).kind(), v1::JOB_KIND_SYNTHETIC);
+  EXPECT_EQ(status.waiting(0).pending(), 2);
+  EXPECT_TRUE(status.waiting(0).no_capable_worker());
+  EXPECT_THAT(status.blocked_reason(), AllOf(HasSubstr("2 pending synthetic"),
+                                             HasSubstr("eval-box runs eval")));
+  ASSERT_THAT(status.live_workers(), SizeIs(1));
+  EXPECT_EQ(status.live_workers(0).name(), "eval-box");
+
+  v1::ListSweepsResponse all;
+  ASSERT_TRUE(
+      coordinator_->ListSweeps(Ctx().get(), v1::ListSweepsRequest(), &all)
+          .ok());
+  ASSERT_THAT(all.sweeps(), SizeIs(1));
+  EXPECT_EQ(all.sweeps(0).blocked_reason(), status.blocked_reason());
+
+  // The watch stream says it, and says again when a capable worker registers
+  // although no count changed.
+  v1::WatchSweepRequest watch;
+  watch.set_sweep_id(sub.sweep_id());
+  auto ctx = Ctx();
+  auto reader = coordinator_->WatchSweep(ctx.get(), watch);
+  v1::SweepEvent ev;
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.status().blocked_reason(), status.blocked_reason());
+  RegisterKinds(gateway_.get(), "synthetic-box", {v1::JOB_KIND_SYNTHETIC});
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.status().blocked_reason(), "");
+  EXPECT_THAT(ev.status().live_workers(), IsEmpty());
+  EXPECT_EQ(ev.status().counts().pending(), 2);
+  ctx->TryCancel();
+  reader->Finish();
+}
+
+// A coordinator configured with a lease default (sweepd --lease-seconds 17).
+class ServiceLeaseDefaultTest : public ServiceTest {
+ protected:
+  ServiceLeaseDefaultTest() { policy_defaults_.lease_seconds = 17; }
+
+  v1::SweepStatus Get(const std::string& sweep_id) {
+    v1::GetSweepRequest req;
+    req.set_sweep_id(sweep_id);
+    v1::SweepStatus status;
+    grpc::Status st = coordinator_->GetSweep(Ctx().get(), req, &status);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return status;
+  }
+};
+
+TEST_F(ServiceLeaseDefaultTest, SweepWithoutLeaseSecondsGetsTheConfigured) {
+  v1::SubmitSweepResponse sub = Submit(SyntheticSpec("lease-default", 1));
+  EXPECT_EQ(Get(sub.sweep_id()).spec().policy().lease_seconds(), 17);
+  const std::string worker = Register();
+  const int64_t before = Clock::Real()->NowMs();
+  v1::LeaseTasksResponse leased = Lease(worker, 1);
+  const int64_t after = Clock::Real()->NowMs();
+  ASSERT_THAT(leased.tasks(), SizeIs(1));
+  EXPECT_GE(leased.tasks(0).lease_expires_unix_ms(), before + 17'000);
+  EXPECT_LE(leased.tasks(0).lease_expires_unix_ms(), after + 17'000);
+}
+
+TEST_F(ServiceLeaseDefaultTest, SpecLeaseSecondsWinsOverTheConfigured) {
+  v1::SweepSpec spec = SyntheticSpec("lease-spec", 1);
+  spec.mutable_policy()->set_lease_seconds(5);
+  v1::SubmitSweepResponse sub = Submit(spec);
+  EXPECT_EQ(Get(sub.sweep_id()).spec().policy().lease_seconds(), 5);
+  const std::string worker = Register();
+  const int64_t before = Clock::Real()->NowMs();
+  v1::LeaseTasksResponse leased = Lease(worker, 1);
+  const int64_t after = Clock::Real()->NowMs();
+  ASSERT_THAT(leased.tasks(), SizeIs(1));
+  EXPECT_GE(leased.tasks(0).lease_expires_unix_ms(), before + 5'000);
+  EXPECT_LE(leased.tasks(0).lease_expires_unix_ms(), after + 5'000);
+}
+
+// The services read time only from their injected Clock: with a FakeClock,
+// leases expire when the test moves time, not after a real wait, and watch
+// events carry the fake time.
+class ServiceFakeClockTest : public ServiceTest {
+ protected:
+  ServiceFakeClockTest() {
+    clock_ = &fake_clock_;
+    // Expiry passes are due by the fake clock: one a (fake) minute.
+    expiry_interval_ms_ = 60'000;
+  }
+  FakeClock fake_clock_;
+};
+
+TEST_F(ServiceFakeClockTest, LeaseExpiresWhenTheFakeClockPassesIt) {
+  v1::SweepSpec spec = SyntheticSpec("fake-clock", 1);
+  spec.mutable_policy()->set_lease_seconds(10);
+  v1::SubmitSweepResponse sub = Submit(spec);
+  const std::string worker = Register();
+  v1::LeaseTasksResponse leased = Lease(worker, 1);
+  ASSERT_THAT(leased.tasks(), SizeIs(1));
+  EXPECT_EQ(leased.tasks(0).lease_expires_unix_ms(),
+            fake_clock_.NowMs() + 10'000);
+
+  v1::GetSweepRequest get;
+  get.set_sweep_id(sub.sweep_id());
+  auto counts = [&] {
+    v1::SweepStatus status;
+    EXPECT_TRUE(coordinator_->GetSweep(Ctx().get(), get, &status).ok());
+    return status.counts();
+  };
+  EXPECT_EQ(counts().leased(), 1);
+
+  // The watch stream stamps events with the fake time.
+  v1::WatchSweepRequest watch;
+  watch.set_sweep_id(sub.sweep_id());
+  auto ctx = Ctx();
+  auto reader = coordinator_->WatchSweep(ctx.get(), watch);
+  v1::SweepEvent ev;
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.unix_ms(), fake_clock_.NowMs());
+
+  // Past the lease and past the next expiry pass, both on the fake clock: the
+  // pass returns the task to PENDING within a loop wake-up (bounded wait).
+  fake_clock_.AdvanceMs(60'001);
+  for (int i = 0; i < 400 && counts().pending() != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(counts().pending(), 1);
+  EXPECT_EQ(counts().leased(), 0);
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.unix_ms(), fake_clock_.NowMs());
+  ctx->TryCancel();
+  reader->Finish();
 }
 
 }  // namespace

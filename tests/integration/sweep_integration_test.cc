@@ -131,5 +131,26 @@ TEST(SweepIntegrationTest,
   EXPECT_EQ(counts->integrity_check, "ok");
 }
 
+// `sweepd --lease-seconds 17` reaches a sweep submitted without
+// policy.lease_seconds (it used to be planned with 60), and a sweep no live
+// worker can run says so in GetSweep.
+TEST(SweepIntegrationTest, LeaseSecondsFlagReachesASubmittedSweep) {
+  auto dir = MakeTempDir("sweepd-lease-flag");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  SweepClusterOptions options{*dir};
+  options.sweepd_args = {"--lease-seconds", "17"};
+  auto cluster_or = SweepCluster::Create(options);
+  ASSERT_TRUE(cluster_or.ok()) << cluster_or.status();
+  SweepCluster& cluster = **cluster_or;
+  ASSERT_TRUE(cluster.StartCoordinator().ok()) << cluster.DescribeLogs();
+  auto submitted = cluster.Submit(SyntheticSweep("lease-flag", 2, 0, 1));
+  ASSERT_TRUE(submitted.ok()) << submitted.status() << cluster.DescribeLogs();
+  auto status = cluster.GetSweep(submitted->sweep_id());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->spec().policy().lease_seconds(), 17);
+  EXPECT_THAT(status->blocked_reason(),
+              ::testing::HasSubstr("no live worker is registered"));
+}
+
 }  // namespace
 }  // namespace sweepd::testing

@@ -1,0 +1,145 @@
+#include "coordinator/coordinator.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "coordinator/snapshot.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace sweepd {
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
+    const CoordinatorOptions& options) {
+  if (options.ledger_path.empty()) {
+    return absl::InvalidArgumentError(
+        "CoordinatorOptions.ledger_path is empty");
+  }
+  if (options.clock == nullptr) {
+    return absl::InvalidArgumentError("CoordinatorOptions.clock is null");
+  }
+  if (options.policy.lease_seconds <= 0) {
+    return absl::InvalidArgumentError(
+        "CoordinatorOptions.policy.lease_seconds must be > 0");
+  }
+  if (!options.snapshot_dir.empty() && options.snapshot_interval_ms <= 0) {
+    return absl::InvalidArgumentError(
+        "CoordinatorOptions.snapshot_interval_ms must be > 0");
+  }
+  auto coordinator = std::unique_ptr<Coordinator>(new Coordinator(options));
+  RETURN_IF_ERROR(coordinator->Start());
+  return coordinator;
+}
+
+Coordinator::Coordinator(const CoordinatorOptions& options)
+    : options_(options), clock_(options.clock) {}
+
+Coordinator::~Coordinator() { Shutdown().IgnoreError(); }
+
+absl::Status Coordinator::Start() {
+  if (!options_.snapshot_dir.empty()) {
+    absl::StatusOr<std::optional<std::string>> restored =
+        RestoreNewestSnapshotIfMissing(options_.ledger_path,
+                                       options_.snapshot_dir);
+    if (!restored.ok()) {
+      return Annotate(restored.status(), "restoring a snapshot");
+    }
+    if (restored->has_value()) {
+      SWEEPD_LOG(INFO) << "restored ledger " << options_.ledger_path
+                       << " from snapshot " << **restored;
+    }
+  }
+  const int64_t lease_ms = int64_t{options_.policy.lease_seconds} * 1000;
+
+  LedgerOptions ledger_options = options_.ledger;
+  ledger_options.clock = clock_;
+  ledger_options.policy_defaults = options_.policy;
+  ASSIGN_OR_RETURN(ledger_, Ledger::Open(options_.ledger_path, ledger_options));
+
+  SchedulerOptions scheduler_options = options_.scheduler;
+  scheduler_options.clock = clock_;
+  scheduler_options.worker_timeout_ms =
+      options_.worker_timeout_ms > 0 ? options_.worker_timeout_ms : lease_ms;
+  // Leases loaded after a restart get their own lease length as grace
+  // (restart_grace_ms = 0): the sweep's policy.lease_seconds, else the default.
+  ASSIGN_OR_RETURN(scheduler_,
+                   LeaseScheduler::Create(ledger_.get(), scheduler_options));
+
+  ServiceOptions service_options = options_.service;
+  service_options.clock = clock_;
+  service_options.planner.model_root = options_.model_root;
+  service_options.planner.data_root = options_.data_root;
+  service_options.planner.policy_defaults = options_.policy;
+  ASSIGN_OR_RETURN(service_,
+                   CoordinatorServer::Create(ledger_.get(), scheduler_.get(),
+                                             service_options));
+
+  InitGrpcServerPlugins();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
+                           &port_);
+  service_->ConfigureBuilder(&builder);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.listen));
+  }
+  next_snapshot_ms_ = clock_->NowMs() + options_.snapshot_interval_ms;
+  return absl::OkStatus();
+}
+
+std::string Coordinator::address() const {
+  const std::string& listen = options_.listen;
+  return absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port_);
+}
+
+absl::Status Coordinator::Tick() {
+  const absl::Status health = ledger_->health();
+  if (!health.ok()) {
+    // grpc.health.v1 answers NOT_SERVING until the process is restarted.
+    if (auto* checks = server_->GetHealthCheckService()) {
+      checks->SetServingStatus(false);
+    }
+    return health;
+  }
+  if (options_.snapshot_dir.empty()) return absl::OkStatus();
+  const int64_t now = clock_->NowMs();
+  if (now < next_snapshot_ms_) return absl::OkStatus();
+  next_snapshot_ms_ = now + options_.snapshot_interval_ms;
+  SnapshotOptions snap;
+  snap.dir = options_.snapshot_dir;
+  snap.keep = options_.snapshot_keep;
+  absl::StatusOr<std::string> written = WriteSnapshot(*ledger_, snap, now);
+  if (written.ok()) {
+    SWEEPD_LOG(INFO) << "snapshot written: " << *written;
+    last_snapshot_ = *written;
+  } else {
+    SWEEPD_LOG(WARNING) << "snapshot failed: " << written.status();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::Shutdown(absl::Duration grace) {
+  if (shut_down_) return close_status_;
+  shut_down_ = true;
+  if (service_ != nullptr) service_->BeginShutdown();
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      absl::ToChronoMilliseconds(grace));
+    server_->Wait();
+  }
+  if (service_ != nullptr) service_->Stop();
+  // The scheduler waits for its lease writes; the ledger then drains and
+  // closes.
+  scheduler_.reset();
+  if (ledger_ != nullptr) {
+    const LedgerStats stats = ledger_->stats();
+    close_status_ = ledger_->Close();
+    SWEEPD_LOG(INFO) << "ledger stats: " << FormatLedgerStats(stats);
+  }
+  return close_status_;
+}
+
+}  // namespace sweepd

@@ -1,0 +1,114 @@
+// Coordinator: the composition root of sweepd. It owns the ledger, the lease
+// scheduler, the gRPC services and server, the snapshotter and the health
+// check, and builds them in one order from one options struct, so sweepd's
+// main and the tests assemble the coordinator the same way.
+//
+// Lifecycle: Create() restores the newest snapshot onto a missing ledger (with
+// a snapshot directory), opens the ledger, loads the scheduler, creates the
+// services and starts serving on `listen`. Tick() is the maintenance pass the
+// owner runs periodically (sweepd: every second): it checks the ledger's
+// health and writes a snapshot when one is due on the injected Clock.
+// Shutdown() stops new calls, drains the server, stops the services and closes
+// the ledger; the destructor calls it when the owner did not.
+//
+// Thread-safety: Create, Tick and Shutdown are called from one owning thread;
+// the accessors are safe from any thread while the Coordinator lives. The
+// Clock is borrowed and must outlive the Coordinator.
+#ifndef SWEEPD_COORDINATOR_COORDINATOR_H_
+#define SWEEPD_COORDINATOR_COORDINATOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "coordinator/ledger.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/service.h"
+#include "coordinator/sweep_policy.h"
+#include "grpcpp/grpcpp.h"
+
+namespace sweepd {
+
+struct CoordinatorOptions {
+  // SQLite ledger path (created if missing). Required.
+  std::string ledger_path;
+  // HOST:PORT to serve on; port 0 picks a free port (see Coordinator::port).
+  std::string listen = "127.0.0.1:0";
+  // Model and dataset paths of specs must resolve inside these.
+  std::string model_root;
+  std::string data_root;
+  // What sweep policy fields left at 0 become (sweepd --lease-seconds). Given
+  // to the planner and the ledger alike.
+  SweepPolicyDefaults policy;
+  // A worker not heard from for this long loses its groups' pins and no longer
+  // counts as live; 0 = the default lease length.
+  int64_t worker_timeout_ms = 0;
+  // Durable snapshot directory; empty = no snapshots.
+  std::string snapshot_dir;
+  int64_t snapshot_interval_ms = 300'000;
+  int snapshot_keep = 3;
+  // Borrowed; the one time source of the ledger, scheduler, services and
+  // snapshot schedule.
+  Clock* clock = Clock::Real();
+  // Component knobs (tests tune them; their clock, policy and planner roots
+  // are set from the fields above).
+  LedgerOptions ledger;
+  SchedulerOptions scheduler;
+  ServiceOptions service;
+};
+
+class Coordinator {
+ public:
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(
+      const CoordinatorOptions& options);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // The port the server listens on (the chosen one for port 0).
+  int port() const { return port_; }
+  // "HOST:PORT" with the chosen port.
+  std::string address() const;
+
+  Ledger* ledger() { return ledger_.get(); }
+  LeaseScheduler* scheduler() { return scheduler_.get(); }
+  CoordinatorServer* service() { return service_.get(); }
+  grpc::Server* server() { return server_.get(); }
+
+  // One maintenance pass: the ledger's health (its error when the writer
+  // broke, and grpc.health.v1 then answers NOT_SERVING: the process should
+  // exit so a supervisor restarts it), then a snapshot when one is due. A
+  // failed snapshot is logged, not returned.
+  absl::Status Tick();
+  // The last snapshot Tick wrote; empty if none.
+  const std::string& last_snapshot() const { return last_snapshot_; }
+
+  // Stops new calls (UNAVAILABLE), shuts the server down (in-flight calls get
+  // `grace`), stops the services and closes the ledger. Idempotent; returns
+  // the ledger's close status.
+  absl::Status Shutdown(absl::Duration grace = absl::Seconds(5));
+
+ private:
+  explicit Coordinator(const CoordinatorOptions& options);
+  absl::Status Start();
+
+  const CoordinatorOptions options_;
+  Clock* const clock_;
+  std::unique_ptr<Ledger> ledger_;
+  std::unique_ptr<LeaseScheduler> scheduler_;
+  std::unique_ptr<CoordinatorServer> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  int64_t next_snapshot_ms_ = 0;
+  std::string last_snapshot_;
+  bool shut_down_ = false;
+  absl::Status close_status_;
+};
+
+}  // namespace sweepd
+
+#endif  // SWEEPD_COORDINATOR_COORDINATOR_H_

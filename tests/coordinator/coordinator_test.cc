@@ -1,0 +1,82 @@
+#include "coordinator/coordinator.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "common/clock.h"
+#include "coordinator/snapshot.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/coordinator_test_util.h"
+
+namespace sweepd {
+namespace {
+
+using ::sweepd::testing::StartTestCoordinator;
+using ::sweepd::testing::TempPath;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+TEST(CoordinatorTest, MissingLedgerPathIsInvalidArgument) {
+  CoordinatorOptions options;
+  auto c = Coordinator::Create(options);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("ledger_path"));
+}
+
+TEST(CoordinatorTest, ServesOnAChosenPortAndShutsDownOnce) {
+  auto c = StartTestCoordinator(CoordinatorOptions());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_GT((*c)->port(), 0);
+  EXPECT_EQ((*c)->address(), absl::StrCat("127.0.0.1:", (*c)->port()));
+  EXPECT_TRUE((*c)->Tick().ok());
+  EXPECT_TRUE((*c)->Shutdown().ok());
+  EXPECT_TRUE((*c)->Shutdown().ok());  // idempotent
+}
+
+TEST(CoordinatorTest, SnapshotsWhenDueOnItsClockAndRestoresOntoAMissingLedger) {
+  FakeClock clock;
+  const std::string dir = TempPath("snapshots");
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  const std::string ledger = TempPath("coordinator") + ".db";
+  CoordinatorOptions options;
+  options.clock = &clock;
+  options.ledger_path = ledger;
+  options.snapshot_dir = dir;
+  options.snapshot_interval_ms = 60'000;
+  {
+    auto c = StartTestCoordinator(options);
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_TRUE((*c)->Tick().ok());
+    EXPECT_EQ((*c)->last_snapshot(), "");  // not due yet
+    clock.AdvanceMs(60'000);
+    ASSERT_TRUE((*c)->Tick().ok());
+    EXPECT_THAT((*c)->last_snapshot(), HasSubstr(dir));
+    EXPECT_TRUE(Exists((*c)->last_snapshot()));
+    ASSERT_TRUE((*c)->Shutdown().ok());
+  }
+  auto listed = ListSnapshots(dir);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_THAT(*listed, SizeIs(1));
+
+  // A coordinator started on a box whose ledger is gone restores it.
+  ASSERT_EQ(unlink(ledger.c_str()), 0);
+  unlink((ledger + "-wal").c_str());
+  unlink((ledger + "-shm").c_str());
+  auto restored = StartTestCoordinator(options);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_TRUE(Exists(ledger));
+  auto version = (*restored)->ledger()->SchemaVersion();
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(*version, kLedgerSchemaVersion);
+}
+
+}  // namespace
+}  // namespace sweepd
