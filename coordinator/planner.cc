@@ -35,8 +35,10 @@
 #include "absl/strings/str_split.h"
 #include "common/hash.h"
 #include "common/status.h"
+#include "coordinator/drop_plan.h"
+#include "coordinator/layer_profile.h"
+#include "coordinator/layer_selector.h"
 #include "coordinator/model_info.h"
-#include "coordinator/report.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
@@ -785,83 +787,6 @@ v1::JobKind JobKindOf(v1::SweepSpec::JobCase job) {
   return v1::JOB_KIND_UNSPECIFIED;
 }
 
-absl::StatusOr<std::vector<int>> ParseLayerSelector(const std::string& selector,
-                                                    int num_layers,
-                                                    const std::string& field) {
-  if (absl::StripAsciiWhitespace(selector).empty()) {
-    return Invalid(field, "empty layer selector");
-  }
-  if (num_layers <= 0)
-    return Invalid(field, "the model has no layers to select");
-  std::vector<int> out;
-  auto add = [&](int64_t layer) -> absl::Status {
-    if (layer < 0 || layer >= num_layers) {
-      return Invalid(field, absl::StrCat("layer ", layer, " out of range ",
-                                         RangeText(num_layers)));
-    }
-    out.push_back(static_cast<int>(layer));
-    return absl::OkStatus();
-  };
-  for (absl::string_view raw : absl::StrSplit(selector, ',')) {
-    const absl::string_view item = absl::StripAsciiWhitespace(raw);
-    auto bad = [&](absl::string_view why) {
-      return Invalid(field, absl::StrCat("bad layer selector item \"", item,
-                                         "\" in \"", selector, "\": ", why));
-    };
-    if (item.empty()) return bad("empty item");
-    if (item == "all") {
-      for (int l = 0; l < num_layers; ++l) out.push_back(l);
-      continue;
-    }
-    if (item.find(':') != absl::string_view::npos) {
-      std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
-      if (parts.size() > 3)
-        return bad("expected start:stop or start:stop:step");
-      int64_t start = 0, stop = num_layers, step = 1;
-      if (!absl::StripAsciiWhitespace(parts[0]).empty() &&
-          !ParseIndex(parts[0], &start)) {
-        return bad("start is not a non-negative integer");
-      }
-      if (!absl::StripAsciiWhitespace(parts[1]).empty() &&
-          !ParseIndex(parts[1], &stop)) {
-        return bad("stop is not a non-negative integer");
-      }
-      if (parts.size() == 3 && !absl::StripAsciiWhitespace(parts[2]).empty() &&
-          !ParseIndex(parts[2], &step)) {
-        return bad("step is not a positive integer");
-      }
-      if (step == 0) return bad("step must be positive");
-      if (stop > num_layers) {
-        return Invalid(field, absl::StrCat("stop ", stop, " out of range [0, ",
-                                           num_layers, "] in \"", item, "\""));
-      }
-      if (start >= stop) return bad("selects no layers");
-      for (int64_t l = start; l < stop; l += step) RETURN_IF_ERROR(add(l));
-      continue;
-    }
-    const size_t dash = item.find('-');
-    if (dash != absl::string_view::npos) {
-      int64_t a = 0, b = 0;
-      if (!ParseIndex(item.substr(0, dash), &a) ||
-          !ParseIndex(item.substr(dash + 1), &b)) {
-        return bad("expected first-last with non-negative integers");
-      }
-      if (a > b) return bad("first > last");
-      RETURN_IF_ERROR(add(a));
-      RETURN_IF_ERROR(add(b));
-      for (int64_t l = a + 1; l < b; ++l) out.push_back(static_cast<int>(l));
-      continue;
-    }
-    int64_t layer = 0;
-    if (!ParseIndex(item, &layer))
-      return bad("not a layer index, range or \"all\"");
-    RETURN_IF_ERROR(add(layer));
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
 namespace {
 
 // Plans one stage: `spec` without stages; every task records `stage`.
@@ -1213,21 +1138,22 @@ absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
         absl::StrCat(field, ": not a derived (drop_plan) stage"));
   }
   const v1::DropPlanDerivation& d = stage.drop_plan();
-  ReportOptions ro;
+  LayerProfileOptions profile_options;
   if (d.w_bi() > 0 || d.w_bi_var() > 0 || d.w_delta() > 0) {
-    ro.weights.bi = d.w_bi();
-    ro.weights.bi_var = d.w_bi_var();
-    ro.weights.delta = d.w_delta();
+    profile_options.weights.bi = d.w_bi();
+    profile_options.weights.bi_var = d.w_bi_var();
+    profile_options.weights.delta = d.w_delta();
   }
   if (d.critical_delta_pct() > 0)
-    ro.critical_delta_pct = d.critical_delta_pct();
-  ro.drop_k.assign(d.k().begin(), d.k().end());
-  ro.ablation_dataset = d.ablation_dataset();
+    profile_options.critical_delta_pct = d.critical_delta_pct();
+  profile_options.ablation_dataset = d.ablation_dataset();
   std::vector<v1::TaskRecord> earlier;
   for (const v1::TaskRecord& r : records) {
     if (r.spec().stage() != stage.name()) earlier.push_back(r);
   }
-  ASSIGN_OR_RETURN(ReportData data, BuildReportData(earlier, ro));
+  ASSIGN_OR_RETURN(LayerStudy study, BuildLayerStudy(earlier, profile_options));
+  ASSIGN_OR_RETURN(DropPlans drop_plans,
+                   DeriveDropPlans(study, {d.k().begin(), d.k().end()}));
 
   v1::SweepSpec first = resolved_spec;
   first.clear_stages();
@@ -1235,7 +1161,7 @@ absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
   v1::InterventionList* items =
       sub.mutable_grid()->add_axes()->mutable_interventions();
   std::vector<std::string> infeasible;
-  for (const DropPlan& p : data.drop_plans) {
+  for (const DropPlan& p : drop_plans.plans) {
     if (!p.feasible) {
       infeasible.push_back(absl::StrCat(p.k));
       continue;

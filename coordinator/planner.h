@@ -87,13 +87,6 @@ absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
 // set.
 sweepd::v1::JobKind JobKindOf(sweepd::v1::SweepSpec::JobCase job);
 
-// Parses a layer selector ("all", "3", "0,5,11", "10-22", "0:60:2", mixes) for
-// a model with `num_layers` layers into a sorted, de-duplicated list. `field`
-// names the spec field in errors.
-absl::StatusOr<std::vector<int>> ParseLayerSelector(const std::string& selector,
-                                                    int num_layers,
-                                                    const std::string& field);
-
 }  // namespace sweepd
 
 #endif  // SWEEPD_COORDINATOR_PLANNER_H_

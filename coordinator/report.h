@@ -1,5 +1,7 @@
 // Sweep reports: turns the TaskRecords of a layer-study or layer-degeneration
-// sweep (seeds 000 and 002) into a report model (BuildReportData) and renders
+// sweep (seeds 000 and 002) into a report model (BuildReportData: the layer
+// study of coordinator/layer_profile.h plus the drop plans of
+// coordinator/drop_plan.h, a title and the options) and renders
 // that model as one self-contained, offline HTML file with Vega-Lite charts and
 // tables (RenderReportHtml). docs/REPORTS.md documents every derived number
 // (aggregation across shards, deltas, BI variance, the combined safety score
@@ -16,17 +18,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/drop_plan.h"
+#include "coordinator/layer_profile.h"
 #include "sweepd/v1/task.pb.h"
 
 namespace sweepd {
-
-// Weights of the combined safety score (docs/REPORTS.md):
-//   score_L = bi·n(BI_L) + bi_var·n(var_L) + delta·n(max(Δ_L, 0)).
-struct SafetyWeights {
-  double bi = 0.4;
-  double bi_var = 0.2;
-  double delta = 0.4;
-};
 
 struct ReportOptions {
   // Report title; empty = "Sweep <sweep id>".
@@ -46,94 +42,6 @@ struct ReportOptions {
   int num_layers = 0;
   // Per layer "sliding" or "full" (or any short label); empty = unknown.
   std::vector<std::string> layer_types;
-};
-
-// What an evaluated intervention set is, by the rules of docs/REPORTS.md.
-enum class EvalKind {
-  kBaseline,    // no intervention
-  kSingleSkip,  // skip of exactly one layer
-  kBlockDrop,   // skip of two or more layers
-  kZero,        // zero (seed 002)
-  kReinit,      // re-initialise (seed 002)
-  kOther,       // head masks or mixed operations
-};
-
-// Name used in the HTML and JSON: "baseline", "skip", "block_drop", "zero",
-// "reinit", "other".
-const char* EvalKindName(EvalKind kind);
-
-// One intervention set on one evaluation dataset, pooled over all of the
-// dataset's shards.
-struct EvalRow {
-  // Condition label: the dataset name, plus " [k=v,...]" for swept job
-  // parameters and " + base(...)" for EvalJob.base_interventions, so only
-  // comparable rows share a label.
-  std::string dataset;
-  EvalKind kind = EvalKind::kOther;
-  // Layers touched by the intervention set, ascending (empty for the baseline).
-  std::vector<int> layers;
-  // Canonical description, e.g. "skip 3", "skip 10,11,12", "reinit 0 (seed 7)",
-  // "none".
-  std::string intervention;
-  double nll_sum = 0;
-  double tokens = 0;
-  double ppl = 0;  // exp(nll_sum / tokens)
-  // 100·(ppl / ppl_baseline − 1) against the same dataset's baseline, when it
-  // exists.
-  std::optional<double> ppl_delta_pct;
-  int shards = 0;
-};
-
-// Probe metrics of one (layer, category), weighted over shards (and probe
-// datasets).
-struct ProbeCell {
-  int layer = 0;
-  std::string category;  // "all" aggregates every record
-  std::optional<double> bi;
-  std::optional<double> resid_norm;
-  std::optional<double> lens_rank;
-  std::optional<double> lens_top1;
-};
-
-struct DecisionLayer {
-  std::string category;
-  double mean_layer = 0;
-  double prompts = 0;
-};
-
-enum class Verdict { kUnscored, kNeverTouch, kDrop, kKeep };
-const char* VerdictName(
-    Verdict verdict);  // "unscored", "never touch", "drop", "keep"
-
-// The complete per-layer profile (seed 000's "All layers — complete profile").
-struct LayerProfile {
-  int layer = 0;
-  std::string type;          // from ReportOptions::layer_types; empty = unknown
-  std::optional<double> bi;  // category "all"
-  std::optional<double> bi_var;      // cross-category variance of BI
-  std::optional<double> resid_norm;  // category "all"
-  std::optional<double> lens_rank;   // category "all"
-  // Single-layer skip on the ablation dataset(s): perplexity and delta in
-  // percent.
-  std::optional<double> ablation_ppl;
-  std::optional<double> ablation_delta_pct;
-  std::optional<double> score;
-  bool critical = false;
-  Verdict verdict = Verdict::kUnscored;
-  // Smallest k whose drop plan contains this layer; 0 = none.
-  int first_drop_k = 0;
-};
-
-struct DropPlan {
-  int k = 0;
-  // False when fewer than k scored non-critical layers exist; `layers` is then
-  // empty.
-  bool feasible = false;
-  std::vector<int> layers;  // ascending
-  // Measured by a block-drop (or, for k = 1, single-skip) task on exactly these
-  // layers.
-  std::optional<double> measured_ppl;
-  std::optional<double> measured_delta_pct;
 };
 
 struct ReportData {

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
+#include "coordinator/layer_selector.h"
 #include "coordinator/model_info.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
