@@ -11,7 +11,7 @@
 
 #include "common/fs.h"
 #include "coordinator/planner.h"
-#include "coordinator/spec_loader.h"
+#include "client/spec_loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sweepd/v1/worker.pb.h"

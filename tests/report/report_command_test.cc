@@ -1,6 +1,6 @@
 // Tests of `sweepctl report` against an in-process fake Coordinator on port 0:
 // paging through ListResults, the written HTML, flag parsing and error exits.
-#include "coordinator/report_command.h"
+#include "client/report_command.h"
 
 #include <unistd.h>
 
@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
-#include "coordinator/ctl_commands.h"
+#include "client/ctl_commands.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"

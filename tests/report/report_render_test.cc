@@ -21,7 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "coordinator/report.h"
+#include "client/report.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/report/report_test_util.h"

@@ -1,13 +1,12 @@
 // Builders of TaskRecords for the report tests: eval and probe tasks in the
-// shape docs/METRICS.md defines, plus a StatusIs matcher. Header-only; test
-// code only.
+// shape docs/METRICS.md defines (StatusIs comes from
+// tests/testing/status_matchers.h). Header-only; test code only.
 #ifndef SWEEPD_TESTS_REPORT_REPORT_TEST_UTIL_H_
 #define SWEEPD_TESTS_REPORT_REPORT_TEST_UTIL_H_
 
 #include <cmath>
 #include <map>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -16,25 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "sweepd/v1/task.pb.h"
+#include "tests/testing/status_matchers.h"
 
 namespace sweepd::testing {
-
-// Matches an absl::Status or absl::StatusOr<T> with `code` and a message
-// matching `message`.
-MATCHER_P2(StatusIs, code, message,
-           absl::StrCat("has status code ", absl::StatusCodeToString(code))) {
-  const absl::Status status = [&] {
-    if constexpr (std::is_same_v<std::decay_t<arg_type>, absl::Status>) {
-      return arg;
-    } else {
-      return arg.status();
-    }
-  }();
-  *result_listener << "status is " << status;
-  return status.code() == code &&
-         ::testing::ExplainMatchResult(message, std::string(status.message()),
-                                       result_listener);
-}
 
 struct Op {
   std::string op;      // "skip", "zero", "reinit", "mask_heads"

@@ -1,6 +1,6 @@
 // `sweepctl report`: argument parsing, paging through ListResults, writing the
 // HTML file.
-#include "coordinator/report_command.h"
+#include "client/report_command.h"
 
 #include <cstdio>
 #include <fstream>

@@ -1,4 +1,4 @@
-#include "coordinator/spec_loader.h"
+#include "client/spec_loader.h"
 
 #include <stdlib.h>
 
@@ -11,28 +11,15 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
 
 namespace sweepd {
 namespace {
 
 namespace v1 = ::sweepd::v1;
+using ::sweepd::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-
-inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
-template <typename T>
-const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-
-MATCHER_P2(StatusIs, code, message_matcher,
-           absl::StrCat("has code ", absl::StatusCodeToString(code))) {
-  const absl::Status& s = GetStatus(arg);
-  *result_listener << "status is " << s;
-  if (s.code() != code) return false;
-  return ::testing::ExplainMatchResult(
-      message_matcher, std::string(s.message()), result_listener);
-}
 
 constexpr char kYaml[] = R"yaml(
 name: layer-drop

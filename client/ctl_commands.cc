@@ -1,4 +1,4 @@
-#include "coordinator/ctl_commands.h"
+#include "client/ctl_commands.h"
 
 #include <algorithm>
 #include <map>
@@ -10,8 +10,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "coordinator/ctl_format.h"
-#include "coordinator/spec_loader.h"
+#include "client/ctl_format.h"
+#include "client/spec_loader.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 

@@ -16,8 +16,8 @@
 // (`select: 3`).
 //
 // Stateless free functions; thread-safe.
-#ifndef SWEEPD_COORDINATOR_SPEC_LOADER_H_
-#define SWEEPD_COORDINATOR_SPEC_LOADER_H_
+#ifndef SWEEPD_CLIENT_SPEC_LOADER_H_
+#define SWEEPD_CLIENT_SPEC_LOADER_H_
 
 #include <string>
 
@@ -46,4 +46,4 @@ absl::StatusOr<sweepd::v1::SweepSpec> LoadSweepSpecFile(
 
 }  // namespace sweepd
 
-#endif  // SWEEPD_COORDINATOR_SPEC_LOADER_H_
+#endif  // SWEEPD_CLIENT_SPEC_LOADER_H_

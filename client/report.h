@@ -9,8 +9,8 @@
 //
 // Plain value types and stateless free functions: thread-safe, no I/O. The
 // caller owns the records and the returned data.
-#ifndef SWEEPD_COORDINATOR_REPORT_H_
-#define SWEEPD_COORDINATOR_REPORT_H_
+#ifndef SWEEPD_CLIENT_REPORT_H_
+#define SWEEPD_CLIENT_REPORT_H_
 
 #include <cstdint>
 #include <optional>
@@ -110,4 +110,4 @@ absl::StatusOr<std::vector<std::string>> LayerTypesFromConfigJson(
 
 }  // namespace sweepd
 
-#endif  // SWEEPD_COORDINATOR_REPORT_H_
+#endif  // SWEEPD_CLIENT_REPORT_H_

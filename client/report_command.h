@@ -1,5 +1,5 @@
 // `sweepctl report`: fetches every TaskRecord of a sweep through ListResults
-// pages, builds the report model (coordinator/report.h) and writes the
+// pages, builds the report model (client/report.h) and writes the
 // self-contained HTML file.
 //
 //   sweepctl report SWEEP --out report.html [--safety-weights BI,VAR,DELTA]
@@ -9,8 +9,8 @@
 //
 // Register it with RegisterCtlCommand(ReportCtlCommand()) before RunSweepctl.
 // Stateless; each run borrows the CtlContext's stub and streams.
-#ifndef SWEEPD_COORDINATOR_REPORT_COMMAND_H_
-#define SWEEPD_COORDINATOR_REPORT_COMMAND_H_
+#ifndef SWEEPD_CLIENT_REPORT_COMMAND_H_
+#define SWEEPD_CLIENT_REPORT_COMMAND_H_
 
 #include <functional>
 #include <memory>
@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "coordinator/ctl_commands.h"
-#include "coordinator/report.h"
+#include "client/ctl_commands.h"
+#include "client/report.h"
 #include "sweepd/v1/coordinator.grpc.pb.h"
 
 namespace sweepd {
@@ -50,4 +50,4 @@ CtlCommand ReportCtlCommand();
 
 }  // namespace sweepd
 
-#endif  // SWEEPD_COORDINATOR_REPORT_COMMAND_H_
+#endif  // SWEEPD_CLIENT_REPORT_COMMAND_H_

@@ -1,4 +1,4 @@
-#include "coordinator/spec_loader.h"
+#include "client/spec_loader.h"
 
 #include <algorithm>
 #include <cmath>

@@ -5,8 +5,8 @@
 //
 // Thread-safety: free functions are thread-safe; a ProgressMeter is used by one
 // thread.
-#ifndef SWEEPD_COORDINATOR_CTL_FORMAT_H_
-#define SWEEPD_COORDINATOR_CTL_FORMAT_H_
+#ifndef SWEEPD_CLIENT_CTL_FORMAT_H_
+#define SWEEPD_CLIENT_CTL_FORMAT_H_
 
 #include <cstdint>
 #include <deque>
@@ -105,4 +105,4 @@ class ProgressMeter {
 
 }  // namespace sweepd
 
-#endif  // SWEEPD_COORDINATOR_CTL_FORMAT_H_
+#endif  // SWEEPD_CLIENT_CTL_FORMAT_H_

@@ -1,4 +1,4 @@
-#include "coordinator/ctl_format.h"
+#include "client/ctl_format.h"
 
 #include <algorithm>
 #include <cmath>

@@ -13,8 +13,8 @@
 //
 // Ownership: CtlEnv borrows its streams and clock. Not thread-safe (one call at
 // a time).
-#ifndef SWEEPD_COORDINATOR_CTL_COMMANDS_H_
-#define SWEEPD_COORDINATOR_CTL_COMMANDS_H_
+#ifndef SWEEPD_CLIENT_CTL_COMMANDS_H_
+#define SWEEPD_CLIENT_CTL_COMMANDS_H_
 
 #include <functional>
 #include <memory>
@@ -88,4 +88,4 @@ int WatchSweepProgress(CtlContext& ctx, const std::string& sweep_id);
 
 }  // namespace sweepd
 
-#endif  // SWEEPD_COORDINATOR_CTL_COMMANDS_H_
+#endif  // SWEEPD_CLIENT_CTL_COMMANDS_H_

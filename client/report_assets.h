@@ -1,10 +1,10 @@
 // Files compiled into the binary for the HTML report: the vendored Vega,
 // Vega-Lite and vega-embed builds of third_party/vega/. The table is generated
-// at build time by cmake/EmbedFiles.cmake (see coordinator/CMakeLists.txt) and
+// at build time by cmake/EmbedFiles.cmake (see client/CMakeLists.txt) and
 // lives in static storage for the whole program: the views never dangle.
 // Thread-safe (read-only).
-#ifndef SWEEPD_COORDINATOR_REPORT_ASSETS_H_
-#define SWEEPD_COORDINATOR_REPORT_ASSETS_H_
+#ifndef SWEEPD_CLIENT_REPORT_ASSETS_H_
+#define SWEEPD_CLIENT_REPORT_ASSETS_H_
 
 #include <string_view>
 
@@ -23,4 +23,4 @@ absl::Span<const EmbeddedFile> ReportAssets();
 
 }  // namespace sweepd
 
-#endif  // SWEEPD_COORDINATOR_REPORT_ASSETS_H_
+#endif  // SWEEPD_CLIENT_REPORT_ASSETS_H_

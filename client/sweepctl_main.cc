@@ -1,5 +1,5 @@
 // sweepctl: the sweepd command-line client. All logic lives in
-// coordinator/ctl_commands.cc.
+// client/ctl_commands.cc.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "coordinator/ctl_commands.h"
-#include "coordinator/report_command.h"
+#include "client/ctl_commands.h"
+#include "client/report_command.h"
 
 int main(int argc, char** argv) {
   sweepd::CtlEnv env;

@@ -16,8 +16,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "coordinator/report.h"
-#include "coordinator/report_assets.h"
+#include "client/report.h"
+#include "client/report_assets.h"
 #include "nlohmann/json.hpp"
 
 namespace sweepd {
