@@ -5,11 +5,13 @@
 #include <set>
 #include <utility>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/ctl_args.h"
 #include "client/ctl_format.h"
 #include "client/spec_loader.h"
 #include "grpcpp/create_channel.h"
@@ -24,7 +26,7 @@ constexpr int kResultsPageSize = 1000;
 constexpr int64_t kWatchBackoffStartMs = 250;
 constexpr int64_t kWatchBackoffMaxMs = 10'000;
 
-// Flags a command accepts; everything else starting with "--" is a usage error.
+// Flags a command accepts; any other flag is a usage error.
 struct FlagSpec {
   std::set<std::string> value_flags;  // "--format" takes a value
   std::set<std::string> bool_flags;   // "--watch"
@@ -36,56 +38,33 @@ struct ParsedArgs {
   std::vector<std::string> positional;
   std::multimap<std::string, std::string> values;
   std::set<std::string> bools;
-  bool help = false;
 };
 
+// Parses a command's arguments with CLI11 (client/ctl_args.h).
 absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
                                      const FlagSpec& spec) {
+  CLI::App app;
+  std::map<std::string, std::vector<std::string>> values;
+  std::map<std::string, bool> bools;
+  for (const std::string& name : spec.value_flags) {
+    AddCtlListFlag(app, name, &values[name]);
+  }
+  for (const std::string& name : spec.bool_flags) {
+    AddCtlBoolFlag(app, name, &bools[name]);
+  }
   ParsedArgs out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      out.help = true;
-      continue;
-    }
-    if (!absl::StartsWith(a, "--") || a == "--") {
-      out.positional.push_back(a);
-      continue;
-    }
-    std::string name = a, value;
-    const size_t eq = a.find('=');
-    const bool has_inline = eq != std::string::npos;
-    if (has_inline) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-    }
-    if (spec.bool_flags.count(name)) {
-      if (has_inline)
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, " takes no value"));
-      out.bools.insert(name);
-    } else if (spec.value_flags.count(name)) {
-      if (!has_inline) {
-        if (i + 1 >= args.size()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(name, " needs a value"));
-        }
-        value = args[++i];
-      }
-      out.values.emplace(name, value);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", name));
-    }
+  absl::Status parsed = ParseCtlArgs(app, args, &out.positional);
+  if (!parsed.ok()) return parsed;
+  for (const auto& [name, list] : values) {
+    for (const std::string& value : list) out.values.emplace(name, value);
   }
-  if (!out.help) {
-    if (out.positional.size() < spec.min_positional) {
-      return absl::InvalidArgumentError("missing argument");
-    }
-    if (out.positional.size() > spec.max_positional) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unexpected argument '", out.positional[spec.max_positional], "'"));
-    }
+  for (const auto& [name, set] : bools) {
+    if (set) out.bools.insert(name);
   }
+  absl::Status count =
+      CheckPositionalCount(out.positional, spec.min_positional,
+                           spec.max_positional, "missing argument");
+  if (!count.ok()) return count;
   return out;
 }
 
@@ -448,42 +427,26 @@ int WatchSweepProgress(CtlContext& ctx, const std::string& sweep_id) {
 }
 
 int RunSweepctl(const std::vector<std::string>& args, const CtlEnv& env) {
+  // Global flags may stand anywhere; everything else, in order, is the
+  // command and its arguments.
   std::string coordinator_flag;
-  double timeout_s = 30;
+  std::string timeout_text;
   std::vector<std::string> rest;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto take = [&](const std::string& flag, std::string* value) -> int {
-      // 1: matched and consumed; 0: not this flag; -1: missing value.
-      if (a == flag) {
-        if (i + 1 >= args.size()) return -1;
-        *value = args[++i];
-        return 1;
-      }
-      if (absl::StartsWith(a, flag + "=")) {
-        *value = a.substr(flag.size() + 1);
-        return 1;
-      }
-      return 0;
-    };
-    std::string value;
-    int m = take("--coordinator", &coordinator_flag);
-    if (m == 0) m = take("--timeout-s", &value);
-    if (m < 0) {
-      *env.err << "sweepctl: " << a << " needs a value\n";
-      return kCtlExitUsage;
-    }
-    if (m == 0) {
-      rest.push_back(a);
-      continue;
-    }
-    if (!value.empty() &&
-        (!absl::SimpleAtod(value, &timeout_s) || !(timeout_s > 0))) {
-      *env.err
-          << "sweepctl: --timeout-s must be a positive number of seconds, got '"
-          << value << "'\n";
-      return kCtlExitUsage;
-    }
+  CLI::App app;
+  AddCtlValueFlag(app, "--coordinator", &coordinator_flag);
+  AddCtlValueFlag(app, "--timeout-s", &timeout_text);
+  absl::Status parsed = ParseCtlArgs(app, args, nullptr, &rest);
+  if (!parsed.ok()) {
+    *env.err << "sweepctl: " << parsed.message() << "\n";
+    return kCtlExitUsage;
+  }
+  double timeout_s = 30;
+  if (!timeout_text.empty() &&
+      (!absl::SimpleAtod(timeout_text, &timeout_s) || !(timeout_s > 0))) {
+    *env.err
+        << "sweepctl: --timeout-s must be a positive number of seconds, got '"
+        << timeout_text << "'\n";
+    return kCtlExitUsage;
   }
   if (rest.empty()) {
     PrintGlobalHelp(*env.err);

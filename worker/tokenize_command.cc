@@ -1,4 +1,5 @@
-#include "common/tokenizer_cli.h"
+// `sweep-worker tokenize`. See tokenize_command.h.
+#include "worker/tokenize_command.h"
 
 #include <iostream>
 #include <iterator>
@@ -6,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -31,53 +33,57 @@ struct Flags {
   bool skip_special = false;
 };
 
-// Parses the flags; returns false after writing the reason to `err`.
+// Parses the flags with CLI11; returns false after writing the reason to
+// `err`.
 bool ParseFlags(const std::vector<std::string>& args, Flags* flags,
                 std::ostream& err) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    std::string name = arg;
-    std::string value;
-    bool has_value = false;
-    const size_t eq = arg.find('=');
-    if (absl::StartsWith(arg, "--") && eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_value = true;
-    }
-    const auto take_value = [&]() -> bool {
-      if (has_value) return true;
-      if (i + 1 >= args.size()) {
-        err << "tokenize: " << name << " needs a value\n" << kUsage;
-        return false;
-      }
-      value = args[++i];
-      return true;
-    };
-    if (name == "--tokenizer") {
-      if (!take_value()) return false;
-      flags->tokenizer = value;
-    } else if (name == "--bos") {
-      if (!take_value()) return false;
-      if (value == "on") {
-        flags->bos = BosPolicy::kOn;
-      } else if (value == "off") {
-        flags->bos = BosPolicy::kOff;
-      } else {
-        err << "tokenize: --bos must be 'on' or 'off', got '" << value << "'\n";
-        return false;
-      }
-    } else if (name == "--decode" && !has_value) {
-      flags->decode = true;
-    } else if (name == "--skip-special" && !has_value) {
-      flags->skip_special = true;
-    } else if (name == "--help" || name == "-h") {
-      err << kUsage;
-      return false;
+  CLI::App app{"sweep-worker tokenize"};
+  app.set_help_flag();
+  app.allow_extras();
+  bool help = false;
+  std::string bos = "on";
+  app.add_flag("--help,-h", help);
+  app.add_option("--tokenizer", flags->tokenizer)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--bos", bos)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_flag("--decode", flags->decode)->disable_flag_override();
+  app.add_flag("--skip-special", flags->skip_special)->disable_flag_override();
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ArgumentMismatch& e) {
+    const std::string what = e.what();
+    if (absl::StrContains(what, "disallowed flag override")) {
+      err << "tokenize: unknown argument '--" << what.substr(0, what.find(' '))
+          << "=...'\n"
+          << kUsage;
     } else {
-      err << "tokenize: unknown argument '" << arg << "'\n" << kUsage;
-      return false;
+      err << "tokenize: " << what.substr(0, what.find(':'))
+          << " needs a value\n"
+          << kUsage;
     }
+    return false;
+  } catch (const CLI::ParseError& e) {
+    err << "tokenize: " << e.what() << "\n" << kUsage;
+    return false;
+  }
+  if (help) {
+    err << kUsage;
+    return false;
+  }
+  if (!app.remaining().empty()) {
+    err << "tokenize: unknown argument '" << app.remaining().front() << "'\n"
+        << kUsage;
+    return false;
+  }
+  if (bos == "on") {
+    flags->bos = BosPolicy::kOn;
+  } else if (bos == "off") {
+    flags->bos = BosPolicy::kOff;
+  } else {
+    err << "tokenize: --bos must be 'on' or 'off', got '" << bos << "'\n";
+    return false;
   }
   if (flags->tokenizer.empty()) {
     err << "tokenize: --tokenizer FILE is required\n" << kUsage;

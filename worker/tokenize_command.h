@@ -13,9 +13,11 @@
 // --bos off to get the text's ids only. Decoding reads a JSON array of integer
 // ids and prints the text with no added newline. Exit status: 0 success, 1
 // runtime error (unreadable tokenizer, bad input), 2 usage error; messages go
-// to stderr. Thread-safe (no shared state besides the streams).
-#ifndef SWEEPD_COMMON_TOKENIZER_CLI_H_
-#define SWEEPD_COMMON_TOKENIZER_CLI_H_
+// to stderr. Flags are parsed with CLI11. Thread-safe (no shared state besides
+// the streams). Part of the sweep-worker binary's library (sweepd::worker), not
+// of common/: common keeps the tokenizer, this is a command.
+#ifndef SWEEPD_WORKER_TOKENIZE_COMMAND_H_
+#define SWEEPD_WORKER_TOKENIZE_COMMAND_H_
 
 #include <iosfwd>
 #include <string>
@@ -35,4 +37,4 @@ int TokenizeMain(int argc, char** argv);
 
 }  // namespace sweepd
 
-#endif  // SWEEPD_COMMON_TOKENIZER_CLI_H_
+#endif  // SWEEPD_WORKER_TOKENIZE_COMMAND_H_
