@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "common/clock.h"
 #include "client/ctl_commands.h"
 #include "client/report_command.h"
+#include "common/clock.h"
 
 int main(int argc, char** argv) {
   sweepd::CtlEnv env;

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "client/spec_loader.h"
 #include "common/fs.h"
 #include "coordinator/planner.h"
-#include "client/spec_loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sweepd/v1/worker.pb.h"

@@ -12,12 +12,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "common/clock.h"
 #include "client/ctl_commands.h"
+#include "common/clock.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/report/report_test_util.h"
+#include "tests/client/report/report_test_util.h"
 
 namespace sweepd {
 namespace {

@@ -4,7 +4,7 @@
 //   - every chart div holds a drawn <svg> or <canvas> of non-trivial size with marks in it,
 //   - no page error, console error or warning, or network request happened;
 // then saves a full-page screenshot. Exit code 0 = all good, 1 = a problem (listed on stderr),
-// 2 = bad usage. Used by tests/report/report_render_test.cc.
+// 2 = bad usage. Used by tests/client/report/report_render_test.cc.
 //
 //   node render_check.mjs REPORT.html SCREENSHOT.png chart-a,chart-b,...
 // Environment: SWEEPD_CHROMIUM overrides /usr/bin/chromium.

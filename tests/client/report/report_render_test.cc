@@ -1,12 +1,13 @@
 // Integration test: builds a report from a realistic 12-layer, 6-category layer
 // study plus a degeneration sweep, writes report.html to a temp dir and opens
-// it in Debian's headless Chromium through tests/report/render_check.mjs
+// it in Debian's headless Chromium through tests/client/report/render_check.mjs
 // (playwright-core). Every chart must draw, with no script error and no network
 // request. The screenshot is kept as
 // $SWEEPD_BUILD_DIR/test-artifacts/report.png.
 //
-// Skips (with the reason) only when chromium, node or tests/report/node_modules
-// is absent; any rendering problem with them present fails.
+// Skips (with the reason) only when chromium, node or
+// tests/client/report/node_modules is absent; any rendering problem with them
+// present fails.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,7 +25,7 @@
 #include "client/report.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/report/report_test_util.h"
+#include "tests/client/report/report_test_util.h"
 
 namespace sweepd {
 namespace {
@@ -146,7 +147,7 @@ TEST(ReportRenderTest, EveryChartDrawsInHeadlessChromium) {
   const std::string build_dir =
       EnvOr("SWEEPD_BUILD_DIR", SWEEPD_TEST_BUILD_DIR);
   const std::string chromium = EnvOr("SWEEPD_CHROMIUM", "/usr/bin/chromium");
-  const std::string test_dir = source_dir + "/tests/report";
+  const std::string test_dir = source_dir + "/tests/client/report";
   if (::access(chromium.c_str(), X_OK) != 0) {
     GTEST_SKIP()
         << chromium

@@ -1,8 +1,8 @@
 // Builders of TaskRecords for the report tests: eval and probe tasks in the
 // shape docs/METRICS.md defines (StatusIs comes from
 // tests/testing/status_matchers.h). Header-only; test code only.
-#ifndef SWEEPD_TESTS_REPORT_REPORT_TEST_UTIL_H_
-#define SWEEPD_TESTS_REPORT_REPORT_TEST_UTIL_H_
+#ifndef SWEEPD_TESTS_CLIENT_REPORT_REPORT_TEST_UTIL_H_
+#define SWEEPD_TESTS_CLIENT_REPORT_REPORT_TEST_UTIL_H_
 
 #include <cmath>
 #include <map>
@@ -136,4 +136,4 @@ inline sweepd::v1::TaskRecord MakeProbe(const std::string& key,
 
 }  // namespace sweepd::testing
 
-#endif  // SWEEPD_TESTS_REPORT_REPORT_TEST_UTIL_H_
+#endif  // SWEEPD_TESTS_CLIENT_REPORT_REPORT_TEST_UTIL_H_

@@ -9,7 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/report/report_test_util.h"
+#include "tests/client/report/report_test_util.h"
 
 namespace sweepd {
 namespace {
