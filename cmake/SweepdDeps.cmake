@@ -8,6 +8,9 @@ find_package(gRPC CONFIG REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(yaml-cpp REQUIRED)
+# Header-only flag parsing of the subcommand CLIs (sweepctl, sweep-worker run|tokenize,
+# benches); sweepd keeps absl flags.
+find_package(CLI11 CONFIG REQUIRED)
 if(SWEEPD_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

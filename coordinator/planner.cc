@@ -41,7 +41,8 @@
 #include "common/model_config.h"
 #include "common/model_fingerprint.h"
 #include "common/status.h"
-#include "coordinator/report.h"
+#include "coordinator/drop_plan.h"
+#include "coordinator/layer_profile.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
@@ -1472,21 +1473,22 @@ absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
         absl::StrCat(field, ": not a derived (drop_plan) stage"));
   }
   const v1::DropPlanDerivation& d = stage.drop_plan();
-  ReportOptions ro;
+  LayerProfileOptions profile_options;
   if (d.w_bi() > 0 || d.w_bi_var() > 0 || d.w_delta() > 0) {
-    ro.weights.bi = d.w_bi();
-    ro.weights.bi_var = d.w_bi_var();
-    ro.weights.delta = d.w_delta();
+    profile_options.weights.bi = d.w_bi();
+    profile_options.weights.bi_var = d.w_bi_var();
+    profile_options.weights.delta = d.w_delta();
   }
   if (d.critical_delta_pct() > 0)
-    ro.critical_delta_pct = d.critical_delta_pct();
-  ro.drop_k.assign(d.k().begin(), d.k().end());
-  ro.ablation_dataset = d.ablation_dataset();
+    profile_options.critical_delta_pct = d.critical_delta_pct();
+  profile_options.ablation_dataset = d.ablation_dataset();
   std::vector<v1::TaskRecord> earlier;
   for (const v1::TaskRecord& r : records) {
     if (r.spec().stage() != stage.name()) earlier.push_back(r);
   }
-  ASSIGN_OR_RETURN(ReportData data, BuildReportData(earlier, ro));
+  ASSIGN_OR_RETURN(LayerStudy study, BuildLayerStudy(earlier, profile_options));
+  ASSIGN_OR_RETURN(DropPlans drop_plans,
+                   DeriveDropPlans(study, {d.k().begin(), d.k().end()}));
 
   v1::SweepSpec first = resolved_spec;
   first.clear_stages();
@@ -1494,7 +1496,7 @@ absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
   v1::InterventionList* items =
       sub.mutable_grid()->add_axes()->mutable_interventions();
   std::vector<std::string> infeasible;
-  for (const DropPlan& p : data.drop_plans) {
+  for (const DropPlan& p : drop_plans.plans) {
     if (!p.feasible) {
       infeasible.push_back(absl::StrCat(p.k));
       continue;

@@ -15,7 +15,7 @@ work=${SWEEPD_DEMO_DIR:-$root/out/demo}
 SWEEPD_TARGETS="sweepd sweep-worker sweepctl" "$root/scripts/build.sh"
 sweepd_bin=$build/coordinator/sweepd
 worker_bin=$build/worker/sweep-worker
-ctl_bin=$build/coordinator/sweepctl
+ctl_bin=$build/client/sweepctl
 
 mkdir -p "$work/models"
 model=$work/models/gemma4-tiny

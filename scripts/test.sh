@@ -11,7 +11,7 @@ export SWEEPD_BUILD_DIR=$build
 "$root/scripts/install_deps.sh" --test
 
 # JavaScript references and drivers used by tests (tokenizer cross-check, report rendering).
-for dir in tests/tokenizer tests/report; do
+for dir in tests/tokenizer tests/client/report; do
   if [[ -f "$root/$dir/package.json" ]]; then
     if [[ -f "$root/$dir/package-lock.json" ]]; then
       (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)

@@ -1,5 +1,6 @@
 // sweep-worker: the worker binary. A dispatch table of subcommands; `run` (the
-// default) wires the executor registry and the WorkerAgent together and turns
+// default) parses its flags, has the worker assembly (worker_assembly.h) build
+// the executor registry and agent options, runs the WorkerAgent and turns
 // SIGTERM/SIGINT into a drain. Other subcommands add one line to kSubcommands.
 #include <signal.h>
 
@@ -13,18 +14,13 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "common/model_fingerprint.h"
-#include "common/tokenizer_cli.h"
 #include "worker/agent/agent.h"
-#include "worker/engine/api.h"
 #include "worker/engine/model_generator.h"
-#include "worker/jobs/executor.h"
-#include "worker/jobs/lm_executor.h"
-#include "worker/jobs/synthetic_executor.h"
+#include "worker/tokenize_command.h"
+#include "worker/worker_assembly.h"
 
 namespace sweepd {
 namespace {
@@ -100,41 +96,18 @@ void PrintTopUsage(FILE* out) {
                kRunUsage);
 }
 
-// Parses "--flag value" or "--flag=value" at argv[*i]; advances *i past the
-// value.
-bool TakeFlag(int argc, char** argv, int* i, const char* name,
-              std::string* value) {
-  const char* arg = argv[*i];
-  size_t n = std::strlen(name);
-  if (std::strncmp(arg, name, n) != 0) return false;
-  if (arg[n] == '=') {
-    *value = arg + n + 1;
-    return true;
+// Parses a subcommand's argv (argv[0] is the program or subcommand name) with
+// `app`, whose --help CLI11 must not print (each subcommand has its own text).
+// On a usage error prints it and returns false.
+bool ParseOrExplain(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "sweep-worker %s: %s (see --help)\n",
+                 app.get_name().c_str(), e.what());
+    return false;
   }
-  if (arg[n] != '\0') return false;
-  if (*i + 1 >= argc) {
-    std::fprintf(stderr, "sweep-worker: flag %s needs a value\n", name);
-    std::exit(2);
-  }
-  *value = argv[++*i];
   return true;
-}
-
-template <typename T>
-T ParseNumberOrDie(const std::string& flag, const std::string& text) {
-  T out{};
-  bool ok;
-  if constexpr (std::is_floating_point_v<T>) {
-    ok = absl::SimpleAtod(text, &out);
-  } else {
-    ok = absl::SimpleAtoi(text, &out);
-  }
-  if (!ok) {
-    std::fprintf(stderr, "sweep-worker: %s: '%s' is not a number\n",
-                 flag.c_str(), text.c_str());
-    std::exit(2);
-  }
-  return out;
 }
 
 std::string DefaultName() {
@@ -157,148 +130,60 @@ int RunMain(int argc, char** argv) {
   sigaddset(&signals, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  WorkerAgentOptions options;
+  WorkerOptions worker;
+  WorkerAgentOptions& options = worker.agent;
   const char* env = std::getenv("SWEEPD_COORDINATOR");
   options.coordinator =
       (env != nullptr && *env != '\0') ? env : "127.0.0.1:7070";
   options.name = DefaultName();
-  double drain_grace_s = 30;
-  std::string model_dir;
-  std::string dtype;
-  std::string device = "cpu";
-  std::string prefix_reuse = "on";
-  std::string gemm_tuning = "off";
-  std::string gemm_tuning_cache;
-  int64_t prefix_budget_mb = 1024;
-  int64_t max_batch_tokens = 4096;
-  int cpu_threads = 0;  // 0 = the engine default
-  for (int i = 1; i < argc; ++i) {
-    std::string v;
-    if (std::strcmp(argv[i], "--help") == 0 ||
-        std::strcmp(argv[i], "-h") == 0) {
-      std::fputs(kRunUsage, stdout);
-      return 0;
-    } else if (TakeFlag(argc, argv, &i, "--coordinator", &v)) {
-      options.coordinator = v;
-    } else if (TakeFlag(argc, argv, &i, "--name", &v)) {
-      options.name = v;
-    } else if (TakeFlag(argc, argv, &i, "--max-tasks", &v)) {
-      options.max_tasks = ParseNumberOrDie<int32_t>("--max-tasks", v);
-    } else if (TakeFlag(argc, argv, &i, "--heartbeat-ms", &v)) {
-      options.heartbeat_interval_ms =
-          ParseNumberOrDie<int64_t>("--heartbeat-ms", v);
-    } else if (TakeFlag(argc, argv, &i, "--drain-grace-s", &v)) {
-      drain_grace_s = ParseNumberOrDie<double>("--drain-grace-s", v);
-    } else if (TakeFlag(argc, argv, &i, "--rpc-deadline-ms", &v)) {
-      options.rpc_deadline_ms =
-          ParseNumberOrDie<int64_t>("--rpc-deadline-ms", v);
-    } else if (TakeFlag(argc, argv, &i, "--model", &v)) {
-      model_dir = v;
-    } else if (TakeFlag(argc, argv, &i, "--dtype", &v)) {
-      dtype = v;
-    } else if (TakeFlag(argc, argv, &i, "--device", &v)) {
-      device = v;
-    } else if (TakeFlag(argc, argv, &i, "--prefix-reuse", &v)) {
-      prefix_reuse = v;
-    } else if (TakeFlag(argc, argv, &i, "--gemm-tuning", &v)) {
-      gemm_tuning = v;
-    } else if (TakeFlag(argc, argv, &i, "--gemm-tuning-cache", &v)) {
-      gemm_tuning_cache = v;
-    } else if (TakeFlag(argc, argv, &i, "--prefix-budget-mb", &v)) {
-      prefix_budget_mb = ParseNumberOrDie<int64_t>("--prefix-budget-mb", v);
-    } else if (TakeFlag(argc, argv, &i, "--max-batch-tokens", &v)) {
-      max_batch_tokens = ParseNumberOrDie<int64_t>("--max-batch-tokens", v);
-    } else if (TakeFlag(argc, argv, &i, "--threads", &v)) {
-      cpu_threads = ParseNumberOrDie<int>("--threads", v);
-    } else if (TakeFlag(argc, argv, &i, "--device-kind", &v)) {
-      options.capabilities.device_kind = v;
-    } else if (TakeFlag(argc, argv, &i, "--gpu-count", &v)) {
-      options.capabilities.gpu_count =
-          ParseNumberOrDie<int32_t>("--gpu-count", v);
-    } else if (TakeFlag(argc, argv, &i, "--gpu-memory-bytes", &v)) {
-      options.capabilities.gpu_memory_bytes =
-          ParseNumberOrDie<int64_t>("--gpu-memory-bytes", v);
-    } else if (TakeFlag(argc, argv, &i, "--tp", &v)) {
-      options.capabilities.tensor_parallel =
-          ParseNumberOrDie<int32_t>("--tp", v);
-    } else if (TakeFlag(argc, argv, &i, "--fault-drop-report-reply", &v)) {
-      options.fault_drop_report_reply =
-          ParseNumberOrDie<double>("--fault-drop-report-reply", v);
-    } else if (TakeFlag(argc, argv, &i, "--seed", &v)) {
-      options.seed = ParseNumberOrDie<uint64_t>("--seed", v);
-    } else {
-      std::fprintf(stderr, "sweep-worker run: unknown flag '%s' (see --help)\n",
-                   argv[i]);
-      return 2;
-    }
+  CLI::App app{"sweep-worker run", "run"};
+  app.set_help_flag();
+  bool help = false;
+  app.add_flag("--help,-h", help);
+  // A repeated flag keeps its last value, as `--flag value` lists usually do.
+  auto add = [&app](const std::string& name, auto* value) {
+    return app.add_option(name, *value)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  };
+  add("--coordinator", &options.coordinator);
+  add("--name", &options.name);
+  add("--max-tasks", &options.max_tasks);
+  add("--heartbeat-ms", &options.heartbeat_interval_ms);
+  add("--drain-grace-s", &worker.drain_grace_s);
+  add("--rpc-deadline-ms", &options.rpc_deadline_ms);
+  add("--model", &worker.model_dir);
+  add("--dtype", &worker.dtype);
+  add("--device", &worker.device);
+  add("--prefix-reuse", &worker.prefix_reuse);
+  add("--gemm-tuning", &worker.gemm_tuning);
+  add("--gemm-tuning-cache", &worker.gemm_tuning_cache);
+  add("--prefix-budget-mb", &worker.prefix_budget_mb);
+  add("--max-batch-tokens", &worker.max_batch_tokens);
+  add("--threads", &worker.cpu_threads);
+  add("--device-kind", &options.capabilities.device_kind);
+  add("--gpu-count", &options.capabilities.gpu_count);
+  add("--gpu-memory-bytes", &options.capabilities.gpu_memory_bytes);
+  add("--tp", &options.capabilities.tensor_parallel);
+  add("--fault-drop-report-reply", &options.fault_drop_report_reply);
+  add("--seed", &options.seed);
+  if (!ParseOrExplain(app, argc, argv)) return 2;
+  if (help) {
+    std::fputs(kRunUsage, stdout);
+    return 0;
   }
-  if (drain_grace_s < 0) {
-    std::fprintf(stderr, "sweep-worker: --drain-grace-s must be >= 0, got %g\n",
-                 drain_grace_s);
+  absl::Status valid = ValidateWorkerOptions(worker);
+  if (!valid.ok()) {
+    std::fprintf(stderr, "sweep-worker: %s\n",
+                 std::string(valid.message()).c_str());
     return 2;
   }
-  options.drain_grace_ms = static_cast<int64_t>(drain_grace_s * 1000);
-  if (!model_dir.empty()) {
-    auto fingerprint = ComputeModelFingerprint(
-        model_dir, ModelFingerprintOptions::WithDefaultCache());
-    if (!fingerprint.ok()) {
-      std::fprintf(stderr, "sweep-worker: --model %s: %s\n", model_dir.c_str(),
-                   fingerprint.status().ToString().c_str());
-      return 1;
-    }
-    options.capabilities.model_fingerprint = *fingerprint;
-  }
-
-  ExecutorRegistry registry;
-  auto synthetic = SyntheticExecutor::Create(SyntheticExecutorOptions{});
-  if (!synthetic.ok()) {
+  absl::StatusOr<WorkerAssembly> assembly = AssembleWorker(worker);
+  if (!assembly.ok()) {
     std::fprintf(stderr, "sweep-worker: %s\n",
-                 synthetic.status().ToString().c_str());
+                 std::string(assembly.status().message()).c_str());
     return 1;
   }
-  absl::Status s = registry.Register(std::move(*synthetic));
-  if (!s.ok()) {
-    std::fprintf(stderr, "sweep-worker: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  if (!model_dir.empty()) {
-    LmBackendOptions backend;
-    backend.engine.model_dir = model_dir;
-    backend.engine.device = device;
-    backend.engine.tp_size = std::max(1, options.capabilities.tensor_parallel);
-    backend.engine.prefix_device_budget_bytes = prefix_budget_mb << 20;
-    backend.engine.cpu_threads_per_rank = cpu_threads;
-    auto parsed_dtype = engine::ParseDType(
-        !dtype.empty() ? dtype : (device == "cuda" ? "bfloat16" : "float32"));
-    auto parsed_tuning = engine::ParseGemmTuning(gemm_tuning);
-    if (!parsed_dtype.ok() || !parsed_tuning.ok() ||
-        (prefix_reuse != "on" && prefix_reuse != "off") ||
-        prefix_budget_mb < 0) {
-      std::fprintf(stderr,
-                   "sweep-worker: bad --dtype '%s', --gemm-tuning '%s' "
-                   "(off|autotune), --prefix-reuse '%s' (on|off) "
-                   "or --prefix-budget-mb %lld\n",
-                   dtype.c_str(), gemm_tuning.c_str(), prefix_reuse.c_str(),
-                   static_cast<long long>(prefix_budget_mb));
-      return 2;
-    }
-    backend.engine.dtype = *parsed_dtype;
-    backend.engine.gemm_tuning = *parsed_tuning;
-    backend.engine.gemm_tuning_cache = gemm_tuning_cache;
-    backend.model_fingerprint = options.capabilities.model_fingerprint;
-    LmExecutorOptions lm;
-    lm.prefix_reuse = prefix_reuse == "on";
-    lm.max_batch_tokens = max_batch_tokens;
-    s = RegisterLmExecutors(backend, lm, &registry);
-    if (!s.ok()) {
-      std::fprintf(stderr, "sweep-worker: --model %s: %s\n", model_dir.c_str(),
-                   s.ToString().c_str());
-      return 1;
-    }
-  }
-  options.registry = &registry;
-
-  auto agent = WorkerAgent::Create(options);
+  auto agent = WorkerAgent::Create(assembly->agent_options);
   if (!agent.ok()) {
     std::fprintf(stderr, "sweep-worker: %s\n",
                  agent.status().ToString().c_str());
@@ -336,23 +221,32 @@ int RunMain(int argc, char** argv) {
 }
 
 int Main(int argc, char** argv) {
-  if (argc >= 2 &&
-      (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
-       std::strcmp(argv[1], "help") == 0)) {
+  // The subcommand is the first argument when it does not start with '-';
+  // everything after it is the subcommand's own argv (its argv[0] is its
+  // name). With flags first, or nothing, `run` is meant.
+  CLI::App app{"sweep-worker"};
+  app.set_help_flag();
+  bool help = false;
+  app.add_flag("--help,-h", help);
+  std::string subcommand;
+  app.add_option("subcommand", subcommand);
+  try {
+    app.parse(std::min(argc, 2), argv);
+  } catch (const CLI::ParseError&) {
+    // A flag first: `run`'s, parsed by RunMain.
+  }
+  if (help || subcommand == "help") {
     PrintTopUsage(stdout);
     return 0;
   }
-  if (argc >= 2 && argv[1][0] != '-') {
-    for (const Subcommand& sub : kSubcommands) {
-      if (std::strcmp(argv[1], sub.name) == 0)
-        return sub.main(argc - 1, argv + 1);
-    }
-    std::fprintf(stderr, "sweep-worker: unknown subcommand '%s'\n\n", argv[1]);
-    PrintTopUsage(stderr);
-    return 2;
+  if (subcommand.empty()) return RunMain(argc, argv);
+  for (const Subcommand& sub : kSubcommands) {
+    if (subcommand == sub.name) return sub.main(argc - 1, argv + 1);
   }
-  // Flags only: `run`.
-  return RunMain(argc, argv);
+  std::fprintf(stderr, "sweep-worker: unknown subcommand '%s'\n\n",
+               subcommand.c_str());
+  PrintTopUsage(stderr);
+  return 2;
 }
 
 }  // namespace

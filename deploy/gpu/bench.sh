@@ -58,8 +58,8 @@ if [[ -x "$build/tests/golden/golden_gpu_test" ]]; then
   SWEEPD_SOURCE_DIR=$root run golden_gpu 120 "$build/tests/golden/golden_gpu_test"
   grep '^\[golden\]' "$out/golden_gpu.log" | grep -E 'logits|nll|argmax|lens' | head -n 20
 fi
-if [[ -x "$build/worker/engine/engine_bench" ]]; then
-  run engine_forward 240 "$build/worker/engine/engine_bench" --random-weights \
+if [[ -x "$build/tests/bench/engine_bench" ]]; then
+  run engine_forward 240 "$build/tests/bench/engine_bench" --random-weights \
     --config "$config" --device cuda --dtype bfloat16 --batch 4 --seq 2048 --iters 5 \
     --gemm-tuning autotune --compare-attention --ablation-sweep --sweep-batch 1 \
     --sweep-seq 2048 --prefix-budget-mb 8192
@@ -68,13 +68,13 @@ anchor=${SWEEPD_ANCHOR:-$root/.carry/anchors/hf_gemma4_anchor.py}
 if [[ -f "$anchor" && -z "${SWEEPD_SKIP_ANCHOR:-}" ]]; then
   run anchor 200 python3 "$anchor"
 fi
-if [[ -x "$build/worker/jobs/jobs_bench" ]]; then
-  run jobs_sweep 200 "$build/worker/jobs/jobs_bench" --random-weights --config "$config" \
+if [[ -x "$build/tests/bench/jobs_bench" ]]; then
+  run jobs_sweep 200 "$build/tests/bench/jobs_bench" --random-weights --config "$config" \
     --device cuda --dtype bfloat16 --kind probe --seq 2048 --prefix-budget-mb 8192
 fi
-if [[ -x "$build/worker/engine/cuda_ops_bench" ]]; then
-  run cuda_ops 60 "$build/worker/engine/cuda_ops_bench"
+if [[ -x "$build/tests/bench/cuda_ops_bench" ]]; then
+  run cuda_ops 60 "$build/tests/bench/cuda_ops_bench"
 fi
-if [[ -x "$build/tests/kernels/kernels_bench" ]]; then
-  run kernels 60 "$build/tests/kernels/kernels_bench"
+if [[ -x "$build/tests/bench/kernels_bench" ]]; then
+  run kernels 60 "$build/tests/bench/kernels_bench"
 fi

@@ -30,11 +30,12 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -65,55 +66,45 @@ void Die(const std::string& message) {
   std::exit(1);
 }
 
-int ParseIntOrDie(const char* flag, const char* text) {
-  int v = 0;
-  if (!absl::SimpleAtoi(text, &v) || v <= 0) {
-    Die(absl::StrCat(flag, ": '", text, "' is not a positive integer"));
-  }
-  return v;
-}
+constexpr char kUsage[] =
+    "usage: coordinator_bench [--sweepd PATH] [--tasks N] [--workers W] "
+    "[--reporters R] [--lease-interval-ms MS] [--dir DIR]\n"
+    "  --sweepd     the sweepd binary (default: "
+    "$SWEEPD_BUILD_DIR/coordinator/sweepd,\n"
+    "               else ../../coordinator/sweepd next to this binary)\n"
+    "  --tasks      synthetic zero-work tasks (default 20000)\n"
+    "  --workers    concurrent simulated workers leasing (default 64)\n"
+    "  --reporters  concurrent reporters (default 64)\n"
+    "  --lease-interval-ms  think time of each worker between "
+    "LeaseTasks\n"
+    "               calls (default 0: back to back)\n"
+    "  --dir        directory for the ledger and logs (default: a new "
+    "temp dir)\n";
 
 Flags ParseFlags(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; ++i) {
-    auto value = [&](const char* name) -> const char* {
-      if (i + 1 >= argc) Die(absl::StrCat(name, " needs a value"));
-      return argv[++i];
-    };
-    if (!std::strcmp(argv[i], "--sweepd")) {
-      f.sweepd = value("--sweepd");
-    } else if (!std::strcmp(argv[i], "--dir")) {
-      f.dir = value("--dir");
-    } else if (!std::strcmp(argv[i], "--tasks")) {
-      f.tasks = ParseIntOrDie("--tasks", value("--tasks"));
-    } else if (!std::strcmp(argv[i], "--workers")) {
-      f.workers = ParseIntOrDie("--workers", value("--workers"));
-    } else if (!std::strcmp(argv[i], "--lease-interval-ms")) {
-      const char* text = value("--lease-interval-ms");
-      f.lease_interval_ms = std::strcmp(text, "0") == 0
-                                ? 0
-                                : ParseIntOrDie("--lease-interval-ms", text);
-    } else if (!std::strcmp(argv[i], "--reporters")) {
-      f.reporters = ParseIntOrDie("--reporters", value("--reporters"));
-    } else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
-      std::printf(
-          "usage: coordinator_bench [--sweepd PATH] [--tasks N] [--workers W] "
-          "[--reporters R] [--lease-interval-ms MS] [--dir DIR]\n"
-          "  --sweepd     the sweepd binary (default: "
-          "$SWEEPD_BUILD_DIR/coordinator/sweepd,\n"
-          "               else ../../coordinator/sweepd next to this binary)\n"
-          "  --tasks      synthetic zero-work tasks (default 20000)\n"
-          "  --workers    concurrent simulated workers leasing (default 64)\n"
-          "  --reporters  concurrent reporters (default 64)\n"
-          "  --lease-interval-ms  think time of each worker between "
-          "LeaseTasks\n"
-          "               calls (default 0: back to back)\n"
-          "  --dir        directory for the ledger and logs (default: a new "
-          "temp dir)\n");
-      std::exit(0);
-    } else {
-      Die(absl::StrCat("unknown flag '", argv[i], "' (see --help)"));
-    }
+  CLI::App app{"coordinator_bench"};
+  app.set_help_flag();
+  bool help = false;
+  app.add_flag("--help,-h", help);
+  app.add_option("--sweepd", f.sweepd);
+  app.add_option("--dir", f.dir);
+  app.add_option("--tasks", f.tasks)
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  app.add_option("--workers", f.workers)
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  app.add_option("--reporters", f.reporters)
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  app.add_option("--lease-interval-ms", f.lease_interval_ms)
+      ->check(CLI::Range(0, std::numeric_limits<int>::max()));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    Die(absl::StrCat(e.what(), " (see --help)"));
+  }
+  if (help) {
+    std::fputs(kUsage, stdout);
+    std::exit(0);
   }
   if (f.sweepd.empty()) {
     auto built = testing::BuildBinary("coordinator/sweepd");

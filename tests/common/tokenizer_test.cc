@@ -1,5 +1,5 @@
-// Unit tests of common/tokenizer.h, common/tokenizer_gen.h and
-// common/tokenizer_cli.h on small hand-written tokenizer.json files whose
+// Unit tests of common/tokenizer.h and common/tokenizer_gen.h on small
+// hand-written tokenizer.json files (tests/common/tokenizer_test_json.h) whose
 // expected ids were worked out by hand from the BPE rules (lowest merge rank
 // first, leftmost on ties). The comparison with an independent implementation
 // is tests/tokenizer/tokenizer_npm_test.cc.
@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "common/tokenizer_cli.h"
 #include "common/tokenizer_gen.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/tokenizer_test_json.h"
 
 namespace sweepd {
 namespace {
@@ -24,84 +24,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
-
-// Gemma-shaped tokenizer with a tiny vocabulary:
-//   0 <pad> 1 <eos> 2 <bos> 3 <unk> 4 <start_of_turn> (special) 5 "\n" (added)
-//   6 <0x41> ('A') 7 <0xC3> 8 <0xA9> (the two bytes of 'é')
-//   9 ▁ 10 a 11 b 12 c 13 ab 14 bc 15 ▁a 16 ▁ab 17 abc
-// merges (rank order): "a b" -> ab, "b c" -> bc, "▁ a" -> ▁a, "▁a b" -> ▁ab,
-// "ab c" -> abc
-Json BaseJson() {
-  Json vocab = Json::object();
-  const std::vector<std::string> tokens = {"<pad>",
-                                           "<eos>",
-                                           "<bos>",
-                                           "<unk>",
-                                           "<start_of_turn>",
-                                           "\n",
-                                           "<0x41>",
-                                           "<0xC3>",
-                                           "<0xA9>",
-                                           "\xE2\x96\x81",
-                                           "a",
-                                           "b",
-                                           "c",
-                                           "ab",
-                                           "bc",
-                                           "\xE2\x96\x81"
-                                           "a",
-                                           "\xE2\x96\x81"
-                                           "ab",
-                                           "abc"};
-  for (size_t i = 0; i < tokens.size(); ++i) vocab[tokens[i]] = i;
-  const auto added = [](int id, const std::string& content, bool special) {
-    return Json{
-        {"id", id},          {"content", content}, {"single_word", false},
-        {"lstrip", false},   {"rstrip", false},    {"normalized", false},
-        {"special", special}};
-  };
-  Json j;
-  j["version"] = "1.0";
-  j["added_tokens"] =
-      Json::array({added(0, "<pad>", true), added(1, "<eos>", true),
-                   added(2, "<bos>", true), added(3, "<unk>", true),
-                   added(4, "<start_of_turn>", true), added(5, "\n", false)});
-  j["normalizer"] = {{"type", "Replace"},
-                     {"pattern", {{"String", " "}}},
-                     {"content", "\xE2\x96\x81"}};
-  j["pre_tokenizer"] = {{"type", "Split"},
-                        {"pattern", {{"String", " "}}},
-                        {"behavior", "MergedWithPrevious"},
-                        {"invert", false}};
-  j["post_processor"] = {
-      {"type", "TemplateProcessing"},
-      {"single",
-       Json::array({{{"SpecialToken", {{"id", "<bos>"}, {"type_id", 0}}}},
-                    {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-      {"special_tokens",
-       {{"<bos>", {{"id", "<bos>"}, {"ids", Json::array({2})}}}}}};
-  j["decoder"] = {
-      {"type", "Sequence"},
-      {"decoders", Json::array({{{"type", "Replace"},
-                                 {"pattern", {{"String", "\xE2\x96\x81"}}},
-                                 {"content", " "}},
-                                {{"type", "ByteFallback"}},
-                                {{"type", "Fuse"}}})}};
-  j["model"] = {
-      {"type", "BPE"},
-      {"dropout", nullptr},
-      {"unk_token", "<unk>"},
-      {"fuse_unk", true},
-      {"byte_fallback", true},
-      {"vocab", vocab},
-      {"merges", Json::array({Json::array({"a", "b"}), Json::array({"b", "c"}),
-                              Json::array({"\xE2\x96\x81", "a"}),
-                              Json::array({"\xE2\x96\x81"
-                                           "a",
-                                           "b"}),
-                              Json::array({"ab", "c"})})}};
-  return j;
-}
+using ::sweepd::testing::BaseJson;
 
 std::unique_ptr<Tokenizer> Load(const Json& j) {
   absl::StatusOr<std::unique_ptr<Tokenizer>> t =
@@ -483,68 +406,6 @@ TEST(TokenizerGenTest, RejectsTooSmallVocab) {
   EXPECT_EQ(json.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(json.status().message()),
               HasSubstr("vocab_size 100"));
-}
-
-// ---------------------------------------------------------------------------------------------
-// The `tokenize` command.
-
-class TokenizeCommandTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    path_ = ::testing::TempDir() + "/tokenize_cli_test_tokenizer.json";
-    std::ofstream out(path_, std::ios::binary);
-    out << BaseJson().dump();
-  }
-  int Run(const std::vector<std::string>& args, const std::string& stdin_text) {
-    std::istringstream in(stdin_text);
-    out_.str("");
-    err_.str("");
-    return RunTokenizeCommand(args, in, out_, err_);
-  }
-  std::string path_;
-  std::ostringstream out_;
-  std::ostringstream err_;
-};
-
-TEST_F(TokenizeCommandTest, EncodesWithAndWithoutBos) {
-  EXPECT_EQ(Run({"--tokenizer", path_}, "abc ab"), 0) << err_.str();
-  EXPECT_EQ(out_.str(), "[2, 17, 9, 13]\n");
-  EXPECT_EQ(Run({"--tokenizer=" + path_, "--bos", "off"}, "abc ab\n"), 0)
-      << err_.str();
-  EXPECT_EQ(out_.str(), "[17, 9, 13, 5]\n");
-}
-
-TEST_F(TokenizeCommandTest, Decodes) {
-  EXPECT_EQ(Run({"--tokenizer", path_, "--decode"}, "[2, 17, 16, 7, 8]"), 0)
-      << err_.str();
-  EXPECT_EQ(out_.str(), "<bos>abc ab\xC3\xA9");
-  EXPECT_EQ(
-      Run({"--tokenizer", path_, "--decode", "--skip-special"}, "[2, 17]"), 0);
-  EXPECT_EQ(out_.str(), "abc");
-}
-
-TEST_F(TokenizeCommandTest, ReportsErrors) {
-  EXPECT_EQ(Run({"--bos", "on"}, ""), 2);
-  EXPECT_THAT(err_.str(), HasSubstr("--tokenizer FILE is required"));
-  EXPECT_EQ(Run({"--tokenizer", path_, "--bos", "maybe"}, ""), 2);
-  EXPECT_THAT(err_.str(), HasSubstr("'on' or 'off'"));
-  EXPECT_EQ(Run({"--tokenizer", path_, "--frobnicate"}, ""), 2);
-  EXPECT_THAT(err_.str(), HasSubstr("unknown argument '--frobnicate'"));
-  EXPECT_EQ(Run({"--tokenizer", path_ + ".missing"}, "x"), 1);
-  EXPECT_THAT(err_.str(), HasSubstr(".missing"));
-  EXPECT_EQ(Run({"--tokenizer", path_, "--decode"}, "[1, \"x\"]"), 1);
-  EXPECT_THAT(err_.str(), HasSubstr("element 1"));
-  EXPECT_EQ(Run({"--tokenizer", path_, "--decode"}, "[1, 500]"), 1);
-  EXPECT_THAT(err_.str(), HasSubstr("500"));
-}
-
-TEST(TokenizeMainTest, UsesArgvAfterTheSubcommandName) {
-  // --help prints usage and returns the usage-error status without touching
-  // stdin.
-  char name[] = "tokenize";
-  char help[] = "--help";
-  char* argv[] = {name, help};
-  EXPECT_EQ(TokenizeMain(2, argv), 2);
 }
 
 }  // namespace

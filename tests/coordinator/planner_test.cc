@@ -19,30 +19,17 @@
 #include "common/model_fingerprint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
 
 namespace sweepd {
 namespace {
 
 namespace v1 = ::sweepd::v1;
+using ::sweepd::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
-
-inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
-template <typename T>
-const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-
-MATCHER_P2(StatusIs, code, message_matcher,
-           absl::StrCat("has code ", absl::StatusCodeToString(code))) {
-  const absl::Status& s = GetStatus(arg);
-  *result_listener << "status is " << s;
-  if (s.code() != code) return false;
-  return ::testing::ExplainMatchResult(
-      message_matcher, std::string(s.message()), result_listener);
-}
 
 // The planner's reading of a config.json (common/model_config.h): both counts
 // required.

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "client/report.h"
+#include "client/spec_loader.h"
 #include "common/fs.h"
 #include "coordinator/planner.h"
-#include "coordinator/report.h"
-#include "coordinator/spec_loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sweepd/v1/worker.pb.h"

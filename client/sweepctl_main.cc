@@ -1,0 +1,25 @@
+// sweepctl: the sweepd command-line client. All logic lives in
+// client/ctl_commands.cc.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "client/ctl_commands.h"
+#include "client/report_command.h"
+#include "common/clock.h"
+
+int main(int argc, char** argv) {
+  sweepd::CtlEnv env;
+  env.out = &std::cout;
+  env.err = &std::cerr;
+  env.out_is_tty = isatty(STDOUT_FILENO) != 0;
+  env.clock = sweepd::Clock::Real();
+  if (const char* addr = std::getenv("SWEEPD_COORDINATOR"))
+    env.env_coordinator = addr;
+  sweepd::RegisterCtlCommand(sweepd::ReportCtlCommand());
+  return sweepd::RunSweepctl(std::vector<std::string>(argv + 1, argv + argc),
+                             env);
+}

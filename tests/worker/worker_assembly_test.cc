@@ -1,0 +1,88 @@
+// Tests of the worker assembly (worker/worker_assembly.h): option validation,
+// the registry and agent options it builds without a model, and errors that
+// name the model directory.
+#include "worker/worker_assembly.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "worker/engine/api.h"
+
+namespace sweepd {
+namespace {
+
+using ::sweepd::testing::IsOk;
+using ::sweepd::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+TEST(WorkerAssemblyTest, WithoutModelRegistersSyntheticAndFillsAgentOptions) {
+  WorkerOptions options;
+  options.agent.coordinator = "127.0.0.1:1";
+  options.agent.name = "w";
+  options.drain_grace_s = 2.5;
+  absl::StatusOr<WorkerAssembly> assembly = AssembleWorker(options);
+  ASSERT_THAT(assembly, IsOk());
+  EXPECT_THAT(assembly->registry->kinds(), ElementsAre("synthetic"));
+  EXPECT_EQ(assembly->agent_options.registry, assembly->registry.get());
+  EXPECT_EQ(assembly->agent_options.drain_grace_ms, 2500);
+  EXPECT_EQ(assembly->agent_options.coordinator, "127.0.0.1:1");
+  EXPECT_EQ(assembly->agent_options.name, "w");
+  EXPECT_EQ(assembly->agent_options.capabilities.model_fingerprint, "");
+}
+
+TEST(WorkerAssemblyTest, RejectsBadFlagsAsInvalidArgument) {
+  WorkerOptions options;
+  options.drain_grace_s = -1;
+  EXPECT_THAT(ValidateWorkerOptions(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--drain-grace-s must be >= 0")));
+  options.drain_grace_s = 30;
+  options.model_dir = "/models/m";
+  options.dtype = "float8";
+  EXPECT_THAT(AssembleWorker(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("bad --dtype 'float8'")));
+  options.dtype = "";
+  options.prefix_reuse = "maybe";
+  EXPECT_THAT(ValidateWorkerOptions(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--prefix-reuse 'maybe' (on|off)")));
+  // Without a model the engine flags are not looked at.
+  options.model_dir = "";
+  EXPECT_THAT(ValidateWorkerOptions(options), IsOk());
+}
+
+TEST(WorkerAssemblyTest, DerivesEngineAndExecutorOptions) {
+  WorkerOptions options;
+  options.model_dir = "/models/m";
+  options.device = "cuda";
+  options.prefix_budget_mb = 3;
+  options.max_batch_tokens = 77;
+  options.prefix_reuse = "off";
+  options.agent.capabilities.tensor_parallel = 0;
+  absl::StatusOr<LmBackendOptions> backend = LmBackendOptionsFor(options, "fp");
+  ASSERT_THAT(backend, IsOk());
+  EXPECT_EQ(backend->engine.model_dir, "/models/m");
+  EXPECT_EQ(backend->engine.dtype, engine::DType::kBFloat16);  // cuda default
+  EXPECT_EQ(backend->engine.tp_size, 1);
+  EXPECT_EQ(backend->engine.prefix_device_budget_bytes, int64_t{3} << 20);
+  EXPECT_EQ(backend->model_fingerprint, "fp");
+  const LmExecutorOptions lm = LmExecutorOptionsFor(options);
+  EXPECT_FALSE(lm.prefix_reuse);
+  EXPECT_EQ(lm.max_batch_tokens, 77);
+}
+
+TEST(WorkerAssemblyTest, MissingModelNamesTheDirectory) {
+  WorkerOptions options;
+  options.model_dir = ::testing::TempDir() + "/no-such-model";
+  EXPECT_THAT(AssembleWorker(options),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("--model " + options.model_dir)));
+}
+
+}  // namespace
+}  // namespace sweepd

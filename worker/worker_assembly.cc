@@ -1,0 +1,108 @@
+// Worker assembly. See worker_assembly.h.
+#include "worker/worker_assembly.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/model_fingerprint.h"
+#include "common/status.h"
+#include "worker/engine/api.h"
+#include "worker/jobs/synthetic_executor.h"
+
+namespace sweepd {
+namespace {
+
+std::string EffectiveDType(const WorkerOptions& options) {
+  if (!options.dtype.empty()) return options.dtype;
+  return options.device == "cuda" ? "bfloat16" : "float32";
+}
+
+absl::Status BadModelFlags(const WorkerOptions& options) {
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "bad --dtype '%s', --gemm-tuning '%s' (off|autotune), --prefix-reuse "
+      "'%s' (on|off) or --prefix-budget-mb %lld",
+      options.dtype, options.gemm_tuning, options.prefix_reuse,
+      static_cast<long long>(options.prefix_budget_mb)));
+}
+
+}  // namespace
+
+absl::Status ValidateWorkerOptions(const WorkerOptions& options) {
+  if (options.drain_grace_s < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--drain-grace-s must be >= 0, got %g", options.drain_grace_s));
+  }
+  if (options.model_dir.empty()) return absl::OkStatus();
+  return LmBackendOptionsFor(options, "").status();
+}
+
+absl::StatusOr<LmBackendOptions> LmBackendOptionsFor(
+    const WorkerOptions& options, const std::string& model_fingerprint) {
+  auto dtype = engine::ParseDType(EffectiveDType(options));
+  auto tuning = engine::ParseGemmTuning(options.gemm_tuning);
+  if (!dtype.ok() || !tuning.ok() ||
+      (options.prefix_reuse != "on" && options.prefix_reuse != "off") ||
+      options.prefix_budget_mb < 0) {
+    return BadModelFlags(options);
+  }
+  LmBackendOptions backend;
+  backend.engine.model_dir = options.model_dir;
+  backend.engine.device = options.device;
+  backend.engine.tp_size =
+      std::max(1, options.agent.capabilities.tensor_parallel);
+  backend.engine.prefix_device_budget_bytes = options.prefix_budget_mb << 20;
+  backend.engine.cpu_threads_per_rank = options.cpu_threads;
+  backend.engine.dtype = *dtype;
+  backend.engine.gemm_tuning = *tuning;
+  backend.engine.gemm_tuning_cache = options.gemm_tuning_cache;
+  backend.model_fingerprint = model_fingerprint;
+  return backend;
+}
+
+LmExecutorOptions LmExecutorOptionsFor(const WorkerOptions& options) {
+  LmExecutorOptions lm;
+  lm.prefix_reuse = options.prefix_reuse == "on";
+  lm.max_batch_tokens = options.max_batch_tokens;
+  return lm;
+}
+
+absl::StatusOr<WorkerAssembly> AssembleWorker(const WorkerOptions& options) {
+  RETURN_IF_ERROR(ValidateWorkerOptions(options));
+  WorkerAssembly out;
+  out.agent_options = options.agent;
+  out.agent_options.drain_grace_ms =
+      static_cast<int64_t>(options.drain_grace_s * 1000);
+  if (!options.model_dir.empty()) {
+    auto fingerprint = ComputeModelFingerprint(
+        options.model_dir, ModelFingerprintOptions::WithDefaultCache());
+    if (!fingerprint.ok()) {
+      return absl::Status(fingerprint.status().code(),
+                          absl::StrCat("--model ", options.model_dir, ": ",
+                                       fingerprint.status().ToString()));
+    }
+    out.agent_options.capabilities.model_fingerprint = *fingerprint;
+  }
+
+  out.registry = std::make_unique<ExecutorRegistry>();
+  ASSIGN_OR_RETURN(std::unique_ptr<SyntheticExecutor> synthetic,
+                   SyntheticExecutor::Create(SyntheticExecutorOptions{}));
+  RETURN_IF_ERROR(out.registry->Register(std::move(synthetic)));
+  if (!options.model_dir.empty()) {
+    ASSIGN_OR_RETURN(
+        LmBackendOptions backend,
+        LmBackendOptionsFor(options,
+                            out.agent_options.capabilities.model_fingerprint));
+    absl::Status s = RegisterLmExecutors(backend, LmExecutorOptionsFor(options),
+                                         out.registry.get());
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("--model ", options.model_dir,
+                                                 ": ", s.ToString()));
+    }
+  }
+  out.agent_options.registry = out.registry.get();
+  return out;
+}
+
+}  // namespace sweepd

@@ -1,0 +1,73 @@
+// Worker assembly: the composition root of `sweep-worker run`. From the
+// worker's options (what its flags say) it derives the engine and executor
+// options, fingerprints the worker's model, builds the ExecutorRegistry
+// (synthetic always; eval and probe on the --model engine) and fills the
+// WorkerAgent's options. sweep_worker_main.cc only parses flags, calls
+// AssembleWorker and runs the agent; tests can assemble a worker the same way.
+//
+// Ownership: WorkerAssembly owns the registry; agent_options.registry borrows
+// it, so the assembly must outlive the agent made from agent_options.
+// Stateless free functions; thread-safe. AssembleWorker reads the model
+// directory and loads the model: not for latency-sensitive threads.
+#ifndef SWEEPD_WORKER_WORKER_ASSEMBLY_H_
+#define SWEEPD_WORKER_WORKER_ASSEMBLY_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "worker/agent/agent.h"
+#include "worker/jobs/executor.h"
+#include "worker/jobs/lm_executor.h"
+
+namespace sweepd {
+
+// Everything `sweep-worker run` can be told (docs: its --help text).
+struct WorkerOptions {
+  // Coordinator address, name, max_tasks, heartbeat, RPC deadline, advertised
+  // capabilities, fault switch and seed. `registry` and `drain_grace_ms` are
+  // set by AssembleWorker; capabilities.model_fingerprint too when model_dir is
+  // set.
+  WorkerAgentOptions agent;
+  // How long a draining worker lets running tasks finish, seconds (>= 0).
+  double drain_grace_s = 30;
+  // The worker's model; empty = synthetic tasks only.
+  std::string model_dir;
+  // "float32" | "bfloat16"; empty = float32 on cpu, bfloat16 on cuda.
+  std::string dtype;
+  std::string device = "cpu";       // "cpu" | "cuda"
+  std::string prefix_reuse = "on";  // "on" | "off"
+  std::string gemm_tuning = "off";  // "off" | "autotune"
+  std::string gemm_tuning_cache;    // with autotune: shared choices file
+  int64_t prefix_budget_mb = 1024;  // per-rank device memory for prefixes
+  int64_t max_batch_tokens = 4096;  // tokens per engine forward
+  int cpu_threads = 0;              // 0 = the engine default
+};
+
+// INVALID_ARGUMENT naming the flag for options no worker can run with (a usage
+// error): --drain-grace-s < 0; with a model, a bad --dtype, --gemm-tuning,
+// --prefix-reuse or a negative --prefix-budget-mb.
+absl::Status ValidateWorkerOptions(const WorkerOptions& options);
+
+// The eval/probe engine and executor options for `options` (model_dir set),
+// with the model's fingerprint. INVALID_ARGUMENT as ValidateWorkerOptions.
+absl::StatusOr<LmBackendOptions> LmBackendOptionsFor(
+    const WorkerOptions& options, const std::string& model_fingerprint);
+LmExecutorOptions LmExecutorOptionsFor(const WorkerOptions& options);
+
+struct WorkerAssembly {
+  std::unique_ptr<ExecutorRegistry> registry;
+  // options.agent with registry (borrowing `registry`), drain_grace_ms and the
+  // model fingerprint filled in: what WorkerAgent::Create takes.
+  WorkerAgentOptions agent_options;
+};
+
+// Validates `options`, fingerprints the model (errors name "--model DIR"),
+// loads it and registers the executors.
+absl::StatusOr<WorkerAssembly> AssembleWorker(const WorkerOptions& options);
+
+}  // namespace sweepd
+
+#endif  // SWEEPD_WORKER_WORKER_ASSEMBLY_H_
