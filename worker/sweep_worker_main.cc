@@ -20,7 +20,7 @@
 #include "common/tokenizer_cli.h"
 #include "coordinator/model_info.h"
 #include "worker/agent/agent.h"
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
 #include "worker/jobs/executor.h"
 #include "worker/jobs/lm_executor.h"

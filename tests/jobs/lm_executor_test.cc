@@ -21,7 +21,7 @@
 #include "common/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
 
 namespace sweepd {

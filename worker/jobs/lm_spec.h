@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/windowing.h"
 
