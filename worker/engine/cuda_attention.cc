@@ -9,6 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "kernels/causal_softmax.h"
+#include "kernels/layout_copy.h"
+#include "kernels/lse_merge.h"
 #include "worker/engine/cuda_check.h"
 #include "worker/engine/torch_compat.h"
 
@@ -201,7 +204,7 @@ at::Tensor CudaAttention::CudnnAttention(const at::Tensor& q,
                    const int64_t(&other_lse_stride)[3]) {
     clock()->Mark("attention_sliding.merge");
     at::Tensor ob = out.narrow(1, s0, rows);
-    cuda_ops::LseMergeArgs a;
+    kernels::LseMergeArgs a;
     a.dtype = OpDtype();
     a.batch = B;
     a.rows = rows;
@@ -217,7 +220,7 @@ at::Tensor CudaAttention::CudnnAttention(const at::Tensor& q,
       a.other_stride[d] = other_stride[d];
       a.other_lse_stride[d] = other_lse_stride[d];
     }
-    CudaCheck(cuda_ops::LseMerge(a, stream_), "LseMerge");
+    CudaCheck(kernels::LseMergeCuda(a, stream_), "LseMerge");
   };
   if (S % W == 0 && W > 1) {
     // Every block's previous-block part in one cuDNN call: with the rows of
@@ -232,7 +235,7 @@ at::Tensor CudaAttention::CudnnAttention(const at::Tensor& q,
       const int64_t heads = t.size(2), row = heads * D * esz;
       at::Tensor r = at::empty({B * m, W, heads, D}, t.options());
       CudaCheck(
-          cuda_ops::ReverseRows(
+          kernels::ReverseRowsCuda(
               static_cast<const char*>(t.data_ptr()) + first_block * W * row, B,
               m, W, row, S * row, W * row, row, r.data_ptr(), stream_),
           "ReverseRows");
@@ -298,9 +301,9 @@ at::Tensor CudaAttention::ChunkedAttention(const at::Tensor& q,
   auto grouped = [&](const at::Tensor& t, int64_t heads, int64_t rows_per) {
     at::Tensor src = t.contiguous();
     at::Tensor dst = at::empty({B * KV, S * rows_per, D}, t.options());
-    CudaCheck(cuda_ops::SwapMiddleDims(src.data_ptr(), B, S, KV,
-                                       heads / KV * D * esize, dst.data_ptr(),
-                                       stream_),
+    CudaCheck(kernels::SwapMiddleDimsCuda(src.data_ptr(), B, S, KV,
+                                          heads / KV * D * esize,
+                                          dst.data_ptr(), stream_),
               "SwapMiddleDims");
     return dst;
   };
@@ -331,7 +334,7 @@ at::Tensor CudaAttention::ChunkedAttention(const at::Tensor& q,
     at::Tensor scores = at::bmm(qg.narrow(1, s0 * G, rows),
                                 kg.narrow(1, k0, s1 - k0).transpose(1, 2));
     if (split) clock()->Mark("attention_full.softmax");
-    cuda_ops::CausalSoftmaxArgs a;
+    kernels::CausalSoftmaxArgs a;
     a.dtype = OpDtype();
     a.scores = scores.data_ptr();
     a.batches = B * KV;
@@ -342,19 +345,19 @@ at::Tensor CudaAttention::ChunkedAttention(const at::Tensor& q,
     a.key_start = k0;
     a.window = window;
     a.scale = 1.0f;
-    CudaCheck(cuda_ops::CausalSoftmax(a, stream_), "CausalSoftmax");
+    CudaCheck(kernels::CausalSoftmaxCuda(a, stream_), "CausalSoftmax");
     if (split) clock()->Mark("attention_full.pv");
     at::Tensor dst = out.narrow(1, s0 * G, rows);
     at::bmm_out(dst, scores, vg.narrow(1, k0, s1 - k0));
   }
   if (split) clock()->Mark("attention_full");
   at::Tensor result = at::empty({B, S, H, D}, q.options());
-  CudaCheck(cuda_ops::SwapMiddleDims(out.data_ptr(), B, KV, S, G * D * esize,
-                                     result.data_ptr(), stream_),
+  CudaCheck(kernels::SwapMiddleDimsCuda(out.data_ptr(), B, KV, S, G * D * esize,
+                                        result.data_ptr(), stream_),
             "SwapMiddleDims");
   return result;
 }
 
-cuda_ops::Dtype CudaAttention::OpDtype() const { return OpDtypeOf(s_.dtype); }
+kernels::Dtype CudaAttention::OpDtype() const { return OpDtypeOf(s_.dtype); }
 
 }  // namespace sweepd::engine::internal

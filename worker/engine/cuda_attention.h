@@ -15,8 +15,8 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/dtype.h"
 #include "worker/engine/config.h"
-#include "worker/engine/cuda_ops.h"
 #include "worker/engine/diagnostics.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/profile.h"
@@ -53,7 +53,7 @@ class CudaAttention {
                             const at::Tensor& v, int64_t window);
   at::Tensor ChunkedAttention(const at::Tensor& q, const at::Tensor& k,
                               const at::Tensor& v, int64_t window);
-  cuda_ops::Dtype OpDtype() const;
+  kernels::Dtype OpDtype() const;
   PhaseClock* clock() { return f_->clock(); }
 
   const ModelConfig& cfg_;

@@ -11,10 +11,14 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "kernels/block_influence.h"
+#include "kernels/cuda_util.h"
+#include "kernels/geglu.h"
+#include "kernels/head_norm_rope.h"
 #include "kernels/lm_head_pass.h"
+#include "kernels/row_norm.h"
 #include "worker/engine/cuda_attention.h"
 #include "worker/engine/cuda_check.h"
-#include "worker/engine/cuda_ops.h"
 #include "worker/engine/device_stats.h"
 #include "worker/engine/gemm_tuner.h"
 #include "worker/engine/rank_forward.h"
@@ -24,7 +28,8 @@ namespace sweepd::engine::internal {
 namespace {
 
 // Fused projections (4 GEMMs per layer), fused norm / RoPE / GeGLU kernels
-// (cuda_ops.h), mask-free attention and the fused LM-head pass
+// (kernels/row_norm.h, head_norm_rope.h, geglu.h, block_influence.h),
+// mask-free attention and the fused LM-head pass
 // (kernels/lm_head_pass.h) on bf16 logits. Same semantics as the reference
 // backend (docs/ENGINE.md, "GPU path").
 class CudaBackend : public RankBackend, public DeviceEventTimer {
@@ -41,7 +46,7 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
 
   DeviceEventTimer* BeginForward(RankForward* f) override {
     f_ = f;
-    CudaCheck(cuda_ops::SetDevice(s_.device.index()), "cudaSetDevice");
+    CudaCheck(kernels::CudaSetDevice(s_.device.index()), "cudaSetDevice");
     stream_ = internal::CurrentCudaStream(s_.device.index());
     attention_.Bind(f, stream_);
     return this;
@@ -82,18 +87,19 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
 
   void* Record() override {
     void* event = nullptr;
-    CudaCheck(cuda_ops::EventCreate(&event), "profile event");
-    CudaCheck(cuda_ops::EventRecord(event, stream_), "profile event");
+    CudaCheck(kernels::CudaEventCreate(&event), "profile event");
+    CudaCheck(kernels::CudaEventRecord(event, stream_), "profile event");
     return event;
   }
 
   double ElapsedMs(void* start, void* end) override {
     float dev_ms = 0;
-    CudaCheck(cuda_ops::EventElapsedMs(start, end, &dev_ms), "profile event");
+    CudaCheck(kernels::CudaEventElapsedMs(start, end, &dev_ms),
+              "profile event");
     return dev_ms;
   }
 
-  void Destroy(void* event) override { cuda_ops::EventDestroy(event); }
+  void Destroy(void* event) override { kernels::CudaEventDestroy(event); }
 
   // ---- RankBackend: the layer operations.
 
@@ -156,9 +162,9 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
     at::Tensor gu = Linear(m_in, w.gate_up);  // [T, 2 * inter_local]
     f_->clock()->Mark("geglu");
     at::Tensor act = at::empty({T, g.inter_local}, m_in.options());
-    CudaCheck(cuda_ops::Geglu(OpDtype(), gu.data_ptr(), T, g.inter_local,
-                              cfg_.hidden_activation != "gelu", act.data_ptr(),
-                              stream_),
+    CudaCheck(kernels::GegluCuda(OpDtype(), gu.data_ptr(), T, g.inter_local,
+                                 cfg_.hidden_activation != "gelu",
+                                 act.data_ptr(), stream_),
               "Geglu");
     gu = at::Tensor();
     f_->clock()->Mark("gemm_down");
@@ -186,9 +192,9 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
     auto fopts = at::TensorOptions().dtype(at::kFloat).device(s_.device);
     at::Tensor bi = at::empty({a.size(0)}, fopts);
     at::Tensor nb = at::empty({a.size(0)}, fopts);
-    CudaCheck(cuda_ops::RowCosNorm(OpDtype(), a.data_ptr(), b.data_ptr(),
-                                   a.size(0), a.size(1), bi.data_ptr<float>(),
-                                   nb.data_ptr<float>(), stream_),
+    CudaCheck(kernels::RowCosNormCuda(
+                  OpDtype(), a.data_ptr(), b.data_ptr(), a.size(0), a.size(1),
+                  bi.data_ptr<float>(), nb.data_ptr<float>(), stream_),
               "RowCosNorm");
     if (stats_bi_.empty()) {
       const int N = cfg_.num_hidden_layers;
@@ -291,7 +297,7 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
                    const at::Tensor& residual, const at::Tensor& scalar,
                    const at::Tensor& out, const at::Tensor& w2 = at::Tensor(),
                    const at::Tensor& out2 = at::Tensor()) {
-    cuda_ops::RowNormArgs a;
+    kernels::RowNormArgs a;
     a.dtype = OpDtype();
     a.x = x.data_ptr();
     a.x_stride = x.stride(0);
@@ -304,7 +310,7 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
     a.out = out.data_ptr();
     a.weight2 = Ptr(w2);
     a.out2 = out2.defined() ? out2.data_ptr() : nullptr;
-    CudaCheck(cuda_ops::RowNorm(a, stream_), "RowNorm");
+    CudaCheck(kernels::RowNormCuda(a, stream_), "RowNorm");
   }
 
   // Per-head norm (+ RoPE when cos is defined) of `heads` heads starting at
@@ -313,7 +319,7 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
                         int head_dim, int64_t seq, const at::Tensor& w,
                         const at::Tensor& cos, const at::Tensor& sin,
                         const at::Tensor& out) {
-    cuda_ops::HeadNormRopeArgs a;
+    kernels::HeadNormRopeArgs a;
     a.dtype = OpDtype();
     a.x = static_cast<const char*>(qkv.data_ptr()) + col * qkv.element_size();
     a.x_stride = qkv.stride(0);
@@ -326,7 +332,7 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
     a.cos = Ptr(cos);
     a.sin = Ptr(sin);
     a.out = out.data_ptr();
-    CudaCheck(cuda_ops::HeadNormRope(a, stream_), "HeadNormRope");
+    CudaCheck(kernels::HeadNormRopeCuda(a, stream_), "HeadNormRope");
   }
 
   at::Tensor NormFast(const at::Tensor& h, const at::Tensor& w) {
@@ -513,7 +519,7 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
     }
   }
 
-  cuda_ops::Dtype OpDtype() const { return OpDtypeOf(s_.dtype); }
+  kernels::Dtype OpDtype() const { return OpDtypeOf(s_.dtype); }
 
   const ModelConfig& cfg_;
   const EngineOptions& opts_;

@@ -1,7 +1,7 @@
 // Internal to sweepd::engine, CUDA builds only (SWEEPD_ENABLE_CUDA): the CUDA
 // fast path as a RankBackend (docs/ENGINE.md, "GPU path"): q/k/v and gate/up
 // as one GEMM each (optionally autotuned cuBLASLt, gemm_tuner.h), the fused
-// norm / RoPE / GeGLU / block-influence kernels of cuda_ops.h, mask-free
+// norm / RoPE / GeGLU / block-influence kernels of kernels/, mask-free
 // attention (cuda_attention.h), the fused LM-head pass of
 // kernels/lm_head_pass.h, and CUDA events for the phase profile. Same
 // semantics as the reference backend. Only backend_registry.cc includes this
