@@ -18,6 +18,8 @@ function(sweepd_cc_library)
 endfunction()
 
 # sweepd_cc_test(NAME ledger_test SRCS ledger_test.cc DEPS sweepd::coordinator LABELS unit)
+# Tests run with SWEEPD_FINGERPRINT_CACHE=off: the sweepd and sweep-worker processes they start
+# keep no model fingerprint cache under $HOME.
 function(sweepd_cc_test)
   if(NOT SWEEPD_BUILD_TESTS)
     return()
@@ -36,7 +38,7 @@ function(sweepd_cc_test)
     set(ARG_TIMEOUT 300)
   endif()
   set_tests_properties(${ARG_NAME} PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
-    ENVIRONMENT "SWEEPD_BUILD_DIR=${PROJECT_BINARY_DIR};SWEEPD_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+    ENVIRONMENT "SWEEPD_BUILD_DIR=${PROJECT_BINARY_DIR};SWEEPD_SOURCE_DIR=${PROJECT_SOURCE_DIR};SWEEPD_FINGERPRINT_CACHE=off")
 endfunction()
 
 # sweepd_cc_binary(NAME sweepd SRCS main.cc DEPS sweepd::coordinator)

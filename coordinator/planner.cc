@@ -23,19 +23,24 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/fs.h"
 #include "common/hash.h"
+#include "common/layer_selector.h"
+#include "common/model_config.h"
+#include "common/model_fingerprint.h"
 #include "common/status.h"
-#include "coordinator/model_info.h"
 #include "coordinator/report.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -86,19 +91,6 @@ bool ParseIndex(absl::string_view text, int64_t* out) {
     if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
   }
   return absl::SimpleAtoi(text, out);
-}
-
-// "0-3,5,7-8" for {0,1,2,3,5,7,8}; input sorted and unique.
-std::string FormatLayers(const std::vector<int>& layers) {
-  std::vector<std::string> parts;
-  for (size_t i = 0; i < layers.size();) {
-    size_t j = i;
-    while (j + 1 < layers.size() && layers[j + 1] == layers[j] + 1) ++j;
-    parts.push_back(j == i ? absl::StrCat(layers[i])
-                           : absl::StrCat(layers[i], "-", layers[j]));
-    i = j + 1;
-  }
-  return absl::StrJoin(parts, ",");
 }
 
 std::string RangeText(int n) { return absl::StrCat("[0, ", n, ")"); }
@@ -188,6 +180,36 @@ absl::StatusOr<std::string> ResolveUnderRoot(const std::string& path,
   return *resolved;
 }
 
+// What the planner reads from a model directory: the counts it checks layer
+// and head indices against (config.json through the common parser; both are
+// required, no defaults) and the model fingerprint.
+struct ModelInfo {
+  int num_hidden_layers = 0;
+  int num_attention_heads = 0;
+  std::string fingerprint;
+};
+
+absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir,
+                                        const PlannerOptions& options) {
+  absl::StatusOr<HfConfig> config =
+      HfConfig::ReadFile(JoinPath(dir, "config.json"));
+  if (absl::IsNotFound(config.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("model directory ", dir, " has no config.json"));
+  }
+  RETURN_IF_ERROR(config.status());
+  ModelInfo info;
+  ASSIGN_OR_RETURN(info.num_hidden_layers,
+                   config->RequiredCount("num_hidden_layers"));
+  ASSIGN_OR_RETURN(info.num_attention_heads,
+                   config->RequiredCount("num_attention_heads"));
+  ModelFingerprintOptions fingerprint_options;
+  fingerprint_options.cache_path = options.fingerprint_cache;
+  ASSIGN_OR_RETURN(info.fingerprint,
+                   ComputeModelFingerprint(dir, fingerprint_options));
+  return info;
+}
+
 // ---- Validation helpers
 // ------------------------------------------------------------------
 
@@ -242,7 +264,7 @@ absl::StatusOr<std::string> CanonicalLayers(const std::string& selector,
                                             const std::string& field) {
   ASSIGN_OR_RETURN(std::vector<int> layers,
                    ParseLayerSelector(selector, m.num_layers, field));
-  return FormatLayers(layers);
+  return FormatLayerList(layers);
 }
 
 absl::Status CheckLayer(int layer, const ModelShape& m,
@@ -448,6 +470,205 @@ absl::StatusOr<std::vector<AxisPoint>> ExpandLayerAxis(
                      "\""));
   }
   return points;
+}
+
+// ---- Job parameters a param axis may set
+// ------------------------------------------------------
+//
+// A param axis sets one field of the job at each point; the planner applies it
+// to the task's copy of the job before validation, so the task key, the group
+// key and what the worker computes all follow the value (docs/JOBS.md, "Swept
+// parameters"). Anything else is refused at submit time.
+
+struct JobParam {
+  const char* name;
+  enum class Type { kInt, kDouble, kString } type;
+};
+
+const std::vector<JobParam>& ParamsOf(v1::JobKind kind) {
+  using T = JobParam::Type;
+  static const std::vector<JobParam> kWindowed = {
+      {"context_length", T::kInt}, {"stride", T::kInt}, {"bos", T::kString}};
+  static const std::vector<JobParam> kSynthetic = {
+      {"min_ms", T::kInt},
+      {"max_ms", T::kInt},
+      {"failure_rate", T::kDouble},
+      {"permanent_failure_rate", T::kDouble}};
+  static const std::vector<JobParam> kGenerate = {
+      {"samples", T::kInt},        {"max_new_tokens", T::kInt},
+      {"temperature", T::kDouble}, {"top_k", T::kInt},
+      {"top_p", T::kDouble},       {"bos", T::kString}};
+  static const std::vector<JobParam> kCanary = {{"max_new_tokens", T::kInt},
+                                                {"bos", T::kString}};
+  static const std::vector<JobParam> kNone;
+  switch (kind) {
+    case v1::JOB_KIND_EVAL:
+    case v1::JOB_KIND_PROBE:
+    case v1::JOB_KIND_HEAD_IMPORTANCE:
+    case v1::JOB_KIND_CAPTURE:
+      return kWindowed;
+    case v1::JOB_KIND_GENERATE:
+      return kGenerate;
+    case v1::JOB_KIND_CANARY:
+      return kCanary;
+    case v1::JOB_KIND_SYNTHETIC:
+      return kSynthetic;
+    default:
+      return kNone;
+  }
+}
+
+std::string JobKindText(v1::JobKind kind) {
+  std::string name = v1::JobKind_Name(kind);
+  constexpr absl::string_view kPrefix = "JOB_KIND_";
+  if (absl::StartsWith(name, kPrefix)) name = name.substr(kPrefix.size());
+  return absl::AsciiStrToLower(name);
+}
+
+absl::StatusOr<const JobParam*> FindParam(v1::JobKind kind,
+                                          const std::string& name,
+                                          const std::string& field) {
+  std::vector<std::string> known;
+  for (const JobParam& p : ParamsOf(kind)) {
+    if (name == p.name) return &p;
+    known.push_back(p.name);
+  }
+  return Invalid(field,
+                 absl::StrCat("unknown parameter \"", name, "\" for ",
+                              JobKindText(kind), " jobs; a param axis may set ",
+                              known.empty() ? "nothing for this job kind"
+                                            : absl::StrJoin(known, ", ")));
+}
+
+absl::Status CheckParamValue(const JobParam& p, const v1::Value& v,
+                             const std::string& field) {
+  const bool ok = (p.type == JobParam::Type::kInt &&
+                   v.kind_case() == v1::Value::kIntValue) ||
+                  (p.type == JobParam::Type::kDouble &&
+                   (v.kind_case() == v1::Value::kDoubleValue ||
+                    v.kind_case() == v1::Value::kIntValue)) ||
+                  (p.type == JobParam::Type::kString &&
+                   v.kind_case() == v1::Value::kStringValue);
+  if (ok) return absl::OkStatus();
+  static constexpr const char* kTypeNames[] = {"an integer", "a number",
+                                               "a string"};
+  return Invalid(field, absl::StrCat("parameter \"", p.name, "\" takes ",
+                                     kTypeNames[static_cast<int>(p.type)]));
+}
+
+std::string ValueText(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::kIntValue:
+      return absl::StrCat(v.int_value());
+    case v1::Value::kDoubleValue:
+      return absl::StrCat(v.double_value());
+    case v1::Value::kStringValue:
+      return absl::StrCat("\"", v.string_value(), "\"");
+    case v1::Value::kBoolValue:
+      return v.bool_value() ? "true" : "false";
+    case v1::Value::KIND_NOT_SET:
+      break;
+  }
+  return "(unset)";
+}
+
+double AsDouble(const v1::Value& v) {
+  return v.kind_case() == v1::Value::kIntValue
+             ? static_cast<double>(v.int_value())
+             : v.double_value();
+}
+
+// Sets parameter `name` (checked by FindParam/CheckParamValue) in the job of
+// `spec`. Integers out of the int32 range are refused.
+absl::Status ApplyJobParam(v1::SweepSpec* spec, const std::string& name,
+                           const v1::Value& v, const std::string& field) {
+  auto int32_value = [&]() -> absl::StatusOr<int32_t> {
+    if (v.int_value() < std::numeric_limits<int32_t>::min() ||
+        v.int_value() > std::numeric_limits<int32_t>::max()) {
+      return Invalid(
+          field, absl::StrCat(name, " = ", v.int_value(), " is out of range"));
+    }
+    return static_cast<int32_t>(v.int_value());
+  };
+  v1::TextWindowing* w = nullptr;
+  if (spec->has_eval()) w = spec->mutable_eval()->mutable_windowing();
+  if (spec->has_probe()) w = spec->mutable_probe()->mutable_windowing();
+  if (spec->has_head_importance()) {
+    w = spec->mutable_head_importance()->mutable_windowing();
+  }
+  if (spec->has_capture()) w = spec->mutable_capture()->mutable_windowing();
+  if (w != nullptr) {
+    if (name == "context_length") {
+      ASSIGN_OR_RETURN(int32_t n, int32_value());
+      w->set_context_length(n);
+    } else if (name == "stride") {
+      ASSIGN_OR_RETURN(int32_t n, int32_value());
+      w->set_stride(n);
+    } else if (name == "bos") {
+      w->set_bos(v.string_value());
+    }
+    return absl::OkStatus();
+  }
+  if (spec->has_generate()) {
+    v1::GenerateJob* job = spec->mutable_generate();
+    if (name == "samples" || name == "max_new_tokens" || name == "top_k") {
+      ASSIGN_OR_RETURN(int32_t n, int32_value());
+      if (name == "samples") job->set_samples(n);
+      if (name == "max_new_tokens") job->set_max_new_tokens(n);
+      if (name == "top_k") job->set_top_k(n);
+    } else if (name == "temperature") {
+      job->set_temperature(AsDouble(v));
+    } else if (name == "top_p") {
+      job->set_top_p(AsDouble(v));
+    } else if (name == "bos") {
+      job->set_bos(v.string_value());
+    }
+    return absl::OkStatus();
+  }
+  if (spec->has_canary()) {
+    v1::CanaryJob* job = spec->mutable_canary();
+    if (name == "max_new_tokens") {
+      ASSIGN_OR_RETURN(int32_t n, int32_value());
+      job->set_max_new_tokens(n);
+    } else if (name == "bos") {
+      job->set_bos(v.string_value());
+    }
+    return absl::OkStatus();
+  }
+  if (spec->has_synthetic()) {
+    v1::SyntheticJob* job = spec->mutable_synthetic();
+    if (name == "min_ms") {
+      ASSIGN_OR_RETURN(int32_t n, int32_value());
+      job->set_min_ms(n);
+    } else if (name == "max_ms") {
+      ASSIGN_OR_RETURN(int32_t n, int32_value());
+      job->set_max_ms(n);
+    } else if (name == "failure_rate") {
+      job->set_failure_rate(AsDouble(v));
+    } else if (name == "permanent_failure_rate") {
+      job->set_permanent_failure_rate(AsDouble(v));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Every param axis names a parameter of `kind` and gives values of its type
+// (checked after the axes' own structure, so those errors come first).
+absl::Status CheckParamAxes(const v1::Grid& grid,
+                            const std::vector<std::vector<AxisPoint>>& axes,
+                            v1::JobKind kind) {
+  for (int i = 0; i < grid.axes_size(); ++i) {
+    if (grid.axes(i).kind_case() != v1::Axis::kParam) continue;
+    const std::string pf = absl::StrCat("grid.axes[", i, "].param");
+    ASSIGN_OR_RETURN(
+        const JobParam* param,
+        FindParam(kind, grid.axes(i).param().name(), pf + ".name"));
+    for (size_t j = 0; j < axes[i].size(); ++j) {
+      RETURN_IF_ERROR(CheckParamValue(*param, axes[i][j].param_value,
+                                      absl::StrCat(pf, ".values[", j, "]")));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::vector<AxisPoint>>> ExpandAxes(
@@ -785,84 +1006,67 @@ v1::JobKind JobKindOf(v1::SweepSpec::JobCase job) {
   return v1::JOB_KIND_UNSPECIFIED;
 }
 
-absl::StatusOr<std::vector<int>> ParseLayerSelector(const std::string& selector,
-                                                    int num_layers,
-                                                    const std::string& field) {
-  if (absl::StripAsciiWhitespace(selector).empty()) {
-    return Invalid(field, "empty layer selector");
-  }
-  if (num_layers <= 0)
-    return Invalid(field, "the model has no layers to select");
-  std::vector<int> out;
-  auto add = [&](int64_t layer) -> absl::Status {
-    if (layer < 0 || layer >= num_layers) {
-      return Invalid(field, absl::StrCat("layer ", layer, " out of range ",
-                                         RangeText(num_layers)));
+namespace {
+
+// Sets the seed of every reinit intervention of `task` that names none (seed
+// 0) to the task's grid seed. True if one took it.
+bool FoldSeedIntoReinit(v1::TaskSpec* task) {
+  bool used = false;
+  auto fold = [&](v1::InterventionSet* set) {
+    for (v1::Intervention& iv : *set->mutable_interventions()) {
+      if (iv.has_reinit() && iv.reinit().seed() == 0) {
+        iv.mutable_reinit()->set_seed(task->seed());
+        used = true;
+      }
     }
-    out.push_back(static_cast<int>(layer));
-    return absl::OkStatus();
   };
-  for (absl::string_view raw : absl::StrSplit(selector, ',')) {
-    const absl::string_view item = absl::StripAsciiWhitespace(raw);
-    auto bad = [&](absl::string_view why) {
-      return Invalid(field, absl::StrCat("bad layer selector item \"", item,
-                                         "\" in \"", selector, "\": ", why));
-    };
-    if (item.empty()) return bad("empty item");
-    if (item == "all") {
-      for (int l = 0; l < num_layers; ++l) out.push_back(l);
-      continue;
-    }
-    if (item.find(':') != absl::string_view::npos) {
-      std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
-      if (parts.size() > 3)
-        return bad("expected start:stop or start:stop:step");
-      int64_t start = 0, stop = num_layers, step = 1;
-      if (!absl::StripAsciiWhitespace(parts[0]).empty() &&
-          !ParseIndex(parts[0], &start)) {
-        return bad("start is not a non-negative integer");
-      }
-      if (!absl::StripAsciiWhitespace(parts[1]).empty() &&
-          !ParseIndex(parts[1], &stop)) {
-        return bad("stop is not a non-negative integer");
-      }
-      if (parts.size() == 3 && !absl::StripAsciiWhitespace(parts[2]).empty() &&
-          !ParseIndex(parts[2], &step)) {
-        return bad("step is not a positive integer");
-      }
-      if (step == 0) return bad("step must be positive");
-      if (stop > num_layers) {
-        return Invalid(field, absl::StrCat("stop ", stop, " out of range [0, ",
-                                           num_layers, "] in \"", item, "\""));
-      }
-      if (start >= stop) return bad("selects no layers");
-      for (int64_t l = start; l < stop; l += step) RETURN_IF_ERROR(add(l));
-      continue;
-    }
-    const size_t dash = item.find('-');
-    if (dash != absl::string_view::npos) {
-      int64_t a = 0, b = 0;
-      if (!ParseIndex(item.substr(0, dash), &a) ||
-          !ParseIndex(item.substr(dash + 1), &b)) {
-        return bad("expected first-last with non-negative integers");
-      }
-      if (a > b) return bad("first > last");
-      RETURN_IF_ERROR(add(a));
-      RETURN_IF_ERROR(add(b));
-      for (int64_t l = a + 1; l < b; ++l) out.push_back(static_cast<int>(l));
-      continue;
-    }
-    int64_t layer = 0;
-    if (!ParseIndex(item, &layer))
-      return bad("not a layer index, range or \"all\"");
-    RETURN_IF_ERROR(add(layer));
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
+  fold(task->mutable_interventions());
+  if (task->has_eval())
+    fold(task->mutable_eval()->mutable_base_interventions());
+  return used;
 }
 
-namespace {
+// The sweep's job with each combination of swept parameters applied and
+// validated (defaults filled, selectors canonicalised), computed once per
+// combination.
+class JobsByParams {
+ public:
+  JobsByParams(const v1::SweepSpec& unvalidated, const ModelShape& shape)
+      : unvalidated_(unvalidated), shape_(shape) {}
+
+  // The resolved sweep (only its job matters) for `params`. INVALID_ARGUMENT
+  // naming the point when the values make an invalid job (e.g. a stride
+  // larger than a swept context_length).
+  absl::StatusOr<const v1::SweepSpec*> Get(
+      const google::protobuf::Map<std::string, v1::Value>& params) {
+    std::map<std::string, const v1::Value*> sorted;
+    for (const auto& [name, value] : params) sorted[name] = &value;
+    std::string key;
+    std::vector<std::string> label;
+    for (const auto& [name, value] : sorted) {
+      absl::StrAppend(&key, name, "\0", DeterministicBytes(*value), "\0");
+      label.push_back(absl::StrCat(name, "=", ValueText(*value)));
+    }
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return &it->second;
+    v1::SweepSpec spec = unvalidated_;
+    const std::string where =
+        absl::StrCat("grid point {", absl::StrJoin(label, ", "), "}");
+    for (const auto& [name, value] : sorted) {
+      RETURN_IF_ERROR(ApplyJobParam(&spec, name, *value, where));
+    }
+    absl::Status valid = ValidateJob(&spec, shape_);
+    if (!valid.ok()) {
+      return Invalid(where, valid.message());
+    }
+    return &cache_.emplace(std::move(key), std::move(spec)).first->second;
+  }
+
+ private:
+  const v1::SweepSpec& unvalidated_;
+  const ModelShape& shape_;
+  std::map<std::string, v1::SweepSpec> cache_;
+};
 
 // Plans one stage: `spec` without stages; every task records `stage`.
 absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
@@ -895,7 +1099,7 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
       return Invalid("model.path", absl::StrCat("'", rs.model().path(),
                                                 "' is not a directory"));
     }
-    auto info = ReadModelInfo(dir);
+    auto info = ReadModelInfo(dir, options);
     if (!info.ok()) return Annotate(info.status(), "model.path");
     shape.known = true;
     shape.num_layers = info->num_hidden_layers;
@@ -913,9 +1117,16 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
   } else {
     rs.mutable_model()->clear_fingerprint();
   }
+  // The dtype decides the numbers, so it is resolved here and becomes part of
+  // every task key: results of one precision are never reused as the other's.
+  if (shape.known && rs.model().dtype().empty()) {
+    rs.mutable_model()->set_dtype(options.default_dtype);
+  }
   const std::string& dtype = rs.model().dtype();
   if (!dtype.empty() && dtype != "float32" && dtype != "bfloat16") {
-    return Invalid("model.dtype",
+    return Invalid(rs.model().dtype() == options.default_dtype && shape.known
+                       ? "PlannerOptions.default_dtype"
+                       : "model.dtype",
                    absl::StrCat("must be \"float32\" or \"bfloat16\", got \"",
                                 dtype, "\""));
   }
@@ -938,6 +1149,24 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
     RETURN_IF_ERROR(CheckRange(ds->shards(), 1, kMaxShards, field + ".shards"));
     if (ds->max_records() < 0)
       return Invalid(field + ".max_records", "must be >= 0");
+    if (ds->split() == "paragraph") ds->clear_split();  // the default's key
+    if (!ds->split().empty() && ds->split() != "line" &&
+        ds->split() != "file") {
+      return Invalid(field + ".split",
+                     absl::StrCat("must be \"paragraph\", \"line\" or "
+                                  "\"file\", got \"",
+                                  ds->split(), "\""));
+    }
+    if (!ds->split().empty() && absl::EndsWith(ds->path(), ".jsonl")) {
+      return Invalid(field + ".split",
+                     "applies to plain-text files; a JSONL file is one record "
+                     "per line");
+    }
+    if (ds->split() == "file" && ds->shards() > 1) {
+      return Invalid(field + ".shards",
+                     "split \"file\" makes the whole file one document, "
+                     "which cannot be cut into shards; use shards: 1");
+    }
     ASSIGN_OR_RETURN(std::string path,
                      ResolveUnderRoot(ds->path(), options.data_root,
                                       field + ".path", "data root"));
@@ -952,6 +1181,9 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
     ds->set_fingerprint(*fp);
   }
 
+  // The job before defaults and canonicalisation: swept parameters are
+  // applied to copies of it and validated per point (JobWithParams).
+  const v1::SweepSpec unvalidated = rs;
   RETURN_IF_ERROR(ValidateJob(&rs, shape));
   if (synthetic) {
     for (int i = 0; i < rs.grid().axes_size(); ++i) {
@@ -966,6 +1198,7 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
   }
   ASSIGN_OR_RETURN(std::vector<std::vector<AxisPoint>> axes,
                    ExpandAxes(rs.mutable_grid(), shape));
+  RETURN_IF_ERROR(CheckParamAxes(rs.grid(), axes, kind));
 
   // Data slots: every (dataset, shard), or one slot without data.
   std::vector<DataSlot> slots;
@@ -1012,6 +1245,12 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
     }
   }
 
+  JobsByParams jobs_by_params(unvalidated, shape);
+  // eval and probe use a grid seed only as the seed of reinit interventions
+  // that name none (docs/JOBS.md, "Seeds").
+  const bool seeds_fold_into_reinit =
+      kind == v1::JOB_KIND_EVAL || kind == v1::JOB_KIND_PROBE;
+  bool seed_used = false;
   plan.tasks.reserve(static_cast<size_t>(total));
   absl::flat_hash_set<std::string> seen;
   seen.reserve(static_cast<size_t>(total));
@@ -1042,8 +1281,20 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
         if (p.param_name != nullptr)
           (*point.mutable_params())[*p.param_name] = p.param_value;
       }
+      if (!point.params().empty()) {
+        ASSIGN_OR_RETURN(const v1::SweepSpec* job,
+                         jobs_by_params.Get(point.params()));
+        CopyJob(*job, &point);
+      }
       if (point.interventions().interventions_size() == 0)
         point.clear_interventions();
+      if (seeds_fold_into_reinit && point.seed() != 0) {
+        if (FoldSeedIntoReinit(&point)) {
+          seed_used = true;
+        } else {
+          point.clear_seed();  // unused: the task shares the unseeded key
+        }
+      }
 
       // Group key: the canonical task without interventions and seed (computed
       // once per point).
@@ -1094,6 +1345,17 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
         }
         odometer[a] = 0;
       }
+    }
+  }
+  if (seeds_fold_into_reinit && !seed_used) {
+    for (int i = 0; i < rs.grid().axes_size(); ++i) {
+      if (rs.grid().axes(i).kind_case() != v1::Axis::kSeeds) continue;
+      return Invalid(
+          absl::StrCat("grid.axes[", i, "].seeds"),
+          absl::StrCat(JobKindText(kind),
+                       " tasks use a seed only for reinit interventions that "
+                       "name none, and no task of this sweep has one: every "
+                       "seed would compute the same numbers"));
     }
   }
   return plan;

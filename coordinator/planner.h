@@ -33,13 +33,16 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/layer_selector.h"  // ParseLayerSelector (used with plans)
+#include "common/version.h"
 #include "sweepd/v1/spec.pb.h"
 #include "sweepd/v1/task.pb.h"
 
 namespace sweepd {
 
-// Bumped whenever a change alters what a task computes; part of every task key.
-inline constexpr char kCodeVersion[] = "sweepd-task-v1";
+// Bumped whenever a change alters what a task computes; part of every task key
+// (common/version.h).
+inline constexpr const char* kCodeVersion = kTaskCodeVersion;
 
 struct PlannerOptions {
   // Model and dataset paths must resolve inside these directories (symlinks
@@ -48,6 +51,14 @@ struct PlannerOptions {
   std::string data_root;
   // Upper bound on the tasks one sweep may expand to.
   int64_t max_tasks = 1'000'000;
+  // The compute dtype of a sweep whose model.dtype is empty ("float32" or
+  // "bfloat16", sweepd --default-dtype). Resolved at plan time, so it is part
+  // of every task key.
+  std::string default_dtype = "float32";
+  // Per-file digest cache of the model fingerprint
+  // (common/model_fingerprint.h); "" = none, every model file is read at each
+  // plan. sweepd sets it from --fingerprint-cache.
+  std::string fingerprint_cache;
 };
 
 struct PlannedTask {
@@ -86,13 +97,6 @@ absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
 // The job kind of a sweep's (or stage's) job oneof; UNSPECIFIED when none is
 // set.
 sweepd::v1::JobKind JobKindOf(sweepd::v1::SweepSpec::JobCase job);
-
-// Parses a layer selector ("all", "3", "0,5,11", "10-22", "0:60:2", mixes) for
-// a model with `num_layers` layers into a sorted, de-duplicated list. `field`
-// names the spec field in errors.
-absl::StatusOr<std::vector<int>> ParseLayerSelector(const std::string& selector,
-                                                    int num_layers,
-                                                    const std::string& field);
 
 }  // namespace sweepd
 

@@ -18,9 +18,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/model_config.h"
 #include "common/status.h"
 #include "coordinator/planner.h"
-#include "nlohmann/json.hpp"
 
 namespace sweepd {
 namespace {
@@ -812,30 +812,11 @@ absl::StatusOr<ReportData> BuildReportData(const std::vector<TaskRecord>& tasks,
 
 absl::StatusOr<std::vector<std::string>> LayerTypesFromConfigJson(
     const std::string& config_json, const std::string& source) {
-  nlohmann::json config =
-      nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded() || !config.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": not a JSON object"));
-  }
-  const nlohmann::json* scope = &config;
-  if (config.contains("text_config") && config["text_config"].is_object()) {
-    scope = &config["text_config"];
-  }
-  if (!scope->contains("layer_types") || !(*scope)["layer_types"].is_array()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": no \"layer_types\" list"));
-  }
-  std::vector<std::string> types;
-  for (const auto& entry : (*scope)["layer_types"]) {
-    if (!entry.is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": layer_types[", types.size(), "] is not a string"));
-    }
-    std::string type = entry.get<std::string>();
+  ASSIGN_OR_RETURN(HfConfig config, HfConfig::Parse(config_json, source));
+  ASSIGN_OR_RETURN(std::vector<std::string> types, config.LayerTypes());
+  for (std::string& type : types) {
     if (type == "sliding_attention") type = "sliding";
     if (type == "full_attention") type = "full";
-    types.push_back(type);
   }
   return types;
 }

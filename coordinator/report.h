@@ -192,8 +192,9 @@ absl::StatusOr<std::string> RenderReportHtml(const ReportData& data);
 // Ids of the chart divs RenderReportHtml draws for `data`, in page order.
 std::vector<std::string> ReportChartIds(const ReportData& data);
 
-// Reads per-layer attention types from a Hugging Face config.json text
-// ("layer_types", under "text_config" when present): "sliding_attention" ->
+// Reads per-layer attention types from a Hugging Face config.json text with
+// HfConfig::LayerTypes (common/model_config.h; "layer_types", under
+// "text_config" when present): "sliding_attention" ->
 // "sliding", "full_attention" -> "full", other values kept as they are.
 // INVALID_ARGUMENT naming `source` when the JSON is malformed or has no
 // layer_types list of strings.

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "common/error_reason.h"
 #include "common/logging.h"
 #include "common/status.h"
 
@@ -308,9 +309,11 @@ class LeaseSchedulerImpl : public LeaseScheduler {
     const int64_t now = clock_->NowMs();
     auto wit = workers_.find(worker_id);
     if (wit == workers_.end()) {
-      return absl::StatusOr<LeaseBatch>(absl::NotFoundError(
-          absl::StrCat("worker_id '", worker_id,
-                       "' is not registered; call RegisterWorker")));
+      return absl::StatusOr<LeaseBatch>(
+          WithErrorReason(absl::NotFoundError(absl::StrCat(
+                              "worker_id '", worker_id,
+                              "' is not registered; call RegisterWorker")),
+                          kReasonUnknownWorker));
     }
     WorkerEntry* w = wit->second.get();
     w->last_seen_ms = now;

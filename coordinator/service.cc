@@ -20,17 +20,14 @@
 #include "common/status.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "proto/grpc_status.h"
 #include "sweepd/v1/coordinator.grpc.pb.h"
 #include "sweepd/v1/worker.grpc.pb.h"
 
 namespace sweepd {
 namespace {
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                      std::string(s.message()));
-}
+grpc::Status ToGrpc(const absl::Status& s) { return ToGrpcStatus(s); }
 
 grpc::Status Invalid(absl::string_view field, absl::string_view what) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/file_digest_cache.h"
 #include "common/logging.h"
 #include "coordinator/ledger.h"
 #include "coordinator/scheduler.h"
@@ -45,11 +46,20 @@ ABSL_FLAG(int, lease_seconds, 60,
           "Lease length for sweeps whose policy.lease_seconds is 0; also how "
           "long a silent "
           "worker keeps its prefix-share groups.");
+ABSL_FLAG(std::string, default_dtype, "float32",
+          "Compute dtype (float32|bfloat16) of sweeps whose model.dtype is "
+          "empty; resolved at submit time into every task key.");
 ABSL_FLAG(std::string, snapshot_dir, "",
           "Durable directory for ledger snapshots. On start, if the ledger is "
           "missing or "
           "empty, the newest intact snapshot here is restored and every sweep "
           "resumes.");
+ABSL_FLAG(std::string, fingerprint_cache, sweepd::DefaultFileDigestCachePath(),
+          "Cache file of per-file SHA-256 digests for model fingerprints "
+          "(keyed by path, size, mtime, inode, device), so a large checkpoint "
+          "is read once; empty = no cache. Default: $SWEEPD_FINGERPRINT_CACHE, "
+          "else $XDG_CACHE_HOME/sweepd/fingerprints.json, else "
+          "~/.cache/sweepd/fingerprints.json.");
 ABSL_FLAG(int, snapshot_interval_s, 300,
           "Seconds between snapshots (with --snapshot-dir).");
 ABSL_FLAG(int, snapshot_keep, 3, "Snapshots kept in --snapshot-dir.");
@@ -127,6 +137,15 @@ int Run() {
   ServiceOptions service_options;
   service_options.planner.model_root = absl::GetFlag(FLAGS_model_root);
   service_options.planner.data_root = absl::GetFlag(FLAGS_data_root);
+  service_options.planner.default_dtype = absl::GetFlag(FLAGS_default_dtype);
+  if (service_options.planner.default_dtype != "float32" &&
+      service_options.planner.default_dtype != "bfloat16") {
+    std::cerr << "sweepd: --default-dtype must be float32 or bfloat16, got '"
+              << service_options.planner.default_dtype << "'\n";
+    return 2;
+  }
+  service_options.planner.fingerprint_cache =
+      absl::GetFlag(FLAGS_fingerprint_cache);
   auto service = CoordinatorServer::Create(ledger->get(), scheduler->get(),
                                            service_options);
   if (!service.ok()) {

@@ -17,8 +17,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/model_fingerprint.h"
 #include "common/tokenizer_cli.h"
-#include "coordinator/model_info.h"
 #include "worker/agent/agent.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
@@ -239,7 +239,8 @@ int RunMain(int argc, char** argv) {
   }
   options.drain_grace_ms = static_cast<int64_t>(drain_grace_s * 1000);
   if (!model_dir.empty()) {
-    auto fingerprint = ComputeModelFingerprint(model_dir);
+    auto fingerprint = ComputeModelFingerprint(
+        model_dir, ModelFingerprintOptions::WithDefaultCache());
     if (!fingerprint.ok()) {
       std::fprintf(stderr, "sweep-worker: --model %s: %s\n", model_dir.c_str(),
                    fingerprint.status().ToString().c_str());

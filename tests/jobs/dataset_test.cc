@@ -39,6 +39,38 @@ TEST(DatasetTest, TextFileSplitsAtBlankLines) {
   EXPECT_EQ((*records)[2].category, "");
 }
 
+// The three ways a plain-text file becomes documents (docs/JOBS.md,
+// "Documents"), on the wikitext-like file of the docs' worked example.
+TEST(DatasetTest, TextSplitParagraphLineFile) {
+  const std::string content =
+      " = Title = \n\n Some text .\n More text .\n\n = = Section = = \n";
+  const std::string path = WriteTemp("w.txt", content);
+  auto paragraphs = ReadRecords(path, 0, TextSplit::kParagraph);
+  ASSERT_TRUE(paragraphs.ok()) << paragraphs.status();
+  ASSERT_EQ(paragraphs->size(), 3u);
+  EXPECT_EQ((*paragraphs)[1].text, " Some text .\n More text .");
+  auto lines = ReadRecords(path, 0, TextSplit::kLine);
+  ASSERT_TRUE(lines.ok()) << lines.status();
+  ASSERT_EQ(lines->size(), 4u);
+  EXPECT_EQ((*lines)[1].text, " Some text .");
+  EXPECT_EQ((*lines)[1].line, 3);
+  EXPECT_EQ((*lines)[3].text, " = = Section = = ");
+  auto file = ReadRecords(path, 0, TextSplit::kFile);
+  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_EQ(file->size(), 1u);
+  EXPECT_EQ((*file)[0].text, content);  // byte for byte, trailing newline kept
+
+  auto jsonl = ReadRecords(WriteTemp("s.jsonl", "{\"text\": \"a\"}\n"), 0,
+                           TextSplit::kFile);
+  EXPECT_EQ(jsonl.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(jsonl.status().message()), HasSubstr("plain-text"));
+  EXPECT_EQ(*ParseTextSplit("", "f"), TextSplit::kParagraph);
+  EXPECT_EQ(*ParseTextSplit("line", "f"), TextSplit::kLine);
+  EXPECT_THAT(
+      std::string(ParseTextSplit("words", "ds.split").status().message()),
+      HasSubstr("ds.split"));
+}
+
 TEST(DatasetTest, MaxRecordsCaps) {
   const std::string path = WriteTemp("b.txt", "a\n\nb\n\nc\n\nd\n");
   auto records = ReadRecords(path, 2);

@@ -18,11 +18,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/fs.h"
+#include "common/layer_selector.h"
 #include "common/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
+#include "worker/jobs/windowing.h"
 
 namespace sweepd {
 namespace {
@@ -159,24 +162,61 @@ class LmExecutorTest : public ::testing::Test {
     engine_ = std::move(*e);
   }
 
+  // The typed task the agent would hand over for a spec written as the
+  // protobuf JSON mapping (`windowing`, `interventions`), the way these tests
+  // were first written.
   static TaskInput Task(const std::string& kind, const std::string& key,
                         const std::string& data, json windowing,
                         json interventions = json::array()) {
     TaskInput t;
     t.kind = kind;
     t.task_key = key;
-    t.spec = {{"kind", kind == "eval" ? "JOB_KIND_EVAL" : "JOB_KIND_PROBE"},
-              {"model", {{"path", Path("model")}}},
-              {"data",
-               {{"dataset", {{"name", "d"}, {"path", Path(data)}}},
-                {"shard_index", 0},
-                {"num_shards", 1}}},
-              {kind, {{"windowing", windowing}}}};
-    if (!interventions.empty()) {
-      t.spec["interventions"] = {{"interventions", interventions}};
+    LmJobSpec job;
+    job.model.path = Path("model");
+    job.dataset_name = "d";
+    job.data.path = Path(data);
+    auto w = ResolveWindowing(windowing.value("context_length", 0),
+                              windowing.value("stride", 0),
+                              windowing.value("bos", ""), kind + ".windowing");
+    EXPECT_TRUE(w.ok()) << w.status();
+    job.windowing = *w;
+    for (size_t i = 0; i < interventions.size(); ++i) {
+      const json& iv = interventions[i];
+      const std::string field =
+          absl::StrCat("interventions.interventions[", i, "]");
+      if (iv.contains("mask_heads")) {
+        job.interventions.push_back(engine::Intervention::MaskHeads(
+            iv["mask_heads"]["layer"].get<int>(),
+            iv["mask_heads"]["heads"].get<std::vector<int>>()));
+        job.intervention_fields.push_back(field + ".mask_heads");
+        continue;
+      }
+      for (const char* op : {"skip", "zero", "reinit"}) {
+        if (!iv.contains(op)) continue;
+        auto layers = ParseLayerSelector(iv[op]["layers"].get<std::string>(),
+                                         kLayerCountUnknown, "layers");
+        EXPECT_TRUE(layers.ok()) << layers.status();
+        // 64-bit integers are JSON strings in the proto JSON mapping.
+        const json seed_json = iv[op].value("seed", json(0));
+        const uint64_t seed = seed_json.is_string()
+                                  ? std::stoull(seed_json.get<std::string>())
+                                  : seed_json.get<uint64_t>();
+        for (int l : *layers) {
+          job.interventions.push_back(
+              std::string(op) == "skip" ? engine::Intervention::Skip(l)
+              : std::string(op) == "zero"
+                  ? engine::Intervention::Zero(l)
+                  : engine::Intervention::Reinit(l, seed));
+          job.intervention_fields.push_back(
+              absl::StrCat(field, ".", op, ".layers"));
+        }
+      }
     }
+    t.job = std::move(job);
     return t;
   }
+
+  static LmJobSpec& Job(TaskInput& t) { return std::get<LmJobSpec>(t.job); }
 
   Outcomes Run(const std::vector<TaskInput>& tasks, bool reuse,
                FakeContext* ctx_in = nullptr, int64_t max_batch_tokens = 4096) {
@@ -601,10 +641,9 @@ TEST_F(LmExecutorSharedPassTest, LayerStudyProbeSetSharesThePass) {
   const json w = {{"context_length", 64}, {"bos", "on"}};
   auto task = [&](const std::string& kind, const std::string& key) {
     TaskInput t = Task(kind, key, "unused", w);
-    t.spec["data"]["dataset"]["path"] =
-        SourceDir() + "/configs/data/probe.jsonl";
-    t.spec["data"]["shard_index"] = 1;
-    t.spec["data"]["num_shards"] = 4;
+    Job(t).data.path = SourceDir() + "/configs/data/probe.jsonl";
+    Job(t).data.shard_index = 1;
+    Job(t).data.num_shards = 4;
     return t;
   };
   const int64_t f0 = backend_->total_layer_forwards();
@@ -637,7 +676,7 @@ TEST_F(LmExecutorTest, TaskErrorsAreReportedPerTask) {
       Task("eval", "no-file", "missing.txt", w),
   };
   tasks.push_back(tasks[0]);
-  tasks[3].spec["data"].erase("dataset");
+  Job(tasks[3]).data.path.clear();  // no dataset
   Outcomes out = Run(tasks, true);
   EXPECT_TRUE(out.at(0).ok()) << out.at(0).status();
   ASSERT_FALSE(out.at(1).ok());

@@ -66,28 +66,26 @@ TEST(WindowingTest, StrideAdvancesWindows) {
   EXPECT_TRUE(MakeWindows(1, w).empty());
 }
 
-TEST(WindowingTest, ParseDefaultsAndErrors) {
-  auto d = ParseWindowing(nlohmann::json::object(), "eval.windowing");
+TEST(WindowingTest, ResolveDefaultsAndErrors) {
+  auto d = ResolveWindowing(0, 0, "", "eval.windowing");
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->context_length, 512);
   EXPECT_EQ(d->stride, 512);
   EXPECT_EQ(d->bos, BosPolicy::kOn);
-  auto p = ParseWindowing(
-      {{"context_length", 64}, {"stride", "16"}, {"bos", "off"}}, "w");
+  auto p = ResolveWindowing(64, 16, "off", "w");
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->context_length, 64);
   EXPECT_EQ(p->stride, 16);
   EXPECT_STREQ(p->bos_name(), "off");
 
-  auto e1 =
-      ParseWindowing({{"context_length", 8}, {"stride", 9}}, "eval.windowing");
+  auto e1 = ResolveWindowing(8, 9, "", "eval.windowing");
   ASSERT_FALSE(e1.ok());
   EXPECT_EQ(e1.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(e1.status().message(), HasSubstr("eval.windowing.stride"));
-  auto e2 = ParseWindowing({{"bos", "maybe"}}, "probe.windowing");
+  auto e2 = ResolveWindowing(0, 0, "maybe", "probe.windowing");
   ASSERT_FALSE(e2.ok());
   EXPECT_THAT(e2.status().message(), HasSubstr("probe.windowing.bos"));
-  auto e3 = ParseWindowing({{"context_length", 1}}, "w");
+  auto e3 = ResolveWindowing(1, 0, "", "w");
   ASSERT_FALSE(e3.ok());
   EXPECT_THAT(e3.status().message(), HasSubstr("w.context_length"));
 }

@@ -22,8 +22,10 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
+#include "common/error_reason.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/grpc_status.h"
 #include "sweepd/v1/worker.grpc.pb.h"
 #include "worker/jobs/synthetic_executor.h"
 
@@ -71,8 +73,7 @@ class FakeGateway final : public v1::WorkerGateway::Service {
     absl::MutexLock lock(&mu_);
     ++lease_calls_;
     if (!known_workers_.count(req->worker_id())) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("unknown worker ", req->worker_id()));
+      return UnknownWorker(req->worker_id());
     }
     if (unavailable_leases_ > 0) {
       --unavailable_leases_;
@@ -92,8 +93,7 @@ class FakeGateway final : public v1::WorkerGateway::Service {
                          v1::HeartbeatResponse* resp) override {
     absl::MutexLock lock(&mu_);
     if (!known_workers_.count(req->worker_id())) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("unknown worker ", req->worker_id()));
+      return UnknownWorker(req->worker_id());
     }
     heartbeats_.push_back(*req);
     for (const std::string& key : cancel_) resp->add_cancelled_task_keys(key);
@@ -104,8 +104,7 @@ class FakeGateway final : public v1::WorkerGateway::Service {
                             v1::ReportResultResponse* resp) override {
     absl::MutexLock lock(&mu_);
     if (!known_workers_.count(req->worker_id())) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("unknown worker ", req->worker_id()));
+      return UnknownWorker(req->worker_id());
     }
     reports_.push_back(*req);
     bool fresh = committed_.insert(req->task_key()).second;
@@ -127,9 +126,19 @@ class FakeGateway final : public v1::WorkerGateway::Service {
     absl::MutexLock lock(&mu_);
     queue_.push_back(std::move(a));
   }
-  void ForgetWorkers() {
+  // Forgets every registration. With `with_reason` false, the answers to the
+  // forgotten ids still say "unknown worker" but carry no error reason, as an
+  // unrelated NOT_FOUND might.
+  void ForgetWorkers(bool with_reason = true) {
     absl::MutexLock lock(&mu_);
     known_workers_.clear();
+    unknown_worker_reason_ = with_reason;
+  }
+  grpc::Status UnknownWorker(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::Status s = absl::NotFoundError(absl::StrCat("unknown worker ", id));
+    if (unknown_worker_reason_) s = WithErrorReason(s, kReasonUnknownWorker);
+    return ToGrpcStatus(s);
   }
   // Waits (real time, generous) until `pred` holds under the gateway's lock.
   bool WaitFor(const std::function<bool()>& pred,
@@ -144,6 +153,7 @@ class FakeGateway final : public v1::WorkerGateway::Service {
   int unavailable_leases_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_token_ ABSL_GUARDED_BY(mu_) = 100;
   std::set<std::string> known_workers_ ABSL_GUARDED_BY(mu_);
+  bool unknown_worker_reason_ ABSL_GUARDED_BY(mu_) = true;
   v1::RegisterWorkerRequest last_registration_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::TaskAssignment> queue_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> tokens_ ABSL_GUARDED_BY(mu_);
@@ -471,6 +481,28 @@ TEST_F(AgentTest, ReRegistersWhenTheCoordinatorForgetsTheWorker) {
   EXPECT_GE(gateway_.registrations_, 2);
   EXPECT_EQ(gateway_.reports_.back().worker_id(),
             absl::StrCat("w-", gateway_.registrations_));
+}
+
+TEST_F(AgentTest, UnknownWorkerIsReadFromTheErrorReasonNotItsWording) {
+  StartServer();
+  UseSyntheticExecutor();
+  StartAgent(Options());
+  ASSERT_TRUE(gateway_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return gateway_.lease_calls_ >= 1;
+  }));
+  gateway_.ForgetWorkers(/*with_reason=*/false);
+  int calls = 0;
+  {
+    absl::MutexLock lock(&gateway_.mu_);
+    calls = gateway_.lease_calls_;
+  }
+  ASSERT_TRUE(AdvanceUntil([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return gateway_.lease_calls_ >= calls + 3;
+  }));
+  agent_->Drain();
+  ASSERT_TRUE(FinishRun().ok());
+  absl::MutexLock lock(&gateway_.mu_);
+  EXPECT_EQ(gateway_.registrations_, 1);
 }
 
 TEST_F(AgentTest, ReconnectsWithBackoffWhenTheCoordinatorComesUpLate) {

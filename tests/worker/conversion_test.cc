@@ -6,6 +6,7 @@
 namespace sweepd {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(ConversionTest, JobKindNamesRoundTrip) {
@@ -31,7 +32,7 @@ TEST(ConversionTest, KindFallsBackToTheJobOneof) {
   EXPECT_EQ(TaskKindOf(spec), "eval");
 }
 
-TEST(ConversionTest, TaskInputKeepsProtoFieldNames) {
+TEST(ConversionTest, SyntheticTaskInputIsTyped) {
   sweepd::v1::TaskAssignment a;
   a.set_task_key("tk1");
   a.set_sweep_id("sw-1");
@@ -51,13 +52,137 @@ TEST(ConversionTest, TaskInputKeepsProtoFieldNames) {
   EXPECT_EQ(input->group_key, "gk1");
   EXPECT_EQ(input->attempt, 2);
   EXPECT_EQ(input->kind, "synthetic");
-  EXPECT_EQ(input->spec["synthetic"]["min_ms"], 3);
-  EXPECT_EQ(input->spec["synthetic"]["max_ms"], 9);
-  EXPECT_DOUBLE_EQ(
-      input->spec["synthetic"]["permanent_failure_rate"].get<double>(), 0.25);
-  EXPECT_FALSE(input->spec["synthetic"].contains("permanentFailureRate"));
-  EXPECT_EQ(input->spec["index"], "7");  // int64 maps to a JSON string
-  EXPECT_EQ(input->spec["kind"], "JOB_KIND_SYNTHETIC");
+  const auto* job = std::get_if<SyntheticJobSpec>(&input->job);
+  ASSERT_NE(job, nullptr);
+  EXPECT_EQ(job->min_ms, 3);
+  EXPECT_EQ(job->max_ms, 9);
+  EXPECT_DOUBLE_EQ(job->permanent_failure_rate, 0.25);
+  EXPECT_DOUBLE_EQ(job->failure_rate, 0.0);  // absent fields: proto defaults
+  EXPECT_EQ(input->index, 7);
+}
+
+// An eval task as the planner writes it: explicit layer lists, base
+// interventions, windowing, a shard.
+sweepd::v1::TaskAssignment EvalAssignment() {
+  sweepd::v1::TaskAssignment a;
+  a.set_task_key("tk-eval");
+  sweepd::v1::TaskSpec* spec = a.mutable_spec();
+  spec->set_kind(sweepd::v1::JOB_KIND_EVAL);
+  spec->mutable_model()->set_path("/m");
+  spec->mutable_model()->set_dtype("float32");
+  sweepd::v1::DataShard* data = spec->mutable_data();
+  data->mutable_dataset()->set_name("d");
+  data->mutable_dataset()->set_path("/data/x.txt");
+  data->mutable_dataset()->set_shards(4);
+  data->set_shard_index(2);
+  data->set_num_shards(4);
+  sweepd::v1::EvalJob* eval = spec->mutable_eval();
+  eval->mutable_windowing()->set_context_length(32);
+  eval->mutable_windowing()->set_stride(16);
+  eval->mutable_base_interventions()
+      ->add_interventions()
+      ->mutable_zero()
+      ->set_layers("0");
+  auto* ivs = spec->mutable_interventions();
+  ivs->add_interventions()->mutable_skip()->set_layers("2,4-5");
+  auto* reinit = ivs->add_interventions()->mutable_reinit();
+  reinit->set_layers("7");
+  reinit->set_seed(18446744073709551615ull);
+  auto* mask = ivs->add_interventions()->mutable_mask_heads();
+  mask->set_layer(3);
+  mask->add_heads(0);
+  mask->add_heads(2);
+  (*spec->mutable_params())["context_length"].set_int_value(32);
+  return a;
+}
+
+TEST(ConversionTest, EvalTaskBecomesEngineInterventions) {
+  auto input = ToTaskInput(EvalAssignment());
+  ASSERT_TRUE(input.ok()) << input.status();
+  const auto* job = std::get_if<LmJobSpec>(&input->job);
+  ASSERT_NE(job, nullptr);
+  EXPECT_EQ(job->model.path, "/m");
+  EXPECT_EQ(job->model.dtype, "float32");
+  EXPECT_EQ(job->dataset_name, "d");
+  EXPECT_EQ(job->data.path, "/data/x.txt");
+  EXPECT_EQ(job->data.shard_index, 2);
+  EXPECT_EQ(job->data.num_shards, 4);
+  EXPECT_EQ(job->data.split, TextSplit::kParagraph);
+  EXPECT_EQ(job->windowing.context_length, 32);
+  EXPECT_EQ(job->windowing.stride, 16);
+  EXPECT_EQ(input->params.at("context_length"), "32");
+  const std::vector<engine::Intervention>& ivs = job->interventions;
+  ASSERT_EQ(ivs.size(), 6u);
+  using K = engine::Intervention::Kind;
+  EXPECT_EQ(ivs[0].kind, K::kZeroLayer);  // base interventions first
+  EXPECT_EQ(ivs[0].layer, 0);
+  EXPECT_EQ(ivs[1].kind, K::kSkipLayer);
+  EXPECT_EQ(ivs[1].layer, 2);
+  EXPECT_EQ(ivs[3].layer, 5);
+  EXPECT_EQ(ivs[4].kind, K::kReinitLayer);
+  EXPECT_EQ(ivs[4].seed, 18446744073709551615ull);
+  EXPECT_EQ(ivs[5].kind, K::kMaskHeads);
+  EXPECT_EQ(ivs[5].layer, 3);
+  EXPECT_THAT(ivs[5].heads, ElementsAre(0, 2));
+  EXPECT_EQ(engine::FirstTouchedLayer(ivs, 8), 0);
+}
+
+TEST(ConversionTest, EvalConversionErrorsNameTheField) {
+  auto all = EvalAssignment();
+  all.mutable_spec()
+      ->mutable_interventions()
+      ->mutable_interventions(1)
+      ->mutable_reinit()
+      ->set_layers("all");  // the planner writes explicit lists only
+  auto a = ToTaskInput(all);
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(a.status().message()),
+              HasSubstr("interventions.interventions[1].reinit.layers"));
+  EXPECT_THAT(std::string(a.status().message()), HasSubstr("tk-eval"));
+
+  auto no_heads = EvalAssignment();
+  no_heads.mutable_spec()
+      ->mutable_interventions()
+      ->mutable_interventions(2)
+      ->mutable_mask_heads()
+      ->clear_heads();
+  EXPECT_THAT(std::string(ToTaskInput(no_heads).status().message()),
+              HasSubstr("interventions.interventions[2].mask_heads.heads"));
+
+  auto no_path = EvalAssignment();
+  no_path.mutable_spec()->mutable_data()->mutable_dataset()->clear_path();
+  auto b = ToTaskInput(no_path);
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(b.status().message()),
+              HasSubstr("data.dataset.path"));
+
+  auto bad_shard = EvalAssignment();
+  bad_shard.mutable_spec()->mutable_data()->set_shard_index(4);
+  EXPECT_THAT(std::string(ToTaskInput(bad_shard).status().message()),
+              HasSubstr("data.shard_index"));
+
+  auto bad_split = EvalAssignment();
+  bad_split.mutable_spec()->mutable_data()->mutable_dataset()->set_split(
+      "sentence");
+  EXPECT_THAT(std::string(ToTaskInput(bad_split).status().message()),
+              HasSubstr("data.dataset.split"));
+}
+
+TEST(ConversionTest, ProbeIgnoresBaseInterventionsAndChecksWindowing) {
+  auto probe = EvalAssignment();
+  sweepd::v1::TaskSpec* spec = probe.mutable_spec();
+  spec->set_kind(sweepd::v1::JOB_KIND_PROBE);
+  spec->mutable_probe()->mutable_windowing()->set_bos("sometimes");
+  auto d = ToTaskInput(probe);
+  EXPECT_THAT(std::string(d.status().message()),
+              HasSubstr("probe.windowing.bos"));
+  spec->mutable_probe()->mutable_windowing()->set_bos("off");
+  auto e = ToTaskInput(probe);
+  ASSERT_TRUE(e.ok()) << e.status();
+  const auto* job = std::get_if<LmJobSpec>(&e->job);
+  ASSERT_NE(job, nullptr);
+  EXPECT_EQ(job->interventions.size(), 5u);
+  EXPECT_EQ(job->windowing.bos, BosPolicy::kOff);
 }
 
 TEST(ConversionTest, EmptyTaskKeyIsRejected) {

@@ -52,15 +52,8 @@ TaskInput MakeTask(const std::string& key, int64_t index, int min_ms,
   t.group_key = "g-" + key;
   t.kind = "synthetic";
   t.attempt = attempt;
-  // As the JSON mapping prints it: int64 fields are strings.
-  t.spec = {{"kind", "JOB_KIND_SYNTHETIC"},
-            {"index", std::to_string(index)},
-            {"synthetic",
-             {{"tasks", 100},
-              {"min_ms", min_ms},
-              {"max_ms", max_ms},
-              {"failure_rate", failure_rate},
-              {"permanent_failure_rate", permanent_rate}}}};
+  t.index = index;
+  t.job = SyntheticJobSpec{min_ms, max_ms, failure_rate, permanent_rate};
   return t;
 }
 
@@ -261,32 +254,17 @@ TEST(SyntheticExecutorTest, InvalidParametersNameTheField) {
   EXPECT_THAT(std::string(out[3].result.status().message()),
               HasSubstr("synthetic.permanent_failure_rate"));
 
-  TaskInput bad_index = MakeTask("e", 0, 0, 0);
-  bad_index.spec["index"] = "twelve";
-  auto r = RunGroup(*exec, {bad_index}, ctx);
+  TaskInput no_job = MakeTask("e", 0, 0, 0);
+  no_job.job = std::monostate();
+  auto r = RunGroup(*exec, {no_job}, ctx);
   EXPECT_EQ(r[0].result.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(r[0].result.status().message()), HasSubstr("index"));
+  EXPECT_THAT(std::string(r[0].result.status().message()), HasSubstr("job"));
 
   TaskInput wrong_kind = MakeTask("f", 0, 0, 0);
   wrong_kind.kind = "eval";
   r = RunGroup(*exec, {wrong_kind}, ctx);
   EXPECT_EQ(r[0].result.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r[0].result.status().message()), HasSubstr("'eval'"));
-}
-
-TEST(SyntheticExecutorTest, AbsentFieldsTakeProtoDefaults) {
-  auto params =
-      ParseSyntheticParams(nlohmann::json{{"synthetic", {{"max_ms", 5}}}});
-  ASSERT_TRUE(params.ok()) << params.status();
-  EXPECT_EQ(params->min_ms, 0);
-  EXPECT_EQ(params->max_ms, 5);
-  EXPECT_EQ(params->failure_rate, 0.0);
-  auto index = ParseSpecIndex(nlohmann::json::object());
-  ASSERT_TRUE(index.ok());
-  EXPECT_EQ(*index, 0);
-  index = ParseSpecIndex(nlohmann::json{{"index", 12}});
-  ASSERT_TRUE(index.ok());
-  EXPECT_EQ(*index, 12);
 }
 
 TEST(ExecutorRegistryTest, RegisterFindAndDuplicates) {

@@ -16,7 +16,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/error_reason.h"
 #include "common/logging.h"
+#include "common/version.h"
+#include "proto/grpc_status.h"
 #include "sweepd/v1/worker.grpc.pb.h"
 #include "worker/agent/conversion.h"
 
@@ -27,12 +30,6 @@ namespace v1 = ::sweepd::v1;
 
 constexpr int64_t kDefaultHeartbeatIntervalMs = 5'000;
 
-absl::Status FromGrpc(const grpc::Status& s) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      s.error_message());
-}
-
 // Codes after which the same call may simply be sent again.
 bool IsRetryableRpc(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable ||
@@ -41,22 +38,10 @@ bool IsRetryableRpc(const absl::Status& s) {
 }
 
 // The coordinator no longer knows this worker id (it restarted on a ledger
-// without the registration, or expired the worker): register again.
+// without the registration, or expired the worker): register again. Read from
+// the error's reason, never from its wording.
 bool IsUnknownWorker(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kPermissionDenied:
-      break;
-    default:
-      return false;
-  }
-  std::string msg = absl::AsciiStrToLower(s.message());
-  return absl::StrContains(msg, "worker") &&
-         (absl::StrContains(msg, "unknown") ||
-          absl::StrContains(msg, "not found") ||
-          absl::StrContains(msg, "not registered"));
+  return ErrorReasonOf(s) == kReasonUnknownWorker;
 }
 
 enum class LeaseState { kQueued, kRunning, kReporting, kReleased };
@@ -154,7 +139,7 @@ class WorkerAgentImpl : public WorkerAgent {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::milliseconds(options_.rpc_deadline_ms));
-    return FromGrpc((stub_.get()->*method)(&ctx, request, response));
+    return FromGrpcStatus((stub_.get()->*method)(&ctx, request, response));
   }
 
   // Waits (mu_ held) until `wake()` is true or the clock reaches `deadline_ms`.
@@ -635,6 +620,12 @@ void WorkerAgentImpl::HandleOutcome(const std::string& key,
   }
   if (outcome.ok()) {
     *request.mutable_result() = ToTaskResult(*outcome);
+    // The worker's own facts, where the executor had none to add.
+    v1::DeterminismRecord* d = request.mutable_result()->mutable_determinism();
+    if (d->device_kind().empty()) {
+      d->set_device_kind(options_.capabilities.device_kind);
+    }
+    if (d->code_version().empty()) d->set_code_version(BuildVersion());
   } else {
     SWEEPD_LOG(INFO) << "task " << key
                      << " failed: " << outcome.status().ToString();

@@ -5,10 +5,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/json_util.h"
+#include "common/layer_selector.h"
+#include "common/status.h"
 
 namespace sweepd {
 namespace {
+
+namespace v1 = ::sweepd::v1;
 
 constexpr char kJobKindPrefix[] = "JOB_KIND_";
 
@@ -62,32 +65,194 @@ std::string TaskKindOf(const sweepd::v1::TaskSpec& spec) {
   return "";
 }
 
+namespace {
+
+absl::Status Invalid(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+// The planner resolves selectors to explicit lists ("0-3,7"); "all" or an open
+// range here means the task did not come from this coordinator's planner.
+absl::StatusOr<std::vector<int>> ExplicitLayers(const std::string& selector,
+                                                const std::string& field) {
+  return ParseLayerSelector(selector, kLayerCountUnknown, field);
+}
+
+absl::Status AppendInterventions(const v1::InterventionSet& set,
+                                 const std::string& prefix, LmJobSpec* job) {
+  std::vector<engine::Intervention>* out = &job->interventions;
+  for (int i = 0; i < set.interventions_size(); ++i) {
+    const v1::Intervention& iv = set.interventions(i);
+    const std::string field = absl::StrCat(prefix, ".interventions[", i, "]");
+    std::string op_field;
+    switch (iv.op_case()) {
+      case v1::Intervention::kSkip: {
+        op_field = field + ".skip.layers";
+        ASSIGN_OR_RETURN(
+            std::vector<int> layers,
+            ExplicitLayers(iv.skip().layers(), field + ".skip.layers"));
+        for (int l : layers) out->push_back(engine::Intervention::Skip(l));
+        break;
+      }
+      case v1::Intervention::kZero: {
+        op_field = field + ".zero.layers";
+        ASSIGN_OR_RETURN(
+            std::vector<int> layers,
+            ExplicitLayers(iv.zero().layers(), field + ".zero.layers"));
+        for (int l : layers) out->push_back(engine::Intervention::Zero(l));
+        break;
+      }
+      case v1::Intervention::kReinit: {
+        op_field = field + ".reinit.layers";
+        ASSIGN_OR_RETURN(
+            std::vector<int> layers,
+            ExplicitLayers(iv.reinit().layers(), field + ".reinit.layers"));
+        for (int l : layers) {
+          out->push_back(engine::Intervention::Reinit(l, iv.reinit().seed()));
+        }
+        break;
+      }
+      case v1::Intervention::kMaskHeads: {
+        op_field = field + ".mask_heads";
+        const v1::HeadMask& m = iv.mask_heads();
+        if (m.layer() < 0) {
+          return Invalid(field + ".mask_heads.layer",
+                         absl::StrCat(m.layer(), " is negative"));
+        }
+        if (m.heads().empty()) {
+          return Invalid(field + ".mask_heads.heads",
+                         "a non-empty list of head indices is required");
+        }
+        std::vector<int> heads;
+        for (int h = 0; h < m.heads_size(); ++h) {
+          if (m.heads(h) < 0) {
+            return Invalid(absl::StrCat(field, ".mask_heads.heads[", h, "]"),
+                           absl::StrCat(m.heads(h), " is negative"));
+          }
+          heads.push_back(m.heads(h));
+        }
+        out->push_back(
+            engine::Intervention::MaskHeads(m.layer(), std::move(heads)));
+        break;
+      }
+      case v1::Intervention::OP_NOT_SET:
+        return Invalid(field,
+                       "exactly one of skip, zero, reinit, mask_heads must be "
+                       "set");
+    }
+    job->intervention_fields.resize(out->size(), op_field);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
+                                  const std::string& kind) {
+  LmJobSpec job;
+  job.model.path = spec.model().path();
+  job.model.fingerprint = spec.model().fingerprint();
+  job.model.dtype = spec.model().dtype();
+  job.model.tokenizer = spec.model().tokenizer();
+  if (!spec.has_data()) {
+    return Invalid("data", "required (an object with dataset and shard)");
+  }
+  const v1::DatasetRef& ds = spec.data().dataset();
+  job.dataset_name = ds.name();
+  if (ds.path().empty()) return Invalid("data.dataset.path", "required");
+  job.data.path = ds.path();
+  if (ds.max_records() < 0) {
+    return Invalid("data.dataset.max_records", "must be >= 0");
+  }
+  job.data.max_records = ds.max_records();
+  ASSIGN_OR_RETURN(job.data.split,
+                   ParseTextSplit(ds.split(), "data.dataset.split"));
+  job.data.shard_index = spec.data().shard_index();
+  job.data.num_shards = spec.data().num_shards() != 0 ? spec.data().num_shards()
+                        : ds.shards() != 0            ? ds.shards()
+                                                      : 1;
+  if (job.data.num_shards < 1) {
+    return Invalid("data.num_shards",
+                   absl::StrCat("must be >= 1, got ", job.data.num_shards));
+  }
+  if (job.data.shard_index < 0 || job.data.shard_index >= job.data.num_shards) {
+    return Invalid("data.shard_index",
+                   absl::StrCat(job.data.shard_index, " outside [0, ",
+                                job.data.num_shards, ")"));
+  }
+  const v1::TextWindowing& w =
+      kind == kEvalKind ? spec.eval().windowing() : spec.probe().windowing();
+  ASSIGN_OR_RETURN(job.windowing,
+                   ResolveWindowing(w.context_length(), w.stride(), w.bos(),
+                                    kind + ".windowing"));
+  if (kind == kEvalKind) {
+    RETURN_IF_ERROR(AppendInterventions(spec.eval().base_interventions(),
+                                        "eval.base_interventions", &job));
+  }
+  RETURN_IF_ERROR(
+      AppendInterventions(spec.interventions(), "interventions", &job));
+  return job;
+}
+
+SyntheticJobSpec ToSyntheticJob(const v1::SyntheticJob& s) {
+  SyntheticJobSpec job;
+  job.min_ms = s.min_ms();
+  job.max_ms = s.max_ms();
+  job.failure_rate = s.failure_rate();
+  job.permanent_failure_rate = s.permanent_failure_rate();
+  return job;
+}
+
+std::string ValueText(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::kIntValue:
+      return absl::StrCat(v.int_value());
+    case v1::Value::kDoubleValue:
+      return absl::StrCat(v.double_value());
+    case v1::Value::kStringValue:
+      return v.string_value();
+    case v1::Value::kBoolValue:
+      return v.bool_value() ? "true" : "false";
+    case v1::Value::KIND_NOT_SET:
+      break;
+  }
+  return "";
+}
+
+}  // namespace
+
 absl::StatusOr<TaskInput> ToTaskInput(
     const sweepd::v1::TaskAssignment& assignment) {
   if (assignment.task_key().empty()) {
     return absl::InvalidArgumentError("TaskAssignment.task_key is empty");
   }
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  auto status = google::protobuf::util::MessageToJsonString(assignment.spec(),
-                                                            &json, options);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "task ", assignment.task_key(),
-        ": TaskSpec does not convert to JSON: ", status.ToString()));
-  }
+  const v1::TaskSpec& spec = assignment.spec();
   TaskInput input;
   input.task_key = assignment.task_key();
   input.sweep_id = assignment.sweep_id();
   input.group_key = assignment.group_key();
-  input.kind = TaskKindOf(assignment.spec());
+  input.kind = TaskKindOf(spec);
   input.attempt = assignment.attempt();
-  input.spec =
-      nlohmann::json::parse(json, /*cb=*/nullptr, /*allow_exceptions=*/false);
-  if (input.spec.is_discarded()) {
+  input.index = spec.index();
+  input.stage = spec.stage();
+  input.seed = spec.seed();
+  for (const auto& [name, value] : spec.params()) {
+    input.params[name] = ValueText(value);
+  }
+  absl::Status converted = absl::OkStatus();
+  if (input.kind == kEvalKind || input.kind == kProbeKind) {
+    absl::StatusOr<LmJobSpec> job = ToLmJob(spec, input.kind);
+    if (job.ok()) {
+      input.job = std::move(*job);
+    } else {
+      converted = job.status();
+    }
+  } else if (input.kind == kSyntheticKind) {
+    input.job = ToSyntheticJob(spec.synthetic());
+  }
+  // Other kinds keep an empty job: no executor of this worker runs them, and
+  // the agent refuses them before conversion matters.
+  if (!converted.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "task ", assignment.task_key(), ": TaskSpec JSON does not parse"));
+        "task ", assignment.task_key(), ": ", converted.message()));
   }
   return input;
 }
@@ -108,6 +273,18 @@ sweepd::v1::TaskResult ToTaskResult(const TaskOutput& output) {
     a->set_sha256(row.sha256);
   }
   result.set_wall_seconds(output.wall_seconds);
+  const DeterminismRecord& d = output.determinism;
+  v1::DeterminismRecord* r = result.mutable_determinism();
+  r->set_dtype(d.dtype);
+  r->set_device_kind(d.device_kind);
+  r->set_tensor_parallel(d.tensor_parallel);
+  r->set_attention_path(d.attention_path);
+  r->set_gemm_tuning(d.gemm_tuning);
+  r->set_libtorch_version(d.libtorch_version);
+  r->set_cuda_version(d.cuda_version);
+  r->set_cudnn_version(d.cudnn_version);
+  r->set_nccl_version(d.nccl_version);
+  r->set_code_version(d.code_version);
   return result;
 }
 

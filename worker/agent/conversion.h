@@ -1,7 +1,7 @@
 // Conversions between the wire types of sweepd.v1 (protobuf) and the plain C++
-// structs of worker/jobs/executor.h. This is the only place where a TaskSpec
-// becomes JSON for an executor and a TaskOutput becomes a TaskResult. Stateless
-// and thread-safe.
+// structs of worker/jobs/task.h and executor.h: the edge of the typed task
+// path. This is the only place where a TaskSpec becomes a TaskInput and a
+// TaskOutput becomes a TaskResult. Stateless and thread-safe.
 #ifndef SWEEPD_WORKER_AGENT_CONVERSION_H_
 #define SWEEPD_WORKER_AGENT_CONVERSION_H_
 
@@ -25,9 +25,12 @@ absl::StatusOr<sweepd::v1::JobKind> JobKindFromName(const std::string& name);
 // oneof that is set; "" when neither says.
 std::string TaskKindOf(const sweepd::v1::TaskSpec& spec);
 
-// The TaskSpec as JSON (proto field names preserved) plus the assignment's
-// identifiers. INVALID_ARGUMENT if the assignment has no task key or the spec
-// does not serialise.
+// The assignment as a typed TaskInput: identifiers, seed, params and the job
+// struct of its kind (LmJobSpec for eval/probe, SyntheticJobSpec; other kinds
+// get no job). Layer selectors must be explicit lists (the planner writes them
+// so). INVALID_ARGUMENT "task <key>: <field>: ..." for a missing task key, a
+// missing dataset path, a shard outside its range, bad windowing, a selector
+// that is not an explicit list or a negative head.
 absl::StatusOr<TaskInput> ToTaskInput(
     const sweepd::v1::TaskAssignment& assignment);
 

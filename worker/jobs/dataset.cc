@@ -45,8 +45,22 @@ bool Capped(const std::vector<TextRecord>& records, int64_t max_records) {
   return max_records > 0 && static_cast<int64_t>(records.size()) >= max_records;
 }
 
-std::vector<TextRecord> ParseText(const std::string& content,
-                                  int64_t max_records) {
+std::vector<TextRecord> ParseLines(const std::string& content,
+                                   int64_t max_records) {
+  std::vector<TextRecord> records;
+  const std::vector<std::string> lines = SplitLines(content);
+  for (size_t i = 0; i < lines.size() && !Capped(records, max_records); ++i) {
+    if (absl::StripAsciiWhitespace(lines[i]).empty()) continue;
+    TextRecord r;
+    r.text = lines[i];
+    r.line = static_cast<int64_t>(i) + 1;
+    records.push_back(std::move(r));
+  }
+  return records;
+}
+
+std::vector<TextRecord> ParseParagraphs(const std::string& content,
+                                        int64_t max_records) {
   std::vector<TextRecord> records;
   std::vector<std::string> paragraph;
   int64_t first_line = 0;
@@ -122,8 +136,31 @@ absl::StatusOr<std::vector<TextRecord>> ParseJsonl(const std::string& path,
 
 }  // namespace
 
+absl::StatusOr<TextSplit> ParseTextSplit(const std::string& name,
+                                         const std::string& field) {
+  if (name.empty() || name == "paragraph") return TextSplit::kParagraph;
+  if (name == "line") return TextSplit::kLine;
+  if (name == "file") return TextSplit::kFile;
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": must be \"paragraph\", \"line\" or \"file\", got \"", name,
+      "\""));
+}
+
+const char* TextSplitName(TextSplit split) {
+  switch (split) {
+    case TextSplit::kParagraph:
+      return "paragraph";
+    case TextSplit::kLine:
+      return "line";
+    case TextSplit::kFile:
+      return "file";
+  }
+  return "?";
+}
+
 absl::StatusOr<std::vector<TextRecord>> ReadRecords(const std::string& path,
-                                                    int64_t max_records) {
+                                                    int64_t max_records,
+                                                    TextSplit split) {
   if (max_records < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "dataset ", path, ": max_records must be >= 0, got ", max_records));
@@ -131,9 +168,31 @@ absl::StatusOr<std::vector<TextRecord>> ReadRecords(const std::string& path,
   absl::StatusOr<std::string> content = ReadFile(path);
   if (!content.ok()) return content.status();
   if (absl::EndsWith(path, ".jsonl")) {
+    if (split != TextSplit::kParagraph) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dataset ", path, ": split \"", TextSplitName(split),
+          "\" applies to plain-text files; a JSONL file is one record per "
+          "line"));
+    }
     return ParseJsonl(path, *content, max_records);
   }
-  return ParseText(*content, max_records);
+  switch (split) {
+    case TextSplit::kParagraph:
+      return ParseParagraphs(*content, max_records);
+    case TextSplit::kLine:
+      return ParseLines(*content, max_records);
+    case TextSplit::kFile: {
+      std::vector<TextRecord> records;
+      if (!content->empty()) {
+        TextRecord r;
+        r.text = std::move(*content);
+        r.line = 1;
+        records.push_back(std::move(r));
+      }
+      return records;
+    }
+  }
+  return absl::InternalError("unknown TextSplit");
 }
 
 std::pair<int64_t, int64_t> ShardRange(int64_t num_records, int shard_index,
@@ -153,7 +212,7 @@ absl::StatusOr<std::vector<TextRecord>> ReadShard(const DatasetShardRef& ref) {
                      ref.num_shards, ")"));
   }
   absl::StatusOr<std::vector<TextRecord>> all =
-      ReadRecords(ref.path, ref.max_records);
+      ReadRecords(ref.path, ref.max_records, ref.split);
   if (!all.ok()) return all.status();
   auto [begin, end] = ShardRange(static_cast<int64_t>(all->size()),
                                  ref.shard_index, ref.num_shards);

@@ -1,11 +1,11 @@
 // Executor: runs the tasks of one job kind on a worker. The agent
-// (worker/agent) converts the protobuf TaskAssignments it leases into TaskInput
-// structs, hands one prefix-share group at a time to the executor registered
-// for the group's kind, and converts each TaskOutput back into a TaskResult.
-// This header is plain C++ on purpose: it includes neither libtorch nor
-// protobuf (docs/DESIGN.md, "the one hard boundary"), so engine-backed
-// executors can link libtorch PRIVATE and the agent can include it next to
-// generated *.pb.h files.
+// (worker/agent) converts the protobuf TaskAssignments it leases into typed
+// TaskInput structs (worker/jobs/task.h), hands one prefix-share group at a
+// time to the executor registered for the group's kind, and converts each
+// TaskOutput back into a TaskResult. This header is plain C++ on purpose: it
+// includes neither libtorch nor protobuf (docs/DESIGN.md, "the one hard
+// boundary"), so engine-backed executors can link libtorch PRIVATE and the
+// agent can include it next to generated *.pb.h files.
 //
 // Ownership: the ExecutorRegistry owns its executors. An Executor borrows the
 // TaskContext for the duration of one RunGroup call. Thread-safety: RunGroup
@@ -25,26 +25,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "nlohmann/json.hpp"
+#include "worker/jobs/task.h"
 
 namespace sweepd {
-
-// One leased task, as the executor sees it.
-struct TaskInput {
-  std::string task_key;
-  std::string sweep_id;
-  std::string group_key;
-  // Job kind in lower case without prefix: "synthetic", "eval", "probe", ...
-  std::string kind;
-  // The TaskSpec in the protobuf JSON mapping with the proto field names
-  // preserved
-  // ("min_ms", not "minMs"). Fields with default values may be absent; 64-bit
-  // integers (e.g. "index", "seed") are JSON strings, as the mapping
-  // prescribes.
-  nlohmann::json spec;
-  // 1 for the first attempt of the task.
-  int attempt = 1;
-};
 
 // One measured number in tidy form.
 struct MetricRow {
@@ -61,7 +44,24 @@ struct ArtifactRow {
   std::string sha256;
 };
 
+// What decided a result's numbers (TaskResult.determinism in
+// proto/sweepd/v1/task.proto). Executors fill what their engine knows; the
+// agent fills the worker's device kind and code version where empty.
+struct DeterminismRecord {
+  std::string dtype;
+  std::string device_kind;
+  int tensor_parallel = 0;
+  std::string attention_path;
+  std::string gemm_tuning;
+  std::string libtorch_version;
+  std::string cuda_version;
+  std::string cudnn_version;
+  std::string nccl_version;
+  std::string code_version;
+};
+
 struct TaskOutput {
+  DeterminismRecord determinism;
   std::vector<MetricRow> metrics;
   std::vector<ArtifactRow> artifacts;
   // Worker-side wall time of the task, seconds.

@@ -309,27 +309,25 @@ int Main(int argc, char** argv) {
   const double load_s = std::chrono::duration<double>(
                             std::chrono::steady_clock::now() - load_start)
                             .count();
-  nlohmann::json base = {
-      {"kind", kind == "eval" ? "JOB_KIND_EVAL" : "JOB_KIND_PROBE"},
-      {"model", {{"path", model_dir}}},
-      {"data",
-       {{"dataset",
-         {{"name", "bench"}, {"path", corpus}, {"max_records", used}}},
-        {"shard_index", 0},
-        {"num_shards", 1}}},
-      {kind,
-       {{"windowing",
-         {{"context_length", context}, {"stride", context}, {"bos", "on"}}}}}};
+  LmJobSpec base;
+  base.model.path = model_dir;
+  base.dataset_name = "bench";
+  base.data.path = corpus;
+  base.data.max_records = used;
+  base.windowing.context_length = static_cast<int>(context);
+  base.windowing.stride = static_cast<int>(context);
+  base.windowing.bos = BosPolicy::kOn;
   std::vector<TaskInput> tasks;
   for (int L = -1; L < N; ++L) {
     TaskInput t;
     t.kind = kind;
     t.task_key = L < 0 ? "baseline" : absl::StrCat("skip-", L);
-    t.spec = base;
+    LmJobSpec job = base;
     if (L >= 0) {
-      t.spec["interventions"] = {
-          {"interventions", {{{"skip", {{"layers", std::to_string(L)}}}}}}};
+      job.interventions.push_back(engine::Intervention::Skip(L));
+      job.intervention_fields.push_back("interventions.interventions[0]");
     }
+    t.job = std::move(job);
     tasks.push_back(std::move(t));
   }
   std::printf(

@@ -12,6 +12,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "worker/jobs/dataset.h"
+#include "worker/jobs/interventions.h"
 #include "worker/jobs/windowing.h"
 
 namespace sweepd {
@@ -82,7 +83,7 @@ absl::Status LmBackend::LoadLocked(const std::string& model_dir,
   return absl::OkStatus();
 }
 
-absl::StatusOr<LmBackend::Model> LmBackend::Acquire(const LmModelRef& ref) {
+absl::StatusOr<LmBackend::Model> LmBackend::Acquire(const ModelRefSpec& ref) {
   absl::MutexLock lock(&mu_);
   engine::DType dtype = options_.engine.dtype;
   if (!ref.dtype.empty()) {
@@ -181,6 +182,12 @@ struct Accumulator {
   }
 };
 
+// A task's job with its kind (eval / probe): the stream and share keys read
+// both.
+struct LmTaskSpec : LmJobSpec {
+  std::string kind;
+};
+
 struct TaskRun {
   size_t index = 0;
   LmTaskSpec spec;
@@ -196,17 +203,18 @@ struct TaskRun {
 std::string ShareKey(const LmTaskSpec& s) {
   return absl::StrCat(s.model.path, "\n", s.model.fingerprint, "\n",
                       s.model.dtype, "\n", s.model.tokenizer, "\n", s.data.path,
-                      "\n", s.data.max_records, "\n", s.data.shard_index, "\n",
+                      "\n", TextSplitName(s.data.split), "\n",
+                      s.data.max_records, "\n", s.data.shard_index, "\n",
                       s.data.num_shards, "\n", s.windowing.bos_name());
 }
 
 std::string StreamKey(const LmTaskSpec& s) {
   return absl::StrCat(s.kind, "\n", s.model.path, "\n", s.model.fingerprint,
                       "\n", s.model.dtype, "\n", s.model.tokenizer, "\n",
-                      s.data.path, "\n", s.data.max_records, "\n",
-                      s.data.shard_index, "\n", s.data.num_shards, "\n",
-                      s.windowing.context_length, "\n", s.windowing.stride,
-                      "\n", s.windowing.bos_name());
+                      s.data.path, "\n", TextSplitName(s.data.split), "\n",
+                      s.data.max_records, "\n", s.data.shard_index, "\n",
+                      s.data.num_shards, "\n", s.windowing.context_length, "\n",
+                      s.windowing.stride, "\n", s.windowing.bos_name());
 }
 
 // The sequences of one stream (kind + shard + windowing), and its categories.
@@ -568,16 +576,26 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
   };
   std::map<std::string, Stream> streams;
   for (size_t i = 0; i < tasks.size(); ++i) {
-    absl::StatusOr<LmTaskSpec> spec =
-        ParseLmTaskSpec(tasks[i].kind, tasks[i].spec);
-    if (!spec.ok()) {
+    const LmJobSpec* job = std::get_if<LmJobSpec>(&tasks[i].job);
+    if ((tasks[i].kind != kEvalKind && tasks[i].kind != kProbeKind) ||
+        job == nullptr) {
+      sink(i, absl::InvalidArgumentError(absl::StrCat(
+                  "task ", tasks[i].task_key,
+                  ": the language-model executor runs kinds eval and probe "
+                  "with their job, not '",
+                  tasks[i].kind, "'")));
+      continue;
+    }
+    if (job->data.path.empty()) {
       sink(i,
-           Annotate(spec.status(), absl::StrCat("task ", tasks[i].task_key)));
+           absl::InvalidArgumentError(absl::StrCat(
+               "task ", tasks[i].task_key, ": data.dataset.path: required")));
       continue;
     }
     TaskRun run;
     run.index = i;
-    run.spec = std::move(*spec);
+    static_cast<LmJobSpec&>(run.spec) = *job;
+    run.spec.kind = tasks[i].kind;
     streams[StreamKey(run.spec)].members.push_back(runs.size());
     runs.push_back(std::move(run));
   }
@@ -667,13 +685,13 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
     bool unablated_pass = false;  // some member uses the shared pass
     for (size_t m : members) {
       TaskRun& t = runs[m];
-      absl::StatusOr<std::vector<engine::Intervention>> ivs =
-          ToEngineInterventions(t.spec.interventions, config);
-      if (!ivs.ok()) {
-        finish(t, ivs.status());
+      if (absl::Status checked = CheckInterventions(
+              t.spec.interventions, t.spec.intervention_fields, config);
+          !checked.ok()) {
+        finish(t, checked);
         continue;
       }
-      t.interventions = std::move(*ivs);
+      t.interventions = t.spec.interventions;
       t.start_layer = engine::FirstTouchedLayer(t.interventions, N);
       t.acc.Init(data->categories.size(), N);
       if (t.interventions.empty() || t.start_layer > 0) unablated_pass = true;

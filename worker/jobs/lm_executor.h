@@ -34,7 +34,7 @@
 #include "common/tokenizer.h"
 #include "worker/engine/engine.h"
 #include "worker/jobs/executor.h"
-#include "worker/jobs/lm_spec.h"
+#include "worker/jobs/task.h"
 
 namespace sweepd {
 
@@ -68,7 +68,7 @@ class LmBackend {
   // at ref.path, loaded now in place of the current one. UNAVAILABLE
   // (retryable: another worker may hold the model) when it cannot be loaded;
   // FAILED_PRECONDITION for a dtype name that is not float32/bfloat16.
-  absl::StatusOr<Model> Acquire(const LmModelRef& ref);
+  absl::StatusOr<Model> Acquire(const ModelRefSpec& ref);
 
   // Layer-forwards executed by every engine this backend has loaded.
   int64_t total_layer_forwards() const;

@@ -5,87 +5,30 @@
 #include <string>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
 
 namespace sweepd {
-namespace {
-
-// Reads an integer field that the JSON mapping may print as a number or
-// (64-bit) a string.
-absl::StatusOr<int64_t> ReadInt(const nlohmann::json& obj, const char* key,
-                                const std::string& path) {
-  if (!obj.contains(key) || obj[key].is_null()) return 0;
-  const nlohmann::json& v = obj[key];
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_string()) {
-    int64_t out = 0;
-    if (absl::SimpleAtoi(v.get<std::string>(), &out)) return out;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat(path, ": expected an integer, got ", v.dump()));
-}
-
-absl::StatusOr<double> ReadRate(const nlohmann::json& obj, const char* key,
-                                const std::string& path) {
-  if (!obj.contains(key) || obj[key].is_null()) return 0.0;
-  const nlohmann::json& v = obj[key];
-  if (!v.is_number()) {
+absl::Status CheckSyntheticJob(const SyntheticJobSpec& job) {
+  if (job.min_ms < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": expected a number, got ", v.dump()));
+        absl::StrCat("synthetic.min_ms must be >= 0, got ", job.min_ms));
   }
-  double rate = v.get<double>();
-  if (!(rate >= 0.0 && rate <= 1.0)) {
+  if (job.max_ms < job.min_ms) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, " must be in [0, 1], got ", rate));
+        absl::StrCat("synthetic.max_ms (", job.max_ms,
+                     ") must be >= synthetic.min_ms (", job.min_ms, ")"));
   }
-  return rate;
-}
-
-}  // namespace
-
-absl::StatusOr<SyntheticParams> ParseSyntheticParams(
-    const nlohmann::json& spec) {
-  SyntheticParams params;
-  if (!spec.is_object()) {
-    return absl::InvalidArgumentError("task spec: expected a JSON object");
+  for (auto [name, rate] :
+       {std::pair<const char*, double>{"synthetic.failure_rate",
+                                       job.failure_rate},
+        {"synthetic.permanent_failure_rate", job.permanent_failure_rate}}) {
+    if (!(rate >= 0.0 && rate <= 1.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " must be in [0, 1], got ", rate));
+    }
   }
-  if (!spec.contains("synthetic")) return params;
-  const nlohmann::json& job = spec["synthetic"];
-  if (!job.is_object()) {
-    return absl::InvalidArgumentError("synthetic: expected an object");
-  }
-  auto min_ms = ReadInt(job, "min_ms", "synthetic.min_ms");
-  if (!min_ms.ok()) return min_ms.status();
-  auto max_ms = ReadInt(job, "max_ms", "synthetic.max_ms");
-  if (!max_ms.ok()) return max_ms.status();
-  params.min_ms = *min_ms;
-  params.max_ms = *max_ms;
-  if (params.min_ms < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("synthetic.min_ms must be >= 0, got ", params.min_ms));
-  }
-  if (params.max_ms < params.min_ms) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("synthetic.max_ms (", params.max_ms,
-                     ") must be >= synthetic.min_ms (", params.min_ms, ")"));
-  }
-  auto failure = ReadRate(job, "failure_rate", "synthetic.failure_rate");
-  if (!failure.ok()) return failure.status();
-  auto permanent = ReadRate(job, "permanent_failure_rate",
-                            "synthetic.permanent_failure_rate");
-  if (!permanent.ok()) return permanent.status();
-  params.failure_rate = *failure;
-  params.permanent_failure_rate = *permanent;
-  return params;
-}
-
-absl::StatusOr<int64_t> ParseSpecIndex(const nlohmann::json& spec) {
-  if (!spec.is_object()) {
-    return absl::InvalidArgumentError("task spec: expected a JSON object");
-  }
-  return ReadInt(spec, "index", "index");
+  return absl::OkStatus();
 }
 
 double SyntheticUnit(const std::string& tag, const std::string& key) {
@@ -94,7 +37,7 @@ double SyntheticUnit(const std::string& tag, const std::string& key) {
 }
 
 int64_t SyntheticDurationMs(const std::string& task_key,
-                            const SyntheticParams& params) {
+                            const SyntheticJobSpec& params) {
   uint64_t span = static_cast<uint64_t>(params.max_ms - params.min_ms) + 1;
   return params.min_ms +
          static_cast<int64_t>(
@@ -102,13 +45,13 @@ int64_t SyntheticDurationMs(const std::string& task_key,
 }
 
 bool SyntheticPermanentFailure(const std::string& task_key,
-                               const SyntheticParams& params) {
+                               const SyntheticJobSpec& params) {
   return SyntheticUnit("synthetic/permanent", task_key) <
          params.permanent_failure_rate;
 }
 
 bool SyntheticTransientFailure(const std::string& task_key, int attempt,
-                               const SyntheticParams& params) {
+                               const SyntheticJobSpec& params) {
   return SyntheticUnit("synthetic/transient",
                        absl::StrCat(task_key, "/", attempt)) <
          params.failure_rate;
@@ -154,15 +97,14 @@ absl::StatusOr<TaskOutput> SyntheticExecutor::RunOne(const TaskInput& task,
         "task ", task.task_key, ": the synthetic executor cannot run kind '",
         task.kind, "'"));
   }
-  auto params = ParseSyntheticParams(task.spec);
-  if (!params.ok()) {
+  const SyntheticJobSpec* params = std::get_if<SyntheticJobSpec>(&task.job);
+  if (params == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat("task ", task.task_key, ": ", params.status().message()));
+        absl::StrCat("task ", task.task_key, ": no synthetic job"));
   }
-  auto spec_index = ParseSpecIndex(task.spec);
-  if (!spec_index.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "task ", task.task_key, ": ", spec_index.status().message()));
+  if (absl::Status checked = CheckSyntheticJob(*params); !checked.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("task ", task.task_key, ": ", checked.message()));
   }
   if (SyntheticPermanentFailure(task.task_key, *params)) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -190,7 +132,7 @@ absl::StatusOr<TaskOutput> SyntheticExecutor::RunOne(const TaskInput& task,
   TaskOutput out;
   out.metrics.push_back(MetricRow{"value", SyntheticValue(task.task_key), {}});
   out.metrics.push_back(
-      MetricRow{"index", static_cast<double>(*spec_index), {}});
+      MetricRow{"index", static_cast<double>(task.index), {}});
   out.metrics.push_back(MetricRow{
       "duration_ms", static_cast<double>(duration_ms), {{"unit", "ms"}}});
   out.wall_seconds = static_cast<double>(clock_->NowMs() - start_ms) / 1000.0;

@@ -19,30 +19,16 @@
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
-#include "nlohmann/json.hpp"
 #include "worker/jobs/executor.h"
 
 namespace sweepd {
 
-inline constexpr char kSyntheticKind[] = "synthetic";
+// The synthetic job's parameters.
+using SyntheticParams = SyntheticJobSpec;
 
-// The SyntheticJob parameters of a task spec.
-struct SyntheticParams {
-  int64_t min_ms = 0;
-  int64_t max_ms = 0;
-  double failure_rate = 0.0;
-  double permanent_failure_rate = 0.0;
-};
-
-// Reads spec["synthetic"] (absent fields take their proto defaults).
 // INVALID_ARGUMENT naming the field (e.g. "synthetic.max_ms") for negative
 // durations, max_ms < min_ms or a rate outside [0, 1].
-absl::StatusOr<SyntheticParams> ParseSyntheticParams(
-    const nlohmann::json& spec);
-
-// spec["index"] (a JSON string or number; 0 when absent). INVALID_ARGUMENT if
-// malformed.
-absl::StatusOr<int64_t> ParseSpecIndex(const nlohmann::json& spec);
+absl::Status CheckSyntheticJob(const SyntheticJobSpec& job);
 
 // Hash64(tag + "/" + key) mapped to [0, 1) with 53 bits of precision.
 double SyntheticUnit(const std::string& tag, const std::string& key);

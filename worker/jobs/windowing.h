@@ -13,7 +13,6 @@
 
 #include "absl/status/statusor.h"
 #include "common/tokenizer.h"
-#include "nlohmann/json.hpp"
 
 namespace sweepd {
 
@@ -32,13 +31,15 @@ struct Windowing {
   }
 };
 
-// Parses a TextWindowing JSON object (proto field names; absent fields take
-// the planner's defaults: context_length 512, stride = context_length, bos
-// "on"). `field` prefixes errors ("eval.windowing"). INVALID_ARGUMENT for
-// context_length < 2, stride < 1, stride > context_length or bos other than
-// "on"/"off".
-absl::StatusOr<Windowing> ParseWindowing(const nlohmann::json& windowing,
-                                         const std::string& field);
+// Checks and completes TextWindowing values: 0 takes the planner's default
+// (context_length 512, stride = context_length), an empty bos is "on".
+// `field` prefixes errors ("eval.windowing"). INVALID_ARGUMENT for
+// context_length outside [2, 2^20], stride outside [1, context_length] or bos
+// other than "on"/"off".
+absl::StatusOr<Windowing> ResolveWindowing(int64_t context_length,
+                                           int64_t stride,
+                                           const std::string& bos,
+                                           const std::string& field);
 
 // One window of a record: input tokens [begin, end); the tokens j in
 // [score_begin, end) are scored, each predicted from position j - 1 - begin of

@@ -1,4 +1,4 @@
-#include "worker/engine/config.h"
+#include "common/model_config.h"
 
 #include <fstream>
 #include <map>
@@ -12,7 +12,7 @@
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 
-namespace sweepd::engine {
+namespace sweepd {
 
 using json = nlohmann::json;
 
@@ -129,24 +129,88 @@ absl::Status Refuse(const std::string& source, const std::string& field,
 
 }  // namespace
 
-absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view json_text,
-                                                  const std::string& source) {
-  json root = json::parse(json_text.begin(), json_text.end(), nullptr,
-                          /*allow_exceptions=*/false);
-  if (root.is_discarded() || !root.is_object()) {
+absl::StatusOr<HfConfig> HfConfig::Parse(absl::string_view json_text,
+                                         const std::string& source) {
+  auto root = std::make_shared<json>(json::parse(json_text.begin(),
+                                                 json_text.end(), nullptr,
+                                                 /*allow_exceptions=*/false));
+  if (root->is_discarded() || !root->is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": not a JSON object"));
   }
-  const json* text = &root;
-  std::string prefix;
-  if (root.contains("text_config")) {
-    if (!root["text_config"].is_object()) {
+  HfConfig c;
+  if (root->contains("text_config")) {
+    if (!(*root)["text_config"].is_object()) {
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": field 'text_config' must be an object"));
     }
-    text = &root["text_config"];
-    prefix = "text_config.";
+    c.nested_ = true;
   }
+  c.root_ = std::move(root);
+  c.source_ = source;
+  return c;
+}
+
+absl::StatusOr<HfConfig> HfConfig::ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("cannot open model config ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return Parse(ss.str(), path);
+}
+
+const json& HfConfig::root() const { return *root_; }
+
+const json& HfConfig::text() const {
+  return nested_ ? root_->at("text_config") : *root_;
+}
+
+absl::StatusOr<int> HfConfig::RequiredCount(absl::string_view key) const {
+  const std::string where =
+      nested_ ? absl::StrCat(source_, ": text_config") : source_;
+  const json& t = text();
+  auto it = t.find(std::string(key));
+  if (it == t.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": missing \"", key, "\""));
+  }
+  if (!it->is_number_integer() || it->get<int64_t>() <= 0 ||
+      it->get<int64_t>() > 1'000'000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": \"", key, "\" must be a positive integer, got ", it->dump()));
+  }
+  return static_cast<int>(it->get<int64_t>());
+}
+
+absl::StatusOr<std::vector<std::string>> HfConfig::LayerTypes() const {
+  const json& t = text();
+  if (!t.contains("layer_types") || !t["layer_types"].is_array()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_, ": no \"layer_types\" list"));
+  }
+  std::vector<std::string> types;
+  for (const json& entry : t["layer_types"]) {
+    if (!entry.is_string()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source_, ": layer_types[", types.size(), "] is not a string"));
+    }
+    types.push_back(entry.get<std::string>());
+  }
+  return types;
+}
+
+absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view json_text,
+                                                  const std::string& source) {
+  ASSIGN_OR_RETURN(HfConfig config, HfConfig::Parse(json_text, source));
+  return FromHfConfig(config);
+}
+
+absl::StatusOr<ModelConfig> ModelConfig::FromHfConfig(const HfConfig& config) {
+  const std::string& source = config.source();
+  const json& root = config.root();
+  const json* text = &config.text();
+  const std::string prefix = config.nested() ? "text_config." : "";
   const json& t = *text;
   Fields f(t, prefix, source);
   ModelConfig c;
@@ -432,12 +496,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view json_text,
 }
 
 absl::StatusOr<ModelConfig> ModelConfig::FromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError(absl::StrCat("cannot open model config ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return FromJson(ss.str(), path);
+  ASSIGN_OR_RETURN(HfConfig config, HfConfig::ReadFile(path));
+  return FromHfConfig(config);
 }
 
 std::string ModelConfig::ToJson() const {
@@ -537,4 +597,4 @@ int64_t ModelConfig::NumParameters() const {
   return n;
 }
 
-}  // namespace sweepd::engine
+}  // namespace sweepd

@@ -1,4 +1,4 @@
-#include "worker/engine/config.h"
+#include "common/model_config.h"
 
 #include <cstdlib>
 #include <string>
@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
-namespace sweepd::engine {
+namespace sweepd {
 namespace {
 
 using ::testing::HasSubstr;
@@ -196,5 +196,64 @@ TEST(ModelConfigTest, ShippedConfigs) {
   EXPECT_NEAR(big->NumParameters() / 1e9, 30.70, 0.005);
 }
 
+// The one parser serves the engine, the planner and the report alike, for the
+// top-level and the multimodal ("text_config") form.
+TEST(HfConfigTest, OneDocumentThreeReaders) {
+  auto flat_text = TinyJson();
+  json nested = {{"model_type", "gemma4"},
+                 {"tie_word_embeddings", true},
+                 {"text_config", TinyJson()}};
+  for (const json& doc : {flat_text, nested}) {
+    const bool is_nested = doc.contains("text_config");
+    auto config = HfConfig::Parse(doc.dump(), "m/config.json");
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_EQ(config->nested(), is_nested);
+    EXPECT_EQ(config->source(), "m/config.json");
+    EXPECT_EQ(*config->RequiredCount("num_hidden_layers"), 6);
+    EXPECT_EQ(*config->RequiredCount("num_attention_heads"), 4);
+    auto types = config->LayerTypes();
+    ASSERT_TRUE(types.ok()) << types.status();
+    auto model = ModelConfig::FromHfConfig(*config);
+    ASSERT_TRUE(model.ok()) << model.status();
+    ExpectTinyLayers(*model);
+    ASSERT_EQ(types->size(), model->layers.size());
+    for (size_t i = 0; i < types->size(); ++i) {
+      EXPECT_EQ((*types)[i], LayerKindName(model->layers[i].kind)) << i;
+    }
+  }
+}
+
+TEST(HfConfigTest, ReaderErrorsNameTheFileAndField) {
+  auto missing =
+      HfConfig::Parse(R"({"text_config": {"num_hidden_layers": 2}})", "c.json");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->RequiredCount("num_attention_heads").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(
+      std::string(
+          missing->RequiredCount("num_attention_heads").status().message()),
+      HasSubstr("c.json: text_config: missing \"num_attention_heads\""));
+  EXPECT_THAT(std::string(missing->LayerTypes().status().message()),
+              HasSubstr("c.json: no \"layer_types\" list"));
+  auto zero = HfConfig::Parse(R"({"num_hidden_layers": 0})", "c.json");
+  ASSERT_TRUE(zero.ok());
+  EXPECT_THAT(
+      std::string(zero->RequiredCount("num_hidden_layers").status().message()),
+      HasSubstr("\"num_hidden_layers\" must be a positive integer, got 0"));
+  auto bad_type =
+      HfConfig::Parse(R"({"layer_types": ["full_attention", 3]})", "c.json");
+  ASSERT_TRUE(bad_type.ok());
+  EXPECT_THAT(std::string(bad_type->LayerTypes().status().message()),
+              HasSubstr("c.json: layer_types[1] is not a string"));
+  EXPECT_THAT(std::string(HfConfig::Parse("[1]", "c.json").status().message()),
+              HasSubstr("c.json: not a JSON object"));
+  EXPECT_THAT(std::string(HfConfig::Parse(R"({"text_config": 1})", "c.json")
+                              .status()
+                              .message()),
+              HasSubstr("c.json: field 'text_config' must be an object"));
+  EXPECT_EQ(HfConfig::ReadFile("/nonexistent/config.json").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 }  // namespace
-}  // namespace sweepd::engine
+}  // namespace sweepd
