@@ -8,7 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "common/model_fingerprint.h"
 #include "common/status.h"
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 #include "worker/jobs/synthetic_executor.h"
 
 namespace sweepd {

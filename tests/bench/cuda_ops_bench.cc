@@ -1,4 +1,5 @@
-// cuda_ops_bench: times each fused kernel of cuda_ops.h alone, on the 31B
+// cuda_ops_bench: times each fused engine kernel (kernels/row_norm.h,
+// head_norm_rope.h, geglu.h) alone, on the 31B
 // shape's tensors (4 × 2048 tokens by default), against a device-to-device
 // copy of the same bytes, so the engine's phase profile (which also holds
 // launch gaps) can be split into kernel time and the rest. Raw CUDA, no
@@ -16,12 +17,16 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/cuda_ops.h"
+#include "kernels/cuda_util.h"
+#include "kernels/dtype.h"
+#include "kernels/geglu.h"
+#include "kernels/head_norm_rope.h"
+#include "kernels/row_norm.h"
 
 namespace {
 
-using sweepd::engine::cuda_ops::Dtype;
-namespace ops = sweepd::engine::cuda_ops;
+using sweepd::kernels::Dtype;
+namespace ops = sweepd::kernels;
 
 void Check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) {
@@ -32,7 +37,7 @@ void Check(cudaError_t err, const char* what) {
 
 void CheckOp(int code, const char* what) {
   if (code != 0) {
-    std::fprintf(stderr, "%s: %s\n", what, ops::ErrorString(code));
+    std::fprintf(stderr, "%s: %s\n", what, ops::CudaErrorString(code));
     std::exit(1);
   }
 }
@@ -148,19 +153,22 @@ int main(int argc, char** argv) {
   n.dim = hidden;
   n.weight = w;
   n.out = out;
-  report("RowNorm input", 2 * hbytes,
-         TimeMs([&] { CheckOp(ops::RowNorm(n, nullptr), "RowNorm"); }, iters));
+  report(
+      "RowNorm input", 2 * hbytes,
+      TimeMs([&] { CheckOp(ops::RowNormCuda(n, nullptr), "RowNorm"); }, iters));
   ops::RowNormArgs n2 = n;
   n2.residual = res;
   n2.weight2 = w2;
   n2.out2 = out2;
   report("RowNorm post-attn+res+pre-ff", 4 * hbytes,
-         TimeMs([&] { CheckOp(ops::RowNorm(n2, nullptr), "RowNorm"); }, iters));
+         TimeMs([&] { CheckOp(ops::RowNormCuda(n2, nullptr), "RowNorm"); },
+                iters));
   ops::RowNormArgs n3 = n;
   n3.residual = res;
   n3.scalar = scalar;
   report("RowNorm post-ff+res+scalar", 3 * hbytes,
-         TimeMs([&] { CheckOp(ops::RowNorm(n3, nullptr), "RowNorm"); }, iters));
+         TimeMs([&] { CheckOp(ops::RowNormCuda(n3, nullptr), "RowNorm"); },
+                iters));
   ops::HeadNormRopeArgs h;
   h.dtype = Dtype::kBFloat16;
   h.x = qkv;
@@ -174,9 +182,11 @@ int main(int argc, char** argv) {
   h.sin = sn;
   h.out = q;
   const double qbytes = static_cast<double>(T) * heads * 256 * 2;
-  report("HeadNormRope q (32 x 256)", 2 * qbytes,
-         TimeMs([&] { CheckOp(ops::HeadNormRope(h, nullptr), "HeadNormRope"); },
-                iters));
+  report(
+      "HeadNormRope q (32 x 256)", 2 * qbytes,
+      TimeMs(
+          [&] { CheckOp(ops::HeadNormRopeCuda(h, nullptr), "HeadNormRope"); },
+          iters));
   ops::HeadNormRopeArgs hv = h;
   hv.x = static_cast<uint16_t*>(qkv) + heads * 256;
   hv.heads = 16;
@@ -184,13 +194,14 @@ int main(int argc, char** argv) {
   hv.cos = hv.sin = nullptr;
   report(
       "HeadNormRope v (16 x 256, no rope)", qbytes,
-      TimeMs([&] { CheckOp(ops::HeadNormRope(hv, nullptr), "HeadNormRope"); },
-             iters));
+      TimeMs(
+          [&] { CheckOp(ops::HeadNormRopeCuda(hv, nullptr), "HeadNormRope"); },
+          iters));
   report("Geglu (tanh)", 1.5 * gbytes,
          TimeMs(
              [&] {
-               CheckOp(ops::Geglu(Dtype::kBFloat16, gu, T, inter, true, act,
-                                  nullptr),
+               CheckOp(ops::GegluCuda(Dtype::kBFloat16, gu, T, inter, true, act,
+                                      nullptr),
                        "Geglu");
              },
              iters));

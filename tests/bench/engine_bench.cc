@@ -23,14 +23,13 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
-#include "worker/engine/api.h"
-#include "worker/engine/profile.h"
+#include "worker/engine/device_stats.h"
+#include "worker/engine/engine.h"
 
 namespace {
 
@@ -39,8 +38,8 @@ using sweepd::engine::EngineOptions;
 using sweepd::engine::ForwardRequest;
 using sweepd::engine::ForwardResult;
 using sweepd::engine::Intervention;
-using sweepd::engine::LayerKind;
-using sweepd::engine::ModelConfig;
+using sweepd::LayerKind;
+using sweepd::ModelConfig;
 
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -209,16 +208,30 @@ int main(int argc, char** argv) {
       flops / fwd_s / 1e12, peak_tflops,
       100.0 * flops / fwd_s / (peak_tflops * 1e12));
   PrintPeak("forward:", dev);
-  for (const std::string& line : sweepd::engine::GemmTuningReport()) {
+  for (const std::string& line : (*engine)->GemmTuningReport()) {
     std::printf("  gemm tuning: %s\n", line.c_str());
   }
 
-  if (profile) {
-    sweepd::engine::SetPhaseProfiling(true);
+  // Options of the loaded engine for later forwards (Engine::Reconfigure).
+  auto reconfigure = [&](const EngineOptions& o) {
+    const absl::Status s = (*engine)->Reconfigure(o);
+    if (!s.ok()) std::cerr << "engine_bench: " << s << "\n";
+    return s.ok();
+  };
+  // One forward with the phase profile on; its profile.
+  auto profiled_forward = [&](sweepd::engine::PhaseTimes* p) -> bool {
+    EngineOptions o = (*engine)->options();
+    o.phase_profiling = true;
+    if (!reconfigure(o)) return false;
     auto r = (*engine)->Forward(req);
-    sweepd::engine::SetPhaseProfiling(false);
-    if (!Check(r)) return 1;
-    const sweepd::engine::PhaseTimes p = sweepd::engine::TakePhaseProfile();
+    o.phase_profiling = false;
+    if (!reconfigure(o) || !Check(r)) return false;
+    *p = (*engine)->TakePhaseProfile();
+    return true;
+  };
+  if (profile) {
+    sweepd::engine::PhaseTimes p;
+    if (!profiled_forward(&p)) return 1;
     double total = 0;
     for (const auto& [name, ms] : p.ms) total += ms;
     std::printf("profile (rank 0, one forward, %s): total_ms=%.2f\n",
@@ -252,15 +265,14 @@ int main(int argc, char** argv) {
                     {sweepd::engine::AttentionPath::kAuto, 1024},
                     {sweepd::engine::AttentionPath::kAuto, seq}};
     for (const auto& [path, block] : variants) {
-      sweepd::engine::SetAttentionPathOverride(path);
-      sweepd::engine::SetChunkedQueryBlockOverride(block);
+      EngineOptions o = opts;
+      o.attention_path = path;
+      o.chunked_query_block = block;
+      if (!reconfigure(o)) return 1;
       const double s = median_forward_s();
       if (s < 0) return 1;
-      sweepd::engine::SetPhaseProfiling(true);
-      auto r = (*engine)->Forward(req);
-      sweepd::engine::SetPhaseProfiling(false);
-      if (!Check(r)) return 1;
-      const sweepd::engine::PhaseTimes p = sweepd::engine::TakePhaseProfile();
+      sweepd::engine::PhaseTimes p;
+      if (!profiled_forward(&p)) return 1;
       // attention_full includes its sub-phases (attention_full.qk, ...).
       double full = 0, sliding = 0, qk = 0, softmax = 0, pv = 0;
       for (const auto& [name, ms] : p.ms) {
@@ -281,11 +293,12 @@ int main(int argc, char** argv) {
           100.0 * flops / s / (peak_tflops * 1e12), full, qk, softmax, pv,
           sliding);
     }
-    sweepd::engine::SetChunkedQueryBlockOverride(0);
-    sweepd::engine::SetAttentionPathOverride(std::nullopt);
+    if (!reconfigure(opts)) return 1;
     if (opts.gemm_tuning == sweepd::engine::GemmTuning::kAutotune) {
       // The same forward with cuBLAS's heuristic GEMMs, in the same run.
-      sweepd::engine::SetGemmTuningOverride(sweepd::engine::GemmTuning::kOff);
+      EngineOptions o = opts;
+      o.gemm_tuning = sweepd::engine::GemmTuning::kOff;
+      if (!reconfigure(o)) return 1;
       const double s = median_forward_s();
       if (s < 0) return 1;
       std::printf(
@@ -295,7 +308,7 @@ int main(int argc, char** argv) {
           static_cast<long long>(batch), static_cast<long long>(seq), s,
           batch * seq / s, peak_tflops,
           100.0 * flops / s / (peak_tflops * 1e12));
-      sweepd::engine::SetGemmTuningOverride(std::nullopt);
+      if (!reconfigure(opts)) return 1;
     }
   }
 

@@ -38,8 +38,8 @@
 #include "common/tokenizer.h"
 #include "common/tokenizer_gen.h"
 #include "nlohmann/json.hpp"
-#include "worker/engine/api.h"
-#include "worker/engine/config.h"
+#include "common/model_config.h"
+#include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/lm_executor.h"
@@ -217,7 +217,7 @@ int Main(int argc, char** argv) {
   }
   const std::string dir = tmpl;
   const std::string model_dir = dir + "/model";
-  auto cfg = engine::ModelConfig::FromFile(config);
+  auto cfg = ModelConfig::FromFile(config);
   if (!cfg.ok()) return fail(cfg.status());
   if (random_weights) {
     // config.json + tokenizer.json only: the engine builds the weights.

@@ -18,9 +18,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
-#include "worker/engine/profile.h"
 
 namespace sweepd::engine {
 namespace {
@@ -318,7 +317,7 @@ TEST_F(EngineGpuTest, CudnnBandedAttentionMatchesFlashAndCpu) {
     EXPECT_LE(RelDiff(c.nll, ref.nll), 0.05);
   }
   bool cudnn_checked = false;
-  for (const auto& [name, usable] : CheckedAttentionKernels()) {
+  for (const auto& [name, usable] : cudnn->CheckedAttentionKernels()) {
     if (absl::StrContains(name, "cuDNN")) {
       cudnn_checked = true;
       EXPECT_TRUE(usable) << name;
@@ -330,7 +329,7 @@ TEST_F(EngineGpuTest, CudnnBandedAttentionMatchesFlashAndCpu) {
 // GemmTuning::kAutotune (cuBLASLt algorithms chosen by timing) gives the
 // heuristic's results to bf16 rounding, and the same results on a second
 // forward (one algorithm per shape within a process); every GEMM shape of the
-// forward was tuned (GemmTuningReport).
+// forward was tuned (Engine::GemmTuningReport).
 TEST_F(EngineGpuTest, AutotunedGemmsMatchHeuristic) {
   EngineOptions o;
   o.model_dir = *dir_;
@@ -346,7 +345,7 @@ TEST_F(EngineGpuTest, AutotunedGemmsMatchHeuristic) {
   // autotuning takes.
   ForwardRequest req = MakeRequest(2, 520, 512, 51);
   req.captures = {"resid_out[5]"};
-  const size_t before = GemmTuningReport().size();
+  const size_t before = (*tuned)->GemmTuningReport().size();
   ForwardResult a = RunFwd(tuned->get(), req);
   ForwardResult a2 = RunFwd(tuned->get(), req);
   ForwardResult b = RunFwd(plain.get(), req);
@@ -357,7 +356,7 @@ TEST_F(EngineGpuTest, AutotunedGemmsMatchHeuristic) {
   EXPECT_EQ(a.captures["resid_out[5]"].data, a2.captures["resid_out[5]"].data);
   EXPECT_EQ(a.nll, a2.nll);
   // qkv (sliding and full), o (both), gate_up, down, LM head: >= 5 shapes.
-  EXPECT_GE(GemmTuningReport().size(), before + 5);
+  EXPECT_GE((*tuned)->GemmTuningReport().size(), before + 5);
 }
 
 // kAuto takes the chunked GEMM attention for full layers with head_dim 512
@@ -397,7 +396,8 @@ TEST(EngineGpuAutoTest, FullLayersWithHeadDim512MatchCpu) {
   EXPECT_LE(RelDiff(b.nll, ref.nll), 0.05);
 }
 
-// Query blocks of other sizes than the default (SetChunkedQueryBlockOverride):
+// Query blocks of other sizes than the default
+// (EngineOptions::chunked_query_block, set through Engine::Reconfigure):
 // 100 positions (rows of up to 2056 keys: the warp-per-row softmax up to
 // 2048 keys, element-wise in bf16 where the keys are not a multiple of 8),
 // and the whole sequence of 2056 positions in one block (fp32 rows of 2056
@@ -417,10 +417,13 @@ TEST_F(EngineGpuTest, ChunkedGemmAttentionQueryBlocksMatchCpu) {
     ForwardRequest req = MakeRequest(1, 2056, 512, 31);
     req.captures = {"attn_heads[0]", "attn_heads[5]"};
     ForwardResult ref = RunFwd(cpu.get(), req);
-    SetChunkedQueryBlockOverride(block);
+    for (Engine* e : {f32.get(), bf16.get()}) {
+      EngineOptions o = e->options();
+      o.chunked_query_block = block;
+      ASSERT_TRUE(e->Reconfigure(o).ok());
+    }
     ForwardResult got = RunFwd(f32.get(), req);
     ForwardResult b = RunFwd(bf16.get(), req);
-    SetChunkedQueryBlockOverride(0);
     EXPECT_LE(RelDiff(got.nll, ref.nll), 1e-4);
     EXPECT_LE(RelDiff(b.nll, ref.nll), 0.05);
     for (const std::string& c : req.captures) {

@@ -1,3 +1,5 @@
+#include "worker/engine/engine.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,7 +18,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "worker/engine/api.h"
 #include "worker/engine/model_generator.h"
 
 namespace sweepd::engine {
@@ -630,6 +631,79 @@ TEST_F(EngineTest, ErrorsNameTheProblem) {
   req.captures.clear();
   req.interventions = {Intervention::MaskHeads(1, {4})};
   EXPECT_THAT(e->Forward(req).status().message(), HasSubstr("head 4"));
+}
+
+// Reconfigure changes only the forward-time options; the rest are fixed at
+// Create and named when a caller tries to change them.
+TEST_F(EngineTest, ReconfigureChangesOnlyForwardTimeOptions) {
+  auto e = MakeEngine(*dir_, 1);
+  ASSERT_NE(e, nullptr);
+  EngineOptions o = e->options();
+  o.tp_size = 2;
+  absl::Status s = e->Reconfigure(o);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("EngineOptions.tp_size"));
+  o = e->options();
+  o.dtype = DType::kBFloat16;
+  s = e->Reconfigure(o);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("EngineOptions.dtype"));
+  EXPECT_EQ(e->options().dtype, DType::kFloat32);
+
+  o = e->options();
+  o.phase_profiling = true;
+  o.attention_path = AttentionPath::kChunkedGemm;
+  o.gemm_tuning = GemmTuning::kAutotune;
+  o.chunked_query_block = 64;
+  ASSERT_TRUE(e->Reconfigure(o).ok());
+  EXPECT_TRUE(e->options().phase_profiling);
+  EXPECT_EQ(e->options().attention_path, AttentionPath::kChunkedGemm);
+  EXPECT_EQ(e->options().gemm_tuning, GemmTuning::kAutotune);
+  EXPECT_EQ(e->options().chunked_query_block, 64);
+  // On CPU the CUDA-path options change nothing: the reference backend.
+  auto plain = MakeEngine(*dir_, 1);
+  ASSERT_NE(plain, nullptr);
+  const ForwardRequest req = MakeRequest(1, 8, 512);
+  EXPECT_EQ(RunFwd(e.get(), req).nll, RunFwd(plain.get(), req).nll);
+  EXPECT_TRUE(e->GemmTuningReport().empty());
+  EXPECT_TRUE(e->CheckedAttentionKernels().empty());
+}
+
+// The phase profile is per engine: only an engine with phase_profiling
+// records, TakePhaseProfile resets it, and another engine's forwards do not
+// show up in it.
+TEST_F(EngineTest, PhaseProfileIsPerEngine) {
+  EngineOptions o;
+  o.model_dir = *dir_;
+  o.cpu_threads_per_rank = 1;
+  o.phase_profiling = true;
+  auto profiled = Engine::Create(o);
+  ASSERT_TRUE(profiled.ok()) << profiled.status();
+  auto quiet = MakeEngine(*dir_, 1);
+  ASSERT_NE(quiet, nullptr);
+  ForwardRequest req = MakeRequest(1, 8, 512);
+  req.layer_stats = true;
+  RunFwd(profiled->get(), req);
+  RunFwd(profiled->get(), req);
+  RunFwd(quiet.get(), req);
+
+  const PhaseTimes p = (*profiled)->TakePhaseProfile();
+  EXPECT_EQ(p.forwards, 2);
+  EXPECT_FALSE(p.device_events);
+  std::set<std::string> phases;
+  for (const auto& [name, ms] : p.ms) {
+    phases.insert(name);
+    EXPECT_GE(ms, 0.0) << name;
+  }
+  for (const char* want :
+       {"embed", "layer", "attention_sliding", "attention_full", "allreduce",
+        "stats", "lm_head", "outputs"}) {
+    EXPECT_EQ(phases.count(want), 1u) << want;
+  }
+  EXPECT_EQ((*profiled)->TakePhaseProfile().forwards, 0);
+  const PhaseTimes q = quiet->TakePhaseProfile();
+  EXPECT_EQ(q.forwards, 0);
+  EXPECT_TRUE(q.ms.empty());
 }
 
 }  // namespace

@@ -19,7 +19,7 @@
 #include "common/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 
 #if SWEEPD_GOLDEN_CUDA
 #include <cuda_runtime_api.h>

@@ -8,8 +8,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-engine::ModelConfig Config(int layers, int heads) {
-  engine::ModelConfig c;
+ModelConfig Config(int layers, int heads) {
+  ModelConfig c;
   c.num_hidden_layers = layers;
   c.num_attention_heads = heads;
   return c;

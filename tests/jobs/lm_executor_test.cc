@@ -23,7 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
 #include "worker/jobs/windowing.h"
 

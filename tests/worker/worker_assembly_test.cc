@@ -9,7 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 
 namespace sweepd {
 namespace {

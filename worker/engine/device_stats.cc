@@ -2,8 +2,6 @@
 
 #include <cstdint>
 
-#include "worker/engine/profile.h"
-
 #if SWEEPD_ENGINE_TORCH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAStream.h>

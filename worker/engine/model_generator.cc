@@ -12,7 +12,7 @@
 #include "common/safetensors.h"
 #include "common/status.h"
 #include "common/tokenizer_gen.h"
-#include "worker/engine/config.h"
+#include "common/model_config.h"
 #include "worker/engine/random_init.h"
 
 namespace sweepd::engine {

@@ -1,59 +1,62 @@
-// Phase profile of the engine's forwards and device-memory statistics, for
-// engine_bench and tuning. Plain C++ (no libtorch). When profiling is on, rank
-// 0 of every forward marks phase boundaries (CUDA events on its compute stream
-// on GPU builds, the host clock on CPU) and the forward adds the time between
-// consecutive marks to the phase that began the interval. Off by default; the
-// marks cost one event record each. Process-wide state; all functions are
-// thread-safe.
+// Internal to sweepd::engine: the phase clock of one forward
+// (EngineOptions::phase_profiling). Rank 0 marks phase boundaries — with CUDA
+// events on its compute stream when the rank's backend supplies a
+// DeviceEventTimer, else with the host clock — and Finish adds the time
+// between consecutive marks to the phase that began the interval, in the
+// engine's EngineDiagnostics. A disabled clock costs one branch per mark.
+// Owned by the rank's forward; used only from the rank's thread. Plain C++.
 #ifndef SWEEPD_WORKER_ENGINE_PROFILE_H_
 #define SWEEPD_WORKER_ENGINE_PROFILE_H_
 
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <utility>
+#include <chrono>
 #include <vector>
 
-#include "worker/engine/api.h"
+#include "worker/engine/diagnostics.h"
 
-namespace sweepd::engine {
+namespace sweepd::engine::internal {
 
-struct PhaseTimes {
-  // (phase, total milliseconds) in the order phases were first seen.
-  std::vector<std::pair<std::string, double>> ms;
-  int64_t forwards = 0;
-  bool device_events = false;  // true: CUDA events; false: host clock
+// Device events on a rank's compute stream (the CUDA backend's). Errors
+// throw (they unwind to the rank's edge like any device error).
+class DeviceEventTimer {
+ public:
+  virtual ~DeviceEventTimer() = default;
+  // A new event, recorded on the rank's compute stream.
+  virtual void* Record() = 0;
+  // Milliseconds between two recorded events (waits for `end`).
+  virtual double ElapsedMs(void* start, void* end) = 0;
+  virtual void Destroy(void* event) = 0;
 };
 
-void SetPhaseProfiling(bool enabled);
+class PhaseClock {
+ public:
+  // `events` (nullable: host clock) and `sink` are borrowed.
+  PhaseClock(bool enabled, DeviceEventTimer* events, EngineDiagnostics* sink)
+      : enabled_(enabled), events_(events), sink_(sink) {}
+  PhaseClock(const PhaseClock&) = delete;
+  PhaseClock& operator=(const PhaseClock&) = delete;
+  ~PhaseClock();
 
-// Benchmarking: when `path` is set, every engine's later forwards use it
-// instead of their EngineOptions::attention_path (so one loaded model can time
-// both attention paths in the same run); std::nullopt restores the options.
-void SetAttentionPathOverride(std::optional<AttentionPath> path);
-// Benchmarking: when `tuning` is set, every engine's later forwards use it
-// instead of their EngineOptions::gemm_tuning; std::nullopt restores them.
-void SetGemmTuningOverride(std::optional<GemmTuning> tuning);
-// The GEMM shapes autotuned so far in this process, one line each: shape,
-// candidates, chosen index, heuristic's and chosen algorithm's median ms.
-std::vector<std::string> GemmTuningReport();
-// Benchmarking: when set (> 0), the chunked GEMM attention processes this many
-// query positions per block (clamped to the sequence) instead of its own
-// choice; 0 restores the default.
-void SetChunkedQueryBlockOverride(int64_t positions);
-// The fused attention kernels checked so far in this process: kAuto and
-// kFlash use each (FlashAttention-2 with a window; cuDNN's attention banded by
-// window blocks) only after it matched a float32 reference once per device.
-// ("<kernel> on device <n>", usable), sorted by name.
-std::vector<std::pair<std::string, bool>> CheckedAttentionKernels();
-// Returns the accumulated profile and resets it.
-PhaseTimes TakePhaseProfile();
+  // Starts phase `phase` (a string literal) here.
+  void Mark(const char* phase) {
+    if (enabled_) Record(phase);
+  }
+  // Ends the last phase and adds the intervals to the sink.
+  void Finish();
 
-// Peak bytes allocated by libtorch's CUDA caching allocator on `device` since
-// the last reset; -1 when the build has no libtorch CUDA support.
-int64_t DevicePeakAllocatedBytes(int device);
-void ResetDevicePeakAllocatedBytes(int device);
+ private:
+  struct Point {
+    const char* phase = nullptr;
+    void* event = nullptr;
+    std::chrono::steady_clock::time_point host;
+  };
+  void Record(const char* phase);
 
-}  // namespace sweepd::engine
+  const bool enabled_;
+  DeviceEventTimer* const events_;
+  EngineDiagnostics* const sink_;
+  std::vector<Point> points_;
+};
+
+}  // namespace sweepd::engine::internal
 
 #endif  // SWEEPD_WORKER_ENGINE_PROFILE_H_

@@ -25,7 +25,7 @@ const char* OpName(engine::Intervention::Kind kind) {
 
 absl::Status CheckInterventions(
     const std::vector<engine::Intervention>& interventions,
-    const std::vector<std::string>& fields, const engine::ModelConfig& config) {
+    const std::vector<std::string>& fields, const ModelConfig& config) {
   for (size_t i = 0; i < interventions.size(); ++i) {
     const engine::Intervention& iv = interventions[i];
     const std::string name = absl::StrCat(

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 
 namespace sweepd {
 
@@ -21,7 +21,7 @@ namespace sweepd {
 // mask is empty.
 absl::Status CheckInterventions(
     const std::vector<engine::Intervention>& interventions,
-    const std::vector<std::string>& fields, const engine::ModelConfig& config);
+    const std::vector<std::string>& fields, const ModelConfig& config);
 
 }  // namespace sweepd
 

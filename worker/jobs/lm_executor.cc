@@ -672,7 +672,7 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
       ++streams_done;
       continue;
     }
-    const engine::ModelConfig& config = model->engine->config();
+    const ModelConfig& config = model->engine->config();
     const int N = config.num_hidden_layers;
     absl::StatusOr<StreamData> data =
         BuildStream(first, *model->tokenizer, options_.max_batch_tokens);

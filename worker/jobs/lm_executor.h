@@ -32,7 +32,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/tokenizer.h"
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 #include "worker/jobs/executor.h"
 #include "worker/jobs/task.h"
 

@@ -16,7 +16,7 @@
 #include <variant>
 #include <vector>
 
-#include "worker/engine/api.h"
+#include "worker/engine/engine.h"
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/windowing.h"
 

@@ -9,21 +9,23 @@
 // PrefixState handles are shared (shared_ptr) and keep their tensors alive
 // until the last handle goes. Thread-safety: Engine::Forward may be called from
 // several threads; calls are serialised internally (one forward at a time uses
-// all ranks). config()/options() are immutable.
-#ifndef SWEEPD_WORKER_ENGINE_API_H_
-#define SWEEPD_WORKER_ENGINE_API_H_
+// all ranks). config() is immutable; options() returns a snapshot
+// (Reconfigure changes the forward-time options between forwards).
+#ifndef SWEEPD_WORKER_ENGINE_ENGINE_H_
+#define SWEEPD_WORKER_ENGINE_ENGINE_H_
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "worker/engine/config.h"
+#include "common/model_config.h"
 
 namespace sweepd::engine {
 
@@ -99,6 +101,24 @@ struct EngineOptions {
   // With kAutotune: a tuning cache file shared by processes that should pick
   // the same GEMM algorithms (gemm_tuner.h); empty: none.
   std::string gemm_tuning_cache;
+  // CUDA path, benchmarking: when > 0, the chunked GEMM attention processes
+  // this many query positions per block (clamped to the sequence) instead of
+  // its own choice.
+  int64_t chunked_query_block = 0;
+  // Record the phase profile of every forward (Engine::TakePhaseProfile): rank
+  // 0 marks phase boundaries (CUDA events on its compute stream on the CUDA
+  // path, the host clock otherwise). Each mark costs one event record.
+  bool phase_profiling = false;
+};
+
+// Accumulated phase profile of an engine's forwards (EngineOptions::
+// phase_profiling): the time between consecutive marks is added to the phase
+// that began the interval.
+struct PhaseTimes {
+  // (phase, total milliseconds) in the order phases were first seen.
+  std::vector<std::pair<std::string, double>> ms;
+  int64_t forwards = 0;
+  bool device_events = false;  // true: CUDA events; false: host clock
 };
 
 struct Intervention {
@@ -240,13 +260,31 @@ class Engine {
   virtual ~Engine() = default;
 
   virtual const ModelConfig& config() const = 0;
-  virtual const EngineOptions& options() const = 0;
+  // The current options (a snapshot).
+  virtual EngineOptions options() const = 0;
   virtual absl::StatusOr<ForwardResult> Forward(
       const ForwardRequest& request) = 0;
   // Layer-forwards executed since Create.
   virtual int64_t total_layer_forwards() const = 0;
+
+  // Benchmarking on one loaded model: replaces the forward-time options
+  // (attention_path, gemm_tuning, chunked_query_block, phase_profiling) for
+  // later forwards; waits for a running forward. Every other field must equal
+  // the current options (INVALID_ARGUMENT naming the field otherwise).
+  virtual absl::Status Reconfigure(const EngineOptions& options) = 0;
+  // Returns this engine's accumulated phase profile and resets it.
+  virtual PhaseTimes TakePhaseProfile() = 0;
+  // The GEMM shapes this engine autotuned so far, one line each: rank, shape,
+  // candidates, chosen index, heuristic's and chosen algorithm's median ms.
+  virtual std::vector<std::string> GemmTuningReport() const = 0;
+  // The fused attention kernels this engine checked: kAuto and kFlash use each
+  // (FlashAttention-2 with a window; cuDNN's attention banded by window
+  // blocks) only after it matched a float32 reference once per device.
+  // ("<kernel> on device <n>", usable), sorted by name.
+  virtual std::vector<std::pair<std::string, bool>> CheckedAttentionKernels()
+      const = 0;
 };
 
 }  // namespace sweepd::engine
 
-#endif  // SWEEPD_WORKER_ENGINE_API_H_
+#endif  // SWEEPD_WORKER_ENGINE_ENGINE_H_

@@ -1,4 +1,6 @@
-// GPU tests of the chunked attention's kernels in cuda_ops.h (label gpu):
+// GPU tests of the engine's fused kernels (label gpu; moved from
+// tests/engine/cuda_ops_gpu_test.cc): each kernel against its CPU reference
+// (kernels/*.cc), and the chunked attention's kernels against the formulas:
 // CausalSoftmax on every launch path (warp per row for rows up to 2048 keys,
 // vectorised and element-wise; block per row above) against a float64 CPU
 // reference of the same math, fp32 and bf16, causal and banded rows, GQA row
@@ -16,9 +18,16 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "worker/engine/cuda_ops.h"
+#include "kernels/block_influence.h"
+#include "kernels/causal_softmax.h"
+#include "kernels/dtype.h"
+#include "kernels/geglu.h"
+#include "kernels/head_norm_rope.h"
+#include "kernels/layout_copy.h"
+#include "kernels/lse_merge.h"
+#include "kernels/row_norm.h"
 
-namespace sweepd::engine::cuda_ops {
+namespace sweepd::kernels {
 namespace {
 
 uint16_t ToBf16(float f) {
@@ -84,7 +93,7 @@ void CheckSoftmax(Dtype dtype, const SoftmaxCase& c) {
   a.key_start = c.key_start;
   a.window = c.window;
   a.scale = 0.125f;
-  ASSERT_EQ(CausalSoftmax(a, nullptr), 0);
+  ASSERT_EQ(CausalSoftmaxCuda(a, nullptr), 0);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   ASSERT_EQ(cudaMemcpy(host.data(), dev, host.size(), cudaMemcpyDeviceToHost),
             cudaSuccess);
@@ -156,22 +165,23 @@ const SoftmaxCase kCases[] = {
     {1, 6, 2049, 1, 2043, 0, 0, 1},
 };
 
-TEST(CudaOpsGpuTest, CausalSoftmaxFp32MatchesReference) {
+TEST(FusedKernelsGpuTest, CausalSoftmaxFp32MatchesReference) {
   for (const SoftmaxCase& c : kCases) CheckSoftmax(Dtype::kFloat32, c);
 }
 
-TEST(CudaOpsGpuTest, CausalSoftmaxBf16MatchesReference) {
+TEST(FusedKernelsGpuTest, CausalSoftmaxBf16MatchesReference) {
   for (const SoftmaxCase& c : kCases) CheckSoftmax(Dtype::kBFloat16, c);
 }
 
-TEST(CudaOpsGpuTest, CausalSoftmaxRejectsRowsWithoutAllowedKeys) {
+TEST(FusedKernelsGpuTest, CausalSoftmaxRejectsRowsWithoutAllowedKeys) {
   CausalSoftmaxArgs a;
   a.scores = reinterpret_cast<void*>(uintptr_t{256});
   a.batches = 1;
   a.rows = 4;
   a.keys = 8;
   a.q_start = 8;  // position 8 lies past keys [0, 8)
-  EXPECT_EQ(CausalSoftmax(a, nullptr), static_cast<int>(cudaErrorInvalidValue));
+  EXPECT_EQ(CausalSoftmaxCuda(a, nullptr),
+            static_cast<int>(cudaErrorInvalidValue));
 }
 
 void CheckSwap(int64_t outer, int64_t dim1, int64_t dim2, int64_t inner_bytes,
@@ -189,8 +199,8 @@ void CheckSwap(int64_t outer, int64_t dim1, int64_t dim2, int64_t inner_bytes,
   ASSERT_EQ(cudaMalloc(&d_dst, n + offset), cudaSuccess);
   ASSERT_EQ(cudaMemcpy(d_src + offset, src.data(), n, cudaMemcpyHostToDevice),
             cudaSuccess);
-  ASSERT_EQ(SwapMiddleDims(d_src + offset, outer, dim1, dim2, inner_bytes,
-                           d_dst + offset, nullptr),
+  ASSERT_EQ(SwapMiddleDimsCuda(d_src + offset, outer, dim1, dim2, inner_bytes,
+                               d_dst + offset, nullptr),
             0);
   std::vector<uint8_t> got(n);
   ASSERT_EQ(cudaMemcpy(got.data(), d_dst + offset, n, cudaMemcpyDeviceToHost),
@@ -273,7 +283,7 @@ void CheckLseMerge(Dtype dtype, int64_t head_dim, int64_t row_pad) {
     a.out_stride[d] = a.other_stride[d] = os[d];
     a.out_lse_stride[d] = a.other_lse_stride[d] = ls[d];
   }
-  ASSERT_EQ(LseMerge(a, nullptr), 0);
+  ASSERT_EQ(LseMergeCuda(a, nullptr), 0);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   std::vector<uint8_t> got(hx.size());
   cudaMemcpy(got.data(), dx, got.size(), cudaMemcpyDeviceToHost);
@@ -316,16 +326,16 @@ void CheckLseMerge(Dtype dtype, int64_t head_dim, int64_t row_pad) {
   }
 }
 
-TEST(CudaOpsGpuTest, LseMergeMatchesHostFormula) {
+TEST(FusedKernelsGpuTest, LseMergeMatchesHostFormula) {
   CheckLseMerge(Dtype::kBFloat16, 256, 0);  // 16-byte vectors
   CheckLseMerge(Dtype::kBFloat16, 64, 8);   // vectors, padded rows
   CheckLseMerge(Dtype::kBFloat16, 36, 3);   // element-wise
   CheckLseMerge(Dtype::kFloat32, 40, 2);
 }
 
-TEST(CudaOpsGpuTest, LseMergeRejectsBadArguments) {
+TEST(FusedKernelsGpuTest, LseMergeRejectsBadArguments) {
   LseMergeArgs a;
-  EXPECT_NE(LseMerge(a, nullptr), 0);  // null pointers
+  EXPECT_NE(LseMergeCuda(a, nullptr), 0);  // null pointers
 }
 
 // Device copy of bf16 values; frees on destruction.
@@ -379,7 +389,7 @@ int BeyondOneBf16Step(const std::vector<float>& got,
 
 // RowNorm's bf16 vector path (dim 5376: 224 threads x 3 vectors; dim 96: one
 // vector each) with the residual, the layer scalar and the next norm.
-TEST(CudaOpsGpuTest, RowNormBf16MatchesHostReference) {
+TEST(FusedKernelsGpuTest, RowNormBf16MatchesHostReference) {
   for (int64_t dim : {int64_t{5376}, int64_t{96}}) {
     SCOPED_TRACE(dim);
     const int64_t rows = 7, stride = dim + 16;
@@ -405,7 +415,7 @@ TEST(CudaOpsGpuTest, RowNormBf16MatchesHostReference) {
         a.out2 = out2.p;
       }
       if (variant == 2) a.scalar = dsc.p;
-      ASSERT_EQ(RowNorm(a, nullptr), 0);
+      ASSERT_EQ(RowNormCuda(a, nullptr), 0);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       const std::vector<float> got = out.Read(), got2 = out2.Read();
       std::vector<float> want(rows * dim), want2(rows * dim);
@@ -440,7 +450,7 @@ TEST(CudaOpsGpuTest, RowNormBf16MatchesHostReference) {
 // HeadNormRope's bf16 vector path: head_dim 256 (one vector per lane; two
 // rows per warp with an even head count) and 512 (two), strided input rows,
 // positions t % seq, with and without RoPE and weight.
-TEST(CudaOpsGpuTest, HeadNormRopeBf16MatchesHostReference) {
+TEST(FusedKernelsGpuTest, HeadNormRopeBf16MatchesHostReference) {
   // (head_dim, heads): two rows per warp (256, even heads), one (odd heads),
   // two vectors per lane (512).
   for (auto [hd, heads] :
@@ -468,7 +478,7 @@ TEST(CudaOpsGpuTest, HeadNormRopeBf16MatchesHostReference) {
         a.sin = dsin.p;
       }
       a.out = out.p;
-      ASSERT_EQ(HeadNormRope(a, nullptr), 0);
+      ASSERT_EQ(HeadNormRopeCuda(a, nullptr), 0);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       const std::vector<float> got = out.Read();
       std::vector<float> want(got.size());
@@ -504,7 +514,7 @@ TEST(CudaOpsGpuTest, HeadNormRopeBf16MatchesHostReference) {
 // ReverseRows from a strided source (a block of every batch entry, as the
 // banded attention takes them) matches a host copy bit for bit, with 16-byte
 // and 2-byte accesses.
-TEST(CudaOpsGpuTest, ReverseRowsCopiesBlocksReversed) {
+TEST(FusedKernelsGpuTest, ReverseRowsCopiesBlocksReversed) {
   for (int64_t row_bytes : {int64_t{64}, int64_t{6}}) {
     SCOPED_TRACE(row_bytes);
     const int64_t n0 = 3, n1 = 2, rows = 5, seq = 3 * rows;  // 3 blocks
@@ -517,8 +527,8 @@ TEST(CudaOpsGpuTest, ReverseRowsCopiesBlocksReversed) {
     ASSERT_EQ(cudaMalloc(&dst, n0 * n1 * rows * row_bytes), cudaSuccess);
     cudaMemcpy(src, host.data(), host.size(), cudaMemcpyHostToDevice);
     // Blocks 1 and 2 of each batch entry.
-    ASSERT_EQ(ReverseRows(static_cast<uint8_t*>(src) + s1, n0, n1, rows,
-                          row_bytes, s0, s1, s_row, dst, nullptr),
+    ASSERT_EQ(ReverseRowsCuda(static_cast<uint8_t*>(src) + s1, n0, n1, rows,
+                              row_bytes, s0, s1, s_row, dst, nullptr),
               0);
     std::vector<uint8_t> got(n0 * n1 * rows * row_bytes);
     cudaMemcpy(got.data(), dst, got.size(), cudaMemcpyDeviceToHost);
@@ -537,10 +547,11 @@ TEST(CudaOpsGpuTest, ReverseRowsCopiesBlocksReversed) {
       }
     }
   }
-  EXPECT_NE(ReverseRows(nullptr, 1, 1, 1, 16, 16, 16, 16, nullptr, nullptr), 0);
+  EXPECT_NE(ReverseRowsCuda(nullptr, 1, 1, 1, 16, 16, 16, 16, nullptr, nullptr),
+            0);
 }
 
-TEST(CudaOpsGpuTest, SwapMiddleDimsMovesWholeRows) {
+TEST(FusedKernelsGpuTest, SwapMiddleDimsMovesWholeRows) {
   CheckSwap(2, 5, 3, 8192, 0);  // 16-byte words, 512 per row
   CheckSwap(4, 7, 4, 64, 0);
   CheckSwap(2, 3, 4, 64, 4);  // misaligned: 4-byte words
@@ -549,14 +560,285 @@ TEST(CudaOpsGpuTest, SwapMiddleDimsMovesWholeRows) {
   CheckSwap(3, 1, 5, 32, 0);
 }
 
-TEST(CudaOpsGpuTest, SwapMiddleDimsRejectsBadArguments) {
-  EXPECT_EQ(SwapMiddleDims(nullptr, 1, 1, 1, 16, nullptr, nullptr),
+TEST(FusedKernelsGpuTest, SwapMiddleDimsRejectsBadArguments) {
+  EXPECT_EQ(SwapMiddleDimsCuda(nullptr, 1, 1, 1, 16, nullptr, nullptr),
             static_cast<int>(cudaErrorInvalidValue));
   void* p = reinterpret_cast<void*>(uintptr_t{256});
-  EXPECT_EQ(SwapMiddleDims(p, 1, 2, 2, 0, p, nullptr),
+  EXPECT_EQ(SwapMiddleDimsCuda(p, 1, 2, 2, 0, p, nullptr),
             static_cast<int>(cudaErrorInvalidValue));
-  EXPECT_EQ(SwapMiddleDims(p, 0, 2, 2, 16, p, nullptr), 0);  // nothing to do
+  EXPECT_EQ(SwapMiddleDimsCuda(p, 0, 2, 2, 16, p, nullptr),
+            0);  // nothing to do
+}
+
+// ---- Each kernel against its CPU reference (kernels/*.cc) on the same
+// inputs: float32 within float32 round-off, bf16 within one bf16 step (the
+// reference accumulates in double, the kernel in float32).
+
+// Raw device buffer initialised from (and read back into) host bytes.
+struct DevBytes {
+  explicit DevBytes(const std::vector<uint8_t>& h) : n(h.size()) {
+    EXPECT_EQ(cudaMalloc(&p, n), cudaSuccess);
+    cudaMemcpy(p, h.data(), n, cudaMemcpyHostToDevice);
+  }
+  ~DevBytes() { cudaFree(p); }
+  std::vector<uint8_t> Read() const {
+    std::vector<uint8_t> h(n);
+    cudaMemcpy(h.data(), p, n, cudaMemcpyDeviceToHost);
+    return h;
+  }
+  void* p = nullptr;
+  size_t n;
+};
+
+// n random values of `dtype` as raw bytes.
+std::vector<uint8_t> RandomBytes(Dtype dtype, int64_t n, float scale,
+                                 uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<uint8_t> h(n * DtypeSize(dtype));
+  for (int64_t i = 0; i < n; ++i) StoreAs(dtype, h.data(), i, dist(rng));
+  return h;
+}
+
+// Elements (as `dtype`) where got and want differ by more than `rel` of
+// |want| plus `abs`.
+int64_t Mismatches(Dtype dtype, const std::vector<uint8_t>& got,
+                   const std::vector<uint8_t>& want, double rel, double abs) {
+  const int64_t n = static_cast<int64_t>(want.size()) / DtypeSize(dtype);
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = LoadAs(dtype, got.data(), i);
+    const double w = LoadAs(dtype, want.data(), i);
+    if (std::abs(g - w) > rel * std::abs(w) + abs) ++bad;
+  }
+  return bad;
+}
+
+double RelTol(Dtype dtype) {
+  return dtype == Dtype::kBFloat16 ? 1.01 / 128 : 2e-5;
+}
+
+TEST(FusedKernelsGpuTest, RowNormMatchesCpuReference) {
+  for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16}) {
+    for (int64_t dim : {int64_t{5376}, int64_t{100}}) {
+      SCOPED_TRACE(::testing::Message()
+                   << static_cast<int>(dtype) << " " << dim);
+      const int64_t rows = 5, stride = dim + 8;
+      const auto x = RandomBytes(dtype, rows * stride, 2.0f, 1);
+      const auto res = RandomBytes(dtype, rows * dim, 1.0f, 2);
+      const auto w = RandomBytes(dtype, dim, 1.0f, 3);
+      const auto w2 = RandomBytes(dtype, dim, 1.0f, 4);
+      std::vector<uint8_t> out(rows * dim * DtypeSize(dtype)), out2(out.size());
+      DevBytes dx(x), dres(res), dw(w), dw2(w2), dout(out), dout2(out2);
+      RowNormArgs a;
+      a.dtype = dtype;
+      a.x_stride = stride;
+      a.rows = rows;
+      a.dim = dim;
+      a.x = dx.p;
+      a.weight = dw.p;
+      a.residual = dres.p;
+      a.weight2 = dw2.p;
+      a.out = dout.p;
+      a.out2 = dout2.p;
+      ASSERT_EQ(RowNormCuda(a, nullptr), 0);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      a.x = x.data();
+      a.weight = w.data();
+      a.residual = res.data();
+      a.weight2 = w2.data();
+      a.out = out.data();
+      a.out2 = out2.data();
+      ASSERT_TRUE(RowNormCpu(a).ok());
+      EXPECT_EQ(Mismatches(dtype, dout.Read(), out, RelTol(dtype), 1e-6), 0);
+      EXPECT_EQ(Mismatches(dtype, dout2.Read(), out2, 2 * RelTol(dtype), 1e-5),
+                0);
+    }
+  }
+}
+
+TEST(FusedKernelsGpuTest, HeadNormRopeMatchesCpuReference) {
+  for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16}) {
+    for (int hd : {256, 512, 40}) {
+      SCOPED_TRACE(::testing::Message()
+                   << static_cast<int>(dtype) << " " << hd);
+      const int64_t tokens = 6, seq = 3, heads = 2, stride = heads * hd + 8;
+      const auto x = RandomBytes(dtype, tokens * stride, 1.5f, 5);
+      const auto w = RandomBytes(dtype, hd, 1.0f, 6);
+      const auto cs = RandomBytes(dtype, seq * hd, 1.0f, 7);
+      const auto sn = RandomBytes(dtype, seq * hd, 1.0f, 8);
+      std::vector<uint8_t> out(tokens * heads * hd * DtypeSize(dtype));
+      DevBytes dx(x), dw(w), dc(cs), ds(sn), dout(out);
+      HeadNormRopeArgs a;
+      a.dtype = dtype;
+      a.x_stride = stride;
+      a.tokens = tokens;
+      a.seq = seq;
+      a.heads = heads;
+      a.head_dim = hd;
+      a.x = dx.p;
+      a.weight = dw.p;
+      a.cos = dc.p;
+      a.sin = ds.p;
+      a.out = dout.p;
+      ASSERT_EQ(HeadNormRopeCuda(a, nullptr), 0);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      a.x = x.data();
+      a.weight = w.data();
+      a.cos = cs.data();
+      a.sin = sn.data();
+      a.out = out.data();
+      ASSERT_TRUE(HeadNormRopeCpu(a).ok());
+      EXPECT_EQ(Mismatches(dtype, dout.Read(), out, 2 * RelTol(dtype), 1e-5),
+                0);
+    }
+  }
+}
+
+TEST(FusedKernelsGpuTest, GegluMatchesCpuReference) {
+  // inter 64: the bf16 vector path; 7: element-wise.
+  for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16}) {
+    for (int64_t inter : {int64_t{64}, int64_t{7}}) {
+      for (bool tanh_form : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << static_cast<int>(dtype) << " "
+                                          << inter << " " << tanh_form);
+        const int64_t rows = 9;
+        const auto gu = RandomBytes(dtype, rows * 2 * inter, 2.0f, 9);
+        std::vector<uint8_t> out(rows * inter * DtypeSize(dtype));
+        DevBytes dgu(gu), dout(out);
+        ASSERT_EQ(
+            GegluCuda(dtype, dgu.p, rows, inter, tanh_form, dout.p, nullptr),
+            0);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        ASSERT_TRUE(
+            GegluCpu(dtype, gu.data(), rows, inter, tanh_form, out.data())
+                .ok());
+        EXPECT_EQ(Mismatches(dtype, dout.Read(), out, 2 * RelTol(dtype), 1e-6),
+                  0);
+      }
+    }
+  }
+}
+
+TEST(FusedKernelsGpuTest, RowCosNormMatchesCpuReference) {
+  for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16}) {
+    SCOPED_TRACE(static_cast<int>(dtype));
+    const int64_t rows = 7, dim = 5376;
+    const auto a = RandomBytes(dtype, rows * dim, 1.0f, 10);
+    auto b = a;  // b = a + small noise: block influence near 0
+    const auto noise = RandomBytes(dtype, rows * dim, 0.05f, 11);
+    for (int64_t i = 0; i < rows * dim; ++i) {
+      StoreAs(dtype, b.data(), i,
+              LoadAs(dtype, a.data(), i) + LoadAs(dtype, noise.data(), i));
+    }
+    std::vector<float> bi(rows), nb(rows), dbi(rows), dnb(rows);
+    DevBytes da(a), db(b);
+    float *d_bi = nullptr, *d_nb = nullptr;
+    ASSERT_EQ(cudaMalloc(&d_bi, rows * 4), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&d_nb, rows * 4), cudaSuccess);
+    ASSERT_EQ(RowCosNormCuda(dtype, da.p, db.p, rows, dim, d_bi, d_nb, nullptr),
+              0);
+    cudaMemcpy(dbi.data(), d_bi, rows * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(dnb.data(), d_nb, rows * 4, cudaMemcpyDeviceToHost);
+    cudaFree(d_bi);
+    cudaFree(d_nb);
+    ASSERT_TRUE(RowCosNormCpu(dtype, a.data(), b.data(), rows, dim, bi.data(),
+                              nb.data())
+                    .ok());
+    for (int64_t r = 0; r < rows; ++r) {
+      EXPECT_NEAR(dbi[r], bi[r], 1e-5) << r;
+      EXPECT_NEAR(dnb[r], nb[r], 1e-5 * nb[r]) << r;
+    }
+  }
+}
+
+TEST(FusedKernelsGpuTest, CausalSoftmaxAndLseMergeMatchCpuReference) {
+  for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16}) {
+    SCOPED_TRACE(static_cast<int>(dtype));
+    // Softmax: 2 batches of 24 rows (group 3) over 300 keys, banded.
+    auto scores = RandomBytes(dtype, 2 * 24 * 300, 4.0f, 12);
+    DevBytes ds(scores);
+    CausalSoftmaxArgs c;
+    c.dtype = dtype;
+    c.batches = 2;
+    c.rows = 24;
+    c.keys = 300;
+    c.group = 3;
+    c.q_start = 290;
+    c.key_start = 0;
+    c.window = 100;
+    c.scale = 0.5f;
+    c.scores = ds.p;
+    ASSERT_EQ(CausalSoftmaxCuda(c, nullptr), 0);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    c.scores = scores.data();
+    ASSERT_TRUE(CausalSoftmaxCpu(c).ok());
+    EXPECT_EQ(Mismatches(dtype, ds.Read(), scores, RelTol(dtype), 1e-7), 0);
+
+    // LseMerge: [2, 5, 3, 64] contiguous, lse [2, 3, 5].
+    auto out = RandomBytes(dtype, 2 * 5 * 3 * 64, 1.0f, 13);
+    const auto other = RandomBytes(dtype, 2 * 5 * 3 * 64, 1.0f, 14);
+    std::vector<float> l1(30), l2(30);
+    std::mt19937 rng(15);
+    std::normal_distribution<float> dist(0.0f, 3.0f);
+    for (int i = 0; i < 30; ++i) {
+      l1[i] = dist(rng);
+      l2[i] = dist(rng);
+    }
+    DevBytes dout(out), dother(other);
+    float *dl1 = nullptr, *dl2 = nullptr;
+    ASSERT_EQ(cudaMalloc(&dl1, 120), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dl2, 120), cudaSuccess);
+    cudaMemcpy(dl1, l1.data(), 120, cudaMemcpyHostToDevice);
+    cudaMemcpy(dl2, l2.data(), 120, cudaMemcpyHostToDevice);
+    LseMergeArgs m;
+    m.dtype = dtype;
+    m.batch = 2;
+    m.rows = 5;
+    m.heads = 3;
+    m.head_dim = 64;
+    const int64_t os[3] = {5 * 3 * 64, 3 * 64, 64}, ls[3] = {15, 5, 1};
+    for (int d = 0; d < 3; ++d) {
+      m.out_stride[d] = m.other_stride[d] = os[d];
+      m.out_lse_stride[d] = m.other_lse_stride[d] = ls[d];
+    }
+    m.out = dout.p;
+    m.other = dother.p;
+    m.out_lse = dl1;
+    m.other_lse = dl2;
+    ASSERT_EQ(LseMergeCuda(m, nullptr), 0);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    cudaFree(dl1);
+    cudaFree(dl2);
+    m.out = out.data();
+    m.other = other.data();
+    m.out_lse = l1.data();
+    m.other_lse = l2.data();
+    ASSERT_TRUE(LseMergeCpu(m).ok());
+    EXPECT_EQ(Mismatches(dtype, dout.Read(), out, RelTol(dtype), 1e-6), 0);
+  }
+}
+
+TEST(FusedKernelsGpuTest, LayoutCopiesMatchCpuReferenceBitForBit) {
+  std::vector<uint8_t> src(2 * 5 * 3 * 48);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 13);
+  DevBytes dsrc(src);
+  std::vector<uint8_t> want(src.size());
+  DevBytes ddst(want);
+  ASSERT_EQ(SwapMiddleDimsCuda(dsrc.p, 2, 5, 3, 48, ddst.p, nullptr), 0);
+  ASSERT_TRUE(SwapMiddleDimsCpu(src.data(), 2, 5, 3, 48, want.data()).ok());
+  EXPECT_EQ(ddst.Read(), want);
+  // Reverse 2 rows of 48 bytes of blocks 1..2 of 2 entries of 3 blocks.
+  std::vector<uint8_t> rev(2 * 2 * 2 * 48);
+  DevBytes drev(rev);
+  ASSERT_EQ(ReverseRowsCuda(static_cast<uint8_t*>(dsrc.p) + 96, 2, 2, 2, 48,
+                            360, 96, 48, drev.p, nullptr),
+            0);
+  ASSERT_TRUE(
+      ReverseRowsCpu(src.data() + 96, 2, 2, 2, 48, 360, 96, 48, rev.data())
+          .ok());
+  EXPECT_EQ(drev.Read(), rev);
 }
 
 }  // namespace
-}  // namespace sweepd::engine::cuda_ops
+}  // namespace sweepd::kernels

@@ -1,0 +1,322 @@
+#include "worker/engine/rank_forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "worker/engine/random_init.h"
+#include "worker/engine/tp_ops.h"
+
+namespace sweepd::engine::internal {
+
+HostTensor ToHost(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kCPU, at::kFloat).contiguous();
+  HostTensor h;
+  h.shape.assign(c.sizes().begin(), c.sizes().end());
+  h.data.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  return h;
+}
+
+void RankForward::Run() {
+  const ForwardRequest& req = *plan_.req;
+  const int64_t B = req.batch, S = req.seq;
+  const int N = cfg_.num_hidden_layers;
+  const bool lead = s_.rank == 0;
+  DeviceEventTimer* events = backend_->BeginForward(this);
+  PhaseClock clock(lead && opts_.phase_profiling, events, diagnostics_);
+  clock_ = &clock;
+  clock.Mark("embed");
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(s_.device);
+  at::Tensor tokens =
+      at::from_blob(const_cast<int32_t*>(req.tokens.data()), {B, S}, at::kInt)
+          .to(lopts);
+  targets_ = at::from_blob(const_cast<int32_t*>(plan_.targets.data()), {B * S},
+                           at::kInt)
+                 .to(lopts);
+  target_valid_ = targets_.ge(0);
+  backend_->PrepareTargets();
+
+  at::Tensor h;
+  if (plan_.start_state != nullptr) {
+    h = plan_.start_state->resid[s_.rank][plan_.start_layer].to(s_.device);
+  } else {
+    h = Embed(tokens);
+  }
+  std::vector<at::Tensor> kept;
+  if (plan_.keep_state) {
+    kept.resize(N + 1);
+    if (plan_.start_state != nullptr) {
+      for (int L = 0; L < plan_.start_layer; ++L) {
+        kept[L] = plan_.start_state->resid[s_.rank][L];
+      }
+    }
+  }
+  if (lead && req.layer_stats) out_->layer_stats.assign(N, LayerStats{});
+
+  for (int L = plan_.start_layer; L < N; ++L) {
+    if (plan_.keep_state) kept[L] = h;
+    Capture(CapturePoint::kResidIn, L, h);
+    clock.Mark("layer");
+    at::Tensor out_h = h;
+    if (!plan_.skip[L]) out_h = Layer(L, h);
+    if (!plan_.skip[L]) ++*executed_;
+    Capture(CapturePoint::kResidOut, L, out_h);
+    if (req.layer_stats) {
+      clock.Mark("stats");
+      backend_->LayerStats(L, h, out_h);
+    }
+    h = out_h;
+  }
+  if (plan_.keep_state) kept[N] = h;
+
+  clock.Mark("lm_head");
+  at::Tensor x = backend_->FinalNorm(h);
+  Capture(CapturePoint::kFinalNorm, N - 1, x);
+  at::Tensor nll;
+  if (!req.return_logits) {
+    nll = backend_->Nll(x);
+  } else {
+    at::Tensor logits =
+        LocalLogits(x);  // [B*S, vocab_shard] float32, padding -inf
+    at::Tensor rank;
+    VocabStats(logits, /*want_rank=*/false, &nll, &rank);
+    at::Tensor all = AllGather(comm_, logits);  // [tp, T, shard]
+    if (lead) {
+      at::Tensor full = all.permute({1, 0, 2})
+                            .reshape({B * S, -1})
+                            .narrow(1, 0, cfg_.vocab_size);
+      out_->logits = ToHost(full.reshape({B, S, cfg_.vocab_size}));
+    }
+  }
+  if (req.layer_stats) backend_->FinishStats();
+  clock.Mark("outputs");
+  if (lead) {
+    at::Tensor n = at::where(target_valid_, nll, at::zeros_like(nll))
+                       .to(at::kCPU)
+                       .contiguous();
+    out_->nll.assign(n.data_ptr<float>(), n.data_ptr<float>() + n.numel());
+    at::Tensor v = target_valid_.to(at::kCPU, at::kByte).contiguous();
+    out_->target_valid.assign(v.data_ptr<uint8_t>(),
+                              v.data_ptr<uint8_t>() + v.numel());
+  }
+  if (plan_.keep_state) StoreState(std::move(kept));
+  clock.Finish();
+  clock_ = nullptr;
+}
+
+// One decoder layer: the backend's operations around the shared head masking,
+// captures and all-reduces (phase marks as docs/GPU.md's profile names them).
+at::Tensor RankForward::Layer(int L, const at::Tensor& h) {
+  LayerWeights scratch;
+  const LayerWeights& w = WeightsFor(L, &scratch);
+  const int64_t B = h.size(0), S = h.size(1);
+  const LayerQkv qkv = backend_->AttentionInput(L, h, w);
+  clock_->Mark(cfg_.layers[L].kind == LayerKind::kFull ? "attention_full"
+                                                       : "attention_sliding");
+  at::Tensor attn = backend_->Attention(L, qkv);  // [B, S, Hl, hd]
+  clock_->Mark("other");
+  attn = MaskAndCaptureHeads(L, attn);
+  clock_->Mark("gemm_o");
+  at::Tensor a = backend_->AttentionOutput(L, attn, w);
+  clock_->Mark("allreduce");
+  AllReduceSum(comm_, a);
+  clock_->Mark("norm_attn_out");
+  const AttentionResidual r = backend_->AddAttention(L, h, a, w);
+  Capture(CapturePoint::kMlpIn, L, r.mlp_in.reshape({B, S, cfg_.hidden_size}));
+  clock_->Mark("gemm_gate_up");
+  at::Tensor m = backend_->Mlp(L, r.mlp_in, w);
+  clock_->Mark("allreduce");
+  AllReduceSum(comm_, m);
+  clock_->Mark("norm_ff_out");
+  at::Tensor out = backend_->AddMlp(L, r.resid, m, w);
+  clock_->Mark("other");
+  return out;
+}
+
+at::Tensor RankForward::Embed(const at::Tensor& tokens) {
+  at::Tensor local = tokens - s_.vocab_start;
+  at::Tensor in_range = local.ge(0).logical_and(local.lt(s_.vocab_len));
+  at::Tensor rows = at::embedding(
+      s_.embed, local.clamp(0, std::max<int64_t>(0, s_.vocab_len - 1)));
+  rows = rows * in_range.unsqueeze(-1).to(rows.scalar_type());
+  at::Tensor scale =
+      at::scalar_tensor(std::sqrt(static_cast<double>(cfg_.hidden_size)),
+                        at::TensorOptions().dtype(at::kFloat).device(s_.device))
+          .to(s_.dtype);
+  at::Tensor e = (rows * scale).contiguous();
+  AllReduceSum(comm_, e);
+  return e;
+}
+
+const LayerWeights& RankForward::WeightsFor(int L, LayerWeights* scratch) {
+  if (plan_.zero[L]) {
+    const LayerWeights& w = s_.layers[L];
+    *scratch = w;
+    for (at::Tensor* t : {&scratch->qkv, &scratch->o, &scratch->gate_up,
+                          &scratch->down, &scratch->q_norm, &scratch->k_norm,
+                          &scratch->input_norm, &scratch->pre_ff_norm}) {
+      if (t->defined()) *t = at::zeros_like(*t);
+    }
+    PointViews(scratch, w.q.size(0), w.k.size(0), w.v.defined(),
+               w.gate.size(0));
+    return *scratch;
+  }
+  if (plan_.reinit[L].has_value()) {
+    auto built =
+        BuildLayer(cfg_, L, s_.geom[L],
+                   RandomSlices(*plan_.reinit[L], cfg_.initializer_range,
+                                InitStyle::kTransformers, s_.device, s_.dtype));
+    SWEEPD_CHECK(built.ok()) << built.status();
+    *scratch = std::move(*built);
+    return *scratch;
+  }
+  return s_.layers[L];
+}
+
+std::pair<at::Tensor, at::Tensor> RankForward::Rope(int L, int64_t S) const {
+  const LayerConfig& lc = cfg_.layers[L];
+  const int64_t hd = lc.head_dim;
+  auto fopts = at::TensorOptions().dtype(at::kFloat).device(s_.device);
+  at::Tensor inv_freq;
+  if (lc.rope_type == RopeType::kProportional) {
+    const int64_t angles =
+        static_cast<int64_t>(std::floor(lc.partial_rotary_factor * hd / 2));
+    at::Tensor rotated =
+        1.0 / at::pow(lc.rope_theta,
+                      at::arange(0, 2 * angles, 2, fopts.dtype(at::kLong))
+                              .to(at::kFloat) /
+                          static_cast<double>(hd));
+    inv_freq = at::cat({rotated, at::zeros({hd / 2 - angles}, fopts)});
+    inv_freq = inv_freq / lc.rope_factor;
+  } else {
+    inv_freq =
+        1.0 /
+        at::pow(lc.rope_theta,
+                at::arange(0, hd, 2, fopts.dtype(at::kLong)).to(at::kFloat) /
+                    static_cast<double>(hd));
+  }
+  at::Tensor pos = at::arange(S, fopts);
+  at::Tensor freqs = pos.unsqueeze(1) * inv_freq.unsqueeze(0);  // [S, hd/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  return {emb.cos().to(s_.dtype), emb.sin().to(s_.dtype)};
+}
+
+at::Tensor RankForward::AllowedMask(int L, int64_t S) const {
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(s_.device);
+  at::Tensor q = at::arange(S, lopts).unsqueeze(1);
+  at::Tensor k = at::arange(S, lopts).unsqueeze(0);
+  at::Tensor allowed = k.le(q);
+  const int window = cfg_.layers[L].sliding_window;
+  if (window > 0) allowed = allowed.logical_and((q - k).lt(window));
+  return allowed;
+}
+
+// Zeroes the masked heads this rank owns and serves the attn_heads capture;
+// attn is [B, S, heads_local, head_dim] contiguous.
+at::Tensor RankForward::MaskAndCaptureHeads(int L, at::Tensor attn) {
+  const LayerGeom& g = s_.geom[L];
+  const int64_t B = attn.size(0), S = attn.size(1), hd = g.head_dim;
+  const std::vector<int>& masked = plan_.masked_heads[L];
+  if (!masked.empty()) {
+    std::vector<int64_t> local;
+    for (int head : masked) {
+      if (head >= g.head_start && head < g.head_start + g.heads_local) {
+        local.push_back(head - g.head_start);
+      }
+    }
+    if (!local.empty()) {
+      at::Tensor idx = at::tensor(local, at::kLong).to(s_.device);
+      attn = attn.index_fill(2, idx, 0);
+    }
+  }
+  if (Wanted(CapturePoint::kAttnHeads, L)) {
+    at::Tensor all =
+        AllGather(comm_, attn.permute({2, 0, 1, 3}));  // [tp, Hl, B, S, hd]
+    if (s_.rank == 0) {
+      at::Tensor full =
+          all.reshape({s_.tp * g.heads_local, B, S, hd}).permute({1, 2, 0, 3});
+      Store(CapturePoint::kAttnHeads, L, full);
+    }
+  }
+  return attn;
+}
+
+at::Tensor RankForward::LocalLogits(const at::Tensor& x) const {
+  at::Tensor flat = x.reshape({-1, cfg_.hidden_size});
+  at::Tensor z = at::linear(flat, s_.embed);
+  if (cfg_.final_logit_softcapping) {
+    const double cap = *cfg_.final_logit_softcapping;
+    z = at::tanh(z / cap) * cap;
+  }
+  z = z.to(at::kFloat);
+  if (s_.vocab_len < s_.vocab_shard) {
+    z = at::cat(
+        {z, at::full({z.size(0), s_.vocab_shard - s_.vocab_len},
+                     -std::numeric_limits<float>::infinity(), z.options())},
+        1);
+  }
+  return z.contiguous();
+}
+
+void RankForward::VocabStats(const at::Tensor& z, bool want_rank,
+                             at::Tensor* nll, at::Tensor* rank) {
+  at::Tensor local_t = targets_ - s_.vocab_start;
+  at::Tensor mine = target_valid_.logical_and(local_t.ge(0))
+                        .logical_and(local_t.lt(s_.vocab_len));
+  at::Tensor picked =
+      z.gather(1, local_t.clamp(0, s_.vocab_shard - 1).unsqueeze(1)).squeeze(1);
+  at::Tensor tgt = at::where(mine, picked, at::zeros_like(picked)).contiguous();
+  AllReduceSum(comm_, tgt);
+  if (nll != nullptr) {
+    at::Tensor mx = std::get<0>(z.max(1)).contiguous();
+    AllReduceMax(comm_, mx);
+    at::Tensor sum = (z - mx.unsqueeze(1)).exp().sum(1).contiguous();
+    AllReduceSum(comm_, sum);
+    *nll = mx + sum.log() - tgt;
+  }
+  if (want_rank) {
+    at::Tensor count = z.gt(tgt.unsqueeze(1)).sum(1).to(at::kLong).contiguous();
+    AllReduceSum(comm_, count);
+    *rank = at::where(target_valid_, count, at::full_like(count, -1));
+  }
+}
+
+bool RankForward::Wanted(CapturePoint::Kind kind, int L) const {
+  for (const CapturePoint& cp : plan_.captures) {
+    if (cp.kind == kind && cp.layer == L) return true;
+  }
+  return false;
+}
+
+void RankForward::Capture(CapturePoint::Kind kind, int L, const at::Tensor& t) {
+  if (s_.rank == 0 && Wanted(kind, L)) Store(kind, L, t);
+}
+
+void RankForward::Store(CapturePoint::Kind kind, int L, const at::Tensor& t) {
+  for (const CapturePoint& cp : plan_.captures) {
+    if (cp.kind == kind && cp.layer == L) out_->captures[cp.name] = ToHost(t);
+  }
+}
+
+void RankForward::StoreState(std::vector<at::Tensor> kept) {
+  // Each rank fills its own slot; byte accounting is summed by the engine
+  // afterwards.
+  int64_t on_device = 0;
+  for (at::Tensor& t : kept) {
+    if (!t.defined()) continue;
+    const int64_t bytes = t.numel() * t.element_size();
+    if (on_device + bytes <= opts_.prefix_device_budget_bytes) {
+      on_device += bytes;
+    } else if (!t.device().is_cpu()) {
+      t = t.to(at::kCPU);
+    }
+    // CPU engines: device and host memory are the same; only the accounting
+    // differs.
+  }
+  plan_.keep_state->resid[s_.rank] = std::move(kept);
+}
+
+}  // namespace sweepd::engine::internal

@@ -1,0 +1,110 @@
+// Internal to sweepd::engine: one rank's part of one forward (docs/ENGINE.md).
+// RankForward runs what is the same on every backend — the vocab-parallel
+// embedding, the layer loop with interventions (skip, zero, re-init), captures,
+// head masking, the all-reduces after o_proj and down_proj, the logits and
+// vocab-parallel NLL/rank of the eager LM head, the outputs and the prefix
+// state — and calls the rank's RankBackend for each layer operation.
+//
+// Ownership: everything passed to the constructor is borrowed for the
+// forward; rank 0 writes the ForwardResult. Used only on the rank's thread.
+// Collectives throw CommFailure (tp_ops.h); libtorch errors throw c10::Error:
+// both unwind to EngineImpl::Forward.
+#ifndef SWEEPD_WORKER_ENGINE_RANK_FORWARD_H_
+#define SWEEPD_WORKER_ENGINE_RANK_FORWARD_H_
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "worker/comm/communicator.h"
+#include "common/model_config.h"
+#include "worker/engine/diagnostics.h"
+#include "worker/engine/engine.h"
+#include "worker/engine/forward_plan.h"
+#include "worker/engine/profile.h"
+#include "worker/engine/rank_backend.h"
+#include "worker/engine/weights.h"
+
+namespace sweepd::engine::internal {
+
+// A host float32 copy of t.
+HostTensor ToHost(const at::Tensor& t);
+
+class RankForward {
+ public:
+  RankForward(const ModelConfig& cfg, const EngineOptions& opts,
+              RankShard* shard, RankBackend* backend, comm::Communicator* comm,
+              const Plan& plan, EngineDiagnostics* diagnostics,
+              ForwardResult* out, int64_t* executed)
+      : cfg_(cfg),
+        opts_(opts),
+        s_(*shard),
+        backend_(backend),
+        comm_(comm),
+        plan_(plan),
+        diagnostics_(diagnostics),
+        out_(out),
+        executed_(executed) {}
+  RankForward(const RankForward&) = delete;
+  RankForward& operator=(const RankForward&) = delete;
+  ~RankForward() { backend_->EndForward(); }
+
+  void Run();
+
+  // --- For the backend, during the forward.
+  const ModelConfig& cfg() const { return cfg_; }
+  const EngineOptions& opts() const { return opts_; }
+  RankShard& shard() { return s_; }
+  comm::Communicator* comm() { return comm_; }
+  const Plan& plan() const { return plan_; }
+  ForwardResult* out() { return out_; }
+  PhaseClock* clock() { return clock_; }
+  int64_t batch() const { return plan_.req->batch; }
+  int64_t seq() const { return plan_.req->seq; }
+  // Global target ids [B * S] (int64, -1 = ignored) on the rank's device, and
+  // where they are >= 0.
+  const at::Tensor& targets() const { return targets_; }
+  const at::Tensor& target_valid() const { return target_valid_; }
+
+  // cos/sin [S, head_dim] of layer L's RoPE in the compute dtype.
+  std::pair<at::Tensor, at::Tensor> Rope(int L, int64_t S) const;
+  // bool [S, S]: query i may see key j (causal, and the window of a sliding
+  // layer).
+  at::Tensor AllowedMask(int L, int64_t S) const;
+  // Softcapped logits of this rank's vocab shard, float32 [T, vocab_shard];
+  // padding = -inf.
+  at::Tensor LocalLogits(const at::Tensor& x) const;
+  // Vocab-parallel NLL (logsumexp - target logit) and target rank (count of
+  // strictly larger logits), without gathering the logits.
+  void VocabStats(const at::Tensor& z, bool want_rank, at::Tensor* nll,
+                  at::Tensor* rank);
+
+ private:
+  at::Tensor Embed(const at::Tensor& tokens);
+  const LayerWeights& WeightsFor(int L, LayerWeights* scratch);
+  at::Tensor Layer(int L, const at::Tensor& h);
+  at::Tensor MaskAndCaptureHeads(int L, at::Tensor attn);
+  bool Wanted(CapturePoint::Kind kind, int L) const;
+  void Capture(CapturePoint::Kind kind, int L, const at::Tensor& t);
+  void Store(CapturePoint::Kind kind, int L, const at::Tensor& t);
+  void StoreState(std::vector<at::Tensor> kept);
+
+  const ModelConfig& cfg_;
+  const EngineOptions& opts_;
+  RankShard& s_;
+  RankBackend* const backend_;
+  comm::Communicator* const comm_;
+  const Plan& plan_;
+  EngineDiagnostics* const diagnostics_;
+  ForwardResult* const out_;
+  int64_t* const executed_;
+  PhaseClock* clock_ = nullptr;
+  at::Tensor targets_;
+  at::Tensor target_valid_;
+};
+
+}  // namespace sweepd::engine::internal
+
+#endif  // SWEEPD_WORKER_ENGINE_RANK_FORWARD_H_
