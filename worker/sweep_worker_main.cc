@@ -57,9 +57,11 @@ flags:
   --max-batch-tokens N        tokens per engine forward when batching windows (default 4096)
   --threads N                 CPU engine: intra-op threads per rank (default: hardware
                               threads / tp; give 1 when several workers share few cores)
-  --device-kind KIND          advertised device kind (default "cpu")
-  --gpu-count N               advertised GPU count (default 0)
-  --gpu-memory-bytes N        advertised memory per GPU (default 0)
+  --device-kind KIND          advertised device kind (default: "cpu", or with --device cuda
+                              the GPU's name, e.g. "NVIDIA H100 80GB HBM3")
+  --gpu-count N               advertised GPU count (default 0; with --device cuda the TP size)
+  --gpu-memory-bytes N        advertised memory per GPU (default 0; with --device cuda the
+                              GPU's)
   --tp N                      tensor-parallel size of the engine, advertised (default 1)
   --fault-drop-report-reply P test fault switch: with probability P treat a successful
                               ReportResult as if its reply was lost and resend it (default 0)

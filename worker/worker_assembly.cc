@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "common/model_fingerprint.h"
 #include "common/status.h"
+#include "worker/engine/device_stats.h"
 #include "worker/engine/engine.h"
 #include "worker/jobs/synthetic_executor.h"
 
@@ -68,12 +69,32 @@ LmExecutorOptions LmExecutorOptionsFor(const WorkerOptions& options) {
   return lm;
 }
 
+namespace {
+
+void AdvertiseDevice(const WorkerOptions& options, WorkerCapabilityInfo* caps) {
+  if (options.device != "cuda") return;
+  // The real device, unless --device-kind / --gpu-* said otherwise (a CUDA
+  // worker never advertises the CPU default).
+  const engine::CudaDeviceInfo device = engine::DescribeCudaDevice(0);
+  if (caps->device_kind.empty() || caps->device_kind == "cpu") {
+    caps->device_kind = device.name.empty() ? "cuda" : device.name;
+  }
+  if (caps->gpu_count == 0)
+    caps->gpu_count = std::max(1, caps->tensor_parallel);
+  if (caps->gpu_memory_bytes == 0) {
+    caps->gpu_memory_bytes = device.total_memory_bytes;
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<WorkerAssembly> AssembleWorker(const WorkerOptions& options) {
   RETURN_IF_ERROR(ValidateWorkerOptions(options));
   WorkerAssembly out;
   out.agent_options = options.agent;
   out.agent_options.drain_grace_ms =
       static_cast<int64_t>(options.drain_grace_s * 1000);
+  AdvertiseDevice(options, &out.agent_options.capabilities);
   if (!options.model_dir.empty()) {
     auto fingerprint = ComputeModelFingerprint(
         options.model_dir, ModelFingerprintOptions::WithDefaultCache());

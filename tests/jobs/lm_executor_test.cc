@@ -667,6 +667,25 @@ TEST_F(LmExecutorSharedPassTest, LayerStudyProbeSetSharesThePass) {
   EXPECT_GT(Get(*group.at(1), "prompts", {{"category", "all"}}), 50);
 }
 
+// Defect: results did not say what decided their numbers. Every output now
+// carries the engine's determinism record.
+TEST_F(LmExecutorTest, OutputsCarryTheDeterminismRecord) {
+  Outcomes out = Run(
+      {Task("eval", "a", "prose.txt", {{"context_length", 16}, {"bos", "on"}})},
+      true);
+  ASSERT_TRUE(out.at(0).ok()) << out.at(0).status();
+  const DeterminismRecord& d = out.at(0)->determinism;
+  EXPECT_EQ(d.dtype, "float32");
+  EXPECT_EQ(d.device_kind, "cpu");
+  EXPECT_EQ(d.tensor_parallel, 1);
+  EXPECT_THAT(d.attention_path, ::testing::AnyOf("sdpa", "eager"));
+  EXPECT_EQ(d.gemm_tuning, "off");
+  EXPECT_FALSE(d.libtorch_version.empty());
+  EXPECT_EQ(d.cuda_version, "");
+  EXPECT_EQ(d.nccl_version, "");
+  EXPECT_THAT(d.code_version, ::testing::StartsWith("0.1.0+"));
+}
+
 TEST_F(LmExecutorTest, TaskErrorsAreReportedPerTask) {
   const json w = {{"context_length", 16}};
   std::vector<TaskInput> tasks = {

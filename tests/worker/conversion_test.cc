@@ -199,7 +199,17 @@ TEST(ConversionTest, OutputAndFailure) {
   out.artifacts.push_back(
       ArtifactRow{"acts", "/store/a.safetensors", 1234, "abcd"});
   out.wall_seconds = 1.5;
+  out.determinism.dtype = "bfloat16";
+  out.determinism.device_kind = "NVIDIA H100 80GB HBM3";
+  out.determinism.tensor_parallel = 2;
+  out.determinism.gemm_tuning = "autotune";
+  out.determinism.cudnn_version = "9.10.2";
   sweepd::v1::TaskResult r = ToTaskResult(out);
+  EXPECT_EQ(r.determinism().dtype(), "bfloat16");
+  EXPECT_EQ(r.determinism().device_kind(), "NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(r.determinism().tensor_parallel(), 2);
+  EXPECT_EQ(r.determinism().gemm_tuning(), "autotune");
+  EXPECT_EQ(r.determinism().cudnn_version(), "9.10.2");
   ASSERT_EQ(r.metrics_size(), 1);
   EXPECT_EQ(r.metrics(0).name(), "nll");
   EXPECT_DOUBLE_EQ(r.metrics(0).value(), 2.5);

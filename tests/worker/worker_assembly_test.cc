@@ -34,6 +34,34 @@ TEST(WorkerAssemblyTest, WithoutModelRegistersSyntheticAndFillsAgentOptions) {
   EXPECT_EQ(assembly->agent_options.capabilities.model_fingerprint, "");
 }
 
+// Defect: a worker started with --device cuda advertised "cpu". It now
+// advertises the GPU (its name where the build can read it, else "cuda"), a
+// GPU count and memory; explicit --device-kind / --gpu-* values win.
+TEST(WorkerAssemblyTest, CudaWorkerAdvertisesItsDevice) {
+  WorkerOptions options;
+  options.device = "cuda";
+  options.agent.capabilities.tensor_parallel = 2;
+  absl::StatusOr<WorkerAssembly> assembly = AssembleWorker(options);
+  ASSERT_THAT(assembly, IsOk());
+  const WorkerCapabilityInfo& caps = assembly->agent_options.capabilities;
+  EXPECT_NE(caps.device_kind, "cpu");
+  EXPECT_FALSE(caps.device_kind.empty());
+  EXPECT_EQ(caps.gpu_count, 2);
+
+  options.agent.capabilities.device_kind = "nvidia-h200";
+  options.agent.capabilities.gpu_count = 8;
+  assembly = AssembleWorker(options);
+  ASSERT_THAT(assembly, IsOk());
+  EXPECT_EQ(assembly->agent_options.capabilities.device_kind, "nvidia-h200");
+  EXPECT_EQ(assembly->agent_options.capabilities.gpu_count, 8);
+
+  options.device = "cpu";
+  options.agent.capabilities = WorkerCapabilityInfo{};
+  assembly = AssembleWorker(options);
+  ASSERT_THAT(assembly, IsOk());
+  EXPECT_EQ(assembly->agent_options.capabilities.device_kind, "cpu");
+}
+
 TEST(WorkerAssemblyTest, RejectsBadFlagsAsInvalidArgument) {
   WorkerOptions options;
   options.drain_grace_s = -1;

@@ -398,6 +398,13 @@ class NcclCommunicator : public Communicator {
 
 }  // namespace
 
+std::string NcclLibraryVersion() {
+  int code = 0;
+  if (ncclGetVersion(&code) != ncclSuccess) return "";
+  // NCCL_VERSION_CODE: major * 10000 + minor * 100 + patch (>= 2.9).
+  return absl::StrCat(code / 10000, ".", (code % 10000) / 100, ".", code % 100);
+}
+
 absl::StatusOr<std::string> NewNcclUniqueId() {
   ncclUniqueId id;
   ncclResult_t res = ncclGetUniqueId(&id);

@@ -39,6 +39,10 @@
 
 namespace sweepd::comm {
 
+// The version of the NCCL library loaded at run time (ncclGetVersion), e.g.
+// "2.27.7"; "" if it cannot be read.
+std::string NcclLibraryVersion();
+
 // A fresh NCCL unique id (ncclGetUniqueId) as opaque bytes, to hand to every
 // rank.
 absl::StatusOr<std::string> NewNcclUniqueId();

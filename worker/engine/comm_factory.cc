@@ -71,4 +71,12 @@ absl::StatusOr<std::unique_ptr<RankComms>> CreateRankComms(
       absl::StrCat("device must be 'cpu' or 'cuda', got '", device, "'"));
 }
 
+std::string NcclVersion() {
+#ifdef SWEEPD_ENGINE_HAS_NCCL
+  return comm::NcclLibraryVersion();
+#else
+  return "";
+#endif
+}
+
 }  // namespace sweepd::engine

@@ -29,6 +29,9 @@ absl::StatusOr<std::unique_ptr<RankComms>> CreateRankComms(
     const std::string& device, int size, int first_device,
     absl::Duration timeout);
 
+// The NCCL library's version ("2.27.7"), "" in builds without NCCL.
+std::string NcclVersion();
+
 }  // namespace sweepd::engine
 
 #endif  // SWEEPD_WORKER_ENGINE_COMM_FACTORY_H_

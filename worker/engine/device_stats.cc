@@ -5,6 +5,7 @@
 #if SWEEPD_ENGINE_TORCH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace sweepd::engine {
@@ -23,6 +24,22 @@ void* CurrentCudaStream(int device) {
 }
 
 }  // namespace internal
+
+CudaDeviceInfo DescribeCudaDevice(int device) {
+  CudaDeviceInfo info;
+#if SWEEPD_ENGINE_TORCH_CUDA
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) {
+    info.name = prop.name;
+    info.total_memory_bytes = static_cast<int64_t>(prop.totalGlobalMem);
+  } else {
+    cudaGetLastError();  // clear the sticky-free error of a bad index
+  }
+#else
+  (void)device;
+#endif
+  return info;
+}
 
 int64_t DevicePeakAllocatedBytes(int device) {
 #if SWEEPD_ENGINE_TORCH_CUDA

@@ -1,4 +1,5 @@
-// libtorch's CUDA device statistics for benchmarks (allocator peak), and,
+// libtorch's CUDA device statistics for benchmarks (allocator peak), the
+// device's name and memory (what a worker advertises), and,
 // internal to sweepd::engine, the current CUDA stream of a device. Compiled
 // against c10_cuda only when the linked libtorch has CUDA
 // (SWEEPD_ENGINE_TORCH_CUDA); otherwise no statistics (-1) and the legacy
@@ -7,8 +8,18 @@
 #define SWEEPD_WORKER_ENGINE_DEVICE_STATS_H_
 
 #include <cstdint>
+#include <string>
 
 namespace sweepd::engine {
+
+// A CUDA device as the worker advertises it: its name ("NVIDIA H100 80GB
+// HBM3") and total memory. Empty name and 0 bytes when the build has no
+// libtorch CUDA support or the device does not exist.
+struct CudaDeviceInfo {
+  std::string name;
+  int64_t total_memory_bytes = 0;
+};
+CudaDeviceInfo DescribeCudaDevice(int device);
 
 // Peak bytes allocated by libtorch's CUDA caching allocator on `device` since
 // the last reset; -1 when the build has no libtorch CUDA support.

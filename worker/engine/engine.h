@@ -253,6 +253,26 @@ struct ForwardResult {
   int64_t layer_forwards = 0;
 };
 
+// What decides an engine's numbers besides the task itself; every result
+// records it (TaskResult.determinism, docs/ARCHITECTURE.md "Determinism
+// record").
+struct NumericsInfo {
+  std::string dtype;        // "float32" / "bfloat16"
+  std::string device_kind;  // "cpu", or the CUDA device's name
+  int tensor_parallel = 1;
+  // CPU: "sdpa" or "eager"; CUDA: AttentionPathName of the option.
+  std::string attention_path;
+  std::string gemm_tuning;  // GemmTuningName (CUDA); "off" on CPU
+  std::string libtorch_version;
+  std::string cuda_version;   // CUDA runtime libtorch uses; "" without CUDA
+  std::string cudnn_version;  // "" without cuDNN
+  std::string nccl_version;   // "" without NCCL
+};
+
+// The NumericsInfo of an engine created with `options` (reads the linked
+// libraries' versions and, for "cuda", the first device's name).
+NumericsInfo DescribeNumerics(const EngineOptions& options);
+
 class Engine {
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Create(

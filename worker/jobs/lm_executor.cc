@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "common/version.h"
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/interventions.h"
 #include "worker/jobs/windowing.h"
@@ -484,6 +485,21 @@ void AccumulateProbe(const StreamData& data, const Batch& batch,
   }
 }
 
+DeterminismRecord ToDeterminismRecord(const engine::NumericsInfo& n) {
+  DeterminismRecord r;
+  r.dtype = n.dtype;
+  r.device_kind = n.device_kind;
+  r.tensor_parallel = n.tensor_parallel;
+  r.attention_path = n.attention_path;
+  r.gemm_tuning = n.gemm_tuning;
+  r.libtorch_version = n.libtorch_version;
+  r.cuda_version = n.cuda_version;
+  r.cudnn_version = n.cudnn_version;
+  r.nccl_version = n.nccl_version;
+  r.code_version = BuildVersion();
+  return r;
+}
+
 TaskOutput MakeOutput(const TaskRun& t, const StreamData& data, int layers) {
   TaskOutput out;
   const Accumulator& a = t.acc;
@@ -846,6 +862,8 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
                        static_cast<double>(bi + 1) / data->batches.size()) /
                       streams.size());
     }
+    const DeterminismRecord record =
+        ToDeterminismRecord(engine::DescribeNumerics(model->engine->options()));
     for (size_t m : all) {
       TaskRun& t = runs[m];
       if (t.done) continue;
@@ -853,7 +871,9 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
         finish(t, absl::CancelledError("task cancelled"));
         continue;
       }
-      finish(t, MakeOutput(t, *data, N));
+      TaskOutput out = MakeOutput(t, *data, N);
+      out.determinism = record;
+      finish(t, std::move(out));
     }
     ++streams_done;
     ctx.SetProgress(static_cast<double>(streams_done) / streams.size());
