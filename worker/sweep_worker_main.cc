@@ -18,7 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "worker/agent/agent.h"
-#include "worker/engine/model_generator.h"
+#include "worker/make_model_command.h"
 #include "worker/tokenize_command.h"
 #include "worker/worker_assembly.h"
 
@@ -80,7 +80,7 @@ int RunMain(int argc, char** argv);
 // Add subcommands here: {"name", &NameMain, "one-line summary"}.
 const Subcommand kSubcommands[] = {
     {"run", &RunMain, "lease and run tasks from a coordinator (default)"},
-    {"make-model", &engine::MakeModelMain,
+    {"make-model", &MakeModelMain,
      "write a random-weight Gemma 4 model directory from a config.json"},
     {"tokenize", &TokenizeMain,
      "print the token ids of stdin as JSON (--tokenizer FILE --bos on|off)"},

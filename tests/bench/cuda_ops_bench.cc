@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "kernels/cuda_util.h"
 #include "kernels/dtype.h"
 #include "kernels/geglu.h"
@@ -93,16 +94,24 @@ double TimeMs(const std::function<void()>& fn, int iters) {
 int main(int argc, char** argv) {
   int64_t T = 8192;
   int iters = 20;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--tokens" && i + 1 < argc) {
-      T = std::atoll(argv[++i]);
-    } else if (a == "--iters" && i + 1 < argc) {
-      iters = std::atoi(argv[++i]);
-    } else {
-      std::fprintf(stderr, "usage: cuda_ops_bench [--tokens N] [--iters N]\n");
-      return 2;
-    }
+  const char* kUsage = "usage: cuda_ops_bench [--tokens N] [--iters N]\n";
+  bool help = false;
+  CLI::App app{"cuda_ops_bench"};
+  app.set_help_flag();
+  // A repeated flag keeps its last value.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_flag("--help,-h", help);
+  app.add_option("--tokens", T);
+  app.add_option("--iters", iters);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "cuda_ops_bench: %s\n%s", e.what(), kUsage);
+    return 2;
+  }
+  if (help) {
+    std::fputs(kUsage, stdout);
+    return 0;
   }
   // The 31B shape: hidden 5376, 32 heads, sliding layers 16 KV heads of 256,
   // full layers 4 KV heads of 512 (K = V), intermediate 21504.

@@ -27,34 +27,38 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "CLI/CLI.hpp"
 #include "worker/engine/device_stats.h"
 #include "worker/engine/engine.h"
 
 namespace {
 
+using sweepd::LayerKind;
+using sweepd::ModelConfig;
 using sweepd::engine::Engine;
 using sweepd::engine::EngineOptions;
 using sweepd::engine::ForwardRequest;
 using sweepd::engine::ForwardResult;
 using sweepd::engine::Intervention;
-using sweepd::LayerKind;
-using sweepd::ModelConfig;
 
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
       .count();
 }
 
-int Usage() {
-  std::cerr << "usage: engine_bench (--model DIR | --random-weights --config "
-               "FILE [--seed N]) [--tp N] [--dtype float32|bfloat16] "
-               "[--device cpu|cuda] [--batch B] [--seq S] [--iters K] "
-               "[--threads N] [--peak-tflops F] [--no-profile] "
-               "[--attention auto|flash|sdpa|chunked] [--compare-attention] "
-               "[--gemm-tuning off|autotune] [--gemm-tuning-cache FILE] "
-               "[--ablation-sweep [--sweep-batch B] [--sweep-seq S] "
-               "[--prefix-budget-mb M]]\n";
+constexpr char kUsage[] =
+    "usage: engine_bench (--model DIR | --random-weights --config "
+    "FILE [--seed N]) [--tp N] [--dtype float32|bfloat16] "
+    "[--device cpu|cuda] [--batch B] [--seq S] [--iters K] "
+    "[--threads N] [--peak-tflops F] [--no-profile] "
+    "[--attention auto|flash|sdpa|chunked] [--compare-attention] "
+    "[--gemm-tuning off|autotune] [--gemm-tuning-cache FILE] "
+    "[--ablation-sweep [--sweep-batch B] [--sweep-seq S] "
+    "[--prefix-budget-mb M]]\n";
+
+// A usage error: the reason, the usage, exit status 2.
+int Usage(const std::string& why) {
+  std::cerr << "engine_bench: " << why << "\n" << kUsage;
   return 2;
 }
 
@@ -107,62 +111,64 @@ int main(int argc, char** argv) {
   int iters = 3;
   double peak_tflops = 989.0;
   bool sweep = false, profile = true, compare_attention = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    bool ok = true;
-    if (flag == "--model") {
-      opts.model_dir = value();
-    } else if (flag == "--config") {
-      opts.config_path = value();
-    } else if (flag == "--random-weights") {
-      opts.random_weights = true;
-    } else if (flag == "--seed") {
-      ok = absl::SimpleAtoi(value(), &opts.seed);
-    } else if (flag == "--tp") {
-      ok = absl::SimpleAtoi(value(), &opts.tp_size);
-    } else if (flag == "--dtype") {
-      auto d = sweepd::engine::ParseDType(value());
-      ok = d.ok();
-      if (ok) opts.dtype = *d;
-    } else if (flag == "--device") {
-      opts.device = value();
-    } else if (flag == "--batch") {
-      ok = absl::SimpleAtoi(value(), &batch);
-    } else if (flag == "--seq") {
-      ok = absl::SimpleAtoi(value(), &seq);
-    } else if (flag == "--iters") {
-      ok = absl::SimpleAtoi(value(), &iters) && iters >= 1;
-    } else if (flag == "--threads") {
-      ok = absl::SimpleAtoi(value(), &opts.cpu_threads_per_rank);
-    } else if (flag == "--peak-tflops") {
-      ok = absl::SimpleAtod(value(), &peak_tflops) && peak_tflops > 0;
-    } else if (flag == "--attention") {
-      auto p = sweepd::engine::ParseAttentionPath(value());
-      ok = p.ok();
-      if (ok) opts.attention_path = *p;
-    } else if (flag == "--gemm-tuning") {
-      auto t = sweepd::engine::ParseGemmTuning(value());
-      ok = t.ok();
-      if (ok) opts.gemm_tuning = *t;
-    } else if (flag == "--gemm-tuning-cache") {
-      opts.gemm_tuning_cache = value();
-    } else if (flag == "--compare-attention") {
-      compare_attention = true;
-    } else if (flag == "--no-profile") {
-      profile = false;
-    } else if (flag == "--ablation-sweep") {
-      sweep = true;
-    } else if (flag == "--sweep-batch") {
-      ok = absl::SimpleAtoi(value(), &sweep_batch);
-    } else if (flag == "--sweep-seq") {
-      ok = absl::SimpleAtoi(value(), &sweep_seq);
-    } else if (flag == "--prefix-budget-mb") {
-      ok = absl::SimpleAtoi(value(), &prefix_budget_mb);
-    } else {
-      ok = false;
-    }
-    if (!ok) return Usage();
+  // The enum flags, parsed after CLI11 (defaults: EngineOptions').
+  std::string dtype = sweepd::engine::DTypeName(opts.dtype);
+  std::string attention =
+      sweepd::engine::AttentionPathName(opts.attention_path);
+  std::string gemm_tuning = sweepd::engine::GemmTuningName(opts.gemm_tuning);
+  bool no_profile = false, help = false;
+  CLI::App app{"engine_bench"};
+  app.set_help_flag();
+  // A repeated flag keeps its last value.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_flag("--help,-h", help);
+  app.add_option("--model", opts.model_dir);
+  app.add_option("--config", opts.config_path);
+  app.add_flag("--random-weights", opts.random_weights);
+  app.add_option("--seed", opts.seed);
+  app.add_option("--tp", opts.tp_size);
+  app.add_option("--dtype", dtype);
+  app.add_option("--device", opts.device);
+  app.add_option("--batch", batch);
+  app.add_option("--seq", seq);
+  app.add_option("--iters", iters);
+  app.add_option("--threads", opts.cpu_threads_per_rank);
+  app.add_option("--peak-tflops", peak_tflops);
+  app.add_option("--attention", attention);
+  app.add_option("--gemm-tuning", gemm_tuning);
+  app.add_option("--gemm-tuning-cache", opts.gemm_tuning_cache);
+  app.add_flag("--compare-attention", compare_attention);
+  app.add_flag("--no-profile", no_profile);
+  app.add_flag("--ablation-sweep", sweep);
+  app.add_option("--sweep-batch", sweep_batch);
+  app.add_option("--sweep-seq", sweep_seq);
+  app.add_option("--prefix-budget-mb", prefix_budget_mb);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return Usage(e.what());
+  }
+  if (help) {
+    std::cout << kUsage;
+    return 0;
+  }
+  profile = !no_profile;
+  if (iters < 1) return Usage("--iters must be at least 1");
+  if (!(peak_tflops > 0)) return Usage("--peak-tflops must be positive");
+  if (auto d = sweepd::engine::ParseDType(dtype); d.ok()) {
+    opts.dtype = *d;
+  } else {
+    return Usage(std::string(d.status().message()));
+  }
+  if (auto p = sweepd::engine::ParseAttentionPath(attention); p.ok()) {
+    opts.attention_path = *p;
+  } else {
+    return Usage(std::string(p.status().message()));
+  }
+  if (auto t = sweepd::engine::ParseGemmTuning(gemm_tuning); t.ok()) {
+    opts.gemm_tuning = *t;
+  } else {
+    return Usage(std::string(t.status().message()));
   }
   if (prefix_budget_mb >= 0) {
     opts.prefix_device_budget_bytes = prefix_budget_mb << 20;

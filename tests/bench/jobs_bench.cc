@@ -30,15 +30,17 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/fs.h"
+#include "common/model_config.h"
 #include "common/tokenizer.h"
 #include "common/tokenizer_gen.h"
 #include "nlohmann/json.hpp"
-#include "common/model_config.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
 #include "worker/jobs/dataset.h"
@@ -135,57 +137,61 @@ int Main(int argc, char** argv) {
   int64_t windows = 4, context = 128, seed = 1, threads = 0, seq = 2048;
   int64_t prefix_budget_mb = 8192, max_batch_tokens = 4096;
   bool random_weights = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "jobs_bench: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    auto number = [&](int64_t* out) {
-      const std::string v = value();
-      if (!absl::SimpleAtoi(v, out)) {
-        std::fprintf(stderr, "jobs_bench: %s: '%s' is not a number\n",
-                     a.c_str(), v.c_str());
-        std::exit(2);
-      }
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "--config") {
-      config = value();
-    } else if (a == "--corpus") {
-      corpus = value();
-    } else if (a == "--windows") {
-      number(&windows);
-    } else if (a == "--context") {
-      number(&context);
-    } else if (a == "--seed") {
-      number(&seed);
-    } else if (a == "--threads") {
-      number(&threads);
-    } else if (a == "--random-weights") {
-      random_weights = true;
-    } else if (a == "--kind") {
-      kind = value();
-    } else if (a == "--seq") {
-      number(&seq);
-    } else if (a == "--device") {
-      device = value();
-    } else if (a == "--dtype") {
-      dtype_name = value();
-    } else if (a == "--gemm-tuning") {
-      tuning_name = value();
-    } else if (a == "--prefix-budget-mb") {
-      number(&prefix_budget_mb);
-    } else if (a == "--max-batch-tokens") {
-      number(&max_batch_tokens);
-    } else {
-      std::fprintf(stderr, "jobs_bench: unknown flag %s\n%s", a.c_str(),
-                   kUsage);
+  bool help = false;
+  CLI::App app{"jobs_bench"};
+  app.set_help_flag();
+  app.allow_extras();
+  // A repeated flag keeps its last value.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_flag("--help,-h", help);
+  app.add_option("--config", config);
+  app.add_option("--corpus", corpus);
+  app.add_flag("--random-weights", random_weights);
+  app.add_option("--kind", kind);
+  app.add_option("--device", device);
+  app.add_option("--dtype", dtype_name);
+  app.add_option("--gemm-tuning", tuning_name);
+  // The numeric flags are read as text and converted below, so a bad number
+  // is reported as before.
+  const std::vector<std::pair<const char*, int64_t*>> numbers = {
+      {"--windows", &windows},
+      {"--context", &context},
+      {"--seed", &seed},
+      {"--threads", &threads},
+      {"--seq", &seq},
+      {"--prefix-budget-mb", &prefix_budget_mb},
+      {"--max-batch-tokens", &max_batch_tokens}};
+  std::vector<std::string> number_text(numbers.size());
+  std::vector<const CLI::Option*> number_flags;
+  for (size_t k = 0; k < numbers.size(); ++k) {
+    number_flags.push_back(app.add_option(numbers[k].first, number_text[k]));
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ArgumentMismatch& e) {
+    // "--seq: 1 required TEXT missing": a flag without its value.
+    const std::string what = e.what();
+    std::fprintf(stderr, "jobs_bench: %s needs a value\n",
+                 what.substr(0, what.find(':')).c_str());
+    return 2;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "jobs_bench: %s\n%s", e.what(), kUsage);
+    return 2;
+  }
+  if (help) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (!app.remaining().empty()) {
+    std::fprintf(stderr, "jobs_bench: unknown flag %s\n%s",
+                 app.remaining().front().c_str(), kUsage);
+    return 2;
+  }
+  for (size_t k = 0; k < numbers.size(); ++k) {
+    if (number_flags[k]->count() > 0 &&
+        !absl::SimpleAtoi(number_text[k], numbers[k].second)) {
+      std::fprintf(stderr, "jobs_bench: %s: '%s' is not a number\n",
+                   numbers[k].first, number_text[k].c_str());
       return 2;
     }
   }

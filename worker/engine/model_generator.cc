@@ -2,17 +2,14 @@
 
 #include <ATen/ATen.h>
 
-#include <cstdio>
 #include <fstream>
-#include <iostream>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/fs.h"
+#include "common/model_config.h"
 #include "common/safetensors.h"
 #include "common/status.h"
 #include "common/tokenizer_gen.h"
-#include "common/model_config.h"
 #include "worker/engine/random_init.h"
 
 namespace sweepd::engine {
@@ -121,61 +118,6 @@ absl::Status MakeRandomModel(const std::string& config_path, uint64_t seed,
     RETURN_IF_ERROR(WriteTextFile(out_dir + "/tokenizer.json", tok));
   }
   return absl::OkStatus();
-}
-
-int MakeModelMain(int argc, char** argv) {
-  const char* kUsage =
-      "usage: sweep-worker make-model --config FILE --seed N --out DIR "
-      "[--dtype float32|bfloat16] [--shard-bytes N]\n";
-  std::string config, out;
-  uint64_t seed = 0;
-  bool have_seed = false;
-  MakeModelOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc) {
-      std::cerr << "make-model: flag " << flag << " needs a value\n" << kUsage;
-      return 2;
-    }
-    const std::string value = argv[++i];
-    if (flag == "--config") {
-      config = value;
-    } else if (flag == "--out") {
-      out = value;
-    } else if (flag == "--seed") {
-      if (!absl::SimpleAtoi(value, &seed)) {
-        std::cerr << "make-model: --seed must be a non-negative integer, got "
-                  << value << "\n";
-        return 2;
-      }
-      have_seed = true;
-    } else if (flag == "--dtype") {
-      options.dtype = value;
-    } else if (flag == "--shard-bytes") {
-      if (!absl::SimpleAtoi(value, &options.shard_bytes)) {
-        std::cerr
-            << "make-model: --shard-bytes must be a non-negative integer, got "
-            << value << "\n";
-        return 2;
-      }
-    } else {
-      std::cerr << "make-model: unknown flag " << flag << "\n" << kUsage;
-      return 2;
-    }
-  }
-  if (config.empty() || out.empty() || !have_seed) {
-    std::cerr << "make-model: --config, --seed and --out are required\n"
-              << kUsage;
-    return 2;
-  }
-  absl::Status s = MakeRandomModel(config, seed, out, options);
-  if (!s.ok()) {
-    std::cerr << "make-model: " << s << "\n";
-    return 1;
-  }
-  std::cout << "wrote " << out << " (config.json, safetensors"
-            << (options.write_tokenizer ? ", tokenizer.json" : "") << ")\n";
-  return 0;
 }
 
 }  // namespace sweepd::engine

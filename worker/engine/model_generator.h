@@ -4,7 +4,9 @@
 // The weights are the same values that Engine::Create with random_weights and
 // the same seed builds (worker/engine/random_init.h): matrices and embeddings
 // N(0, initializer_range), RMSNorm weights 1 + 0.1·N(0, 1), and non-unit
-// layer_scalar values U(0.5, 1.5). Stateless functions, thread-safe.
+// layer_scalar values U(0.5, 1.5). Stateless functions, thread-safe. The
+// command line that calls it, `sweep-worker make-model`, is
+// worker/make_model_command.h.
 #ifndef SWEEPD_WORKER_ENGINE_MODEL_GENERATOR_H_
 #define SWEEPD_WORKER_ENGINE_MODEL_GENERATOR_H_
 
@@ -29,12 +31,6 @@ struct MakeModelOptions {
 absl::Status MakeRandomModel(
     const std::string& config_path, uint64_t seed, const std::string& out_dir,
     const MakeModelOptions& options = MakeModelOptions());
-
-// `sweep-worker make-model --config FILE --seed N --out DIR [--dtype
-// float32|bfloat16]
-// [--shard-bytes N]`; argv[0] is "make-model". Returns the process exit code (0
-// ok, 2 usage, 1 failure) and prints errors to stderr.
-int MakeModelMain(int argc, char** argv);
 
 }  // namespace sweepd::engine
 
