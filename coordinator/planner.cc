@@ -1,5 +1,14 @@
 // Planner implementation. See planner.h for the contract and the key scheme.
 //
+// One concept, spec -> tasks, in one file past ~900 lines: path resolution,
+// validation of every job kind, grid expansion, key computation and the
+// derived stages all read and write the same resolved spec in one order, and
+// splitting them would spread that order over files. The parts with their own
+// contract live apart: job parameters (job_params.h), policy defaults
+// (sweep_policy.h), layer selectors (common/layer_selector.h), the layer
+// profile and drop plans (layer_profile.h, drop_plan.h), the fingerprint
+// (common/model_fingerprint.h).
+//
 // Canonical task form (what task_key hashes): the TaskSpec with the model and
 // dataset *paths* cleared (their fingerprints identify the content, so moving a
 // checkpoint does not change a key) and, except for synthetic tasks, the
@@ -35,6 +44,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/fs.h"
 #include "common/hash.h"
 #include "common/layer_selector.h"
@@ -42,6 +52,7 @@
 #include "common/model_fingerprint.h"
 #include "common/status.h"
 #include "coordinator/drop_plan.h"
+#include "coordinator/job_params.h"
 #include "coordinator/layer_profile.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -470,186 +481,6 @@ absl::StatusOr<std::vector<AxisPoint>> ExpandLayerAxis(
   return points;
 }
 
-// ---- Job parameters a param axis may set
-// ------------------------------------------------------
-//
-// A param axis sets one field of the job at each point; the planner applies it
-// to the task's copy of the job before validation, so the task key, the group
-// key and what the worker computes all follow the value (docs/JOBS.md, "Swept
-// parameters"). Anything else is refused at submit time.
-
-struct JobParam {
-  const char* name;
-  enum class Type { kInt, kDouble, kString } type;
-};
-
-const std::vector<JobParam>& ParamsOf(v1::JobKind kind) {
-  using T = JobParam::Type;
-  static const std::vector<JobParam> kWindowed = {
-      {"context_length", T::kInt}, {"stride", T::kInt}, {"bos", T::kString}};
-  static const std::vector<JobParam> kSynthetic = {
-      {"min_ms", T::kInt},
-      {"max_ms", T::kInt},
-      {"failure_rate", T::kDouble},
-      {"permanent_failure_rate", T::kDouble}};
-  static const std::vector<JobParam> kGenerate = {
-      {"samples", T::kInt},        {"max_new_tokens", T::kInt},
-      {"temperature", T::kDouble}, {"top_k", T::kInt},
-      {"top_p", T::kDouble},       {"bos", T::kString}};
-  static const std::vector<JobParam> kCanary = {{"max_new_tokens", T::kInt},
-                                                {"bos", T::kString}};
-  static const std::vector<JobParam> kNone;
-  switch (kind) {
-    case v1::JOB_KIND_EVAL:
-    case v1::JOB_KIND_PROBE:
-    case v1::JOB_KIND_HEAD_IMPORTANCE:
-    case v1::JOB_KIND_CAPTURE:
-      return kWindowed;
-    case v1::JOB_KIND_GENERATE:
-      return kGenerate;
-    case v1::JOB_KIND_CANARY:
-      return kCanary;
-    case v1::JOB_KIND_SYNTHETIC:
-      return kSynthetic;
-    default:
-      return kNone;
-  }
-}
-
-std::string JobKindText(v1::JobKind kind) {
-  std::string name = v1::JobKind_Name(kind);
-  constexpr absl::string_view kPrefix = "JOB_KIND_";
-  if (absl::StartsWith(name, kPrefix)) name = name.substr(kPrefix.size());
-  return absl::AsciiStrToLower(name);
-}
-
-absl::StatusOr<const JobParam*> FindParam(v1::JobKind kind,
-                                          const std::string& name,
-                                          const std::string& field) {
-  std::vector<std::string> known;
-  for (const JobParam& p : ParamsOf(kind)) {
-    if (name == p.name) return &p;
-    known.push_back(p.name);
-  }
-  return Invalid(field,
-                 absl::StrCat("unknown parameter \"", name, "\" for ",
-                              JobKindText(kind), " jobs; a param axis may set ",
-                              known.empty() ? "nothing for this job kind"
-                                            : absl::StrJoin(known, ", ")));
-}
-
-absl::Status CheckParamValue(const JobParam& p, const v1::Value& v,
-                             const std::string& field) {
-  const bool ok = (p.type == JobParam::Type::kInt &&
-                   v.kind_case() == v1::Value::kIntValue) ||
-                  (p.type == JobParam::Type::kDouble &&
-                   (v.kind_case() == v1::Value::kDoubleValue ||
-                    v.kind_case() == v1::Value::kIntValue)) ||
-                  (p.type == JobParam::Type::kString &&
-                   v.kind_case() == v1::Value::kStringValue);
-  if (ok) return absl::OkStatus();
-  static constexpr const char* kTypeNames[] = {"an integer", "a number",
-                                               "a string"};
-  return Invalid(field, absl::StrCat("parameter \"", p.name, "\" takes ",
-                                     kTypeNames[static_cast<int>(p.type)]));
-}
-
-std::string ValueText(const v1::Value& v) {
-  switch (v.kind_case()) {
-    case v1::Value::kIntValue:
-      return absl::StrCat(v.int_value());
-    case v1::Value::kDoubleValue:
-      return absl::StrCat(v.double_value());
-    case v1::Value::kStringValue:
-      return absl::StrCat("\"", v.string_value(), "\"");
-    case v1::Value::kBoolValue:
-      return v.bool_value() ? "true" : "false";
-    case v1::Value::KIND_NOT_SET:
-      break;
-  }
-  return "(unset)";
-}
-
-double AsDouble(const v1::Value& v) {
-  return v.kind_case() == v1::Value::kIntValue
-             ? static_cast<double>(v.int_value())
-             : v.double_value();
-}
-
-// Sets parameter `name` (checked by FindParam/CheckParamValue) in the job of
-// `spec`. Integers out of the int32 range are refused.
-absl::Status ApplyJobParam(v1::SweepSpec* spec, const std::string& name,
-                           const v1::Value& v, const std::string& field) {
-  auto int32_value = [&]() -> absl::StatusOr<int32_t> {
-    if (v.int_value() < std::numeric_limits<int32_t>::min() ||
-        v.int_value() > std::numeric_limits<int32_t>::max()) {
-      return Invalid(
-          field, absl::StrCat(name, " = ", v.int_value(), " is out of range"));
-    }
-    return static_cast<int32_t>(v.int_value());
-  };
-  v1::TextWindowing* w = nullptr;
-  if (spec->has_eval()) w = spec->mutable_eval()->mutable_windowing();
-  if (spec->has_probe()) w = spec->mutable_probe()->mutable_windowing();
-  if (spec->has_head_importance()) {
-    w = spec->mutable_head_importance()->mutable_windowing();
-  }
-  if (spec->has_capture()) w = spec->mutable_capture()->mutable_windowing();
-  if (w != nullptr) {
-    if (name == "context_length") {
-      ASSIGN_OR_RETURN(int32_t n, int32_value());
-      w->set_context_length(n);
-    } else if (name == "stride") {
-      ASSIGN_OR_RETURN(int32_t n, int32_value());
-      w->set_stride(n);
-    } else if (name == "bos") {
-      w->set_bos(v.string_value());
-    }
-    return absl::OkStatus();
-  }
-  if (spec->has_generate()) {
-    v1::GenerateJob* job = spec->mutable_generate();
-    if (name == "samples" || name == "max_new_tokens" || name == "top_k") {
-      ASSIGN_OR_RETURN(int32_t n, int32_value());
-      if (name == "samples") job->set_samples(n);
-      if (name == "max_new_tokens") job->set_max_new_tokens(n);
-      if (name == "top_k") job->set_top_k(n);
-    } else if (name == "temperature") {
-      job->set_temperature(AsDouble(v));
-    } else if (name == "top_p") {
-      job->set_top_p(AsDouble(v));
-    } else if (name == "bos") {
-      job->set_bos(v.string_value());
-    }
-    return absl::OkStatus();
-  }
-  if (spec->has_canary()) {
-    v1::CanaryJob* job = spec->mutable_canary();
-    if (name == "max_new_tokens") {
-      ASSIGN_OR_RETURN(int32_t n, int32_value());
-      job->set_max_new_tokens(n);
-    } else if (name == "bos") {
-      job->set_bos(v.string_value());
-    }
-    return absl::OkStatus();
-  }
-  if (spec->has_synthetic()) {
-    v1::SyntheticJob* job = spec->mutable_synthetic();
-    if (name == "min_ms") {
-      ASSIGN_OR_RETURN(int32_t n, int32_value());
-      job->set_min_ms(n);
-    } else if (name == "max_ms") {
-      ASSIGN_OR_RETURN(int32_t n, int32_value());
-      job->set_max_ms(n);
-    } else if (name == "failure_rate") {
-      job->set_failure_rate(AsDouble(v));
-    } else if (name == "permanent_failure_rate") {
-      job->set_permanent_failure_rate(AsDouble(v));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // Every param axis names a parameter of `kind` and gives values of its type
 // (checked after the axes' own structure, so those errors come first).
 absl::Status CheckParamAxes(const v1::Grid& grid,
@@ -658,13 +489,10 @@ absl::Status CheckParamAxes(const v1::Grid& grid,
   for (int i = 0; i < grid.axes_size(); ++i) {
     if (grid.axes(i).kind_case() != v1::Axis::kParam) continue;
     const std::string pf = absl::StrCat("grid.axes[", i, "].param");
-    ASSIGN_OR_RETURN(
-        const JobParam* param,
-        FindParam(kind, grid.axes(i).param().name(), pf + ".name"));
-    for (size_t j = 0; j < axes[i].size(); ++j) {
-      RETURN_IF_ERROR(CheckParamValue(*param, axes[i][j].param_value,
-                                      absl::StrCat(pf, ".values[", j, "]")));
-    }
+    std::vector<v1::Value> values;
+    for (const AxisPoint& p : axes[i]) values.push_back(p.param_value);
+    RETURN_IF_ERROR(
+        CheckParamAxis(kind, grid.axes(i).param().name(), values, pf));
   }
   return absl::OkStatus();
 }
@@ -1043,7 +871,7 @@ class JobsByParams {
     std::vector<std::string> label;
     for (const auto& [name, value] : sorted) {
       absl::StrAppend(&key, name, "\0", DeterministicBytes(*value), "\0");
-      label.push_back(absl::StrCat(name, "=", ValueText(*value)));
+      label.push_back(absl::StrCat(name, "=", ParamValueText(*value)));
     }
     auto it = cache_.find(key);
     if (it != cache_.end()) return &it->second;
@@ -1350,7 +1178,8 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
       if (rs.grid().axes(i).kind_case() != v1::Axis::kSeeds) continue;
       return Invalid(
           absl::StrCat("grid.axes[", i, "].seeds"),
-          absl::StrCat(JobKindText(kind),
+          absl::StrCat(absl::AsciiStrToLower(absl::StripPrefix(
+                           v1::JobKind_Name(kind), "JOB_KIND_")),
                        " tasks use a seed only for reinit interventions that "
                        "name none, and no task of this sweep has one: every "
                        "seed would compute the same numbers"));
