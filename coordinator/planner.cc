@@ -950,9 +950,7 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
   }
   const std::string& dtype = rs.model().dtype();
   if (!dtype.empty() && dtype != "float32" && dtype != "bfloat16") {
-    return Invalid(rs.model().dtype() == options.default_dtype && shape.known
-                       ? "PlannerOptions.default_dtype"
-                       : "model.dtype",
+    return Invalid("model.dtype",
                    absl::StrCat("must be \"float32\" or \"bfloat16\", got \"",
                                 dtype, "\""));
   }

@@ -3,7 +3,8 @@
 // layers and numbers are worked out by hand from docs/REPORTS.md's rules (the
 // k scored, non-critical layers with the lowest score, ties by layer index).
 // BuildLayerStudy itself is covered through BuildReportData in
-// tests/client/report/report_test.cc and through PlanDerivedStage in stages_test.
+// tests/client/report/report_test.cc and through PlanDerivedStage in
+// stages_test.
 #include "coordinator/drop_plan.h"
 
 #include <cmath>

@@ -1,10 +1,10 @@
 // SweepCluster: a real `sweepd` plus `sweep-worker` processes on loopback, for
 // integration, fault and benchmark runs. The `sweepd` binary builds its
 // Coordinator (coordinator/coordinator.h) from its flags, the same way the
-// in-process tests do with StartTestCoordinator. It starts and restarts the coordinator
-// on one ledger (and, when asked, one fixed port so workers keep their address
-// across restarts), starts workers, talks to the Coordinator service, and reads
-// the ledger directly with SQLite.
+// in-process tests do with StartTestCoordinator. It starts and restarts the
+// coordinator on one ledger (and, when asked, one fixed port so workers keep
+// their address across restarts), starts workers, talks to the Coordinator
+// service, and reads the ledger directly with SQLite.
 //
 // Ownership: the cluster owns its processes (killed on destruction) and its
 // gRPC channel. Thread-safety: use from one thread.

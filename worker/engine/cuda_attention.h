@@ -15,8 +15,8 @@
 
 #include <ATen/ATen.h>
 
-#include "kernels/dtype.h"
 #include "common/model_config.h"
+#include "kernels/dtype.h"
 #include "worker/engine/diagnostics.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/profile.h"

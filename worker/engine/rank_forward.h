@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "worker/comm/communicator.h"
 #include "common/model_config.h"
+#include "worker/comm/communicator.h"
 #include "worker/engine/diagnostics.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/forward_plan.h"

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/safetensors.h"
 #include "common/model_config.h"
+#include "common/safetensors.h"
 #include "worker/engine/random_init.h"
 
 namespace sweepd::engine::internal {
