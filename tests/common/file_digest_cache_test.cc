@@ -12,6 +12,7 @@
 #include "common/fs.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/text_files.h"
 
 namespace sweepd {
 namespace {
@@ -19,18 +20,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Optional;
 
-void WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  ASSERT_TRUE(out) << path;
-  out << text;
-}
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ::sweepd::testing::ReadText;
+using ::sweepd::testing::WriteText;
 
 const std::string kDigestA(64, 'a');
 const std::string kDigestB(64, 'b');

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/text_files.h"
 
 namespace sweepd {
 namespace {
@@ -29,18 +30,8 @@ void ExpectStatus(const absl::Status& status, absl::StatusCode code,
   }
 }
 
-void WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  ASSERT_TRUE(out) << path;
-  out << text;
-}
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ::sweepd::testing::ReadText;
+using ::sweepd::testing::WriteText;
 
 class FsTest : public ::testing::Test {
  protected:

@@ -20,24 +20,15 @@
 #include "common/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/text_files.h"
 
 namespace sweepd {
 namespace {
 
 using ::testing::HasSubstr;
 
-void WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  ASSERT_TRUE(out) << path;
-  out << text;
-}
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ::sweepd::testing::ReadText;
+using ::sweepd::testing::WriteText;
 
 // Sets the modification time of `path` to `seconds` since the epoch (+ `ns`).
 void SetMtime(const std::string& path, int64_t seconds, long ns = 0) {
