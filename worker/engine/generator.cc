@@ -89,6 +89,10 @@ absl::StatusOr<GenerationStats> Generate(
   };
 
   while (!queue.empty() || !live.empty()) {
+    if (options.cancelled && options.cancelled()) {
+      for (auto& [seq, s] : live) session->Release(seq);
+      return absl::CancelledError("generation cancelled");
+    }
     // Admit as many waiting samples as fit, in prompt order.
     while (!queue.empty()) {
       Pending& next = queue.front();

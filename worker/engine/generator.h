@@ -56,6 +56,8 @@ struct GenerationOptions {
       should_stop;
   // Called once per finished sample, in finishing order.
   std::function<void(GeneratedSample)> on_sample;
+  // Polled before every step; true stops generation with CANCELLED.
+  std::function<bool()> cancelled;
 };
 
 struct GenerationStats {
