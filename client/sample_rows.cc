@@ -57,7 +57,7 @@ std::vector<SampleRecord> CollectSamples(
     SampleRecord base;
     base.task_key = r.task_key();
     base.task_index = r.spec().index();
-    base.kind = JobKindName(r.spec().kind());
+    base.kind = JobKindLabel(r.spec().kind());
     base.point = GridPointOf(r.spec());
     if (r.spec().has_data() && !r.spec().data().dataset().name().empty()) {
       base.dataset = absl::StrCat(r.spec().data().dataset().name(), "#",
