@@ -118,6 +118,7 @@ TEST(SamplerTest, TensorParallelDrawsTheSameTokens) {
   SamplerBatch b = Rows(500, 1.0f, 7);
   for (int i = 0; i < 500; i += 3) b.top_k[i] = 3;
   for (int i = 1; i < 500; i += 3) b.top_p[i] = 0.8f;
+  for (int i = 2; i < 500; i += 9) b.temperature[i] = 0;  // greedy rows
   std::vector<float> lp1, lp2, lp4;
   const auto one = Draw(kLogits, b, 1, &lp1);
   EXPECT_EQ(Draw(kLogits, b, 2, &lp2), one);
