@@ -79,7 +79,10 @@ std::vector<std::string> Property(const grpc::AuthContext* auth,
 bool OverTls(const grpc::AuthContext* auth) {
   for (const std::string& v :
        Property(auth, GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME)) {
-    if (v == GRPC_SSL_TRANSPORT_SECURITY_TYPE) return true;
+    if (v == GRPC_SSL_TRANSPORT_SECURITY_TYPE ||
+        v == GRPC_TLS_TRANSPORT_SECURITY_TYPE) {
+      return true;
+    }
   }
   return false;
 }
@@ -125,8 +128,9 @@ absl::StatusOr<Caller> Authorizer::Check(
                     "$SWEEPD_TOKEN)"));
   }
   if (count > 1) {
-    return Deny(rpc, peer, who,
-                absl::UnauthenticatedError("more than one authorization header"));
+    return Deny(
+        rpc, peer, who,
+        absl::UnauthenticatedError("more than one authorization header"));
   }
   absl::string_view value(range.first->second.data(),
                           range.first->second.size());
@@ -136,9 +140,9 @@ absl::StatusOr<Caller> Authorizer::Check(
                     "the authorization header is not `Bearer TOKEN`"));
   }
   if (!OverTls(auth)) {
-    return Deny(rpc, peer, who,
-                absl::UnauthenticatedError(
-                    "bearer tokens are accepted only over TLS"));
+    return Deny(
+        rpc, peer, who,
+        absl::UnauthenticatedError("bearer tokens are accepted only over TLS"));
   }
   std::optional<TokenEntry> entry = tokens_->Find(value);
   if (!entry.has_value()) {
@@ -149,7 +153,8 @@ absl::StatusOr<Caller> Authorizer::Check(
                      ", ", who);
   if (!entry->cert_identity.empty()) {
     bool bound = false;
-    for (const std::string& id : certs) bound = bound || id == entry->cert_identity;
+    for (const std::string& id : certs)
+      bound = bound || id == entry->cert_identity;
     if (!bound) {
       return Deny(rpc, peer, who,
                   absl::UnauthenticatedError(absl::StrCat(

@@ -53,10 +53,10 @@ enum class Rpc {
   kReleaseTasks,
 };
 inline constexpr Rpc kAllRpcs[] = {
-    Rpc::kSubmitSweep,    Rpc::kGetSweep,     Rpc::kListSweeps,
-    Rpc::kWatchSweep,     Rpc::kCancelSweep,  Rpc::kListResults,
-    Rpc::kListWorkers,    Rpc::kRegisterWorker, Rpc::kLeaseTasks,
-    Rpc::kHeartbeat,      Rpc::kReportResult, Rpc::kReleaseTasks,
+    Rpc::kSubmitSweep, Rpc::kGetSweep,       Rpc::kListSweeps,
+    Rpc::kWatchSweep,  Rpc::kCancelSweep,    Rpc::kListResults,
+    Rpc::kListWorkers, Rpc::kRegisterWorker, Rpc::kLeaseTasks,
+    Rpc::kHeartbeat,   Rpc::kReportResult,   Rpc::kReleaseTasks,
 };
 
 // "/sweepd.v1.Coordinator/SubmitSweep", ...: the method as gRPC names it.
@@ -83,7 +83,8 @@ class Authorizer {
   // The same from the call's parts: its client metadata, AuthContext (may be
   // null: no TLS) and peer address (for the log).
   absl::StatusOr<Caller> Check(
-      Rpc rpc, const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
+      Rpc rpc,
+      const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
       const grpc::AuthContext* auth, const std::string& peer);
 
   // Denials so far (tests, logs).

@@ -245,32 +245,33 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::SubmitSweepRequest* req,
         v1::SubmitSweepResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      std::optional<Caller> caller = s_->Admit(*ctx, Rpc::kSubmitSweep, reactor);
+      std::optional<Caller> caller =
+          s_->Admit(*ctx, Rpc::kSubmitSweep, reactor);
       if (!caller.has_value()) return reactor;
       if (s_->Draining()) return Fail(reactor);
       if (!req->has_spec()) {
         reactor->Finish(Invalid("spec", "required"));
         return reactor;
       }
-      s_->executor().Schedule([this, req, resp, reactor,
-                               submitter = caller->name] {
-        absl::StatusOr<Plan> plan =
-            PlanSweep(req->spec(), s_->options().planner);
-        if (!plan.ok()) return reactor->Finish(ToGrpc(plan.status()));
-        plan->submitter = submitter;
-        SWEEPD_LOG(INFO) << "planned sweep " << plan->sweep_id << " ('"
-                         << plan->resolved_spec.name()
-                         << "'): " << plan->tasks.size() << " tasks";
-        s_->scheduler()->SubmitPlan(
-            std::move(plan).value(),
-            [resp, reactor](absl::StatusOr<SubmitOutcome> r) {
-              if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
-              resp->set_sweep_id(r->sweep_id);
-              resp->set_total_tasks(r->total_tasks);
-              resp->set_already_existed(r->already_existed);
-              reactor->Finish(grpc::Status::OK);
-            });
-      });
+      s_->executor().Schedule(
+          [this, req, resp, reactor, submitter = caller->name] {
+            absl::StatusOr<Plan> plan =
+                PlanSweep(req->spec(), s_->options().planner);
+            if (!plan.ok()) return reactor->Finish(ToGrpc(plan.status()));
+            plan->submitter = submitter;
+            SWEEPD_LOG(INFO) << "planned sweep " << plan->sweep_id << " ('"
+                             << plan->resolved_spec.name()
+                             << "'): " << plan->tasks.size() << " tasks";
+            s_->scheduler()->SubmitPlan(
+                std::move(plan).value(),
+                [resp, reactor](absl::StatusOr<SubmitOutcome> r) {
+                  if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+                  resp->set_sweep_id(r->sweep_id);
+                  resp->set_total_tasks(r->total_tasks);
+                  resp->set_already_existed(r->already_existed);
+                  reactor->Finish(grpc::Status::OK);
+                });
+          });
       return reactor;
     }
 
@@ -351,7 +352,8 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::CancelSweepRequest* req,
         v1::CancelSweepResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      std::optional<Caller> caller = s_->Admit(*ctx, Rpc::kCancelSweep, reactor);
+      std::optional<Caller> caller =
+          s_->Admit(*ctx, Rpc::kCancelSweep, reactor);
       if (!caller.has_value()) return reactor;
       if (s_->Draining()) return Fail(reactor);
       if (req->sweep_id().empty()) {
@@ -380,11 +382,12 @@ class ServerImpl : public CoordinatorServer {
               << "auth: denied " << RpcMethodName(Rpc::kCancelSweep)
               << " of sweep " << req->sweep_id() << " to token '" << name
               << "': submitted by '" << row->submitter << "'";
-          return reactor->Finish(grpc::Status(
-              grpc::StatusCode::PERMISSION_DENIED,
-              absl::StrCat("sweep ", req->sweep_id(), " was submitted by '",
-                           row->submitter, "'; only its submitter or an "
-                           "admin may cancel it")));
+          return reactor->Finish(
+              grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                           absl::StrCat("sweep ", req->sweep_id(),
+                                        " was submitted by '", row->submitter,
+                                        "'; only its submitter or an "
+                                        "admin may cancel it")));
         }
         cancel();  // NOT_FOUND and ledger errors come from the cancel itself
       });

@@ -117,9 +117,8 @@ int Run() {
       static_cast<unsigned>(std::max(1, absl::GetFlag(FLAGS_tls_refresh_s)));
   security.token_file = absl::GetFlag(FLAGS_token_file);
   security.allow_insecure_remote = absl::GetFlag(FLAGS_allow_insecure_remote);
-  if (absl::Status s = CheckListenerSecurity(options.listen, security,
-                                             options.model_root,
-                                             options.data_root);
+  if (absl::Status s = CheckListenerSecurity(
+          options.listen, security, options.model_root, options.data_root);
       !s.ok()) {
     std::cerr << "sweepd: " << s.message() << "\n";
     return 2;

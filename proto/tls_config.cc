@@ -62,7 +62,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (absl::Status s = CheckPemFile("--tls-key", options.key_file); !s.ok())
     return s;
   if (!options.client_ca_file.empty()) {
-    if (absl::Status s = CheckPemFile("--tls-client-ca", options.client_ca_file);
+    if (absl::Status s =
+            CheckPemFile("--tls-client-ca", options.client_ca_file);
         !s.ok()) {
       return s;
     }
@@ -70,8 +71,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   const unsigned refresh = std::max(1u, options.refresh_interval_s);
   auto provider =
       std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-          options.key_file, options.cert_file, options.client_ca_file,
-          refresh);
+          options.key_file, options.cert_file, options.client_ca_file, refresh);
   grpc::experimental::TlsServerCredentialsOptions tls(provider);
   tls.watch_identity_key_cert_pairs();
   if (options.client_ca_file.empty()) {
