@@ -253,25 +253,25 @@ class ServerImpl : public CoordinatorServer {
         reactor->Finish(Invalid("spec", "required"));
         return reactor;
       }
-      s_->executor().Schedule(
-          [this, req, resp, reactor, submitter = caller->name] {
-            absl::StatusOr<Plan> plan =
-                PlanSweep(req->spec(), s_->options().planner);
-            if (!plan.ok()) return reactor->Finish(ToGrpc(plan.status()));
-            plan->submitter = submitter;
-            SWEEPD_LOG(INFO) << "planned sweep " << plan->sweep_id << " ('"
-                             << plan->resolved_spec.name()
-                             << "'): " << plan->tasks.size() << " tasks";
-            s_->scheduler()->SubmitPlan(
-                std::move(plan).value(),
-                [resp, reactor](absl::StatusOr<SubmitOutcome> r) {
-                  if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
-                  resp->set_sweep_id(r->sweep_id);
-                  resp->set_total_tasks(r->total_tasks);
-                  resp->set_already_existed(r->already_existed);
-                  reactor->Finish(grpc::Status::OK);
-                });
-          });
+      const std::string submitter = caller->name;
+      s_->executor().Schedule([this, req, resp, reactor, submitter] {
+        absl::StatusOr<Plan> plan =
+            PlanSweep(req->spec(), s_->options().planner);
+        if (!plan.ok()) return reactor->Finish(ToGrpc(plan.status()));
+        plan->submitter = submitter;
+        SWEEPD_LOG(INFO) << "planned sweep " << plan->sweep_id << " ('"
+                         << plan->resolved_spec.name()
+                         << "'): " << plan->tasks.size() << " tasks";
+        s_->scheduler()->SubmitPlan(
+            std::move(plan).value(),
+            [resp, reactor](absl::StatusOr<SubmitOutcome> r) {
+              if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+              resp->set_sweep_id(r->sweep_id);
+              resp->set_total_tasks(r->total_tasks);
+              resp->set_already_existed(r->already_existed);
+              reactor->Finish(grpc::Status::OK);
+            });
+      });
       return reactor;
     }
 

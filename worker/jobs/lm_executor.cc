@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/path_confinement.h"
 #include "common/status.h"
 #include "common/version.h"
 #include "worker/jobs/dataset.h"
@@ -108,6 +109,11 @@ absl::StatusOr<LmBackend::Model> LmBackend::Acquire(const ModelRefSpec& ref) {
     return Model{engine_, tokenizer_};
   }
   if (engine_ != nullptr && same_model && dtype == dtype_) {
+    if (!options_.model_roots.empty()) {
+      RETURN_IF_ERROR(ConfinedRealPath(ref.tokenizer, options_.model_roots,
+                                       "model.tokenizer")
+                          .status());
+    }
     ASSIGN_OR_RETURN(std::shared_ptr<const Tokenizer> tok,
                      TokenizerLocked(ref.tokenizer));
     return Model{engine_, tok};
@@ -124,6 +130,12 @@ absl::StatusOr<LmBackend::Model> LmBackend::Acquire(const ModelRefSpec& ref) {
                              : (same_model && !options_.tokenizer_path.empty()
                                     ? options_.tokenizer_path
                                     : absl::StrCat(dir, "/tokenizer.json"));
+  RETURN_IF_ERROR(CheckModelDirConfined(dir, options_.model_roots));
+  if (!options_.model_roots.empty()) {
+    RETURN_IF_ERROR(
+        ConfinedRealPath(tokenizer, options_.model_roots, "model.tokenizer")
+            .status());
+  }
   SWEEPD_LOG(INFO) << "loading model " << dir << " ("
                    << engine::DTypeName(dtype) << ") for a task";
   absl::Status s = LoadLocked(dir, same_model ? fingerprint_ : ref.fingerprint,
@@ -607,6 +619,16 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
            absl::InvalidArgumentError(absl::StrCat(
                "task ", tasks[i].task_key, ": data.dataset.path: required")));
       continue;
+    }
+    if (!options_.data_roots.empty()) {
+      absl::StatusOr<std::string> data = ConfinedRealPath(
+          job->data.path, options_.data_roots, "data.dataset.path");
+      if (!data.ok()) {
+        sink(i, absl::Status(data.status().code(),
+                             absl::StrCat("task ", tasks[i].task_key, ": ",
+                                          data.status().message())));
+        continue;
+      }
     }
     TaskRun run;
     run.index = i;
