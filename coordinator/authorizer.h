@@ -21,7 +21,10 @@
 // allow. Every denial is logged (WARNING) with the method, the peer address and
 // what was presented (the token's name when known, never the token).
 //
-// Ownership: owns the TokenStore. Thread-safe.
+// Ownership: owns the TokenStore. Thread-safe. Check runs on the handler's
+// (reactor) thread: a hash and a map lookup, plus at most once per reload
+// interval a stat of the token file (and a re-read of that small file when it
+// changed).
 #ifndef SWEEPD_COORDINATOR_AUTHORIZER_H_
 #define SWEEPD_COORDINATOR_AUTHORIZER_H_
 

@@ -374,14 +374,15 @@ class ServerImpl : public CoordinatorServer {
       }
       // Only the sweep's submitter (or an admin) may cancel it: the ledger
       // read runs off the reactor.
-      s_->executor().Schedule([this, req, reactor, cancel,
-                               name = caller->name] {
+      s_->executor().Schedule([this, req, reactor, cancel, name = caller->name,
+                               peer = ctx->peer()] {
         auto row = s_->ledger()->GetSweep(req->sweep_id());
         if (row.ok() && row->submitter != name) {
           SWEEPD_LOG(WARNING)
               << "auth: denied " << RpcMethodName(Rpc::kCancelSweep)
-              << " of sweep " << req->sweep_id() << " to token '" << name
-              << "': submitted by '" << row->submitter << "'";
+              << " of sweep " << req->sweep_id() << " from " << peer
+              << " (token '" << name << "'): submitted by '" << row->submitter
+              << "'";
           return reactor->Finish(
               grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                            absl::StrCat("sweep ", req->sweep_id(),

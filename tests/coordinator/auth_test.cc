@@ -28,6 +28,7 @@
 #include "common/clock.h"
 #include "common/hash.h"
 #include "coordinator/authorizer.h"
+#include "coordinator/server_security.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -43,6 +44,7 @@ namespace sweepd {
 namespace {
 
 using ::sweepd::testing::CertSpec;
+using ::sweepd::testing::IsOk;
 using ::sweepd::testing::PemPair;
 using ::sweepd::testing::StartTestCoordinator;
 using ::sweepd::testing::StatusIs;
@@ -543,6 +545,81 @@ TEST(ClientCredentialsTest, MissingFilesAreNamed) {
   EXPECT_THAT(MakeServerCredentials(server).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("--tls-cert and --tls-key")));
+}
+
+TEST(ListenerSecurityTest, BeyondLoopbackNeedsRootsTlsAndTokens) {
+  SecurityOptions none;
+  SecurityOptions tls;
+  tls.tls.cert_file = "cert.pem";
+  tls.tls.key_file = "key.pem";
+  SecurityOptions full = tls;
+  full.token_file = "tokens";
+  SecurityOptions insecure;
+  insecure.allow_insecure_remote = true;
+
+  // Loopback: plaintext is fine, roots optional.
+  EXPECT_THAT(CheckListenerSecurity("127.0.0.1:7070", none, "", ""), IsOk());
+  EXPECT_THAT(CheckListenerSecurity("[::1]:7070", none, "", ""), IsOk());
+  // Tokens are never accepted over plaintext, loopback or not.
+  SecurityOptions tokens_only;
+  tokens_only.token_file = "tokens";
+  EXPECT_THAT(CheckListenerSecurity("127.0.0.1:7070", tokens_only, "", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--token-file needs TLS")));
+  // Beyond loopback: roots always, then TLS, then tokens (or the override).
+  EXPECT_THAT(CheckListenerSecurity("0.0.0.0:7070", full, "", "/data"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--model-root and --data-root are required")));
+  EXPECT_THAT(CheckListenerSecurity("0.0.0.0:7070", insecure, "/m", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--model-root and --data-root are required")));
+  EXPECT_THAT(CheckListenerSecurity("10.0.0.5:7070", none, "/m", "/d"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--tls-cert and --tls-key")));
+  EXPECT_THAT(
+      CheckListenerSecurity("10.0.0.5:7070", tls, "/m", "/d"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--token-file")));
+  EXPECT_THAT(CheckListenerSecurity("10.0.0.5:7070", full, "/m", "/d"), IsOk());
+  EXPECT_THAT(CheckListenerSecurity("10.0.0.5:7070", insecure, "/m", "/d"),
+              IsOk());
+}
+
+TEST(TokenTableTest, ParsesAndNamesTheBadLine) {
+  const std::string hash = Sha256Hex("t1");
+  auto table = TokenTable::Parse(
+      absl::StrCat("# comment\n\n  alice\tsubmitter ", hash, "  \nw worker ",
+                   Sha256Hex("t2"), " cert=node-1\n"),
+      "tokens");
+  ASSERT_THAT(table, IsOk());
+  EXPECT_EQ(table->size(), 2u);
+  ASSERT_NE(table->Find("t1"), nullptr);
+  EXPECT_EQ(table->Find("t1")->name, "alice");
+  EXPECT_EQ(table->Find("t1")->role, Role::kSubmitter);
+  EXPECT_EQ(table->Find("t2")->cert_identity, "node-1");
+  EXPECT_EQ(table->Find("t3"), nullptr);
+
+  EXPECT_THAT(TokenTable::Parse(absl::StrCat("a owner ", hash), "tokens"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("tokens:1: role 'owner'")));
+  EXPECT_THAT(
+      TokenTable::Parse(absl::StrCat("a admin ", hash, "\nb reader ", hash),
+                        "tokens"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("tokens:2: the hash of 'b'")));
+  EXPECT_THAT(TokenTable::Parse(
+                  absl::StrCat("a admin ", hash, "\na reader ", Sha256Hex("x")),
+                  "tokens"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("duplicate name 'a'")));
+  EXPECT_THAT(
+      TokenTable::Parse(absl::StrCat("a admin ", hash, " bind=x"), "tokens"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cert=IDENTITY")));
+  // A token pasted where its hash belongs is refused and never echoed.
+  auto pasted = TokenTable::Parse("a admin my-plain-secret-token", "tokens");
+  EXPECT_THAT(pasted, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("SHA-256 of the token")));
+  EXPECT_THAT(pasted.status().message(),
+              Not(HasSubstr("my-plain-secret-token")));
 }
 
 }  // namespace
