@@ -186,10 +186,9 @@ absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
                    ResolveWindowing(w.context_length(), w.stride(), w.bos(),
                                     kind + ".windowing"));
   if (kind == kEvalKind) {
-    RETURN_IF_ERROR(AppendInterventions(spec.eval().base_interventions(),
-                                        "eval.base_interventions",
-                                        &job.interventions,
-                                        &job.intervention_fields));
+    RETURN_IF_ERROR(AppendInterventions(
+        spec.eval().base_interventions(), "eval.base_interventions",
+        &job.interventions, &job.intervention_fields));
   }
   RETURN_IF_ERROR(AppendInterventions(spec.interventions(), "interventions",
                                       &job.interventions,
@@ -200,8 +199,8 @@ absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
 absl::StatusOr<bool> BosOn(const std::string& bos, const std::string& field) {
   if (bos.empty() || bos == "on") return true;
   if (bos == "off") return false;
-  return Invalid(field, absl::StrCat("must be \"on\" or \"off\", got \"", bos,
-                                     "\""));
+  return Invalid(field,
+                 absl::StrCat("must be \"on\" or \"off\", got \"", bos, "\""));
 }
 
 absl::StatusOr<GenerateJobSpec> ToGenerateJob(const v1::TaskSpec& spec,
@@ -249,7 +248,8 @@ absl::StatusOr<GenerateJobSpec> ToGenerateJob(const v1::TaskSpec& spec,
       job.logit_bias.emplace_back(tok, static_cast<float>(bias));
     }
     std::sort(job.logit_bias.begin(), job.logit_bias.end());
-    job.banned_tokens.assign(g.banned_tokens().begin(), g.banned_tokens().end());
+    job.banned_tokens.assign(g.banned_tokens().begin(),
+                             g.banned_tokens().end());
     job.ban_strings.assign(g.ban_strings().begin(), g.ban_strings().end());
     job.stop.assign(g.stop().begin(), g.stop().end());
     ASSIGN_OR_RETURN(job.bos, BosOn(g.bos(), "generate.bos"));
@@ -259,11 +259,16 @@ absl::StatusOr<GenerateJobSpec> ToGenerateJob(const v1::TaskSpec& spec,
     job.verifier.kind = !v.kind().empty() ? v.kind() : g.verifier();
     job.verifier.pattern = v.pattern();
     job.verifier.command.assign(v.command().begin(), v.command().end());
-    if (v.timeout_seconds() > 0) job.verifier.timeout_seconds = v.timeout_seconds();
+    if (v.timeout_seconds() > 0) {
+      job.verifier.timeout = absl::Seconds(v.timeout_seconds());
+    }
     if (v.batch_size() > 0) job.verifier.batch_size = v.batch_size();
-    job.verifier.abs_tolerance = v.abs_tolerance();
+    if (v.abs_tolerance() > 0) job.verifier.abs_tolerance = v.abs_tolerance();
     job.verifier.rel_tolerance = v.rel_tolerance();
-    job.verifier.ignore_case = v.ignore_case();
+    job.verifier.case_insensitive = v.ignore_case();
+    job.verifier.collapse_whitespace = v.collapse_whitespace();
+    if (v.has_pass_threshold())
+      job.verifier.pass_threshold = v.pass_threshold();
     job.max_batch = g.max_batch() > 0 ? g.max_batch() : 64;
     job.token_logprobs = g.token_logprobs();
   }
@@ -274,9 +279,10 @@ absl::StatusOr<GenerateJobSpec> ToGenerateJob(const v1::TaskSpec& spec,
     job.data.path = ds.path();
     job.data.max_records = ds.max_records();
     job.data.shard_index = spec.data().shard_index();
-    job.data.num_shards = spec.data().num_shards() != 0 ? spec.data().num_shards()
-                          : ds.shards() != 0            ? ds.shards()
-                                                        : 1;
+    job.data.num_shards = spec.data().num_shards() != 0
+                              ? spec.data().num_shards()
+                          : ds.shards() != 0 ? ds.shards()
+                                             : 1;
     if (job.data.shard_index < 0 ||
         job.data.shard_index >= job.data.num_shards) {
       return Invalid("data.shard_index",

@@ -71,14 +71,13 @@ class RankHook : public ForwardHook {
  public:
   RankHook(const RankContext& ctx, const StepInputs& in, RankKvCache* cache,
            const std::vector<int>& layer_group,
-           const std::map<int, LayerWeights>& weights, bool use_sdpa,
+           const std::map<int, LayerWeights>& weights,
            std::vector<DecodedToken>* out)
       : ctx_(ctx),
         in_(in),
         cache_(cache),
         layer_group_(layer_group),
         weights_(weights),
-        use_sdpa_(use_sdpa),
         out_(out) {
     const at::Device dev = ctx.shard->device;
     auto lopts = at::TensorOptions().dtype(at::kLong);
@@ -129,7 +128,7 @@ class RankHook : public ForwardHook {
       rows.allowed = allowed.unsqueeze(1).unsqueeze(1);
       allowed_window_[g] = window;
     }
-    return cache_->Attend(*f, L, qkv.q, rows, w, use_sdpa_);
+    return cache_->Attend(*f, L, qkv.q, rows, w);
   }
 
   void Head(RankForward* f, const at::Tensor& x) override {
@@ -164,7 +163,6 @@ class RankHook : public ForwardHook {
   RankKvCache* cache_;
   const std::vector<int>& layer_group_;
   const std::map<int, LayerWeights>& weights_;
-  const bool use_sdpa_;
   std::vector<DecodedToken>* out_;
   at::Tensor positions_;
   std::vector<at::Tensor> write_rows_;
@@ -539,8 +537,7 @@ class DecodeSessionImpl : public DecodeSession {
         [&](const RankContext& ctx) {
           const EngineOptions& opts = host_->opts();
           RankHook hook(ctx, *in, caches_[ctx.rank].get(), layer_group_,
-                        weights_[ctx.rank],
-                        opts.use_sdpa && ctx.shard->device.is_cuda(), out);
+                        weights_[ctx.rank], out);
           ForwardResult unused;
           RankForward(cfg, opts, ctx.shard, ctx.backend, ctx.comm, in->plan,
                       host_->diagnostics(), &unused, &executed[ctx.rank], &hook)

@@ -1,8 +1,8 @@
 // Text datasets for the engine-backed jobs (eval, probe): reading a `.txt` file
 // (records separated by blank lines) or a `.jsonl` file (one JSON object per
-// line: `text`, optional `category`, `prompt`, `target`, `reference` or `answer`,
-// `id`), capping the record
-// count and cutting the records into contiguous shards. See docs/JOBS.md.
+// line: `text`, optional `category`, `prompt`, `target`, `reference` or
+// `answer`, `id`), capping the record count and cutting the records into
+// contiguous shards. See docs/JOBS.md.
 //
 // Plain C++ (no libtorch, no protobuf). Stateless free functions and value
 // types; thread-safe.

@@ -20,6 +20,7 @@
 #include "worker/engine/engine.h"
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/windowing.h"
+#include "worker/verify/verifier_spec.h"
 
 namespace sweepd {
 
@@ -51,19 +52,6 @@ struct LmJobSpec {
   // The spec field each intervention came from
   // ("interventions.interventions[1].skip.layers"), for errors; same length.
   std::vector<std::string> intervention_fields;
-};
-
-// How generated samples are scored (VerifierSpec in proto/sweepd/v1/spec.proto;
-// docs/GENERATION.md, "Verifiers").
-struct VerifierChoice {
-  std::string kind;  // "" = none
-  std::string pattern;
-  std::vector<std::string> command;
-  double timeout_seconds = 30;
-  int batch_size = 64;
-  double abs_tolerance = 0;
-  double rel_tolerance = 0;
-  bool ignore_case = false;
 };
 
 // One prompt of a generate or canary task.
@@ -98,7 +86,7 @@ struct GenerateJobSpec {
   bool bos = true;
   bool chat = false;
   std::string system;
-  VerifierChoice verifier;
+  verify::VerifierSpec verifier;  // kind "" = none
   int max_batch = 64;
   bool token_logprobs = false;
   std::vector<engine::Intervention> interventions;
