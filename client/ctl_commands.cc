@@ -20,6 +20,7 @@
 #include "coordinator/task_states.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "proto/tls_config.h"
 
 namespace sweepd {
 namespace {
@@ -92,8 +93,9 @@ void PrintCommandHelp(const CtlCommand& cmd, std::ostream& out) {
 }
 
 void PrintGlobalHelp(std::ostream& out) {
-  out << "usage: sweepctl [--coordinator HOST:PORT] [--timeout-s N] COMMAND "
-         "[ARGS]\n\n"
+  out << "usage: sweepctl [--coordinator HOST:PORT] [--timeout-s N] "
+         "[--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--token-file PATH] "
+         "COMMAND [ARGS]\n\n"
          "The sweepd client: submit sweeps, follow them, read results.\n\n"
          "Commands:\n";
   size_t width = 0;
@@ -110,6 +112,15 @@ void PrintGlobalHelp(std::ostream& out) {
       << ")\n"
          "  --timeout-s N            deadline of every call in seconds "
          "(default 30)\n"
+         "  --tls-ca PEM             connect with TLS, verifying sweepd's "
+         "certificate against\n"
+         "                           this CA bundle\n"
+         "  --tls-cert PEM, --tls-key PEM  client certificate and key (mutual "
+         "TLS)\n"
+         "  --token-file PATH        bearer token (first line) sent with every "
+         "call (default:\n"
+         "                           $SWEEPD_TOKEN); needs TLS, never sent in "
+         "plaintext\n"
          "  --help                   this help; `sweepctl COMMAND --help` for "
          "a command\n\n"
          "Exit codes: 0 ok, 1 RPC/server/input error, 2 usage error; watch: 3 "
@@ -523,6 +534,12 @@ int RunSweepctl(const std::vector<std::string>& args, const CtlEnv& env) {
   CLI::App app;
   AddCtlValueFlag(app, "--coordinator", &coordinator_flag);
   AddCtlValueFlag(app, "--timeout-s", &timeout_text);
+  ClientTlsOptions tls;
+  std::string token_file;
+  AddCtlValueFlag(app, "--tls-ca", &tls.ca_file);
+  AddCtlValueFlag(app, "--tls-cert", &tls.cert_file);
+  AddCtlValueFlag(app, "--tls-key", &tls.key_file);
+  AddCtlValueFlag(app, "--token-file", &token_file);
   absl::Status parsed = ParseCtlArgs(app, args, nullptr, &rest);
   if (!parsed.ok()) {
     *env.err << "sweepctl: " << parsed.message() << "\n";
@@ -575,8 +592,20 @@ int RunSweepctl(const std::vector<std::string>& args, const CtlEnv& env) {
   ctx.coordinator =
       ResolveCoordinatorAddress(coordinator_flag, env.env_coordinator);
   ctx.timeout = absl::Seconds(timeout_s);
-  auto channel =
-      grpc::CreateChannel(ctx.coordinator, grpc::InsecureChannelCredentials());
+  absl::StatusOr<std::string> token =
+      ReadClientToken(token_file, env.env_token);
+  if (!token.ok()) {
+    *env.err << "sweepctl: " << token.status().message() << "\n";
+    return kCtlExitUsage;
+  }
+  tls.token = *token;
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      MakeChannelCredentials(tls);
+  if (!creds.ok()) {
+    *env.err << "sweepctl: " << creds.status().message() << "\n";
+    return kCtlExitUsage;
+  }
+  auto channel = grpc::CreateChannel(ctx.coordinator, *creds);
   std::unique_ptr<v1::Coordinator::Stub> stub =
       v1::Coordinator::NewStub(channel);
   ctx.stub = stub.get();

@@ -6,7 +6,10 @@
 //
 // Global flags: --coordinator HOST:PORT (default $SWEEPD_COORDINATOR, else
 // 127.0.0.1:7070),
-// --timeout-s N (deadline of every unary call, default 30), --help.
+// --timeout-s N (deadline of every unary call, default 30), --tls-ca,
+// --tls-cert, --tls-key, --token-file (default $SWEEPD_TOKEN;
+// docs/SECURITY.md),
+// --help.
 // Exit codes: 0 ok; 1 RPC, server or input error (the status code and message
 // go to stderr); 2 usage error; watch: 3 when the sweep ends FAILED, 4 when
 // CANCELLED.
@@ -43,6 +46,9 @@ struct CtlEnv {
   Clock* clock = nullptr;  // rates, ETA and reconnect backoff
   // Value of $SWEEPD_COORDINATOR (empty when unset).
   std::string env_coordinator;
+  // Value of $SWEEPD_TOKEN (empty when unset): the bearer token when no
+  // --token-file is given.
+  std::string env_token;
 };
 
 // What a subcommand gets: the connection, the deadline policy and the streams.

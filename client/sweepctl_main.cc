@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   env.clock = sweepd::Clock::Real();
   if (const char* addr = std::getenv("SWEEPD_COORDINATOR"))
     env.env_coordinator = addr;
+  if (const char* token = std::getenv("SWEEPD_TOKEN")) env.env_token = token;
   sweepd::RegisterCtlCommand(sweepd::ReportCtlCommand());
   return sweepd::RunSweepctl(std::vector<std::string>(argv + 1, argv + argc),
                              env);

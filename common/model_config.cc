@@ -1,9 +1,12 @@
 #include "common/model_config.h"
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -43,7 +46,17 @@ class Fields {
     if (!Has(key)) return def;
     const json& v = obj_.at(key);
     if (!v.is_number_integer()) return Bad(key, "must be an integer");
-    return v.get<int>();
+    // get<int64_t> of a large unsigned wraps negative, which the range
+    // check below refuses as well.
+    const int64_t value = v.is_number_unsigned()
+                              ? static_cast<int64_t>(std::min<uint64_t>(
+                                    v.get<uint64_t>(), uint64_t{1} << 62))
+                              : v.get<int64_t>();
+    if (value < std::numeric_limits<int>::min() ||
+        value > std::numeric_limits<int>::max()) {
+      return Bad(key, absl::StrCat("is ", value, ", outside the int range"));
+    }
+    return static_cast<int>(value);
   }
   absl::StatusOr<double> Double(const char* key, double def) const {
     if (!Has(key)) return def;
@@ -314,6 +327,26 @@ absl::StatusOr<ModelConfig> ModelConfig::FromHfConfig(const HfConfig& config) {
       return f.Bad(name, absl::StrCat("must be positive, got ", value));
   }
   if (c.rms_norm_eps <= 0) return f.Bad("rms_norm_eps", "must be positive");
+  // Plausibility limits, checked before anything is sized from the config
+  // (defect 8 of issue 13: a billion layers allocated gigabytes first).
+  ASSIGN_OR_RETURN(int global_head_dim_checked, f.Int("global_head_dim", 512));
+  for (auto [name, value, limit] :
+       {std::tuple<const char*, int64_t, int64_t>{
+            "num_hidden_layers", c.num_hidden_layers, kMaxConfigLayers},
+        {"hidden_size", c.hidden_size, kMaxConfigHiddenSize},
+        {"intermediate_size", c.intermediate_size, kMaxConfigIntermediateSize},
+        {"vocab_size", c.vocab_size, kMaxConfigVocabSize},
+        {"num_attention_heads", c.num_attention_heads, kMaxConfigHeads},
+        {"num_key_value_heads", kv_heads, kMaxConfigHeads},
+        {"head_dim", head_dim, kMaxConfigHeadDim},
+        {"global_head_dim", global_head_dim_checked, kMaxConfigHeadDim},
+        {"max_position_embeddings", c.max_position_embeddings,
+         kMaxConfigPositions}}) {
+    if (value > limit) {
+      return f.Bad(name, absl::StrCat("is ", value, "; at most ", limit,
+                                      " is accepted (not a plausible model)"));
+    }
+  }
 
   // Layer types (transformers' default: every 6th layer full; the last layer is
   // forced full).
@@ -480,6 +513,10 @@ absl::StatusOr<ModelConfig> ModelConfig::FromHfConfig(const HfConfig& config) {
     if (l.head_dim <= 0 || l.head_dim % 2) {
       return absl::InvalidArgumentError(absl::StrCat(
           where, ": head_dim ", l.head_dim, " must be positive and even"));
+    }
+    if (l.head_dim > kMaxConfigHeadDim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": head_dim ", l.head_dim, "; at most ", kMaxConfigHeadDim));
     }
     if (l.num_kv_heads <= 0 || c.num_attention_heads % l.num_kv_heads) {
       return absl::InvalidArgumentError(

@@ -74,6 +74,17 @@ class HfConfig {
   std::string source_;
 };
 
+// Largest sizes ModelConfig accepts (INVALID_ARGUMENT "... at most N ..."
+// beyond), checked before anything is allocated from the config. Far above any
+// Gemma 4 (31B: 60 layers, hidden 5376, vocab 262144).
+inline constexpr int64_t kMaxConfigLayers = 4096;
+inline constexpr int64_t kMaxConfigHiddenSize = 1 << 17;
+inline constexpr int64_t kMaxConfigIntermediateSize = 1 << 20;
+inline constexpr int64_t kMaxConfigVocabSize = 1 << 23;
+inline constexpr int64_t kMaxConfigHeads = 4096;
+inline constexpr int64_t kMaxConfigHeadDim = 4096;
+inline constexpr int64_t kMaxConfigPositions = int64_t{1} << 24;
+
 enum class LayerKind { kSliding, kFull };
 enum class RopeType { kDefault, kProportional };
 

@@ -39,6 +39,12 @@ Coordinator::Coordinator(const CoordinatorOptions& options)
 Coordinator::~Coordinator() { Shutdown().IgnoreError(); }
 
 absl::Status Coordinator::Start() {
+  RETURN_IF_ERROR(CheckListenerSecurity(options_.listen, options_.security,
+                                        options_.model_root,
+                                        options_.data_root));
+  ASSIGN_OR_RETURN(ServerSecurity security,
+                   MakeServerSecurity(options_.security, clock_));
+  authorizer_ = std::move(security.authorizer);
   if (!options_.snapshot_dir.empty()) {
     absl::StatusOr<std::optional<std::string>> restored =
         RestoreNewestSnapshotIfMissing(options_.ledger_path,
@@ -72,15 +78,16 @@ absl::Status Coordinator::Start() {
   service_options.planner.model_root = options_.model_root;
   service_options.planner.data_root = options_.data_root;
   service_options.planner.policy_defaults = options_.policy;
+  service_options.authorizer = authorizer_.get();
   ASSIGN_OR_RETURN(service_,
                    CoordinatorServer::Create(ledger_.get(), scheduler_.get(),
                                              service_options));
 
   InitGrpcServerPlugins();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
-                           &port_);
+  builder.AddListeningPort(options_.listen, security.credentials, &port_);
   service_->ConfigureBuilder(&builder);
+  if (options_.configure_server) options_.configure_server(builder);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(

@@ -18,6 +18,7 @@
 #define SWEEPD_COORDINATOR_COORDINATOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -25,8 +26,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "coordinator/authorizer.h"
 #include "coordinator/ledger.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/server_security.h"
 #include "coordinator/service.h"
 #include "coordinator/sweep_policy.h"
 #include "grpcpp/grpcpp.h"
@@ -41,6 +44,12 @@ struct CoordinatorOptions {
   // Model and dataset paths of specs must resolve inside these.
   std::string model_root;
   std::string data_root;
+  // TLS, token file and the plaintext override (server_security.h); Create
+  // refuses a listener the rules there do not allow.
+  SecurityOptions security;
+  // Test hook, called on the ServerBuilder before the server starts (e.g. to
+  // add interceptors); may be empty.
+  std::function<void(grpc::ServerBuilder&)> configure_server;
   // What sweep policy fields left at 0 become (sweepd --lease-seconds). Given
   // to the planner and the ledger alike.
   SweepPolicyDefaults policy;
@@ -77,6 +86,8 @@ class Coordinator {
   Ledger* ledger() { return ledger_.get(); }
   LeaseScheduler* scheduler() { return scheduler_.get(); }
   CoordinatorServer* service() { return service_.get(); }
+  // Null when there is no token file.
+  Authorizer* authorizer() { return authorizer_.get(); }
   grpc::Server* server() { return server_.get(); }
 
   // One maintenance pass: the ledger's health (its error when the writer
@@ -100,6 +111,7 @@ class Coordinator {
   Clock* const clock_;
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LeaseScheduler> scheduler_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<CoordinatorServer> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

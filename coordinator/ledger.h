@@ -77,7 +77,7 @@
 namespace sweepd {
 
 // Current schema version; Open() migrates older databases up to it.
-inline constexpr int kLedgerSchemaVersion = 3;
+inline constexpr int kLedgerSchemaVersion = 4;
 
 struct LedgerOptions {
   // Borrowed; times written to the ledger come from it.
@@ -205,6 +205,8 @@ struct SweepRow {
   int64_t updated_ms = 0;
   // Derived stages not planned yet (indices into spec.stages), in order.
   std::vector<int> deferred_stages;
+  // Caller::name of whoever submitted it first ('' with authorisation off).
+  std::string submitter;
 };
 
 struct WorkerRow {

@@ -69,6 +69,11 @@ const std::vector<std::string>& Migrations() {
       R"sql(
       ALTER TABLE sweeps ADD COLUMN deferred_stages TEXT NOT NULL DEFAULT '';
       )sql",
+      // 3 -> 4: who submitted each sweep (the token's name; '' before
+      // authorisation or with it off), so only they or an admin may cancel it.
+      R"sql(
+      ALTER TABLE sweeps ADD COLUMN submitter TEXT NOT NULL DEFAULT '';
+      )sql",
   };
   return *kMigrations;
 }
@@ -136,6 +141,7 @@ absl::StatusOr<SweepRow> ReadSweepRow(Stmt& s) {
   r.created_ms = s.Int(5);
   r.updated_ms = s.Int(6);
   r.deferred_stages = ParseStageList(s.Text(7));
+  r.submitter = s.Text(8);
   return r;
 }
 

@@ -39,7 +39,7 @@ inline constexpr char kTaskCols[] =
 // uses this list, so a new column is added in one place.
 inline constexpr char kSweepColumns[] =
     "sweep_id, name, spec, state, total_tasks, created_ms, updated_ms, "
-    "deferred_stages";
+    "deferred_stages, submitter";
 
 // Adds `n` tasks in `state` to `c` (total included).
 void AddCount(v1::TaskCounts* c, int state, int64_t n);

@@ -245,7 +245,8 @@ absl::StatusOr<InsertSweepOutcome> LedgerImpl::DoInsertSweep(const Plan& plan) {
         Stmt * s,
         writer_->Prepare("INSERT INTO sweeps(sweep_id, name, spec, "
                          "state, total_tasks, created_ms, updated_ms, "
-                         "deferred_stages) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
+                         "deferred_stages, submitter) "
+                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     const bool empty = plan.tasks.empty() && plan.deferred_stages.empty();
     RETURN_IF_ERROR(s->Bind(plan.sweep_id)
                         .Bind(plan.resolved_spec.name())
@@ -256,6 +257,7 @@ absl::StatusOr<InsertSweepOutcome> LedgerImpl::DoInsertSweep(const Plan& plan) {
                         .Bind(now)
                         .Bind(now)
                         .Bind(absl::StrJoin(plan.deferred_stages, ","))
+                        .Bind(plan.submitter)
                         .Run());
   }
   out.total_tasks = static_cast<int64_t>(plan.tasks.size());

@@ -51,6 +51,7 @@
 #include "common/layer_selector.h"
 #include "common/model_config.h"
 #include "common/model_fingerprint.h"
+#include "common/path_confinement.h"
 #include "common/status.h"
 #include "coordinator/drop_plan.h"
 #include "coordinator/job_params.h"
@@ -988,6 +989,15 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
     if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       return Invalid("model.path", absl::StrCat("'", rs.model().path(),
                                                 "' is not a directory"));
+    }
+    if (!options.model_root.empty()) {
+      // Every file read below (config.json, shards, index, tokenizer.json)
+      // must stay inside the root too, not only the directory.
+      absl::Status confined = CheckModelDirConfined(dir, {options.model_root});
+      if (!confined.ok()) {
+        return absl::Status(confined.code(),
+                            absl::StrCat("model.path: ", confined.message()));
+      }
     }
     auto info = ReadModelInfo(dir, options);
     if (!info.ok()) return Annotate(info.status(), "model.path");

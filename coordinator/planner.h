@@ -83,6 +83,9 @@ struct Plan {
   // Indices into resolved_spec.stages() of the derived stages (drop_plan),
   // planned later by PlanDerivedStage, in order.
   std::vector<int> deferred_stages;
+  // Who submits it (the service fills it from the call's Caller; the planner
+  // leaves it empty). Not part of sweep_id: the first submitter owns a sweep.
+  std::string submitter;
 };
 
 absl::StatusOr<Plan> PlanSweep(const sweepd::v1::SweepSpec& spec,

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <deque>
 #include <limits>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>
@@ -72,6 +73,12 @@ grpc::Status ValidateLeases(
 }
 
 class ServerImpl;
+class WatchReactor;
+
+void FinishDenied(grpc::ServerUnaryReactor* reactor, const grpc::Status& s) {
+  reactor->Finish(s);
+}
+void FinishDenied(WatchReactor* reactor, const grpc::Status& s);
 
 // ---- WatchSweep stream
 // ------------------------------------------------------------------
@@ -194,6 +201,26 @@ class ServerImpl : public CoordinatorServer {
 
   // Shared plumbing for the handlers.
   bool Draining() const { return shutting_down_.load(); }
+
+  // The first step of every handler: the caller if the authorizer lets the
+  // call through (or authorisation is off); else nullopt, and `reactor` has
+  // been finished with the denial.
+  template <typename Reactor>
+  std::optional<Caller> Admit(const grpc::CallbackServerContext& ctx, Rpc rpc,
+                              Reactor* reactor) {
+    Caller caller;
+    if (options_.authorizer != nullptr) {
+      absl::StatusOr<Caller> checked = options_.authorizer->Check(ctx, rpc);
+      if (!checked.ok()) {
+        FinishDenied(reactor, ToGrpc(checked.status()));
+        return std::nullopt;
+      }
+      caller = std::move(*checked);
+    }
+    handler_calls_.fetch_add(1);
+    return caller;
+  }
+  int64_t handler_calls() const override { return handler_calls_.load(); }
   ThreadPool& executor() { return executor_; }
   Ledger* ledger() { return ledger_; }
   LeaseScheduler* scheduler() { return scheduler_; }
@@ -223,15 +250,20 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::SubmitSweepRequest* req,
         v1::SubmitSweepResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      std::optional<Caller> caller =
+          s_->Admit(*ctx, Rpc::kSubmitSweep, reactor);
+      if (!caller.has_value()) return reactor;
       if (s_->Draining()) return Fail(reactor);
       if (!req->has_spec()) {
         reactor->Finish(Invalid("spec", "required"));
         return reactor;
       }
-      s_->executor().Schedule([this, req, resp, reactor] {
+      const std::string submitter = caller->name;
+      s_->executor().Schedule([this, req, resp, reactor, submitter] {
         absl::StatusOr<Plan> plan =
             PlanSweep(req->spec(), s_->options().planner);
         if (!plan.ok()) return reactor->Finish(ToGrpc(plan.status()));
+        plan->submitter = submitter;
         SWEEPD_LOG(INFO) << "planned sweep " << plan->sweep_id << " ('"
                          << plan->resolved_spec.name()
                          << "'): " << plan->tasks.size() << " tasks";
@@ -252,6 +284,7 @@ class ServerImpl : public CoordinatorServer {
                                        const v1::GetSweepRequest* req,
                                        v1::SweepStatus* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      if (!s_->Admit(*ctx, Rpc::kGetSweep, reactor)) return reactor;
       if (s_->Draining()) return Fail(reactor);
       if (req->sweep_id().empty()) {
         reactor->Finish(Invalid("sweep_id", "required"));
@@ -276,6 +309,7 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::ListSweepsRequest* req,
         v1::ListSweepsResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      if (!s_->Admit(*ctx, Rpc::kListSweeps, reactor)) return reactor;
       if (s_->Draining()) return Fail(reactor);
       s_->executor().Schedule([this, resp, reactor] {
         auto rows = s_->ledger()->ListSweeps();
@@ -295,6 +329,7 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx,
         const v1::WatchSweepRequest* req) override {
       auto* reactor = new WatchReactor(s_, req->sweep_id());
+      if (!s_->Admit(*ctx, Rpc::kWatchSweep, reactor)) return reactor;
       if (s_->Draining()) {
         reactor->FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                          "sweepd is shutting down"));
@@ -322,17 +357,46 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::CancelSweepRequest* req,
         v1::CancelSweepResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      std::optional<Caller> caller =
+          s_->Admit(*ctx, Rpc::kCancelSweep, reactor);
+      if (!caller.has_value()) return reactor;
       if (s_->Draining()) return Fail(reactor);
       if (req->sweep_id().empty()) {
         reactor->Finish(Invalid("sweep_id", "required"));
         return reactor;
       }
-      s_->scheduler()->CancelSweep(
-          req->sweep_id(), [resp, reactor](absl::StatusOr<int64_t> n) {
-            if (!n.ok()) return reactor->Finish(ToGrpc(n.status()));
-            resp->set_cancelled_tasks(*n);
-            reactor->Finish(grpc::Status::OK);
-          });
+      auto cancel = [this, req, resp, reactor] {
+        s_->scheduler()->CancelSweep(
+            req->sweep_id(), [resp, reactor](absl::StatusOr<int64_t> n) {
+              if (!n.ok()) return reactor->Finish(ToGrpc(n.status()));
+              resp->set_cancelled_tasks(*n);
+              reactor->Finish(grpc::Status::OK);
+            });
+      };
+      if (!caller->authenticated || caller->role == Role::kAdmin) {
+        cancel();
+        return reactor;
+      }
+      // Only the sweep's submitter (or an admin) may cancel it: the ledger
+      // read runs off the reactor.
+      s_->executor().Schedule([this, req, reactor, cancel, name = caller->name,
+                               peer = ctx->peer()] {
+        auto row = s_->ledger()->GetSweep(req->sweep_id());
+        if (row.ok() && row->submitter != name) {
+          SWEEPD_LOG(WARNING)
+              << "auth: denied " << RpcMethodName(Rpc::kCancelSweep)
+              << " of sweep " << req->sweep_id() << " from " << peer
+              << " (token '" << name << "'): submitted by '" << row->submitter
+              << "'";
+          return reactor->Finish(
+              grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                           absl::StrCat("sweep ", req->sweep_id(),
+                                        " was submitted by '", row->submitter,
+                                        "'; only its submitter or an "
+                                        "admin may cancel it")));
+        }
+        cancel();  // NOT_FOUND and ledger errors come from the cancel itself
+      });
       return reactor;
     }
 
@@ -340,6 +404,7 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::ListResultsRequest* req,
         v1::ListResultsResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      if (!s_->Admit(*ctx, Rpc::kListResults, reactor)) return reactor;
       if (s_->Draining()) return Fail(reactor);
       if (req->sweep_id().empty()) {
         reactor->Finish(Invalid("sweep_id", "required"));
@@ -388,6 +453,7 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest* req,
         v1::ListWorkersResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      if (!s_->Admit(*ctx, Rpc::kListWorkers, reactor)) return reactor;
       if (s_->Draining()) return Fail(reactor);
       for (auto& w : s_->scheduler()->ListWorkers())
         *resp->add_workers() = std::move(w);
@@ -412,6 +478,7 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* req,
         v1::RegisterWorkerResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      if (!s_->Admit(*ctx, Rpc::kRegisterWorker, reactor)) return reactor;
       if (s_->Draining()) return Fail(reactor);
       const auto& caps = req->capabilities();
       if (caps.gpu_count() < 0) {
@@ -438,6 +505,7 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::LeaseTasksRequest* req,
         v1::LeaseTasksResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      if (!s_->Admit(*ctx, Rpc::kLeaseTasks, reactor)) return reactor;
       if (s_->Draining()) return Fail(reactor);
       if (req->worker_id().empty()) {
         reactor->Finish(Invalid("worker_id", "required"));
@@ -464,6 +532,7 @@ class ServerImpl : public CoordinatorServer {
                                         const v1::HeartbeatRequest* req,
                                         v1::HeartbeatResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      if (!s_->Admit(*ctx, Rpc::kHeartbeat, reactor)) return reactor;
       if (s_->Draining()) return Fail(reactor);
       if (req->worker_id().empty()) {
         reactor->Finish(Invalid("worker_id", "required"));
@@ -492,6 +561,7 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::ReportResultRequest* req,
         v1::ReportResultResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      if (!s_->Admit(*ctx, Rpc::kReportResult, reactor)) return reactor;
       if (s_->Draining()) return Fail(reactor);
       grpc::Status v = grpc::Status::OK;
       if (req->worker_id().empty())
@@ -527,6 +597,7 @@ class ServerImpl : public CoordinatorServer {
         grpc::CallbackServerContext* ctx, const v1::ReleaseTasksRequest* req,
         v1::ReleaseTasksResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      if (!s_->Admit(*ctx, Rpc::kReleaseTasks, reactor)) return reactor;
       // Releases are accepted while draining: they hand work back.
       if (req->worker_id().empty()) {
         reactor->Finish(Invalid("worker_id", "required"));
@@ -663,6 +734,7 @@ class ServerImpl : public CoordinatorServer {
   LeaseScheduler* const scheduler_;
   const ServiceOptions options_;
   std::atomic<bool> shutting_down_{false};
+  std::atomic<int64_t> handler_calls_{0};
   ThreadPool executor_;
   CoordinatorHandlers coordinator_;
   GatewayHandlers gateway_;
@@ -718,6 +790,10 @@ void WatchReactor::Act(Action action) {
     case Action::kNothing:
       break;
   }
+}
+
+void FinishDenied(WatchReactor* reactor, const grpc::Status& s) {
+  reactor->FinishOnce(s);
 }
 
 void WatchReactor::OnDone() {

@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "coordinator/authorizer.h"
 #include "coordinator/ledger.h"
 #include "coordinator/planner.h"
 #include "coordinator/scheduler.h"
@@ -41,6 +42,10 @@ struct ServiceOptions {
   int64_t watch_interval_ms = 250;
   // Largest accepted request / sent response.
   int max_message_bytes = 64 << 20;
+  // Borrowed; checks every call before its handler does anything
+  // (coordinator/authorizer.h). Null = authorisation off: every call is let
+  // through and sweeps record no submitter.
+  Authorizer* authorizer = nullptr;
 };
 
 class CoordinatorServer {
@@ -64,6 +69,10 @@ class CoordinatorServer {
   // Stops the background loops and the executor (after
   // grpc::Server::Shutdown()).
   virtual void Stop() = 0;
+
+  // Calls whose handler ran past the authorisation check (all calls when
+  // authorisation is off): a denied call never moves it (tests).
+  virtual int64_t handler_calls() const = 0;
 };
 
 // True for "localhost", 127.0.0.0/8, "::1" and "[::1]" hosts of a HOST:PORT

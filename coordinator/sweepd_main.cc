@@ -5,6 +5,7 @@
 // sweepd::coordinator.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -20,6 +21,7 @@
 #include "common/file_digest_cache.h"
 #include "common/logging.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/server_security.h"
 #include "coordinator/service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070",
@@ -60,9 +62,23 @@ ABSL_FLAG(std::string, fingerprint_cache, sweepd::DefaultFileDigestCachePath(),
 ABSL_FLAG(int, snapshot_interval_s, 300,
           "Seconds between snapshots (with --snapshot-dir).");
 ABSL_FLAG(int, snapshot_keep, 3, "Snapshots kept in --snapshot-dir.");
-ABSL_FLAG(
-    bool, allow_insecure_remote, false,
-    "Allow plaintext gRPC on a non-loopback --listen address (insecure).");
+ABSL_FLAG(bool, allow_insecure_remote, false,
+          "Allow plaintext gRPC, or serving without --token-file, on a "
+          "non-loopback --listen address (insecure).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain served by the listener (with --tls-key); "
+          "re-read when it changes (docs/SECURITY.md: rotation).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle that client certificates must chain to (mutual TLS; "
+          "a presented certificate is verified).");
+ABSL_FLAG(bool, tls_require_client_cert, false,
+          "With --tls-client-ca: refuse clients without a valid certificate.");
+ABSL_FLAG(int, tls_refresh_s, 60,
+          "Seconds between re-reads of the --tls-* files.");
+ABSL_FLAG(std::string, token_file, "",
+          "Bearer tokens and their roles (NAME ROLE SHA256 [cert=ID] lines; "
+          "docs/SECURITY.md); re-read when it changes. Needs TLS.");
 
 namespace sweepd {
 namespace {
@@ -91,11 +107,20 @@ int Run() {
     std::cerr << "sweepd: --ledger PATH is required (see --help)\n";
     return 2;
   }
-  if (!IsLoopbackAddress(options.listen) &&
-      !absl::GetFlag(FLAGS_allow_insecure_remote)) {
-    std::cerr << "sweepd: --listen " << options.listen
-              << " is not a loopback address; plaintext gRPC there needs "
-                 "--allow-insecure-remote\n";
+  SecurityOptions& security = options.security;
+  security.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  security.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  security.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  security.tls.require_client_cert =
+      absl::GetFlag(FLAGS_tls_require_client_cert);
+  security.tls.refresh_interval_s =
+      static_cast<unsigned>(std::max(1, absl::GetFlag(FLAGS_tls_refresh_s)));
+  security.token_file = absl::GetFlag(FLAGS_token_file);
+  security.allow_insecure_remote = absl::GetFlag(FLAGS_allow_insecure_remote);
+  if (absl::Status s = CheckListenerSecurity(
+          options.listen, security, options.model_root, options.data_root);
+      !s.ok()) {
+    std::cerr << "sweepd: " << s.message() << "\n";
     return 2;
   }
   if (options.policy.lease_seconds <= 0) {
@@ -174,6 +199,8 @@ int main(int argc, char** argv) {
       "Usage: sweepd --ledger PATH [--listen HOST:PORT] [--port-file PATH] "
       "[--model-root DIR] [--data-root DIR] [--lease-seconds N] "
       "[--snapshot-dir DIR --snapshot-interval-s N --snapshot-keep N] "
+      "[--tls-cert PEM --tls-key PEM [--tls-client-ca PEM "
+      "[--tls-require-client-cert]]] [--token-file PATH] "
       "[--allow-insecure-remote]\n"
       "Flags may be written --flag=value or --flag value; dashes and "
       "underscores are "

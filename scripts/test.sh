@@ -31,7 +31,7 @@ tsa=${SWEEPD_TSA_BUILD_DIR:-$build-tsa}
 CC=clang CXX=clang++ cmake -S "$root" -B "$tsa" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
   -DSWEEPD_BUILD_TESTS=OFF "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety" >/dev/null
 mapfile -t tsa_objects < <(ninja -C "$tsa" -t targets all |
-  grep -oE '^coordinator/CMakeFiles/sweepd_coordinator\.dir/(ledger|scheduler|service|coordinator|snapshot|task_states|sweep_policy|thread_pool)[a-z_]*\.cc\.o' |
+  grep -oE '^coordinator/CMakeFiles/sweepd_coordinator\.dir/(ledger|scheduler|service|coordinator|snapshot|task_states|sweep_policy|thread_pool|auth|server_security)[a-z_]*\.cc\.o' |
   sort -u)
 if ((${#tsa_objects[@]} == 0)); then
   echo "test.sh: no coordinator objects found for the thread-safety build" >&2

@@ -17,6 +17,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "proto/tls_config.h"
 #include "worker/agent/agent.h"
 #include "worker/make_model_command.h"
 #include "worker/tokenize_command.h"
@@ -63,6 +64,16 @@ flags:
   --gpu-memory-bytes N        advertised memory per GPU (default 0; with --device cuda the
                               GPU's)
   --tp N                      tensor-parallel size of the engine, advertised (default 1)
+  --model-root DIR            only load models whose directory and files (config.json,
+                              tokenizer.json, shards, index) resolve under DIR, symlinks
+                              followed; repeatable (default: any path)
+  --data-root DIR             only read datasets that resolve under DIR; repeatable
+  --tls-ca PEM                connect with TLS, verifying sweepd's certificate against
+                              this CA bundle
+  --tls-cert PEM --tls-key PEM  client certificate and key (mutual TLS); re-read when
+                              they change
+  --token-file PATH           bearer token (first line) sent with every call (default:
+                              $SWEEPD_TOKEN); needs TLS, never sent in plaintext
   --fault-drop-report-reply P test fault switch: with probability P treat a successful
                               ReportResult as if its reply was lost and resend it (default 0)
   --seed N                    seed of backoff jitter and the fault switch (default: random)
@@ -166,6 +177,13 @@ int RunMain(int argc, char** argv) {
   add("--gpu-count", &options.capabilities.gpu_count);
   add("--gpu-memory-bytes", &options.capabilities.gpu_memory_bytes);
   add("--tp", &options.capabilities.tensor_parallel);
+  app.add_option("--model-root", worker.model_roots);
+  app.add_option("--data-root", worker.data_roots);
+  add("--tls-ca", &worker.tls.ca_file);
+  add("--tls-cert", &worker.tls.cert_file);
+  add("--tls-key", &worker.tls.key_file);
+  std::string token_file;
+  add("--token-file", &token_file);
   add("--fault-drop-report-reply", &options.fault_drop_report_reply);
   add("--seed", &options.seed);
   if (!ParseOrExplain(app, argc, argv)) return 2;
@@ -173,6 +191,15 @@ int RunMain(int argc, char** argv) {
     std::fputs(kRunUsage, stdout);
     return 0;
   }
+  const char* env_token = std::getenv("SWEEPD_TOKEN");
+  absl::StatusOr<std::string> token =
+      ReadClientToken(token_file, env_token != nullptr ? env_token : "");
+  if (!token.ok()) {
+    std::fprintf(stderr, "sweep-worker: %s\n",
+                 std::string(token.status().message()).c_str());
+    return 2;
+  }
+  worker.tls.token = *token;
   absl::Status valid = ValidateWorkerOptions(worker);
   if (!valid.ok()) {
     std::fprintf(stderr, "sweep-worker: %s\n",

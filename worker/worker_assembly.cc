@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/model_fingerprint.h"
+#include "common/path_confinement.h"
 #include "common/status.h"
 #include "worker/engine/device_stats.h"
 #include "worker/engine/engine.h"
@@ -59,6 +60,7 @@ absl::StatusOr<LmBackendOptions> LmBackendOptionsFor(
   backend.engine.gemm_tuning = *tuning;
   backend.engine.gemm_tuning_cache = options.gemm_tuning_cache;
   backend.model_fingerprint = model_fingerprint;
+  backend.model_roots = options.model_roots;
   return backend;
 }
 
@@ -66,6 +68,7 @@ LmExecutorOptions LmExecutorOptionsFor(const WorkerOptions& options) {
   LmExecutorOptions lm;
   lm.prefix_reuse = options.prefix_reuse == "on";
   lm.max_batch_tokens = options.max_batch_tokens;
+  lm.data_roots = options.data_roots;
   return lm;
 }
 
@@ -95,7 +98,16 @@ absl::StatusOr<WorkerAssembly> AssembleWorker(const WorkerOptions& options) {
   out.agent_options.drain_grace_ms =
       static_cast<int64_t>(options.drain_grace_s * 1000);
   AdvertiseDevice(options, &out.agent_options.capabilities);
+  ASSIGN_OR_RETURN(out.agent_options.credentials,
+                   MakeChannelCredentials(options.tls));
   if (!options.model_dir.empty()) {
+    absl::Status confined =
+        CheckModelDirConfined(options.model_dir, options.model_roots);
+    if (!confined.ok()) {
+      return absl::Status(confined.code(),
+                          absl::StrCat("--model ", options.model_dir, ": ",
+                                       confined.message()));
+    }
     auto fingerprint = ComputeModelFingerprint(
         options.model_dir, ModelFingerprintOptions::WithDefaultCache());
     if (!fingerprint.ok()) {

@@ -15,9 +15,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "proto/tls_config.h"
 #include "worker/agent/agent.h"
 #include "worker/jobs/executor.h"
 #include "worker/jobs/lm_executor.h"
@@ -44,11 +46,20 @@ struct WorkerOptions {
   int64_t prefix_budget_mb = 1024;  // per-rank device memory for prefixes
   int64_t max_batch_tokens = 4096;  // tokens per engine forward
   int cpu_threads = 0;              // 0 = the engine default
+  // --model-root / --data-root (repeatable): models and datasets are read only
+  // when they resolve under one of these, symlinks followed; the worker's own
+  // --model too. Empty = any path.
+  std::vector<std::string> model_roots;
+  std::vector<std::string> data_roots;
+  // --tls-ca / --tls-cert / --tls-key and the bearer token (--token-file or
+  // $SWEEPD_TOKEN): the credentials of the agent's channel.
+  ClientTlsOptions tls;
 };
 
 // INVALID_ARGUMENT naming the flag for options no worker can run with (a usage
 // error): --drain-grace-s < 0; with a model, a bad --dtype, --gemm-tuning,
-// --prefix-reuse or a negative --prefix-budget-mb.
+// --prefix-reuse or a negative --prefix-budget-mb; a token without TLS or bad
+// --tls-* files (tls_config.h).
 absl::Status ValidateWorkerOptions(const WorkerOptions& options);
 
 // The eval/probe engine and executor options for `options` (model_dir set),
@@ -64,8 +75,10 @@ struct WorkerAssembly {
   WorkerAgentOptions agent_options;
 };
 
-// Validates `options`, fingerprints the model (errors name "--model DIR"),
-// loads it and registers the executors.
+// Validates `options`, checks the model against --model-root
+// (PERMISSION_DENIED naming "--model DIR" and the file that leaves the roots),
+// fingerprints it (errors name "--model DIR"), loads it, registers the
+// executors and builds the channel credentials.
 absl::StatusOr<WorkerAssembly> AssembleWorker(const WorkerOptions& options);
 
 }  // namespace sweepd

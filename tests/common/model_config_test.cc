@@ -1,5 +1,8 @@
 #include "common/model_config.h"
 
+#include <sys/resource.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
@@ -253,6 +256,44 @@ TEST(HfConfigTest, ReaderErrorsNameTheFileAndField) {
               HasSubstr("c.json: field 'text_config' must be an object"));
   EXPECT_EQ(HfConfig::ReadFile("/nonexistent/config.json").status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// Peak resident memory of this process, bytes.
+int64_t PeakRssBytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return int64_t{usage.ru_maxrss} * 1024;
+}
+
+// Defect 8 (issue 13): num_hidden_layers 1000000000 used 4 GB and 9 s before
+// it was refused. Every size is checked before anything is allocated.
+TEST(ModelConfigTest, ImplausibleSizesAreRefusedBeforeAnyAllocation) {
+  const int64_t rss_before = PeakRssBytes();
+  const auto start = std::chrono::steady_clock::now();
+  for (const char* key :
+       {"num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size",
+        "num_attention_heads", "num_key_value_heads", "head_dim",
+        "global_head_dim", "max_position_embeddings"}) {
+    SCOPED_TRACE(key);
+    json j = TinyJson();
+    j.erase("layer_types");
+    j[key] = 1'000'000'000;
+    auto c = ModelConfig::FromJson(j.dump());
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(c.status().message(), HasSubstr(key));
+    EXPECT_THAT(c.status().message(), HasSubstr("at most"));
+  }
+  // Larger than an int: not silently truncated.
+  json j = TinyJson();
+  j["num_hidden_layers"] = 4'294'967'302LL;  // 2^32 + 6 (truncates to 6)
+  auto c = ModelConfig::FromJson(j.dump());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("num_hidden_layers"));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  EXPECT_LT(seconds, 1.0);
+  EXPECT_LT(PeakRssBytes() - rss_before, int64_t{64} << 20);
 }
 
 }  // namespace

@@ -130,8 +130,8 @@ TEST_F(LedgerTest, VersionOneDatabaseIsMigratedOnOpen) {
   // Turn the file back into a schema-v1 ledger.
   RawExec(path_,
           "DROP TABLE leases; DROP INDEX tasks_by_key; ALTER TABLE sweeps "
-          "DROP COLUMN deferred_stages; DELETE FROM schema_version WHERE "
-          "version >= 2;");
+          "DROP COLUMN deferred_stages; ALTER TABLE sweeps DROP COLUMN "
+          "submitter; DELETE FROM schema_version WHERE version >= 2;");
   Reopen();
   ASSERT_OK_AND_ASSIGN(version, ledger_->SchemaVersion());
   EXPECT_EQ(version, kLedgerSchemaVersion);

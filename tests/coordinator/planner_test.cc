@@ -25,6 +25,7 @@ namespace sweepd {
 namespace {
 
 namespace v1 = ::sweepd::v1;
+using ::sweepd::testing::IsOk;
 using ::sweepd::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
@@ -686,6 +687,64 @@ TEST_F(PlannerTest, PathsMustStayInsideTheRoots) {
   EXPECT_THAT(PlanSweep(missing_data, Options()),
               StatusIs(absl::StatusCode::kNotFound,
                        HasSubstr("datasets[0].path: 'nope.txt'")));
+}
+
+// Defect 7 (issue 13): the model directory was checked, its files were not.
+TEST_F(PlannerTest, ModelFilesSymlinkedOutsideTheRootAreRefused) {
+  const std::string outside = root_ + "/outside-files";
+  WriteModel(outside, 8, 4);
+  WriteFile(outside + "/tokenizer.json", "{}");
+
+  // config.json of a directory inside the root links outside it.
+  const std::string config_link = model_root_ + "/config-link";
+  ASSERT_EQ(mkdir(config_link.c_str(), 0755), 0);
+  WriteFile(config_link + "/model.safetensors", Safetensors("{}", ""));
+  ASSERT_EQ(symlink((outside + "/config.json").c_str(),
+                    (config_link + "/config.json").c_str()),
+            0);
+  v1::SweepSpec s = EvalSpec();
+  s.mutable_model()->set_path("config-link");
+  EXPECT_THAT(PlanSweep(s, Options()),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       AllOf(HasSubstr("model.path"), HasSubstr("config.json"),
+                             HasSubstr("outside"))));
+
+  // tokenizer.json links outside it.
+  const std::string tokenizer_link = model_root_ + "/tokenizer-link";
+  WriteModel(tokenizer_link, 8, 4);
+  ASSERT_EQ(symlink((outside + "/tokenizer.json").c_str(),
+                    (tokenizer_link + "/tokenizer.json").c_str()),
+            0);
+  s.mutable_model()->set_path("tokenizer-link");
+  EXPECT_THAT(
+      PlanSweep(s, Options()),
+      StatusIs(absl::StatusCode::kPermissionDenied,
+               AllOf(HasSubstr("tokenizer.json"), HasSubstr("outside"))));
+
+  // A weights shard links outside it.
+  const std::string shard_link = model_root_ + "/shard-link";
+  ASSERT_EQ(mkdir(shard_link.c_str(), 0755), 0);
+  WriteFile(shard_link + "/config.json",
+            "{\"num_hidden_layers\": 8, \"num_attention_heads\": 4}");
+  ASSERT_EQ(symlink((outside + "/model.safetensors").c_str(),
+                    (shard_link + "/model.safetensors").c_str()),
+            0);
+  s.mutable_model()->set_path("shard-link");
+  EXPECT_THAT(PlanSweep(s, Options()),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("model.safetensors")));
+
+  // Links that stay inside the root are fine (a Hugging Face cache's
+  // snapshots link into its blobs).
+  const std::string inside = model_root_ + "/inside-link";
+  ASSERT_EQ(mkdir(inside.c_str(), 0755), 0);
+  for (const char* name : {"config.json", "model.safetensors"}) {
+    ASSERT_EQ(symlink((model_root_ + "/tiny/" + name).c_str(),
+                      (inside + "/" + name).c_str()),
+              0);
+  }
+  s.mutable_model()->set_path("inside-link");
+  EXPECT_THAT(PlanSweep(s, Options()), IsOk());
 }
 
 // ---- Validation

@@ -710,6 +710,71 @@ TEST_F(LmExecutorTest, TaskErrorsAreReportedPerTask) {
   EXPECT_THAT(out.at(3).status().message(), HasSubstr("data.dataset"));
 }
 
+// A worker with --model-root / --data-root refuses a task's model or dataset
+// that resolves outside them, symlinks followed (issue 13, confinement).
+TEST_F(LmExecutorTest, ModelsAndDatasetsOutsideTheRootsAreRefused) {
+  const std::string allowed = Path("allowed");
+  ASSERT_TRUE(MakeDirs(allowed + "/data").ok());
+  ASSERT_TRUE(
+      engine::MakeRandomModel(SourceDir() + "/configs/models/gemma4-tiny.json",
+                              5, allowed + "/model")
+          .ok());
+  std::ofstream(allowed + "/data/prose.txt") << "Inside the data root.\n";
+  // A model directory inside the root whose config.json links outside it.
+  ASSERT_TRUE(MakeDirs(allowed + "/linked").ok());
+  for (const char* name : {"model.safetensors", "tokenizer.json"}) {
+    ASSERT_EQ(symlink((allowed + "/model/" + name).c_str(),
+                      (allowed + "/linked/" + name).c_str()),
+              0);
+  }
+  ASSERT_EQ(symlink(Path("model/config.json").c_str(),
+                    (allowed + "/linked/config.json").c_str()),
+            0);
+
+  LmBackendOptions bo;
+  bo.engine.model_dir = allowed + "/model";
+  bo.engine.cpu_threads_per_rank = 1;
+  bo.model_roots = {allowed};
+  auto backend = LmBackend::Create(bo);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  LmExecutorOptions opts;
+  opts.data_roots = {allowed + "/data"};
+  auto exec = LmExecutor::Create("eval", *backend, opts);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+
+  const json w = {{"context_length", 16}};
+  std::vector<TaskInput> tasks = {Task("eval", "inside", "prose.txt", w),
+                                  Task("eval", "outside-model", "prose.txt", w),
+                                  Task("eval", "linked-config", "prose.txt", w),
+                                  Task("eval", "outside-data", "prose.txt", w)};
+  Job(tasks[0]).model.path = allowed + "/model";
+  Job(tasks[0]).data.path = allowed + "/data/prose.txt";
+  Job(tasks[1]).model.path = Path("model");
+  Job(tasks[1]).data.path = allowed + "/data/prose.txt";
+  Job(tasks[2]).model.path = allowed + "/linked";
+  Job(tasks[2]).data.path = allowed + "/data/prose.txt";
+  Job(tasks[3]).model.path = allowed + "/model";
+  Outcomes out;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    FakeContext ctx;
+    (*exec)->RunGroup({tasks[i]}, ctx,
+                      [&](size_t, absl::StatusOr<TaskOutput> r) {
+                        out.emplace(i, std::move(r));
+                      });
+  }
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_TRUE(out.at(0).ok()) << out.at(0).status();
+  for (size_t i : {1, 2, 3}) {
+    SCOPED_TRACE(tasks[i].task_key);
+    ASSERT_FALSE(out.at(i).ok());
+    EXPECT_EQ(out.at(i).status().code(), absl::StatusCode::kPermissionDenied)
+        << out.at(i).status();
+    EXPECT_THAT(out.at(i).status().message(), HasSubstr("outside"));
+  }
+  EXPECT_THAT(out.at(2).status().message(), HasSubstr("config.json"));
+  EXPECT_THAT(out.at(3).status().message(), HasSubstr("data.dataset.path"));
+}
+
 TEST_F(LmExecutorTest, CancellationStopsTasks) {
   const json w = {{"context_length", 16}};
   std::vector<TaskInput> tasks = {

@@ -3,6 +3,8 @@
 // name the model directory.
 #include "worker/worker_assembly.h"
 
+#include <sys/stat.h>
+
 #include <string>
 #include <vector>
 
@@ -16,6 +18,7 @@ namespace {
 
 using ::sweepd::testing::IsOk;
 using ::sweepd::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -110,6 +113,30 @@ TEST(WorkerAssemblyTest, MissingModelNamesTheDirectory) {
   EXPECT_THAT(AssembleWorker(options),
               StatusIs(absl::StatusCode::kNotFound,
                        HasSubstr("--model " + options.model_dir)));
+}
+
+TEST(WorkerAssemblyTest, ModelOutsideTheModelRootsIsRefusedBeforeLoading) {
+  WorkerOptions options;
+  const std::string root = ::testing::TempDir() + "/assembly-root";
+  mkdir(root.c_str(), 0755);
+  options.model_roots = {root};
+  // Outside the root (and missing: the root check comes first).
+  options.model_dir = ::testing::TempDir() + "/elsewhere-model";
+  mkdir(options.model_dir.c_str(), 0755);
+  EXPECT_THAT(AssembleWorker(options),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       AllOf(HasSubstr("--model " + options.model_dir),
+                             HasSubstr("outside the root " + root))));
+}
+
+TEST(WorkerAssemblyTest, TokenWithoutTlsIsRefused) {
+  WorkerOptions options;
+  options.tls.token = "secret-token-value";
+  absl::StatusOr<WorkerAssembly> assembly = AssembleWorker(options);
+  EXPECT_THAT(assembly, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                 HasSubstr("over plaintext")));
+  EXPECT_THAT(assembly.status().message(),
+              ::testing::Not(HasSubstr("secret-token-value")));
 }
 
 }  // namespace

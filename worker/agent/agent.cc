@@ -805,7 +805,10 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(
         GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
         static_cast<int>(std::min<int64_t>(options.backoff_max_ms, 1'000)));
     channel = grpc::CreateCustomChannel(
-        options.coordinator, grpc::InsecureChannelCredentials(), args);
+        options.coordinator,
+        options.credentials != nullptr ? options.credentials
+                                       : grpc::InsecureChannelCredentials(),
+        args);
   }
   uint64_t seed = options.seed;
   if (seed == 0)

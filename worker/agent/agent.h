@@ -28,6 +28,7 @@
 
 namespace grpc {
 class Channel;
+class ChannelCredentials;
 }  // namespace grpc
 
 namespace sweepd {
@@ -47,6 +48,9 @@ struct WorkerAgentOptions {
   std::string coordinator = "127.0.0.1:7070";
   // Optional pre-made channel (tests).
   std::shared_ptr<grpc::Channel> channel;
+  // Credentials of the channel made to `coordinator` (TLS and the bearer
+  // token, proto/tls_config.h); null = plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
   // Human-readable worker name sent on registration.
   std::string name;
   WorkerCapabilityInfo capabilities;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/chat_format.h"
 #include "common/hash.h"
+#include "common/path_confinement.h"
 #include "common/status.h"
 #include "common/token_bans.h"
 #include "worker/engine/decode.h"
@@ -27,9 +28,15 @@ namespace {
 constexpr int64_t kMaxResultBytes = int64_t{3} << 20;
 
 // The inline prompts, then the shard's records.
-absl::StatusOr<std::vector<PromptSpec>> Prompts(const GenerateJobSpec& job) {
+absl::StatusOr<std::vector<PromptSpec>> Prompts(
+    const GenerateJobSpec& job, const std::vector<std::string>& data_roots) {
   std::vector<PromptSpec> prompts = job.prompts;
   if (!job.has_data) return prompts;
+  if (!data_roots.empty()) {
+    RETURN_IF_ERROR(
+        ConfinedRealPath(job.data.path, data_roots, "data.dataset.path")
+            .status());
+  }
   ASSIGN_OR_RETURN(std::vector<TextRecord> records,
                    ReadRecords(job.data.path, job.data.max_records));
   const auto [begin, end] =
@@ -111,7 +118,8 @@ absl::StatusOr<TaskOutput> GenerateExecutor::RunTask(const TaskInput& task,
   const Tokenizer& tok = *model.tokenizer;
   RETURN_IF_ERROR(
       CheckInterventions(job->interventions, job->intervention_fields, cfg));
-  ASSIGN_OR_RETURN(std::vector<PromptSpec> prompts, Prompts(*job));
+  ASSIGN_OR_RETURN(std::vector<PromptSpec> prompts,
+                   Prompts(*job, options_.data_roots));
   if (prompts.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(task.kind, ": the task has no prompts"));

@@ -27,6 +27,9 @@ struct GenerateExecutorOptions {
   int page_size = 16;
   // Borrowed; Clock::Real() when null. Measures wall_seconds.
   Clock* clock = nullptr;
+  // --data-root: a prompt dataset is read only when it resolves under one of
+  // these (common/path_confinement.h); empty = any path.
+  std::vector<std::string> data_roots;
 };
 
 class GenerateExecutor : public Executor {

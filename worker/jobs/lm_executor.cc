@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/path_confinement.h"
 #include "common/status.h"
 #include "common/version.h"
 #include "worker/jobs/dataset.h"
@@ -110,6 +111,11 @@ absl::StatusOr<LmBackend::Model> LmBackend::Acquire(const ModelRefSpec& ref) {
     return Model{engine_, tokenizer_};
   }
   if (engine_ != nullptr && same_model && dtype == dtype_) {
+    if (!options_.model_roots.empty()) {
+      RETURN_IF_ERROR(ConfinedRealPath(ref.tokenizer, options_.model_roots,
+                                       "model.tokenizer")
+                          .status());
+    }
     ASSIGN_OR_RETURN(std::shared_ptr<const Tokenizer> tok,
                      TokenizerLocked(ref.tokenizer));
     return Model{engine_, tok};
@@ -126,6 +132,12 @@ absl::StatusOr<LmBackend::Model> LmBackend::Acquire(const ModelRefSpec& ref) {
                              : (same_model && !options_.tokenizer_path.empty()
                                     ? options_.tokenizer_path
                                     : absl::StrCat(dir, "/tokenizer.json"));
+  RETURN_IF_ERROR(CheckModelDirConfined(dir, options_.model_roots));
+  if (!options_.model_roots.empty()) {
+    RETURN_IF_ERROR(
+        ConfinedRealPath(tokenizer, options_.model_roots, "model.tokenizer")
+            .status());
+  }
   SWEEPD_LOG(INFO) << "loading model " << dir << " ("
                    << engine::DTypeName(dtype) << ") for a task";
   absl::Status s = LoadLocked(dir, same_model ? fingerprint_ : ref.fingerprint,
@@ -595,6 +607,16 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
                "task ", tasks[i].task_key, ": data.dataset.path: required")));
       continue;
     }
+    if (!options_.data_roots.empty()) {
+      absl::StatusOr<std::string> data = ConfinedRealPath(
+          job->data.path, options_.data_roots, "data.dataset.path");
+      if (!data.ok()) {
+        sink(i, absl::Status(data.status().code(),
+                             absl::StrCat("task ", tasks[i].task_key, ": ",
+                                          data.status().message())));
+        continue;
+      }
+    }
     TaskRun run;
     run.index = i;
     static_cast<LmJobSpec&>(run.spec) = *job;
@@ -881,6 +903,7 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
   // generate and canary share the backend (one model in memory).
   GenerateExecutorOptions gen;
   gen.clock = executor_options.clock;
+  gen.data_roots = executor_options.data_roots;
   for (const char* kind : {kGenerateKind, kCanaryKind}) {
     ASSIGN_OR_RETURN(std::unique_ptr<GenerateExecutor> g,
                      GenerateExecutor::Create(kind, backend, gen));

@@ -49,6 +49,10 @@ struct LmBackendOptions {
   std::string model_fingerprint;
   // Tokenizer of the worker's model; "" = <model_dir>/tokenizer.json.
   std::string tokenizer_path;
+  // --model-root: a model a task names is loaded only when its directory and
+  // every file of it that is read resolve under one of these
+  // (common/path_confinement.h); empty = any path.
+  std::vector<std::string> model_roots;
 };
 
 class LmBackend {
@@ -102,6 +106,9 @@ struct LmExecutorOptions {
   int64_t max_batch_tokens = 4096;
   // Borrowed; Clock::Real() when null. Measures wall_seconds.
   Clock* clock = nullptr;
+  // --data-root: a dataset is read only when it resolves under one of these;
+  // empty = any path.
+  std::vector<std::string> data_roots;
 };
 
 // Runs groups of eval and/or probe tasks (a group may mix both; each task is
