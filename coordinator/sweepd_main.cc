@@ -64,6 +64,12 @@ ABSL_FLAG(
     bool, allow_insecure_remote, false,
     "Allow plaintext gRPC on a non-loopback --listen address (insecure).");
 
+ABSL_FLAG(std::string, metrics_listen, "",
+          "HOST:PORT of a Prometheus /metrics endpoint (port 0 picks one; "
+          "printed as 'sweepd metrics on HOST:PORT'); empty = none.");
+ABSL_FLAG(std::string, log_format, "text",
+          "Log lines as 'text' or 'json' (one JSON object per line).");
+
 namespace sweepd {
 namespace {
 
@@ -78,6 +84,14 @@ int Run() {
   options.snapshot_interval_ms =
       int64_t{absl::GetFlag(FLAGS_snapshot_interval_s)} * 1000;
   options.snapshot_keep = absl::GetFlag(FLAGS_snapshot_keep);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  LogFormat log_format;
+  if (!ParseLogFormat(absl::GetFlag(FLAGS_log_format), &log_format)) {
+    std::cerr << "sweepd: --log-format must be text or json, got '"
+              << absl::GetFlag(FLAGS_log_format) << "'\n";
+    return 2;
+  }
+  SetLogFormat(log_format);
   options.service.planner.default_dtype = absl::GetFlag(FLAGS_default_dtype);
   options.service.planner.fingerprint_cache =
       absl::GetFlag(FLAGS_fingerprint_cache);
@@ -122,6 +136,9 @@ int Run() {
   }
   const int port = (*coordinator)->port();
   std::cout << "sweepd listening on " << (*coordinator)->address() << std::endl;
+  if (const MetricsEndpoint* m = (*coordinator)->metrics_endpoint()) {
+    std::cout << "sweepd metrics on " << m->address() << std::endl;
+  }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {
     // Written to a temp name and renamed so readers never see a partial number.
@@ -174,7 +191,8 @@ int main(int argc, char** argv) {
       "Usage: sweepd --ledger PATH [--listen HOST:PORT] [--port-file PATH] "
       "[--model-root DIR] [--data-root DIR] [--lease-seconds N] "
       "[--snapshot-dir DIR --snapshot-interval-s N --snapshot-keep N] "
-      "[--allow-insecure-remote]\n"
+      "[--allow-insecure-remote] [--metrics-listen HOST:PORT] "
+      "[--log-format text|json]\n"
       "Flags may be written --flag=value or --flag value; dashes and "
       "underscores are "
       "equivalent (--port-file == --port_file).\n"

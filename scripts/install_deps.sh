@@ -7,9 +7,11 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsqlite3-dev sqlite3 libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
-  libtorch-dev libssl-dev)
+  libtorch-dev libssl-dev prometheus-cpp-dev libcivetweb-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium)
+  # promtool (the metrics test checks both /metrics expositions with it).
+  packages+=(prometheus)
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
   # clang: the -Wthread-safety build of the coordinator in scripts/test.sh.

@@ -25,6 +25,10 @@ CudaDeviceInfo DescribeCudaDevice(int device);
 // the last reset; -1 when the build has no libtorch CUDA support.
 int64_t DevicePeakAllocatedBytes(int device);
 void ResetDevicePeakAllocatedBytes(int device);
+// Bytes allocated now by libtorch's CUDA caching allocator on `device` (the
+// worker's GPU-memory-in-use metric); -1 when the build has no libtorch CUDA
+// support.
+int64_t DeviceAllocatedBytes(int device);
 
 namespace internal {
 

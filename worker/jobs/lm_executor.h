@@ -35,6 +35,7 @@
 #include "worker/engine/engine.h"
 #include "worker/jobs/executor.h"
 #include "worker/jobs/task.h"
+#include "worker/jobs/worker_metrics.h"
 
 namespace sweepd {
 
@@ -102,6 +103,9 @@ struct LmExecutorOptions {
   int64_t max_batch_tokens = 4096;
   // Borrowed; Clock::Real() when null. Measures wall_seconds.
   Clock* clock = nullptr;
+  // Borrowed; null = none. Every engine forward is recorded (layer-forwards,
+  // seconds).
+  WorkerMetrics* metrics = nullptr;
 };
 
 // Runs groups of eval and/or probe tasks (a group may mix both; each task is
