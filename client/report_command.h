@@ -19,7 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/ctl_commands.h"
-#include "client/report.h"
+#include "report/report.h"
 #include "sweepd/v1/coordinator.grpc.pb.h"
 
 namespace sweepd {

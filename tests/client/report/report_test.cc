@@ -1,7 +1,7 @@
 // Unit tests of the report model (BuildReportData) and the HTML it renders.
 // Expected numbers are worked out by hand in the comments next to them, from
 // the inputs of each test.
-#include "client/report.h"
+#include "report/report.h"
 
 #include <cmath>
 #include <string>

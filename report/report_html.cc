@@ -16,9 +16,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "client/report.h"
-#include "client/report_assets.h"
 #include "nlohmann/json.hpp"
+#include "report/report.h"
+#include "report/report_assets.h"
 
 namespace sweepd {
 namespace {
@@ -700,6 +700,13 @@ std::vector<std::string> ReportChartIds(const ReportData& data) {
   std::vector<std::string> ids;
   for (const Chart& chart : BuildPage(data).charts) ids.push_back(chart.id);
   return ids;
+}
+
+ReportFragment RenderReportFragment(const ReportData& data) {
+  Page page = BuildPage(data);
+  json specs = json::object();
+  for (const Chart& chart : page.charts) specs[chart.id] = chart.spec;
+  return ReportFragment{std::move(page.body), specs.dump()};
 }
 
 absl::StatusOr<std::string> RenderReportHtml(const ReportData& data) {

@@ -1,7 +1,7 @@
 // Report model: the layer study (coordinator/layer_profile.h) and drop plans
 // (coordinator/drop_plan.h) of one sweep, with its title and options.
 // Formulas: docs/REPORTS.md.
-#include "client/report.h"
+#include "report/report.h"
 
 #include <algorithm>
 #include <string>
