@@ -103,6 +103,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
       var tr = el('tr');
       tr.dataset.sweepId = s.sweep_id;
       tr.dataset.state = s.state;
+      tr.dataset.version = s.version;
+      tr.dataset.progress = s.progress;
       if (s.sweep_id === D.selected) tr.className = 'selected';
       tr.appendChild(el('td', s.sweep_id));
       tr.appendChild(el('td', s.name));
