@@ -30,6 +30,12 @@ void ResetDevicePeakAllocatedBytes(int device);
 // support.
 int64_t DeviceAllocatedBytes(int device);
 
+// Device-to-device copy bandwidth of `device` in bytes/s (read + write of a
+// 1 GiB buffer counted once each, median of 5 copies): the memory roofline
+// decode steps are measured against. 0 when the build has no libtorch CUDA
+// support.
+double MeasureCopyBandwidth(int device);
+
 namespace internal {
 
 // cudaStream_t of libtorch's current stream on `device` (nullptr = legacy
