@@ -59,13 +59,17 @@ def _credentials(tls):
 class Client:
     def __init__(self, address=None, token=None, tls=None, timeout=30.0):
         """address: HOST:PORT (default $SWEEPD_COORDINATOR, else 127.0.0.1:7070). token: sent
-        as `authorization: Bearer TOKEN` metadata on every call. tls: see _credentials."""
+        as `authorization: Bearer TOKEN` metadata on every call (sweepd's token roles); only
+        with tls (ValueError otherwise). tls: see _credentials."""
         from sweepd.v1 import coordinator_pb2_grpc
 
         self.address = address or os.environ.get("SWEEPD_COORDINATOR") or "127.0.0.1:7070"
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         creds = _credentials(tls)
+        if token and creds is None:
+            # As sweepctl and sweep-worker: a bearer token never travels in plaintext.
+            raise ValueError("refusing to send a bearer token over plaintext: pass tls=")
         options = [("grpc.max_receive_message_length", 64 << 20)]
         if creds is None:
             self._channel = grpc.insecure_channel(self.address, options=options)

@@ -96,6 +96,11 @@ def test_unreachable_coordinator_is_unavailable():
     assert e.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
+def test_a_token_needs_tls():
+    with pytest.raises(ValueError, match="plaintext"):
+        sweepd.Client("127.0.0.1:1", token="secret")
+
+
 def test_cancel_stops_a_long_sweep(client):
     sweep = client.submit(synthetic("py-cancel", 400, min_ms=100, max_ms=200))
     cancelled = client.cancel(sweep.sweep_id)
