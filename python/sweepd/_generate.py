@@ -1,7 +1,9 @@
 """Generates the Python protobuf and gRPC stubs of proto/sweepd/v1/*.proto into
-<out_root>/sweepd/v1/. Uses grpc_tools (Debian python3-grpc-tools) when importable, else
-the system protoc with grpc_python_plugin (Debian protobuf-compiler, protobuf-compiler-grpc).
-Called by setup.py at build/install time; the stubs are never committed."""
+<out_root>/sweepd/v1/ with Debian's protoc (protobuf-compiler 3.21, the version of the
+python3-protobuf runtime) and grpc_python_plugin (protobuf-compiler-grpc, the version of
+python3-grpcio) — both already build dependencies of sweepd. Debian's python3-grpc-tools is
+the fallback only: it bundles protoc 3.5.1, which rejects the proto3 `optional` fields that
+spec.proto has. Called by setup.py at build/install time; the stubs are never committed."""
 import glob
 import os
 import shutil
@@ -17,15 +19,16 @@ def generate(proto_root, out_root):
     out_dir = os.path.join(out_root, "sweepd", "v1")
     os.makedirs(out_dir, exist_ok=True)
     args = [f"-I{proto_root}", f"--python_out={out_root}", f"--grpc_python_out={out_root}"] + protos
-    try:
-        from grpc_tools import protoc  # noqa: F401
-
-        cmd = [sys.executable, "-m", "grpc_tools.protoc"] + args
-    except ImportError:
-        plugin = shutil.which("grpc_python_plugin")
-        if shutil.which("protoc") is None or plugin is None:
-            raise RuntimeError("need grpc_tools (python3-grpc-tools) or protoc + grpc_python_plugin")
+    plugin = shutil.which("grpc_python_plugin")
+    if shutil.which("protoc") is not None and plugin is not None:
         cmd = ["protoc", f"--plugin=protoc-gen-grpc_python={plugin}"] + args
+    else:
+        try:
+            from grpc_tools import protoc  # noqa: F401
+        except ImportError:
+            raise RuntimeError("need protoc + grpc_python_plugin (apt-get install protobuf-compiler "
+                               "protobuf-compiler-grpc) or grpc_tools")
+        cmd = [sys.executable, "-m", "grpc_tools.protoc"] + args
     subprocess.run(cmd, check=True)
     init = os.path.join(out_dir, "__init__.py")
     if not os.path.exists(init):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Python client's pytest suite (python/tests) against a live sweepd and workers
 # started by its fixtures from $SWEEPD_BUILD_DIR. Makes a venv with Debian's packages
-# (--system-site-packages: python3-grpcio, -protobuf, -grpc-tools, -pandas, -yaml, -tqdm,
+# (--system-site-packages: python3-grpcio, -protobuf, -pandas, -yaml, -tqdm,
 # -pytest, -matplotlib) in $SWEEPD_BUILD_DIR/python-venv and installs the package into it
 # with `pip install -e python/` (offline: --no-build-isolation, dependencies already there).
 # ctest runs it as python_client_test (label integration).
