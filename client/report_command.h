@@ -1,5 +1,5 @@
 // `sweepctl report`: fetches every TaskRecord of a sweep through ListResults
-// pages, builds the report model (client/report.h) and writes the
+// pages, builds the report model (report/report.h) and writes the
 // self-contained HTML file.
 //
 //   sweepctl report SWEEP --out report.html [--safety-weights BI,VAR,DELTA]

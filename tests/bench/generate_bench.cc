@@ -9,6 +9,7 @@
 // step time ÷ the measured device copy bandwidth.
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/tokenizer.h"
+#include "nlohmann/json.hpp"
 #include "worker/engine/decode.h"
 #include "worker/engine/device_stats.h"
 #include "worker/engine/engine.h"
@@ -67,6 +70,15 @@ int main(int argc, char** argv) {
   app.add_option("--new-tokens", new_tokens);
   app.add_option("--temperature", temperature);
   app.add_option("--page-size", page_size);
+  std::string prompts_jsonl;
+  int max_batch = 64;
+  app.add_option("--prompts-jsonl", prompts_jsonl,
+                 "instead of one random prompt: every record's `prompt` of "
+                 "this JSONL file, encoded with the model's tokenizer (<bos> "
+                 "first), --samples N each (one value), through one decode "
+                 "session of --max-batch sequences, as a generate task runs "
+                 "them (scripts/generate_scale.sh)");
+  app.add_option("--max-batch", max_batch);
   CLI11_PARSE(app, argc, argv);
   auto parsed = sweepd::engine::ParseDType(dtype);
   if (!parsed.ok()) {
@@ -105,6 +117,76 @@ int main(int argc, char** argv) {
         "device copy bandwidth: %.0f GB/s; weight read roofline: "
         "%.1f ms per step\n",
         bandwidth / 1e9, weight_bytes / opts.tp_size / bandwidth * 1e3);
+  }
+  if (!prompts_jsonl.empty()) {
+    if (ns.size() != 1 || opts.model_dir.empty()) {
+      std::fprintf(stderr,
+                   "--prompts-jsonl needs --model (for its tokenizer) and one "
+                   "--samples value\n");
+      return 2;
+    }
+    auto tok = sweepd::Tokenizer::FromFile(opts.model_dir + "/tokenizer.json");
+    if (!tok.ok()) {
+      std::fprintf(stderr, "%s\n", tok.status().ToString().c_str());
+      return 1;
+    }
+    std::vector<int32_t> stop;
+    for (const char* name : {"<eos>", "<end_of_turn>"}) {
+      if (auto id = (*tok)->TokenToId(name)) stop.push_back(*id);
+    }
+    std::ifstream in(prompts_jsonl);
+    std::string line;
+    std::vector<GenerationPrompt> prompts;
+    int64_t longest = 0;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      const nlohmann::json j = nlohmann::json::parse(line);
+      GenerationPrompt p;
+      auto ids = (*tok)->Encode(j.at("prompt").get<std::string>(),
+                                sweepd::BosPolicy::kOn);
+      if (!ids.ok()) {
+        std::fprintf(stderr, "%s\n", ids.status().ToString().c_str());
+        return 1;
+      }
+      p.tokens = *ids;
+      p.max_new_tokens = new_tokens;
+      p.stop_tokens = stop;
+      const int64_t index = static_cast<int64_t>(prompts.size());
+      for (int i = 0; i < ns[0]; ++i) {
+        sweepd::engine::SamplingParams sp;
+        sp.temperature = temperature;
+        sp.seed = sweepd::engine::SampleSeed(42, index, i);
+        p.samples.push_back(sp);
+      }
+      longest = std::max<int64_t>(longest, p.tokens.size());
+      prompts.push_back(std::move(p));
+    }
+    DecodeOptions d;
+    d.max_sequences = max_batch;
+    d.max_sequence_tokens = longest + new_tokens + 1;
+    d.page_size = page_size;
+    const absl::Time t0 = absl::Now();
+    auto session = (*engine)->StartDecode(d);
+    if (!session.ok()) {
+      std::fprintf(stderr, "%s\n", session.status().ToString().c_str());
+      return 1;
+    }
+    GenerationOptions g;
+    g.max_batch = max_batch;
+    auto st = Generate(session->get(), prompts, g);
+    const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
+    if (!st.ok()) {
+      std::fprintf(stderr, "%s\n", st.status().ToString().c_str());
+      return 1;
+    }
+    std::printf(
+        "engine alone: %zu prompts x %d samples, %lld tokens, %.3f s, "
+        "%.1f tok/s, %lld steps, max live %d (prefill %.3f s, decode %.3f s)\n",
+        prompts.size(), ns[0], static_cast<long long>(st->tokens), wall,
+        st->tokens / wall, static_cast<long long>(st->steps), st->max_live,
+        absl::ToDoubleSeconds(st->prefill_time),
+        absl::ToDoubleSeconds(st->decode_time));
+    return 0;
   }
   std::mt19937 rng(1234);
   GenerationPrompt prompt;

@@ -1,11 +1,11 @@
 // Internal to sweepd::engine: one rank's KV cache memory for a decode session
-// (docs/GENERATION.md, "KV cache"). Per decoder layer a pool of
-// [pages * page_size, kv_heads_local, head_dim] rows addressed by the flat
-// slots of PageTable. Sliding layers store K (after k_norm and RoPE) and V
-// (after v_norm). K = V layers (attention_k_eq_v) store V only: their K is
-// k_norm's weight times V (both norms share the raw projection's RMS), with
-// RoPE at the key's position, recomputed when attending. Skipped layers have
-// no pool.
+// (docs/GENERATION.md, "KV cache"). Per decoder layer a pool addressed by
+// the flat slots of PageTable. Sliding layers store K (after k_norm and RoPE)
+// and V (after v_norm), as [kv_heads_local, pages * page_size, head_dim] so a
+// row's gathered keys are contiguous per KV head. K = V layers
+// (attention_k_eq_v) store V only: their K is k_norm's weight times V (both
+// norms share the raw projection's RMS), with RoPE at the key's position,
+// recomputed when attending. Skipped layers have no pool.
 //
 // Ownership: owned by its session, one per rank; borrows the rank's shard.
 // Used on the rank's thread only.
@@ -48,8 +48,7 @@ class RankKvCache {
   // Attention of q [1, T, heads_local, head_dim] (one new token per row)
   // over each row's cached keys -> [1, T, heads_local, head_dim].
   at::Tensor Attend(const RankForward& f, int L, const at::Tensor& q,
-                    const GroupRows& rows, const LayerWeights& w,
-                    bool use_sdpa) const;
+                    const GroupRows& rows, const LayerWeights& w) const;
   // Copies whole pages (fork of a partially filled page).
   void CopyPages(const std::vector<PageCopy>& copies);
   int64_t bytes() const;

@@ -18,17 +18,19 @@ at::Tensor ToDevice(const std::vector<T>& v, at::ScalarType type,
       .to(device);
 }
 
-// (row, local column) pairs of the edits that fall into this rank's shard.
-std::pair<at::Tensor, at::Tensor> LocalEdits(const std::vector<int64_t>& rows,
-                                             const std::vector<int64_t>& tokens,
-                                             int64_t vocab_start,
-                                             int64_t vocab_len,
-                                             const at::Device& device,
-                                             at::Tensor* keep) {
+// Adds values[i] at (rows[i], tokens[i]) where the token falls into this
+// rank's shard. Without a host synchronisation: edits outside the shard add 0
+// to a clamped column.
+void AddLocal(at::Tensor& z, const std::vector<int64_t>& rows,
+              const std::vector<int64_t>& tokens, const at::Tensor& values,
+              int64_t vocab_start, int64_t vocab_len) {
+  const at::Device device = z.device();
   at::Tensor r = ToDevice(rows, at::kLong, device);
   at::Tensor t = ToDevice(tokens, at::kLong, device) - vocab_start;
-  *keep = t.ge(0).logical_and(t.lt(vocab_len));
-  return {r.masked_select(*keep), t.masked_select(*keep)};
+  at::Tensor mine = t.ge(0).logical_and(t.lt(vocab_len));
+  at::Tensor v = at::where(mine, values, at::zeros_like(values));
+  z.index_put_({r, t.clamp(0, std::max<int64_t>(0, vocab_len - 1))}, v,
+               /*accumulate=*/true);
 }
 
 // Row-wise minimum over ranks of int64 values.
@@ -59,18 +61,15 @@ SampledRows SampleRows(comm::Communicator* comm, const at::Tensor& z,
   at::Tensor zb = z;
   if (!batch.bias_row.empty() || !batch.ban_row.empty()) zb = z.clone();
   if (!batch.bias_row.empty()) {
-    at::Tensor keep;
-    auto [r, t] = LocalEdits(batch.bias_row, batch.bias_token, vocab_start,
-                             vocab_len, device, &keep);
-    at::Tensor v =
-        ToDevice(batch.bias_value, at::kFloat, device).masked_select(keep);
-    zb.index_put_({r, t}, v, /*accumulate=*/true);
+    AddLocal(zb, batch.bias_row, batch.bias_token,
+             ToDevice(batch.bias_value, at::kFloat, device), vocab_start,
+             vocab_len);
   }
   if (!batch.ban_row.empty()) {
-    at::Tensor keep;
-    auto [r, t] = LocalEdits(batch.ban_row, batch.ban_token, vocab_start,
-                             vocab_len, device, &keep);
-    zb.index_put_({r, t}, at::scalar_tensor(kNegInf, zb.options()));
+    AddLocal(zb, batch.ban_row, batch.ban_token,
+             at::full({static_cast<int64_t>(batch.ban_row.size())}, kNegInf,
+                      zb.options()),
+             vocab_start, vocab_len);
   }
 
   const at::Tensor temperature =
