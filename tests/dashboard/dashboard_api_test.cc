@@ -58,7 +58,9 @@ class DashboardApiTest : public ::testing::Test {
   }
   void TearDown() override {
     api_.reset();
-    if (coordinator_) EXPECT_TRUE(coordinator_->Shutdown().ok());
+    if (coordinator_) {
+      EXPECT_TRUE(coordinator_->Shutdown().ok());
+    }
   }
 
   // Leases one task and reports it done with one metric.
