@@ -1,5 +1,5 @@
 // `sweepctl report`: fetches every TaskRecord of a sweep through ListResults
-// pages, builds the report model (report/report.h) and writes the
+// pages, builds the report model (client/report.h) and writes the
 // self-contained HTML file.
 //
 //   sweepctl report SWEEP --out report.html [--safety-weights BI,VAR,DELTA]
@@ -19,7 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/ctl_commands.h"
-#include "report/report.h"
+#include "client/report.h"
 #include "sweepd/v1/coordinator.grpc.pb.h"
 
 namespace sweepd {

@@ -9,7 +9,7 @@
 #   absl::Span<const ::sweepd::EmbeddedFile> <ns>::<name>();
 #
 # with one entry per file, in the order given: {base name, contents}. `INCLUDE` is the header
-# that declares the function and ::sweepd::EmbeddedFile (see report/report_assets.h). The
+# that declares the function and ::sweepd::EmbeddedFile (see client/report_assets.h). The
 # contents are written as string literals of \x escapes, 64 bytes per line, so any byte
 # (NUL included) survives, and each file's contents are followed by a NUL that the size
 # excludes. The step re-runs when any input file or this script changes. Add OUTPUT to the

@@ -5,7 +5,7 @@
 // delta, criticality and the combined safety score). docs/REPORTS.md documents
 // every derived number; the metric rows read are those of docs/METRICS.md.
 //
-// Used by the report (report/report.h, which adds the drop plans and a
+// Used by the report (client/report.h, which adds the drop plans and a
 // title) and by the planner's derived drop_plan stages
 // (coordinator/drop_plan.h) alike, so neither depends on the other.
 //

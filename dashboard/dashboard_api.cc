@@ -11,13 +11,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/report.h"
+#include "client/report_assets.h"
 #include "coordinator/task_summary.h"
 #include "dashboard/dashboard_page.h"
 #include "nlohmann/json.hpp"
 #include "prometheus/collectable.h"
 #include "prometheus/text_serializer.h"
-#include "report/report.h"
-#include "report/report_assets.h"
 
 namespace sweepd {
 namespace {

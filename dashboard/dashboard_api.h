@@ -4,13 +4,13 @@
 //
 //   /                             the page (dashboard_page.h)
 //   /assets/<name>                the embedded Vega builds
-//   (report/report_assets.h) /api/sweeps                   sweeps: state,
+//   (client/report_assets.h) /api/sweeps                   sweeps: state,
 //   counts, progress, rate, ETA /api/workers                  workers: device,
 //   GPUs, TP, model, leases, last
 //                                 heartbeat, draining, live
 //   /api/sweeps/<id>/tasks        tasks, filtered by ?state=a,b &stage=S
 //                                 &intervention=TEXT (substring) &limit=N
-//   /api/sweeps/<id>/report       the sweep's report (report/report.h): body
+//   /api/sweeps/<id>/report       the sweep's report (client/report.h): body
 //                                 HTML and Vega-Lite specs, the same as
 //                                 `sweepctl report`; cached per sweep version
 //   /metrics                      the coordinator's Prometheus metrics

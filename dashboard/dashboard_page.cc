@@ -210,7 +210,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
       div.textContent = '';
       if (r.error) { div.appendChild(el('p', 'No report yet: ' + r.error, 'note')); }
       var body = document.createElement('div');
-      body.innerHTML = r.body;   // server-built HTML, every value escaped (report/report_html.cc)
+      body.innerHTML = r.body;   // server-built HTML, every value escaped (client/report_html.cc)
       div.appendChild(body);
       var charts = {};
       var runs = Object.keys(r.specs).map(function (id) {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "report/report.h"
+#include "client/report.h"
 #include "client/spec_loader.h"
 #include "common/fs.h"
 #include "coordinator/planner.h"

@@ -3,8 +3,8 @@
 // at build time by cmake/EmbedFiles.cmake (see client/CMakeLists.txt) and
 // lives in static storage for the whole program: the views never dangle.
 // Thread-safe (read-only).
-#ifndef SWEEPD_REPORT_REPORT_ASSETS_H_
-#define SWEEPD_REPORT_REPORT_ASSETS_H_
+#ifndef SWEEPD_CLIENT_REPORT_ASSETS_H_
+#define SWEEPD_CLIENT_REPORT_ASSETS_H_
 
 #include <string_view>
 
@@ -23,4 +23,4 @@ absl::Span<const EmbeddedFile> ReportAssets();
 
 }  // namespace sweepd
 
-#endif  // SWEEPD_REPORT_REPORT_ASSETS_H_
+#endif  // SWEEPD_CLIENT_REPORT_ASSETS_H_
