@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "coordinator/task_summary.h"
 #include "sweepd/v1/coordinator.pb.h"
 #include "sweepd/v1/task.pb.h"
 
@@ -32,11 +33,7 @@ std::string SweepStateName(sweepd::v1::SweepState state);
 // apart from worker/agent's JobKindName: tests link both libraries.)
 std::string JobKindLabel(sweepd::v1::JobKind kind);
 
-// "skip:3+mask_heads:4[0,1]"; "baseline" when empty. reinit prints its seed:
-// "reinit:5@seed=7".
-std::string InterventionSummary(const sweepd::v1::InterventionSet& set);
-// Sorted "name=value" pairs joined by ','; "" when none.
-std::string ParamsSummary(const sweepd::v1::TaskSpec& spec);
+// InterventionSummary and ParamsSummary: coordinator/task_summary.h.
 
 // One tidy row: a metric of a task (or, for a task without metrics, one row
 // with an empty metric and the task's error).

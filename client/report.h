@@ -109,6 +109,18 @@ absl::StatusOr<ReportData> BuildReportData(
 // INTERNAL if the embedded scripts are missing from the binary.
 absl::StatusOr<std::string> RenderReportHtml(const ReportData& data);
 
+// The report in parts, for a page that draws it itself (sweepd's live
+// dashboard, dashboard/): the body RenderReportHtml puts under its <h1>
+// (headings, tables, notes and one empty <div id="chart-..."> per chart) and
+// the Vega-Lite specs of those charts as one JSON object text keyed by div id.
+// The same sections, tables and specs as the HTML file; the scripts are not
+// included (ReportAssets() has them).
+struct ReportFragment {
+  std::string body_html;
+  std::string specs_json;
+};
+ReportFragment RenderReportFragment(const ReportData& data);
+
 // Ids of the chart divs RenderReportHtml draws for `data`, in page order.
 std::vector<std::string> ReportChartIds(const ReportData& data);
 

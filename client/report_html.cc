@@ -682,6 +682,13 @@ std::vector<std::string> ReportChartIds(const ReportData& data) {
   return ids;
 }
 
+ReportFragment RenderReportFragment(const ReportData& data) {
+  Page page = BuildPage(data);
+  json specs = json::object();
+  for (const Chart& chart : page.charts) specs[chart.id] = chart.spec;
+  return ReportFragment{std::move(page.body), specs.dump()};
+}
+
 absl::StatusOr<std::string> RenderReportHtml(const ReportData& data) {
   std::map<std::string, absl::string_view> assets;
   for (const EmbeddedFile& file : ReportAssets()) {

@@ -18,6 +18,10 @@ endif()
 # Header-only flag parsing of the subcommand CLIs (sweepctl, sweep-worker run|tokenize,
 # benches); sweepd keeps absl flags.
 find_package(CLI11 CONFIG REQUIRED)
+# Prometheus metrics (prometheus-cpp-dev) and the dashboard's HTTP server (libcivetweb-dev, the
+# same civetweb prometheus-cpp's Exposer serves /metrics with).
+find_package(prometheus-cpp CONFIG REQUIRED)
+find_package(civetweb CONFIG REQUIRED)
 if(SWEEPD_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

@@ -1,18 +1,37 @@
-// Minimal leveled logging to stderr (abseil 20220623 has no absl/log): one line per message
-// with UTC time, level, file:line. Thread-safe (each line is written with one fwrite).
-// SWEEPD_CHECK is for bugs in our own code only, never for outside input (docs/STYLE.md).
+// Minimal leveled logging to stderr (abseil 20220623 has no absl/log): one line
+// per message with UTC time, level, file:line, as text (default) or as a JSON
+// object per line (SetLogFormat(LogFormat::kJson), `--log-format json`; keys
+// ts, level, file, line, msg). Thread-safe (each line is written with one
+// fwrite; level and format are atomics). SWEEPD_CHECK is for bugs in our own
+// code only, never for outside input (docs/STYLE.md).
 #ifndef SWEEPD_COMMON_LOGGING_H_
 #define SWEEPD_COMMON_LOGGING_H_
 
 #include <sstream>
+#include <string>
 
 namespace sweepd {
 
-enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3, kFatal = 4 };
+enum class LogLevel {
+  kDebug = 0,
+  kInfo = 1,
+  kWarning = 2,
+  kError = 3,
+  kFatal = 4
+};
 
-// Messages below this level are dropped. Default kInfo; SWEEPD_LOG_LEVEL=debug|info|warning|error.
+// Messages below this level are dropped. Default kInfo;
+// SWEEPD_LOG_LEVEL=debug|info|warning|error.
 LogLevel MinLogLevel();
 void SetMinLogLevel(LogLevel level);
+
+// How lines are written. Default kText; SWEEPD_LOG_FORMAT=json|text sets the
+// start value.
+enum class LogFormat { kText = 0, kJson = 1 };
+LogFormat CurrentLogFormat();
+void SetLogFormat(LogFormat format);
+// "text" | "json" -> the format; false for anything else.
+bool ParseLogFormat(const std::string& name, LogFormat* format);
 
 class LogMessage {
  public:
@@ -22,6 +41,8 @@ class LogMessage {
 
  private:
   LogLevel level_;
+  const char* file_;  // base name, static storage
+  int line_;
   std::ostringstream stream_;
 };
 
@@ -37,16 +58,19 @@ struct LogVoidify {
 #define SWEEPD_LOG_LEVEL_ERROR ::sweepd::LogLevel::kError
 #define SWEEPD_LOG_LEVEL_FATAL ::sweepd::LogLevel::kFatal
 
-#define SWEEPD_LOG(level)                                          \
-  !(SWEEPD_LOG_LEVEL_##level >= ::sweepd::MinLogLevel())           \
-      ? (void)0                                                    \
-      : ::sweepd::LogVoidify() &                                   \
-            ::sweepd::LogMessage(SWEEPD_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
+#define SWEEPD_LOG(level)                                                      \
+  !(SWEEPD_LOG_LEVEL_##level >= ::sweepd::MinLogLevel())                       \
+      ? (void)0                                                                \
+      : ::sweepd::LogVoidify() &                                               \
+            ::sweepd::LogMessage(SWEEPD_LOG_LEVEL_##level, __FILE__, __LINE__) \
+                .stream()
 
-#define SWEEPD_CHECK(cond)                                                              \
-  (cond) ? (void)0                                                                      \
-         : ::sweepd::LogVoidify() &                                                     \
-               ::sweepd::LogMessage(::sweepd::LogLevel::kFatal, __FILE__, __LINE__).stream() \
+#define SWEEPD_CHECK(cond)                                                \
+  (cond) ? (void)0                                                        \
+         : ::sweepd::LogVoidify() &                                       \
+               ::sweepd::LogMessage(::sweepd::LogLevel::kFatal, __FILE__, \
+                                    __LINE__)                             \
+                       .stream()                                          \
                    << "Check failed: " #cond " "
 
 #endif  // SWEEPD_COMMON_LOGGING_H_

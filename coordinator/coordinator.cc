@@ -58,20 +58,27 @@ absl::Status Coordinator::Start() {
     }
   }
   const int64_t lease_ms = int64_t{options_.policy.lease_seconds} * 1000;
+  const int64_t worker_timeout_ms =
+      options_.worker_timeout_ms > 0 ? options_.worker_timeout_ms : lease_ms;
+  metrics_ = CoordinatorMetrics::Create(clock_, worker_timeout_ms);
 
   LedgerOptions ledger_options = options_.ledger;
+  ledger_options.commit_observer = [metrics = metrics_.get()](double s,
+                                                              int64_t ops) {
+    metrics->ObserveCommit(s, ops);
+  };
   ledger_options.clock = clock_;
   ledger_options.policy_defaults = options_.policy;
   ASSIGN_OR_RETURN(ledger_, Ledger::Open(options_.ledger_path, ledger_options));
 
   SchedulerOptions scheduler_options = options_.scheduler;
   scheduler_options.clock = clock_;
-  scheduler_options.worker_timeout_ms =
-      options_.worker_timeout_ms > 0 ? options_.worker_timeout_ms : lease_ms;
+  scheduler_options.worker_timeout_ms = worker_timeout_ms;
   // Leases loaded after a restart get their own lease length as grace
   // (restart_grace_ms = 0): the sweep's policy.lease_seconds, else the default.
   ASSIGN_OR_RETURN(scheduler_,
                    LeaseScheduler::Create(ledger_.get(), scheduler_options));
+  metrics_->AttachScheduler(scheduler_.get());
 
   ServiceOptions service_options = options_.service;
   service_options.clock = clock_;
@@ -87,6 +94,7 @@ absl::Status Coordinator::Start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, security.credentials, &port_);
   service_->ConfigureBuilder(&builder);
+  metrics_->AddToBuilder(&builder);
   if (options_.configure_server) options_.configure_server(builder);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
@@ -94,6 +102,11 @@ absl::Status Coordinator::Start() {
         absl::StrCat("cannot listen on ", options_.listen));
   }
   next_snapshot_ms_ = clock_->NowMs() + options_.snapshot_interval_ms;
+  if (!options_.metrics_listen.empty()) {
+    ASSIGN_OR_RETURN(metrics_endpoint_,
+                     MetricsEndpoint::Create(options_.metrics_listen,
+                                             metrics_->collectables()));
+  }
   return absl::OkStatus();
 }
 
@@ -122,6 +135,7 @@ absl::Status Coordinator::Tick() {
   if (written.ok()) {
     SWEEPD_LOG(INFO) << "snapshot written: " << *written;
     last_snapshot_ = *written;
+    metrics_->RecordSnapshot(now);
   } else {
     SWEEPD_LOG(WARNING) << "snapshot failed: " << written.status();
   }
@@ -138,6 +152,8 @@ absl::Status Coordinator::Shutdown(absl::Duration grace) {
     server_->Wait();
   }
   if (service_ != nullptr) service_->Stop();
+  metrics_endpoint_.reset();
+  if (metrics_ != nullptr) metrics_->DetachScheduler();
   // The scheduler waits for its lease writes; the ledger then drains and
   // closes.
   scheduler_.reset();

@@ -26,7 +26,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/metrics_endpoint.h"
 #include "coordinator/authorizer.h"
+#include "coordinator/coordinator_metrics.h"
 #include "coordinator/ledger.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/server_security.h"
@@ -60,6 +62,9 @@ struct CoordinatorOptions {
   std::string snapshot_dir;
   int64_t snapshot_interval_ms = 300'000;
   int snapshot_keep = 3;
+  // HOST:PORT of the Prometheus /metrics endpoint (sweepd --metrics-listen);
+  // empty = none. Port 0 picks a free port (metrics_endpoint()->port()).
+  std::string metrics_listen;
   // Borrowed; the one time source of the ledger, scheduler, services and
   // snapshot schedule.
   Clock* clock = Clock::Real();
@@ -89,6 +94,12 @@ class Coordinator {
   // Null when there is no token file.
   Authorizer* authorizer() { return authorizer_.get(); }
   grpc::Server* server() { return server_.get(); }
+  // Always present (the RPC interceptor and ledger observer feed it).
+  CoordinatorMetrics* metrics() { return metrics_.get(); }
+  // Null without options.metrics_listen.
+  const MetricsEndpoint* metrics_endpoint() const {
+    return metrics_endpoint_.get();
+  }
 
   // One maintenance pass: the ledger's health (its error when the writer
   // broke, and grpc.health.v1 then answers NOT_SERVING: the process should
@@ -109,6 +120,9 @@ class Coordinator {
 
   const CoordinatorOptions options_;
   Clock* const clock_;
+  // Declared first: destroyed after the server and ledger that feed it.
+  std::unique_ptr<CoordinatorMetrics> metrics_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LeaseScheduler> scheduler_;
   std::unique_ptr<Authorizer> authorizer_;

@@ -94,6 +94,11 @@ struct LedgerOptions {
   // Fencing tokens reserved (persisted) at a time for TakeReservedTokens; a new
   // block is persisted once less than half of the current one is left.
   int64_t token_block = 16384;
+  // Called on the writer thread after every successful COMMIT with the
+  // transaction's time (BEGIN to durable COMMIT, seconds) and its operation
+  // count (metrics: coordinator_metrics.h). Must be cheap and not call the
+  // ledger. Empty = none.
+  std::function<void(double seconds, int64_t operations)> commit_observer;
 };
 
 // A task row's scheduling state after a write: what the scheduler mirrors.

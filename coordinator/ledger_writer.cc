@@ -154,6 +154,10 @@ void LedgerImpl::RunBatch(std::vector<WriteOp>& batch) {
       stats_.max_commit_us = std::max<int64_t>(stats_.max_commit_us,
                                                micros(t_commit, t_committed));
     }
+    if (commit.ok() && options_.commit_observer) {
+      options_.commit_observer(micros(t_start, t_committed) / 1e6,
+                               static_cast<int64_t>(batch.size()));
+    }
   }
   // Callbacks run on the callback thread, in order, while this thread
   // starts the next transaction.

@@ -23,6 +23,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/server_security.h"
 #include "coordinator/service.h"
+#include "dashboard/dashboard_server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070",
           "HOST:PORT to serve on. Port 0 picks a free port; the chosen address "
@@ -80,6 +81,17 @@ ABSL_FLAG(std::string, token_file, "",
           "Bearer tokens and their roles (NAME ROLE SHA256 [cert=ID] lines; "
           "docs/SECURITY.md); re-read when it changes. Needs TLS.");
 
+ABSL_FLAG(std::string, metrics_listen, "",
+          "HOST:PORT of a Prometheus /metrics endpoint (port 0 picks one; "
+          "printed as 'sweepd metrics on HOST:PORT'); empty = none.");
+ABSL_FLAG(std::string, http_listen, "",
+          "HOST:PORT of the read-only web dashboard (sweeps, tasks, workers, "
+          "live report charts; also /metrics). Port 0 picks one, printed as "
+          "'sweepd dashboard on http://HOST:PORT/'; empty = none. A "
+          "non-loopback address needs --allow-insecure-remote.");
+ABSL_FLAG(std::string, log_format, "text",
+          "Log lines as 'text' or 'json' (one JSON object per line).");
+
 namespace sweepd {
 namespace {
 
@@ -94,6 +106,14 @@ int Run() {
   options.snapshot_interval_ms =
       int64_t{absl::GetFlag(FLAGS_snapshot_interval_s)} * 1000;
   options.snapshot_keep = absl::GetFlag(FLAGS_snapshot_keep);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  LogFormat log_format;
+  if (!ParseLogFormat(absl::GetFlag(FLAGS_log_format), &log_format)) {
+    std::cerr << "sweepd: --log-format must be text or json, got '"
+              << absl::GetFlag(FLAGS_log_format) << "'\n";
+    return 2;
+  }
+  SetLogFormat(log_format);
   options.service.planner.default_dtype = absl::GetFlag(FLAGS_default_dtype);
   options.service.planner.fingerprint_cache =
       absl::GetFlag(FLAGS_fingerprint_cache);
@@ -123,6 +143,14 @@ int Run() {
     std::cerr << "sweepd: " << s.message() << "\n";
     return 2;
   }
+  const std::string http_listen = absl::GetFlag(FLAGS_http_listen);
+  if (!http_listen.empty() && !IsLoopbackAddress(http_listen) &&
+      !absl::GetFlag(FLAGS_allow_insecure_remote)) {
+    std::cerr << "sweepd: --http-listen " << http_listen
+              << " is not a loopback address; the plaintext dashboard there "
+                 "needs --allow-insecure-remote\n";
+    return 2;
+  }
   if (options.policy.lease_seconds <= 0) {
     std::cerr << "sweepd: --lease-seconds must be > 0\n";
     return 2;
@@ -147,6 +175,25 @@ int Run() {
   }
   const int port = (*coordinator)->port();
   std::cout << "sweepd listening on " << (*coordinator)->address() << std::endl;
+  if (const MetricsEndpoint* m = (*coordinator)->metrics_endpoint()) {
+    std::cout << "sweepd metrics on " << m->address() << std::endl;
+  }
+  std::unique_ptr<DashboardServer> dashboard;
+  if (!http_listen.empty()) {
+    DashboardApiOptions api;
+    api.scheduler = (*coordinator)->scheduler();
+    api.ledger = (*coordinator)->ledger();
+    api.worker_timeout_ms = int64_t{options.policy.lease_seconds} * 1000;
+    api.metrics = (*coordinator)->metrics()->collectables();
+    auto server = DashboardServer::Create(http_listen, api);
+    if (!server.ok()) {
+      std::cerr << "sweepd: " << server.status() << "\n";
+      return 1;
+    }
+    dashboard = std::move(*server);
+    std::cout << "sweepd dashboard on http://" << dashboard->address() << "/"
+              << std::endl;
+  }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {
     // Written to a temp name and renamed so readers never see a partial number.
@@ -179,6 +226,7 @@ int Run() {
     }
   }
 
+  dashboard.reset();  // it reads the scheduler and ledger
   absl::Status closed = (*coordinator)->Shutdown();
   if (!closed.ok()) {
     SWEEPD_LOG(ERROR) << "closing the ledger: " << closed;
@@ -201,7 +249,8 @@ int main(int argc, char** argv) {
       "[--snapshot-dir DIR --snapshot-interval-s N --snapshot-keep N] "
       "[--tls-cert PEM --tls-key PEM [--tls-client-ca PEM "
       "[--tls-require-client-cert]]] [--token-file PATH] "
-      "[--allow-insecure-remote]\n"
+      "[--allow-insecure-remote] [--metrics-listen HOST:PORT] "
+      "[--http-listen HOST:PORT] [--log-format text|json]\n"
       "Flags may be written --flag=value or --flag value; dashes and "
       "underscores are "
       "equivalent (--port-file == --port_file).\n"

@@ -7,9 +7,16 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsqlite3-dev sqlite3 libre2-dev libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
-  libtorch-dev libssl-dev)
+  libtorch-dev libssl-dev prometheus-cpp-dev libcivetweb-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium)
+  # promtool (the metrics test checks both /metrics expositions with it).
+  packages+=(prometheus)
+  # The Python client (python/) and its tests: stubs generated with protoc +
+  # grpc_python_plugin (above), installed with pip -e into a venv over Debian's packages
+  # (python/tests/run_pytest.sh).
+  packages+=(python3 python3-venv python3-pip python3-setuptools python3-grpcio python3-protobuf
+    python3-pandas python3-yaml python3-tqdm python3-pytest python3-matplotlib)
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
   # clang: the -Wthread-safety build of the coordinator in scripts/test.sh.

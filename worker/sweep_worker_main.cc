@@ -18,8 +18,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "proto/tls_config.h"
+#include "common/metrics_endpoint.h"
 #include "worker/agent/agent.h"
 #include "worker/make_model_command.h"
+#include "worker/prometheus_worker_metrics.h"
 #include "worker/tokenize_command.h"
 #include "worker/worker_assembly.h"
 
@@ -77,6 +79,9 @@ flags:
   --fault-drop-report-reply P test fault switch: with probability P treat a successful
                               ReportResult as if its reply was lost and resend it (default 0)
   --seed N                    seed of backoff jitter and the fault switch (default: random)
+  --metrics-listen HOST:PORT  serve Prometheus /metrics there (port 0 picks one, printed as
+                              'sweep-worker metrics on HOST:PORT'; default: none)
+  --log-format text|json      log lines as text (default) or one JSON object per line
   --help                      this text
 )";
 
@@ -186,6 +191,9 @@ int RunMain(int argc, char** argv) {
   add("--token-file", &token_file);
   add("--fault-drop-report-reply", &options.fault_drop_report_reply);
   add("--seed", &options.seed);
+  std::string metrics_listen, log_format = "text";
+  add("--metrics-listen", &metrics_listen);
+  add("--log-format", &log_format);
   if (!ParseOrExplain(app, argc, argv)) return 2;
   if (help) {
     std::fputs(kRunUsage, stdout);
@@ -200,6 +208,31 @@ int RunMain(int argc, char** argv) {
     return 2;
   }
   worker.tls.token = *token;
+  LogFormat format;
+  if (!ParseLogFormat(log_format, &format)) {
+    std::fprintf(stderr, "sweep-worker: --log-format must be text or json\n");
+    return 2;
+  }
+  SetLogFormat(format);
+  // Metrics outlive the agent and executors that record into them.
+  std::unique_ptr<PrometheusWorkerMetrics> metrics;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint;
+  if (!metrics_listen.empty()) {
+    metrics = PrometheusWorkerMetrics::Create(
+        {MetricsModelName(worker), GpuMemoryProviderFor(worker)});
+    auto endpoint =
+        MetricsEndpoint::Create(metrics_listen, metrics->collectables());
+    if (!endpoint.ok()) {
+      std::fprintf(stderr, "sweep-worker: --metrics-listen: %s\n",
+                   endpoint.status().ToString().c_str());
+      return 1;
+    }
+    metrics_endpoint = std::move(*endpoint);
+    options.metrics = metrics.get();
+    std::printf("sweep-worker metrics on %s\n",
+                metrics_endpoint->address().c_str());
+    std::fflush(stdout);
+  }
   absl::Status valid = ValidateWorkerOptions(worker);
   if (!valid.ok()) {
     std::fprintf(stderr, "sweep-worker: %s\n",

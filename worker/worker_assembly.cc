@@ -69,7 +69,27 @@ LmExecutorOptions LmExecutorOptionsFor(const WorkerOptions& options) {
   lm.prefix_reuse = options.prefix_reuse == "on";
   lm.max_batch_tokens = options.max_batch_tokens;
   lm.data_roots = options.data_roots;
+  lm.metrics = options.agent.metrics;
   return lm;
+}
+
+std::function<std::vector<int64_t>()> GpuMemoryProviderFor(
+    const WorkerOptions& options) {
+  if (options.device != "cuda") return nullptr;
+  const int devices = std::max(1, options.agent.capabilities.tensor_parallel);
+  return [devices] {
+    std::vector<int64_t> bytes(devices);
+    for (int d = 0; d < devices; ++d)
+      bytes[d] = engine::DeviceAllocatedBytes(d);
+    return bytes;
+  };
+}
+
+std::string MetricsModelName(const WorkerOptions& options) {
+  std::string dir = options.model_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const size_t slash = dir.rfind('/');
+  return slash == std::string::npos ? dir : dir.substr(slash + 1);
 }
 
 namespace {

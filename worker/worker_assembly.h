@@ -13,6 +13,7 @@
 #define SWEEPD_WORKER_WORKER_ASSEMBLY_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,7 +32,7 @@ struct WorkerOptions {
   // Coordinator address, name, max_tasks, heartbeat, RPC deadline, advertised
   // capabilities, fault switch and seed. `registry` and `drain_grace_ms` are
   // set by AssembleWorker; capabilities.model_fingerprint too when model_dir is
-  // set.
+  // set. agent.metrics (borrowed, may be null) also reaches the LM executors.
   WorkerAgentOptions agent;
   // How long a draining worker lets running tasks finish, seconds (>= 0).
   double drain_grace_s = 30;
@@ -67,6 +68,16 @@ absl::Status ValidateWorkerOptions(const WorkerOptions& options);
 absl::StatusOr<LmBackendOptions> LmBackendOptionsFor(
     const WorkerOptions& options, const std::string& model_fingerprint);
 LmExecutorOptions LmExecutorOptionsFor(const WorkerOptions& options);
+
+// Device memory in use per rank's device for the worker's metrics
+// (prometheus_worker_metrics.h): libtorch's CUDA allocator with --device cuda,
+// null (no samples) on CPU.
+std::function<std::vector<int64_t>()> GpuMemoryProviderFor(
+    const WorkerOptions& options);
+
+// The `model_name` label of the worker's metrics: the --model directory's
+// name, empty without a model.
+std::string MetricsModelName(const WorkerOptions& options);
 
 struct WorkerAssembly {
   std::unique_ptr<ExecutorRegistry> registry;

@@ -10,7 +10,9 @@ packages=(libabsl-dev libabsl20220623 libc-ares-dev libc-ares2 libgrpc++-dev lib
   libgrpc-dev libgrpc29 libprotobuf-dev libprotobuf-lite32 libprotobuf32 libprotoc32 libre2-9
   libre2-dev libsqlite3-dev libsqlite3-0 protobuf-compiler protobuf-compiler-grpc libgtest-dev
   libgmock-dev googletest libssl-dev libssl3 zlib1g-dev zlib1g libyaml-cpp-dev libyaml-cpp0.7
-  nlohmann-json3-dev libcli11-dev libsystemd-dev libsystemd0 sqlite3 libreadline8)
+  nlohmann-json3-dev libcli11-dev libsystemd-dev libsystemd0 sqlite3 libreadline8
+  prometheus-cpp-dev libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprometheus-cpp-push1.0
+  libcivetweb-dev libcivetweb1 civetweb libcurl4-openssl-dev libcurl4)
 cd "$dest"
 missing=()
 for p in "${packages[@]}"; do

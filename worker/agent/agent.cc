@@ -337,6 +337,7 @@ void WorkerAgentImpl::Drain() {
   absl::MutexLock lock(&mu_);
   if (draining_) return;
   draining_ = true;
+  if (options_.metrics != nullptr) options_.metrics->RecordDrain();
   drain_deadline_ms_ = clock_->NowMs() + options_.drain_grace_ms;
   SWEEPD_LOG(INFO) << "draining: no more leases; running tasks get "
                    << options_.drain_grace_ms << " ms to finish";
@@ -615,6 +616,15 @@ void WorkerAgentImpl::HandleOutcome(const std::string& key,
       return;
     }
     it->second.state = LeaseState::kReporting;
+    if (options_.metrics != nullptr) {
+      const std::string kind = TaskKindOf(it->second.assignment.spec());
+      if (outcome.ok()) {
+        options_.metrics->RecordTaskDone(kind, outcome->wall_seconds);
+      } else {
+        options_.metrics->RecordTaskFailed(
+            kind, IsPermanentTaskError(outcome.status()));
+      }
+    }
     request.set_task_key(key);
     request.set_fencing_token(it->second.assignment.fencing_token());
   }
@@ -727,6 +737,9 @@ void WorkerAgentImpl::Release(const std::vector<std::string>& keys,
     if (s.ok()) {
       absl::MutexLock lock(&mu_);
       stats_.released += request.leases_size();
+      if (draining_ && options_.metrics != nullptr) {
+        options_.metrics->RecordPreemptedTasks(request.leases_size());
+      }
       SWEEPD_LOG(INFO) << "released " << request.leases_size() << " task(s) ("
                        << response.released() << " accepted): " << reason;
       break;

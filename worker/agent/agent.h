@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "worker/jobs/executor.h"
+#include "worker/jobs/worker_metrics.h"
 
 namespace grpc {
 class Channel;
@@ -78,6 +79,9 @@ struct WorkerAgentOptions {
   uint64_t seed = 0;
   // Borrowed; required.
   const ExecutorRegistry* registry = nullptr;
+  // Borrowed; null = no metrics. Task outcomes by kind, drains and tasks
+  // released while draining are recorded here.
+  WorkerMetrics* metrics = nullptr;
   // Borrowed; Clock::Real() when null. Timers (heartbeats, backoff, drain
   // grace) run on it.
   Clock* clock = nullptr;

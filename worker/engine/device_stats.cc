@@ -96,6 +96,17 @@ int64_t DevicePeakAllocatedBytes(int device) {
 #endif
 }
 
+int64_t DeviceAllocatedBytes(int device) {
+#if SWEEPD_ENGINE_TORCH_CUDA
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
+      static_cast<c10::DeviceIndex>(device));
+  return static_cast<int64_t>(stats.allocated_bytes[0].current);
+#else
+  (void)device;
+  return -1;
+#endif
+}
+
 void ResetDevicePeakAllocatedBytes(int device) {
 #if SWEEPD_ENGINE_TORCH_CUDA
   c10::cuda::CUDACachingAllocator::resetPeakStats(

@@ -25,6 +25,10 @@ CudaDeviceInfo DescribeCudaDevice(int device);
 // the last reset; -1 when the build has no libtorch CUDA support.
 int64_t DevicePeakAllocatedBytes(int device);
 void ResetDevicePeakAllocatedBytes(int device);
+// Bytes allocated now by libtorch's CUDA caching allocator on `device` (the
+// worker's GPU-memory-in-use metric); -1 when the build has no libtorch CUDA
+// support.
+int64_t DeviceAllocatedBytes(int device);
 
 // Device-to-device copy bandwidth of `device` in bytes/s (read + write of a
 // 1 GiB buffer counted once each, median of 5 copies): the memory roofline

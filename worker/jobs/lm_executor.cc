@@ -157,6 +157,15 @@ int64_t LmBackend::total_layer_forwards() const {
 
 namespace {
 
+// One engine forward into the worker's metrics (layer-forwards from the
+// engine's counter, read before and after).
+void RecordForward(WorkerMetrics* metrics, const engine::Engine& engine,
+                   int64_t layer_forwards_before, double seconds) {
+  if (metrics == nullptr) return;
+  metrics->RecordForward(engine.total_layer_forwards() - layer_forwards_before,
+                         seconds);
+}
+
 // One sequence fed to the engine: an eval window or a probe prompt/chunk.
 struct Sequence {
   int category = 0;  // index into the stream's categories; 0 = "all" only
@@ -799,8 +808,10 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
             }
           }
           const int64_t t0 = clock_->NowMs();
+          const int64_t layers0 = model->engine->total_layer_forwards();
           absl::StatusOr<engine::ForwardResult> r = model->engine->Forward(req);
           const double seconds = (clock_->NowMs() - t0) / 1000.0;
+          RecordForward(options_.metrics, *model->engine, layers0, seconds);
           if (!r.ok()) {
             for (TaskRun* t : active) {
               finish(*t, Annotate(r.status(), "unablated forward"));
@@ -849,8 +860,11 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
           req.start_layer = t->start_layer;
         }
         const int64_t t0 = clock_->NowMs();
+        const int64_t layers0 = model->engine->total_layer_forwards();
         absl::StatusOr<engine::ForwardResult> r = model->engine->Forward(req);
         t->seconds += (clock_->NowMs() - t0) / 1000.0;
+        RecordForward(options_.metrics, *model->engine, layers0,
+                      (clock_->NowMs() - t0) / 1000.0);
         if (!r.ok()) {
           finish(*t, r.status());
           continue;

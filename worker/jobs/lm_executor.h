@@ -35,6 +35,7 @@
 #include "worker/engine/engine.h"
 #include "worker/jobs/executor.h"
 #include "worker/jobs/task.h"
+#include "worker/jobs/worker_metrics.h"
 
 namespace sweepd {
 
@@ -109,6 +110,9 @@ struct LmExecutorOptions {
   // --data-root: a dataset is read only when it resolves under one of these;
   // empty = any path.
   std::vector<std::string> data_roots;
+  // Borrowed; null = none. Every engine forward is recorded (layer-forwards,
+  // seconds).
+  WorkerMetrics* metrics = nullptr;
 };
 
 // Runs groups of eval and/or probe tasks (a group may mix both; each task is

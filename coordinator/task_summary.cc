@@ -1,0 +1,70 @@
+// Task summaries. See task_summary.h.
+#include "coordinator/task_summary.h"
+
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace sweepd {
+namespace {
+
+namespace v1 = ::sweepd::v1;
+
+std::string ValueText(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::kIntValue:
+      return absl::StrCat(v.int_value());
+    case v1::Value::kDoubleValue:
+      return absl::StrFormat("%g", v.double_value());
+    case v1::Value::kStringValue:
+      return v.string_value();
+    case v1::Value::kBoolValue:
+      return v.bool_value() ? "true" : "false";
+    case v1::Value::KIND_NOT_SET:
+      break;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string InterventionSummary(const v1::InterventionSet& set) {
+  std::vector<std::string> parts;
+  for (const v1::Intervention& iv : set.interventions()) {
+    switch (iv.op_case()) {
+      case v1::Intervention::kSkip:
+        parts.push_back("skip:" + iv.skip().layers());
+        break;
+      case v1::Intervention::kZero:
+        parts.push_back("zero:" + iv.zero().layers());
+        break;
+      case v1::Intervention::kReinit:
+        parts.push_back(absl::StrCat("reinit:", iv.reinit().layers(),
+                                     "@seed=", iv.reinit().seed()));
+        break;
+      case v1::Intervention::kMaskHeads:
+        parts.push_back(
+            absl::StrCat("mask_heads:", iv.mask_heads().layer(), "[",
+                         absl::StrJoin(iv.mask_heads().heads(), ","), "]"));
+        break;
+      case v1::Intervention::OP_NOT_SET:
+        break;
+    }
+  }
+  return parts.empty() ? "baseline" : absl::StrJoin(parts, "+");
+}
+
+std::string ParamsSummary(const v1::TaskSpec& spec) {
+  std::map<std::string, std::string> sorted;
+  for (const auto& [name, value] : spec.params())
+    sorted[name] = ValueText(value);
+  std::vector<std::string> parts;
+  for (const auto& [name, text] : sorted)
+    parts.push_back(absl::StrCat(name, "=", text));
+  return absl::StrJoin(parts, ",");
+}
+
+}  // namespace sweepd

@@ -1,0 +1,18 @@
+// The dashboard's one HTML page (HTML, CSS and script in one string): polls
+// /api/sweeps and /api/workers every 2 s, shows the selected sweep's tasks
+// with state / stage / intervention filters and its report, drawn with the
+// Vega builds served from /assets/ (no CDN: works offline). The script keeps
+// window.__dashboard = {polls, lastError, selected, reportVersion, charts}
+// up to date for tests and the curious. Static storage; thread-safe.
+#ifndef SWEEPD_DASHBOARD_DASHBOARD_PAGE_H_
+#define SWEEPD_DASHBOARD_DASHBOARD_PAGE_H_
+
+#include <string>
+
+namespace sweepd {
+
+const std::string& DashboardPageHtml();
+
+}  // namespace sweepd
+
+#endif  // SWEEPD_DASHBOARD_DASHBOARD_PAGE_H_
