@@ -39,6 +39,7 @@ Coordinator::Coordinator(const CoordinatorOptions& options)
 Coordinator::~Coordinator() { Shutdown().IgnoreError(); }
 
 absl::Status Coordinator::Start() {
+  ASSIGN_OR_RETURN(lock_, LedgerLock::Acquire(options_.ledger_path));
   if (!options_.snapshot_dir.empty()) {
     absl::StatusOr<std::optional<std::string>> restored =
         RestoreNewestSnapshotIfMissing(options_.ledger_path,
@@ -80,11 +81,15 @@ absl::Status Coordinator::Start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
                            &port_);
+  // gRPC sets SO_REUSEPORT by default: a second sweepd on a port in use would
+  // bind it too and take half the connections. Binding a used port must fail.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   service_->ConfigureBuilder(&builder);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.listen));
+        absl::StrCat("cannot listen on ", options_.listen,
+                     " (is the port in use by another process?)"));
   }
   next_snapshot_ms_ = clock_->NowMs() + options_.snapshot_interval_ms;
   return absl::OkStatus();
@@ -139,6 +144,7 @@ absl::Status Coordinator::Shutdown(absl::Duration grace) {
     close_status_ = ledger_->Close();
     SWEEPD_LOG(INFO) << "ledger stats: " << FormatLedgerStats(stats);
   }
+  lock_.reset();
   return close_status_;
 }
 

@@ -3,13 +3,15 @@
 // check, and builds them in one order from one options struct, so sweepd's
 // main and the tests assemble the coordinator the same way.
 //
-// Lifecycle: Create() restores the newest snapshot onto a missing ledger (with
-// a snapshot directory), opens the ledger, loads the scheduler, creates the
-// services and starts serving on `listen`. Tick() is the maintenance pass the
-// owner runs periodically (sweepd: every second): it checks the ledger's
-// health and writes a snapshot when one is due on the injected Clock.
-// Shutdown() stops new calls, drains the server, stops the services and closes
-// the ledger; the destructor calls it when the owner did not.
+// Lifecycle: Create() takes the ledger's exclusive lock (a second coordinator
+// on the same ledger fails with FAILED_PRECONDITION naming the holder),
+// restores the newest snapshot onto a missing ledger (with a snapshot
+// directory), opens the ledger, loads the scheduler, creates the services and
+// starts serving on `listen`. Tick() is the maintenance pass the owner runs
+// periodically (sweepd: every second): it checks the ledger's health and writes
+// a snapshot when one is due on the injected Clock. Shutdown() stops new calls,
+// drains the server, stops the services and closes the ledger; the destructor
+// calls it when the owner did not.
 //
 // Thread-safety: Create, Tick and Shutdown are called from one owning thread;
 // the accessors are safe from any thread while the Coordinator lives. The
@@ -26,6 +28,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "coordinator/ledger.h"
+#include "coordinator/ledger_lock.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/service.h"
 #include "coordinator/sweep_policy.h"
@@ -98,6 +101,9 @@ class Coordinator {
 
   const CoordinatorOptions options_;
   Clock* const clock_;
+  // Held from before the restore until the ledger is closed: one coordinator
+  // per ledger.
+  std::unique_ptr<LedgerLock> lock_;
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LeaseScheduler> scheduler_;
   std::unique_ptr<CoordinatorServer> service_;

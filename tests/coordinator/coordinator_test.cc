@@ -78,5 +78,35 @@ TEST(CoordinatorTest, SnapshotsWhenDueOnItsClockAndRestoresOntoAMissingLedger) {
   EXPECT_EQ(*version, kLedgerSchemaVersion);
 }
 
+TEST(CoordinatorTest, SecondCoordinatorOnTheSameLedgerRefusesNamingTheHolder) {
+  CoordinatorOptions options;
+  options.ledger_path = TempPath("locked") + ".db";
+  auto first = StartTestCoordinator(options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = StartTestCoordinator(options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(second.status().message(),
+              HasSubstr(absl::StrCat("pid ", getpid(), " on host ")));
+  EXPECT_THAT(second.status().message(),
+              HasSubstr(options.ledger_path + ".lock"));
+  // The lock goes with the first coordinator's shutdown.
+  ASSERT_TRUE((*first)->Shutdown().ok());
+  auto third = StartTestCoordinator(options);
+  EXPECT_TRUE(third.ok()) << third.status();
+}
+
+TEST(CoordinatorTest, BindingAPortInUseFails) {
+  auto first = StartTestCoordinator(CoordinatorOptions());
+  ASSERT_TRUE(first.ok()) << first.status();
+  CoordinatorOptions options;
+  options.ledger_path = TempPath("other-ledger") + ".db";
+  options.listen = (*first)->address();
+  auto second = Coordinator::Create(options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(
+      second.status().message(),
+      HasSubstr(absl::StrCat("cannot listen on ", (*first)->address())));
+}
+
 }  // namespace
 }  // namespace sweepd

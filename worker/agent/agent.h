@@ -3,12 +3,15 @@
 // key, runs each group through the ExecutorRegistry's executor on an executor
 // thread, heartbeats on its own thread (renewing leases, carrying progress,
 // receiving cancellations) and reports every outcome with the lease's fencing
-// token, resending on UNAVAILABLE / DEADLINE_EXCEEDED (the coordinator drops
-// duplicates). Drain() (SIGTERM) stops leasing, lets the running group finish
-// within the drain grace or releases what is unfinished, releases
-// leased-but-not-started tasks and makes Run() return OK. When the coordinator
-// is away the agent retries with capped, jittered exponential backoff and
-// re-registers if the coordinator no longer knows it. Every RPC has a deadline.
+// token, resending on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED (the
+// coordinator drops duplicates; a result is kept until a coordinator gave a
+// verdict on it, across coordinator restarts). Drain() (SIGTERM) stops leasing,
+// lets the running group finish within the drain grace or releases what is
+// unfinished, releases leased-but-not-started tasks and makes Run() return OK.
+// When the coordinator is away the agent retries with capped, jittered
+// exponential backoff, cut short (and started over) as soon as its channel
+// reconnects, and re-registers if the coordinator no longer knows it. Every RPC
+// has a deadline.
 //
 // Ownership: the agent borrows the ExecutorRegistry and the Clock (both must
 // outlive it) and owns its channel, threads and leases. Thread-safety: Run() is
