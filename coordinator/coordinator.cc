@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "coordinator/snapshot.h"
+#include "coordinator/task_states.h"
 #include "grpcpp/health_check_service_interface.h"
 
 namespace sweepd {
@@ -43,7 +44,7 @@ absl::Status Coordinator::Start() {
   if (!options_.snapshot_dir.empty()) {
     absl::StatusOr<std::optional<std::string>> restored =
         RestoreNewestSnapshotIfMissing(options_.ledger_path,
-                                       options_.snapshot_dir);
+                                       options_.snapshot_dir, clock_->NowMs());
     if (!restored.ok()) {
       return Annotate(restored.status(), "restoring a snapshot");
     }
@@ -110,20 +111,48 @@ absl::Status Coordinator::Tick() {
     return health;
   }
   if (options_.snapshot_dir.empty()) return absl::OkStatus();
+  const bool milestone = SweepMilestoneReached();
+  if (milestone) {
+    Snapshot("a sweep or stage finished");
+  } else if (clock_->NowMs() >= next_snapshot_ms_) {
+    Snapshot("interval");
+  }
+  return absl::OkStatus();
+}
+
+bool Coordinator::SweepMilestoneReached() {
+  bool reached = false;
+  std::map<std::string, std::pair<bool, int64_t>> marks;
+  for (const SweepSummary& sweep : scheduler_->ListSweeps()) {
+    const bool final_state = IsFinalSweepState(sweep.state);
+    const int64_t tasks = sweep.counts.total();
+    auto it = sweep_marks_.find(sweep.sweep_id);
+    if (it != sweep_marks_.end() &&
+        ((final_state && !it->second.first) || tasks > it->second.second)) {
+      reached = true;
+    }
+    marks[sweep.sweep_id] = {final_state, tasks};
+  }
+  sweep_marks_ = std::move(marks);
+  return reached;
+}
+
+void Coordinator::Snapshot(const char* why) {
   const int64_t now = clock_->NowMs();
-  if (now < next_snapshot_ms_) return absl::OkStatus();
   next_snapshot_ms_ = now + options_.snapshot_interval_ms;
+  const int64_t transactions = ledger_->stats().transactions;
   SnapshotOptions snap;
   snap.dir = options_.snapshot_dir;
   snap.keep = options_.snapshot_keep;
   absl::StatusOr<std::string> written = WriteSnapshot(*ledger_, snap, now);
   if (written.ok()) {
-    SWEEPD_LOG(INFO) << "snapshot written: " << *written;
+    SWEEPD_LOG(INFO) << "snapshot written (" << why << "): " << *written;
     last_snapshot_ = *written;
+    snapshot_transactions_ = transactions;
   } else {
-    SWEEPD_LOG(WARNING) << "snapshot failed: " << written.status();
+    SWEEPD_LOG(WARNING) << "snapshot failed (" << why
+                        << "): " << written.status();
   }
-  return absl::OkStatus();
 }
 
 absl::Status Coordinator::Shutdown(absl::Duration grace) {
@@ -139,6 +168,13 @@ absl::Status Coordinator::Shutdown(absl::Duration grace) {
   // The scheduler waits for its lease writes; the ledger then drains and
   // closes.
   scheduler_.reset();
+  if (ledger_ != nullptr && !options_.snapshot_dir.empty() &&
+      ledger_->health().ok() &&
+      ledger_->stats().transactions != snapshot_transactions_) {
+    // Everything is drained: the last state of this process, for a box that
+    // may not come back.
+    Snapshot("shutdown");
+  }
   if (ledger_ != nullptr) {
     const LedgerStats stats = ledger_->stats();
     close_status_ = ledger_->Close();

@@ -9,9 +9,12 @@
 // directory), opens the ledger, loads the scheduler, creates the services and
 // starts serving on `listen`. Tick() is the maintenance pass the owner runs
 // periodically (sweepd: every second): it checks the ledger's health and writes
-// a snapshot when one is due on the injected Clock. Shutdown() stops new calls,
-// drains the server, stops the services and closes the ledger; the destructor
-// calls it when the owner did not.
+// a snapshot when one is due on the injected Clock, or when a sweep reached a
+// final state or a derived stage was planned (its previous stage finished)
+// since the last pass. Shutdown() stops new calls, drains the server, stops the
+// services, writes a last snapshot when the ledger changed since the previous
+// one (sweepd: on SIGTERM) and closes the ledger; the destructor calls it when
+// the owner did not.
 //
 // Thread-safety: Create, Tick and Shutdown are called from one owning thread;
 // the accessors are safe from any thread while the Coordinator lives. The
@@ -20,8 +23,10 @@
 #define SWEEPD_COORDINATOR_COORDINATOR_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -87,7 +92,7 @@ class Coordinator {
   // exit so a supervisor restarts it), then a snapshot when one is due. A
   // failed snapshot is logged, not returned.
   absl::Status Tick();
-  // The last snapshot Tick wrote; empty if none.
+  // The last snapshot Tick or Shutdown wrote; empty if none.
   const std::string& last_snapshot() const { return last_snapshot_; }
 
   // Stops new calls (UNAVAILABLE), shuts the server down (in-flight calls get
@@ -98,6 +103,11 @@ class Coordinator {
  private:
   explicit Coordinator(const CoordinatorOptions& options);
   absl::Status Start();
+  // True when a sweep reached a final state or gained tasks (a derived stage
+  // was planned) since the last call.
+  bool SweepMilestoneReached();
+  // Writes a snapshot now (failures are logged) and restarts the interval.
+  void Snapshot(const char* why);
 
   const CoordinatorOptions options_;
   Clock* const clock_;
@@ -111,6 +121,10 @@ class Coordinator {
   int port_ = 0;
   int64_t next_snapshot_ms_ = 0;
   std::string last_snapshot_;
+  // Ledger transactions committed when the last snapshot was written.
+  int64_t snapshot_transactions_ = -1;
+  // Per sweep: whether it was final, and its task count, at the last Tick.
+  std::map<std::string, std::pair<bool, int64_t>> sweep_marks_;
   bool shut_down_ = false;
   absl::Status close_status_;
 };
