@@ -815,6 +815,11 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(
         ", idle_poll_ms=", options.idle_poll_ms,
         ", wait_slice_ms=", options.wait_slice_ms, ")"));
   }
+  if (options.connect_timeout_ms < 50) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "WorkerAgentOptions.connect_timeout_ms must be >= 50, got ",
+        options.connect_timeout_ms));
+  }
   if (!(options.fault_drop_report_reply >= 0.0 &&
         options.fault_drop_report_reply < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -833,7 +838,15 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(
     // the agent sees it serve again); the agent's own backoff paces the calls
     // and ends when the channel reconnects (PauseBeforeRetry).
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    // gRPC's name for the connect timeout: how long one connection attempt
+    // (TCP, TLS, HTTP/2 handshake) may take before a new one (from a new
+    // source port) starts. After a coordinator is killed its side of every
+    // old connection sits in TIME_WAIT; a reconnect that the kernel gives the
+    // same source port hits it, is answered with a bare ACK and waits for the
+    // SYN retransmission (1 s, then 2 s): seen as ~2 s stalls after restarts.
+    // A short attempt timeout moves on to another port instead.
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                static_cast<int>(options.connect_timeout_ms));
     args.SetInt(
         GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
         static_cast<int>(std::min<int64_t>(options.backoff_max_ms, 250)));

@@ -63,6 +63,11 @@ struct WorkerAgentOptions {
   int64_t drain_grace_ms = 30'000;
   // Deadline of every RPC.
   int64_t rpc_deadline_ms = 10'000;
+  // How long one connection attempt to the coordinator (TCP + TLS + HTTP/2
+  // handshakes) may take before the next one starts. Short, so a reconnect
+  // stuck on the killed coordinator's TIME_WAIT sockets moves on quickly;
+  // raise it above the handshake time of slow (cross-region) links.
+  int64_t connect_timeout_ms = 500;
   // Reconnect / resend backoff: initial * 2^n, capped at max, times a jitter in
   // [0.8, 1.2).
   int64_t backoff_initial_ms = 100;
