@@ -295,6 +295,10 @@ class ServerImpl : public CoordinatorServer {
         reactor->Finish(Invalid("spec", "required"));
         return reactor;
       }
+      if (absl::Status writable = s_->ledger()->writable(); !writable.ok()) {
+        reactor->Finish(ToGrpc(writable));  // disk full: nothing can be stored
+        return reactor;
+      }
       const size_t spec_bytes = req->spec().ByteSizeLong();
       if (static_cast<int64_t>(spec_bytes) > s_->options().max_spec_bytes) {
         reactor->Finish(Invalid(
