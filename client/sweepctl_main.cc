@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "client/ctl_commands.h"
+#include "client/ledger_command.h"
 #include "client/report_command.h"
 #include "common/clock.h"
 
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
   if (const char* addr = std::getenv("SWEEPD_COORDINATOR"))
     env.env_coordinator = addr;
   sweepd::RegisterCtlCommand(sweepd::ReportCtlCommand());
+  sweepd::RegisterCtlCommand(sweepd::BackupCtlCommand());
+  sweepd::RegisterCtlCommand(sweepd::RestoreCtlCommand());
   return sweepd::RunSweepctl(std::vector<std::string>(argv + 1, argv + argc),
                              env);
 }
