@@ -8,6 +8,13 @@ find_package(gRPC CONFIG REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(yaml-cpp REQUIRED)
+# RE2 (libre2-dev, which gRPC depends on too): the regex verifier (worker/verify). gRPC's CMake
+# config usually defines re2::re2 already.
+if(NOT TARGET re2::re2)
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
+  add_library(re2::re2 ALIAS PkgConfig::RE2)
+endif()
 # Header-only flag parsing of the subcommand CLIs (sweepctl, sweep-worker run|tokenize,
 # benches); sweepd keeps absl flags.
 find_package(CLI11 CONFIG REQUIRED)

@@ -36,7 +36,8 @@ const std::vector<JobParam>& ParamsOf(v1::JobKind kind) {
   static const std::vector<JobParam> kGenerate = {
       {"samples", T::kInt},        {"max_new_tokens", T::kInt},
       {"temperature", T::kDouble}, {"top_k", T::kInt},
-      {"top_p", T::kDouble},       {"bos", T::kString}};
+      {"top_p", T::kDouble},       {"bos", T::kString},
+      {"min_p", T::kDouble}};
   static const std::vector<JobParam> kCanary = {{"max_new_tokens", T::kInt},
                                                 {"bos", T::kString}};
   static const std::vector<JobParam> kNone;
@@ -163,6 +164,8 @@ absl::Status ApplyJobParam(v1::SweepSpec* spec, const std::string& name,
       job->set_temperature(AsDouble(v));
     } else if (name == "top_p") {
       job->set_top_p(AsDouble(v));
+    } else if (name == "min_p") {
+      job->set_min_p(AsDouble(v));
     } else if (name == "bos") {
       job->set_bos(v.string_value());
     }

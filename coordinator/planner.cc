@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -702,8 +703,71 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
       return absl::OkStatus();
     case v1::SweepSpec::kGenerate: {
       auto* job = spec->mutable_generate();
-      if (job->prompts_size() == 0)
-        return Invalid("generate.prompts", "at least one prompt");
+      if (job->prompts_size() == 0 && spec->datasets_size() == 0) {
+        return Invalid("generate.prompts",
+                       "at least one prompt (or a JSONL dataset of prompts)");
+      }
+      if (job->references_size() != 0 &&
+          job->references_size() != job->prompts_size()) {
+        return Invalid("generate.references",
+                       absl::StrCat(job->references_size(), " references for ",
+                                    job->prompts_size(), " prompts"));
+      }
+      if (!(job->min_p() >= 0.0 && job->min_p() < 1.0)) {
+        return Invalid("generate.min_p",
+                       absl::StrCat(job->min_p(), " must be in [0, 1)"));
+      }
+      for (int i = 0; i < job->ban_strings_size(); ++i) {
+        if (job->ban_strings(i).empty()) {
+          return Invalid(absl::StrCat("generate.ban_strings[", i, "]"),
+                         "must not be empty");
+        }
+      }
+      for (int i = 0; i < job->stop_size(); ++i) {
+        if (job->stop(i).empty()) {
+          return Invalid(absl::StrCat("generate.stop[", i, "]"),
+                         "must not be empty");
+        }
+      }
+      if (job->max_batch() < 0) {
+        return Invalid("generate.max_batch", "must be >= 0 (0 = 64)");
+      }
+      {
+        v1::VerifierSpec* v = job->mutable_verifier_spec();
+        if (!job->verifier().empty()) {
+          if (!v->kind().empty() && v->kind() != job->verifier()) {
+            return Invalid(
+                "generate.verifier",
+                absl::StrCat("\"", job->verifier(),
+                             "\" conflicts with verifier_spec.kind \"",
+                             v->kind(), "\""));
+          }
+          v->set_kind(job->verifier());
+          job->clear_verifier();
+        }
+        static const char* const kKinds[] = {
+            "", "exact", "contains", "regex", "numeric", "nll", "command"};
+        if (std::find(std::begin(kKinds), std::end(kKinds), v->kind()) ==
+            std::end(kKinds)) {
+          return Invalid(
+              "generate.verifier_spec.kind",
+              absl::StrCat("\"", v->kind(),
+                           "\" is not one of exact, contains, regex, "
+                           "numeric, nll, command"));
+        }
+        if (v->kind() == "regex" && v->pattern().empty()) {
+          return Invalid("generate.verifier_spec.pattern",
+                         "required by the regex verifier");
+        }
+        if (v->kind() == "command" && v->command_size() == 0) {
+          return Invalid("generate.verifier_spec.command",
+                         "required by the command verifier (argv)");
+        }
+        if (!(v->timeout_seconds() >= 0) || v->batch_size() < 0) {
+          return Invalid("generate.verifier_spec",
+                         "timeout_seconds and batch_size must be >= 0");
+        }
+      }
       if (job->samples() == 0) job->set_samples(1);
       RETURN_IF_ERROR(
           CheckRange(job->samples(), 1, 100'000, "generate.samples"));

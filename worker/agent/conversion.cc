@@ -1,5 +1,6 @@
 #include "worker/agent/conversion.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "absl/strings/ascii.h"
@@ -79,8 +80,9 @@ absl::StatusOr<std::vector<int>> ExplicitLayers(const std::string& selector,
 }
 
 absl::Status AppendInterventions(const v1::InterventionSet& set,
-                                 const std::string& prefix, LmJobSpec* job) {
-  std::vector<engine::Intervention>* out = &job->interventions;
+                                 const std::string& prefix,
+                                 std::vector<engine::Intervention>* out,
+                                 std::vector<std::string>* fields) {
   for (int i = 0; i < set.interventions_size(); ++i) {
     const v1::Intervention& iv = set.interventions(i);
     const std::string field = absl::StrCat(prefix, ".interventions[", i, "]");
@@ -140,7 +142,7 @@ absl::Status AppendInterventions(const v1::InterventionSet& set,
                        "exactly one of skip, zero, reinit, mask_heads must be "
                        "set");
     }
-    job->intervention_fields.resize(out->size(), op_field);
+    fields->resize(out->size(), op_field);
   }
   return absl::OkStatus();
 }
@@ -184,11 +186,116 @@ absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
                    ResolveWindowing(w.context_length(), w.stride(), w.bos(),
                                     kind + ".windowing"));
   if (kind == kEvalKind) {
-    RETURN_IF_ERROR(AppendInterventions(spec.eval().base_interventions(),
-                                        "eval.base_interventions", &job));
+    RETURN_IF_ERROR(AppendInterventions(
+        spec.eval().base_interventions(), "eval.base_interventions",
+        &job.interventions, &job.intervention_fields));
   }
-  RETURN_IF_ERROR(
-      AppendInterventions(spec.interventions(), "interventions", &job));
+  RETURN_IF_ERROR(AppendInterventions(spec.interventions(), "interventions",
+                                      &job.interventions,
+                                      &job.intervention_fields));
+  return job;
+}
+
+absl::StatusOr<bool> BosOn(const std::string& bos, const std::string& field) {
+  if (bos.empty() || bos == "on") return true;
+  if (bos == "off") return false;
+  return Invalid(field,
+                 absl::StrCat("must be \"on\" or \"off\", got \"", bos, "\""));
+}
+
+absl::StatusOr<GenerateJobSpec> ToGenerateJob(const v1::TaskSpec& spec,
+                                              const std::string& kind) {
+  GenerateJobSpec job;
+  job.model.path = spec.model().path();
+  job.model.fingerprint = spec.model().fingerprint();
+  job.model.dtype = spec.model().dtype();
+  job.model.tokenizer = spec.model().tokenizer();
+  if (kind == kCanaryKind) {
+    const v1::CanaryJob& c = spec.canary();
+    for (int i = 0; i < c.cases_size(); ++i) {
+      PromptSpec p;
+      p.id = absl::StrCat("case", i);
+      p.text = c.cases(i).prompt();
+      p.expect.assign(c.cases(i).expect().begin(), c.cases(i).expect().end());
+      job.prompts.push_back(std::move(p));
+    }
+    job.samples = 1;
+    job.temperature = 0;
+    job.max_new_tokens = c.max_new_tokens() > 0 ? c.max_new_tokens() : 32;
+    ASSIGN_OR_RETURN(job.bos, BosOn(c.bos(), "canary.bos"));
+    job.chat = c.chat();
+  } else {
+    const v1::GenerateJob& g = spec.generate();
+    if (g.references_size() != 0 && g.references_size() != g.prompts_size()) {
+      return Invalid("generate.references",
+                     absl::StrCat(g.references_size(), " references for ",
+                                  g.prompts_size(), " prompts"));
+    }
+    for (int i = 0; i < g.prompts_size(); ++i) {
+      PromptSpec p;
+      p.id = absl::StrCat("prompt", i);
+      p.text = g.prompts(i);
+      if (g.references_size() > 0) p.reference = g.references(i);
+      job.prompts.push_back(std::move(p));
+    }
+    job.samples = g.samples() > 0 ? g.samples() : 1;
+    job.max_new_tokens = g.max_new_tokens() > 0 ? g.max_new_tokens() : 128;
+    job.temperature = g.temperature();
+    job.top_k = g.top_k();
+    job.top_p = g.top_p() > 0 ? g.top_p() : 1.0;
+    job.min_p = g.min_p();
+    for (const auto& [tok, bias] : g.logit_bias()) {
+      job.logit_bias.emplace_back(tok, static_cast<float>(bias));
+    }
+    std::sort(job.logit_bias.begin(), job.logit_bias.end());
+    job.banned_tokens.assign(g.banned_tokens().begin(),
+                             g.banned_tokens().end());
+    job.ban_strings.assign(g.ban_strings().begin(), g.ban_strings().end());
+    job.stop.assign(g.stop().begin(), g.stop().end());
+    ASSIGN_OR_RETURN(job.bos, BosOn(g.bos(), "generate.bos"));
+    job.chat = g.chat();
+    job.system = g.system();
+    const v1::VerifierSpec& v = g.verifier_spec();
+    job.verifier.kind = !v.kind().empty() ? v.kind() : g.verifier();
+    job.verifier.pattern = v.pattern();
+    job.verifier.command.assign(v.command().begin(), v.command().end());
+    if (v.timeout_seconds() > 0) {
+      job.verifier.timeout = absl::Seconds(v.timeout_seconds());
+    }
+    if (v.batch_size() > 0) job.verifier.batch_size = v.batch_size();
+    if (v.abs_tolerance() > 0) job.verifier.abs_tolerance = v.abs_tolerance();
+    job.verifier.rel_tolerance = v.rel_tolerance();
+    job.verifier.case_insensitive = v.ignore_case();
+    job.verifier.collapse_whitespace = v.collapse_whitespace();
+    if (v.has_pass_threshold())
+      job.verifier.pass_threshold = v.pass_threshold();
+    job.max_batch = g.max_batch() > 0 ? g.max_batch() : 64;
+    job.token_logprobs = g.token_logprobs();
+  }
+  if (spec.has_data() && !spec.data().dataset().path().empty()) {
+    const v1::DatasetRef& ds = spec.data().dataset();
+    job.has_data = true;
+    job.dataset_name = ds.name();
+    job.data.path = ds.path();
+    job.data.max_records = ds.max_records();
+    job.data.shard_index = spec.data().shard_index();
+    job.data.num_shards = spec.data().num_shards() != 0
+                              ? spec.data().num_shards()
+                          : ds.shards() != 0 ? ds.shards()
+                                             : 1;
+    if (job.data.shard_index < 0 ||
+        job.data.shard_index >= job.data.num_shards) {
+      return Invalid("data.shard_index",
+                     absl::StrCat(job.data.shard_index, " outside [0, ",
+                                  job.data.num_shards, ")"));
+    }
+  }
+  if (job.prompts.empty() && !job.has_data) {
+    return Invalid(kind, "no prompts: give prompts (or cases) or a dataset");
+  }
+  RETURN_IF_ERROR(AppendInterventions(spec.interventions(), "interventions",
+                                      &job.interventions,
+                                      &job.intervention_fields));
   return job;
 }
 
@@ -247,6 +354,13 @@ absl::StatusOr<TaskInput> ToTaskInput(
     }
   } else if (input.kind == kSyntheticKind) {
     input.job = ToSyntheticJob(spec.synthetic());
+  } else if (input.kind == kGenerateKind || input.kind == kCanaryKind) {
+    absl::StatusOr<GenerateJobSpec> job = ToGenerateJob(spec, input.kind);
+    if (job.ok()) {
+      input.job = std::move(*job);
+    } else {
+      converted = job.status();
+    }
   }
   // Other kinds keep an empty job: no executor of this worker runs them, and
   // the agent refuses them before conversion matters.
@@ -271,6 +385,24 @@ sweepd::v1::TaskResult ToTaskResult(const TaskOutput& output) {
     a->set_path(row.path);
     a->set_bytes(row.bytes);
     a->set_sha256(row.sha256);
+  }
+  for (const SampleRow& row : output.samples) {
+    sweepd::v1::Sample* s = result.add_samples();
+    s->set_prompt_index(row.prompt_index);
+    s->set_sample_index(row.sample_index);
+    s->set_prompt_id(row.prompt_id);
+    s->set_category(row.category);
+    s->set_text(row.text);
+    s->set_num_tokens(row.num_tokens);
+    s->set_finish_reason(row.finish_reason);
+    s->set_logprob_sum(row.logprob_sum);
+    s->set_has_score(row.has_score);
+    s->set_score(row.score);
+    s->set_pass(row.pass);
+    s->set_verifier_error(row.verifier_error);
+    s->mutable_token_logprobs()->Add(row.token_logprobs.begin(),
+                                     row.token_logprobs.end());
+    s->mutable_token_ids()->Add(row.token_ids.begin(), row.token_ids.end());
   }
   result.set_wall_seconds(output.wall_seconds);
   const DeterminismRecord& d = output.determinism;

@@ -26,6 +26,12 @@ CudaDeviceInfo DescribeCudaDevice(int device);
 int64_t DevicePeakAllocatedBytes(int device);
 void ResetDevicePeakAllocatedBytes(int device);
 
+// Device-to-device copy bandwidth of `device` in bytes/s (read + write of a
+// 1 GiB buffer counted once each, median of 5 copies): the memory roofline
+// decode steps are measured against. 0 when the build has no libtorch CUDA
+// support.
+double MeasureCopyBandwidth(int device);
+
 namespace internal {
 
 // cudaStream_t of libtorch's current stream on `device` (nullptr = legacy

@@ -29,6 +29,9 @@
 
 namespace sweepd::engine {
 
+class DecodeSession;   // decode.h
+struct DecodeOptions;  // decode.h
+
 enum class DType { kFloat32, kBFloat16 };
 const char* DTypeName(DType dtype);  // "float32" / "bfloat16"
 absl::StatusOr<DType> ParseDType(
@@ -284,6 +287,10 @@ class Engine {
   virtual EngineOptions options() const = 0;
   virtual absl::StatusOr<ForwardResult> Forward(
       const ForwardRequest& request) = 0;
+  // A token-generation session on this engine (decode.h); the engine must
+  // outlive it. INVALID_ARGUMENT for bad options or interventions.
+  virtual absl::StatusOr<std::unique_ptr<DecodeSession>> StartDecode(
+      const DecodeOptions& options) = 0;
   // Layer-forwards executed since Create.
   virtual int64_t total_layer_forwards() const = 0;
 

@@ -23,6 +23,8 @@
 #include "common/status.h"
 #include "worker/engine/backend_registry.h"
 #include "worker/engine/comm_factory.h"
+#include "worker/engine/decode.h"
+#include "worker/engine/decode_session.h"
 #include "worker/engine/diagnostics.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/forward_plan.h"
@@ -39,13 +41,16 @@ namespace {
 using internal::AccountPrefixState;
 using internal::CheckpointSlices;
 using internal::CommFailure;
+using internal::CreateDecodeSession;
 using internal::CreateRankBackend;
+using internal::DecodeHost;
 using internal::DetectPrefix;
 using internal::EngineDiagnostics;
 using internal::MakePlan;
 using internal::Plan;
 using internal::RandomSlices;
 using internal::RankBackend;
+using internal::RankContext;
 using internal::RankForward;
 using internal::RankShard;
 using internal::RankThreads;
@@ -82,7 +87,7 @@ const char* FixedFieldChanged(const EngineOptions& a, const EngineOptions& b) {
   return nullptr;
 }
 
-class EngineImpl : public Engine {
+class EngineImpl : public Engine, private DecodeHost {
  public:
   EngineImpl(ModelConfig cfg, EngineOptions opts)
       : cfg_(std::move(cfg)), opts_(std::move(opts)) {}
@@ -235,9 +240,50 @@ class EngineImpl : public Engine {
     ForwardResult result;
     result.batch = req.batch;
     result.seq = req.seq;
+    std::vector<int64_t> executed(opts_.tp_size, 0);
+    RETURN_IF_ERROR(RunRanksLocked(
+        [&](const RankContext& ctx) {
+          RankForward(cfg_, opts_, ctx.shard, ctx.backend, ctx.comm, plan,
+                      &diagnostics_, &result, &executed[ctx.rank])
+              .Run();
+        },
+        "forward"));
+    result.layer_forwards = executed[0];
+    total_layer_forwards_ += executed[0];
+    if (plan.keep_state) {
+      AccountPrefixState(plan.keep_state.get(), opts_.device == "cuda",
+                         opts_.prefix_device_budget_bytes);
+      result.prefix_state = plan.keep_state;
+    }
+    return result;
+  }
+
+  absl::StatusOr<std::unique_ptr<DecodeSession>> StartDecode(
+      const DecodeOptions& options) override {
+    return CreateDecodeSession(this, options);
+  }
+
+ private:
+  // DecodeHost.
+  const ModelConfig& cfg() const override { return cfg_; }
+  const EngineOptions& opts() const override { return opts_; }
+  int tp() const override { return opts_.tp_size; }
+  EngineDiagnostics* diagnostics() override { return &diagnostics_; }
+  const void* owner() const override { return this; }
+  void AddLayerForwards(int64_t n) override { total_layer_forwards_ += n; }
+  absl::Status RunRanks(const std::function<void(const RankContext&)>& fn,
+                        const char* what) override {
+    absl::MutexLock lock(&mu_);
+    return RunRanksLocked(fn, what);
+  }
+
+  // Runs fn on every rank's thread; the first rank's failure (the root cause
+  // rather than the ranks aborted because of it) is the result.
+  absl::Status RunRanksLocked(const std::function<void(const RankContext&)>& fn,
+                              const char* what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const int tp = opts_.tp_size;
     std::vector<absl::Status> status(tp);
-    std::vector<int64_t> executed(tp, 0);
     const int threads_per_rank =
         opts_.cpu_threads_per_rank > 0
             ? opts_.cpu_threads_per_rank
@@ -254,12 +300,10 @@ class EngineImpl : public Engine {
       if (opts_.device == "cpu") at::set_num_threads(threads_per_rank);
       comm::Communicator* comm = comms_->rank(r);
       try {
-        RankForward(cfg_, opts_, &shards_[r], backends_[r].get(), comm, plan,
-                    &diagnostics_, &result, &executed[r])
-            .Run();
+        fn(RankContext{r, &shards_[r], backends_[r].get(), comm});
         // Device collectives are stream-ordered: a timed-out or failed one
-        // is reported here, after the forward's work was enqueued (and read
-        // back, which returns once the watchdog aborted the communicator).
+        // is reported here, after the work was enqueued (and read back,
+        // which returns once the watchdog aborted the communicator).
         status[r] = comm->Synchronize();
       } catch (const CommFailure& f) {
         status[r] = f.status;
@@ -270,7 +314,7 @@ class EngineImpl : public Engine {
         status[r] =
             !comm_status.ok()
                 ? comm_status
-                : FromException(e, absl::StrCat("forward on rank ", r).c_str());
+                : FromException(e, absl::StrCat(what, " on rank ", r).c_str());
       }
       if (!status[r].ok()) abort_all();
     };
@@ -278,7 +322,6 @@ class EngineImpl : public Engine {
     absl::Status first_error;
     for (const absl::Status& s : status) {
       if (s.ok()) continue;
-      // Prefer the root cause over the ranks that were aborted because of it.
       if (first_error.ok() ||
           (absl::IsAborted(first_error) && !absl::IsAborted(s))) {
         first_error = s;
@@ -286,23 +329,14 @@ class EngineImpl : public Engine {
     }
     if (!first_error.ok()) {
       // A failed collective leaves the group aborted: make a fresh one for
-      // later forwards.
+      // later work.
       auto fresh = CreateRankComms(opts_.device, tp, opts_.first_device,
                                    opts_.collective_timeout);
       if (fresh.ok()) comms_ = std::move(*fresh);
-      return first_error;
     }
-    result.layer_forwards = executed[0];
-    total_layer_forwards_ += executed[0];
-    if (plan.keep_state) {
-      AccountPrefixState(plan.keep_state.get(), opts_.device == "cuda",
-                         opts_.prefix_device_budget_bytes);
-      result.prefix_state = plan.keep_state;
-    }
-    return result;
+    return first_error;
   }
 
- private:
   const ModelConfig cfg_;
   // Written only by Reconfigure, which holds mu_ (so no forward runs) and
   // options_mu_; the rank threads read it during a forward, options() under

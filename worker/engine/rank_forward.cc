@@ -75,6 +75,12 @@ void RankForward::Run() {
   clock.Mark("lm_head");
   at::Tensor x = backend_->FinalNorm(h);
   Capture(CapturePoint::kFinalNorm, N - 1, x);
+  if (hook_ != nullptr) {
+    hook_->Head(this, x);
+    clock.Finish();
+    clock_ = nullptr;
+    return;
+  }
   at::Tensor nll;
   if (!req.return_logits) {
     nll = backend_->Nll(x);
@@ -116,7 +122,9 @@ at::Tensor RankForward::Layer(int L, const at::Tensor& h) {
   const LayerQkv qkv = backend_->AttentionInput(L, h, w);
   clock_->Mark(cfg_.layers[L].kind == LayerKind::kFull ? "attention_full"
                                                        : "attention_sliding");
-  at::Tensor attn = backend_->Attention(L, qkv);  // [B, S, Hl, hd]
+  at::Tensor attn = hook_ != nullptr
+                        ? hook_->Attention(this, L, qkv, w)
+                        : backend_->Attention(L, qkv);  // [B, S, Hl, hd]
   clock_->Mark("other");
   attn = MaskAndCaptureHeads(L, attn);
   clock_->Mark("gemm_o");
@@ -151,32 +159,53 @@ at::Tensor RankForward::Embed(const at::Tensor& tokens) {
   return e;
 }
 
+LayerWeights ZeroedWeights(const LayerWeights& w) {
+  LayerWeights z = w;
+  for (at::Tensor* t : {&z.qkv, &z.o, &z.gate_up, &z.down, &z.q_norm, &z.k_norm,
+                        &z.input_norm, &z.pre_ff_norm}) {
+    if (t->defined()) *t = at::zeros_like(*t);
+  }
+  PointViews(&z, w.q.size(0), w.k.size(0), w.v.defined(), w.gate.size(0));
+  return z;
+}
+
+LayerWeights ReinitWeights(const ModelConfig& cfg, int L,
+                           const RankShard& shard, uint64_t seed) {
+  auto built = BuildLayer(
+      cfg, L, shard.geom[L],
+      RandomSlices(seed, cfg.initializer_range, InitStyle::kTransformers,
+                   shard.device, shard.dtype));
+  SWEEPD_CHECK(built.ok()) << built.status();
+  return std::move(*built);
+}
+
 const LayerWeights& RankForward::WeightsFor(int L, LayerWeights* scratch) {
+  if (hook_ != nullptr) {
+    if (const LayerWeights* cached = hook_->CachedWeights(L)) return *cached;
+  }
   if (plan_.zero[L]) {
-    const LayerWeights& w = s_.layers[L];
-    *scratch = w;
-    for (at::Tensor* t : {&scratch->qkv, &scratch->o, &scratch->gate_up,
-                          &scratch->down, &scratch->q_norm, &scratch->k_norm,
-                          &scratch->input_norm, &scratch->pre_ff_norm}) {
-      if (t->defined()) *t = at::zeros_like(*t);
-    }
-    PointViews(scratch, w.q.size(0), w.k.size(0), w.v.defined(),
-               w.gate.size(0));
+    *scratch = ZeroedWeights(s_.layers[L]);
     return *scratch;
   }
   if (plan_.reinit[L].has_value()) {
-    auto built =
-        BuildLayer(cfg_, L, s_.geom[L],
-                   RandomSlices(*plan_.reinit[L], cfg_.initializer_range,
-                                InitStyle::kTransformers, s_.device, s_.dtype));
-    SWEEPD_CHECK(built.ok()) << built.status();
-    *scratch = std::move(*built);
+    *scratch = ReinitWeights(cfg_, L, s_, *plan_.reinit[L]);
     return *scratch;
   }
   return s_.layers[L];
 }
 
 std::pair<at::Tensor, at::Tensor> RankForward::Rope(int L, int64_t S) const {
+  at::Tensor positions;
+  if (hook_ != nullptr) positions = hook_->positions();
+  if (!positions.defined()) {
+    positions =
+        at::arange(S, at::TensorOptions().dtype(at::kLong).device(s_.device));
+  }
+  return RopeAt(L, positions);
+}
+
+std::pair<at::Tensor, at::Tensor> RankForward::RopeAt(
+    int L, const at::Tensor& positions) const {
   const LayerConfig& lc = cfg_.layers[L];
   const int64_t hd = lc.head_dim;
   auto fopts = at::TensorOptions().dtype(at::kFloat).device(s_.device);
@@ -198,8 +227,8 @@ std::pair<at::Tensor, at::Tensor> RankForward::Rope(int L, int64_t S) const {
                 at::arange(0, hd, 2, fopts.dtype(at::kLong)).to(at::kFloat) /
                     static_cast<double>(hd));
   }
-  at::Tensor pos = at::arange(S, fopts);
-  at::Tensor freqs = pos.unsqueeze(1) * inv_freq.unsqueeze(0);  // [S, hd/2]
+  at::Tensor pos = positions.to(at::kFloat);
+  at::Tensor freqs = pos.unsqueeze(-1) * inv_freq;  // [..., hd/2]
   at::Tensor emb = at::cat({freqs, freqs}, -1);
   return {emb.cos().to(s_.dtype), emb.sin().to(s_.dtype)};
 }

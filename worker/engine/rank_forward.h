@@ -32,12 +32,43 @@ namespace sweepd::engine::internal {
 // A host float32 copy of t.
 HostTensor ToHost(const at::Tensor& t);
 
+class RankForward;
+
+// Layer weights with the zero intervention applied (docs/ENGINE.md): q/k/v/o,
+// gate/up/down, the input and pre-feedforward norms and q/k norms are zero.
+LayerWeights ZeroedWeights(const LayerWeights& w);
+// Layer L re-initialised from `seed` as transformers' _init_weights does.
+LayerWeights ReinitWeights(const ModelConfig& cfg, int L,
+                           const RankShard& shard, uint64_t seed);
+
+// What a generation forward changes in a rank's forward (decode_session.cc):
+// token positions for RoPE, attention through the KV cache, and sampling in
+// place of the NLL and outputs. Owned by the caller; used on the rank's
+// thread for one forward.
+class ForwardHook {
+ public:
+  virtual ~ForwardHook() = default;
+  // Positions [S] (int64, the rank's device) of the forward's tokens (batch
+  // 1); undefined: 0..S-1.
+  virtual at::Tensor positions() = 0;
+  // Layer L's attention output [B, S, heads_local, head_dim] (contiguous)
+  // from its inputs; `w` are the weights the layer runs with.
+  virtual at::Tensor Attention(RankForward* f, int L, const LayerQkv& qkv,
+                               const LayerWeights& w) = 0;
+  // The final-norm output [B, S, hidden]; replaces the NLL and the outputs.
+  virtual void Head(RankForward* f, const at::Tensor& x) = 0;
+  // Weights to run layer L with instead of building them (re-initialised
+  // layers built once per session), or nullptr.
+  virtual const LayerWeights* CachedWeights(int L) = 0;
+};
+
 class RankForward {
  public:
   RankForward(const ModelConfig& cfg, const EngineOptions& opts,
               RankShard* shard, RankBackend* backend, comm::Communicator* comm,
               const Plan& plan, EngineDiagnostics* diagnostics,
-              ForwardResult* out, int64_t* executed)
+              ForwardResult* out, int64_t* executed,
+              ForwardHook* hook = nullptr)
       : cfg_(cfg),
         opts_(opts),
         s_(*shard),
@@ -46,7 +77,8 @@ class RankForward {
         plan_(plan),
         diagnostics_(diagnostics),
         out_(out),
-        executed_(executed) {}
+        executed_(executed),
+        hook_(hook) {}
   RankForward(const RankForward&) = delete;
   RankForward& operator=(const RankForward&) = delete;
   ~RankForward() { backend_->EndForward(); }
@@ -58,6 +90,7 @@ class RankForward {
   const EngineOptions& opts() const { return opts_; }
   RankShard& shard() { return s_; }
   comm::Communicator* comm() { return comm_; }
+  RankBackend* backend() { return backend_; }
   const Plan& plan() const { return plan_; }
   ForwardResult* out() { return out_; }
   PhaseClock* clock() { return clock_; }
@@ -68,8 +101,13 @@ class RankForward {
   const at::Tensor& targets() const { return targets_; }
   const at::Tensor& target_valid() const { return target_valid_; }
 
-  // cos/sin [S, head_dim] of layer L's RoPE in the compute dtype.
+  // cos/sin [S, head_dim] of layer L's RoPE in the compute dtype, at the
+  // forward's positions (0..S-1 unless a hook gives them).
   std::pair<at::Tensor, at::Tensor> Rope(int L, int64_t S) const;
+  // cos/sin [..., head_dim] of layer L's RoPE at `positions` (int64, any
+  // shape).
+  std::pair<at::Tensor, at::Tensor> RopeAt(int L,
+                                           const at::Tensor& positions) const;
   // bool [S, S]: query i may see key j (causal, and the window of a sliding
   // layer).
   at::Tensor AllowedMask(int L, int64_t S) const;
@@ -100,6 +138,7 @@ class RankForward {
   EngineDiagnostics* const diagnostics_;
   ForwardResult* const out_;
   int64_t* const executed_;
+  ForwardHook* const hook_;
   PhaseClock* clock_ = nullptr;
   at::Tensor targets_;
   at::Tensor target_valid_;

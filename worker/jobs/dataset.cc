@@ -117,9 +117,32 @@ absl::StatusOr<std::vector<TextRecord>> ParseJsonl(const std::string& path,
          {std::pair<const char*, std::string*>{"text", &r.text},
           {"category", &r.category},
           {"prompt", &r.prompt},
-          {"target", &r.target}}) {
+          {"target", &r.target},
+          {"reference", &r.reference}}) {
       absl::Status s = ReadStringField(obj, key, where, out);
       if (!s.ok()) return s;
+    }
+    // generate: `answer` is the reference's other usual name; `id` may be a
+    // number.
+    if (obj.contains("answer")) {
+      if (obj.contains("reference")) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ": a record has both \"reference\" and \"answer\""));
+      }
+      if (obj["answer"].is_number()) {
+        r.reference = obj["answer"].dump();
+      } else {
+        absl::Status s = ReadStringField(obj, "answer", where, &r.reference);
+        if (!s.ok()) return s;
+      }
+    }
+    if (obj.contains("id")) {
+      if (obj["id"].is_number_integer()) {
+        r.id = obj["id"].dump();
+      } else {
+        absl::Status s = ReadStringField(obj, "id", where, &r.id);
+        if (!s.ok()) return s;
+      }
     }
     if (!obj.contains("text") && !obj.contains("prompt")) {
       return absl::InvalidArgumentError(

@@ -1,7 +1,8 @@
 // Text datasets for the engine-backed jobs (eval, probe): reading a `.txt` file
 // (records separated by blank lines) or a `.jsonl` file (one JSON object per
-// line: `text`, optional `category`, `prompt`, `target`), capping the record
-// count and cutting the records into contiguous shards. See docs/JOBS.md.
+// line: `text`, optional `category`, `prompt`, `target`, `reference` or
+// `answer`, `id`), capping the record count and cutting the records into
+// contiguous shards. See docs/JOBS.md.
 //
 // Plain C++ (no libtorch, no protobuf). Stateless free functions and value
 // types; thread-safe.
@@ -27,6 +28,9 @@ struct TextRecord {
   // JSONL `prompt` and `target` (probe); empty when absent.
   std::string prompt;
   std::string target;
+  // JSONL `reference` (or `answer`) and `id` (generate); empty when absent.
+  std::string reference;
+  std::string id;
   // 1-based line of the file where the record starts (for error messages).
   int64_t line = 0;
 };

@@ -60,10 +60,29 @@ struct DeterminismRecord {
   std::string code_version;
 };
 
+// One generated sample (Sample in proto/sweepd/v1/task.proto).
+struct SampleRow {
+  int prompt_index = 0;
+  int sample_index = 0;
+  std::string prompt_id;
+  std::string category;
+  std::string text;
+  int num_tokens = 0;
+  std::string finish_reason;  // "stop" / "length"
+  double logprob_sum = 0.0;
+  bool has_score = false;
+  double score = 0.0;
+  bool pass = false;
+  std::string verifier_error;
+  std::vector<float> token_logprobs;
+  std::vector<int32_t> token_ids;
+};
+
 struct TaskOutput {
   DeterminismRecord determinism;
   std::vector<MetricRow> metrics;
   std::vector<ArtifactRow> artifacts;
+  std::vector<SampleRow> samples;
   // Worker-side wall time of the task, seconds.
   double wall_seconds = 0.0;
 };

@@ -13,6 +13,8 @@
 #include "common/status.h"
 #include "common/version.h"
 #include "worker/jobs/dataset.h"
+#include "worker/jobs/determinism.h"
+#include "worker/jobs/generate_executor.h"
 #include "worker/jobs/interventions.h"
 #include "worker/jobs/windowing.h"
 
@@ -485,21 +487,6 @@ void AccumulateProbe(const StreamData& data, const Batch& batch,
   }
 }
 
-DeterminismRecord ToDeterminismRecord(const engine::NumericsInfo& n) {
-  DeterminismRecord r;
-  r.dtype = n.dtype;
-  r.device_kind = n.device_kind;
-  r.tensor_parallel = n.tensor_parallel;
-  r.attention_path = n.attention_path;
-  r.gemm_tuning = n.gemm_tuning;
-  r.libtorch_version = n.libtorch_version;
-  r.cuda_version = n.cuda_version;
-  r.cudnn_version = n.cudnn_version;
-  r.nccl_version = n.nccl_version;
-  r.code_version = BuildVersion();
-  return r;
-}
-
 TaskOutput MakeOutput(const TaskRun& t, const StreamData& data, int layers) {
   TaskOutput out;
   const Accumulator& a = t.acc;
@@ -889,7 +876,17 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
   // prefix group (coordinator/planner.h), which RunGroup splits into streams.
   ASSIGN_OR_RETURN(std::unique_ptr<LmExecutor> executor,
                    LmExecutor::Create(kEvalKind, backend, executor_options));
-  return registry->RegisterFor({kEvalKind, kProbeKind}, std::move(executor));
+  RETURN_IF_ERROR(
+      registry->RegisterFor({kEvalKind, kProbeKind}, std::move(executor)));
+  // generate and canary share the backend (one model in memory).
+  GenerateExecutorOptions gen;
+  gen.clock = executor_options.clock;
+  for (const char* kind : {kGenerateKind, kCanaryKind}) {
+    ASSIGN_OR_RETURN(std::unique_ptr<GenerateExecutor> g,
+                     GenerateExecutor::Create(kind, backend, gen));
+    RETURN_IF_ERROR(registry->Register(std::move(g)));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace sweepd

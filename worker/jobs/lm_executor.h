@@ -127,8 +127,9 @@ class LmExecutor : public Executor {
   Clock* const clock_;
 };
 
-// Creates one LmBackend (loading the worker's model) and registers an
-// LmExecutor sharing it for each of "eval" and "probe".
+// Creates one LmBackend (loading the worker's model) and registers executors
+// sharing it: an LmExecutor for "eval" and "probe", a GenerateExecutor
+// (generate_executor.h) for each of "generate" and "canary".
 absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                                  const LmExecutorOptions& executor_options,
                                  ExecutorRegistry* registry);

@@ -13,18 +13,22 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
 #include "worker/engine/engine.h"
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/windowing.h"
+#include "worker/verify/verifier_spec.h"
 
 namespace sweepd {
 
 inline constexpr char kEvalKind[] = "eval";
 inline constexpr char kProbeKind[] = "probe";
 inline constexpr char kSyntheticKind[] = "synthetic";
+inline constexpr char kGenerateKind[] = "generate";
+inline constexpr char kCanaryKind[] = "canary";
 
 // The model a task runs on.
 struct ModelRefSpec {
@@ -47,6 +51,45 @@ struct LmJobSpec {
   std::vector<engine::Intervention> interventions;
   // The spec field each intervention came from
   // ("interventions.interventions[1].skip.layers"), for errors; same length.
+  std::vector<std::string> intervention_fields;
+};
+
+// One prompt of a generate or canary task.
+struct PromptSpec {
+  std::string id;
+  std::string text;
+  std::string reference;  // "" = none
+  std::string category;
+  // canary: substrings the greedy continuation must all contain.
+  std::vector<std::string> expect;
+};
+
+// generate and canary (docs/GENERATION.md). A canary task is a greedy
+// generate task whose prompts carry `expect`.
+struct GenerateJobSpec {
+  ModelRefSpec model;
+  // Inline prompts; with has_data, the shard's records come after them.
+  std::vector<PromptSpec> prompts;
+  bool has_data = false;
+  std::string dataset_name;
+  DatasetShardRef data;
+  int samples = 1;
+  int max_new_tokens = 128;
+  double temperature = 1.0;  // 0 = greedy
+  int top_k = 0;
+  double top_p = 1.0;
+  double min_p = 0.0;
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  std::vector<int32_t> banned_tokens;
+  std::vector<std::string> ban_strings;  // token families
+  std::vector<std::string> stop;         // stop strings
+  bool bos = true;
+  bool chat = false;
+  std::string system;
+  verify::VerifierSpec verifier;  // kind "" = none
+  int max_batch = 64;
+  bool token_logprobs = false;
+  std::vector<engine::Intervention> interventions;
   std::vector<std::string> intervention_fields;
 };
 
@@ -78,7 +121,8 @@ struct TaskInput {
   // Swept job parameters of the grid point, as text ("context_length" ->
   // "256"); already applied to the job struct, kept for labels.
   std::map<std::string, std::string> params;
-  std::variant<std::monostate, LmJobSpec, SyntheticJobSpec> job;
+  std::variant<std::monostate, LmJobSpec, SyntheticJobSpec, GenerateJobSpec>
+      job;
 };
 
 }  // namespace sweepd

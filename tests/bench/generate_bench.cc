@@ -1,0 +1,248 @@
+// generate_bench: token generation throughput of the engine
+// (docs/GENERATION.md, "Performance"): one prompt of --prompt-len random
+// tokens, N samples each generating exactly --new-tokens tokens at
+// --temperature, for each N in
+// --samples. Prints, per N, the wall time and tokens/s (N × new tokens / wall,
+// as the transformers anchor counts them), the time to first token (the
+// prefill), the median decode step, and on CUDA the step's memory roofline
+// fraction: bytes read per step (weights + the KV cache at mid-generation) ÷
+// step time ÷ the measured device copy bandwidth.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/tokenizer.h"
+#include "nlohmann/json.hpp"
+#include "worker/engine/decode.h"
+#include "worker/engine/device_stats.h"
+#include "worker/engine/engine.h"
+#include "worker/engine/generator.h"
+
+namespace {
+
+using sweepd::engine::DecodeOptions;
+using sweepd::engine::Engine;
+using sweepd::engine::EngineOptions;
+using sweepd::engine::GenerationOptions;
+using sweepd::engine::GenerationPrompt;
+
+// KV cache bytes one decode step reads at `tokens` cached tokens per sequence.
+double KvBytesPerToken(const sweepd::ModelConfig& cfg, int64_t tokens,
+                       int dtype_bytes) {
+  double total = 0;
+  for (const sweepd::LayerConfig& lc : cfg.layers) {
+    const int64_t seen = lc.sliding_window > 0
+                             ? std::min<int64_t>(tokens, lc.sliding_window)
+                             : tokens;
+    const int tensors = lc.k_eq_v ? 1 : 2;
+    total += static_cast<double>(seen) * lc.num_kv_heads * lc.head_dim *
+             tensors * dtype_bytes;
+  }
+  return total;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  EngineOptions opts;
+  std::string dtype = "bfloat16";
+  std::string samples_list = "1,8,32";
+  int prompt_len = 128, new_tokens = 64, page_size = 16;
+  double temperature = 1.0;
+  CLI::App app("generate_bench: token generation throughput");
+  app.add_option("--model", opts.model_dir);
+  app.add_option("--config", opts.config_path);
+  app.add_flag("--random-weights", opts.random_weights);
+  app.add_option("--seed", opts.seed);
+  app.add_option("--tp", opts.tp_size);
+  app.add_option("--dtype", dtype);
+  app.add_option("--device", opts.device);
+  app.add_option("--threads", opts.cpu_threads_per_rank);
+  app.add_option("--samples", samples_list, "comma-separated N values");
+  app.add_option("--prompt-len", prompt_len);
+  app.add_option("--new-tokens", new_tokens);
+  app.add_option("--temperature", temperature);
+  app.add_option("--page-size", page_size);
+  std::string prompts_jsonl;
+  int max_batch = 64;
+  app.add_option("--prompts-jsonl", prompts_jsonl,
+                 "instead of one random prompt: every record's `prompt` of "
+                 "this JSONL file, encoded with the model's tokenizer (<bos> "
+                 "first), --samples N each (one value), through one decode "
+                 "session of --max-batch sequences, as a generate task runs "
+                 "them (scripts/generate_scale.sh)");
+  app.add_option("--max-batch", max_batch);
+  CLI11_PARSE(app, argc, argv);
+  auto parsed = sweepd::engine::ParseDType(dtype);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "%s\n",
+                 std::string(parsed.status().message()).c_str());
+    return 2;
+  }
+  opts.dtype = *parsed;
+  std::vector<int> ns;
+  for (absl::string_view v : absl::StrSplit(samples_list, ',')) {
+    int n = 0;
+    if (!absl::SimpleAtoi(v, &n) || n < 1) {
+      std::fprintf(stderr, "--samples: '%s' is not a positive integer\n",
+                   std::string(v).c_str());
+      return 2;
+    }
+    ns.push_back(n);
+  }
+  auto engine = Engine::Create(opts);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "engine: %s\n", engine.status().ToString().c_str());
+    return 1;
+  }
+  const sweepd::ModelConfig& cfg = (*engine)->config();
+  const int dbytes = opts.dtype == sweepd::engine::DType::kBFloat16 ? 2 : 4;
+  const double weight_bytes = static_cast<double>(cfg.NumParameters()) * dbytes;
+  const double bandwidth =
+      opts.device == "cuda"
+          ? sweepd::engine::MeasureCopyBandwidth(opts.first_device)
+          : 0;
+  std::printf("model: %d layers, %.2f G parameters, %s, tp %d, %s\n",
+              cfg.num_hidden_layers, cfg.NumParameters() / 1e9, dtype.c_str(),
+              opts.tp_size, opts.device.c_str());
+  if (bandwidth > 0) {
+    std::printf(
+        "device copy bandwidth: %.0f GB/s; weight read roofline: "
+        "%.1f ms per step\n",
+        bandwidth / 1e9, weight_bytes / opts.tp_size / bandwidth * 1e3);
+  }
+  if (!prompts_jsonl.empty()) {
+    if (ns.size() != 1 || opts.model_dir.empty()) {
+      std::fprintf(stderr,
+                   "--prompts-jsonl needs --model (for its tokenizer) and one "
+                   "--samples value\n");
+      return 2;
+    }
+    auto tok = sweepd::Tokenizer::FromFile(opts.model_dir + "/tokenizer.json");
+    if (!tok.ok()) {
+      std::fprintf(stderr, "%s\n", tok.status().ToString().c_str());
+      return 1;
+    }
+    std::vector<int32_t> stop;
+    for (const char* name : {"<eos>", "<end_of_turn>"}) {
+      if (auto id = (*tok)->TokenToId(name)) stop.push_back(*id);
+    }
+    std::ifstream in(prompts_jsonl);
+    std::string line;
+    std::vector<GenerationPrompt> prompts;
+    int64_t longest = 0;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      const nlohmann::json j = nlohmann::json::parse(line);
+      GenerationPrompt p;
+      auto ids = (*tok)->Encode(j.at("prompt").get<std::string>(),
+                                sweepd::BosPolicy::kOn);
+      if (!ids.ok()) {
+        std::fprintf(stderr, "%s\n", ids.status().ToString().c_str());
+        return 1;
+      }
+      p.tokens = *ids;
+      p.max_new_tokens = new_tokens;
+      p.stop_tokens = stop;
+      const int64_t index = static_cast<int64_t>(prompts.size());
+      for (int i = 0; i < ns[0]; ++i) {
+        sweepd::engine::SamplingParams sp;
+        sp.temperature = temperature;
+        sp.seed = sweepd::engine::SampleSeed(42, index, i);
+        p.samples.push_back(sp);
+      }
+      longest = std::max<int64_t>(longest, p.tokens.size());
+      prompts.push_back(std::move(p));
+    }
+    DecodeOptions d;
+    d.max_sequences = max_batch;
+    d.max_sequence_tokens = longest + new_tokens + 1;
+    d.page_size = page_size;
+    const absl::Time t0 = absl::Now();
+    auto session = (*engine)->StartDecode(d);
+    if (!session.ok()) {
+      std::fprintf(stderr, "%s\n", session.status().ToString().c_str());
+      return 1;
+    }
+    GenerationOptions g;
+    g.max_batch = max_batch;
+    auto st = Generate(session->get(), prompts, g);
+    const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
+    if (!st.ok()) {
+      std::fprintf(stderr, "%s\n", st.status().ToString().c_str());
+      return 1;
+    }
+    std::printf(
+        "engine alone: %zu prompts x %d samples, %lld tokens, %.3f s, "
+        "%.1f tok/s, %lld steps, max live %d\n",
+        prompts.size(), ns[0], static_cast<long long>(st->tokens), wall,
+        st->tokens / wall, static_cast<long long>(st->steps), st->max_live);
+    return 0;
+  }
+  std::mt19937 rng(1234);
+  GenerationPrompt prompt;
+  prompt.tokens.push_back(2);  // <bos>
+  while (static_cast<int>(prompt.tokens.size()) < prompt_len) {
+    prompt.tokens.push_back(
+        static_cast<int32_t>(rng() % (cfg.vocab_size - 10) + 10));
+  }
+  for (int n : ns) {
+    DecodeOptions d;
+    d.max_sequences = n;
+    d.max_sequence_tokens = prompt_len + new_tokens + 1;
+    d.page_size = page_size;
+    auto session = (*engine)->StartDecode(d);
+    if (!session.ok()) {
+      std::fprintf(stderr, "session: %s\n",
+                   session.status().ToString().c_str());
+      return 1;
+    }
+    GenerationPrompt p = prompt;
+    p.samples.resize(n);
+    for (int i = 0; i < n; ++i) {
+      p.samples[i].temperature = temperature;
+      p.samples[i].seed = sweepd::engine::SampleSeed(42, 0, i);
+    }
+    GenerationOptions g;
+    g.max_batch = n;
+    // Warm-up: kernels, allocator, cuBLAS handles.
+    p.max_new_tokens = 4;
+    if (auto w = Generate(session->get(), {p}, g); !w.ok()) {
+      std::fprintf(stderr, "warm-up: %s\n", w.status().ToString().c_str());
+      return 1;
+    }
+    p.max_new_tokens = new_tokens;
+    const absl::Time t0 = absl::Now();
+    auto st = Generate(session->get(), {p}, g);
+    const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
+    if (!st.ok()) {
+      std::fprintf(stderr, "generate: %s\n", st.status().ToString().c_str());
+      return 1;
+    }
+    const double step_s = absl::ToDoubleSeconds(st->decode_time) /
+                          std::max<int64_t>(1, st->steps);
+    const double kv =
+        KvBytesPerToken(cfg, prompt_len + new_tokens / 2, dbytes) * n /
+        opts.tp_size;
+    std::printf(
+        "generate N=%d new_tokens=%lld s=%.3f tok/s=%.1f ttft_ms=%.1f "
+        "step_ms=%.2f",
+        n, static_cast<long long>(st->tokens), wall, st->tokens / wall,
+        absl::ToDoubleMilliseconds(st->mean_time_to_first_token), step_s * 1e3);
+    if (bandwidth > 0) {
+      std::printf(" roofline=%.3f (%.2f GB read per step)",
+                  (weight_bytes / opts.tp_size + kv) / step_s / bandwidth,
+                  (weight_bytes / opts.tp_size + kv) / 1e9);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+  return 0;
+}

@@ -1,0 +1,224 @@
+// Token generation through Engine::StartDecode: greedy decoding equals the
+// argmax of a full recomputation on the growing sequence (past the sliding
+// window, with every intervention kind, at TP 1/2/4 on CPU); forked samples
+// share the prompt; a sequence's samples do not depend on the batch.
+#include "worker/engine/decode.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "worker/engine/engine.h"
+
+namespace sweepd::engine {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string TinyConfigPath() {
+  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
+  return std::string(d != nullptr ? d : ".") +
+         "/configs/models/gemma4-tiny.json";
+}
+
+std::unique_ptr<Engine> MakeEngine(int tp) {
+  EngineOptions o;
+  o.random_weights = true;
+  o.config_path = TinyConfigPath();
+  o.seed = 5;
+  o.tp_size = tp;
+  o.cpu_threads_per_rank = 1;
+  auto e = Engine::Create(o);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return std::move(*e);
+}
+
+// Softcapped logits of the last position of `tokens`, recomputed in full.
+std::vector<float> LastLogits(Engine& e, const std::vector<int32_t>& tokens,
+                              const std::vector<Intervention>& iv) {
+  ForwardRequest r;
+  r.tokens = tokens;
+  r.batch = 1;
+  r.seq = static_cast<int64_t>(tokens.size());
+  r.return_logits = true;
+  r.interventions = iv;
+  auto out = e.Forward(r);
+  EXPECT_TRUE(out.ok()) << out.status();
+  const int64_t V = e.config().vocab_size;
+  const float* last = out->logits.data.data() + (r.seq - 1) * V;
+  return std::vector<float>(last, last + V);
+}
+
+int32_t Argmax(const std::vector<float>& z) {
+  return static_cast<int32_t>(std::max_element(z.begin(), z.end()) - z.begin());
+}
+
+float LogSoftmaxAt(const std::vector<float>& z, int32_t t) {
+  const float m = *std::max_element(z.begin(), z.end());
+  double s = 0;
+  for (float v : z) s += std::exp(static_cast<double>(v) - m);
+  return static_cast<float>(z[t] - m - std::log(s));
+}
+
+SamplingParams Greedy() {
+  SamplingParams p;
+  p.temperature = 0;
+  return p;
+}
+
+void ExpectGreedyMatchesRecompute(int tp, const std::vector<Intervention>& iv,
+                                  int page_size) {
+  std::unique_ptr<Engine> e = MakeEngine(tp);
+  DecodeOptions o;
+  o.interventions = iv;
+  o.max_sequences = 2;
+  o.max_sequence_tokens = 64;
+  o.page_size = page_size;
+  auto session = e->StartDecode(o);
+  ASSERT_TRUE(session.ok()) << session.status();
+  std::vector<int32_t> seq = {2, 17, 300, 45, 9};
+  auto first = (*session)->AddPrompt(seq, {Greedy()});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 1u);
+  std::vector<DecodedToken> step = *first;
+  // The tiny model's window is 8: 20 new tokens decode well past it.
+  for (int i = 0; i < 20; ++i) {
+    const std::vector<float> z = LastLogits(*e, seq, iv);
+    ASSERT_EQ(step[0].token, Argmax(z))
+        << "token " << i << " tp " << tp << " z[got] " << z[step[0].token]
+        << " z[argmax] " << z[Argmax(z)] << " lp " << step[0].logprob
+        << " want lp " << LogSoftmaxAt(z, step[0].token);
+    EXPECT_NEAR(step[0].logprob, LogSoftmaxAt(z, step[0].token), 2e-4);
+    seq.push_back(step[0].token);
+    auto next = (*session)->Step();
+    ASSERT_TRUE(next.ok()) << next.status();
+    step = *next;
+  }
+}
+
+TEST(DecodeTest, GreedyMatchesFullRecomputePastTheWindow) {
+  for (int tp : {1, 2, 4}) ExpectGreedyMatchesRecompute(tp, {}, 4);
+}
+
+TEST(DecodeTest, GreedyMatchesFullRecomputeWithInterventions) {
+  const std::vector<Intervention> iv = {
+      Intervention::Skip(1), Intervention::Zero(2), Intervention::Reinit(3, 99),
+      Intervention::MaskHeads(5, {1, 2}), Intervention::MaskHeads(4, {0})};
+  for (int tp : {1, 2, 4}) ExpectGreedyMatchesRecompute(tp, iv, 3);
+}
+
+TEST(DecodeTest, ForkedGreedySamplesAreIdenticalAndShareThePrompt) {
+  std::unique_ptr<Engine> e = MakeEngine(1);
+  DecodeOptions o;
+  o.max_sequences = 4;
+  o.max_sequence_tokens = 40;
+  o.page_size = 4;
+  auto session = e->StartDecode(o);
+  ASSERT_TRUE(session.ok()) << session.status();
+  auto first =
+      (*session)->AddPrompt({2, 5, 6, 7, 8, 9}, {Greedy(), Greedy(), Greedy()});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 3u);
+  std::vector<std::vector<int32_t>> got(3);
+  for (int i = 0; i < 3; ++i) got[i].push_back((*first)[i].token);
+  for (int s = 0; s < 12; ++s) {
+    auto next = (*session)->Step();
+    ASSERT_TRUE(next.ok()) << next.status();
+    ASSERT_EQ(next->size(), 3u);
+    for (int i = 0; i < 3; ++i) got[i].push_back((*next)[i].token);
+  }
+  EXPECT_EQ(got[0], got[1]);
+  EXPECT_EQ(got[0], got[2]);
+  EXPECT_EQ((*session)->live_sequences(), 3);
+  (*session)->Release((*first)[1].sequence);
+  EXPECT_EQ((*session)->live_sequences(), 2);
+}
+
+// Runs `prompt` with two seeded samples at temperature 1, optionally with
+// another prompt's samples in the batch from step 3 on.
+std::vector<std::vector<int32_t>> Sample(Engine& e, bool crowd, int tp_note) {
+  (void)tp_note;
+  DecodeOptions o;
+  o.max_sequences = 8;
+  o.max_sequence_tokens = 40;
+  o.page_size = 4;
+  auto session = e.StartDecode(o);
+  EXPECT_TRUE(session.ok()) << session.status();
+  std::vector<SamplingParams> params(2);
+  params[0].seed = SampleSeed(77, 0, 0);
+  params[1].seed = SampleSeed(77, 0, 1);
+  auto first = (*session)->AddPrompt({2, 40, 41, 42}, params);
+  EXPECT_TRUE(first.ok()) << first.status();
+  std::vector<std::vector<int32_t>> got(2);
+  const int64_t a = (*first)[0].sequence, b = (*first)[1].sequence;
+  got[0].push_back((*first)[0].token);
+  got[1].push_back((*first)[1].token);
+  for (int s = 0; s < 15; ++s) {
+    if (crowd && s == 3) {
+      std::vector<SamplingParams> other(3);
+      for (int i = 0; i < 3; ++i) other[i].seed = SampleSeed(78, 1, i);
+      EXPECT_TRUE(
+          (*session)->AddPrompt({2, 100, 101, 102, 103, 104, 105}, other).ok());
+    }
+    auto next = (*session)->Step();
+    EXPECT_TRUE(next.ok()) << next.status();
+    for (const DecodedToken& t : *next) {
+      if (t.sequence == a) got[0].push_back(t.token);
+      if (t.sequence == b) got[1].push_back(t.token);
+    }
+  }
+  return got;
+}
+
+TEST(DecodeTest, SamplesDependOnTheSeedNotOnTheBatch) {
+  std::unique_ptr<Engine> e = MakeEngine(1);
+  const auto alone = Sample(*e, false, 1);
+  const auto crowded = Sample(*e, true, 1);
+  EXPECT_EQ(alone, crowded);
+  EXPECT_NE(alone[0], alone[1]);  // different seeds, different samples
+  std::unique_ptr<Engine> e2 = MakeEngine(2);
+  EXPECT_EQ(Sample(*e2, true, 2), alone);
+}
+
+TEST(DecodeTest, BadInputsAreNamed) {
+  std::unique_ptr<Engine> e = MakeEngine(1);
+  DecodeOptions o;
+  o.max_sequences = 2;
+  o.max_sequence_tokens = 8;
+  auto session = e->StartDecode(o);
+  ASSERT_TRUE(session.ok());
+  EXPECT_THAT((*session)->AddPrompt({}, {Greedy()}).status().message(),
+              HasSubstr("empty"));
+  EXPECT_THAT((*session)->AddPrompt({2, 9999}, {Greedy()}).status().message(),
+              HasSubstr("outside the vocabulary"));
+  EXPECT_THAT((*session)
+                  ->AddPrompt({1, 2, 3, 4, 5, 6, 7, 8}, {Greedy()})
+                  .status()
+                  .message(),
+              HasSubstr("max_sequence_tokens"));
+  SamplingParams bad;
+  bad.top_p = 0;
+  EXPECT_THAT((*session)->AddPrompt({2}, {bad}).status().message(),
+              HasSubstr("top_p"));
+  EXPECT_EQ((*session)
+                ->AddPrompt({2}, {Greedy(), Greedy(), Greedy()})
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  DecodeOptions bad_iv;
+  bad_iv.interventions = {Intervention::Skip(1000)};
+  EXPECT_FALSE(e->StartDecode(bad_iv).ok());
+  // A sequence at max_sequence_tokens must be released first.
+  auto first = (*session)->AddPrompt({2, 3, 4, 5, 6, 7, 8}, {Greedy()});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE((*session)->Step().ok());
+  EXPECT_EQ((*session)->Step().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace sweepd::engine

@@ -1,0 +1,269 @@
+// The generate and canary executors (worker/jobs/generate_executor.h) on a
+// tiny random model with its generated tokenizer: every sample is kept and a
+// re-run reproduces it, token-family bans hold in the text, stop strings cut
+// samples, verifiers score samples (a crashing command verifier gives
+// per-sample errors, not a failed task), canary cases pass and fail, dataset
+// prompts carry their ids and categories, bad inputs are named.
+#include "worker/jobs/generate_executor.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "common/fs.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "worker/engine/model_generator.h"
+
+namespace sweepd {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string SourceDir() {
+  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
+  return d != nullptr ? d : ".";
+}
+
+class FakeContext : public TaskContext {
+ public:
+  bool cancelled() const override { return false; }
+  bool task_cancelled(size_t) const override { return false; }
+  void SetProgress(double) override {}
+};
+
+class GenerateExecutorTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(::testing::TempDir() + "/generate_executor_test_" +
+                           std::to_string(getpid()));
+    ASSERT_TRUE(RemoveAll(*dir_).ok());
+    ASSERT_TRUE(MakeDirs(*dir_).ok());
+    ASSERT_TRUE(engine::MakeRandomModel(
+                    SourceDir() + "/configs/models/gemma4-tiny.json", 5,
+                    *dir_ + "/model")
+                    .ok());
+    std::ofstream(*dir_ + "/prompts.jsonl")
+        << R"({"prompt": "Two plus two is", "answer": 4, "category": "math", "id": "q1"})"
+           "\n"
+           R"({"prompt": "The capital of France is", "reference": "Paris", "category": "geo"})"
+           "\n";
+    std::ofstream(*dir_ + "/crash.sh") << "#!/bin/sh\nread line\nexit 3\n";
+  }
+  static void TearDownTestSuite() {
+    EXPECT_TRUE(RemoveAll(*dir_).ok());
+    delete dir_;
+  }
+
+  void SetUp() override {
+    LmBackendOptions bo;
+    bo.engine.model_dir = *dir_ + "/model";
+    bo.engine.cpu_threads_per_rank = 1;
+    auto backend = LmBackend::Create(bo);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = *backend;
+  }
+
+  static GenerateJobSpec Job() {
+    GenerateJobSpec job;
+    job.prompts = {{"p0", "Once upon a time", "", "story", {}},
+                   {"p1", "The weather today", "", "", {}}};
+    job.samples = 3;
+    job.max_new_tokens = 8;
+    job.temperature = 1.0;
+    return job;
+  }
+
+  absl::StatusOr<TaskOutput> RunOne(const std::string& kind,
+                                    GenerateJobSpec job,
+                                    const std::string& key = "task-a") {
+    auto ex = GenerateExecutor::Create(kind, backend_, {});
+    EXPECT_TRUE(ex.ok()) << ex.status();
+    TaskInput t;
+    t.task_key = key;
+    t.kind = kind;
+    t.job = std::move(job);
+    absl::StatusOr<TaskOutput> out = absl::UnknownError("not run");
+    FakeContext ctx;
+    (*ex)->RunGroup({t}, ctx, [&](size_t, absl::StatusOr<TaskOutput> o) {
+      out = std::move(o);
+    });
+    return out;
+  }
+
+  static double Metric(const TaskOutput& out, const std::string& name) {
+    for (const MetricRow& r : out.metrics) {
+      if (r.name == name) return r.value;
+    }
+    ADD_FAILURE() << "no metric " << name;
+    return -1;
+  }
+
+  static std::string* dir_;
+  std::shared_ptr<LmBackend> backend_;
+};
+
+std::string* GenerateExecutorTest::dir_ = nullptr;
+
+TEST_F(GenerateExecutorTest, KeepsEverySampleAndARerunReproducesThem) {
+  auto a = RunOne("generate", Job());
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->samples.size(), 6u);
+  std::set<std::pair<int, int>> seen;
+  for (const SampleRow& s : a->samples) {
+    seen.insert({s.prompt_index, s.sample_index});
+    EXPECT_GE(s.num_tokens, 1);
+    EXPECT_LE(s.num_tokens, 8);
+    EXPECT_LT(s.logprob_sum, 0);
+    EXPECT_TRUE(s.finish_reason == "stop" || s.finish_reason == "length");
+    EXPECT_FALSE(s.has_score);  // no verifier
+  }
+  EXPECT_EQ(seen.size(), 6u);
+  EXPECT_EQ(a->samples[0].prompt_id, "p0");
+  EXPECT_EQ(a->samples[0].category, "story");
+  EXPECT_EQ(Metric(*a, "samples"), 6);
+  auto again = RunOne("generate", Job());
+  ASSERT_TRUE(again.ok());
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(a->samples[i].text, again->samples[i].text);
+    EXPECT_EQ(a->samples[i].logprob_sum, again->samples[i].logprob_sum);
+  }
+  auto other = RunOne("generate", Job(), "task-b");
+  ASSERT_TRUE(other.ok());
+  int differ = 0;
+  for (size_t i = 0; i < 6; ++i) {
+    differ += a->samples[i].text != other->samples[i].text;
+  }
+  EXPECT_GT(differ, 0);  // another task key draws other samples
+}
+
+TEST_F(GenerateExecutorTest, TokenFamilyBansHoldInTheText) {
+  GenerateJobSpec job = Job();
+  job.samples = 20;
+  job.max_new_tokens = 12;
+  job.ban_strings = {"e", "a"};
+  auto out = RunOne("generate", job);
+  ASSERT_TRUE(out.ok()) << out.status();
+  for (const SampleRow& s : out->samples) {
+    EXPECT_FALSE(absl::StrContains(s.text, "e")) << s.text;
+    EXPECT_FALSE(absl::StrContains(s.text, "a")) << s.text;
+  }
+  EXPECT_GT(Metric(*out, "banned_tokens"), 10);
+}
+
+TEST_F(GenerateExecutorTest, StopStringsCutSamples) {
+  GenerateJobSpec job = Job();
+  job.samples = 1;
+  job.temperature = 0;
+  job.max_new_tokens = 16;
+  auto free_run = RunOne("generate", job);
+  ASSERT_TRUE(free_run.ok());
+  const std::string text = free_run->samples[0].text;
+  ASSERT_GE(text.size(), 4u);
+  job.stop = {text.substr(text.size() / 2, 2)};
+  auto cut = RunOne("generate", job);
+  ASSERT_TRUE(cut.ok());
+  const SampleRow& s = cut->samples[0];
+  EXPECT_EQ(s.finish_reason, "stop");
+  EXPECT_EQ(s.text, text.substr(0, text.find(job.stop[0])));
+}
+
+TEST_F(GenerateExecutorTest, VerifiersScoreSamplesAndErrorsStayPerSample) {
+  GenerateJobSpec job = Job();
+  job.samples = 1;
+  job.temperature = 0;
+  auto greedy = RunOne("generate", job);
+  ASSERT_TRUE(greedy.ok());
+  job.prompts[0].reference = greedy->samples[0].text;
+  job.prompts[1].reference = "certainly not this";
+  job.verifier.kind = "exact";
+  auto exact = RunOne("generate", job);
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_TRUE(exact->samples[0].has_score);
+  EXPECT_TRUE(exact->samples[0].pass);
+  EXPECT_FALSE(exact->samples[1].pass);
+  EXPECT_EQ(Metric(*exact, "pass_rate"), 0.5);
+
+  job.verifier.kind = "nll";
+  auto nll = RunOne("generate", job);
+  ASSERT_TRUE(nll.ok()) << nll.status();
+  EXPECT_TRUE(nll->samples[0].has_score);
+  EXPECT_LT(nll->samples[0].score, 0);
+
+  job.verifier.kind = "command";
+  job.verifier.command = {"/bin/sh", *dir_ + "/crash.sh"};
+  auto crashed = RunOne("generate", job);
+  ASSERT_TRUE(crashed.ok()) << crashed.status();
+  for (const SampleRow& s : crashed->samples) {
+    EXPECT_FALSE(s.has_score);
+    EXPECT_THAT(s.verifier_error, HasSubstr("exit"));
+  }
+  EXPECT_EQ(Metric(*crashed, "verifier_errors"), 2);
+}
+
+TEST_F(GenerateExecutorTest, CanaryCasesPassAndFail) {
+  GenerateJobSpec probe = Job();
+  probe.samples = 1;
+  probe.temperature = 0;
+  probe.max_new_tokens = 10;
+  auto greedy = RunOne("generate", probe);
+  ASSERT_TRUE(greedy.ok());
+  GenerateJobSpec canary;
+  canary.samples = 1;
+  canary.temperature = 0;
+  canary.max_new_tokens = 10;
+  canary.prompts = {{"case0",
+                     "Once upon a time",
+                     "",
+                     "",
+                     {greedy->samples[0].text.substr(0, 3)}},
+                    {"case1", "The weather today", "", "", {"zzz-not-there"}}};
+  auto out = RunOne("canary", canary);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(out->samples[0].pass);
+  EXPECT_FALSE(out->samples[1].pass);
+  EXPECT_EQ(Metric(*out, "canary_pass_rate"), 0.5);
+}
+
+TEST_F(GenerateExecutorTest, DatasetPromptsCarryIdsReferencesAndCategories) {
+  GenerateJobSpec job = Job();
+  job.prompts.clear();
+  job.has_data = true;
+  job.dataset_name = "qa";
+  job.data.path = *dir_ + "/prompts.jsonl";
+  job.samples = 2;
+  job.verifier.kind = "numeric";
+  auto out = RunOne("generate", job);
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->samples.size(), 4u);
+  EXPECT_EQ(out->samples[0].prompt_id, "q1");
+  EXPECT_EQ(out->samples[0].category, "math");
+  EXPECT_EQ(out->samples[2].prompt_id, "qa/1");
+  EXPECT_EQ(out->samples[2].category, "geo");
+}
+
+TEST_F(GenerateExecutorTest, BadInputsAreNamed) {
+  GenerateJobSpec job = Job();
+  job.banned_tokens = {1 << 20};
+  EXPECT_THAT(RunOne("generate", job).status().message(),
+              HasSubstr("outside the model's vocabulary"));
+  job = Job();
+  job.verifier.kind = "regex";
+  job.verifier.pattern = "(";
+  EXPECT_EQ(RunOne("generate", job).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  job = Job();
+  job.interventions = {engine::Intervention::Skip(99)};
+  job.intervention_fields = {"interventions[0].skip.layers"};
+  EXPECT_THAT(RunOne("generate", job).status().message(),
+              HasSubstr("interventions[0].skip.layers"));
+}
+
+}  // namespace
+}  // namespace sweepd

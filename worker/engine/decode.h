@@ -1,0 +1,110 @@
+// Token generation on an Engine: a DecodeSession holds a paged KV cache for a
+// set of live sequences, prefills each prompt once, forks it into N sampled
+// sequences that share the prompt's cache pages, and decodes one token for
+// every live sequence per Step (docs/GENERATION.md). Plain C++ (no libtorch,
+// no protobuf), like engine.h.
+//
+// Ownership: a session borrows its Engine, which must outlive it, and owns its
+// cache memory on every rank until destroyed. Thread-safety: a session is used
+// from one thread at a time; its calls and the engine's Forward calls are
+// serialised by the engine (each holds all ranks for its duration).
+#ifndef SWEEPD_WORKER_ENGINE_DECODE_H_
+#define SWEEPD_WORKER_ENGINE_DECODE_H_
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace sweepd::engine {
+
+struct Intervention;
+
+// How one sequence picks its tokens (docs/GENERATION.md, "Sampling"). The
+// logits are the model's softcapped logits z. In order: z += logit_bias;
+// banned tokens -> -inf; temperature 0 picks the argmax (lowest id on ties);
+// otherwise z / temperature, then top-k, top-p (nucleus: the smallest set of
+// highest-probability tokens whose mass reaches top_p), min-p (tokens whose
+// probability is at least min_p times the largest), and one draw by inverse
+// CDF over the vocabulary in id order from the uniform of (seed, step).
+struct SamplingParams {
+  double temperature = 1.0;  // 0 = greedy
+  int top_k = 0;             // 0 = off
+  double top_p = 1.0;        // 1 = off
+  double min_p = 0.0;        // 0 = off
+  // (token, bias) added after the final softcap. Shared between sequences.
+  std::shared_ptr<const std::vector<std::pair<int32_t, float>>> logit_bias;
+  // Sorted, unique token ids that are never picked. Shared between sequences.
+  std::shared_ptr<const std::vector<int32_t>> banned;
+  // The sequence's counter-based generator key: the draw of step t is a pure
+  // function of (seed, t), whatever else is in the batch and whichever worker
+  // runs it (SampleSeed below derives it from task, prompt and sample).
+  uint64_t seed = 0;
+};
+
+// A 64-bit key from its parts (SplitMix64 of each part in turn).
+uint64_t SampleSeed(uint64_t task_hash, uint64_t prompt_index,
+                    uint64_t sample_index);
+// The uniform in (0, 1) of step `step` of the sequence keyed `seed`.
+double SampleUniform(uint64_t seed, int64_t step);
+
+struct DecodeOptions {
+  // Applied to every forward of the session (prefill and decode): skip, zero,
+  // re-init and head masks, as in ForwardRequest.
+  std::vector<Intervention> interventions;
+  // Cache capacity: tokens per layer group the session may hold at once,
+  // summed over its sequences (shared prompt pages count once). 0 = enough
+  // for max_sequences sequences of max_sequence_tokens each.
+  int64_t max_cached_tokens = 0;
+  int max_sequences = 64;              // live at once
+  int64_t max_sequence_tokens = 4096;  // prompt + generated
+  int page_size = 16;                  // tokens per cache page
+};
+
+// One sequence's token of a step.
+struct DecodedToken {
+  int64_t sequence = 0;
+  int32_t token = 0;
+  // log p(token) under the model's distribution softmax(z) (softcapped
+  // logits, before bias, bans, temperature and truncation).
+  float logprob = 0;
+};
+
+class DecodeSession {
+ public:
+  virtual ~DecodeSession() = default;
+
+  // Prefills `prompt` once and starts one sequence per entry of `samples`,
+  // all sharing the prompt's cache; returns each new sequence's first token
+  // (step 0) in the order of `samples`. RESOURCE_EXHAUSTED when the cache or
+  // max_sequences has no room (nothing is changed then); INVALID_ARGUMENT for
+  // an empty or too long prompt, a token outside the vocabulary or bad
+  // sampling parameters.
+  virtual absl::StatusOr<std::vector<DecodedToken>> AddPrompt(
+      const std::vector<int32_t>& prompt,
+      const std::vector<SamplingParams>& samples) = 0;
+
+  // Feeds every live sequence its last token and decodes the next one: one
+  // token per live sequence, in ascending sequence id. FAILED_PRECONDITION
+  // once a sequence reaches max_sequence_tokens (release it first).
+  virtual absl::StatusOr<std::vector<DecodedToken>> Step() = 0;
+
+  // Ends a sequence and frees the cache pages only it used.
+  virtual void Release(int64_t sequence) = 0;
+
+  virtual int live_sequences() const = 0;
+  // Whether a prompt of `prompt_tokens` forked `samples` times fits now, with
+  // room for each sample to grow by `new_tokens`.
+  virtual bool CanAdmit(int64_t prompt_tokens, int samples,
+                        int64_t new_tokens) const = 0;
+  // Decoder layer-forwards executed by the session (per token row, skipped
+  // layers not counted), and tokens fed through the model.
+  virtual int64_t layer_forwards() const = 0;
+};
+
+}  // namespace sweepd::engine
+
+#endif  // SWEEPD_WORKER_ENGINE_DECODE_H_

@@ -1,0 +1,573 @@
+#include "worker/engine/decode_session.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "worker/engine/forward_plan.h"
+#include "worker/engine/kv_cache.h"
+#include "worker/engine/page_table.h"
+#include "worker/engine/rank_forward.h"
+#include "worker/engine/sampler.h"
+
+namespace sweepd::engine {
+
+namespace {
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+uint64_t SampleSeed(uint64_t task_hash, uint64_t prompt_index,
+                    uint64_t sample_index) {
+  uint64_t k = SplitMix64(task_hash);
+  k = SplitMix64(k ^ prompt_index);
+  return SplitMix64(k ^ (sample_index * 0xd1b54a32d192ed03ULL));
+}
+
+double SampleUniform(uint64_t seed, int64_t step) {
+  const uint64_t bits =
+      SplitMix64(seed ^ SplitMix64(static_cast<uint64_t>(step) + 1));
+  // 53 random bits, centred in their cell: strictly inside (0, 1).
+  return (static_cast<double>(bits >> 11) + 0.5) * 0x1.0p-53;
+}
+
+namespace internal {
+namespace {
+
+// One forward's host-side inputs, shared by the ranks.
+struct StepInputs {
+  ForwardRequest request;
+  Plan plan;
+  std::vector<int64_t> positions;  // [T]
+  bool prefill = false;
+  // Per group: rows of the forward whose K/V are stored, and where.
+  std::vector<std::vector<int64_t>> write_rows, write_slots;
+  // Decode only, per group: gather page ids [R, pages], key positions
+  // [R, pages * page_size].
+  std::vector<std::vector<int64_t>> gather, key_pos;
+  std::vector<int64_t> max_pages;
+  SamplerBatch sampler;
+  int64_t sample_rows = 0;  // prefill: the last row, repeated
+};
+
+class DecodeSessionImpl;
+
+// One rank's hook for one forward.
+class RankHook : public ForwardHook {
+ public:
+  RankHook(const RankContext& ctx, const StepInputs& in, RankKvCache* cache,
+           const std::vector<int>& layer_group,
+           const std::map<int, LayerWeights>& weights,
+           std::vector<DecodedToken>* out)
+      : ctx_(ctx),
+        in_(in),
+        cache_(cache),
+        layer_group_(layer_group),
+        weights_(weights),
+        out_(out) {
+    const at::Device dev = ctx.shard->device;
+    auto lopts = at::TensorOptions().dtype(at::kLong);
+    auto up = [&](const std::vector<int64_t>& v) {
+      return at::from_blob(const_cast<int64_t*>(v.data()),
+                           {static_cast<int64_t>(v.size())}, lopts)
+          .to(dev);
+    };
+    positions_ = up(in.positions);
+    const size_t groups = in.write_rows.size();
+    rows_.resize(groups);
+    write_rows_.resize(groups);
+    for (size_t g = 0; g < groups; ++g) {
+      write_rows_[g] = up(in.write_rows[g]);
+      rows_[g].write_slots = up(in.write_slots[g]);
+      if (in.prefill) continue;
+      const int64_t R = static_cast<int64_t>(in.positions.size());
+      rows_[g].gather = up(in.gather[g]).view({R, in.max_pages[g]});
+      rows_[g].key_pos = up(in.key_pos[g]).view({R, -1});
+    }
+  }
+
+  at::Tensor positions() override { return positions_; }
+
+  at::Tensor Attention(RankForward* f, int L, const LayerQkv& qkv,
+                       const LayerWeights& w) override {
+    const int g = layer_group_[L];
+    const int window = f->cfg().layers[L].sliding_window;
+    LayerQkv kept = qkv;
+    const bool all_rows =
+        write_rows_[g].numel() == qkv.v.size(0) * qkv.v.size(1);
+    if (!all_rows) {
+      kept.k = qkv.k.reshape({-1, qkv.k.size(2), qkv.k.size(3)})
+                   .index_select(0, write_rows_[g])
+                   .unsqueeze(0);
+      kept.v = qkv.v.reshape({-1, qkv.v.size(2), qkv.v.size(3)})
+                   .index_select(0, write_rows_[g])
+                   .unsqueeze(0);
+    }
+    cache_->Write(L, rows_[g].write_slots, kept);
+    if (in_.prefill) return ctx_.backend->Attention(L, qkv);
+    GroupRows& rows = rows_[g];
+    if (!rows.allowed.defined() || allowed_window_[g] != window) {
+      at::Tensor q = positions_.unsqueeze(1);
+      at::Tensor allowed = rows.key_pos.ge(0).logical_and(rows.key_pos.le(q));
+      if (window > 0)
+        allowed = allowed.logical_and((q - rows.key_pos).lt(window));
+      rows.allowed = allowed.unsqueeze(1).unsqueeze(1);
+      allowed_window_[g] = window;
+    }
+    return cache_->Attend(*f, L, qkv.q, rows, w);
+  }
+
+  void Head(RankForward* f, const at::Tensor& x) override {
+    const int64_t hidden = f->cfg().hidden_size;
+    at::Tensor rows = x.reshape({-1, hidden});
+    if (in_.prefill) {
+      rows = rows.narrow(0, rows.size(0) - 1, 1)
+                 .expand({in_.sample_rows, hidden})
+                 .contiguous();
+    }
+    at::Tensor z = f->LocalLogits(rows);
+    SampledRows s = SampleRows(ctx_.comm, z, ctx_.shard->vocab_start,
+                               ctx_.shard->vocab_len, in_.sampler);
+    if (ctx_.rank != 0) return;
+    at::Tensor tok = s.token.to(at::kCPU).contiguous();
+    at::Tensor lp = s.logprob.to(at::kCPU).contiguous();
+    out_->resize(tok.numel());
+    for (int64_t i = 0; i < tok.numel(); ++i) {
+      (*out_)[i].token = static_cast<int32_t>(tok.data_ptr<int64_t>()[i]);
+      (*out_)[i].logprob = lp.data_ptr<float>()[i];
+    }
+  }
+
+  const LayerWeights* CachedWeights(int L) override {
+    auto it = weights_.find(L);
+    return it == weights_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  const RankContext& ctx_;
+  const StepInputs& in_;
+  RankKvCache* cache_;
+  const std::vector<int>& layer_group_;
+  const std::map<int, LayerWeights>& weights_;
+  std::vector<DecodedToken>* out_;
+  at::Tensor positions_;
+  std::vector<at::Tensor> write_rows_;
+  std::vector<GroupRows> rows_;
+  std::map<int, int> allowed_window_;
+};
+
+absl::Status CheckSampling(const SamplingParams& p, int64_t vocab) {
+  if (!(p.temperature >= 0) || !std::isfinite(p.temperature)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling temperature must be a finite number >= 0, got ",
+                     p.temperature));
+  }
+  if (p.top_k < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling top_k must be >= 0, got ", p.top_k));
+  }
+  if (!(p.top_p > 0 && p.top_p <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling top_p must be in (0, 1], got ", p.top_p));
+  }
+  if (!(p.min_p >= 0 && p.min_p < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling min_p must be in [0, 1), got ", p.min_p));
+  }
+  if (p.logit_bias) {
+    for (const auto& [tok, bias] : *p.logit_bias) {
+      if (tok < 0 || tok >= vocab) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("logit_bias names token ", tok,
+                         ", outside the vocabulary [0, ", vocab, ")"));
+      }
+      if (std::isnan(bias)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("logit_bias of token ", tok, " is NaN"));
+      }
+    }
+  }
+  if (p.banned) {
+    for (int32_t tok : *p.banned) {
+      if (tok < 0 || tok >= vocab) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("banned token ", tok,
+                         " is outside the vocabulary [0, ", vocab, ")"));
+      }
+    }
+    if (static_cast<int64_t>(p.banned->size()) >= vocab) {
+      return absl::InvalidArgumentError(
+          "the banned tokens cover the whole vocabulary");
+    }
+  }
+  return absl::OkStatus();
+}
+
+class DecodeSessionImpl : public DecodeSession {
+ public:
+  DecodeSessionImpl(DecodeHost* host, DecodeOptions options)
+      : host_(host), options_(std::move(options)) {}
+
+  ~DecodeSessionImpl() override {
+    // Free the rank memory on the ranks' threads (CUDA caching allocator).
+    if (caches_.empty()) return;
+    (void)host_->RunRanks(
+        [&](const RankContext& ctx) {
+          caches_[ctx.rank].reset();
+          weights_[ctx.rank].clear();
+        },
+        "closing a decode session");
+  }
+
+  absl::Status Init() {
+    const ModelConfig& cfg = host_->cfg();
+    const int N = cfg.num_hidden_layers;
+    if (options_.page_size < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "DecodeOptions.page_size must be >= 1, got ", options_.page_size));
+    }
+    if (options_.max_sequences < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DecodeOptions.max_sequences must be >= 1, got ",
+                       options_.max_sequences));
+    }
+    if (options_.max_sequence_tokens < 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DecodeOptions.max_sequence_tokens must be >= 2, got ",
+                       options_.max_sequence_tokens));
+    }
+    // The interventions, checked as a forward checks them.
+    ForwardRequest probe;
+    probe.tokens = {0};
+    probe.batch = probe.seq = 1;
+    probe.interventions = options_.interventions;
+    Plan plan;
+    RETURN_IF_ERROR(MakePlan(cfg, host_->tp(), host_->owner(), probe, &plan));
+    skip_ = plan.skip;
+    // Layer groups by window.
+    std::vector<int> windows;
+    layer_group_.assign(N, 0);
+    for (int L = 0; L < N; ++L) {
+      const int w = cfg.layers[L].sliding_window;
+      auto it = std::find(windows.begin(), windows.end(), w);
+      if (it == windows.end()) {
+        windows.push_back(w);
+        it = windows.end() - 1;
+      }
+      layer_group_[L] = static_cast<int>(it - windows.begin());
+    }
+    const int P = options_.page_size;
+    std::vector<int64_t> pages(windows.size());
+    PageTable sizing(windows, std::vector<int64_t>(windows.size(), 0), P);
+    for (size_t g = 0; g < windows.size(); ++g) {
+      const int64_t per_seq =
+          sizing.PagesFor(static_cast<int>(g), options_.max_sequence_tokens);
+      if (options_.max_cached_tokens > 0) {
+        pages[g] = (options_.max_cached_tokens + P - 1) / P +
+                   options_.max_sequences + per_seq;
+      } else {
+        pages[g] = int64_t{options_.max_sequences} * (per_seq + 1) + per_seq;
+      }
+    }
+    table_ = std::make_unique<PageTable>(windows, pages, P);
+    caches_.resize(host_->tp());
+    weights_.resize(host_->tp());
+    return host_->RunRanks(
+        [&](const RankContext& ctx) {
+          caches_[ctx.rank] = std::make_unique<RankKvCache>(
+              cfg, *ctx.shard, layer_group_, skip_, pages, P);
+          for (int L = 0; L < N; ++L) {
+            if (plan.zero[L]) {
+              weights_[ctx.rank][L] = ZeroedWeights(ctx.shard->layers[L]);
+            } else if (plan.reinit[L].has_value()) {
+              weights_[ctx.rank][L] =
+                  ReinitWeights(cfg, L, *ctx.shard, *plan.reinit[L]);
+            }
+          }
+        },
+        "allocating the KV cache");
+  }
+
+  absl::StatusOr<std::vector<DecodedToken>> AddPrompt(
+      const std::vector<int32_t>& prompt,
+      const std::vector<SamplingParams>& samples) override {
+    const ModelConfig& cfg = host_->cfg();
+    const int64_t P = static_cast<int64_t>(prompt.size());
+    if (P == 0) return absl::InvalidArgumentError("the prompt is empty");
+    if (P + 1 > options_.max_sequence_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the prompt has ", P, " tokens; the session allows ",
+          options_.max_sequence_tokens,
+          " per sequence (max_sequence_tokens) including one new token"));
+    }
+    for (int64_t i = 0; i < P; ++i) {
+      if (prompt[i] < 0 || prompt[i] >= cfg.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("prompt token ", i, " is ", prompt[i],
+                         ", outside the vocabulary [0, ", cfg.vocab_size, ")"));
+      }
+    }
+    if (samples.empty()) {
+      return absl::InvalidArgumentError("AddPrompt needs at least one sample");
+    }
+    for (const SamplingParams& p : samples) {
+      RETURN_IF_ERROR(CheckSampling(p, cfg.vocab_size));
+    }
+    const int n = static_cast<int>(samples.size());
+    if (live_sequences() + n > options_.max_sequences) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the session holds ", live_sequences(), " sequences; ", n,
+          " more exceed max_sequences ", options_.max_sequences));
+    }
+    if (!CanAdmit(P, n, 0)) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the KV cache has no room for a ", P,
+                       "-token prompt with ", n, " samples"));
+    }
+
+    const int64_t parent = table_->Create();
+    absl::Status reserved = table_->ReservePrompt(parent, P);
+    if (!reserved.ok()) {
+      table_->Release(parent);
+      return reserved;
+    }
+    StepInputs in;
+    in.prefill = true;
+    in.request.tokens = prompt;
+    in.request.batch = 1;
+    in.request.seq = P;
+    in.request.targets.assign(P, -1);
+    in.request.interventions = options_.interventions;
+    for (int64_t i = 0; i < P; ++i) in.positions.push_back(i);
+    const int G = table_->groups();
+    in.write_rows.resize(G);
+    in.write_slots.resize(G);
+    for (int g = 0; g < G; ++g) {
+      for (int64_t i = 0; i < P; ++i) {
+        const int64_t slot = table_->Slot(parent, g, i);
+        if (slot < 0) continue;
+        in.write_rows[g].push_back(i);
+        in.write_slots[g].push_back(slot);
+      }
+    }
+    in.sample_rows = n;
+    for (const SamplingParams& p : samples) AddSamplerRow(p, 0, &in.sampler);
+    std::vector<DecodedToken> out;
+    absl::Status st = Run(&in, &out);
+    if (!st.ok()) {
+      table_->Release(parent);
+      return st;
+    }
+    table_->Advance(parent, P);
+    std::vector<PageCopy> copies;
+    std::vector<int64_t> children;
+    for (int i = 0; i < n; ++i) {
+      auto child = table_->Fork(parent, &copies);
+      if (!child.ok()) {
+        for (int64_t c : children) table_->Release(c);
+        table_->Release(parent);
+        return child.status();
+      }
+      children.push_back(*child);
+    }
+    table_->Release(parent);
+    if (!copies.empty()) {
+      absl::Status copied = host_->RunRanks(
+          [&](const RankContext& ctx) { caches_[ctx.rank]->CopyPages(copies); },
+          "forking the prompt's KV cache");
+      if (!copied.ok()) {
+        for (int64_t c : children) table_->Release(c);
+        return copied;
+      }
+    }
+    for (int i = 0; i < n; ++i) {
+      Live& s = live_[children[i]];
+      s.params = samples[i];
+      s.last = out[i].token;
+      s.step = 1;
+      out[i].sequence = children[i];
+      if (out[i].token < 0) {
+        return absl::InternalError(
+            "sampling found no token with probability > 0");
+      }
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<DecodedToken>> Step() override {
+    if (live_.empty()) return std::vector<DecodedToken>();
+    const int G = table_->groups();
+    const int P = options_.page_size;
+    StepInputs in;
+    in.request.batch = 1;
+    in.write_rows.resize(G);
+    in.write_slots.resize(G);
+    in.gather.resize(G);
+    in.key_pos.resize(G);
+    in.max_pages.assign(G, 1);
+    std::vector<int64_t> ids;
+    for (auto& [id, s] : live_) {
+      const int64_t len = table_->length(id);
+      if (len + 1 > options_.max_sequence_tokens) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "sequence ", id, " holds ", len,
+            " tokens, the session's max_sequence_tokens; release it"));
+      }
+      RETURN_IF_ERROR(table_->Reserve(id, 1));
+      ids.push_back(id);
+      in.request.tokens.push_back(s.last);
+      in.positions.push_back(len);
+      AddSamplerRow(s.params, s.step, &in.sampler);
+    }
+    const int64_t R = static_cast<int64_t>(ids.size());
+    in.request.seq = R;
+    in.request.targets.assign(R, -1);
+    in.request.interventions = options_.interventions;
+    for (int g = 0; g < G; ++g) {
+      for (int64_t id : ids) {
+        in.max_pages[g] = std::max<int64_t>(
+            in.max_pages[g], static_cast<int64_t>(table_->pages(id, g).size()));
+      }
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t id = ids[r];
+        in.write_rows[g].push_back(r);
+        in.write_slots[g].push_back(table_->Slot(id, g, in.positions[r]));
+        const std::vector<int32_t>& pages = table_->pages(id, g);
+        const int64_t first = table_->first_page(id, g);
+        for (int64_t i = 0; i < in.max_pages[g]; ++i) {
+          const bool real = i < static_cast<int64_t>(pages.size());
+          in.gather[g].push_back(real ? pages[i] : 0);
+          for (int j = 0; j < P; ++j) {
+            in.key_pos[g].push_back(real ? (first + i) * P + j : -1);
+          }
+        }
+      }
+    }
+    std::vector<DecodedToken> out;
+    RETURN_IF_ERROR(Run(&in, &out));
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t id = ids[r];
+      table_->Advance(id, 1);
+      Live& s = live_[id];
+      s.last = out[r].token;
+      ++s.step;
+      out[r].sequence = id;
+      if (out[r].token < 0) {
+        return absl::InternalError(
+            "sampling found no token with probability > 0");
+      }
+    }
+    return out;
+  }
+
+  void Release(int64_t sequence) override {
+    if (live_.erase(sequence) > 0) table_->Release(sequence);
+  }
+
+  int live_sequences() const override { return static_cast<int>(live_.size()); }
+
+  bool CanAdmit(int64_t prompt_tokens, int samples,
+                int64_t new_tokens) const override {
+    if (live_sequences() + samples > options_.max_sequences) return false;
+    for (int g = 0; g < table_->groups(); ++g) {
+      // The prompt's pages, a private last page per sample, growth per
+      // sample, and one more page per live sequence for its next token.
+      const int64_t prompt_pages = table_->PagesFor(g, prompt_tokens);
+      const int64_t grow =
+          table_->PagesFor(g, prompt_tokens + new_tokens) - prompt_pages;
+      const int64_t need =
+          prompt_pages + int64_t{samples} * (1 + grow) + live_sequences();
+      if (need > table_->free_pages(g)) return false;
+    }
+    return true;
+  }
+
+  int64_t layer_forwards() const override { return layer_forwards_; }
+
+ private:
+  struct Live {
+    SamplingParams params;
+    int32_t last = 0;
+    int64_t step = 0;
+  };
+
+  static void AddSamplerRow(const SamplingParams& p, int64_t step,
+                            SamplerBatch* b) {
+    const int64_t row = b->rows();
+    b->temperature.push_back(static_cast<float>(p.temperature));
+    b->top_k.push_back(p.top_k);
+    b->top_p.push_back(static_cast<float>(p.top_p));
+    b->min_p.push_back(static_cast<float>(p.min_p));
+    b->uniform.push_back(SampleUniform(p.seed, step));
+    if (p.logit_bias) {
+      for (const auto& [tok, bias] : *p.logit_bias) {
+        b->bias_row.push_back(row);
+        b->bias_token.push_back(tok);
+        b->bias_value.push_back(bias);
+      }
+    }
+    if (p.banned) {
+      for (int32_t tok : *p.banned) {
+        b->ban_row.push_back(row);
+        b->ban_token.push_back(tok);
+      }
+    }
+  }
+
+  absl::Status Run(StepInputs* in, std::vector<DecodedToken>* out) {
+    const ModelConfig& cfg = host_->cfg();
+    RETURN_IF_ERROR(
+        MakePlan(cfg, host_->tp(), host_->owner(), in->request, &in->plan));
+    std::vector<int64_t> executed(host_->tp(), 0);
+    RETURN_IF_ERROR(host_->RunRanks(
+        [&](const RankContext& ctx) {
+          const EngineOptions& opts = host_->opts();
+          RankHook hook(ctx, *in, caches_[ctx.rank].get(), layer_group_,
+                        weights_[ctx.rank], out);
+          ForwardResult unused;
+          RankForward(cfg, opts, ctx.shard, ctx.backend, ctx.comm, in->plan,
+                      host_->diagnostics(), &unused, &executed[ctx.rank], &hook)
+              .Run();
+        },
+        in->prefill ? "prefilling a prompt" : "decoding a step"));
+    layer_forwards_ += executed[0];
+    host_->AddLayerForwards(executed[0]);
+    return absl::OkStatus();
+  }
+
+  DecodeHost* const host_;
+  const DecodeOptions options_;
+  std::vector<uint8_t> skip_;
+  std::vector<int> layer_group_;
+  std::unique_ptr<PageTable> table_;
+  std::vector<std::unique_ptr<RankKvCache>> caches_;  // per rank
+  std::vector<std::map<int, LayerWeights>> weights_;  // per rank
+  std::map<int64_t, Live> live_;
+  int64_t layer_forwards_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DecodeSession>> CreateDecodeSession(
+    DecodeHost* host, const DecodeOptions& options) {
+  auto session = std::make_unique<DecodeSessionImpl>(host, options);
+  RETURN_IF_ERROR(session->Init());
+  return std::unique_ptr<DecodeSession>(std::move(session));
+}
+
+}  // namespace internal
+}  // namespace sweepd::engine

@@ -1,0 +1,66 @@
+// Internal to sweepd::engine: one rank's KV cache memory for a decode session
+// (docs/GENERATION.md, "KV cache"). Per decoder layer a pool addressed by
+// the flat slots of PageTable. Sliding layers store K (after k_norm and RoPE)
+// and V (after v_norm), as [kv_heads_local, pages * page_size, head_dim] so a
+// row's gathered keys are contiguous per KV head. K = V layers
+// (attention_k_eq_v) store V only: their K is k_norm's weight times V (both
+// norms share the raw projection's RMS), with RoPE at the key's position,
+// recomputed when attending. Skipped layers have no pool.
+//
+// Ownership: owned by its session, one per rank; borrows the rank's shard.
+// Used on the rank's thread only.
+#ifndef SWEEPD_WORKER_ENGINE_KV_CACHE_H_
+#define SWEEPD_WORKER_ENGINE_KV_CACHE_H_
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "common/model_config.h"
+#include "worker/engine/page_table.h"
+#include "worker/engine/rank_backend.h"
+#include "worker/engine/weights.h"
+
+namespace sweepd::engine::internal {
+
+class RankForward;
+
+// One step's view of a layer group for the rows being decoded, on the rank's
+// device: where each row's new token goes and which keys each row sees.
+struct GroupRows {
+  at::Tensor write_slots;  // [rows] int64
+  at::Tensor gather;       // [rows, pages] int64 page ids (padding: 0)
+  at::Tensor key_pos;      // [rows, pages * page_size] int64 (padding: -1)
+  at::Tensor allowed;      // [rows, 1, 1, pages * page_size] bool
+};
+
+class RankKvCache {
+ public:
+  // layer_group[L]: L's group in the page table; pages[g]: group g's pool.
+  RankKvCache(const ModelConfig& cfg, const RankShard& shard,
+              const std::vector<int>& layer_group,
+              const std::vector<uint8_t>& skip,
+              const std::vector<int64_t>& pages, int page_size);
+
+  // Stores layer L's k/v [1, T, kv_local, head_dim] at `slots` [T].
+  void Write(int L, const at::Tensor& slots, const LayerQkv& qkv);
+  // Attention of q [1, T, heads_local, head_dim] (one new token per row)
+  // over each row's cached keys -> [1, T, heads_local, head_dim].
+  at::Tensor Attend(const RankForward& f, int L, const at::Tensor& q,
+                    const GroupRows& rows, const LayerWeights& w) const;
+  // Copies whole pages (fork of a partially filled page).
+  void CopyPages(const std::vector<PageCopy>& copies);
+  int64_t bytes() const;
+
+ private:
+  const ModelConfig& cfg_;
+  const RankShard& s_;
+  std::vector<int> layer_group_;
+  int page_size_;
+  std::vector<at::Tensor> k_, v_;  // per layer
+};
+
+}  // namespace sweepd::engine::internal
+
+#endif  // SWEEPD_WORKER_ENGINE_KV_CACHE_H_
