@@ -1,5 +1,6 @@
 #include "coordinator/coordinator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -111,10 +112,17 @@ absl::Status Coordinator::Tick() {
     return health;
   }
   if (options_.snapshot_dir.empty()) return absl::OkStatus();
-  const bool milestone = SweepMilestoneReached();
-  if (milestone) {
+  if (SweepMilestoneReached()) milestone_pending_ = true;
+  const int64_t now = clock_->NowMs();
+  // Finishing sweeps and stages are snapshotted at once, but (when many
+  // finish) at most every kMilestoneSnapshotGapMs or interval, whichever is
+  // shorter: a snapshot copies the whole ledger.
+  const int64_t gap =
+      std::min<int64_t>(kMilestoneSnapshotGapMs, options_.snapshot_interval_ms);
+  if (milestone_pending_ &&
+      (last_snapshot_ms_ < 0 || now - last_snapshot_ms_ >= gap)) {
     Snapshot("a sweep or stage finished");
-  } else if (clock_->NowMs() >= next_snapshot_ms_) {
+  } else if (now >= next_snapshot_ms_) {
     Snapshot("interval");
   }
   return absl::OkStatus();
@@ -140,6 +148,8 @@ bool Coordinator::SweepMilestoneReached() {
 void Coordinator::Snapshot(const char* why) {
   const int64_t now = clock_->NowMs();
   next_snapshot_ms_ = now + options_.snapshot_interval_ms;
+  last_snapshot_ms_ = now;
+  milestone_pending_ = false;
   const int64_t transactions = ledger_->stats().transactions;
   SnapshotOptions snap;
   snap.dir = options_.snapshot_dir;

@@ -11,10 +11,10 @@
 // periodically (sweepd: every second): it checks the ledger's health and writes
 // a snapshot when one is due on the injected Clock, or when a sweep reached a
 // final state or a derived stage was planned (its previous stage finished)
-// since the last pass. Shutdown() stops new calls, drains the server, stops the
-// services, writes a last snapshot when the ledger changed since the previous
-// one (sweepd: on SIGTERM) and closes the ledger; the destructor calls it when
-// the owner did not.
+// since the last pass (such snapshots at most every 10 s). Shutdown() stops new
+// calls, drains the server, stops the services, writes a last snapshot when the
+// ledger changed since the previous one (sweepd: on SIGTERM) and closes the
+// ledger; the destructor calls it when the owner did not.
 //
 // Thread-safety: Create, Tick and Shutdown are called from one owning thread;
 // the accessors are safe from any thread while the Coordinator lives. The
@@ -121,6 +121,11 @@ class Coordinator {
   int port_ = 0;
   int64_t next_snapshot_ms_ = 0;
   std::string last_snapshot_;
+  // Milestone snapshots come at most this often (or every interval, if
+  // shorter).
+  static constexpr int64_t kMilestoneSnapshotGapMs = 10'000;
+  int64_t last_snapshot_ms_ = -1;
+  bool milestone_pending_ = false;
   // Ledger transactions committed when the last snapshot was written.
   int64_t snapshot_transactions_ = -1;
   // Per sweep: whether it was final, and its task count, at the last Tick.
