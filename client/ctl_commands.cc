@@ -1,6 +1,7 @@
 #include "client/ctl_commands.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <set>
 #include <utility>
@@ -11,8 +12,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/best_of_k_table.h"
 #include "client/ctl_args.h"
 #include "client/ctl_format.h"
+#include "client/sample_rows.h"
 #include "client/spec_loader.h"
 #include "coordinator/task_states.h"
 #include "grpcpp/create_channel.h"
@@ -200,14 +203,52 @@ int RunWatch(CtlContext& ctx, const std::vector<std::string>& args) {
 }
 
 int RunResults(CtlContext& ctx, const std::vector<std::string>& args) {
-  auto parsed = ParseArgs(args, {{"--format", "--state"}, {}, 1, 1});
+  auto parsed = ParseArgs(
+      args, {{"--format", "--state", "--bootstrap", "--level", "--seed"},
+             {"--samples", "--best-of-k", "--per-prompt"},
+             1,
+             1});
   if (!parsed.ok()) return Usage(ctx, parsed.status().message());
   ResultFormat format = ResultFormat::kTable;
-  auto fit = parsed->values.find("--format");
-  if (fit != parsed->values.end()) {
-    auto f = ParseResultFormat(fit->second);
+  auto last_value = [&](const std::string& flag) -> const std::string* {
+    auto [first, last] = parsed->values.equal_range(flag);
+    if (first == last) return nullptr;
+    return &std::prev(last)->second;
+  };
+  if (const std::string* f_text = last_value("--format")) {
+    auto f = ParseResultFormat(*f_text);
     if (!f.ok()) return Usage(ctx, f.status().message());
     format = *f;
+  }
+  const bool samples = parsed->bools.count("--samples") > 0;
+  const bool best_of_k = parsed->bools.count("--best-of-k") > 0;
+  const bool per_prompt = parsed->bools.count("--per-prompt") > 0;
+  if (samples && best_of_k) {
+    return Usage(ctx, "--samples and --best-of-k exclude each other");
+  }
+  BootstrapOptions bootstrap;
+  const std::string* b_text = last_value("--bootstrap");
+  const std::string* l_text = last_value("--level");
+  const std::string* s_text = last_value("--seed");
+  if (!best_of_k && (per_prompt || b_text || l_text || s_text)) {
+    return Usage(ctx,
+                 "--per-prompt, --bootstrap, --level and --seed need "
+                 "--best-of-k");
+  }
+  if (b_text != nullptr && (!absl::SimpleAtoi(*b_text, &bootstrap.resamples) ||
+                            bootstrap.resamples < 1)) {
+    return Usage(ctx, absl::StrCat("--bootstrap must be a number of "
+                                   "resamples >= 1, got '",
+                                   *b_text, "'"));
+  }
+  if (l_text != nullptr && (!absl::SimpleAtod(*l_text, &bootstrap.level) ||
+                            !(bootstrap.level > 0 && bootstrap.level < 1))) {
+    return Usage(
+        ctx, absl::StrCat("--level must be in (0, 1), got '", *l_text, "'"));
+  }
+  if (s_text != nullptr && !absl::SimpleAtoi(*s_text, &bootstrap.seed)) {
+    return Usage(ctx, absl::StrCat("--seed must be an unsigned integer, got '",
+                                   *s_text, "'"));
   }
   v1::ListResultsRequest req;
   req.set_sweep_id(parsed->positional[0]);
@@ -221,22 +262,40 @@ int RunResults(CtlContext& ctx, const std::vector<std::string>& args) {
       req.add_states(*state);
     }
   }
-  std::vector<ResultRow> rows;
+  std::vector<v1::TaskRecord> records;
   for (;;) {
     v1::ListResultsResponse resp;
     auto call = ctx.CallContext();
     grpc::Status st = ctx.stub->ListResults(call.get(), req, &resp);
     if (!st.ok()) return ctx.RpcError(st);
-    for (const v1::TaskRecord& r : resp.tasks()) {
-      std::vector<ResultRow> more = TidyRows(r);
-      if (more.size() > 0 && more[0].sweep_id.empty()) {
-        for (ResultRow& row : more) row.sweep_id = req.sweep_id();
-      }
-      rows.insert(rows.end(), std::make_move_iterator(more.begin()),
-                  std::make_move_iterator(more.end()));
+    for (v1::TaskRecord& r : *resp.mutable_tasks()) {
+      if (r.sweep_id().empty()) r.set_sweep_id(req.sweep_id());
+      records.push_back(std::move(r));
     }
     if (resp.next_page_token().empty()) break;
     req.set_page_token(resp.next_page_token());
+  }
+  if (samples) {
+    WriteSamples(CollectSamples(records), format, *ctx.env.out);
+    return kCtlExitOk;
+  }
+  if (best_of_k) {
+    absl::StatusOr<std::vector<PointBestOfK>> curves =
+        ComputeBestOfKTable(CollectSamples(records), bootstrap);
+    if (!curves.ok()) {
+      *ctx.env.err << "sweepctl results: "
+                   << absl::StatusCodeToString(curves.status().code()) << ": "
+                   << curves.status().message() << "\n";
+      return kCtlExitError;
+    }
+    WriteBestOfK(*curves, per_prompt, bootstrap.level, format, *ctx.env.out);
+    return kCtlExitOk;
+  }
+  std::vector<ResultRow> rows;
+  for (const v1::TaskRecord& r : records) {
+    std::vector<ResultRow> more = TidyRows(r);
+    rows.insert(rows.end(), std::make_move_iterator(more.begin()),
+                std::make_move_iterator(more.end()));
   }
   WriteResults(rows, format, *ctx.env.out);
   return kCtlExitOk;
@@ -290,16 +349,37 @@ std::vector<CtlCommand>& MutableCommands() {
        "the stream breaks. Exits 0 when the sweep is done, 3 when it failed, 4 "
        "when cancelled.\n",
        RunWatch},
-      {"results", "SWEEP [--format table|csv|json] [--state STATE[,STATE]]",
-       "Print a sweep's results, one row per metric.",
+      {"results",
+       "SWEEP [--format table|csv|json] [--state STATE[,STATE]] [--samples | "
+       "--best-of-k [--per-prompt] [--bootstrap B] [--level L] [--seed S]]",
+       "Print a sweep's results, one row per metric (or its samples, or "
+       "best-of-k curves).",
        "Columns: sweep_id, task_key, index, state, interventions, params, "
        "seed, dataset,\n"
        "metric, one column per metric label, value, error (tasks without "
        "metrics get one row).\n"
-       "  --format   table (default), csv, or json (an array of objects)\n"
-       "  --state    only tasks in these states: pending, leased, done, "
+       "  --format      table (default), csv, or json (an array of objects)\n"
+       "  --state       only tasks in these states: pending, leased, done, "
        "failed, cancelled\n"
-       "             (repeatable or comma-separated)\n",
+       "                (repeatable or comma-separated)\n"
+       "Generate and canary sweeps (docs/GENERATION.md):\n"
+       "  --samples     every kept sample, one row each: task, stage, "
+       "interventions, params,\n"
+       "                dataset, prompt_id, category, sample_index, "
+       "num_tokens, finish_reason,\n"
+       "                logprob_sum, score, pass, verifier_error, text\n"
+       "  --best-of-k   pass@k, expected best score and selected-sample "
+       "accuracy for every\n"
+       "                k <= N, from the kept samples, per grid point (stage, "
+       "interventions,\n"
+       "                params): the mean over prompts with a bootstrap "
+       "interval; samples\n"
+       "                whose verifier errored are left out and counted\n"
+       "  --per-prompt  also one curve per prompt\n"
+       "  --bootstrap B resamples of the prompts (default 1000); --level L "
+       "(default 0.95);\n"
+       "                --seed S (default 24301): the same seed gives the same "
+       "intervals\n",
        RunResults},
       {"cancel", "SWEEP", "Cancel a sweep's unfinished tasks.", "", RunCancel},
       {"workers", "", "List the registered workers.", "", RunWorkers},

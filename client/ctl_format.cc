@@ -68,7 +68,7 @@ std::string SweepStateName(v1::SweepState state) {
   return ShortEnumName(v1::SweepState_Name(state), "SWEEP_STATE_");
 }
 
-std::string JobKindName(v1::JobKind kind) {
+std::string JobKindLabel(v1::JobKind kind) {
   return ShortEnumName(v1::JobKind_Name(kind), "JOB_KIND_");
 }
 
@@ -327,7 +327,7 @@ std::string FormatSweepDetail(const v1::SweepStatus& s) {
       << "created:    " << FormatUnixMs(s.created_unix_ms()) << " UTC\n"
       << "updated:    " << FormatUnixMs(s.updated_unix_ms()) << " UTC\n";
   for (const v1::WaitingWork& w : s.waiting()) {
-    out << "waiting:    " << w.pending() << " " << JobKindName(w.kind());
+    out << "waiting:    " << w.pending() << " " << JobKindLabel(w.kind());
     if (w.tensor_parallel() != 0) {
       out << " (tensor_parallel " << w.tensor_parallel() << ")";
     }
@@ -339,7 +339,7 @@ std::string FormatSweepDetail(const v1::SweepStatus& s) {
     for (const v1::WorkerOffer& w : s.live_workers()) {
       std::vector<std::string> kinds;
       for (int k : w.job_kinds()) {
-        kinds.push_back(JobKindName(static_cast<v1::JobKind>(k)));
+        kinds.push_back(JobKindLabel(static_cast<v1::JobKind>(k)));
       }
       out << "worker:     " << (w.name().empty() ? w.worker_id() : w.name())
           << " runs "

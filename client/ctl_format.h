@@ -28,7 +28,9 @@ namespace sweepd {
 std::string TaskStateName(sweepd::v1::TaskState state);
 absl::StatusOr<sweepd::v1::TaskState> ParseTaskState(const std::string& name);
 std::string SweepStateName(sweepd::v1::SweepState state);
-std::string JobKindName(sweepd::v1::JobKind kind);
+// "eval", "generate", ...: the JobKind without its prefix, lower case. (Named
+// apart from worker/agent's JobKindName: tests link both libraries.)
+std::string JobKindLabel(sweepd::v1::JobKind kind);
 
 // "skip:3+mask_heads:4[0,1]"; "baseline" when empty. reinit prints its seed:
 // "reinit:5@seed=7".

@@ -26,19 +26,56 @@ absl::StatusOr<ReportData> BuildReportData(
   profile_options.ablation_dataset = options.ablation_dataset;
   profile_options.num_layers = options.num_layers;
   profile_options.layer_types = options.layer_types;
-  ASSIGN_OR_RETURN(LayerStudy study, BuildLayerStudy(tasks, profile_options));
+  // Generate and canary tasks have their own sections; the layer study sees
+  // the others.
+  std::vector<sweepd::v1::TaskRecord> study_tasks;
+  bool has_study_kind = false;
+  for (const sweepd::v1::TaskRecord& t : tasks) {
+    const sweepd::v1::JobKind kind = t.spec().kind();
+    if (kind == sweepd::v1::JOB_KIND_GENERATE ||
+        kind == sweepd::v1::JOB_KIND_CANARY) {
+      continue;
+    }
+    has_study_kind |=
+        kind == sweepd::v1::JOB_KIND_EVAL || kind == sweepd::v1::JOB_KIND_PROBE;
+    study_tasks.push_back(t);
+  }
+  ASSIGN_OR_RETURN(GenerationReport generation,
+                   BuildGenerationReport(tasks, options.bootstrap));
+  ASSIGN_OR_RETURN(LayerStudy study,
+                   BuildLayerStudy(study_tasks, profile_options));
   ASSIGN_OR_RETURN(DropPlans plans, DeriveDropPlans(study, options.drop_k));
   MarkVerdicts(plans.plans, &study.layers);
 
   ReportData data;
   data.sweep_id = std::move(study.sweep_id);
+  for (const sweepd::v1::TaskRecord& t : tasks) {
+    if (!data.sweep_id.empty()) break;
+    data.sweep_id = t.sweep_id();
+  }
   data.title = options.title.empty() ? absl::StrCat("Sweep ", data.sweep_id)
                                      : options.title;
   data.num_layers = study.num_layers;
-  data.tasks_total = study.tasks_total;
-  data.tasks_done = study.tasks_done;
-  data.tasks_failed = study.tasks_failed;
-  data.tasks_unfinished = study.tasks_unfinished;
+  for (const sweepd::v1::TaskRecord& t : tasks) {
+    ++data.tasks_total;
+    switch (t.state()) {
+      case sweepd::v1::TASK_STATE_DONE:
+        ++data.tasks_done;
+        break;
+      case sweepd::v1::TASK_STATE_FAILED:
+        ++data.tasks_failed;
+        break;
+      case sweepd::v1::TASK_STATE_PENDING:
+      case sweepd::v1::TASK_STATE_LEASED:
+        ++data.tasks_unfinished;
+        break;
+      default:
+        break;
+    }
+  }
+  data.layer_study = has_study_kind || generation.empty();
+  for (std::string& note : generation.notes) data.notes.push_back(note);
+  data.generation = std::move(generation);
   data.options = options;
   data.options.drop_k.clear();
   for (const DropPlan& plan : plans.plans)

@@ -1,7 +1,8 @@
-// Sweep reports: turns the TaskRecords of a layer-study or layer-degeneration
-// sweep (seeds 000 and 002) into a report model (BuildReportData: the layer
-// study of coordinator/layer_profile.h plus the drop plans of
-// coordinator/drop_plan.h, a title and the options) and renders
+// Sweep reports: turns the TaskRecords of a layer-study, layer-degeneration
+// or generation sweep (seeds 000, 002, 003, 001) into a report model
+// (BuildReportData: the layer study of coordinator/layer_profile.h plus the
+// drop plans of coordinator/drop_plan.h, the generation report of
+// client/generation_report.h, a title and the options) and renders
 // that model as one self-contained, offline HTML file with Vega-Lite charts and
 // tables (RenderReportHtml). docs/REPORTS.md documents every derived number
 // (aggregation across shards, deltas, BI variance, the combined safety score
@@ -18,6 +19,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/generation_report.h"
+#include "common/best_of_k.h"
 #include "coordinator/drop_plan.h"
 #include "coordinator/layer_profile.h"
 #include "sweepd/v1/task.pb.h"
@@ -42,6 +45,8 @@ struct ReportOptions {
   int num_layers = 0;
   // Per layer "sliding" or "full" (or any short label); empty = unknown.
   std::vector<std::string> layer_types;
+  // Bootstrap of the best-of-k intervals (generate sweeps).
+  BootstrapOptions bootstrap;
 };
 
 struct ReportData {
@@ -75,10 +80,17 @@ struct ReportData {
   // Human-readable remarks: ignored or incomplete results, dropped score
   // components.
   std::vector<std::string> notes;
+
+  // Whether the layer-study sections (phases A-C, synthesis, degeneration)
+  // are drawn: the sweep has eval or probe tasks, or nothing else.
+  bool layer_study = true;
+  // Generate and canary tasks (client/generation_report.h).
+  GenerationReport generation;
 };
 
 // Builds the report model from every TaskRecord of one sweep (any order, any
-// state; only DONE eval and probe tasks contribute numbers). INVALID_ARGUMENT,
+// state; only DONE eval and probe tasks contribute layer-study numbers, DONE
+// generate and canary tasks the generation sections). INVALID_ARGUMENT,
 // naming the task key and the metric or field, for malformed results (a
 // non-integer layer label, a probe mean without its tokens/prompts weight, a
 // bad layer selector) and for invalid options (negative or all-zero weights, k

@@ -18,6 +18,7 @@
 #include "absl/strings/str_replace.h"
 #include "client/report.h"
 #include "client/report_assets.h"
+#include "client/report_page.h"
 #include "nlohmann/json.hpp"
 
 namespace sweepd {
@@ -27,16 +28,11 @@ using json = nlohmann::json;
 
 constexpr const char* kAssetOrder[] = {"vega.min.js", "vega-lite.min.js",
                                        "vega-embed.min.js"};
-constexpr char kSchema[] = "https://vega.github.io/schema/vega-lite/v6.json";
-constexpr int kWideChart = 860;
-
-std::string Escape(const std::string& text) {
-  return absl::StrReplaceAll(text, {{"&", "&amp;"},
-                                    {"<", "&lt;"},
-                                    {">", "&gt;"},
-                                    {"\"", "&quot;"},
-                                    {"'", "&#39;"}});
-}
+using report_internal::BaseSpec;
+using report_internal::Chart;
+using report_internal::Escape;
+using report_internal::kSchema;
+using report_internal::Page;
 
 // JSON that may sit inside <script>: '<', '>' and '&' only occur inside
 // strings, where the \u escapes mean the same characters, so "</script>" or
@@ -87,15 +83,6 @@ std::string VerdictText(const LayerProfile& p) {
   return VerdictName(p.verdict);
 }
 
-json BaseSpec(const std::string& title) {
-  return json{
-      {"$schema", kSchema},
-      {"title", title},
-      {"width", kWideChart},
-      {"height", 260},
-      {"config", {{"axis", {{"labelFontSize", 11}, {"titleFontSize", 12}}}}}};
-}
-
 // Layer as a continuous axis (line charts): integer ticks only.
 json LayerQuantAxis() {
   return json{{"field", "layer"},
@@ -107,30 +94,6 @@ json LayerQuantAxis() {
 json LayerAxis() {
   return json{{"field", "layer"}, {"type", "ordinal"}, {"title", "layer"}};
 }
-
-// Chart specs keyed by div id, in page order.
-struct Chart {
-  std::string id;
-  json spec;
-};
-
-struct Page {
-  std::vector<Chart> charts;
-  std::string body;
-
-  void Heading(const std::string& text, const std::string& blurb) {
-    absl::StrAppend(&body, "<h2>", Escape(text), "</h2>\n");
-    if (!blurb.empty())
-      absl::StrAppend(&body, "<p class=\"blurb\">", Escape(blurb), "</p>\n");
-  }
-  void AddChart(const std::string& id, json spec) {
-    absl::StrAppend(&body, "<div class=\"chart\" id=\"", id, "\"></div>\n");
-    charts.push_back({id, std::move(spec)});
-  }
-  void Note(const std::string& text) {
-    absl::StrAppend(&body, "<p class=\"note\">", Escape(text), "</p>\n");
-  }
-};
 
 bool HasEval(const ReportData& data, EvalKind kind) {
   return std::any_of(data.evals.begin(), data.evals.end(),
@@ -156,12 +119,22 @@ void AddSummary(const ReportData& data, Page* page) {
                     value_html, "</td></tr>\n");
   };
   row("sweep", Escape(data.sweep_id.empty() ? "(none)" : data.sweep_id));
-  row("layers", absl::StrCat(data.num_layers));
+  if (data.layer_study) row("layers", absl::StrCat(data.num_layers));
   row("tasks", absl::StrCat(data.tasks_total, " total, ", data.tasks_done,
                             " done, ", data.tasks_failed, " failed, ",
                             data.tasks_unfinished, " unfinished"));
+  const GenerationReport& g = data.generation;
+  if (!g.empty()) {
+    row("generation", Escape(absl::StrCat(
+                          g.generate_tasks, " generate and ", g.canary_tasks,
+                          " canary tasks done, ", g.samples, " kept samples")));
+  }
   if (!data.categories.empty()) {
     row("probe categories", Escape(absl::StrJoin(data.categories, ", ")));
+  }
+  if (!data.layer_study) {
+    absl::StrAppend(&page->body, "</table>\n");
+    return;
   }
   row("safety score",
       Escape(absl::StrFormat(
@@ -647,11 +620,14 @@ void AddOther(const ReportData& data, Page* page) {
 Page BuildPage(const ReportData& data) {
   Page page;
   AddSummary(data, &page);
-  AddPhaseA(data, &page);
-  AddPhaseB(data, &page);
-  AddPhaseC(data, &page);
-  AddSynthesis(data, &page);
-  AddDegeneration(data, &page);
+  if (data.layer_study) {
+    AddPhaseA(data, &page);
+    AddPhaseB(data, &page);
+    AddPhaseC(data, &page);
+    AddSynthesis(data, &page);
+    AddDegeneration(data, &page);
+  }
+  report_internal::AddGenerationSections(data.generation, &page);
   AddOther(data, &page);
   return page;
 }
@@ -670,6 +646,10 @@ caption { text-align: left; font-weight: 600; padding: 4px 0; }
 #table-degeneration td:nth-child(-n+3), #table-other td:nth-child(-n+2) { text-align: left; }
 tr.never td { background: #fdecea; } tr.drop td { background: #eaf2fd; }
 ul.notes { color: #555; }
+td.text { text-align: left; vertical-align: top; white-space: pre-wrap; max-width: 320px;
+          font-size: 12px; }
+td.pass b { color: #1e8449; } td.fail b { color: #c0392b; }
+div.sample { color: #444; margin-top: 2px; }
 )css";
 
 // Draws every chart and records the outcome for tests and for the reader.

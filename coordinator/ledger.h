@@ -351,10 +351,12 @@ class Ledger {
   virtual absl::StatusOr<v1::TaskCounts> CountTasks(
       const std::string& sweep_id) = 0;
   // Tasks of a sweep with idx > after_idx, in idx order, optionally filtered by
-  // state.
+  // state: at most `limit`, and when max_bytes > 0 no more once their records
+  // reach max_bytes serialized (at least one; generate results carry every
+  // sample, so a page of 500 can be large).
   virtual absl::StatusOr<TaskPage> ListTasks(
       const std::string& sweep_id, const std::vector<v1::TaskState>& states,
-      int64_t after_idx, int limit) = 0;
+      int64_t after_idx, int limit, int64_t max_bytes = 0) = 0;
   virtual absl::StatusOr<v1::TaskRecord> GetTask(
       const std::string& sweep_id, const std::string& task_key) = 0;
   virtual absl::Status ForEachActiveTask(

@@ -125,7 +125,8 @@ class LedgerImpl : public Ledger {
 
   absl::StatusOr<TaskPage> ListTasks(const std::string& sweep_id,
                                      const std::vector<v1::TaskState>& states,
-                                     int64_t after_idx, int limit) override;
+                                     int64_t after_idx, int limit,
+                                     int64_t max_bytes) override;
 
   absl::StatusOr<v1::TaskRecord> GetTask(const std::string& sweep_id,
                                          const std::string& task_key) override;

@@ -62,7 +62,7 @@ absl::StatusOr<v1::TaskCounts> LedgerImpl::CountTasks(
 
 absl::StatusOr<TaskPage> LedgerImpl::ListTasks(
     const std::string& sweep_id, const std::vector<v1::TaskState>& states,
-    int64_t after_idx, int limit) {
+    int64_t after_idx, int limit, int64_t max_bytes) {
   return WithReader<TaskPage>([&](Conn& c) -> absl::StatusOr<TaskPage> {
     std::string sql = absl::StrCat(
         "SELECT task_key, sweep_id, state, spec, group_key, attempts, "
@@ -78,15 +78,18 @@ absl::StatusOr<TaskPage> LedgerImpl::ListTasks(
     ASSIGN_OR_RETURN(Stmt * s, c.Prepare(sql));
     s->Bind(sweep_id).Bind(after_idx).Bind(static_cast<int64_t>(limit) + 1);
     TaskPage page;
+    int64_t bytes = 0;
     while (true) {
       ASSIGN_OR_RETURN(bool row, s->Step());
       if (!row) break;
-      if (static_cast<int>(page.tasks.size()) == limit) {
+      if (static_cast<int>(page.tasks.size()) == limit ||
+          (max_bytes > 0 && bytes >= max_bytes)) {
         page.more = true;
         break;
       }
       ASSIGN_OR_RETURN(v1::TaskRecord rec, ReadTaskRecord(*s));
       page.last_idx = s->Int(10);
+      if (max_bytes > 0) bytes += static_cast<int64_t>(rec.ByteSizeLong());
       page.tasks.push_back(std::move(rec));
     }
     return page;

@@ -30,6 +30,11 @@
 namespace sweepd {
 namespace {
 
+// ListResults pages stop after this many bytes of task records (and always
+// hold at least one), so a page fits gRPC's default 4 MB receive limit even
+// when generate results carry thousands of samples.
+constexpr int64_t kListResultsPageBytes = 3 << 20;
+
 grpc::Status ToGrpc(const absl::Status& s) { return ToGrpcStatus(s); }
 
 grpc::Status Invalid(absl::string_view field, absl::string_view what) {
@@ -504,8 +509,8 @@ class ServerImpl : public CoordinatorServer {
               grpc::StatusCode::NOT_FOUND,
               absl::StrCat("sweep_id '", req->sweep_id(), "' not found")));
         }
-        auto page =
-            s_->ledger()->ListTasks(req->sweep_id(), states, after, limit);
+        auto page = s_->ledger()->ListTasks(req->sweep_id(), states, after,
+                                            limit, kListResultsPageBytes);
         if (!page.ok()) return reactor->Finish(ToGrpc(page.status()));
         for (auto& t : page->tasks) *resp->add_tasks() = std::move(t);
         if (page->more) resp->set_next_page_token(absl::StrCat(page->last_idx));

@@ -181,9 +181,11 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "engine alone: %zu prompts x %d samples, %lld tokens, %.3f s, "
-        "%.1f tok/s, %lld steps, max live %d\n",
+        "%.1f tok/s, %lld steps, max live %d (prefill %.3f s, decode %.3f s)\n",
         prompts.size(), ns[0], static_cast<long long>(st->tokens), wall,
-        st->tokens / wall, static_cast<long long>(st->steps), st->max_live);
+        st->tokens / wall, static_cast<long long>(st->steps), st->max_live,
+        absl::ToDoubleSeconds(st->prefill_time),
+        absl::ToDoubleSeconds(st->decode_time));
     return 0;
   }
   std::mt19937 rng(1234);

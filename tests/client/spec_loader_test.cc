@@ -322,5 +322,54 @@ TEST(SpecLoaderTest, ShippedSyntheticSweepsPlan) {
   EXPECT_EQ(plan->tasks.size(), 200u);
 }
 
+// The generation examples load with their generate / canary fields (planning
+// them needs a model: tests/integration/generation_examples_test runs them).
+TEST(SpecLoaderTest, ShippedGenerationSweepsLoad) {
+  const char* src = getenv("SWEEPD_SOURCE_DIR");
+  const std::string root = src != nullptr ? src : ".";
+  auto bon = LoadSweepSpecFile(root + "/configs/sweeps/best_of_n.yaml");
+  ASSERT_TRUE(bon.ok()) << bon.status();
+  EXPECT_EQ(bon->generate().samples(), 10);
+  EXPECT_DOUBLE_EQ(bon->generate().temperature(), 1.0);
+  EXPECT_THAT(bon->generate().ban_strings(), ::testing::ElementsAre("\""));
+  EXPECT_THAT(bon->generate().stop(), ::testing::ElementsAre("\n"));
+  EXPECT_EQ(bon->generate().verifier_spec().kind(), "command");
+  EXPECT_THAT(bon->generate().verifier_spec().command(),
+              ::testing::ElementsAre("python3",
+                                     "examples/verifiers/numeric_verifier.py",
+                                     "--tolerance", "1e-6"));
+  ASSERT_EQ(bon->stages_size(), 2);
+  EXPECT_EQ(bon->stages(0).name(), "ban-both");
+  EXPECT_THAT(bon->stages(0).generate().ban_strings(),
+              ::testing::ElementsAre("\"", "'"));
+  EXPECT_EQ(bon->stages(0).generate().verifier_spec().command_size(), 4);
+  EXPECT_EQ(bon->stages(1).generate().temperature(), 0.0);
+  EXPECT_EQ(bon->stages(1).generate().verifier_spec().kind(), "command");
+
+  auto degeneration =
+      LoadSweepSpecFile(root + "/configs/sweeps/degeneration_samples.yaml");
+  ASSERT_TRUE(degeneration.ok()) << degeneration.status();
+  EXPECT_THAT(degeneration->generate().prompts(),
+              ::testing::ElementsAre("Tell a story", "Factor x^2+3x+2"));
+  EXPECT_TRUE(degeneration->generate().chat());
+  ASSERT_EQ(degeneration->grid().axes_size(), 1);
+  EXPECT_EQ(degeneration->grid().axes(0).interventions().items_size(), 10);
+  ASSERT_EQ(degeneration->stages_size(), 1);
+  EXPECT_EQ(degeneration->stages(0).grid().axes(0).interventions().items_size(),
+            10);
+  EXPECT_EQ(degeneration->stages(0).datasets_size(), 2);
+
+  auto canary = LoadSweepSpecFile(root + "/configs/sweeps/canary.yaml");
+  ASSERT_TRUE(canary.ok()) << canary.status();
+  EXPECT_EQ(canary->canary().cases_size(), 4);
+  EXPECT_THAT(canary->canary().cases(0).expect(),
+              ::testing::ElementsAre("Paris"));
+  const auto& bos = canary->grid().axes(0).param();
+  EXPECT_EQ(bos.name(), "bos");
+  ASSERT_EQ(bos.values_size(), 2);
+  EXPECT_EQ(bos.values(0).string_value(), "on");
+  EXPECT_EQ(bos.values(1).string_value(), "off");
+}
+
 }  // namespace
 }  // namespace sweepd

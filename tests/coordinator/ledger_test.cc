@@ -574,6 +574,24 @@ TEST_F(LedgerTest, ListTasksPagesAndFiltersByState) {
   EXPECT_EQ(leased.tasks[1].spec().index(), 3);
 }
 
+TEST_F(LedgerTest, ListTasksStopsAtTheByteBudget) {
+  Plan plan = MakePlan({.tasks = 5});
+  ASSERT_TRUE(Insert(plan).ok());
+  ASSERT_OK_AND_ASSIGN(all, ledger_->ListTasks(plan.sweep_id, {}, -1, 10));
+  ASSERT_THAT(all.tasks, SizeIs(5));
+  const int64_t one = static_cast<int64_t>(all.tasks[0].ByteSizeLong());
+  // A budget of about two records gives pages of two, then the rest.
+  ASSERT_OK_AND_ASSIGN(p1,
+                       ledger_->ListTasks(plan.sweep_id, {}, -1, 10, 2 * one));
+  EXPECT_THAT(p1.tasks, SizeIs(2));
+  EXPECT_TRUE(p1.more);
+  // A budget below one record still returns one.
+  ASSERT_OK_AND_ASSIGN(
+      p2, ledger_->ListTasks(plan.sweep_id, {}, p1.last_idx, 10, 1));
+  EXPECT_THAT(p2.tasks, SizeIs(1));
+  EXPECT_TRUE(p2.more);
+}
+
 TEST_F(LedgerTest, CopyToWritesAnIntactSnapshot) {
   ASSERT_TRUE(Insert(MakePlan({.tasks = 10})).ok());
   const std::string copy = TempPath("copy") + ".db";

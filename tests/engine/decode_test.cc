@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -218,6 +219,51 @@ TEST(DecodeTest, BadInputsAreNamed) {
   ASSERT_TRUE((*session)->Step().ok());
   EXPECT_EQ((*session)->Step().status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// Prompts prefilled together (right-padded to the longest) continue exactly
+// as each prompt prefilled alone.
+TEST(DecodeTest, BatchedPrefillEqualsPrefillAlone) {
+  std::unique_ptr<Engine> e = MakeEngine(1);
+  ASSERT_NE(e, nullptr);
+  const std::vector<std::vector<int32_t>> prompts = {
+      {2, 7, 8}, {2, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50}, {2, 99}};
+  DecodeOptions o;
+  o.max_sequences = 6;
+  o.max_sequence_tokens = 40;
+  o.page_size = 4;
+  auto run = [&](bool together) {
+    auto session = e->StartDecode(o);
+    EXPECT_TRUE(session.ok()) << session.status();
+    std::vector<std::vector<int32_t>> got(prompts.size());
+    std::map<int64_t, size_t> owner;
+    std::vector<PromptRequest> reqs;
+    for (const auto& p : prompts) reqs.push_back({p, {Greedy()}});
+    std::vector<std::vector<DecodedToken>> first;
+    if (together) {
+      auto all = (*session)->AddPrompts(reqs);
+      EXPECT_TRUE(all.ok()) << all.status();
+      first = *all;
+    } else {
+      for (const auto& r : reqs) {
+        auto one = (*session)->AddPrompts({r});
+        EXPECT_TRUE(one.ok()) << one.status();
+        first.push_back((*one)[0]);
+      }
+    }
+    for (size_t i = 0; i < first.size(); ++i) {
+      owner[first[i][0].sequence] = i;
+      got[i].push_back(first[i][0].token);
+    }
+    for (int s = 0; s < 12; ++s) {
+      auto next = (*session)->Step();
+      EXPECT_TRUE(next.ok()) << next.status();
+      for (const DecodedToken& t : *next)
+        got[owner[t.sequence]].push_back(t.token);
+    }
+    return got;
+  };
+  EXPECT_EQ(run(true), run(false));
 }
 
 }  // namespace

@@ -73,19 +73,39 @@ struct DecodedToken {
   float logprob = 0;
 };
 
+// One prompt for AddPrompts: its tokens and one SamplingParams per sample.
+struct PromptRequest {
+  std::vector<int32_t> tokens;
+  std::vector<SamplingParams> samples;
+};
+
+// A prompt's size for admission: tokens, samples, and tokens each sample may
+// generate.
+struct AdmitSize {
+  int64_t prompt_tokens = 0;
+  int samples = 0;
+  int64_t new_tokens = 0;
+};
+
 class DecodeSession {
  public:
   virtual ~DecodeSession() = default;
 
-  // Prefills `prompt` once and starts one sequence per entry of `samples`,
-  // all sharing the prompt's cache; returns each new sequence's first token
-  // (step 0) in the order of `samples`. RESOURCE_EXHAUSTED when the cache or
-  // max_sequences has no room (nothing is changed then); INVALID_ARGUMENT for
-  // an empty or too long prompt, a token outside the vocabulary or bad
-  // sampling parameters.
-  virtual absl::StatusOr<std::vector<DecodedToken>> AddPrompt(
+  // Prefills each prompt once and starts one sequence per entry of its
+  // `samples`, all sharing their prompt's cache; returns each new sequence's
+  // first token (step 0), per prompt in the order of `samples`. The prompts
+  // are prefilled together in one forward, right-padded to the longest (pads
+  // come after every real token, so causal attention never sees them).
+  // RESOURCE_EXHAUSTED when the cache or max_sequences has no room for all of
+  // them (nothing is changed then); INVALID_ARGUMENT for an empty or too long
+  // prompt, a token outside the vocabulary or bad sampling parameters (named
+  // by prompt index).
+  virtual absl::StatusOr<std::vector<std::vector<DecodedToken>>> AddPrompts(
+      const std::vector<PromptRequest>& prompts) = 0;
+  // AddPrompts of one prompt.
+  absl::StatusOr<std::vector<DecodedToken>> AddPrompt(
       const std::vector<int32_t>& prompt,
-      const std::vector<SamplingParams>& samples) = 0;
+      const std::vector<SamplingParams>& samples);
 
   // Feeds every live sequence its last token and decodes the next one: one
   // token per live sequence, in ascending sequence id. FAILED_PRECONDITION
@@ -96,12 +116,15 @@ class DecodeSession {
   virtual void Release(int64_t sequence) = 0;
 
   virtual int live_sequences() const = 0;
-  // Whether a prompt of `prompt_tokens` forked `samples` times fits now, with
-  // room for each sample to grow by `new_tokens`.
-  virtual bool CanAdmit(int64_t prompt_tokens, int samples,
-                        int64_t new_tokens) const = 0;
-  // Decoder layer-forwards executed by the session (per token row, skipped
-  // layers not counted), and tokens fed through the model.
+  // Whether these prompts fit together now, each sample with room to grow
+  // by the prompt's new_tokens.
+  virtual bool CanAdmit(const std::vector<AdmitSize>& prompts) const = 0;
+  bool CanAdmit(int64_t prompt_tokens, int samples, int64_t new_tokens) const {
+    return CanAdmit({{prompt_tokens, samples, new_tokens}});
+  }
+
+  // Decoder layers executed by the session's forwards (one count per layer
+  // per forward, skipped layers not counted, as ForwardResult).
   virtual int64_t layer_forwards() const = 0;
 };
 

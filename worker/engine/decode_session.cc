@@ -45,6 +45,14 @@ double SampleUniform(uint64_t seed, int64_t step) {
   return (static_cast<double>(bits >> 11) + 0.5) * 0x1.0p-53;
 }
 
+absl::StatusOr<std::vector<DecodedToken>> DecodeSession::AddPrompt(
+    const std::vector<int32_t>& prompt,
+    const std::vector<SamplingParams>& samples) {
+  ASSIGN_OR_RETURN(std::vector<std::vector<DecodedToken>> all,
+                   AddPrompts({{prompt, samples}}));
+  return std::move(all[0]);
+}
+
 namespace internal {
 namespace {
 
@@ -61,7 +69,8 @@ struct StepInputs {
   std::vector<std::vector<int64_t>> gather, key_pos;
   std::vector<int64_t> max_pages;
   SamplerBatch sampler;
-  int64_t sample_rows = 0;  // prefill: the last row, repeated
+  // Prefill: the flat row of each sampled sequence's prompt's last token.
+  std::vector<int64_t> head_rows;
 };
 
 class DecodeSessionImpl;
@@ -87,6 +96,7 @@ class RankHook : public ForwardHook {
           .to(dev);
     };
     positions_ = up(in.positions);
+    if (in.prefill) head_rows_ = up(in.head_rows);
     const size_t groups = in.write_rows.size();
     rows_.resize(groups);
     write_rows_.resize(groups);
@@ -134,11 +144,7 @@ class RankHook : public ForwardHook {
   void Head(RankForward* f, const at::Tensor& x) override {
     const int64_t hidden = f->cfg().hidden_size;
     at::Tensor rows = x.reshape({-1, hidden});
-    if (in_.prefill) {
-      rows = rows.narrow(0, rows.size(0) - 1, 1)
-                 .expand({in_.sample_rows, hidden})
-                 .contiguous();
-    }
+    if (in_.prefill) rows = rows.index_select(0, head_rows_);
     at::Tensor z = f->LocalLogits(rows);
     SampledRows s = SampleRows(ctx_.comm, z, ctx_.shard->vocab_start,
                                ctx_.shard->vocab_len, in_.sampler);
@@ -165,6 +171,7 @@ class RankHook : public ForwardHook {
   const std::map<int, LayerWeights>& weights_;
   std::vector<DecodedToken>* out_;
   at::Tensor positions_;
+  at::Tensor head_rows_;
   std::vector<at::Tensor> write_rows_;
   std::vector<GroupRows> rows_;
   std::map<int, int> allowed_window_;
@@ -302,110 +309,154 @@ class DecodeSessionImpl : public DecodeSession {
         "allocating the KV cache");
   }
 
-  absl::StatusOr<std::vector<DecodedToken>> AddPrompt(
-      const std::vector<int32_t>& prompt,
-      const std::vector<SamplingParams>& samples) override {
+  absl::StatusOr<std::vector<std::vector<DecodedToken>>> AddPrompts(
+      const std::vector<PromptRequest>& prompts) override {
     const ModelConfig& cfg = host_->cfg();
-    const int64_t P = static_cast<int64_t>(prompt.size());
-    if (P == 0) return absl::InvalidArgumentError("the prompt is empty");
-    if (P + 1 > options_.max_sequence_tokens) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the prompt has ", P, " tokens; the session allows ",
-          options_.max_sequence_tokens,
-          " per sequence (max_sequence_tokens) including one new token"));
+    if (prompts.empty()) {
+      return absl::InvalidArgumentError("AddPrompts needs at least one prompt");
     }
-    for (int64_t i = 0; i < P; ++i) {
-      if (prompt[i] < 0 || prompt[i] >= cfg.vocab_size) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("prompt token ", i, " is ", prompt[i],
-                         ", outside the vocabulary [0, ", cfg.vocab_size, ")"));
+    int total = 0;
+    int64_t S = 0;
+    std::vector<AdmitSize> sizes;
+    for (size_t b = 0; b < prompts.size(); ++b) {
+      const std::vector<int32_t>& prompt = prompts[b].tokens;
+      const int64_t P = static_cast<int64_t>(prompt.size());
+      const std::string which = absl::StrCat("prompt ", b);
+      if (P == 0) return absl::InvalidArgumentError(which + " is empty");
+      if (P + 1 > options_.max_sequence_tokens) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            which, " has ", P, " tokens; the session allows ",
+            options_.max_sequence_tokens,
+            " per sequence (max_sequence_tokens) including one new token"));
       }
+      for (int64_t i = 0; i < P; ++i) {
+        if (prompt[i] < 0 || prompt[i] >= cfg.vocab_size) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              which, ": token ", i, " is ", prompt[i],
+              ", outside the vocabulary [0, ", cfg.vocab_size, ")"));
+        }
+      }
+      if (prompts[b].samples.empty()) {
+        return absl::InvalidArgumentError(which + " has no samples");
+      }
+      for (const SamplingParams& p : prompts[b].samples) {
+        absl::Status st = CheckSampling(p, cfg.vocab_size);
+        if (!st.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(which, ": ", st.message()));
+        }
+      }
+      total += static_cast<int>(prompts[b].samples.size());
+      S = std::max(S, P);
+      sizes.push_back({P, static_cast<int>(prompts[b].samples.size()), 0});
     }
-    if (samples.empty()) {
-      return absl::InvalidArgumentError("AddPrompt needs at least one sample");
-    }
-    for (const SamplingParams& p : samples) {
-      RETURN_IF_ERROR(CheckSampling(p, cfg.vocab_size));
-    }
-    const int n = static_cast<int>(samples.size());
-    if (live_sequences() + n > options_.max_sequences) {
+    if (live_sequences() + total > options_.max_sequences) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "the session holds ", live_sequences(), " sequences; ", n,
+          "the session holds ", live_sequences(), " sequences; ", total,
           " more exceed max_sequences ", options_.max_sequences));
     }
-    if (!CanAdmit(P, n, 0)) {
+    if (!CanAdmit(sizes)) {
       return absl::ResourceExhaustedError(
-          absl::StrCat("the KV cache has no room for a ", P,
-                       "-token prompt with ", n, " samples"));
+          absl::StrCat("the KV cache has no room for ", prompts.size(),
+                       " prompts with ", total, " samples"));
     }
 
-    const int64_t parent = table_->Create();
-    absl::Status reserved = table_->ReservePrompt(parent, P);
-    if (!reserved.ok()) {
-      table_->Release(parent);
-      return reserved;
+    const int64_t B = static_cast<int64_t>(prompts.size());
+    std::vector<int64_t> parents;
+    auto release_parents = [&] {
+      for (int64_t p : parents) table_->Release(p);
+    };
+    for (int64_t b = 0; b < B; ++b) {
+      parents.push_back(table_->Create());
+      absl::Status reserved = table_->ReservePrompt(
+          parents.back(), static_cast<int64_t>(prompts[b].tokens.size()));
+      if (!reserved.ok()) {
+        release_parents();
+        return reserved;
+      }
     }
     StepInputs in;
     in.prefill = true;
-    in.request.tokens = prompt;
-    in.request.batch = 1;
-    in.request.seq = P;
-    in.request.targets.assign(P, -1);
+    in.request.batch = B;
+    in.request.seq = S;
+    in.request.tokens.assign(B * S, 0);  // pads after each prompt
+    in.request.targets.assign(B * S, -1);
     in.request.interventions = options_.interventions;
-    for (int64_t i = 0; i < P; ++i) in.positions.push_back(i);
+    for (int64_t i = 0; i < S; ++i) in.positions.push_back(i);
     const int G = table_->groups();
     in.write_rows.resize(G);
     in.write_slots.resize(G);
-    for (int g = 0; g < G; ++g) {
-      for (int64_t i = 0; i < P; ++i) {
-        const int64_t slot = table_->Slot(parent, g, i);
-        if (slot < 0) continue;
-        in.write_rows[g].push_back(i);
-        in.write_slots[g].push_back(slot);
+    for (int64_t b = 0; b < B; ++b) {
+      const std::vector<int32_t>& prompt = prompts[b].tokens;
+      const int64_t P = static_cast<int64_t>(prompt.size());
+      std::copy(prompt.begin(), prompt.end(),
+                in.request.tokens.begin() + b * S);
+      for (int g = 0; g < G; ++g) {
+        for (int64_t i = 0; i < P; ++i) {
+          const int64_t slot = table_->Slot(parents[b], g, i);
+          if (slot < 0) continue;
+          in.write_rows[g].push_back(b * S + i);
+          in.write_slots[g].push_back(slot);
+        }
+      }
+      for (const SamplingParams& p : prompts[b].samples) {
+        in.head_rows.push_back(b * S + P - 1);
+        AddSamplerRow(p, 0, &in.sampler);
       }
     }
-    in.sample_rows = n;
-    for (const SamplingParams& p : samples) AddSamplerRow(p, 0, &in.sampler);
     std::vector<DecodedToken> out;
     absl::Status st = Run(&in, &out);
     if (!st.ok()) {
-      table_->Release(parent);
+      release_parents();
       return st;
     }
-    table_->Advance(parent, P);
     std::vector<PageCopy> copies;
-    std::vector<int64_t> children;
-    for (int i = 0; i < n; ++i) {
-      auto child = table_->Fork(parent, &copies);
-      if (!child.ok()) {
-        for (int64_t c : children) table_->Release(c);
-        table_->Release(parent);
-        return child.status();
+    std::vector<std::vector<int64_t>> children(B);
+    for (int64_t b = 0; b < B; ++b) {
+      table_->Advance(parents[b],
+                      static_cast<int64_t>(prompts[b].tokens.size()));
+      for (size_t i = 0; i < prompts[b].samples.size(); ++i) {
+        auto child = table_->Fork(parents[b], &copies);
+        if (!child.ok()) {
+          for (const auto& cs : children) {
+            for (int64_t c : cs) table_->Release(c);
+          }
+          release_parents();
+          return child.status();
+        }
+        children[b].push_back(*child);
       }
-      children.push_back(*child);
     }
-    table_->Release(parent);
+    release_parents();
     if (!copies.empty()) {
       absl::Status copied = host_->RunRanks(
           [&](const RankContext& ctx) { caches_[ctx.rank]->CopyPages(copies); },
-          "forking the prompt's KV cache");
+          "forking the prompts' KV cache");
       if (!copied.ok()) {
-        for (int64_t c : children) table_->Release(c);
+        for (const auto& cs : children) {
+          for (int64_t c : cs) table_->Release(c);
+        }
         return copied;
       }
     }
-    for (int i = 0; i < n; ++i) {
-      Live& s = live_[children[i]];
-      s.params = samples[i];
-      s.last = out[i].token;
-      s.step = 1;
-      out[i].sequence = children[i];
-      if (out[i].token < 0) {
-        return absl::InternalError(
-            "sampling found no token with probability > 0");
+    std::vector<std::vector<DecodedToken>> result(B);
+    size_t row = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      for (size_t i = 0; i < prompts[b].samples.size(); ++i, ++row) {
+        DecodedToken t = out[row];
+        Live& s = live_[children[b][i]];
+        s.params = prompts[b].samples[i];
+        s.last = t.token;
+        s.step = 1;
+        t.sequence = children[b][i];
+        if (t.token < 0) {
+          return absl::InternalError(
+              "sampling found no token with probability > 0");
+        }
+        result[b].push_back(t);
       }
     }
-    return out;
+    return result;
   }
 
   absl::StatusOr<std::vector<DecodedToken>> Step() override {
@@ -480,17 +531,20 @@ class DecodeSessionImpl : public DecodeSession {
 
   int live_sequences() const override { return static_cast<int>(live_.size()); }
 
-  bool CanAdmit(int64_t prompt_tokens, int samples,
-                int64_t new_tokens) const override {
+  bool CanAdmit(const std::vector<AdmitSize>& prompts) const override {
+    int samples = 0;
+    for (const AdmitSize& p : prompts) samples += p.samples;
     if (live_sequences() + samples > options_.max_sequences) return false;
     for (int g = 0; g < table_->groups(); ++g) {
-      // The prompt's pages, a private last page per sample, growth per
-      // sample, and one more page per live sequence for its next token.
-      const int64_t prompt_pages = table_->PagesFor(g, prompt_tokens);
-      const int64_t grow =
-          table_->PagesFor(g, prompt_tokens + new_tokens) - prompt_pages;
-      const int64_t need =
-          prompt_pages + int64_t{samples} * (1 + grow) + live_sequences();
+      // Each prompt's pages, a private last page per sample and its growth,
+      // and one more page per live sequence for its next token.
+      int64_t need = live_sequences();
+      for (const AdmitSize& p : prompts) {
+        const int64_t prompt_pages = table_->PagesFor(g, p.prompt_tokens);
+        const int64_t grow =
+            table_->PagesFor(g, p.prompt_tokens + p.new_tokens) - prompt_pages;
+        need += prompt_pages + int64_t{p.samples} * (1 + grow);
+      }
       if (need > table_->free_pages(g)) return false;
     }
     return true;

@@ -93,51 +93,79 @@ absl::StatusOr<GenerationStats> Generate(
       for (auto& [seq, s] : live) session->Release(seq);
       return absl::CancelledError("generation cancelled");
     }
-    // Admit as many waiting samples as fit, in prompt order.
-    while (!queue.empty()) {
-      Pending& next = queue.front();
+    // Admit as many waiting samples as fit, in prompt order, prefilled
+    // together.
+    std::vector<PromptRequest> batch;
+    std::vector<AdmitSize> sizes;
+    std::vector<std::pair<int, int>> parts;  // (prompt, first sample)
+    int admitted = 0;
+    int64_t longest = 0;
+    for (size_t q = 0; q < queue.size(); ++q) {
+      const Pending& next = queue[q];
       const GenerationPrompt& gp = prompts[next.prompt];
       const int remaining =
           static_cast<int>(gp.samples.size()) - next.next_sample;
       const int64_t len = static_cast<int64_t>(gp.tokens.size());
-      int room = std::min(remaining,
-                          options.max_batch - static_cast<int>(live.size()));
-      while (room > 0 && !session->CanAdmit(len, room, gp.max_new_tokens)) {
-        --room;
+      const int64_t padded =
+          std::max(longest, len) * static_cast<int64_t>(batch.size() + 1);
+      if (!batch.empty() && padded > options.max_prefill_tokens) break;
+      int room =
+          std::min(remaining, options.max_batch -
+                                  static_cast<int>(live.size()) - admitted);
+      sizes.push_back({len, room, gp.max_new_tokens});
+      while (room > 0 && !session->CanAdmit(sizes)) {
+        sizes.back().samples = --room;
       }
       if (room == 0) {
-        if (live.empty()) {
+        sizes.pop_back();
+        if (live.empty() && batch.empty()) {
           return absl::InvalidArgumentError(absl::StrCat(
               "prompt ", next.prompt, " (", len, " tokens, ", gp.max_new_tokens,
               " new) does not fit the decode session even alone"));
         }
         break;
       }
-      std::vector<SamplingParams> part(
-          gp.samples.begin() + next.next_sample,
-          gp.samples.begin() + next.next_sample + room);
+      PromptRequest r;
+      r.tokens = gp.tokens;
+      r.samples.assign(gp.samples.begin() + next.next_sample,
+                       gp.samples.begin() + next.next_sample + room);
+      batch.push_back(std::move(r));
+      parts.push_back({next.prompt, next.next_sample});
+      admitted += room;
+      longest = std::max(longest, len);
+      if (room < remaining) break;  // the rest of this prompt waits
+    }
+    if (!batch.empty()) {
       const absl::Time t0 = absl::Now();
-      ASSIGN_OR_RETURN(std::vector<DecodedToken> first,
-                       session->AddPrompt(gp.tokens, part));
+      ASSIGN_OR_RETURN(std::vector<std::vector<DecodedToken>> first,
+                       session->AddPrompts(batch));
       const absl::Duration dt = absl::Now() - t0;
       stats.prefill_time += dt;
-      ttft_sum += dt;
-      ++admissions;
+      ttft_sum += dt * static_cast<int64_t>(batch.size());
+      admissions += static_cast<int64_t>(batch.size());
       ++stats.prefills;
       std::vector<int64_t> done;
-      for (int i = 0; i < room; ++i) {
-        GeneratedSample s;
-        s.prompt = next.prompt;
-        s.sample = next.next_sample + i;
-        auto [it, inserted] = live.emplace(first[i].sequence, std::move(s));
-        if (add_token(it->second, first[i])) done.push_back(first[i].sequence);
+      for (size_t b = 0; b < batch.size(); ++b) {
+        const auto [prompt, first_sample] = parts[b];
+        for (size_t i = 0; i < first[b].size(); ++i) {
+          GeneratedSample s;
+          s.prompt = prompt;
+          s.sample = first_sample + static_cast<int>(i);
+          auto [it, inserted] =
+              live.emplace(first[b][i].sequence, std::move(s));
+          if (add_token(it->second, first[b][i])) {
+            done.push_back(first[b][i].sequence);
+          }
+        }
+        Pending& p = queue.front();
+        p.next_sample += static_cast<int>(first[b].size());
+        if (p.next_sample ==
+            static_cast<int>(prompts[p.prompt].samples.size())) {
+          queue.pop_front();
+        }
       }
       stats.max_live = std::max(stats.max_live, static_cast<int>(live.size()));
       for (int64_t seq : done) finish(seq);
-      next.next_sample += room;
-      if (next.next_sample == static_cast<int>(gp.samples.size())) {
-        queue.pop_front();
-      }
     }
     if (live.empty()) continue;
     const absl::Time t0 = absl::Now();

@@ -1,7 +1,8 @@
 // Continuous-batching generation over a DecodeSession (docs/GENERATION.md,
 // "Continuous batching"): prompts wait in order; a prompt's samples join the
 // decode batch as soon as the session has room for them (a prompt with more
-// samples than fit joins in parts, each prefilling it again), every step
+// samples than fit joins in parts, each prefilling it again; prompts joining
+// together are prefilled in one forward), every step
 // decodes one token for every live sequence, and a sequence leaves the batch
 // the moment it finishes (stop token, stop condition or max_new_tokens),
 // making room for the next prompt. Plain C++.
@@ -50,6 +51,9 @@ struct GeneratedSample {
 struct GenerationOptions {
   // Most sequences decoded together (also bounded by the session).
   int max_batch = 64;
+  // Prompts admitted together are prefilled in one forward of
+  // prompts x longest-prompt tokens (padded); at most this many.
+  int64_t max_prefill_tokens = 8192;
   // Called after each new token of a sample; true ends it (stop strings).
   std::function<bool(int prompt, int sample,
                      const std::vector<int32_t>& tokens)>
@@ -61,7 +65,7 @@ struct GenerationOptions {
 };
 
 struct GenerationStats {
-  int64_t prefills = 0;
+  int64_t prefills = 0;  // prefill forwards (each of one or more prompts)
   int64_t steps = 0;
   int64_t tokens = 0;  // generated, all samples
   absl::Duration prefill_time;

@@ -22,6 +22,10 @@
 namespace sweepd {
 namespace {
 
+// Most bytes of samples one task result carries (ListResults pages are 3 MB;
+// gRPC's default receive limit is 4 MB).
+constexpr int64_t kMaxResultBytes = int64_t{3} << 20;
+
 // The inline prompts, then the shard's records.
 absl::StatusOr<std::vector<PromptSpec>> Prompts(const GenerateJobSpec& job) {
   std::vector<PromptSpec> prompts = job.prompts;
@@ -257,6 +261,23 @@ absl::StatusOr<TaskOutput> GenerateExecutor::RunTask(const TaskInput& task,
                        prompts[p].category});
       output.samples.push_back(std::move(row));
     }
+  }
+
+  // A task's result travels in one message and is listed in pages of a few
+  // MB: refuse a result that would not fit, naming the remedy.
+  int64_t result_bytes = 0;
+  for (const SampleRow& row : output.samples) {
+    result_bytes +=
+        static_cast<int64_t>(row.text.size() + row.prompt_id.size() +
+                             row.category.size()) +
+        8 * static_cast<int64_t>(row.token_ids.size()) + 48;
+  }
+  if (result_bytes > kMaxResultBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        task.kind, ": the task's ", output.samples.size(), " samples take ",
+        result_bytes >> 20, " MB, over the ", kMaxResultBytes >> 20,
+        " MB a task result may hold; cut the dataset into more shards "
+        "(datasets[].shards) or lower samples / max_new_tokens"));
   }
 
   // Scores.

@@ -141,7 +141,13 @@ std::vector<TaskRecord> RealisticStudy() {
   return tasks;
 }
 
-TEST(ReportRenderTest, EveryChartDrawsInHeadlessChromium) {
+// Writes `html` to a temp dir, opens it with render_check.mjs and expects
+// every chart of `ids` drawn, no problem, and a screenshot
+// $SWEEPD_BUILD_DIR/test-artifacts/<png_name>. Skips without chromium, node or
+// playwright-core.
+void CheckRendersInChromium(const std::string& html,
+                            const std::vector<std::string>& ids,
+                            const std::string& png_name) {
   const std::string source_dir =
       EnvOr("SWEEPD_SOURCE_DIR", SWEEPD_TEST_SOURCE_DIR);
   const std::string build_dir =
@@ -161,7 +167,38 @@ TEST(ReportRenderTest, EveryChartDrawsInHeadlessChromium) {
     GTEST_SKIP() << "playwright-core is not installed: run `npm ci` in "
                  << test_dir;
   }
+  std::string dir_template = ::testing::TempDir() + "/sweepd-report-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template.data()), nullptr);
+  const std::string html_path = dir_template + "/report.html";
+  {
+    std::ofstream out(html_path, std::ios::binary);
+    out << html;
+    ASSERT_TRUE(out.good()) << "cannot write " << html_path;
+  }
+  const std::string png_path = build_dir + "/test-artifacts/" + png_name;
+  std::remove(png_path.c_str());
+  const std::string command =
+      absl::StrCat("cd '", test_dir, "' && SWEEPD_CHROMIUM='", chromium,
+                   "' node render_check.mjs '", html_path, "' '", png_path,
+                   "' '", absl::StrJoin(ids, ","), "' 2>&1");
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr) << "cannot run: " << command;
+  std::string output;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  ASSERT_TRUE(WIFEXITED(status)) << "render check did not exit normally:\n"
+                                 << output;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "render check failed:\n" << output;
+  EXPECT_THAT(output, ::testing::HasSubstr("\"problems\": []"));
+  EXPECT_TRUE(IsFile(png_path)) << "no screenshot at " << png_path << "\n"
+                                << output;
+  std::cout << "report screenshot: " << png_path << "\n";
+}
 
+TEST(ReportRenderTest, EveryChartDrawsInHeadlessChromium) {
   ReportOptions options;
   options.title = "Render test: 12-layer study";
   options.drop_k = {2, 4, 6};
@@ -197,35 +234,32 @@ TEST(ReportRenderTest, EveryChartDrawsInHeadlessChromium) {
   const std::vector<std::string> ids = ReportChartIds(*data);
   ASSERT_EQ(ids.size(), 9u) << absl::StrJoin(ids, ",");
 
-  std::string dir_template = ::testing::TempDir() + "/sweepd-report-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir_template.data()), nullptr);
-  const std::string html_path = dir_template + "/report.html";
-  {
-    std::ofstream out(html_path, std::ios::binary);
-    out << *html;
-    ASSERT_TRUE(out.good()) << "cannot write " << html_path;
-  }
-  const std::string png_path = build_dir + "/test-artifacts/report.png";
-  std::remove(png_path.c_str());
-  const std::string command =
-      absl::StrCat("cd '", test_dir, "' && SWEEPD_CHROMIUM='", chromium,
-                   "' node render_check.mjs '", html_path, "' '", png_path,
-                   "' '", absl::StrJoin(ids, ","), "' 2>&1");
-  FILE* pipe = ::popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr) << "cannot run: " << command;
-  std::string output;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    output.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  ASSERT_TRUE(WIFEXITED(status)) << "render check did not exit normally:\n"
-                                 << output;
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "render check failed:\n" << output;
-  EXPECT_THAT(output, ::testing::HasSubstr("\"problems\": []"));
-  EXPECT_TRUE(IsFile(png_path)) << "no screenshot at " << png_path << "\n"
-                                << output;
-  std::cout << "report screenshot: " << png_path << "\n";
+  CheckRendersInChromium(*html, ids, "report.png");
+}
+
+// A generate sweep shaped like seed 003 (two bans x three categories, N = 10,
+// a greedy stage) plus seed 002's eye test (interventions at two layers) and
+// a canary with BOS on and off: the best-of-k charts draw, with the category,
+// canary and eye-test tables.
+TEST(ReportRenderTest, GenerationReportDrawsInHeadlessChromium) {
+  std::vector<TaskRecord> tasks = ::sweepd::testing::GenerationSweep();
+  ReportOptions options;
+  options.title = "Render test: best-of-N, eye test and canary";
+  options.bootstrap.resamples = 200;
+  absl::StatusOr<ReportData> data = BuildReportData(tasks, options);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_FALSE(data->layer_study);
+  ASSERT_TRUE(data->generation.canary.has_value());
+  EXPECT_FALSE(data->generation.eye_tests.empty());
+  const std::vector<std::string> ids = ReportChartIds(*data);
+  ASSERT_EQ(ids, (std::vector<std::string>{"chart-bok-pass", "chart-bok-score",
+                                           "chart-bok-selected"}));
+  absl::StatusOr<std::string> html = RenderReportHtml(*data);
+  ASSERT_TRUE(html.ok()) << html.status();
+  EXPECT_THAT(*html, ::testing::HasSubstr("id=\"table-canary\""));
+  EXPECT_THAT(*html, ::testing::HasSubstr("id=\"table-eye-0\""));
+  EXPECT_THAT(*html, ::testing::HasSubstr("id=\"table-bok-3\""));
+  CheckRendersInChromium(*html, ids, "report-generation.png");
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 namespace sweepd {
 namespace {
 
+using ::sweepd::testing::GenerationSweep;
 using ::sweepd::testing::MakeEval;
 using ::sweepd::testing::MakeProbe;
 using ::sweepd::testing::Op;
@@ -535,6 +536,84 @@ TEST(RenderReportHtmlTest, OmitsSectionsWithoutData) {
   EXPECT_THAT(*html, HasSubstr("No multi-layer drops in this sweep"));
   EXPECT_THAT(*html, Not(HasSubstr("id=\"chart-bi\"")));
   EXPECT_THAT(*html, HasSubstr("id=\"table-degeneration\""));
+}
+
+// The generation sections' model on seed 003 / 002 / 001 shaped records
+// (report_test_util.h: sample s of prompt p scores ((7p + 3s + salt) % 10) /
+// 10, passing at 0.8): values computed by hand from that formula.
+TEST(BuildReportDataTest, GenerationSweepGivesSelectionCanaryAndEyeTables) {
+  ReportOptions options;
+  options.bootstrap.resamples = 50;
+  auto data = BuildReportData(::sweepd::testing::GenerationSweep(), options);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_FALSE(data->layer_study);
+  EXPECT_EQ(data->tasks_total, 7);
+  EXPECT_EQ(data->tasks_done, 7);
+  const GenerationReport& g = data->generation;
+  EXPECT_EQ(g.generate_tasks, 5);
+  EXPECT_EQ(g.canary_tasks, 2);
+  // Sampled points, sorted: baseline, zero:0, zero:3, ban-both's baseline.
+  ASSERT_EQ(g.best_of_k.size(), 4u);
+  EXPECT_EQ(g.best_of_k[0].point.Label(), "baseline");
+  EXPECT_EQ(g.best_of_k[1].point.Label(), "zero:0");
+  EXPECT_EQ(g.best_of_k[3].point.Label(), "ban-both · baseline");
+  ASSERT_EQ(g.best_of_k[0].curve.size(), 10u);
+
+  ASSERT_EQ(g.categories.size(), 4u);
+  EXPECT_EQ(g.categories[0].category, "all");
+  EXPECT_EQ(g.categories[1].category, "addition");
+  const CategoryTable& all = g.categories[0];
+  std::vector<std::string> selections;
+  for (const SelectionRow& row : all.rows) selections.push_back(row.selection);
+  EXPECT_THAT(selections,
+              ElementsAre("greedy", "first sample", "best of 2", "best of 3",
+                          "best of 5", "best of 10", "mean over samples"));
+  EXPECT_EQ(all.prompts[0], 12);
+  // Greedy (salt 1, sample 0): sum over p of (7p + 1) % 10 = 54.
+  EXPECT_THAT(all.rows[0].score[0], Optional(DoubleNear(5.4 / 12, 1e-12)));
+  EXPECT_THAT(all.rows[0].score[3], Optional(DoubleNear(5.4 / 12, 1e-12)));
+  EXPECT_EQ(all.rows[0].score[1], std::nullopt);  // no greedy zero:0
+  // First sample (salt 0): sum over p of 7p % 10 = 52; passes at p = 4, 7.
+  EXPECT_THAT(all.rows[1].score[0], Optional(DoubleNear(5.2 / 12, 1e-12)));
+  EXPECT_THAT(all.rows[1].accuracy[0], Optional(DoubleNear(2.0 / 12, 1e-12)));
+  // Each prompt's 10 scores are 0.0 .. 0.9 once: best of 10 = 0.9, passing;
+  // the mean is 0.45 and 2 of 10 pass.
+  EXPECT_THAT(all.rows[5].score[0], Optional(DoubleNear(0.9, 1e-12)));
+  EXPECT_THAT(all.rows[5].accuracy[0], Optional(DoubleNear(1.0, 1e-12)));
+  EXPECT_THAT(all.rows[6].score[2], Optional(DoubleNear(0.45, 1e-12)));
+  EXPECT_THAT(all.rows[6].accuracy[2], Optional(DoubleNear(0.2, 1e-12)));
+  // Best of 2 over {0.0, ..., 0.9}: sum_i 0.i * (i / 45) = 2.85 / 4.5.
+  EXPECT_THAT(all.rows[2].score[0], Optional(DoubleNear(0.6 + 1.0 / 30, 1e-9)));
+  EXPECT_EQ(g.categories[1].prompts[0], 4);
+
+  ASSERT_TRUE(g.canary.has_value());
+  EXPECT_THAT(g.canary->columns,
+              ElementsAre("baseline · bos=off", "baseline · bos=on"));
+  ASSERT_EQ(g.canary->rows.size(), 4u);
+  EXPECT_EQ(g.canary->rows[1].prompt, "Canary prompt 1");
+  EXPECT_THAT(g.canary->rows[1].expect, ElementsAre("answer1"));
+  ASSERT_TRUE(g.canary->rows[1].cells[1].has_value());
+  EXPECT_TRUE(g.canary->rows[1].cells[1]->pass);   // bos on, odd case
+  EXPECT_FALSE(g.canary->rows[1].cells[0]->pass);  // bos off
+  EXPECT_THAT(g.canary->passed, ElementsAre(2, 2));
+
+  ASSERT_EQ(g.eye_tests.size(), 2u);
+  EXPECT_EQ(g.eye_tests[0].title, "Layer 0");
+  EXPECT_EQ(g.eye_tests[1].title, "Layer 3");
+  EXPECT_THAT(g.eye_tests[0].columns,
+              ElementsAre("no modification", "no modification (ban-both)",
+                          "no modification (greedy)", "all zeros"));
+  ASSERT_EQ(g.eye_tests[0].prompts.size(), 12u);
+  EXPECT_EQ(g.eye_tests[0].prompts[0], "Prompt number 0 <b>&");
+  EXPECT_THAT(g.eye_tests[0].texts[0][3],
+              Optional(HasSubstr("Sample 0 of prompt 0")));
+
+  auto html = RenderReportHtml(*data);
+  ASSERT_TRUE(html.ok()) << html.status();
+  // Sample and prompt text is escaped.
+  EXPECT_THAT(*html, HasSubstr("Prompt number 0 &lt;b&gt;&amp;"));
+  EXPECT_THAT(*html, Not(HasSubstr("<tag>")));
+  EXPECT_THAT(*html, Not(HasSubstr("Phase A")));
 }
 
 }  // namespace

@@ -134,6 +134,99 @@ inline sweepd::v1::TaskRecord MakeProbe(const std::string& key,
   return task;
 }
 
+// A generate task of one grid point: `prompts` prompts (ids "<category>-<i>"
+// over the given categories in turn) with `n` samples each, temperature
+// `temperature` (0 = greedy), zeroing `zero_layer` unless empty, in `stage`.
+// Sample s of prompt p scores ((p * 7 + s * 3 + salt) % 10) / 10 and passes
+// at 0.8 and above; its text names both.
+inline sweepd::v1::TaskRecord MakeGenerate(
+    const std::string& key, const std::string& stage,
+    const std::string& zero_layer, double temperature, int prompts, int n,
+    const std::vector<std::string>& categories, int salt) {
+  sweepd::v1::TaskRecord task =
+      MakeTask(sweepd::v1::JOB_KIND_GENERATE, key, "qa", 0, 1);
+  auto* spec = task.mutable_spec();
+  spec->set_stage(stage);
+  auto* job = spec->mutable_generate();
+  job->set_samples(n);
+  job->set_temperature(temperature);
+  for (int p = 0; p < prompts; ++p) {
+    job->add_prompts(absl::StrCat("Prompt number ", p, " <b>&"));
+  }
+  if (!zero_layer.empty()) {
+    spec->mutable_interventions()
+        ->add_interventions()
+        ->mutable_zero()
+        ->set_layers(zero_layer);
+  }
+  spec->clear_data();
+  for (int p = 0; p < prompts; ++p) {
+    for (int s = 0; s < n; ++s) {
+      auto* out = task.mutable_result()->add_samples();
+      out->set_prompt_index(p);
+      out->set_sample_index(s);
+      const std::string& category = categories[p % categories.size()];
+      out->set_prompt_id(absl::StrCat(category, "-", p));
+      out->set_category(category);
+      const double score = ((p * 7 + s * 3 + salt) % 10) / 10.0;
+      out->set_text(absl::StrCat("Sample ", s, " of prompt ", p,
+                                 ": \"quoted\" <tag> score ", score));
+      out->set_num_tokens(8);
+      out->set_finish_reason("length");
+      out->set_has_score(true);
+      out->set_score(score);
+      out->set_pass(score >= 0.8);
+    }
+  }
+  *task.mutable_result()->add_metrics() =
+      MakeMetric("samples", prompts * n, {});
+  return task;
+}
+
+// A canary task of four cases with the given BOS setting; case i passes when
+// (i + bos_on) is even.
+inline sweepd::v1::TaskRecord MakeCanary(const std::string& key, bool bos_on) {
+  sweepd::v1::TaskRecord task =
+      MakeTask(sweepd::v1::JOB_KIND_CANARY, key, "", 0, 1);
+  auto* spec = task.mutable_spec();
+  spec->clear_data();
+  (*spec->mutable_params())["bos"].set_string_value(bos_on ? "on" : "off");
+  auto* job = spec->mutable_canary();
+  job->set_bos(bos_on ? "on" : "off");
+  for (int i = 0; i < 4; ++i) {
+    auto* c = job->add_cases();
+    c->set_prompt(absl::StrCat("Canary prompt ", i));
+    c->add_expect(absl::StrCat("answer", i));
+    auto* out = task.mutable_result()->add_samples();
+    out->set_prompt_index(i);
+    out->set_prompt_id(absl::StrCat("case", i));
+    const bool pass = (i + (bos_on ? 1 : 0)) % 2 == 0;
+    out->set_text(pass ? absl::StrCat("... answer", i) : "unrelated text");
+    out->set_has_score(true);
+    out->set_score(pass ? 1 : 0);
+    out->set_pass(pass);
+  }
+  return task;
+}
+
+// Seed 003's shape (first stage: N = 10 at temperature 1, stage "ban-both":
+// the same with other scores, stage "greedy": one greedy sample), seed 002's
+// eye test (baseline, zero:0, zero:3 sampled) and a canary with BOS on and
+// off, 12 prompts over three categories.
+inline std::vector<sweepd::v1::TaskRecord> GenerationSweep() {
+  const std::vector<std::string> categories = {"addition", "multiplication",
+                                               "word problem"};
+  return {
+      MakeGenerate("g-ban1", "", "", 1.0, 12, 10, categories, 0),
+      MakeGenerate("g-ban2", "ban-both", "", 1.0, 12, 10, categories, 4),
+      MakeGenerate("g-greedy", "greedy", "", 0.0, 12, 1, categories, 1),
+      MakeGenerate("g-zero0", "", "0", 1.0, 12, 10, categories, 7),
+      MakeGenerate("g-zero3", "", "3", 1.0, 12, 10, categories, 2),
+      MakeCanary("c-on", true),
+      MakeCanary("c-off", false),
+  };
+}
+
 }  // namespace sweepd::testing
 
 #endif  // SWEEPD_TESTS_CLIENT_REPORT_REPORT_TEST_UTIL_H_
