@@ -28,6 +28,7 @@ namespace {
 namespace v1 = ::sweepd::v1;
 
 constexpr int kResultsPageSize = 1000;
+constexpr int kSweepsPageSize = 500;
 constexpr int64_t kWatchBackoffStartMs = 250;
 constexpr int64_t kWatchBackoffMaxMs = 10'000;
 
@@ -179,13 +180,20 @@ int RunStatus(CtlContext& ctx, const std::vector<std::string>& args) {
   auto parsed = ParseArgs(args, {{}, {}, 0, 1});
   if (!parsed.ok()) return Usage(ctx, parsed.status().message());
   if (parsed->positional.empty()) {
-    v1::ListSweepsResponse resp;
-    auto call = ctx.CallContext();
-    grpc::Status st =
-        ctx.stub->ListSweeps(call.get(), v1::ListSweepsRequest(), &resp);
-    if (!st.ok()) return ctx.RpcError(st);
-    std::vector<v1::SweepStatus> sweeps(resp.sweeps().begin(),
-                                        resp.sweeps().end());
+    // Page by page (without specs), so no listing outgrows a message.
+    std::vector<v1::SweepStatus> sweeps;
+    v1::ListSweepsRequest req;
+    req.set_page_size(kSweepsPageSize);
+    do {
+      v1::ListSweepsResponse resp;
+      auto call = ctx.CallContext();
+      grpc::Status st = ctx.stub->ListSweeps(call.get(), req, &resp);
+      if (!st.ok()) return ctx.RpcError(st);
+      for (v1::SweepStatus& s : *resp.mutable_sweeps()) {
+        sweeps.push_back(std::move(s));
+      }
+      req.set_page_token(resp.next_page_token());
+    } while (!req.page_token().empty());
     *ctx.env.out << FormatSweepTable(sweeps);
     return kCtlExitOk;
   }

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "common/utf8.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
@@ -494,6 +495,9 @@ class SpecChecker {
 
 absl::StatusOr<sweepd::v1::SweepSpec> ParseSweepSpec(
     const std::string& text, SpecFormat format, const std::string& source) {
+  // JSON text is UTF-8: the YAML -> JSON conversion would otherwise throw on
+  // the first invalid byte (nlohmann type_error), far from where it is.
+  RETURN_IF_ERROR(CheckUtf8(text, source));
   if (format == SpecFormat::kAuto) {
     const size_t first = text.find_first_not_of(" \t\r\n");
     format = first != std::string::npos && text[first] == '{'
@@ -520,7 +524,13 @@ absl::StatusOr<sweepd::v1::SweepSpec> ParseSweepSpec(
   sweepd::v1::SweepSpec spec;
   pb::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
-  const auto status = pb::util::JsonStringToMessage(doc.dump(), &spec, options);
+  std::string json;
+  try {
+    json = doc.dump();
+  } catch (const Json::exception& e) {  // not expected after CheckUtf8
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", e.what()));
+  }
+  const auto status = pb::util::JsonStringToMessage(json, &spec, options);
   if (!status.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": ", status.message().as_string()));

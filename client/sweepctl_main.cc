@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "client/ctl_commands.h"
+#include "client/ledger_command.h"
 #include "client/report_command.h"
 #include "common/clock.h"
 
@@ -21,6 +22,8 @@ int main(int argc, char** argv) {
     env.env_coordinator = addr;
   if (const char* token = std::getenv("SWEEPD_TOKEN")) env.env_token = token;
   sweepd::RegisterCtlCommand(sweepd::ReportCtlCommand());
+  sweepd::RegisterCtlCommand(sweepd::BackupCtlCommand());
+  sweepd::RegisterCtlCommand(sweepd::RestoreCtlCommand());
   return sweepd::RunSweepctl(std::vector<std::string>(argv + 1, argv + argc),
                              env);
 }

@@ -1,5 +1,6 @@
 #include "coordinator/coordinator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -7,6 +8,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "coordinator/snapshot.h"
+#include "coordinator/task_states.h"
 #include "grpcpp/health_check_service_interface.h"
 
 namespace sweepd {
@@ -39,6 +41,7 @@ Coordinator::Coordinator(const CoordinatorOptions& options)
 Coordinator::~Coordinator() { Shutdown().IgnoreError(); }
 
 absl::Status Coordinator::Start() {
+  ASSIGN_OR_RETURN(lock_, LedgerLock::Acquire(options_.ledger_path));
   RETURN_IF_ERROR(CheckListenerSecurity(options_.listen, options_.security,
                                         options_.model_root,
                                         options_.data_root));
@@ -48,7 +51,7 @@ absl::Status Coordinator::Start() {
   if (!options_.snapshot_dir.empty()) {
     absl::StatusOr<std::optional<std::string>> restored =
         RestoreNewestSnapshotIfMissing(options_.ledger_path,
-                                       options_.snapshot_dir);
+                                       options_.snapshot_dir, clock_->NowMs());
     if (!restored.ok()) {
       return Annotate(restored.status(), "restoring a snapshot");
     }
@@ -93,13 +96,17 @@ absl::Status Coordinator::Start() {
   InitGrpcServerPlugins();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, security.credentials, &port_);
+  // gRPC sets SO_REUSEPORT by default: a second sweepd on a port in use would
+  // bind it too and take half the connections. Binding a used port must fail.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   service_->ConfigureBuilder(&builder);
   metrics_->AddToBuilder(&builder);
   if (options_.configure_server) options_.configure_server(builder);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.listen));
+        absl::StrCat("cannot listen on ", options_.listen,
+                     " (is the port in use by another process?)"));
   }
   next_snapshot_ms_ = clock_->NowMs() + options_.snapshot_interval_ms;
   if (!options_.metrics_listen.empty()) {
@@ -125,21 +132,58 @@ absl::Status Coordinator::Tick() {
     return health;
   }
   if (options_.snapshot_dir.empty()) return absl::OkStatus();
+  if (SweepMilestoneReached()) milestone_pending_ = true;
   const int64_t now = clock_->NowMs();
-  if (now < next_snapshot_ms_) return absl::OkStatus();
+  // Finishing sweeps and stages are snapshotted at once, but (when many
+  // finish) at most every kMilestoneSnapshotGapMs or interval, whichever is
+  // shorter: a snapshot copies the whole ledger.
+  const int64_t gap =
+      std::min<int64_t>(kMilestoneSnapshotGapMs, options_.snapshot_interval_ms);
+  if (milestone_pending_ &&
+      (last_snapshot_ms_ < 0 || now - last_snapshot_ms_ >= gap)) {
+    Snapshot("a sweep or stage finished");
+  } else if (now >= next_snapshot_ms_) {
+    Snapshot("interval");
+  }
+  return absl::OkStatus();
+}
+
+bool Coordinator::SweepMilestoneReached() {
+  bool reached = false;
+  std::map<std::string, std::pair<bool, int64_t>> marks;
+  for (const SweepSummary& sweep : scheduler_->ListSweeps()) {
+    const bool final_state = IsFinalSweepState(sweep.state);
+    const int64_t tasks = sweep.counts.total();
+    auto it = sweep_marks_.find(sweep.sweep_id);
+    if (it != sweep_marks_.end() &&
+        ((final_state && !it->second.first) || tasks > it->second.second)) {
+      reached = true;
+    }
+    marks[sweep.sweep_id] = {final_state, tasks};
+  }
+  sweep_marks_ = std::move(marks);
+  return reached;
+}
+
+void Coordinator::Snapshot(const char* why) {
+  const int64_t now = clock_->NowMs();
   next_snapshot_ms_ = now + options_.snapshot_interval_ms;
+  last_snapshot_ms_ = now;
+  milestone_pending_ = false;
+  const int64_t transactions = ledger_->stats().transactions;
   SnapshotOptions snap;
   snap.dir = options_.snapshot_dir;
   snap.keep = options_.snapshot_keep;
   absl::StatusOr<std::string> written = WriteSnapshot(*ledger_, snap, now);
   if (written.ok()) {
-    SWEEPD_LOG(INFO) << "snapshot written: " << *written;
+    SWEEPD_LOG(INFO) << "snapshot written (" << why << "): " << *written;
     last_snapshot_ = *written;
     metrics_->RecordSnapshot(now);
+    snapshot_transactions_ = transactions;
   } else {
-    SWEEPD_LOG(WARNING) << "snapshot failed: " << written.status();
+    SWEEPD_LOG(WARNING) << "snapshot failed (" << why
+                        << "): " << written.status();
   }
-  return absl::OkStatus();
 }
 
 absl::Status Coordinator::Shutdown(absl::Duration grace) {
@@ -157,11 +201,19 @@ absl::Status Coordinator::Shutdown(absl::Duration grace) {
   // The scheduler waits for its lease writes; the ledger then drains and
   // closes.
   scheduler_.reset();
+  if (ledger_ != nullptr && !options_.snapshot_dir.empty() &&
+      ledger_->health().ok() &&
+      ledger_->stats().transactions != snapshot_transactions_) {
+    // Everything is drained: the last state of this process, for a box that
+    // may not come back.
+    Snapshot("shutdown");
+  }
   if (ledger_ != nullptr) {
     const LedgerStats stats = ledger_->stats();
     close_status_ = ledger_->Close();
     SWEEPD_LOG(INFO) << "ledger stats: " << FormatLedgerStats(stats);
   }
+  lock_.reset();
   return close_status_;
 }
 

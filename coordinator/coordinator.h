@@ -3,13 +3,18 @@
 // check, and builds them in one order from one options struct, so sweepd's
 // main and the tests assemble the coordinator the same way.
 //
-// Lifecycle: Create() restores the newest snapshot onto a missing ledger (with
-// a snapshot directory), opens the ledger, loads the scheduler, creates the
-// services and starts serving on `listen`. Tick() is the maintenance pass the
-// owner runs periodically (sweepd: every second): it checks the ledger's
-// health and writes a snapshot when one is due on the injected Clock.
-// Shutdown() stops new calls, drains the server, stops the services and closes
-// the ledger; the destructor calls it when the owner did not.
+// Lifecycle: Create() takes the ledger's exclusive lock (a second coordinator
+// on the same ledger fails with FAILED_PRECONDITION naming the holder),
+// restores the newest snapshot onto a missing ledger (with a snapshot
+// directory), opens the ledger, loads the scheduler, creates the services and
+// starts serving on `listen`. Tick() is the maintenance pass the owner runs
+// periodically (sweepd: every second): it checks the ledger's health and writes
+// a snapshot when one is due on the injected Clock, or when a sweep reached a
+// final state or a derived stage was planned (its previous stage finished)
+// since the last pass (such snapshots at most every 10 s). Shutdown() stops new
+// calls, drains the server, stops the services, writes a last snapshot when the
+// ledger changed since the previous one (sweepd: on SIGTERM) and closes the
+// ledger; the destructor calls it when the owner did not.
 //
 // Thread-safety: Create, Tick and Shutdown are called from one owning thread;
 // the accessors are safe from any thread while the Coordinator lives. The
@@ -19,8 +24,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,6 +37,7 @@
 #include "coordinator/authorizer.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/ledger.h"
+#include "coordinator/ledger_lock.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/server_security.h"
 #include "coordinator/service.h"
@@ -106,7 +114,7 @@ class Coordinator {
   // exit so a supervisor restarts it), then a snapshot when one is due. A
   // failed snapshot is logged, not returned.
   absl::Status Tick();
-  // The last snapshot Tick wrote; empty if none.
+  // The last snapshot Tick or Shutdown wrote; empty if none.
   const std::string& last_snapshot() const { return last_snapshot_; }
 
   // Stops new calls (UNAVAILABLE), shuts the server down (in-flight calls get
@@ -117,12 +125,20 @@ class Coordinator {
  private:
   explicit Coordinator(const CoordinatorOptions& options);
   absl::Status Start();
+  // True when a sweep reached a final state or gained tasks (a derived stage
+  // was planned) since the last call.
+  bool SweepMilestoneReached();
+  // Writes a snapshot now (failures are logged) and restarts the interval.
+  void Snapshot(const char* why);
 
   const CoordinatorOptions options_;
   Clock* const clock_;
   // Declared first: destroyed after the server and ledger that feed it.
   std::unique_ptr<CoordinatorMetrics> metrics_;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
+  // Held from before the restore until the ledger is closed: one coordinator
+  // per ledger.
+  std::unique_ptr<LedgerLock> lock_;
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LeaseScheduler> scheduler_;
   std::unique_ptr<Authorizer> authorizer_;
@@ -131,6 +147,15 @@ class Coordinator {
   int port_ = 0;
   int64_t next_snapshot_ms_ = 0;
   std::string last_snapshot_;
+  // Milestone snapshots come at most this often (or every interval, if
+  // shorter).
+  static constexpr int64_t kMilestoneSnapshotGapMs = 10'000;
+  int64_t last_snapshot_ms_ = -1;
+  bool milestone_pending_ = false;
+  // Ledger transactions committed when the last snapshot was written.
+  int64_t snapshot_transactions_ = -1;
+  // Per sweep: whether it was final, and its task count, at the last Tick.
+  std::map<std::string, std::pair<bool, int64_t>> sweep_marks_;
   bool shut_down_ = false;
   absl::Status close_status_;
 };

@@ -125,6 +125,11 @@ absl::Status LedgerImpl::health() {
   return broken_;
 }
 
+absl::Status LedgerImpl::writable() {
+  absl::MutexLock lock(&queue_mu_);
+  return write_error_;
+}
+
 LedgerStats LedgerImpl::stats() {
   LedgerStats out;
   {

@@ -99,6 +99,9 @@ struct LedgerOptions {
   // count (metrics: coordinator_metrics.h). Must be cheap and not call the
   // ledger. Empty = none.
   std::function<void(double seconds, int64_t operations)> commit_observer;
+  // While commits fail for want of disk space (or with I/O errors) the writer
+  // tries a small write this often (real time) to see whether space returned.
+  int64_t write_probe_interval_ms = 1'000;
 };
 
 // A task row's scheduling state after a write: what the scheduler mirrors.
@@ -335,9 +338,17 @@ class Ledger {
   // Stops accepting writes (later writes fail with UNAVAILABLE), drains the
   // queue, stops the writer and closes connections. Idempotent.
   virtual absl::Status Close() = 0;
-  // OK, or the error that broke the writer (a failed COMMIT): the process
-  // should restart.
+  // OK, or the error that broke the writer (a failed COMMIT other than a full
+  // disk or an I/O error): the process should restart.
   virtual absl::Status health() = 0;
+  // OK, or UNAVAILABLE ("... disk full ...") while commits fail for want of
+  // disk space or with I/O errors. The ledger stays open meanwhile: reads are
+  // served, every write fails with this status (nothing of its transaction is
+  // kept) and the writer probes with a small write every
+  // LedgerOptions::write_probe_interval_ms; the first commit that succeeds
+  // makes it OK again. Callers refuse new work (leases, submits) while it is
+  // not OK.
+  virtual absl::Status writable() = 0;
   virtual LedgerStats stats() = 0;
 
   // ---- Reads (synchronous, reader pool) ----

@@ -110,6 +110,8 @@ class LedgerImpl : public Ledger {
 
   absl::Status health() override;
 
+  absl::Status writable() override;
+
   LedgerStats stats() override;
 
   // ---- Reads ----
@@ -193,6 +195,9 @@ class LedgerImpl : public Ledger {
   void WriterLoop();
 
   void RunBatch(std::vector<WriteOp>& batch);
+  // While write_error_ is set: one small write transaction; clears
+  // write_error_ when it commits.
+  void ProbeWrite();
 
   struct CallbackBatch {
     std::vector<std::function<void(absl::Status)>> finish;
@@ -359,6 +364,8 @@ class LedgerImpl : public Ledger {
   bool closed_ ABSL_GUARDED_BY(queue_mu_) = false;
   bool writer_exited_ ABSL_GUARDED_BY(queue_mu_) = false;
   absl::Status broken_ ABSL_GUARDED_BY(queue_mu_);
+  // Set while commits fail for want of space / with I/O errors (writable()).
+  absl::Status write_error_ ABSL_GUARDED_BY(queue_mu_);
   LedgerStats stats_ ABSL_GUARDED_BY(queue_mu_);
 
   // The read-only connection pool (WithReader borrows one at a time).

@@ -13,6 +13,28 @@ namespace sweepd::ledger_internal {
 
 using v1::TaskState;
 
+namespace {
+
+// SQLITE_FULL and the I/O errors: the disk, not the ledger, is at fault, and
+// a later commit may succeed.
+bool IsDiskError(int extended_rc) {
+  const int rc = extended_rc & 0xff;
+  return rc == SQLITE_FULL || rc == SQLITE_IOERR;
+}
+
+absl::Status DiskError(sqlite3* db, int rc, const std::string& path) {
+  const std::string errstr = sqlite3_errstr(rc);
+  const std::string errmsg = sqlite3_errmsg(db);
+  return absl::UnavailableError(absl::StrCat(
+      "ledger ", path, " cannot commit: ",
+      (rc & 0xff) == SQLITE_FULL ? "disk full" : "I/O error", " (", errstr,
+      errmsg == errstr ? "" : "; " + errmsg,
+      "); sweepd refuses leases and submits and serves reads until writes "
+      "succeed again"));
+}
+
+}  // namespace
+
 std::optional<int64_t> LedgerImpl::TakeReservedTokens(int n) {
   if (n <= 0) return std::nullopt;
   absl::MutexLock lock(&token_mu_);
@@ -49,7 +71,22 @@ void LedgerImpl::WriterLoop() {
     std::vector<WriteOp> batch;
     {
       absl::MutexLock lock(&queue_mu_);
-      while (!closed_ && queue_.empty()) queue_cv_.Wait(&queue_mu_);
+      while (!closed_ && queue_.empty()) {
+        if (write_error_.ok()) {
+          queue_cv_.Wait(&queue_mu_);
+          continue;
+        }
+        // No space (or I/O errors): look again now and then, so the ledger
+        // recovers by itself even when every caller refuses to write.
+        if (queue_cv_.WaitWithTimeout(
+                &queue_mu_,
+                absl::Milliseconds(options_.write_probe_interval_ms)) &&
+            queue_.empty() && !closed_) {
+          queue_mu_.Unlock();
+          ProbeWrite();
+          queue_mu_.Lock();
+        }
+      }
       if (queue_.empty() && closed_) {
         writer_exited_ = true;
         return;
@@ -77,6 +114,10 @@ void LedgerImpl::RunBatch(std::vector<WriteOp>& batch) {
   for (auto& op : batch) any_apply |= (op.apply != nullptr);
   absl::Status commit = absl::OkStatus();
   int64_t token_limit = 0;  // fencing_counter written by this transaction
+  // The SQLite error of a failed operation or commit when it was the disk's
+  // (SQLITE_FULL, SQLITE_IOERR*): the whole batch then fails, nothing of it
+  // is kept, and the ledger is not writable until a commit succeeds.
+  int disk_rc = SQLITE_OK;
   if (any_apply) {
     touched_sweeps_.clear();
     tasks_done_.clear();
@@ -84,9 +125,22 @@ void LedgerImpl::RunBatch(std::vector<WriteOp>& batch) {
     if (commit.ok()) {
       for (size_t i = 0; i < batch.size(); ++i) {
         if (batch[i].apply == nullptr) continue;
+        if (sqlite3_get_autocommit(writer_->db())) {
+          // SQLite rolled the transaction back itself (it does so on some
+          // I/O errors): nothing may run outside it.
+          disk_rc = SQLITE_IOERR;
+          commit = absl::AbortedError("the transaction was rolled back");
+          break;
+        }
         if (batch[i].single_statement) {
           op_tasks_done_.clear();
           statuses[i] = batch[i].apply();
+          if (!statuses[i].ok() &&
+              IsDiskError(sqlite3_extended_errcode(writer_->db()))) {
+            disk_rc = sqlite3_extended_errcode(writer_->db());
+            commit = statuses[i];
+            break;
+          }
           if (statuses[i].ok()) {
             for (const std::string& w : op_tasks_done_) tasks_done_[w]++;
           }
@@ -99,6 +153,12 @@ void LedgerImpl::RunBatch(std::vector<WriteOp>& batch) {
         }
         op_tasks_done_.clear();
         statuses[i] = batch[i].apply();
+        if (!statuses[i].ok() &&
+            IsDiskError(sqlite3_extended_errcode(writer_->db()))) {
+          disk_rc = sqlite3_extended_errcode(writer_->db());
+          commit = statuses[i];
+          break;
+        }
         if (statuses[i].ok()) {
           statuses[i] = writer_->Run("RELEASE op");
         } else {
@@ -109,7 +169,7 @@ void LedgerImpl::RunBatch(std::vector<WriteOp>& batch) {
           for (const std::string& w : op_tasks_done_) tasks_done_[w]++;
         }
       }
-      commit = UpdateSweepStates();
+      if (commit.ok()) commit = UpdateSweepStates();
       if (commit.ok()) commit = FlushTasksDone();
       if (commit.ok()) {
         // Persist the token high-water mark: every token issued inside this
@@ -130,21 +190,41 @@ void LedgerImpl::RunBatch(std::vector<WriteOp>& batch) {
       t_commit = SteadyClock::now();
       if (commit.ok()) commit = writer_->Exec("COMMIT");
       t_committed = SteadyClock::now();
-      if (!commit.ok()) writer_->Exec("ROLLBACK").IgnoreError();
     }
     if (!commit.ok()) {
-      SWEEPD_LOG(ERROR) << "ledger " << path_
-                        << ": commit failed, writer stops: " << commit;
+      if (disk_rc == SQLITE_OK &&
+          IsDiskError(sqlite3_extended_errcode(writer_->db()))) {
+        disk_rc = sqlite3_extended_errcode(writer_->db());
+      }
+      const absl::Status disk = DiskError(writer_->db(), disk_rc, path_);
+      if (!sqlite3_get_autocommit(writer_->db())) {
+        writer_->Exec("ROLLBACK").IgnoreError();
+      }
       absl::MutexLock lock(&queue_mu_);
-      broken_ = absl::UnavailableError(
-          absl::StrCat("ledger commit failed: ", commit.message()));
-      commit = broken_;
+      if (disk_rc != SQLITE_OK && sqlite3_get_autocommit(writer_->db())) {
+        // Rolled back cleanly: stay open, refuse work, probe for space.
+        if (write_error_.ok()) {
+          SWEEPD_LOG(ERROR) << disk << " (" << commit << ")";
+        }
+        write_error_ = disk;
+        commit = disk;
+      } else {
+        SWEEPD_LOG(ERROR) << "ledger " << path_
+                          << ": commit failed, writer stops: " << commit;
+        broken_ = absl::UnavailableError(
+            absl::StrCat("ledger commit failed: ", commit.message()));
+        commit = broken_;
+      }
     } else {
       if (token_limit > 0) {
         absl::MutexLock lock(&token_mu_);
         durable_token_limit_ = std::max(durable_token_limit_, token_limit);
       }
       absl::MutexLock lock(&queue_mu_);
+      if (any_apply && !write_error_.ok()) {
+        SWEEPD_LOG(INFO) << "ledger " << path_ << " commits again";
+        write_error_ = absl::OkStatus();
+      }
       stats_.transactions++;
       stats_.operations += static_cast<int64_t>(batch.size());
       stats_.max_batch_ops =
@@ -173,6 +253,27 @@ void LedgerImpl::RunBatch(std::vector<WriteOp>& batch) {
     callback_queue_.push_back(std::move(done));
   }
   callback_cv_.Signal();
+}
+
+void LedgerImpl::ProbeWrite() {
+  absl::Status s = writer_->Exec("BEGIN IMMEDIATE");
+  if (s.ok()) {
+    s = writer_->Exec(absl::StrCat(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES('write_probe_ms', ",
+        clock_->NowMs(), ")"));
+  }
+  if (s.ok()) s = writer_->Exec("COMMIT");
+  if (!s.ok()) {
+    if (!sqlite3_get_autocommit(writer_->db())) {
+      writer_->Exec("ROLLBACK").IgnoreError();
+    }
+    return;
+  }
+  absl::MutexLock lock(&queue_mu_);
+  if (!write_error_.ok()) {
+    SWEEPD_LOG(INFO) << "ledger " << path_ << " commits again (probe)";
+    write_error_ = absl::OkStatus();
+  }
 }
 
 void LedgerImpl::CallbackLoop() {

@@ -1306,8 +1306,44 @@ absl::Status ValidateDropPlan(const v1::SweepSpec& sub,
 
 }  // namespace
 
+// Names and labels within their length limits (planner.h).
+absl::Status CheckNamesAndLabels(const v1::SweepSpec& spec) {
+  auto too_long = [](absl::string_view field, size_t size, size_t limit) {
+    return Invalid(
+        field, absl::StrCat("is ", size, " bytes long; the limit is ", limit,
+                            " bytes"));
+  };
+  if (spec.name().size() > kMaxSweepNameBytes) {
+    return too_long("name", spec.name().size(), kMaxSweepNameBytes);
+  }
+  for (int i = 0; i < spec.stages_size(); ++i) {
+    if (spec.stages(i).name().size() > kMaxSweepNameBytes) {
+      return too_long(absl::StrCat("stages[", i, "].name"),
+                      spec.stages(i).name().size(), kMaxSweepNameBytes);
+    }
+  }
+  if (spec.labels_size() > kMaxLabels) {
+    return Invalid("labels",
+                   absl::StrCat("has ", spec.labels_size(),
+                                " entries; the limit is ", kMaxLabels));
+  }
+  for (const auto& [key, value] : spec.labels()) {
+    const std::string field = absl::StrCat("labels[\"", key.substr(0, 40),
+                                           key.size() > 40 ? "...\"]" : "\"]");
+    if (key.size() > kMaxLabelKeyBytes) {
+      return too_long(absl::StrCat(field, " (key)"), key.size(),
+                      kMaxLabelKeyBytes);
+    }
+    if (value.size() > kMaxLabelValueBytes) {
+      return too_long(field, value.size(), kMaxLabelValueBytes);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Plan> PlanSweep(const v1::SweepSpec& spec,
                                const PlannerOptions& options) {
+  RETURN_IF_ERROR(CheckNamesAndLabels(spec));
   v1::SweepSpec first = spec;
   first.clear_stages();
   ASSIGN_OR_RETURN(Plan plan, PlanOneStage(first, options, ""));

@@ -50,7 +50,9 @@ struct PlannerOptions {
   // resolved). Empty = no restriction (tests only; sweepd always sets them).
   std::string model_root;
   std::string data_root;
-  // Upper bound on the tasks one sweep may expand to.
+  // Upper bound on the tasks one sweep may expand to (sweepd
+  // --max-tasks-per-sweep). Checked on the product of the axis sizes before
+  // any task is built, so an 8e9-task grid is refused at once.
   int64_t max_tasks = 1'000'000;
   // The compute dtype of a sweep whose model.dtype is empty ("float32" or
   // "bfloat16", sweepd --default-dtype). Resolved at plan time, so it is part
@@ -63,6 +65,13 @@ struct PlannerOptions {
   // What policy fields left at 0 become (sweepd's --lease-seconds).
   SweepPolicyDefaults policy_defaults;
 };
+
+// Length limits (bytes) of the names and labels a spec carries; they are
+// stored with the sweep and shown in every listing.
+inline constexpr size_t kMaxSweepNameBytes = 256;    // name, stages[].name
+inline constexpr int kMaxLabels = 64;                // labels entries
+inline constexpr size_t kMaxLabelKeyBytes = 128;     // a label's key
+inline constexpr size_t kMaxLabelValueBytes = 1024;  // a label's value
 
 struct PlannedTask {
   std::string task_key;

@@ -280,6 +280,11 @@ class LeaseSchedulerImpl : public LeaseScheduler {
   void LeaseTasks(const std::string& worker_id, int max_tasks,
                   const std::optional<v1::WorkerCapabilities>& caps,
                   Callback<LeaseBatch> done) override {
+    // No leases while the ledger cannot commit (disk full): a lease granted
+    // from the mirror would be taken back when its write fails.
+    if (absl::Status writable = ledger_->writable(); !writable.ok()) {
+      return done(writable);
+    }
     std::optional<absl::StatusOr<LeaseBatch>> reply;
     {
       absl::MutexLock lock(&mu_);

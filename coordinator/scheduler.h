@@ -153,7 +153,8 @@ class LeaseScheduler {
   virtual void RegisterWorker(const std::string& name,
                               const v1::WorkerCapabilities& caps,
                               Callback<v1::RegisterWorkerResponse> done) = 0;
-  // NOT_FOUND for an unknown worker_id; empty batch for a draining worker.
+  // NOT_FOUND for an unknown worker_id; empty batch for a draining worker;
+  // the ledger's UNAVAILABLE while it cannot commit (Ledger::writable).
   virtual void LeaseTasks(const std::string& worker_id, int max_tasks,
                           const std::optional<v1::WorkerCapabilities>& caps,
                           Callback<LeaseBatch> done) = 0;

@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -17,8 +18,10 @@
 #include "common/hash.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "common/utf8.h"
 #include "coordinator/task_states.h"
 #include "coordinator/thread_pool.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "proto/grpc_status.h"
@@ -71,6 +74,65 @@ grpc::Status ValidateLeases(
   }
   return grpc::Status::OK;
 }
+
+// Where in `bytes` (a serialized `desc` message) a string field holds invalid
+// UTF-8, as "field.path (byte 0xNN at offset O)"; "" when none does (or the
+// bytes are not a message at all).
+std::string FindInvalidUtf8Field(const google::protobuf::Descriptor* desc,
+                                 const std::string& bytes,
+                                 const std::string& prefix, int depth = 0) {
+  google::protobuf::UnknownFieldSet fields;
+  if (depth > 32 || !fields.ParseFromString(bytes)) return "";
+  for (int i = 0; i < fields.field_count(); ++i) {
+    const google::protobuf::UnknownField& f = fields.field(i);
+    if (f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
+      continue;
+    }
+    const google::protobuf::FieldDescriptor* fd =
+        desc->FindFieldByNumber(f.number());
+    if (fd == nullptr) continue;
+    const std::string path = prefix + fd->name();
+    if (fd->type() == google::protobuf::FieldDescriptor::TYPE_STRING) {
+      const absl::Status valid = CheckUtf8(f.length_delimited(), path);
+      if (!valid.ok()) return std::string(valid.message());
+    } else if (fd->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+      std::string inner = FindInvalidUtf8Field(
+          fd->message_type(), f.length_delimited(), path + ".", depth + 1);
+      if (!inner.empty()) return inner;
+    }
+  }
+  return "";
+}
+
+// Parses a raw request; INVALID_ARGUMENT saying what is wrong when it does not
+// parse (gRPC's own deserializer answers UNIMPLEMENTED with no message).
+grpc::Status ParseRawRequest(const grpc::ByteBuffer& raw,
+                             google::protobuf::Message* out) {
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (raw.Dump(&slices).ok()) {
+    for (const grpc::Slice& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+  }
+  if (out->ParseFromString(bytes)) return grpc::Status::OK;
+  const std::string type = out->GetDescriptor()->name();
+  std::string why = FindInvalidUtf8Field(out->GetDescriptor(), bytes, "");
+  if (why.empty()) {
+    why = absl::StrCat("the ", bytes.size(), " bytes are not a serialized ",
+                       type);
+  } else {
+    why = absl::StrCat(why, "; strings must be UTF-8");
+  }
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat(type, " does not parse: ", why));
+}
+
+// A ListSweeps page token: "<created_ms>:<sweep_id>" of the page's last sweep.
+struct SweepCursor {
+  int64_t created_ms = -1;
+  std::string sweep_id;
+};
 
 class ServerImpl;
 class WatchReactor;
@@ -242,39 +304,72 @@ class ServerImpl : public CoordinatorServer {
   }
 
  private:
-  class CoordinatorHandlers : public v1::Coordinator::CallbackService {
+  // SubmitSweep is a raw method: it parses its request itself (see the header).
+  class CoordinatorHandlers
+      : public v1::Coordinator::WithRawCallbackMethod_SubmitSweep<
+            v1::Coordinator::CallbackService> {
    public:
     explicit CoordinatorHandlers(ServerImpl* s) : s_(s) {}
 
-    grpc::ServerUnaryReactor* SubmitSweep(
-        grpc::CallbackServerContext* ctx, const v1::SubmitSweepRequest* req,
-        v1::SubmitSweepResponse* resp) override {
+    grpc::ServerUnaryReactor* SubmitSweep(grpc::CallbackServerContext* ctx,
+                                          const grpc::ByteBuffer* raw,
+                                          grpc::ByteBuffer* raw_resp) override {
       auto* reactor = ctx->DefaultReactor();
       std::optional<Caller> caller =
           s_->Admit(*ctx, Rpc::kSubmitSweep, reactor);
       if (!caller.has_value()) return reactor;
       if (s_->Draining()) return Fail(reactor);
+      auto request = std::make_shared<v1::SubmitSweepRequest>();
+      grpc::Status parsed = ParseRawRequest(*raw, request.get());
+      if (!parsed.ok()) {
+        reactor->Finish(parsed);
+        return reactor;
+      }
+      const v1::SubmitSweepRequest* req = request.get();
       if (!req->has_spec()) {
         reactor->Finish(Invalid("spec", "required"));
         return reactor;
       }
+      if (absl::Status writable = s_->ledger()->writable(); !writable.ok()) {
+        reactor->Finish(ToGrpc(writable));  // disk full: nothing can be stored
+        return reactor;
+      }
+      const size_t spec_bytes = req->spec().ByteSizeLong();
+      if (static_cast<int64_t>(spec_bytes) > s_->options().max_spec_bytes) {
+        reactor->Finish(Invalid(
+            "spec", absl::StrCat("is ", spec_bytes, " bytes; the limit is ",
+                                 s_->options().max_spec_bytes,
+                                 " bytes (sweepd --max-spec-bytes)")));
+        return reactor;
+      }
+      // The response is serialized into raw_resp before Finish.
+      auto response = std::make_shared<v1::SubmitSweepResponse>();
+      v1::SubmitSweepResponse* resp = response.get();
+      auto finish = [reactor, raw_resp, response](grpc::Status status) {
+        if (status.ok()) {
+          const std::string bytes = response->SerializeAsString();
+          grpc::Slice slice(bytes);
+          *raw_resp = grpc::ByteBuffer(&slice, 1);
+        }
+        reactor->Finish(status);
+      };
       const std::string submitter = caller->name;
-      s_->executor().Schedule([this, req, resp, reactor, submitter] {
+      s_->executor().Schedule([this, request, req, resp, finish, submitter] {
         absl::StatusOr<Plan> plan =
             PlanSweep(req->spec(), s_->options().planner);
-        if (!plan.ok()) return reactor->Finish(ToGrpc(plan.status()));
+        if (!plan.ok()) return finish(ToGrpc(plan.status()));
         plan->submitter = submitter;
         SWEEPD_LOG(INFO) << "planned sweep " << plan->sweep_id << " ('"
                          << plan->resolved_spec.name()
                          << "'): " << plan->tasks.size() << " tasks";
         s_->scheduler()->SubmitPlan(
             std::move(plan).value(),
-            [resp, reactor](absl::StatusOr<SubmitOutcome> r) {
-              if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+            [resp, finish](absl::StatusOr<SubmitOutcome> r) {
+              if (!r.ok()) return finish(ToGrpc(r.status()));
               resp->set_sweep_id(r->sweep_id);
               resp->set_total_tasks(r->total_tasks);
               resp->set_already_existed(r->already_existed);
-              reactor->Finish(grpc::Status::OK);
+              finish(grpc::Status::OK);
             });
       });
       return reactor;
@@ -311,17 +406,57 @@ class ServerImpl : public CoordinatorServer {
       auto* reactor = ctx->DefaultReactor();
       if (!s_->Admit(*ctx, Rpc::kListSweeps, reactor)) return reactor;
       if (s_->Draining()) return Fail(reactor);
-      s_->executor().Schedule([this, resp, reactor] {
-        auto rows = s_->ledger()->ListSweeps();
-        if (!rows.ok()) return reactor->Finish(ToGrpc(rows.status()));
-        for (const SweepRow& row : *rows) {
-          auto sum = s_->scheduler()->GetSweep(row.sweep_id);
-          if (!sum.has_value())
-            continue;  // committed after the scheduler looked
-          FillStatus(*sum, &row.spec, resp->add_sweeps());
+      const int max_page = req->include_spec() ? 20 : 1000;
+      if (req->page_size() < 0 || req->page_size() > max_page) {
+        reactor->Finish(Invalid(
+            "page_size",
+            absl::StrCat("must be between 0 and ", max_page,
+                         req->include_spec() ? " with include_spec" : "")));
+        return reactor;
+      }
+      SweepCursor after;
+      if (!req->page_token().empty()) {
+        const size_t colon = req->page_token().find(':');
+        if (colon == std::string::npos ||
+            !absl::SimpleAtoi(req->page_token().substr(0, colon),
+                              &after.created_ms) ||
+            after.created_ms < 0) {
+          reactor->Finish(Invalid(
+              "page_token", absl::StrCat("'", req->page_token().substr(0, 80),
+                                         "' is not a token from this API")));
+          return reactor;
         }
-        reactor->Finish(grpc::Status::OK);
-      });
+        after.sweep_id = req->page_token().substr(colon + 1);
+      }
+      const int limit = req->page_size() == 0 ? 500 : req->page_size();
+      const bool include_spec = req->include_spec();
+      s_->executor().Schedule(
+          [this, resp, reactor, after, limit, include_spec] {
+            // The scheduler's summaries are in (created_ms, sweep_id) order and
+            // carry no spec: no ledger read unless specs are asked for.
+            const std::vector<SweepSummary> all = s_->scheduler()->ListSweeps();
+            size_t i = 0;
+            while (i < all.size() &&
+                   std::tie(all[i].created_ms, all[i].sweep_id) <=
+                       std::tie(after.created_ms, after.sweep_id)) {
+              ++i;
+            }
+            for (; i < all.size() && resp->sweeps_size() < limit; ++i) {
+              if (!include_spec) {
+                FillStatus(all[i], nullptr, resp->add_sweeps());
+                continue;
+              }
+              auto row = s_->ledger()->GetSweep(all[i].sweep_id);
+              if (!row.ok()) return reactor->Finish(ToGrpc(row.status()));
+              FillStatus(all[i], &row->spec, resp->add_sweeps());
+            }
+            if (i < all.size() && resp->sweeps_size() > 0) {
+              const SweepSummary& last = all[i - 1];
+              resp->set_next_page_token(
+                  absl::StrCat(last.created_ms, ":", last.sweep_id));
+            }
+            reactor->Finish(grpc::Status::OK);
+          });
       return reactor;
     }
 
@@ -481,7 +616,12 @@ class ServerImpl : public CoordinatorServer {
       if (!s_->Admit(*ctx, Rpc::kRegisterWorker, reactor)) return reactor;
       if (s_->Draining()) return Fail(reactor);
       const auto& caps = req->capabilities();
-      if (caps.gpu_count() < 0) {
+      if (req->name().size() > s_->options().max_worker_name_bytes) {
+        reactor->Finish(
+            Invalid("name", absl::StrCat("is ", req->name().size(),
+                                         " bytes long; the limit is ",
+                                         s_->options().max_worker_name_bytes)));
+      } else if (caps.gpu_count() < 0) {
         reactor->Finish(Invalid("capabilities.gpu_count", "must be >= 0"));
       } else if (caps.tensor_parallel() < 0) {
         reactor->Finish(

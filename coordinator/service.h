@@ -1,5 +1,8 @@
 // CoordinatorServer: the gRPC side of sweepd. It implements the Coordinator and
-// WorkerGateway services (proto/sweepd/v1/) with the callback API: reactions
+// WorkerGateway services (proto/sweepd/v1/) with the callback API (SubmitSweep
+// takes its request as raw bytes, so a payload that does not parse, e.g.
+// invalid UTF-8 in a string field, is answered INVALID_ARGUMENT naming the
+// field instead of gRPC's bare UNIMPLEMENTED): reactions
 // validate the request and hand work on — writes to the LeaseScheduler/Ledger
 // (the reactor finishes in the commit callback), reads and planning to an
 // internal executor thread pool — so no reaction blocks on SQLite or the file
@@ -40,12 +43,18 @@ struct ServiceOptions {
   // How often WatchSweep streams look for changes (at most one event per
   // interval).
   int64_t watch_interval_ms = 250;
-  // Largest accepted request / sent response.
+  // Largest accepted request / sent response (sweepd --max-message-bytes);
+  // larger ones fail with RESOURCE_EXHAUSTED.
   int max_message_bytes = 64 << 20;
   // Borrowed; checks every call before its handler does anything
   // (coordinator/authorizer.h). Null = authorisation off: every call is let
   // through and sweeps record no submitter.
   Authorizer* authorizer = nullptr;
+  // Largest accepted SweepSpec, serialized (sweepd --max-spec-bytes). A spec
+  // is stored with its sweep and returned by GetSweep and WatchSweep.
+  int64_t max_spec_bytes = 1 << 20;
+  // Longest worker name accepted by RegisterWorker.
+  size_t max_worker_name_bytes = 256;
 };
 
 class CoordinatorServer {

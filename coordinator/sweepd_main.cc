@@ -63,6 +63,13 @@ ABSL_FLAG(std::string, fingerprint_cache, sweepd::DefaultFileDigestCachePath(),
 ABSL_FLAG(int, snapshot_interval_s, 300,
           "Seconds between snapshots (with --snapshot-dir).");
 ABSL_FLAG(int, snapshot_keep, 3, "Snapshots kept in --snapshot-dir.");
+ABSL_FLAG(int64_t, max_tasks_per_sweep, 1'000'000,
+          "Most tasks one sweep may expand to; larger grids are refused at "
+          "submit, before any task is built.");
+ABSL_FLAG(int64_t, max_spec_bytes, 1 << 20,
+          "Largest accepted sweep spec (serialized bytes).");
+ABSL_FLAG(int, max_message_bytes, 64 << 20,
+          "Largest gRPC request accepted / response sent.");
 ABSL_FLAG(bool, allow_insecure_remote, false,
           "Allow plaintext gRPC, or serving without --token-file, on a "
           "non-loopback --listen address (insecure).");
@@ -117,6 +124,16 @@ int Run() {
   options.service.planner.default_dtype = absl::GetFlag(FLAGS_default_dtype);
   options.service.planner.fingerprint_cache =
       absl::GetFlag(FLAGS_fingerprint_cache);
+  options.service.planner.max_tasks = absl::GetFlag(FLAGS_max_tasks_per_sweep);
+  options.service.max_spec_bytes = absl::GetFlag(FLAGS_max_spec_bytes);
+  options.service.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  if (options.service.planner.max_tasks < 1 ||
+      options.service.max_spec_bytes < 1024 ||
+      options.service.max_message_bytes < 64 * 1024) {
+    std::cerr << "sweepd: --max-tasks-per-sweep must be >= 1, "
+                 "--max-spec-bytes >= 1024 and --max-message-bytes >= 65536\n";
+    return 2;
+  }
   if (options.service.planner.default_dtype != "float32" &&
       options.service.planner.default_dtype != "bfloat16") {
     std::cerr << "sweepd: --default-dtype must be float32 or bfloat16, got '"
@@ -247,6 +264,7 @@ int main(int argc, char** argv) {
       "Usage: sweepd --ledger PATH [--listen HOST:PORT] [--port-file PATH] "
       "[--model-root DIR] [--data-root DIR] [--lease-seconds N] "
       "[--snapshot-dir DIR --snapshot-interval-s N --snapshot-keep N] "
+      "[--max-tasks-per-sweep N --max-spec-bytes N --max-message-bytes N] "
       "[--tls-cert PEM --tls-key PEM [--tls-client-ca PEM "
       "[--tls-require-client-cert]]] [--token-file PATH] "
       "[--allow-insecure-remote] [--metrics-listen HOST:PORT] "

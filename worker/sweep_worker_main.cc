@@ -42,6 +42,8 @@ flags:
   --heartbeat-ms MS           heartbeat period (default: what the coordinator asks for)
   --drain-grace-s S           how long a draining worker lets running tasks finish (default 30)
   --rpc-deadline-ms MS        deadline of every RPC (default 10000)
+  --connect-timeout-ms MS     one connection attempt to the coordinator (default
+                              500; raise it for slow, cross-region links)
   --model DIR                 model directory loaded by this worker; its fingerprint
                               (config.json + safetensors headers) is advertised for affinity,
                               and the eval and probe executors run on it (docs/JOBS.md)
@@ -169,6 +171,7 @@ int RunMain(int argc, char** argv) {
   add("--heartbeat-ms", &options.heartbeat_interval_ms);
   add("--drain-grace-s", &worker.drain_grace_s);
   add("--rpc-deadline-ms", &options.rpc_deadline_ms);
+  add("--connect-timeout-ms", &options.connect_timeout_ms);
   add("--model", &worker.model_dir);
   add("--dtype", &worker.dtype);
   add("--device", &worker.device);

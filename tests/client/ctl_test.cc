@@ -255,11 +255,27 @@ class FakeCoordinator final : public v1::Coordinator::Service {
     resp->set_name("demo");
     return grpc::Status::OK;
   }
-  grpc::Status ListSweeps(grpc::ServerContext*, const v1::ListSweepsRequest*,
+  // Two pages: "first", then "second-page".
+  grpc::Status ListSweeps(grpc::ServerContext*,
+                          const v1::ListSweepsRequest* req,
                           v1::ListSweepsResponse* resp) override {
+    {
+      absl::MutexLock lock(&mu_);
+      list_requests_.push_back(*req);
+    }
     *resp->add_sweeps() = Status(3, 1, 10);
-    resp->mutable_sweeps(0)->set_name("first");
+    if (req->page_token().empty()) {
+      resp->mutable_sweeps(0)->set_name("first");
+      resp->set_next_page_token("page-2");
+    } else {
+      resp->mutable_sweeps(0)->set_sweep_id("sw-2");
+      resp->mutable_sweeps(0)->set_name("second-page");
+    }
     return grpc::Status::OK;
+  }
+  std::vector<v1::ListSweepsRequest> list_requests() {
+    absl::MutexLock lock(&mu_);
+    return list_requests_;
   }
   grpc::Status WatchSweep(grpc::ServerContext*,
                           const v1::WatchSweepRequest* req,
@@ -334,6 +350,7 @@ class FakeCoordinator final : public v1::Coordinator::Service {
  private:
   absl::Mutex mu_;
   std::vector<v1::SweepSpec> submitted_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::ListSweepsRequest> list_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::ListResultsRequest> result_requests_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -412,6 +429,19 @@ TEST_F(SweepctlTest, StatusCancelAndWorkers) {
   EXPECT_THAT(out_.str(), AllOf(HasSubstr("gpu-node-a"), HasSubstr("17")));
 }
 
+// Listings are paged and carry no specs, so large specs cannot make them
+// exceed the message limit.
+TEST_F(SweepctlTest, StatusListsEveryPageWithoutSpecs) {
+  ASSERT_EQ(Run({"status"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), AllOf(HasSubstr("first"), HasSubstr("second-page")));
+  const auto requests = service_.list_requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_GT(requests[0].page_size(), 0);
+  EXPECT_FALSE(requests[0].include_spec());
+  EXPECT_EQ(requests[0].page_token(), "");
+  EXPECT_EQ(requests[1].page_token(), "page-2");
+}
+
 TEST_F(SweepctlTest, WatchPrintsOneLinePerUpdateAndExitsOnTheFinalState) {
   ASSERT_EQ(Run({"watch", "sw-1"}), 0) << err_.str();
   std::vector<std::string> lines =
@@ -462,6 +492,13 @@ TEST_F(SweepctlTest, SubmitReadsTheSpecFileAndCanWatch) {
   EXPECT_THAT(err_.str(),
               AllOf(HasSubstr("INVALID_ARGUMENT"),
                     HasSubstr("unknown field 'taks' at synthetic")));
+  EXPECT_EQ(service_.submitted().size(), 1u);
+
+  // Invalid UTF-8: a clear error and exit 1, not an abort.
+  std::ofstream(dir + "/latin1.yaml") << "name: caf\xe9\nsynthetic: {}\n";
+  EXPECT_EQ(Run({"submit", dir + "/latin1.yaml"}), kCtlExitError);
+  EXPECT_THAT(err_.str(), HasSubstr("latin1.yaml is not valid UTF-8: byte "
+                                    "0xe9 at line 1, column 10"));
   EXPECT_EQ(service_.submitted().size(), 1u);
 }
 

@@ -265,6 +265,27 @@ TEST(SpecLoaderTest, SyntaxErrorsCarryLineAndColumn) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty spec")));
 }
 
+// Defect: invalid UTF-8 in a YAML string made sweepctl abort (an uncaught
+// nlohmann type_error, exit 134). It is refused with where the byte is.
+TEST(SpecLoaderTest, InvalidUtf8IsRefusedWithItsPlace) {
+  EXPECT_THAT(ParseSweepSpec("name: caf\xe9\nsynthetic: {tasks: 1}\n",
+                             SpecFormat::kYaml, "latin1.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("latin1.yaml is not valid UTF-8"),
+                             HasSubstr("byte 0xe9 at line 1, column 10"))));
+  EXPECT_THAT(
+      ParseSweepSpec("{\"name\": \"\xff\"}", SpecFormat::kJson, "b.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("b.json is not valid UTF-8")));
+  // Labels carry any valid UTF-8.
+  auto spec = ParseSweepSpec(
+      "name: caf\xc3\xa9\nlabels: {note: \"\xe2\x82\xac\"}\n"
+      "synthetic: {tasks: 1}\n",
+      SpecFormat::kYaml);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->name(), "caf\xc3\xa9");
+}
+
 TEST(SpecLoaderTest, FilesByExtension) {
   std::string dir = ::testing::TempDir() + "/spec_loader_test.XXXXXX";
   ASSERT_NE(mkdtemp(dir.data()), nullptr);

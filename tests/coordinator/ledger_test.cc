@@ -3,9 +3,11 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <fstream>
 #include <thread>
 
 #include "common/clock.h"
+#include "coordinator/ledger_lock.h"
 #include "coordinator/snapshot.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -619,8 +621,8 @@ TEST_F(LedgerTest, SnapshotsRotateAndRestoreOntoAMissingLedger) {
   EXPECT_THAT(all[1], HasSubstr("ledger-1700000000002.db"));
 
   const std::string fresh = TempPath("fresh") + ".db";
-  ASSERT_OK_AND_ASSIGN(restored,
-                       RestoreNewestSnapshotIfMissing(fresh, snap.dir));
+  ASSERT_OK_AND_ASSIGN(restored, RestoreNewestSnapshotIfMissing(
+                                     fresh, snap.dir, clock_.NowMs()));
   ASSERT_TRUE(restored.has_value());
   EXPECT_EQ(*restored, all[0]);
   LedgerOptions options;
@@ -629,8 +631,124 @@ TEST_F(LedgerTest, SnapshotsRotateAndRestoreOntoAMissingLedger) {
   ASSERT_OK_AND_ASSIGN(counts, reopened->CountTasks("sw-test"));
   EXPECT_EQ(counts.pending(), 7);
   // An existing ledger is never overwritten.
-  ASSERT_OK_AND_ASSIGN(again, RestoreNewestSnapshotIfMissing(fresh, snap.dir));
+  ASSERT_OK_AND_ASSIGN(
+      again, RestoreNewestSnapshotIfMissing(fresh, snap.dir, clock_.NowMs()));
   EXPECT_FALSE(again.has_value());
+}
+
+// A lease granted by the lost ledger after its last snapshot must not match
+// any lease of the restored one. Without the raised counter the restored
+// ledger hands out the very same token again (here to another worker for the
+// same task) and the stale holder's result commits over the newer lease.
+TEST_F(LedgerTest, RestoreFencesLeasesTheLostLedgerGrantedAfterTheSnapshot) {
+  token_block_ = 4;
+  Reopen();
+  const Plan plan = MakePlan({.tasks = 12});
+  ASSERT_TRUE(Insert(plan).ok());
+  ASSERT_TRUE(Lease("w-old", plan, {0, 1}).ok());
+  SnapshotOptions snap;
+  snap.dir = TempPath("fence-snaps");
+  ASSERT_TRUE(WriteSnapshot(*ledger_, snap, clock_.NowMs()).ok());
+  // After the snapshot the lost ledger leases more than one token block.
+  int64_t lost_max = 0;
+  int64_t lost_token_of_task5 = 0;
+  for (int i = 5; i < 12; ++i) {
+    ASSERT_OK_AND_ASSIGN(lease, Lease("w-old", plan, {i}));
+    ASSERT_THAT(lease.granted, SizeIs(1));
+    lost_max = std::max(lost_max, lease.granted[0].row.fencing_token);
+    if (i == 5) lost_token_of_task5 = lease.granted[0].row.fencing_token;
+  }
+  // The box is gone.
+  ledger_.reset();
+  ASSERT_EQ(unlink(path_.c_str()), 0);
+  unlink((path_ + "-wal").c_str());
+  unlink((path_ + "-shm").c_str());
+  ASSERT_OK_AND_ASSIGN(restored, RestoreNewestSnapshotIfMissing(
+                                     path_, snap.dir, clock_.NowMs()));
+  ASSERT_TRUE(restored.has_value());
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(counter, ledger_->LastFencingToken());
+  EXPECT_GT(counter, lost_max);
+  EXPECT_GE(counter, clock_.NowMs() * kRestoreTokensPerMs);
+
+  // Task 5 is PENDING again in the restored ledger and goes to a new worker.
+  ASSERT_OK_AND_ASSIGN(fresh, Lease("w-new", plan, {5}));
+  ASSERT_THAT(fresh.granted, SizeIs(1));
+  const int64_t new_token = fresh.granted[0].row.fencing_token;
+  EXPECT_GT(new_token, lost_max);
+  // The stale holder's result (token from the lost ledger) is refused...
+  auto stale = Succeed("w-old", plan.tasks[5].task_key, lost_token_of_task5, 1);
+  EXPECT_FALSE(stale.ok() && stale->committed);
+  // ...and the current holder's commits.
+  ASSERT_OK_AND_ASSIGN(current,
+                       Succeed("w-new", plan.tasks[5].task_key, new_token, 2));
+  EXPECT_TRUE(current.committed);
+  ASSERT_OK_AND_ASSIGN(task,
+                       ledger_->GetTask("sw-test", plan.tasks[5].task_key));
+  EXPECT_EQ(task.worker_id(), "w-new");
+}
+
+TEST_F(LedgerTest, RestoreSkipsACorruptNewerSnapshot) {
+  ASSERT_TRUE(Insert(MakePlan({.tasks = 3})).ok());
+  SnapshotOptions snap;
+  snap.dir = TempPath("corrupt-snaps");
+  ASSERT_OK_AND_ASSIGN(good, WriteSnapshot(*ledger_, snap, 1'700'000'000'001));
+  const std::string corrupt = snap.dir + "/ledger-1700000000009.db";
+  {
+    std::ofstream out(corrupt, std::ios::binary);
+    out << "SQLite format 3" << std::string(1, '\0')
+        << std::string(4096, '\x5a');
+  }
+  const std::string fresh = TempPath("fresh") + ".db";
+  ASSERT_OK_AND_ASSIGN(restored,
+                       RestoreNewestSnapshotIfMissing(fresh, snap.dir, 1));
+  ASSERT_TRUE(restored.has_value());
+  EXPECT_EQ(*restored, good);
+}
+
+TEST_F(LedgerTest, OnlineBackupAndOfflineRestoreKeepTheReplacedLedger) {
+  const Plan plan = MakePlan({.tasks = 5});
+  ASSERT_TRUE(Insert(plan).ok());
+  ASSERT_OK_AND_ASSIGN(lease, Lease("w", plan, {0}));
+  ASSERT_TRUE(ledger_->Flush().ok());
+  // The ledger is open (a running sweepd): the backup does not need it closed.
+  const std::string backup = TempPath("backup") + ".db";
+  ASSERT_TRUE(BackupLedger(path_, backup).ok());
+  EXPECT_TRUE(CheckLedgerIntegrity(backup).ok());
+  EXPECT_EQ(BackupLedger(path_, backup).code(),
+            absl::StatusCode::kAlreadyExists);
+
+  // Work after the backup.
+  ASSERT_TRUE(Succeed("w", plan.tasks[0].task_key,
+                      lease.granted[0].row.fencing_token, 1)
+                  .ok());
+  ledger_.reset();
+  ASSERT_OK_AND_ASSIGN(restored, RestoreLedger(backup, path_, clock_.NowMs()));
+  EXPECT_THAT(restored.moved_aside, HasSubstr(".pre-restore-"));
+  EXPECT_EQ(restored.info.restore_epoch, 1);
+  EXPECT_TRUE(CheckLedgerIntegrity(restored.moved_aside).ok());
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(counts, ledger_->CountTasks("sw-test"));
+  EXPECT_EQ(counts.done(), 0);  // the backup's state
+  EXPECT_EQ(counts.leased(), 1);
+  ASSERT_OK_AND_ASSIGN(counter, ledger_->LastFencingToken());
+  EXPECT_EQ(counter, restored.info.fencing_counter);
+  // A corrupt backup is refused and the ledger stays as it is.
+  const std::string junk = TempPath("junk") + ".db";
+  { std::ofstream(junk) << "not a database"; }
+  ledger_.reset();
+  auto refused = RestoreLedger(junk, path_, clock_.NowMs());
+  EXPECT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr(junk));
+}
+
+TEST_F(LedgerTest, OfflineRestoreRefusesWhileACoordinatorHoldsTheLedger) {
+  const std::string backup = TempPath("backup") + ".db";
+  ASSERT_TRUE(BackupLedger(path_, backup).ok());
+  ASSERT_OK_AND_ASSIGN(lock, LedgerLock::Acquire(path_));
+  auto refused = RestoreLedger(backup, path_, clock_.NowMs());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("pid "));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/hash.h"
 #include "common/model_config.h"
 #include "common/model_fingerprint.h"
@@ -488,6 +489,54 @@ TEST_F(PlannerTest, MaxTasksIsEnforced) {
       PlanSweep(s, o),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("expands to 1100 tasks, more than max_tasks = 1000")));
+}
+
+// A grid of three 2,000-value axes is 8e9 tasks: refused from the product of
+// the axis sizes, before any task is built, with the default limit.
+TEST_F(PlannerTest, HugeGridIsRefusedBeforeAnyTaskIsBuilt) {
+  v1::SweepSpec s = SyntheticSpec(1);
+  for (const char* name : {"min_ms", "max_ms", "failure_rate"}) {
+    v1::ValueAxis* axis = s.mutable_grid()->add_axes()->mutable_param();
+    axis->set_name(name);
+    axis->mutable_range()->set_start(0);
+    axis->mutable_range()->set_stop(name[0] == 'f' ? 1.0 : 2000);
+    axis->mutable_range()->set_step(name[0] == 'f' ? 1.0 / 2000 : 1);
+  }
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(PlanSweep(s, Options()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("expands to 8000000000 tasks"),
+                             HasSubstr("max_tasks = 1000000"))));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+TEST_F(PlannerTest, NamesAndLabelsHaveLengthLimits) {
+  v1::SweepSpec s = SyntheticSpec(1);
+  s.set_name(std::string(kMaxSweepNameBytes + 1, 'n'));
+  EXPECT_THAT(PlanSweep(s, Options()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("name: is 257 bytes long"),
+                             HasSubstr("limit is 256 bytes"))));
+  s.set_name("ok");
+  (*s.mutable_labels())["note"] = std::string(kMaxLabelValueBytes + 1, 'v');
+  EXPECT_THAT(PlanSweep(s, Options()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("labels[\"note\"]: is 1025 bytes long")));
+  s.clear_labels();
+  (*s.mutable_labels())[std::string(kMaxLabelKeyBytes + 1, 'k')] = "v";
+  EXPECT_THAT(PlanSweep(s, Options()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("(key): is 129 bytes long")));
+  s.clear_labels();
+  for (int i = 0; i <= kMaxLabels; ++i) {
+    (*s.mutable_labels())[absl::StrCat("k", i)] = "v";
+  }
+  EXPECT_THAT(PlanSweep(s, Options()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("labels: has 65 entries; the limit is 64")));
+  s.clear_labels();
+  (*s.mutable_labels())["fine"] = std::string(kMaxLabelValueBytes, 'v');
+  EXPECT_TRUE(PlanSweep(s, Options()).ok());
 }
 
 // ---- Keys

@@ -96,11 +96,13 @@ absl::Status SweepCluster::StartCoordinator() {
                 port_file_};
   for (const std::string& a : options_.sweepd_args) spawn.argv.push_back(a);
   spawn.log_path = log;
+  const absl::Time spawned = absl::Now();
   auto proc = Process::Spawn(spawn);
   if (!proc.ok()) return proc.status();
   coordinator_ = std::move(*proc);
   auto port = WaitForPortFile(port_file_, *coordinator_, absl::Seconds(30));
   if (!port.ok()) return port.status();
+  last_start_to_listening_ = absl::Now() - spawned;
   if (port_ != 0 && *port != port_) {
     return absl::InternalError(
         absl::StrCat("sweepd listens on ", *port, ", asked for ", port_));

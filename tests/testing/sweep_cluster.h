@@ -51,6 +51,12 @@ class SweepCluster {
 
   // Starts sweepd on the ledger and waits until it serves ListSweeps.
   absl::Status StartCoordinator();
+  // From the last StartCoordinator's spawn until sweepd wrote its port file
+  // (it writes it once its server listens): restart-to-serving as sweepd
+  // sees it, without this cluster's own reconnect delay.
+  absl::Duration last_start_to_listening() const {
+    return last_start_to_listening_;
+  }
   // SIGKILL and reap.
   void KillCoordinator();
   // SIGTERM, then SIGKILL after `grace`. Returns how it ended.
@@ -97,6 +103,7 @@ class SweepCluster {
   std::string port_file_;
   int port_ = 0;
   int coordinator_starts_ = 0;
+  absl::Duration last_start_to_listening_;
   std::unique_ptr<Process> coordinator_;
   std::vector<std::string> coordinator_logs_;
   std::map<std::string, std::unique_ptr<Process>> workers_;

@@ -106,6 +106,12 @@ class FakeGateway final : public v1::WorkerGateway::Service {
     if (!known_workers_.count(req->worker_id())) {
       return UnknownWorker(req->worker_id());
     }
+    if (cancelled_reports_ > 0) {
+      // What a shutting-down server answers a call it gives up on.
+      --cancelled_reports_;
+      ++reports_cancelled_;
+      return grpc::Status(grpc::StatusCode::CANCELLED, "");
+    }
     reports_.push_back(*req);
     bool fresh = committed_.insert(req->task_key()).second;
     resp->set_committed(fresh);
@@ -151,6 +157,8 @@ class FakeGateway final : public v1::WorkerGateway::Service {
   int registrations_ ABSL_GUARDED_BY(mu_) = 0;
   int lease_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int unavailable_leases_ ABSL_GUARDED_BY(mu_) = 0;
+  int cancelled_reports_ ABSL_GUARDED_BY(mu_) = 0;
+  int reports_cancelled_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_token_ ABSL_GUARDED_BY(mu_) = 100;
   std::set<std::string> known_workers_ ABSL_GUARDED_BY(mu_);
   bool unknown_worker_reason_ ABSL_GUARDED_BY(mu_) = true;
@@ -572,6 +580,79 @@ TEST_F(AgentTest, FaultSwitchResendsReportsAndGatewayDropsDuplicates) {
   // resend is answered committed=false.
   EXPECT_EQ(stats.committed + stats.duplicates, n);
   EXPECT_GT(stats.duplicates, 0);
+}
+
+// Defect: a ReportResult answered CANCELLED while sweepd shut down was
+// dropped ("lost leases") and the work redone after lease expiry. The result is
+// kept and resent to the next coordinator.
+TEST_F(AgentTest, ResultAnsweredCancelledIsKeptAndResentToTheNextCoordinator) {
+  StartServer();
+  const int port = port_;
+  UseSyntheticExecutor();
+  {
+    absl::MutexLock lock(&gateway_.mu_);
+    gateway_.cancelled_reports_ = 1'000'000;
+  }
+  gateway_.Enqueue(SyntheticAssignment("kept", "g", 0));
+  StartAgent(Options());
+  ASSERT_TRUE(AdvanceUntil([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return gateway_.reports_cancelled_ >= 1;
+  }));
+  // The coordinator goes away and a new one serves on the same address (the
+  // fake gateway's state plays the ledger).
+  server_->Shutdown();
+  server_.reset();
+  {
+    absl::MutexLock lock(&gateway_.mu_);
+    gateway_.cancelled_reports_ = 0;
+  }
+  StartServer(port);
+  ASSERT_TRUE(AdvanceUntil([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return gateway_.committed_.count("kept") == 1;
+  }));
+  agent_->Drain();
+  ASSERT_TRUE(FinishRun().ok());
+  WorkerAgentStats stats = agent_->stats();
+  EXPECT_EQ(stats.lost_leases, 0);
+  EXPECT_EQ(stats.committed, 1);
+  absl::MutexLock lock(&gateway_.mu_);
+  ASSERT_EQ(gateway_.reports_.size(), 1u);
+  EXPECT_TRUE(gateway_.reports_[0].has_result());
+}
+
+// Defect: after a coordinator restart the report retry slept out a backoff
+// grown while the coordinator was away (up to backoff_max_ms). It resends as
+// soon as the channel reconnects: here the fake clock stands still after the
+// restart, so only the reconnect can end the pause.
+TEST_F(AgentTest, PendingReportIsResentAsSoonAsTheCoordinatorIsBack) {
+  StartServer();
+  const int port = port_;
+  auto* blocking = UseBlockingExecutor();
+  gateway_.Enqueue(SyntheticAssignment("late-report", "g", 0));
+  WorkerAgentOptions options = Options();
+  options.backoff_max_ms = 600'000;
+  options.heartbeat_interval_ms = 3'600'000;
+  StartAgent(options);
+  ASSERT_TRUE(gateway_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return gateway_.lease_calls_ >= 1 && gateway_.queue_.empty();
+  }));
+  server_->Shutdown();
+  server_.reset();
+  blocking->release_.Notify();
+  // Reports fail while nothing listens; the backoff grows to 100 ms * 2^6.
+  const int64_t failures_before = agent_->stats().rpc_failures;
+  for (int i = 0;
+       i < 4000 && agent_->stats().rpc_failures < failures_before + 8; ++i) {
+    clock_.AdvanceMs(50);
+    absl::SleepFor(absl::Milliseconds(2));  // lets the agent's threads run
+  }
+  ASSERT_GE(agent_->stats().rpc_failures, failures_before + 8);
+  StartServer(port);
+  EXPECT_TRUE(gateway_.WaitFor(
+      [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return gateway_.committed_.count("late-report") == 1;
+      },
+      absl::Seconds(20)));
 }
 
 TEST_F(AgentTest, CreateValidatesOptions) {

@@ -30,11 +30,15 @@ namespace v1 = ::sweepd::v1;
 
 constexpr int64_t kDefaultHeartbeatIntervalMs = 5'000;
 
-// Codes after which the same call may simply be sent again.
+// Codes after which the same call may simply be sent again. The agent never
+// cancels its own calls, so CANCELLED is the coordinator's server giving up on
+// the call (it shuts down): no verdict on the call, which the next coordinator
+// must hear again (a finished result is kept and resent, never dropped).
 bool IsRetryableRpc(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable ||
          s.code() == absl::StatusCode::kDeadlineExceeded ||
-         s.code() == absl::StatusCode::kResourceExhausted;
+         s.code() == absl::StatusCode::kResourceExhausted ||
+         s.code() == absl::StatusCode::kCancelled;
 }
 
 // The coordinator no longer knows this worker id (it restarted on a ledger
@@ -164,6 +168,33 @@ class WorkerAgentImpl : public WorkerAgent {
                       return stopping_ || (wake_on_drain && draining_);
                     });
   }
+  // Waits `delay_ms` on the clock before a failed call is sent again, unless
+  // stopped (or, with `wake_on_drain`, draining). Returns true when the
+  // channel reconnected meanwhile (seen not READY, then READY): a restarted
+  // coordinator serves again, so the caller retries at once and starts its
+  // backoff over instead of sleeping out a backoff grown while it was away.
+  bool PauseBeforeRetry(int64_t delay_ms, bool wake_on_drain) {
+    bool saw_down =
+        channel_->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY;
+    const int64_t deadline = clock_->NowMs() + delay_ms;
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_ || (wake_on_drain && draining_)) return false;
+        const int64_t now = clock_->NowMs();
+        if (now >= deadline) return false;
+        cv_.WaitWithTimeout(&mu_, absl::Milliseconds(std::min<int64_t>(
+                                      deadline - now, options_.wait_slice_ms)));
+      }
+      // try_to_connect: an IDLE channel (its connection closed with the old
+      // coordinator) starts connecting, so the reconnect is seen.
+      if (channel_->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY) {
+        saw_down = true;
+      } else if (saw_down) {
+        return true;
+      }
+    }
+  }
   int64_t BackoffMs(int failures) {
     int64_t base = options_.backoff_initial_ms;
     for (int i = 0; i < failures && base < options_.backoff_max_ms; ++i)
@@ -283,7 +314,7 @@ bool WorkerAgentImpl::RegisterWithRetry(bool give_up_on_drain) {
     SWEEPD_LOG(WARNING) << "RegisterWorker with " << options_.coordinator
                         << " failed: " << s.ToString() << "; retrying in "
                         << delay << " ms";
-    Pause(delay, give_up_on_drain);
+    if (PauseBeforeRetry(delay, give_up_on_drain)) failures = -1;
   }
 }
 
@@ -437,7 +468,7 @@ void WorkerAgentImpl::LeaseLoop() {
       int64_t delay = BackoffMs(failures++);
       SWEEPD_LOG(WARNING) << "LeaseTasks failed: " << s.ToString()
                           << "; retrying in " << delay << " ms";
-      Pause(delay, /*wake_on_drain=*/true);
+      if (PauseBeforeRetry(delay, /*wake_on_drain=*/true)) failures = 0;
       continue;
     }
     failures = 0;
@@ -697,7 +728,7 @@ void WorkerAgentImpl::ReportWithRetry(v1::ReportResultRequest request) {
       SWEEPD_LOG(DEBUG) << "ReportResult for task " << request.task_key()
                         << " failed: " << s.ToString() << "; resending in "
                         << delay << " ms";
-      Pause(delay, /*wake_on_drain=*/false);
+      if (PauseBeforeRetry(delay, /*wake_on_drain=*/false)) failures = -1;
       continue;
     }
     absl::MutexLock lock(&mu_);
@@ -797,6 +828,11 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(
         ", idle_poll_ms=", options.idle_poll_ms,
         ", wait_slice_ms=", options.wait_slice_ms, ")"));
   }
+  if (options.connect_timeout_ms < 50) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "WorkerAgentOptions.connect_timeout_ms must be >= 50, got ",
+        options.connect_timeout_ms));
+  }
   if (!(options.fault_drop_report_reply >= 0.0 &&
         options.fault_drop_report_reply < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -810,13 +846,23 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(
           "WorkerAgentOptions.coordinator is empty");
     }
     grpc::ChannelArguments args;
-    // Reconnect quickly once a restarted coordinator is back; the agent's own
-    // backoff paces the calls.
+    // Reconnect quickly once a restarted coordinator is back (one connection
+    // attempt every <= 250 ms while it is away: cheap, and it bounds how late
+    // the agent sees it serve again); the agent's own backoff paces the calls
+    // and ends when the channel reconnects (PauseBeforeRetry).
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    // gRPC's name for the connect timeout: how long one connection attempt
+    // (TCP, TLS, HTTP/2 handshake) may take before a new one (from a new
+    // source port) starts. After a coordinator is killed its side of every
+    // old connection sits in TIME_WAIT; a reconnect that the kernel gives the
+    // same source port hits it, is answered with a bare ACK and waits for the
+    // SYN retransmission (1 s, then 2 s): seen as ~2 s stalls after restarts.
+    // A short attempt timeout moves on to another port instead.
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                static_cast<int>(options.connect_timeout_ms));
     args.SetInt(
         GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-        static_cast<int>(std::min<int64_t>(options.backoff_max_ms, 1'000)));
+        static_cast<int>(std::min<int64_t>(options.backoff_max_ms, 250)));
     channel = grpc::CreateCustomChannel(
         options.coordinator,
         options.credentials != nullptr ? options.credentials

@@ -3,12 +3,15 @@
 // key, runs each group through the ExecutorRegistry's executor on an executor
 // thread, heartbeats on its own thread (renewing leases, carrying progress,
 // receiving cancellations) and reports every outcome with the lease's fencing
-// token, resending on UNAVAILABLE / DEADLINE_EXCEEDED (the coordinator drops
-// duplicates). Drain() (SIGTERM) stops leasing, lets the running group finish
-// within the drain grace or releases what is unfinished, releases
-// leased-but-not-started tasks and makes Run() return OK. When the coordinator
-// is away the agent retries with capped, jittered exponential backoff and
-// re-registers if the coordinator no longer knows it. Every RPC has a deadline.
+// token, resending on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED (the
+// coordinator drops duplicates; a result is kept until a coordinator gave a
+// verdict on it, across coordinator restarts). Drain() (SIGTERM) stops leasing,
+// lets the running group finish within the drain grace or releases what is
+// unfinished, releases leased-but-not-started tasks and makes Run() return OK.
+// When the coordinator is away the agent retries with capped, jittered
+// exponential backoff, cut short (and started over) as soon as its channel
+// reconnects, and re-registers if the coordinator no longer knows it. Every RPC
+// has a deadline.
 //
 // Ownership: the agent borrows the ExecutorRegistry and the Clock (both must
 // outlive it) and owns its channel, threads and leases. Thread-safety: Run() is
@@ -65,6 +68,11 @@ struct WorkerAgentOptions {
   int64_t drain_grace_ms = 30'000;
   // Deadline of every RPC.
   int64_t rpc_deadline_ms = 10'000;
+  // How long one connection attempt to the coordinator (TCP + TLS + HTTP/2
+  // handshakes) may take before the next one starts. Short, so a reconnect
+  // stuck on the killed coordinator's TIME_WAIT sockets moves on quickly;
+  // raise it above the handshake time of slow (cross-region) links.
+  int64_t connect_timeout_ms = 500;
   // Reconnect / resend backoff: initial * 2^n, capped at max, times a jitter in
   // [0.8, 1.2).
   int64_t backoff_initial_ms = 100;
