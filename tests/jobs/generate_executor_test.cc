@@ -38,6 +38,27 @@ class FakeContext : public TaskContext {
   void SetProgress(double) override {}
 };
 
+class CountingMetrics : public WorkerMetrics {
+ public:
+  void RecordTaskDone(const std::string&, double) override {}
+  void RecordTaskFailed(const std::string&, bool) override {}
+  void RecordForward(int64_t layer_forwards, double) override {
+    forwards += layer_forwards;
+  }
+  void RecordPromptTokens(int64_t t) override { prompt_tokens += t; }
+  void RecordGeneratedTokens(int64_t t) override { generated += t; }
+  void RecordTimeToFirstToken(double s) override {
+    ++ttft;
+    EXPECT_GE(s, 0);
+  }
+  void RecordInterTokenLatency(double) override { ++itl; }
+  void RecordRequestLatency(double) override { ++requests; }
+  void RecordDrain() override {}
+  void RecordPreemptedTasks(int64_t) override {}
+  int64_t forwards = 0, prompt_tokens = 0, generated = 0, ttft = 0, itl = 0,
+          requests = 0;
+};
+
 class GenerateExecutorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -82,8 +103,11 @@ class GenerateExecutorTest : public ::testing::Test {
 
   absl::StatusOr<TaskOutput> RunOne(const std::string& kind,
                                     GenerateJobSpec job,
-                                    const std::string& key = "task-a") {
-    auto ex = GenerateExecutor::Create(kind, backend_, {});
+                                    const std::string& key = "task-a",
+                                    WorkerMetrics* metrics = nullptr) {
+    GenerateExecutorOptions options;
+    options.metrics = metrics;
+    auto ex = GenerateExecutor::Create(kind, backend_, options);
     EXPECT_TRUE(ex.ok()) << ex.status();
     TaskInput t;
     t.task_key = key;
@@ -141,6 +165,21 @@ TEST_F(GenerateExecutorTest, KeepsEverySampleAndARerunReproducesThem) {
     differ += a->samples[i].text != other->samples[i].text;
   }
   EXPECT_GT(differ, 0);  // another task key draws other samples
+}
+
+TEST_F(GenerateExecutorTest, RecordsGenerationMetrics) {
+  CountingMetrics m;
+  auto out = RunOne("generate", Job(), "task-m", &m);
+  ASSERT_TRUE(out.ok()) << out.status();
+  int64_t tokens = 0;
+  for (const SampleRow& s : out->samples) tokens += s.num_tokens;
+  EXPECT_EQ(m.generated, tokens);
+  EXPECT_EQ(m.ttft, 6);
+  EXPECT_EQ(m.requests, 6);
+  // Every token after a sample's first comes from a decode step.
+  EXPECT_EQ(m.itl, tokens - 6);
+  EXPECT_GT(m.prompt_tokens, 0);
+  EXPECT_GT(m.forwards, 0);
 }
 
 TEST_F(GenerateExecutorTest, TokenFamilyBansHoldInTheText) {

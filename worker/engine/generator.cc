@@ -49,6 +49,7 @@ absl::StatusOr<GenerationStats> Generate(
     }
   }
   GenerationStats stats;
+  const absl::Time start = absl::Now();
   std::deque<Pending> queue;
   for (size_t p = 0; p < prompts.size(); ++p) {
     if (!prompts[p].samples.empty()) queue.push_back({static_cast<int>(p), 0});
@@ -84,6 +85,7 @@ absl::StatusOr<GenerationStats> Generate(
     auto it = live.find(seq);
     session->Release(seq);
     GeneratedSample done = std::move(it->second);
+    done.seconds = absl::ToDoubleSeconds(absl::Now() - start);
     live.erase(it);
     if (options.on_sample) options.on_sample(std::move(done));
   };
@@ -151,6 +153,7 @@ absl::StatusOr<GenerationStats> Generate(
           GeneratedSample s;
           s.prompt = prompt;
           s.sample = first_sample + static_cast<int>(i);
+          s.time_to_first_token = absl::ToDoubleSeconds(absl::Now() - start);
           auto [it, inserted] =
               live.emplace(first[b][i].sequence, std::move(s));
           if (add_token(it->second, first[b][i])) {
@@ -170,8 +173,13 @@ absl::StatusOr<GenerationStats> Generate(
     if (live.empty()) continue;
     const absl::Time t0 = absl::Now();
     ASSIGN_OR_RETURN(std::vector<DecodedToken> step, session->Step());
-    stats.decode_time += absl::Now() - t0;
+    const absl::Duration step_time = absl::Now() - t0;
+    stats.decode_time += step_time;
     ++stats.steps;
+    if (options.on_step) {
+      options.on_step(absl::ToDoubleSeconds(step_time),
+                      static_cast<int>(step.size()));
+    }
     for (const DecodedToken& t : step) {
       if (add_token(live.at(t.sequence), t)) finish(t.sequence);
     }

@@ -46,6 +46,10 @@ struct GeneratedSample {
   std::vector<float> logprobs;  // per token, log p under the model
   double logprob_sum = 0;
   FinishReason finish = FinishReason::kLength;
+  // Seconds from the Generate call (when every prompt is queued) to the
+  // sample's first token and to its last.
+  double time_to_first_token = 0;
+  double seconds = 0;
 };
 
 struct GenerationOptions {
@@ -62,6 +66,9 @@ struct GenerationOptions {
   std::function<void(GeneratedSample)> on_sample;
   // Polled before every step; true stops generation with CANCELLED.
   std::function<bool()> cancelled;
+  // Called after every decode step with its seconds and the sequences it
+  // advanced (each sequence's inter-token latency).
+  std::function<void(double seconds, int sequences)> on_step;
 };
 
 struct GenerationStats {

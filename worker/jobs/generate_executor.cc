@@ -216,7 +216,25 @@ absl::StatusOr<TaskOutput> GenerateExecutor::RunTask(const TaskInput& task,
   g.max_batch = d.max_sequences;
   const int64_t total = static_cast<int64_t>(prompts.size()) * job->samples;
   int64_t finished = 0;
+  WorkerMetrics* const metrics = options_.metrics;
+  if (metrics != nullptr) {
+    int64_t prompt_tokens = 0;
+    for (const auto& e : encoded)
+      prompt_tokens += static_cast<int64_t>(e.size());
+    metrics->RecordPromptTokens(prompt_tokens);
+    g.on_step = [metrics](double seconds, int sequences) {
+      for (int i = 0; i < sequences; ++i)
+        metrics->RecordInterTokenLatency(seconds);
+    };
+  }
+  const int64_t forwards_before = session->layer_forwards();
+  const int64_t forward_t0 = clock_->NowMs();
   g.on_sample = [&](engine::GeneratedSample s) {
+    if (metrics != nullptr) {
+      metrics->RecordGeneratedTokens(static_cast<int64_t>(s.tokens.size()));
+      metrics->RecordTimeToFirstToken(s.time_to_first_token);
+      metrics->RecordRequestLatency(s.seconds);
+    }
     const int p = s.prompt, i = s.sample;
     out[p][i] = std::move(s);
     ctx.SetProgress(static_cast<double>(++finished) / total);
@@ -238,6 +256,10 @@ absl::StatusOr<TaskOutput> GenerateExecutor::RunTask(const TaskInput& task,
   }
   ASSIGN_OR_RETURN(engine::GenerationStats stats,
                    engine::Generate(session.get(), gen, g));
+  if (metrics != nullptr) {
+    metrics->RecordForward(session->layer_forwards() - forwards_before,
+                           (clock_->NowMs() - forward_t0) / 1000.0);
+  }
   session.reset();
 
   // Samples.

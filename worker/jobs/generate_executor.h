@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "worker/jobs/executor.h"
 #include "worker/jobs/lm_executor.h"
+#include "worker/jobs/worker_metrics.h"
 
 namespace sweepd {
 
@@ -30,6 +31,9 @@ struct GenerateExecutorOptions {
   // --data-root: a prompt dataset is read only when it resolves under one of
   // these (common/path_confinement.h); empty = any path.
   std::vector<std::string> data_roots;
+  // Borrowed; null = none. Prompt and generated tokens, time to first token,
+  // inter-token and request latency (vLLM's names), engine forwards.
+  WorkerMetrics* metrics = nullptr;
 };
 
 class GenerateExecutor : public Executor {

@@ -917,6 +917,7 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
   // generate and canary share the backend (one model in memory).
   GenerateExecutorOptions gen;
   gen.clock = executor_options.clock;
+  gen.metrics = executor_options.metrics;
   gen.data_roots = executor_options.data_roots;
   for (const char* kind : {kGenerateKind, kCanaryKind}) {
     ASSIGN_OR_RETURN(std::unique_ptr<GenerateExecutor> g,
