@@ -11,8 +11,11 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <iostream>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -218,6 +221,67 @@ TEST(FaultTest, KilledWorkersTaskIsLeasedAgainAfterExpiryAndCompletes) {
                                held->task_key());
   ASSERT_TRUE(grants.ok()) << grants.status();
   EXPECT_GE(*grants, 2);
+}
+
+// SIGSTOP a worker past its lease, then SIGCONT it (issue 13, worker faults):
+// the lease expires, another worker is granted the task and commits it, and
+// the stopped worker's late result is then refused as the ledger rules say
+// (a result for a task already DONE never commits; a stale lease's result
+// would commit only while nothing had). Prints how long reassignment took
+// after the stop (the lease is 2 s).
+TEST(FaultTest, StoppedWorkersLateResultIsRefusedAfterReassignment) {
+  auto cluster = NewCluster("sweepd-fault-sigstop", /*fixed_port=*/false);
+  ASSERT_NE(cluster, nullptr);
+  auto submitted = cluster->Submit(SyntheticSweep(
+      "fault-sigstop", 1, 1500, 1500, 0.0, 5, /*lease_seconds=*/2));
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string sweep_id = submitted->sweep_id();
+  auto victim = cluster->StartWorker(
+      "stopped", {"--heartbeat-ms", "200", "--max-tasks", "1"});
+  ASSERT_TRUE(victim.ok()) << victim.status();
+  auto held =
+      WaitForLeaseHeldBy(*cluster, sweep_id, "stopped", absl::Seconds(20));
+  ASSERT_TRUE(held.ok()) << held.status();
+  const std::string victim_id = held->worker_id();
+  ASSERT_TRUE((*victim)->Signal(SIGSTOP).ok());
+  const absl::Time stopped_at = absl::Now();
+
+  ASSERT_TRUE(cluster->StartWorker("rescuer", {"--heartbeat-ms", "200"}).ok());
+  auto rescued =
+      WaitForLeaseHeldBy(*cluster, sweep_id, "rescuer", absl::Seconds(30));
+  ASSERT_TRUE(rescued.ok()) << rescued.status();
+  std::cout << "[sigstop] task reassigned "
+            << absl::ToDoubleSeconds(absl::Now() - stopped_at)
+            << " s after the stop (lease 2 s)" << std::endl;
+  EXPECT_GT(rescued->attempts(), held->attempts());
+  auto final_status = cluster->WaitForSweepEnd(sweep_id, absl::Seconds(30));
+  ASSERT_TRUE(final_status.ok()) << final_status.status();
+  ASSERT_EQ(final_status->state(), v1::SWEEP_STATE_DONE)
+      << cluster->DescribeLogs();
+
+  // Resume the stopped worker: it finishes its task and reports with its old
+  // lease, which the coordinator refuses (the task is DONE).
+  ASSERT_TRUE((*victim)->Signal(SIGCONT).ok());
+  bool refused = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!refused && absl::Now() < deadline) {
+    std::ifstream log((*victim)->log_path());
+    std::stringstream text;
+    text << log.rdbuf();
+    refused = text.str().find("was a duplicate (already committed)") !=
+              std::string::npos;
+    if (!refused) absl::SleepFor(absl::Milliseconds(100));  // polling a log
+  }
+  EXPECT_TRUE(refused) << cluster->DescribeLogs();
+  ExpectExactlyOnce(*cluster, sweep_id, 1);
+  auto tasks = cluster->ListAllTasks(sweep_id);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), 1u);
+  EXPECT_EQ((*tasks)[0].worker_id(), WorkerIdOf(*cluster, "rescuer"));
+  EXPECT_NE((*tasks)[0].worker_id(), victim_id);
+  ASSERT_TRUE((*victim)->Signal(SIGTERM).ok());
+  ASSERT_TRUE(cluster->StopCoordinator().ok());
+  ExpectLedgerExactlyOnce(*cluster, sweep_id, 1);
 }
 
 TEST(FaultTest, DroppedReportRepliesProduceNoDuplicates) {
