@@ -28,6 +28,10 @@
 namespace sweepd {
 namespace {
 
+// How far past the number of entries an id may lie: ids index dense tables
+// (real files number their tokens 0..n-1), so a gap is allowed but bounded.
+constexpr int64_t kIdSlack = 1 << 16;
+
 using Json = nlohmann::json;
 
 // Words at least this long (bytes) are not cached: they rarely repeat and would
@@ -601,11 +605,20 @@ absl::Status TokenizerImpl::ParseModel(const Json& model,
     return reader.Error("model.vocab", "expected an object of token -> id");
   }
   int64_t max_id = -1;
+  // Ids index dense tables: an id far beyond the entry count would make a tiny
+  // file allocate gigabytes (found by tests/fuzz/tokenizer_fuzzer).
+  const int64_t id_limit = static_cast<int64_t>(vocab->size()) + kIdSlack;
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
         it.value().get<int64_t>() > (1LL << 30)) {
       return reader.Error(absl::StrCat("model.vocab[\"", it.key(), "\"]"),
                           "expected a non-negative integer id");
+    }
+    if (it.value().get<int64_t>() >= id_limit) {
+      return reader.Error(
+          absl::StrCat("model.vocab[\"", it.key(), "\"]"),
+          absl::StrCat("id ", it.value().get<int64_t>(), " is not below ",
+                       id_limit, " (the entry count + ", kIdSlack, ")"));
     }
     max_id = std::max(max_id, it.value().get<int64_t>());
   }
@@ -712,6 +725,15 @@ absl::Status TokenizerImpl::ParseAddedTokens(const Json& root,
     ASSIGN_OR_RETURN(int64_t id, reader.Int(t, field, "id"));
     if (id < 0 || id > (1LL << 30))
       return reader.Error(field + ".id", "out of range");
+    const int64_t id_limit = static_cast<int64_t>(id_to_token_.size()) +
+                             static_cast<int64_t>(list->size()) + kIdSlack;
+    if (id >= id_limit) {
+      return reader.Error(
+          field + ".id",
+          absl::StrCat("id ", id, " is not below ", id_limit,
+                       " (the vocabulary and added token count + ", kIdSlack,
+                       ")"));
+    }
     token.id = static_cast<int32_t>(id);
     ASSIGN_OR_RETURN(token.content, reader.String(t, field, "content"));
     if (token.content.empty())

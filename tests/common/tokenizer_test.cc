@@ -350,6 +350,23 @@ TEST(TokenizerErrorsTest, FieldErrors) {
   ExpectLoadError(j, "post_processor.single[1]");
 }
 
+// Found by tests/fuzz/tokenizer_fuzzer: a one-entry vocabulary with id ~3e8
+// made FromJson allocate ~10 GB for its id tables.
+TEST(TokenizerErrorsTest, IdsFarBeyondTheEntryCountAreRefused) {
+  Json j = BaseJson();
+  j["model"]["vocab"]["zz"] = 333333333;
+  ExpectLoadError(j, "model.vocab[\"zz\"]");
+
+  j = BaseJson();
+  j["added_tokens"][0]["id"] = 1 << 29;
+  ExpectLoadError(j, "added_tokens[0].id");
+
+  // A bounded gap is still accepted.
+  j = BaseJson();
+  j["model"]["vocab"]["zz"] = 1000;
+  EXPECT_TRUE(Tokenizer::FromJson(j.dump(), "gap.json").ok());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Generator.
 
