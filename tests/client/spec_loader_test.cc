@@ -265,6 +265,15 @@ TEST(SpecLoaderTest, SyntaxErrorsCarryLineAndColumn) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty spec")));
 }
 
+// Found by tests/fuzz/spec_loader_fuzzer: a JSON number beyond double's range
+// escaped as an uncaught nlohmann out_of_range (abort).
+TEST(SpecLoaderTest, JsonNumberOverflowIsRefused) {
+  EXPECT_THAT(ParseSweepSpec("{\"name\": 6e6666}", SpecFormat::kJson, "o.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("o.json: JSON error"),
+                             HasSubstr("number overflow"))));
+}
+
 // Defect: invalid UTF-8 in a YAML string made sweepctl abort (an uncaught
 // nlohmann type_error, exit 134). It is refused with where the byte is.
 TEST(SpecLoaderTest, InvalidUtf8IsRefusedWithItsPlace) {
