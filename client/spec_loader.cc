@@ -237,7 +237,10 @@ std::string TypeName(const Json& v) {
 }
 
 std::string Brief(const Json& v) {
-  std::string s = v.dump();
+  // `replace`: yaml-cpp can hand back strings that are not UTF-8 even for
+  // checked input (a NUL byte in a plain scalar; found by
+  // tests/fuzz/spec_loader_fuzzer), and a throwing dump() aborted sweepctl.
+  std::string s = v.dump(-1, ' ', false, Json::error_handler_t::replace);
   if (s.size() > 40) s = s.substr(0, 37) + "...";
   return s;
 }

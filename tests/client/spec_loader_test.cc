@@ -274,6 +274,18 @@ TEST(SpecLoaderTest, JsonNumberOverflowIsRefused) {
                              HasSubstr("number overflow"))));
 }
 
+// Found by tests/fuzz/spec_loader_fuzzer: a NUL byte in a YAML plain scalar
+// came back from yaml-cpp as a string that nlohmann could not dump() into the
+// type-mismatch message (uncaught type_error, abort).
+TEST(SpecLoaderTest, NulByteInAYamlScalarIsRefused) {
+  const std::string text("{\n \"grid\":\x01\x00NULL~~~~~@~@~~~~~}", 30);
+  for (SpecFormat format : {SpecFormat::kYaml, SpecFormat::kJson}) {
+    EXPECT_THAT(
+        ParseSweepSpec(text, format, "nul.yaml"),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nul.yaml")));
+  }
+}
+
 // Defect: invalid UTF-8 in a YAML string made sweepctl abort (an uncaught
 // nlohmann type_error, exit 134). It is refused with where the byte is.
 TEST(SpecLoaderTest, InvalidUtf8IsRefusedWithItsPlace) {
