@@ -44,7 +44,9 @@ export SWEEPD_COORDINATOR=127.0.0.1:$(cat "$work/port")
 echo "   coordinator at $SWEEPD_COORDINATOR (log: $work/sweepd.log)"
 
 for i in 1 2; do
+  # --verifier-command python3: configs/sweeps/best_of_n.yaml's example verifier may run.
   "$worker_bin" run --name "demo-worker-$i" --model "$model" --threads 1 \
+    --verifier-command python3 \
     >"$work/worker-$i.log" 2>&1 &
   pids+=($!)
 done

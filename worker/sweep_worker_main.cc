@@ -17,8 +17,8 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "proto/tls_config.h"
 #include "common/metrics_endpoint.h"
+#include "proto/tls_config.h"
 #include "worker/agent/agent.h"
 #include "worker/make_model_command.h"
 #include "worker/prometheus_worker_metrics.h"
@@ -72,6 +72,8 @@ flags:
                               tokenizer.json, shards, index) resolve under DIR, symlinks
                               followed; repeatable (default: any path)
   --data-root DIR             only read datasets that resolve under DIR; repeatable
+  --verifier-command PROG     let a generate sweep's command verifier start PROG (its
+                              argv[0] as written in the spec); repeatable; default: none
   --tls-ca PEM                connect with TLS, verifying sweepd's certificate against
                               this CA bundle
   --tls-cert PEM --tls-key PEM  client certificate and key (mutual TLS); re-read when
@@ -187,6 +189,7 @@ int RunMain(int argc, char** argv) {
   add("--tp", &options.capabilities.tensor_parallel);
   app.add_option("--model-root", worker.model_roots);
   app.add_option("--data-root", worker.data_roots);
+  app.add_option("--verifier-command", worker.verifier_commands);
   add("--tls-ca", &worker.tls.ca_file);
   add("--tls-cert", &worker.tls.cert_file);
   add("--tls-key", &worker.tls.key_file);

@@ -69,6 +69,7 @@ LmExecutorOptions LmExecutorOptionsFor(const WorkerOptions& options) {
   lm.prefix_reuse = options.prefix_reuse == "on";
   lm.max_batch_tokens = options.max_batch_tokens;
   lm.data_roots = options.data_roots;
+  lm.verifier_commands = options.verifier_commands;
   lm.metrics = options.agent.metrics;
   return lm;
 }

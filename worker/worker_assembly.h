@@ -52,6 +52,9 @@ struct WorkerOptions {
   // --model too. Empty = any path.
   std::vector<std::string> model_roots;
   std::vector<std::string> data_roots;
+  // --verifier-command (repeatable): the programs (argv[0]) a sweep's command
+  // verifier may start on this worker; empty = command verifiers refused.
+  std::vector<std::string> verifier_commands;
   // --tls-ca / --tls-cert / --tls-key and the bearer token (--token-file or
   // $SWEEPD_TOKEN): the credentials of the agent's channel.
   ClientTlsOptions tls;

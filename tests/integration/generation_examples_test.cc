@@ -67,10 +67,10 @@ class GenerationExamplesTest : public ::testing::Test {
     cluster_ = cluster->release();
     ASSERT_TRUE(cluster_->StartCoordinator().ok()) << cluster_->DescribeLogs();
     for (int i = 0; i < 2; ++i) {
-      auto w =
-          cluster_->StartWorker(absl::StrCat("gen-worker-", i),
-                                {"--model", *dir_ + "/gemma4-tiny", "--threads",
-                                 "1", "--heartbeat-ms", "300"});
+      auto w = cluster_->StartWorker(
+          absl::StrCat("gen-worker-", i),
+          {"--model", *dir_ + "/gemma4-tiny", "--threads", "1",
+           "--heartbeat-ms", "300", "--verifier-command", "python3"});
       ASSERT_TRUE(w.ok()) << w.status();
     }
   }

@@ -107,6 +107,7 @@ class GenerateExecutorTest : public ::testing::Test {
                                     WorkerMetrics* metrics = nullptr) {
     GenerateExecutorOptions options;
     options.metrics = metrics;
+    options.verifier_commands = {"/bin/sh"};
     auto ex = GenerateExecutor::Create(kind, backend_, options);
     EXPECT_TRUE(ex.ok()) << ex.status();
     TaskInput t;
@@ -244,6 +245,12 @@ TEST_F(GenerateExecutorTest, VerifiersScoreSamplesAndErrorsStayPerSample) {
     EXPECT_THAT(s.verifier_error, HasSubstr("exit"));
   }
   EXPECT_EQ(Metric(*crashed, "verifier_errors"), 2);
+
+  // A program the worker's operator did not allow is refused, naming the flag.
+  job.verifier.command = {"python3", "-c", "print()"};
+  auto refused = RunOne("generate", job);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("--verifier-command"));
 }
 
 TEST_F(GenerateExecutorTest, CanaryCasesPassAndFail) {

@@ -125,6 +125,18 @@ absl::StatusOr<TaskOutput> GenerateExecutor::RunTask(const TaskInput& task,
         absl::StrCat(task.kind, ": the task has no prompts"));
   }
 
+  if (job->verifier.kind == "command" && !job->verifier.command.empty() &&
+      std::find(options_.verifier_commands.begin(),
+                options_.verifier_commands.end(),
+                job->verifier.command[0]) == options_.verifier_commands.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "generate.verifier_spec.command: this worker does not run \"",
+        job->verifier.command[0],
+        "\"; its operator allows a program with sweep-worker "
+        "--verifier-command ",
+        job->verifier.command[0], " (docs/SECURITY.md)"));
+  }
+
   // Prompt tokens, with the job's BOS policy (and chat turns).
   const BosPolicy bos = job->bos ? BosPolicy::kOn : BosPolicy::kOff;
   std::vector<std::vector<int32_t>> encoded;

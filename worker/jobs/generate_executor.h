@@ -31,6 +31,10 @@ struct GenerateExecutorOptions {
   // --data-root: a prompt dataset is read only when it resolves under one of
   // these (common/path_confinement.h); empty = any path.
   std::vector<std::string> data_roots;
+  // The programs (argv[0], as written in the spec) a command verifier may
+  // start: a sweep's submitter chooses the command, so a worker runs only
+  // what its operator allowed (sweep-worker --verifier-command). Empty = none.
+  std::vector<std::string> verifier_commands;
   // Borrowed; null = none. Prompt and generated tokens, time to first token,
   // inter-token and request latency (vLLM's names), engine forwards.
   WorkerMetrics* metrics = nullptr;

@@ -110,6 +110,8 @@ struct LmExecutorOptions {
   // --data-root: a dataset is read only when it resolves under one of these;
   // empty = any path.
   std::vector<std::string> data_roots;
+  // Programs a generate task's command verifier may start (GenerateExecutor).
+  std::vector<std::string> verifier_commands;
   // Borrowed; null = none. Every engine forward is recorded (layer-forwards,
   // seconds).
   WorkerMetrics* metrics = nullptr;
