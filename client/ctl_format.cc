@@ -199,10 +199,16 @@ void WriteResults(const std::vector<ResultRow>& rows, ResultFormat format,
     out << FormatTable(header, cells);
     return;
   }
+  WriteCsv(header, cells, out);
+}
+
+void WriteCsv(const std::vector<std::string>& header,
+              const std::vector<std::vector<std::string>>& rows,
+              std::ostream& out) {
   std::vector<std::string> quoted;
   for (const std::string& h : header) quoted.push_back(CsvField(h));
   out << absl::StrJoin(quoted, ",") << "\n";
-  for (const auto& row : cells) {
+  for (const auto& row : rows) {
     quoted.clear();
     for (const std::string& f : row) quoted.push_back(CsvField(f));
     out << absl::StrJoin(quoted, ",") << "\n";

@@ -68,6 +68,10 @@ std::string FormatTable(const std::vector<std::string>& header,
                         const std::vector<std::vector<std::string>>& rows);
 // RFC 4180 field quoting.
 std::string CsvField(const std::string& field);
+// A header line and one line per row, every field quoted by CsvField.
+void WriteCsv(const std::vector<std::string>& header,
+              const std::vector<std::vector<std::string>>& rows,
+              std::ostream& out);
 
 std::string FormatSweepTable(
     const std::vector<sweepd::v1::SweepStatus>& sweeps);

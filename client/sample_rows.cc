@@ -150,14 +150,7 @@ void WriteSamples(const std::vector<SampleRecord>& samples, ResultFormat format,
     out << FormatTable(header, cells);
     return;
   }
-  std::vector<std::string> quoted;
-  for (const std::string& h : header) quoted.push_back(CsvField(h));
-  out << absl::StrJoin(quoted, ",") << "\n";
-  for (const auto& row : cells) {
-    quoted.clear();
-    for (const std::string& f : row) quoted.push_back(CsvField(f));
-    out << absl::StrJoin(quoted, ",") << "\n";
-  }
+  WriteCsv(header, cells, out);
 }
 
 }  // namespace sweepd

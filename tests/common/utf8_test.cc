@@ -21,9 +21,9 @@ TEST(Utf8Test, AcceptsAsciiAndMultibyteText) {
 }
 
 TEST(Utf8Test, FindsTheFirstInvalidByte) {
-  EXPECT_THAT(FindInvalidUtf8("ab\xff"), Optional(2u));     // never valid
-  EXPECT_THAT(FindInvalidUtf8("\xc3"), Optional(0u));       // truncated
-  EXPECT_THAT(FindInvalidUtf8("\xc0\xaf"), Optional(0u));   // overlong '/'
+  EXPECT_THAT(FindInvalidUtf8("ab\xff"), Optional(2u));        // never valid
+  EXPECT_THAT(FindInvalidUtf8("\xc3"), Optional(0u));          // truncated
+  EXPECT_THAT(FindInvalidUtf8("\xc0\xaf"), Optional(0u));      // overlong '/'
   EXPECT_THAT(FindInvalidUtf8("\xe0\x80\xaf"), Optional(0u));  // overlong
   EXPECT_THAT(FindInvalidUtf8("\xed\xa0\x80"), Optional(0u));  // surrogate
   EXPECT_THAT(FindInvalidUtf8("\xf4\x90\x80\x80"), Optional(0u));  // > 10FFFF

@@ -60,9 +60,8 @@ TEST_F(GemmaTokenFamilyTest, AsciiQuoteFamilies) {
 TEST_F(GemmaTokenFamilyTest, TypographicQuoteFamilies) {
   // " plus the curly double quotes; then with ' and the curly single quotes.
   const int64_t dq = FamilySize({"\"", "\xE2\x80\x9C", "\xE2\x80\x9D"});
-  const int64_t both =
-      FamilySize({"\"", "\xE2\x80\x9C", "\xE2\x80\x9D", "'", "\xE2\x80\x98",
-                  "\xE2\x80\x99"});
+  const int64_t both = FamilySize({"\"", "\xE2\x80\x9C", "\xE2\x80\x9D", "'",
+                                   "\xE2\x80\x98", "\xE2\x80\x99"});
   std::cout << "[token families] \" “ ” : " << dq << ", with ' ‘ ’ : " << both
             << "\n";
   EXPECT_EQ(dq, 939);
