@@ -31,6 +31,7 @@
 #include "coordinator/snapshot.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fault/exactly_once.h"
 #include "tests/testing/process.h"
 #include "tests/testing/sweep_cluster.h"
 #include "worker/jobs/synthetic_executor.h"
@@ -80,28 +81,6 @@ absl::StatusOr<v1::SweepStatus> WaitForCounts(
   }
   return absl::DeadlineExceededError(
       absl::StrCat("counts never matched\n", cluster.DescribeLogs()));
-}
-
-// Every task has one DONE record with its synthetic value (through the API),
-// and the ledger holds each result once (after stopping the coordinator).
-void ExpectExactlyOnce(SweepCluster& cluster, const std::string& sweep_id,
-                       int n) {
-  auto tasks = cluster.ListAllTasks(sweep_id, {}, /*page_size=*/1000);
-  ASSERT_TRUE(tasks.ok()) << tasks.status();
-  ASSERT_EQ(tasks->size(), static_cast<size_t>(n));
-  std::set<std::string> keys;
-  for (const v1::TaskRecord& t : *tasks) {
-    keys.insert(t.task_key());
-    ASSERT_EQ(t.state(), v1::TASK_STATE_DONE) << t.task_key();
-    bool has_value = false;
-    for (const auto& m : t.result().metrics()) {
-      if (m.name() != "value") continue;
-      has_value = true;
-      EXPECT_DOUBLE_EQ(m.value(), SyntheticValue(t.task_key()));
-    }
-    EXPECT_TRUE(has_value) << t.task_key();
-  }
-  EXPECT_EQ(keys.size(), static_cast<size_t>(n));
 }
 
 void StopAll(SweepCluster& cluster, int workers) {

@@ -23,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fault/exactly_once.h"
 #include "tests/testing/process.h"
 #include "tests/testing/sweep_cluster.h"
 #include "worker/jobs/synthetic_executor.h"
@@ -49,29 +50,6 @@ std::unique_ptr<SweepCluster> NewCluster(
   EXPECT_TRUE(s.ok()) << s << (*cluster)->DescribeLogs();
   if (!s.ok()) return nullptr;
   return std::move(*cluster);
-}
-
-// Checks that every task of the sweep has exactly one committed result, through
-// the API and in the ledger (after stopping the coordinator).
-void ExpectExactlyOnce(SweepCluster& cluster, const std::string& sweep_id,
-                       int n) {
-  auto tasks = cluster.ListAllTasks(sweep_id, {}, /*page_size=*/500);
-  ASSERT_TRUE(tasks.ok()) << tasks.status();
-  ASSERT_EQ(tasks->size(), static_cast<size_t>(n));
-  std::set<std::string> keys;
-  for (const v1::TaskRecord& t : *tasks) {
-    keys.insert(t.task_key());
-    ASSERT_EQ(t.state(), v1::TASK_STATE_DONE) << t.task_key();
-    bool has_value = false;
-    for (const auto& m : t.result().metrics()) {
-      if (m.name() == "value") {
-        has_value = true;
-        EXPECT_DOUBLE_EQ(m.value(), SyntheticValue(t.task_key()));
-      }
-    }
-    EXPECT_TRUE(has_value) << t.task_key();
-  }
-  EXPECT_EQ(keys.size(), static_cast<size_t>(n));
 }
 
 void ExpectLedgerExactlyOnce(SweepCluster& cluster, const std::string& sweep_id,
