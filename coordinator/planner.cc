@@ -691,9 +691,9 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
       RETURN_IF_ERROR(CheckLayer(job->layer(), m, "heal.layer"));
       RETURN_IF_ERROR(
           CheckHeads(job->mutable_heads_removed(), m, "heal.heads_removed"));
-      if (!(job->ridge() >= 0.0) || !std::isfinite(job->ridge())) {
-        return Invalid("heal.ridge",
-                       absl::StrCat(job->ridge(), " must be finite and >= 0"));
+      if (!(job->ridge_rel() >= 0.0) || !std::isfinite(job->ridge_rel())) {
+        return Invalid("heal.ridge_rel",
+                       absl::StrCat(job->ridge_rel(), " must be finite and >= 0"));
       }
       return absl::OkStatus();
     }
