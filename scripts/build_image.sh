@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Builds the CPU container image of sweepd offline, from Debian 12's packages only, and runs
+# the demo (scripts/demo.sh) inside it. Steps: build sweepd, sweep-worker and sweepctl
+# (scripts/build.sh, Release); list the Debian packages their shared libraries come from
+# (scripts/runtime_packages.sh, the list deploy/container/Containerfile.cpu installs too);
+# make a Debian 12 root filesystem of just those with mmdebstrap; add the binaries, the demo
+# script and configs/; import it into podman as an OCI image and save it as an OCI archive;
+# run the demo in a container (as nobody, loopback-only network). docs/DEPLOY.md says what
+# it takes on these machines and how long. Not part of CI (it takes minutes and ~2 GB).
+#   scripts/build_image.sh [--build-dir DIR [--no-build]] [--out DIR] [--tag NAME]
+#                          [--runner auto|podman|chroot] [--no-run]
+# --build-dir reuses a configured build directory (any build type; the binaries are
+# stripped into the image), default build-image/ (configured Release on first use).
+# --no-build takes the binaries in --build-dir as they are and builds nothing there (e.g.
+# another checkout's build, used read-only: --build-dir /work/main/build --no-build).
+# --runner chroot runs the demo in the same root filesystem with unshare + chroot instead
+# of podman; auto (default) falls back to it, saying why, if podman cannot start it.
+# Needs root (mmdebstrap's root mode, rootful podman).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${SWEEPD_BUILD_DIR:-$root/build-image}
+out=$root/out/image
+tag=localhost/sweepd:cpu
+runner=auto
+run_demo=1
+do_build=1
+while (($#)); do
+  case $1 in
+    --build-dir) build=$(realpath "$2"); shift 2 ;;
+    --out) out=$(realpath -m "$2"); shift 2 ;;
+    --tag) tag=$2; shift 2 ;;
+    --runner) runner=$2; shift 2 ;;
+    --no-run) run_demo=0; shift ;;
+    --no-build) do_build=0; shift ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+  esac
+done
+case $runner in auto | podman | chroot) ;; *) echo "build_image: --runner auto|podman|chroot, not '$runner'" >&2; exit 2 ;; esac
+[[ $(id -u) -eq 0 ]] || { echo "build_image: run as root (mmdebstrap root mode, rootful podman)" >&2; exit 1; }
+
+start=$SECONDS
+step_start=$SECONDS
+step() {
+  printf '== [%4ds, previous step %ds] %s\n' $((SECONDS - start)) $((SECONDS - step_start)) "$*"
+  step_start=$SECONDS
+}
+
+step "host tools: mmdebstrap, podman, runc, binutils (Debian packages)"
+tools=(mmdebstrap podman runc binutils)
+missing=()
+for p in "${tools[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+bins=("$build/coordinator/sweepd" "$build/worker/sweep-worker" "$build/client/sweepctl")
+if ((do_build)); then
+  step "binaries: sweepd sweep-worker sweepctl in $build"
+  "$root/scripts/install_deps.sh"
+  # Extra cmake arguments apply on the first configure only (an existing dir keeps its type).
+  SWEEPD_BUILD_DIR=$build SWEEPD_TARGETS="sweepd sweep-worker sweepctl" \
+    nice -n 10 "$root/scripts/build.sh" -DCMAKE_BUILD_TYPE=Release -DSWEEPD_BUILD_TESTS=OFF
+else
+  step "binaries: sweepd sweep-worker sweepctl from $build as they are (--no-build)"
+  for b in "${bins[@]}"; do
+    [[ -x "$b" ]] || { echo "build_image: --no-build: no binary $b" >&2; exit 1; }
+  done
+fi
+
+step "runtime packages (scripts/runtime_packages.sh)"
+mkdir -p "$out"
+"$root/scripts/runtime_packages.sh" "${bins[@]}" >"$out/runtime-packages.txt"
+echo "   $(tr '\n' ' ' <"$out/runtime-packages.txt")"
+
+step "Debian 12 root filesystem (mmdebstrap --variant=essential + those packages)"
+rootfs=$out/rootfs
+rm -rf "$rootfs"
+# essential: dpkg, bash, coreutils, grep, sed (what demo.sh uses) and no apt; the packages
+# are installed from outside. Documentation, manuals and translations are left out.
+nice -n 10 mmdebstrap --variant=essential --quiet \
+  --include="$(paste -sd, "$out/runtime-packages.txt")" \
+  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' \
+  bookworm "$rootfs"
+install -d "$rootfs/usr/local/bin" "$rootfs/opt/sweepd/scripts"
+for b in "${bins[@]}"; do install -m 0755 -s "$b" "$rootfs/usr/local/bin/"; done
+install -m 0755 "$root/scripts/demo.sh" "$rootfs/opt/sweepd/scripts/"
+cp -r "$root/configs" "$rootfs/opt/sweepd/"
+
+step "OCI image $tag (podman import) and OCI archive"
+# podman import gives one layer from the tree; the archive is what `podman load` or
+# `skopeo copy oci-archive:...` takes elsewhere (no registry is reachable from here).
+podman rmi --force "$tag" >/dev/null 2>&1 || true  # no dangling copy of the last build
+tar -C "$rootfs" --numeric-owner -cf - . |
+  podman import --change 'ENTRYPOINT ["/usr/local/bin/sweepd"]' --change 'USER 65534' \
+    --change 'WORKDIR /' - "$tag" >/dev/null
+rm -f "$out/sweepd-cpu.oci.tar"
+podman save --format oci-archive -o "$out/sweepd-cpu.oci.tar" "$tag"
+image_mb=$(($(podman image inspect --format '{{.Size}}' "$tag") / 1048576))
+echo "   image $tag: ${image_mb} MiB (podman image inspect), archive $out/sweepd-cpu.oci.tar:" \
+  "$(du -m "$out/sweepd-cpu.oci.tar" | cut -f1) MiB, root filesystem: $(du -sm "$rootfs" | cut -f1) MiB"
+
+if ((!run_demo)); then
+  step "done (--no-run)"
+  exit 0
+fi
+
+demo=$out/demo
+rm -rf "$demo"
+install -d -o 65534 -g 65534 "$demo"
+# nobody's HOME is /nonexistent: the model fingerprint cache goes under the demo directory.
+demo_env=(SWEEPD_BIN_DIR=/usr/local/bin SWEEPD_DEMO_DIR=/demo XDG_CACHE_HOME=/demo/.cache)
+
+run_podman() {
+  # On these machines (Firecracker VM, cgroup v1 controllers beside a cgroup2 mount, rootful):
+  # crun refuses "cgroups in hybrid mode", runc takes it; the hard RLIMIT_NOFILE cannot be
+  # raised, so podman's default (1048576) is refused, and podman itself caps RLIMIT_NPROC at
+  # 32768: ask for what the host has. --network=none: loopback only (what the demo uses;
+  # bridge networking would need iptables).
+  local nofile nproc
+  nofile=$(ulimit -Hn)
+  nproc=$(ulimit -Hu)
+  [[ $nofile == unlimited ]] && nofile=1048576
+  [[ $nproc == unlimited || $nproc -gt 32768 ]] && nproc=32768
+  podman --cgroup-manager=cgroupfs run --rm --runtime runc --network=none \
+    --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" \
+    --user 65534:65534 -v "$demo:/demo" "${demo_env[@]/#/--env=}" \
+    --entrypoint /opt/sweepd/scripts/demo.sh "$tag"
+}
+
+run_chroot() {
+  # The same root filesystem, in new mount/pid/net/uts/ipc namespaces with only loopback.
+  install -d -o 65534 -g 65534 "$rootfs/demo"
+  unshare --mount --pid --net --uts --ipc --fork --mount-proc="$rootfs/proc" bash -c '
+    set -e
+    rootfs=$1 demo=$2
+    shift 2
+    ip link set lo up
+    mount --rbind /dev "$rootfs/dev"
+    mount --bind "$demo" "$rootfs/demo"
+    exec chroot --userspec=65534:65534 "$rootfs" env "$@" /opt/sweepd/scripts/demo.sh
+  ' chroot-demo "$rootfs" "$demo" "${demo_env[@]}"
+}
+
+if [[ $runner == chroot ]]; then
+  step "demo in the root filesystem (unshare + chroot)"
+  run_chroot
+else
+  step "demo in a container (podman run $tag)"
+  rc=0
+  run_podman 2> >(tee "$out/podman-run.err" >&2) || rc=$?
+  # 125-127: podman or the OCI runtime failed; anything else is the demo's own status.
+  if ((rc != 0)); then
+    if [[ $runner == podman ]] || ((rc < 125 || rc > 127)); then exit "$rc"; fi
+    echo "build_image: podman could not run the demo: $(tail -n 1 "$out/podman-run.err")" >&2
+    step "demo in the root filesystem instead (unshare + chroot)"
+    rm -rf "$demo" && install -d -o 65534 -g 65534 "$demo"
+    run_chroot
+  fi
+fi
+step "done: demo results in $demo (results.csv, report.html), image $tag (${image_mb} MiB)"
