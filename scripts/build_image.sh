@@ -7,8 +7,11 @@
 # script and configs/; import it into podman as an OCI image and save it as an OCI archive;
 # run the demo in a container (as nobody, loopback-only network). docs/DEPLOY.md says what
 # it takes on these machines and how long. Not part of CI (it takes minutes and ~2 GB).
-#   scripts/build_image.sh [--build-dir DIR [--no-build]] [--out DIR] [--tag NAME]
-#                          [--runner auto|podman|chroot] [--no-run]
+#   scripts/build_image.sh [--image cpu|coordinator] [--build-dir DIR [--no-build]]
+#                          [--out DIR] [--tag NAME] [--runner auto|podman|chroot] [--no-run]
+# --image coordinator: sweepd and sweepctl only, for the coordinator's box (neither links
+# libtorch, so the image is a fraction of the cpu one); the run starts sweepd in it and
+# queries it with sweepctl instead of the demo. Default cpu (all three binaries + the demo).
 # --build-dir reuses a configured build directory (any build type; the binaries are
 # stripped into the image), default build-image/ (configured Release on first use).
 # --no-build takes the binaries in --build-dir as they are and builds nothing there (e.g.
@@ -19,13 +22,15 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${SWEEPD_BUILD_DIR:-$root/build-image}
-out=$root/out/image
-tag=localhost/sweepd:cpu
+image=cpu
+out=
+tag=
 runner=auto
 run_demo=1
 do_build=1
 while (($#)); do
   case $1 in
+    --image) image=$2; shift 2 ;;
     --build-dir) build=$(realpath "$2"); shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
     --tag) tag=$2; shift 2 ;;
@@ -35,6 +40,14 @@ while (($#)); do
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 done
+case $image in
+  cpu) bins=("$build/coordinator/sweepd" "$build/worker/sweep-worker" "$build/client/sweepctl") ;;
+  coordinator) bins=("$build/coordinator/sweepd" "$build/client/sweepctl") ;;
+  *) echo "build_image: --image cpu|coordinator, not '$image'" >&2; exit 2 ;;
+esac
+out=${out:-$root/out/image/$image}
+tag=${tag:-localhost/sweepd:$image}
+archive=$out/sweepd-$image.oci.tar
 case $runner in auto | podman | chroot) ;; *) echo "build_image: --runner auto|podman|chroot, not '$runner'" >&2; exit 2 ;; esac
 [[ $(id -u) -eq 0 ]] || { echo "build_image: run as root (mmdebstrap root mode, rootful podman)" >&2; exit 1; }
 
@@ -56,15 +69,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-bins=("$build/coordinator/sweepd" "$build/worker/sweep-worker" "$build/client/sweepctl")
+names=$(for b in "${bins[@]}"; do basename "$b"; done | paste -sd' ')
 if ((do_build)); then
-  step "binaries: sweepd sweep-worker sweepctl in $build"
+  step "binaries: $names in $build"
   "$root/scripts/install_deps.sh"
   # Extra cmake arguments apply on the first configure only (an existing dir keeps its type).
-  SWEEPD_BUILD_DIR=$build SWEEPD_TARGETS="sweepd sweep-worker sweepctl" \
+  SWEEPD_BUILD_DIR=$build SWEEPD_TARGETS="$names" \
     nice -n 10 "$root/scripts/build.sh" -DCMAKE_BUILD_TYPE=Release -DSWEEPD_BUILD_TESTS=OFF
 else
-  step "binaries: sweepd sweep-worker sweepctl from $build as they are (--no-build)"
+  step "binaries: $names from $build as they are (--no-build)"
   for b in "${bins[@]}"; do
     [[ -x "$b" ]] || { echo "build_image: --no-build: no binary $b" >&2; exit 1; }
   done
@@ -86,10 +99,13 @@ nice -n 10 mmdebstrap --variant=essential --quiet \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   bookworm "$rootfs"
-install -d "$rootfs/usr/local/bin" "$rootfs/opt/sweepd/scripts"
+install -d "$rootfs/usr/local/bin"
 for b in "${bins[@]}"; do install -m 0755 -s "$b" "$rootfs/usr/local/bin/"; done
-install -m 0755 "$root/scripts/demo.sh" "$rootfs/opt/sweepd/scripts/"
-cp -r "$root/configs" "$rootfs/opt/sweepd/"
+if [[ $image == cpu ]]; then
+  install -d "$rootfs/opt/sweepd/scripts"
+  install -m 0755 "$root/scripts/demo.sh" "$rootfs/opt/sweepd/scripts/"
+  cp -r "$root/configs" "$rootfs/opt/sweepd/"
+fi
 
 step "OCI image $tag (podman import) and OCI archive"
 # podman import gives one layer from the tree; the archive is what `podman load` or
@@ -97,12 +113,12 @@ step "OCI image $tag (podman import) and OCI archive"
 podman rmi --force "$tag" >/dev/null 2>&1 || true  # no dangling copy of the last build
 tar -C "$rootfs" --numeric-owner -cf - . |
   podman import --change 'ENTRYPOINT ["/usr/local/bin/sweepd"]' --change 'USER 65534' \
-    --change 'WORKDIR /' - "$tag" >/dev/null
-rm -f "$out/sweepd-cpu.oci.tar"
-podman save --format oci-archive -o "$out/sweepd-cpu.oci.tar" "$tag"
+    --change 'WORKDIR /' --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - "$tag" >/dev/null
+rm -f "$archive"
+podman save --format oci-archive -o "$archive" "$tag"
 image_mb=$(($(podman image inspect --format '{{.Size}}' "$tag") / 1048576))
-echo "   image $tag: ${image_mb} MiB (podman image inspect), archive $out/sweepd-cpu.oci.tar:" \
-  "$(du -m "$out/sweepd-cpu.oci.tar" | cut -f1) MiB, root filesystem: $(du -sm "$rootfs" | cut -f1) MiB"
+echo "   image $tag: ${image_mb} MiB (podman image inspect), archive $archive:" \
+  "$(du -m "$archive" | cut -f1) MiB, root filesystem: $(du -sm "$rootfs" | cut -f1) MiB"
 
 if ((!run_demo)); then
   step "done (--no-run)"
@@ -114,6 +130,25 @@ rm -rf "$demo"
 install -d -o 65534 -g 65534 "$demo"
 # nobody's HOME is /nonexistent: the model fingerprint cache goes under the demo directory.
 demo_env=(SWEEPD_BIN_DIR=/usr/local/bin SWEEPD_DEMO_DIR=/demo XDG_CACHE_HOME=/demo/.cache)
+if [[ $image == cpu ]]; then
+  demo_cmd=(/opt/sweepd/scripts/demo.sh)
+  what="demo"
+else
+  # sweepd on loopback with its ledger in /demo, then sweepctl asks it for sweeps and workers.
+  # shellcheck disable=SC2016  # expanded by the shell in the container
+  demo_cmd=(/bin/bash -c 'set -euo pipefail
+    sweepd --listen 127.0.0.1:0 --port-file /demo/port --ledger /demo/ledger.db \
+      >/demo/sweepd.log 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do [[ -s /demo/port ]] && break; sleep 0.1; done
+    export SWEEPD_COORDINATOR=127.0.0.1:$(cat /demo/port)
+    echo "sweepd at $SWEEPD_COORDINATOR"
+    sweepctl status
+    sweepctl workers
+    kill -TERM "$pid"
+    wait "$pid"')
+  what="coordinator check (sweepd + sweepctl status/workers)"
+fi
 
 run_podman() {
   # On these machines (Firecracker VM, cgroup v1 controllers beside a cgroup2 mount, rootful):
@@ -129,12 +164,13 @@ run_podman() {
   podman --cgroup-manager=cgroupfs run --rm --runtime runc --network=none \
     --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" \
     --user 65534:65534 -v "$demo:/demo" "${demo_env[@]/#/--env=}" \
-    --entrypoint /opt/sweepd/scripts/demo.sh "$tag"
+    --entrypoint "${demo_cmd[0]}" "$tag" "${demo_cmd[@]:1}"
 }
 
 run_chroot() {
   # The same root filesystem, in new mount/pid/net/uts/ipc namespaces with only loopback.
   install -d -o 65534 -g 65534 "$rootfs/demo"
+  # shellcheck disable=SC2016  # expanded by the inner shell
   unshare --mount --pid --net --uts --ipc --fork --mount-proc="$rootfs/proc" bash -c '
     set -e
     rootfs=$1 demo=$2
@@ -142,24 +178,24 @@ run_chroot() {
     ip link set lo up
     mount --rbind /dev "$rootfs/dev"
     mount --bind "$demo" "$rootfs/demo"
-    exec chroot --userspec=65534:65534 "$rootfs" env "$@" /opt/sweepd/scripts/demo.sh
-  ' chroot-demo "$rootfs" "$demo" "${demo_env[@]}"
+    exec chroot --userspec=65534:65534 "$rootfs" env PATH=/usr/local/bin:/usr/bin:/bin "$@"
+  ' chroot-demo "$rootfs" "$demo" "${demo_env[@]}" "${demo_cmd[@]}"
 }
 
 if [[ $runner == chroot ]]; then
-  step "demo in the root filesystem (unshare + chroot)"
+  step "$what in the root filesystem (unshare + chroot)"
   run_chroot
 else
-  step "demo in a container (podman run $tag)"
+  step "$what in a container (podman run $tag)"
   rc=0
   run_podman 2> >(tee "$out/podman-run.err" >&2) || rc=$?
-  # 125-127: podman or the OCI runtime failed; anything else is the demo's own status.
+  # 125-127: podman or the OCI runtime failed; anything else is the command's own status.
   if ((rc != 0)); then
     if [[ $runner == podman ]] || ((rc < 125 || rc > 127)); then exit "$rc"; fi
-    echo "build_image: podman could not run the demo: $(tail -n 1 "$out/podman-run.err")" >&2
-    step "demo in the root filesystem instead (unshare + chroot)"
+    echo "build_image: podman could not run the $what: $(tail -n 1 "$out/podman-run.err")" >&2
+    step "$what in the root filesystem instead (unshare + chroot)"
     rm -rf "$demo" && install -d -o 65534 -g 65534 "$demo"
     run_chroot
   fi
 fi
-step "done: demo results in $demo (results.csv, report.html), image $tag (${image_mb} MiB)"
+step "done: $what ran; its files in $demo; image $tag (${image_mb} MiB)"
