@@ -93,7 +93,10 @@ rootfs=$out/rootfs
 rm -rf "$rootfs"
 # essential: dpkg, bash, coreutils, grep, sed (what demo.sh uses) and no apt; the packages
 # are installed from outside. Documentation, manuals and translations are left out.
+# The merged-usr hook (mmdebstrap(1), "MERGED-/USR") makes the /usr symlinks itself and
+# installs usr-is-merged, so init-system-helpers does not pull in usrmerge and perl (~55 MB).
 nice -n 10 mmdebstrap --variant=essential --quiet \
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --include="$(paste -sd, "$out/runtime-packages.txt")" \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
@@ -153,8 +156,8 @@ fi
 run_podman() {
   # On these machines (Firecracker VM, cgroup v1 controllers beside a cgroup2 mount, rootful):
   # crun refuses "cgroups in hybrid mode", runc takes it; the hard RLIMIT_NOFILE cannot be
-  # raised, so podman's default (1048576) is refused, and podman itself caps RLIMIT_NPROC at
-  # 32768: ask for what the host has. --network=none: loopback only (what the demo uses;
+  # raised, so podman's default (1048576) is refused: ask for the host's; runc refuses an
+  # RLIMIT_NPROC above 32768 (the VM's pid_max) here. --network=none: loopback only (what the demo uses;
   # bridge networking would need iptables).
   local nofile nproc
   nofile=$(ulimit -Hn)
