@@ -96,6 +96,9 @@ std::string MakeHealFile(const std::string& dir, int layer, int head_dim,
   EXPECT_TRUE(w.Add("self_attn.o_proj.weight", StDtype::kF32, {kHidden, cols},
                     v.data(), v.size() * 4)
                   .ok());
+  // The heal job's statistics, carried into the manifest.
+  w.SetMetadata("heal_residual_rel_calibration", "0.125");
+  w.SetMetadata("heal_lambda", "0.5");
   const std::string path =
       dir + "/heal" + std::to_string(layer) + ".safetensors";
   EXPECT_TRUE(w.WriteFile(path).ok());
@@ -231,6 +234,9 @@ TEST_F(MaterializeCommandTest, HealFileAndLayerSelector) {
   ASSERT_EQ(m["heals"].size(), 1u);
   EXPECT_EQ(m["heals"][0]["layer"], 2);
   EXPECT_EQ(m["heals"][0]["artifact"]["path"], heal);
+  EXPECT_EQ(m["heals"][0]["metadata"],
+            json({{"heal_residual_rel_calibration", "0.125"},
+                  {"heal_lambda", "0.5"}}));
 
   // A heal fitted for another head set (column of the pruned head 0 non-zero)
   // is rejected, naming the --heal.

@@ -756,12 +756,23 @@ absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
   }
   json heals = json::array();
   for (const auto& [L, heal] : plan.heals) {
+    // The heal's statistics travel in its artifact's safetensors metadata
+    // (residuals, lambda, solver: whatever the heal job recorded).
+    absl::StatusOr<std::unique_ptr<SafetensorsFile>> heal_file =
+        SafetensorsFile::Open(heal->file);
+    if (!heal_file.ok()) {
+      return Annotate(heal_file.status(),
+                      absl::StrCat("materialize.heals (layer ", L, ")"));
+    }
+    json metadata = json::object();
+    for (const auto& [k, v] : (*heal_file)->metadata()) metadata[k] = v;
     heals.push_back({{"layer", L},
                      {"artifact",
                       {{"path", heal->artifact_path},
                        {"sha256", plan.heal_sha256.at(L)},
                        {"tensor", heal->tensor.empty() ? std::string(kOProj)
                                                        : heal->tensor}}},
+                     {"metadata", std::move(metadata)},
                      {"written", plan.written.count(L) > 0}});
   }
   json manifest = {

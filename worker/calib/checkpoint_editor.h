@@ -16,7 +16,8 @@
 // tensor's dtype, round to nearest even for BF16). A file without an edited
 // tensor is therefore identical to the base's. "sweepd_manifest.json" records
 // the base (path, fingerprint), the edit (mode, pruned heads and heal
-// artifacts per layer, which layers were written), the canary status, the
+// artifacts per layer with each artifact's safetensors metadata — the heal's
+// statistics —, which layers were written), the canary status, the
 // SHA-256 of every tensor, exactly which tensors differ from the base (byte
 // comparison, not "touched"), and the result's model fingerprint
 // (common/model_fingerprint.h; the manifest itself is not covered by it).
