@@ -134,6 +134,65 @@ TEST_F(DumpLogitsCommandTest, TokenSeedDecidesTheTokensAndMaskTheLogits) {
   EXPECT_NE(Values<float>(**a, "logits"), Values<float>(**m, "logits"));
 }
 
+TEST_F(DumpLogitsCommandTest, TokensFromAFile) {
+  const std::string work = NewTempDir("tokens");
+  // I32 tokens [1, 5] without BOS are taken as they are.
+  const std::vector<int32_t> ids = {7, 8, 9, 10, 511};
+  SafetensorsWriter w;
+  ASSERT_TRUE(
+      w.Add("input_ids", StDtype::kI32, {1, 5}, ids.data(), ids.size() * 4)
+          .ok());
+  ASSERT_TRUE(w.WriteFile(work + "/ids").ok());
+  ASSERT_EQ(Run({"--model", *model_, "--tokens", work + "/ids", "--out",
+                 work + "/a"}),
+            0)
+      << err_.str();
+  auto a = SafetensorsFile::Open(work + "/a");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(Values<int64_t>(**a, "input_ids"),
+            (std::vector<int64_t>{7, 8, 9, 10, 511}));
+  EXPECT_EQ((*a)->Find("logits")->shape, (std::vector<int64_t>{1, 5, 512}));
+  EXPECT_EQ((*a)->metadata().at("tokens"), work + "/ids");
+
+  // A dump's own input_ids reproduce it.
+  ASSERT_EQ(
+      Run({"--model", *model_, "--out", work + "/b", "--token-seed", "9"}), 0);
+  ASSERT_EQ(
+      Run({"--model", *model_, "--out", work + "/c", "--tokens", work + "/b"}),
+      0)
+      << err_.str();
+  auto b = SafetensorsFile::Open(work + "/b");
+  auto c = SafetensorsFile::Open(work + "/c");
+  ASSERT_TRUE(b.ok() && c.ok());
+  EXPECT_EQ(Values<float>(**b, "logits"), Values<float>(**c, "logits"));
+  EXPECT_EQ((*b)->metadata().at("tokens"), "random, token seed 9");
+
+  EXPECT_EQ(Run({"--model", *model_, "--out", work + "/x", "--tokens",
+                 work + "/b", "--seq", "4"}),
+            2);
+  EXPECT_THAT(err_.str(), StartsWith("dump-logits: --tokens takes the tokens"));
+
+  const std::vector<int64_t> bad = {2, 512};
+  SafetensorsWriter wb;
+  ASSERT_TRUE(
+      wb.Add("input_ids", StDtype::kI64, {1, 2}, bad.data(), bad.size() * 8)
+          .ok());
+  ASSERT_TRUE(wb.WriteFile(work + "/bad").ok());
+  EXPECT_EQ(Run({"--model", *model_, "--out", work + "/x", "--tokens",
+                 work + "/bad"}),
+            1);
+  EXPECT_EQ(err_.str(),
+            "dump-logits: --tokens: input_ids[0, 1] = 512 is outside the "
+            "vocabulary [0, 512)\n");
+  EXPECT_EQ(Run({"--model", *model_, "--out", work + "/x", "--tokens",
+                 work + "/a", "--mask", "0:1"}),
+            0);  // a dump also holds input_ids
+  EXPECT_EQ(Run({"--model", *model_, "--out", work + "/x", "--tokens",
+                 work + "/none"}),
+            1);
+  EXPECT_THAT(err_.str(), StartsWith("dump-logits: --tokens: "));
+}
+
 TEST_F(DumpLogitsCommandTest, HelpAndUsageErrorsExitTwo) {
   EXPECT_EQ(Run({"--help"}), 0);
   EXPECT_THAT(out_.str(),
