@@ -920,6 +920,7 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
   gen.metrics = executor_options.metrics;
   gen.data_roots = executor_options.data_roots;
   gen.verifier_commands = executor_options.verifier_commands;
+  gen.artifacts = executor_options.artifacts;
   for (const char* kind : {kGenerateKind, kCanaryKind}) {
     ASSIGN_OR_RETURN(std::unique_ptr<GenerateExecutor> g,
                      GenerateExecutor::Create(kind, backend, gen));
