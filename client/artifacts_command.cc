@@ -1,6 +1,7 @@
 // `sweepctl artifacts list|fetch|gc`. See artifacts_command.h.
 #include "client/artifacts_command.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -116,8 +117,9 @@ int RunFetch(CtlContext& ctx, const std::vector<std::string>& args) {
   const std::string partial = out_path + ".partial";
   std::ofstream file(partial, std::ios::binary | std::ios::trunc);
   if (!file) {
-    return LocalError(ctx, absl::PermissionDeniedError(
-                               absl::StrCat("cannot write ", partial)));
+    const int err = errno;
+    return LocalError(
+        ctx, absl::ErrnoToStatus(err, absl::StrCat("cannot write ", partial)));
   }
   v1::FetchArtifactRequest req;
   req.set_path(path);

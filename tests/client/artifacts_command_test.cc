@@ -158,6 +158,12 @@ TEST_F(ArtifactsCommandTest, FetchVerifiesAndWritesOnlyAGoodCopy) {
   EXPECT_THAT(err_.str(), HasSubstr("DATA_LOSS"));
   EXPECT_FALSE(PathExists(bad));
   EXPECT_FALSE(PathExists(bad + ".partial"));
+
+  // A FILE that cannot be written is named, and nothing is fetched.
+  const std::string nowhere = TempPath("no-such-dir") + "/x/out.bin";
+  EXPECT_EQ(Run({"artifacts", "fetch", gram_.path, "-o", nowhere}), 1);
+  EXPECT_THAT(err_.str(), AllOf(HasSubstr("NOT_FOUND"),
+                                HasSubstr("cannot write " + nowhere)));
 }
 
 TEST_F(ArtifactsCommandTest, GcIsADryRunUnlessToldToDelete) {
