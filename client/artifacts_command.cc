@@ -5,11 +5,15 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/ctl_args.h"
 #include "client/ctl_format.h"
 #include "common/artifact_store.h"
@@ -90,6 +94,56 @@ int RunList(CtlContext& ctx, const std::vector<std::string>& args) {
   return kCtlExitOk;
 }
 
+// The fetch stream's timeout: cancels the call once no chunk has arrived for
+// `idle` (--timeout-s). The stream as a whole has no deadline, so an object
+// of gigabytes completes at any rate as long as it keeps coming. Its thread
+// ends with the object.
+class IdleWatchdog {
+ public:
+  IdleWatchdog(grpc::ClientContext* call, absl::Duration idle)
+      : call_(call),
+        idle_(idle),
+        last_(absl::Now()),
+        thread_([this] { Run(); }) {}
+  ~IdleWatchdog() {
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    }
+    thread_.join();
+  }
+  void Progress() {
+    absl::MutexLock lock(&mu_);
+    last_ = absl::Now();
+  }
+  bool fired() const {
+    absl::MutexLock lock(&mu_);
+    return fired_;
+  }
+
+ private:
+  void Run() {
+    absl::MutexLock lock(&mu_);
+    while (!done_) {
+      const absl::Time deadline = last_ + idle_;
+      if (absl::Now() >= deadline) {
+        fired_ = true;
+        call_->TryCancel();
+        return;
+      }
+      mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
+    }
+  }
+
+  grpc::ClientContext* const call_;
+  const absl::Duration idle_;
+  mutable absl::Mutex mu_;
+  absl::Time last_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool fired_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: starts once the rest is initialised
+};
+
 int RunFetch(CtlContext& ctx, const std::vector<std::string>& args) {
   CLI::App app;
   std::string out_path;
@@ -123,29 +177,44 @@ int RunFetch(CtlContext& ctx, const std::vector<std::string>& args) {
   }
   v1::FetchArtifactRequest req;
   req.set_path(path);
-  auto call = ctx.CallContext();
-  auto reader = ctx.stub->FetchArtifact(call.get(), req);
+  grpc::ClientContext call;  // no deadline: the watchdog bounds idle time
   v1::ArtifactChunk chunk;
   Sha256 hash;
   int64_t received = 0, total = -1;
   std::string announced;
   absl::Status local;
-  while (reader->Read(&chunk)) {
-    if (total < 0) {
-      total = chunk.total_bytes();
-      announced = chunk.sha256();
+  grpc::Status st;
+  bool stalled = false;
+  {
+    IdleWatchdog watchdog(&call, ctx.timeout);
+    auto reader = ctx.stub->FetchArtifact(&call, req);
+    while (reader->Read(&chunk)) {
+      watchdog.Progress();
+      if (total < 0) {
+        total = chunk.total_bytes();
+        announced = chunk.sha256();
+      }
+      if (local.ok() && chunk.offset() != received) {
+        local = absl::DataLossError(absl::StrCat(
+            "chunk at offset ", chunk.offset(), " after ", received, " bytes"));
+      }
+      hash.Update(chunk.data());
+      file.write(chunk.data().data(),
+                 static_cast<std::streamsize>(chunk.data().size()));
+      received += static_cast<int64_t>(chunk.data().size());
     }
-    if (local.ok() && chunk.offset() != received) {
-      local = absl::DataLossError(absl::StrCat(
-          "chunk at offset ", chunk.offset(), " after ", received, " bytes"));
-    }
-    hash.Update(chunk.data());
-    file.write(chunk.data().data(),
-               static_cast<std::streamsize>(chunk.data().size()));
-    received += static_cast<int64_t>(chunk.data().size());
+    st = reader->Finish();
+    stalled = !st.ok() && watchdog.fired();
   }
-  grpc::Status st = reader->Finish();
   file.close();
+  if (stalled) {
+    std::remove(partial.c_str());
+    return LocalError(
+        ctx, absl::DeadlineExceededError(absl::StrCat(
+                 "no data from sweepd for ", absl::FormatDuration(ctx.timeout),
+                 " after ", received, " bytes of ", path,
+                 " (--timeout-s bounds the time between chunks)")));
+  }
   if (!st.ok()) {
     std::remove(partial.c_str());
     return ctx.RpcError(st);

@@ -2,8 +2,9 @@
 // real Coordinator with --artifact-root on a temp dir and a FakeClock: the
 // listing in table/JSON form, a fetch that verifies the SHA-256 and leaves no
 // file when the object is corrupt, gc as a dry run unless --delete (and its
-// minimum age), and usage errors. The auth matrix (tests/coordinator/
-// auth_test.cc) covers the roles: gc is admin only.
+// minimum age), a stalled fetch stream that times out, and usage errors.
+// The auth matrix (tests/coordinator/auth_test.cc) covers the roles: gc is
+// admin only.
 #include "client/artifacts_command.h"
 
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "sweepd/v1/coordinator.grpc.pb.h"
 #include "sweepd/v1/worker.grpc.pb.h"
 #include "tests/coordinator/coordinator_test_util.h"
 #include "tests/testing/status_matchers.h"
@@ -207,6 +209,53 @@ TEST_F(ArtifactsCommandTest, GcKeepsObjectsYoungerThanTheMinimumAge) {
       << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("deleted 1 objects (13 bytes)"));
   EXPECT_FALSE(PathExists(root_ + "/" + young->path));
+}
+
+// A sweepd whose FetchArtifact sends one chunk and then nothing until the
+// client gives up.
+class StallingCoordinator final : public v1::Coordinator::Service {
+  grpc::Status FetchArtifact(
+      grpc::ServerContext* ctx, const v1::FetchArtifactRequest* req,
+      grpc::ServerWriter<v1::ArtifactChunk>* writer) override {
+    v1::ArtifactChunk chunk;
+    chunk.set_data("abc");
+    chunk.set_total_bytes(10);
+    chunk.set_sha256(req->path().substr(req->path().rfind('/') + 1));
+    writer->Write(chunk);
+    while (!ctx->IsCancelled()) usleep(5'000);
+    return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  }
+};
+
+TEST(ArtifactsFetchTest, AStalledStreamEndsAfterTimeoutWithoutAFile) {
+  RegisterCtlCommand(ArtifactsCtlCommand());
+  StallingCoordinator service;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ASSERT_GT(port, 0);
+
+  std::ostringstream out, err;
+  CtlEnv env;
+  env.out = &out;
+  env.err = &err;
+  env.env_coordinator = absl::StrCat("127.0.0.1:", port);
+  const std::string path = "objects/ab/ab" + std::string(62, '0');
+  const std::string file = TempPath("stalled") + ".bin";
+  EXPECT_EQ(
+      RunSweepctl(
+          {"--timeout-s", "0.3", "artifacts", "fetch", path, "-o", file}, env),
+      1);
+  EXPECT_THAT(err.str(), AllOf(HasSubstr("DEADLINE_EXCEEDED"),
+                               HasSubstr("no data from sweepd for 300ms"),
+                               HasSubstr("after 3 bytes of " + path)));
+  EXPECT_FALSE(PathExists(file));
+  EXPECT_FALSE(PathExists(file + ".partial"));
+  server->Shutdown();
 }
 
 TEST_F(ArtifactsCommandTest, UsageErrors) {
