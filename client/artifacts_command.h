@@ -6,7 +6,8 @@
 //   sweepctl artifacts fetch PATH -o FILE
 //       streams the object from sweepd's --artifact-root in chunks into FILE
 //       (written to FILE.partial, verified against the SHA-256 in PATH and
-//       the one sweepd sends, then renamed; a mismatch leaves no FILE)
+//       the one sweepd sends, then renamed; a mismatch leaves no FILE); no
+//       overall deadline, --timeout-s bounds the time between chunks
 //       (reader role)
 //   sweepctl artifacts gc [--delete] [--min-age-s N]
 //       objects no result, spec or checkpoint references, and stale temp
