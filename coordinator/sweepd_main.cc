@@ -127,10 +127,8 @@ int Run() {
   const std::string artifact_verify = absl::GetFlag(FLAGS_artifact_verify);
   if (artifact_verify != "size" && artifact_verify != "sha256") {
     std::cerr << "sweepd: --artifact-verify must be size or sha256, got '"
-              << artifact_verify
-              << "'
-                 ";
-        return 2;
+              << artifact_verify << "'\n";
+    return 2;
   }
   options.rehash_reported_artifacts = artifact_verify == "sha256";
   LogFormat log_format;
