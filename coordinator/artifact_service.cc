@@ -344,12 +344,14 @@ grpc::ServerUnaryReactor* ArtifactService::CollectGarbage(
     resp->set_referenced(referenced_count);
     resp->set_checkpoints(stats->checkpoints);
     resp->set_dry_run(req->dry_run());
+    const char* verb = req->dry_run() ? "would be " : "";
     SWEEPD_LOG(INFO) << "artifact gc" << (req->dry_run() ? " (dry run)" : "")
                      << ": " << stats->objects_deleted << " objects / "
-                     << stats->bytes_deleted << " bytes deleted, "
+                     << stats->bytes_deleted << " bytes " << verb << "deleted, "
                      << stats->objects_kept << " kept ("
                      << stats->objects_too_young << " too young), "
-                     << stats->tmp_files_deleted << " temp files removed";
+                     << stats->tmp_files_deleted << " temp files " << verb
+                     << "removed";
     reactor->Finish(grpc::Status::OK);
   });
   return reactor;
