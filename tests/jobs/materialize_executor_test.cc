@@ -220,7 +220,7 @@ TEST_F(MaterializeExecutorTest, HealArtifactsAreVerified) {
   j.heals[0].sha256 = std::string(64, '0');
   EXPECT_THAT(Run(Options(), j),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("materialize.heals[0] (layer 1) artifact " +
+                       HasSubstr("materialize.heals[0] (layer 1): artifact " +
                                  heal_.path)));
   // An object whose bytes were corrupted in the store.
   {

@@ -181,9 +181,9 @@ absl::StatusOr<TaskOutput> MaterializeExecutor::RunTask(
     // A missing object is retryable (it may not be visible here yet).
     ASSIGN_OR_RETURN(
         std::string file,
-        ResolveInputArtifact(options_.artifacts, h.path, h.sha256,
-                             absl::StrCat("materialize.heals[", i, "] (layer ",
-                                          h.layer, ") artifact")));
+        ResolveInputArtifact(
+            options_.artifacts, h.path, h.sha256,
+            absl::StrCat("materialize.heals[", i, "] (layer ", h.layer, ")")));
     calib::OProjHeal heal;
     heal.layer = h.layer;
     heal.file = file;
