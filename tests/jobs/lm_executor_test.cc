@@ -804,7 +804,8 @@ TEST_F(LmExecutorTest, RegisterLmExecutorsRegistersEvalAndProbe) {
   ExecutorRegistry registry;
   ASSERT_TRUE(RegisterLmExecutors(bo, LmExecutorOptions{}, &registry).ok());
   EXPECT_THAT(registry.kinds(),
-              ::testing::ElementsAre("canary", "eval", "generate", "probe"));
+              ::testing::ElementsAre("canary", "capture", "eval", "generate",
+                                     "heal", "probe"));
   ASSERT_NE(registry.Find("probe"), nullptr);
   // One executor serves both kinds, so a prefix-share group mixing eval and
   // probe tasks (a staged layer study) reaches a single RunGroup.

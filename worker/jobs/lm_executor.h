@@ -30,6 +30,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/artifact_store.h"
 #include "common/clock.h"
 #include "common/tokenizer.h"
 #include "worker/engine/engine.h"
@@ -115,6 +116,9 @@ struct LmExecutorOptions {
   // Borrowed; null = none. Every engine forward is recorded (layer-forwards,
   // seconds).
   WorkerMetrics* metrics = nullptr;
+  // The artifact store of the calibration executors (capture, heal); null
+  // without --artifact-root (their tasks then fail with FAILED_PRECONDITION).
+  std::shared_ptr<ArtifactStore> artifacts;
 };
 
 // Runs groups of eval and/or probe tasks (a group may mix both; each task is
@@ -142,7 +146,9 @@ class LmExecutor : public Executor {
 
 // Creates one LmBackend (loading the worker's model) and registers executors
 // sharing it: an LmExecutor for "eval" and "probe", a GenerateExecutor
-// (generate_executor.h) for each of "generate" and "canary".
+// (generate_executor.h) for each of "generate" and "canary", a
+// CaptureExecutor (capture_executor.h) for "capture"; and a HealExecutor
+// (heal_executor.h, no engine) for "heal".
 absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                                  const LmExecutorOptions& executor_options,
                                  ExecutorRegistry* registry);
