@@ -130,10 +130,12 @@ class HealExecutorTest : public ::testing::Test {
     delete wrong_;
   }
 
-  std::unique_ptr<HealExecutor> Exec(bool with_store = true) {
+  std::unique_ptr<HealExecutor> Exec(bool with_store = true,
+                                     const std::string& fingerprint = "") {
     HealExecutorOptions o;
     if (with_store) o.artifacts = *store_;
     o.model_dir = *dir_ + "/model";
+    o.model_fingerprint = fingerprint;
     auto e = HealExecutor::Create(o);
     EXPECT_TRUE(e.ok());
     return std::move(*e);
@@ -249,6 +251,23 @@ TEST_F(HealExecutorTest, ShardOrderAndReruns) {
     den = std::max(den, std::abs(static_cast<double>(wa[i])));
   }
   EXPECT_LE(num / den, 1e-6);
+}
+
+// As LmBackend::Acquire: a task whose fingerprint is the worker's model uses
+// the worker's model directory, whatever path the coordinator knows it by.
+TEST_F(HealExecutorTest, WorkerModelByFingerprint) {
+  TaskInput t = Task(*grams_);
+  std::get<HealJobSpec>(t.job).model.path = *dir_ + "/elsewhere";
+  std::get<HealJobSpec>(t.job).model.fingerprint = "fp-tiny";
+  auto base = RunOne(Exec().get(), Task(*grams_));
+  auto out = RunOne(Exec(true, "fp-tiny").get(), t);
+  ASSERT_TRUE(base.ok()) << base.status();
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->artifacts[0].sha256, base->artifacts[0].sha256);
+  // Another fingerprint: the task's own path, which does not exist.
+  out = RunOne(Exec(true, "fp-other").get(), t);
+  EXPECT_FALSE(out.ok());
+  EXPECT_THAT(out.status().message(), HasSubstr("elsewhere"));
 }
 
 TEST_F(HealExecutorTest, ErrorsNameTheProblem) {

@@ -116,8 +116,11 @@ absl::StatusOr<TaskOutput> HealExecutor::RunTask(const HealJobSpec& job) {
   if (job.grams.empty()) {
     return absl::InvalidArgumentError("heal.grams: at least one is required");
   }
-  const std::string dir =
-      !job.model.path.empty() ? job.model.path : options_.model_dir;
+  const bool worker_model =
+      job.model.path.empty() ||
+      (!job.model.fingerprint.empty() && !options_.model_fingerprint.empty() &&
+       job.model.fingerprint == options_.model_fingerprint);
+  const std::string dir = worker_model ? options_.model_dir : job.model.path;
   if (dir.empty()) {
     return absl::FailedPreconditionError(
         "the task names no model.path and the worker has no model");

@@ -31,8 +31,11 @@ struct HealExecutorOptions {
   // Where Grams are read and the healed weight is written; null: every heal
   // task fails with FAILED_PRECONDITION (no --artifact-root).
   std::shared_ptr<ArtifactStore> artifacts;
-  // The worker's model, for tasks whose model.path is empty.
+  // The worker's model, for tasks whose model.path is empty or whose
+  // model.fingerprint is the worker's (as LmBackend::Acquire decides: the
+  // coordinator's path may not exist on this worker).
   std::string model_dir;
+  std::string model_fingerprint;
   // --model-root: a task's model is read only under these; empty = any.
   std::vector<std::string> model_roots;
   Clock* clock = nullptr;  // borrowed; Clock::Real() when null
