@@ -79,6 +79,10 @@ int main(int argc, char** argv) {
                  "session of --max-batch sequences, as a generate task runs "
                  "them (scripts/generate_scale.sh)");
   app.add_option("--max-batch", max_batch);
+  bool profile = false;
+  app.add_flag("--profile", profile,
+               "print the engine's phase profile (ms per forward) of each "
+               "timed run (EngineOptions::phase_profiling)");
   CLI11_PARSE(app, argc, argv);
   auto parsed = sweepd::engine::ParseDType(dtype);
   if (!parsed.ok()) {
@@ -87,6 +91,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   opts.dtype = *parsed;
+  opts.phase_profiling = profile;
   std::vector<int> ns;
   for (absl::string_view v : absl::StrSplit(samples_list, ',')) {
     int n = 0;
@@ -221,6 +226,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     p.max_new_tokens = new_tokens;
+    (*engine)->TakePhaseProfile();  // drop the warm-up's
     const absl::Time t0 = absl::Now();
     auto st = Generate(session->get(), {p}, g);
     const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
@@ -244,6 +250,17 @@ int main(int argc, char** argv) {
                   (weight_bytes / opts.tp_size + kv) / 1e9);
     }
     std::printf("\n");
+    if (profile) {
+      const sweepd::engine::PhaseTimes t = (*engine)->TakePhaseProfile();
+      std::printf("  phases over %lld forwards (%s), ms per forward:",
+                  static_cast<long long>(t.forwards),
+                  t.device_events ? "CUDA events" : "host clock");
+      for (const auto& [phase, ms] : t.ms) {
+        std::printf(" %s=%.2f", phase.c_str(),
+                    ms / std::max<int64_t>(1, t.forwards));
+      }
+      std::printf("\n");
+    }
     std::fflush(stdout);
   }
   return 0;
