@@ -35,11 +35,19 @@ std::string SourceDir() {
   return d != nullptr ? d : ".";
 }
 
+// Cancels the task after `batches` progress reports (< 0: never), as a
+// preemption would stop it mid-way.
 class FakeContext : public TaskContext {
  public:
+  explicit FakeContext(int batches = -1) : left_(batches) {}
   bool cancelled() const override { return false; }
-  bool task_cancelled(size_t) const override { return false; }
-  void SetProgress(double) override {}
+  bool task_cancelled(size_t) const override { return left_ == 0; }
+  void SetProgress(double) override {
+    if (left_ > 0) --left_;
+  }
+
+ private:
+  int left_;
 };
 
 class CaptureExecutorTest : public ::testing::Test {
@@ -99,13 +107,16 @@ class CaptureExecutorTest : public ::testing::Test {
   }
 
   absl::StatusOr<TaskOutput> Run(const TaskInput& task, bool with_store = true,
-                                 int64_t max_batch_tokens = 4096) {
+                                 int64_t max_batch_tokens = 4096,
+                                 int64_t checkpoint_tokens = -1,
+                                 int cancel_after = -1) {
     CaptureExecutorOptions opts;
     if (with_store) opts.artifacts = store_;
     opts.max_batch_tokens = max_batch_tokens;
+    if (checkpoint_tokens >= 0) opts.checkpoint_tokens = checkpoint_tokens;
     auto exec = CaptureExecutor::Create(backend_, opts);
     EXPECT_TRUE(exec.ok());
-    FakeContext ctx;
+    FakeContext ctx(cancel_after);
     absl::StatusOr<TaskOutput> out = absl::InternalError("not called");
     (*exec)->RunGroup({task}, ctx, [&](size_t, absl::StatusOr<TaskOutput> o) {
       out = std::move(o);
@@ -347,6 +358,66 @@ TEST_F(CaptureExecutorTest, SameTaskGivesIdenticalArtifacts) {
   }
   auto raw = Open(*a, "raw/attn_heads[5]/prose/shard0");
   EXPECT_EQ(raw->Find("activations")->dtype, StDtype::kBF16);
+}
+
+// A Gram-only task checkpoints its float64 sums every checkpoint_tokens
+// tokens; stopped mid-way and re-run, it resumes from the checkpoint and
+// writes the same bytes as an uninterrupted run.
+TEST_F(CaptureExecutorTest, GramCheckpointsResumeToTheSameBytes) {
+  TaskInput t = Task({"attn_heads[2]", "resid_in[3]"}, 8, 8);
+  Job(t).gram = true;
+  Job(t).raw = false;
+  Job(t).gram_targets = {"attn_out[2]", ""};
+  const std::string key = "capture\ncapture-task";
+  // One window per batch; a segment ends after every second batch.
+  const int64_t f0 = backend_->total_layer_forwards();
+  auto whole = Run(t, true, /*max_batch_tokens=*/8, /*checkpoint_tokens=*/10);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  const int64_t whole_forwards = backend_->total_layer_forwards() - f0;
+  EXPECT_FALSE(store_->GetCheckpoint(key)->has_value());
+
+  auto cut = Run(t, true, 8, 10, /*cancel_after=*/3);
+  EXPECT_TRUE(absl::IsCancelled(cut.status())) << cut.status();
+  ASSERT_TRUE(store_->GetCheckpoint(key)->has_value());
+  const int64_t f1 = backend_->total_layer_forwards();
+  auto resumed = Run(t, true, 8, 10);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_LT(backend_->total_layer_forwards() - f1, whole_forwards);
+  EXPECT_FALSE(store_->GetCheckpoint(key)->has_value());
+  ASSERT_EQ(resumed->artifacts.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(resumed->artifacts[i].name, whole->artifacts[i].name);
+    EXPECT_EQ(resumed->artifacts[i].sha256, whole->artifacts[i].sha256);
+  }
+
+  // A checkpoint of other inputs (here another checkpoint_tokens) is ignored,
+  // and cleared by the task that completes.
+  cut = Run(t, true, 8, 10, 3);
+  EXPECT_TRUE(absl::IsCancelled(cut.status()));
+  auto other = Run(t, true, 8, 12);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_EQ(other->metrics.size(), whole->metrics.size());
+  for (size_t i = 0; i < whole->metrics.size(); ++i) {
+    EXPECT_EQ(other->metrics[i].value, whole->metrics[i].value);
+  }
+  EXPECT_FALSE(store_->GetCheckpoint(key)->has_value());
+  auto one = Run(t, true, 8, /*checkpoint_tokens=*/0);
+  ASSERT_TRUE(one.ok()) << one.status();
+  // One segment: the same sums within float64 rounding.
+  for (size_t i = 0; i < 2; ++i) {
+    auto a = calib::ReadGramFile(
+        *store_->Resolve(one->artifacts[i].path, one->artifacts[i].sha256));
+    auto b = calib::ReadGramFile(
+        *store_->Resolve(whole->artifacts[i].path, whole->artifacts[i].sha256));
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->count, b->count);
+    double num = 0, den = 0;
+    for (size_t j = 0; j < a->xtx.size(); ++j) {
+      num = std::max(num, std::abs(a->xtx[j] - b->xtx[j]));
+      den = std::max(den, std::abs(b->xtx[j]));
+    }
+    EXPECT_LE(num / den, 1e-12);
+  }
 }
 
 TEST_F(CaptureExecutorTest, ErrorsNameTheProblem) {

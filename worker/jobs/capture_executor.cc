@@ -4,13 +4,17 @@
 #include <cstring>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/hash.h"
+#include "common/logging.h"
 #include "common/path_confinement.h"
 #include "common/safetensors.h"
 #include "common/status.h"
@@ -69,6 +73,61 @@ struct RawRows {
   std::vector<std::tuple<int64_t, int64_t, std::vector<float>>> rows;
 };
 
+// A Gram accumulator's sums as a host Gram (no metadata).
+calib::Gram ToHostGram(engine::GramSums sums) {
+  calib::Gram g;
+  g.d = sums.d;
+  g.e = sums.e;
+  g.xtx = std::move(sums.xtx);
+  g.xty = std::move(sums.xty);
+  g.yy = sums.yy;
+  g.count = sums.count;
+  return g;
+}
+
+// A Gram checkpoint (docs/CALIBRATION.md, "Checkpoints"): a text object
+//   sweepd-capture-checkpoint 1
+//   identity <sha256 of the task's inputs>
+//   next_batch <n>
+//   gram <object path> <sha256>     (one per point, in point order)
+struct GramCheckpoint {
+  std::string identity;
+  size_t next_batch = 0;
+  std::vector<std::pair<std::string, std::string>> grams;
+};
+
+std::string FormatCheckpoint(const GramCheckpoint& c) {
+  std::string out =
+      absl::StrCat("sweepd-capture-checkpoint 1\nidentity ", c.identity,
+                   "\nnext_batch ", c.next_batch, "\n");
+  for (const auto& [path, sha] : c.grams) {
+    absl::StrAppend(&out, "gram ", path, " ", sha, "\n");
+  }
+  return out;
+}
+
+absl::StatusOr<GramCheckpoint> ParseCheckpoint(const std::string& text) {
+  GramCheckpoint c;
+  bool header = false;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (f.size() == 2 && f[0] == "sweepd-capture-checkpoint" && f[1] == "1") {
+      header = true;
+    } else if (f.size() == 2 && f[0] == "identity") {
+      c.identity = f[1];
+    } else if (f.size() == 2 && f[0] == "next_batch" &&
+               absl::SimpleAtoi(f[1], &c.next_batch)) {
+    } else if (f.size() == 3 && f[0] == "gram") {
+      c.grams.emplace_back(f[1], f[2]);
+    } else {
+      return absl::DataLossError(
+          absl::StrCat("capture checkpoint: bad line \"", line, "\""));
+    }
+  }
+  if (!header) return absl::DataLossError("capture checkpoint: no header");
+  return c;
+}
+
 }  // namespace
 
 std::vector<int64_t> CapturePositionsOf(const CapturePositionsSpec& spec,
@@ -116,6 +175,10 @@ absl::StatusOr<std::unique_ptr<CaptureExecutor>> CaptureExecutor::Create(
   if (options.max_batch_tokens < 1) {
     return absl::InvalidArgumentError(
         "CaptureExecutorOptions.max_batch_tokens must be >= 1");
+  }
+  if (options.checkpoint_tokens < 0) {
+    return absl::InvalidArgumentError(
+        "CaptureExecutorOptions.checkpoint_tokens must be >= 0");
   }
   return std::unique_ptr<CaptureExecutor>(
       new CaptureExecutor(std::move(backend), options));
@@ -247,8 +310,82 @@ absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,
     }
   }
 
+  // Gram-only tasks sum segments of checkpoint_tokens captured tokens on the
+  // host and checkpoint them; a re-run resumes after the last checkpoint.
+  const bool checkpointing =
+      job.gram && !job.raw && options_.checkpoint_tokens > 0;
+  ArtifactStore* store = options_.artifacts.get();
+  const std::string checkpoint_key = absl::StrCat("capture\n", task.task_key);
+  std::string identity;
+  std::vector<calib::Gram> totals;  // host sums of the finished segments
+  size_t first_batch = 0;
+  if (checkpointing) {
+    std::string inputs = absl::StrCat(
+        "sweepd.capture.checkpoint\n", job.model.path, "\n",
+        job.model.fingerprint, "\n", job.data.path, "\n", job.data.max_records,
+        "\n", TextSplitName(job.data.split), "\n", job.data.shard_index, "/",
+        job.data.num_shards, "\n", job.windowing.context_length, "/",
+        job.windowing.stride, "/", job.windowing.bos_name(), "\n",
+        absl::StrJoin(job.points, ","), "\n",
+        absl::StrJoin(job.gram_targets, ","), "\n",
+        static_cast<int>(job.positions.mode), "/", job.positions.k, "/",
+        job.positions.min_position, "/", job.positions.seed, "\n",
+        absl::StrJoin(job.intervention_fields, ","), "\n",
+        options_.max_batch_tokens, "/", options_.checkpoint_tokens, "/",
+        batches.size());
+    identity = Sha256Hex(inputs);
+    // A checkpoint that is missing, unreadable or of other inputs is ignored:
+    // the task then starts from its first batch.
+    auto resume = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(std::optional<ArtifactInfo> ref,
+                       store->GetCheckpoint(checkpoint_key));
+      if (!ref) return absl::OkStatus();
+      ASSIGN_OR_RETURN(std::string text,
+                       store->ReadBytes(ref->path, ref->sha256));
+      ASSIGN_OR_RETURN(GramCheckpoint c, ParseCheckpoint(text));
+      if (c.identity != identity || c.grams.size() != grams.size() ||
+          c.next_batch == 0 || c.next_batch >= batches.size()) {
+        return absl::FailedPreconditionError(
+            "capture checkpoint of other inputs");
+      }
+      std::vector<calib::Gram> read;
+      for (const auto& [path, sha] : c.grams) {
+        ASSIGN_OR_RETURN(std::string file, store->Resolve(path, sha));
+        ASSIGN_OR_RETURN(calib::Gram g, calib::ReadGramFile(file));
+        read.push_back(std::move(g));
+      }
+      totals = std::move(read);
+      first_batch = c.next_batch;
+      return absl::OkStatus();
+    };
+    if (absl::Status s = resume(); !s.ok()) {
+      SWEEPD_LOG(WARNING) << "task " << task.task_key
+                          << ": ignoring its capture checkpoint: " << s;
+    } else if (first_batch > 0) {
+      SWEEPD_LOG(INFO) << "task " << task.task_key
+                       << ": resuming capture at batch " << first_batch
+                       << " of " << batches.size();
+    }
+  }
+  // Adds the device sums to `totals` and starts new accumulators.
+  auto flush_grams = [&]() -> absl::Status {
+    for (size_t p = 0; p < grams.size(); ++p) {
+      ASSIGN_OR_RETURN(engine::GramSums sums, engine.ReadGram(*grams[p]));
+      calib::Gram g = ToHostGram(std::move(sums));
+      if (totals.size() <= p) {
+        totals.push_back(std::move(g));
+      } else {
+        RETURN_IF_ERROR(calib::AddGram(g, &totals[p]));
+      }
+      ASSIGN_OR_RETURN(grams[p],
+                       engine.NewGram(grams[p]->point(), grams[p]->target()));
+    }
+    return absl::OkStatus();
+  };
+  int64_t segment_tokens = 0;
+
   std::vector<RawRows> raw(job.raw ? job.points.size() : 0);
-  for (size_t bi = 0; bi < batches.size(); ++bi) {
+  for (size_t bi = first_batch; bi < batches.size(); ++bi) {
     if (ctx.cancelled() || ctx.task_cancelled(index)) {
       return absl::CancelledError("task cancelled");
     }
@@ -289,8 +426,35 @@ absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,
         }
       }
     }
+    if (checkpointing) {
+      for (size_t w : batch) segment_tokens += windows[w].rows.size();
+      if (segment_tokens >= options_.checkpoint_tokens &&
+          bi + 1 < batches.size()) {
+        segment_tokens = 0;
+        RETURN_IF_ERROR(flush_grams());
+        GramCheckpoint c;
+        c.identity = identity;
+        c.next_batch = bi + 1;
+        for (size_t p = 0; p < totals.size(); ++p) {
+          ASSIGN_OR_RETURN(
+              ArtifactInfo info,
+              calib::PutGram(store,
+                             absl::StrCat("checkpoint/gram/", job.points[p],
+                                          "/", job.dataset_name, "/shard",
+                                          job.data.shard_index),
+                             totals[p]));
+          c.grams.emplace_back(info.path, info.sha256);
+        }
+        ASSIGN_OR_RETURN(
+            ArtifactInfo manifest,
+            store->PutBytes(absl::StrCat("checkpoint/capture/", task.task_key),
+                            FormatCheckpoint(c)));
+        RETURN_IF_ERROR(store->SetCheckpoint(checkpoint_key, manifest));
+      }
+    }
     ctx.SetProgress(static_cast<double>(bi + 1) / batches.size());
   }
+  if (!grams.empty()) RETURN_IF_ERROR(flush_grams());
 
   TaskOutput out;
   const engine::EngineOptions eopts = engine.options();
@@ -304,17 +468,11 @@ absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,
     return labels;
   };
   for (size_t p = 0; p < grams.size(); ++p) {
-    ASSIGN_OR_RETURN(engine::GramSums sums, engine.ReadGram(*grams[p]));
-    calib::Gram g;
-    g.d = sums.d;
-    g.e = sums.e;
-    g.xtx = std::move(sums.xtx);
-    g.xty = std::move(sums.xty);
-    g.yy = sums.yy;
-    g.count = sums.count;
+    calib::Gram& g = totals[p];
+    const std::string target = grams[p]->target();
     g.metadata = PointLabels(job.points[p]);
     g.metadata["point"] = job.points[p];
-    g.metadata["target"] = sums.target;
+    g.metadata["target"] = target;
     g.metadata["dataset"] = job.dataset_name;
     g.metadata["shard"] = shard;
     g.metadata["dtype"] = compute_dtype;
@@ -327,8 +485,15 @@ absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,
         ArtifactRow{info.name, info.path, info.bytes, info.sha256});
     MetricRow row{"gram_tokens", static_cast<double>(g.count),
                   labels_of(job.points[p])};
-    if (!sums.target.empty()) row.labels["target"] = sums.target;
+    if (!target.empty()) row.labels["target"] = target;
     out.metrics.push_back(std::move(row));
+  }
+  if (checkpointing) {
+    // The result is complete; the checkpoint's objects become garbage.
+    if (absl::Status s = store->ClearCheckpoint(checkpoint_key); !s.ok()) {
+      SWEEPD_LOG(WARNING) << "task " << task.task_key
+                          << ": clearing its capture checkpoint: " << s;
+    }
   }
   const bool bf16 = job.dtype == "bfloat16";
   for (size_t p = 0; p < raw.size(); ++p) {

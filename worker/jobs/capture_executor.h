@@ -8,7 +8,9 @@
 // sampler (k per document at or beyond min_position, a per-document RNG keyed
 // by (seed, document)); each token of a document is taken once, from the
 // first window that holds it. Deterministic: the same task on the same engine
-// configuration writes bit-identical artifacts.
+// configuration writes bit-identical artifacts. Gram-only tasks checkpoint
+// their sums in the store and resume from them when re-run
+// (checkpoint_tokens).
 //
 // Ownership: shares the LmBackend (the engine) with the other language-model
 // executors and the artifact store; borrows the clock and metrics.
@@ -41,6 +43,13 @@ struct CaptureExecutorOptions {
   // --data-root: datasets are read only under these; empty = any path.
   std::vector<std::string> data_roots;
   WorkerMetrics* metrics = nullptr;  // borrowed; may be null
+  // Gram-only tasks (gram without raw): every this many captured tokens (whole
+  // batches) the device sums are added to float64 host sums, which are
+  // checkpointed in the store under the task key; a re-run of the task (after
+  // preemption) resumes from the last checkpoint. The segments are part of
+  // the summation order, so an interrupted and an uninterrupted run write the
+  // same bytes. 0 = one segment, no checkpoints.
+  int64_t checkpoint_tokens = int64_t{1} << 22;
 };
 
 // The positions a capture keeps of one document of `num_tokens` tokens
