@@ -182,6 +182,30 @@ TEST_F(GramTest, Bf16GramsAccumulateInFloat64) {
   CheckGramsAgainstCaptures(e.get(), DType::kBFloat16);
 }
 
+// More selected rows than one float64 chunk (2048) in one forward, at TP 2
+// with a target: the chunked sums equal the reference.
+TEST_F(GramTest, ForwardsOfMoreRowsThanAChunk) {
+  auto e = MakeEngine(*dir_, 2);
+  auto g = e->NewGram("attn_heads[2]", "attn_out[2]");
+  ASSERT_TRUE(g.ok()) << g.status();
+  ForwardRequest req = MakeRequest(3, 700, 21);
+  req.gram_rows.assign(3 * 700, 1);
+  req.gram_rows[5] = 0;
+  req.grams = {*g};
+  req.captures = {"attn_heads[2]", "attn_out[2]"};
+  auto r = e->Forward(req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  RefGram ref;
+  AddRef(r->captures["attn_heads[2]"], &r->captures["attn_out[2]"],
+         req.gram_rows, &ref);
+  auto sums = e->ReadGram(**g);
+  ASSERT_TRUE(sums.ok()) << sums.status();
+  EXPECT_EQ(sums->count, 2099);
+  EXPECT_LE(MaxRel(sums->xtx, ref.xtx), 1e-12);
+  EXPECT_LE(MaxRel(sums->xty, ref.xty), 1e-12);
+  EXPECT_NEAR(sums->yy, ref.yy, 1e-12 * ref.yy);
+}
+
 TEST_F(GramTest, GramsAgreeAcrossTp) {
   std::vector<GramSums> sums;
   for (int tp : {1, 2, 4}) {
