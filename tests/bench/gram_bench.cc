@@ -6,8 +6,8 @@
 // target: <= 15 % for the 31B full layers), the Grams' device memory per
 // rank, peak device memory of both, the time to copy the Grams to the host
 // (Engine::ReadGram), and (--heal) the heal's ridge solve per layer
-// (worker/calib/ridge.h, float64 on the host, 12.5 % of the heads removed as
-// in seed 001) on the accumulated Gram.
+// (worker/calib/ridge.h, float64 on the GPU for --device cuda and on the
+// host, 12.5 % of the heads removed as in seed 001) on the accumulated Gram.
 //
 //   gram_bench (--model DIR | --random-weights --config FILE [--seed N])
 //              [--tp N] [--dtype float32|bfloat16] [--device cpu|cuda]
@@ -233,27 +233,37 @@ int main(int argc, char** argv) {
     for (double& v : w) v = normal(rng);
     std::vector<int> removed;
     for (int h = 0; h < std::max(1, H / 8); ++h) removed.push_back(h);
-    const auto t1 = std::chrono::steady_clock::now();
-    auto sol = sweepd::calib::SolveRidge(
-        g, w, cfg.hidden_size, sweepd::calib::KeptColumns(H, hd, removed),
-        sweepd::calib::RidgeOptions{});
-    if (!sol.ok()) {
-      std::cerr << "gram_bench: " << sol.status() << "\n";
-      return 1;
+    // On the engine's GPU (as the heal executor runs it there), then on the
+    // host.
+    std::vector<std::string> devices = {""};
+    if (opts.device == "cuda") {
+      devices.insert(devices.begin(), absl::StrCat("cuda:", opts.first_device));
     }
-    const double solve_s = Seconds(t1);
-    const auto t2 = std::chrono::steady_clock::now();
-    auto rel =
-        sweepd::calib::RelativeResidual(g, w, cfg.hidden_size, sol->weight);
-    if (!rel.ok()) {
-      std::cerr << "gram_bench: " << rel.status() << "\n";
-      return 1;
+    for (const std::string& device : devices) {
+      sweepd::calib::RidgeOptions ropts;
+      ropts.device = device;
+      const auto t1 = std::chrono::steady_clock::now();
+      auto sol = sweepd::calib::SolveRidge(
+          g, w, cfg.hidden_size, sweepd::calib::KeptColumns(H, hd, removed),
+          ropts);
+      if (!sol.ok()) {
+        std::cerr << "gram_bench: " << sol.status() << "\n";
+        return 1;
+      }
+      const double solve_s = Seconds(t1);
+      const auto t2 = std::chrono::steady_clock::now();
+      auto rel = sweepd::calib::RelativeResidual(g, w, cfg.hidden_size,
+                                                 sol->weight, device);
+      if (!rel.ok()) {
+        std::cerr << "gram_bench: " << rel.status() << "\n";
+        return 1;
+      }
+      std::printf(
+          "heal layer=%d kept_heads=%d solver=%s device=%s solve_s=%.3f "
+          "residual_s=%.3f residual_rel=%.4g\n",
+          L, H - static_cast<int>(removed.size()), sol->solver.c_str(),
+          sol->device.c_str(), solve_s, Seconds(t2), *rel);
     }
-    std::printf(
-        "heal layer=%d kept_heads=%d solver=%s solve_s=%.3f residual_s=%.3f "
-        "residual_rel=%.4g\n",
-        L, H - static_cast<int>(removed.size()), sol->solver.c_str(), solve_s,
-        Seconds(t2), *rel);
   }
   return 0;
 }

@@ -222,6 +222,40 @@ TEST_F(RidgeTest, GramReductionIsInvariantToShardOrderAndProducer) {
   EXPECT_LE(MaxRel(sb->weight, sa->weight), 1e-10);
 }
 
+// The device option: "cpu" is the host; a device libtorch cannot use (no CUDA
+// in this build, or out of memory on a GPU) falls back to the host with the
+// same answer; a malformed one is refused.
+TEST_F(RidgeTest, DeviceOptionFallsBackToTheHost) {
+  const json p = Fixture()["problems"][0];
+  const int64_t D = 16, hidden = p["hidden"];
+  const std::vector<double> w = p["w"];
+  std::vector<double> all;
+  for (const json& sh : p["shards"]) {
+    const std::vector<double> x = sh;
+    all.insert(all.end(), x.begin(), x.end());
+  }
+  Gram g = MakeGram(all, D, nullptr, 0);
+  const auto kept = KeptColumns(4, 4, {1});
+  RidgeOptions opts;
+  auto host = SolveRidge(g, w, hidden, kept, opts);
+  ASSERT_TRUE(host.ok()) << host.status();
+  EXPECT_EQ(host->device, "cpu");
+  opts.device = "cpu";
+  auto cpu = SolveRidge(g, w, hidden, kept, opts);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_EQ(cpu->weight, host->weight);
+  opts.device = "cuda:0";
+  auto cuda = SolveRidge(g, w, hidden, kept, opts);
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  EXPECT_LE(MaxRel(cuda->weight, host->weight), 1e-10);
+  auto rel = RelativeResidual(g, w, hidden, cuda->weight, "cuda:0");
+  ASSERT_TRUE(rel.ok()) << rel.status();
+  EXPECT_NEAR(*rel, *RelativeResidual(g, w, hidden, host->weight), 1e-10);
+  opts.device = "gpu zero";
+  EXPECT_EQ(SolveRidge(g, w, hidden, kept, opts).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(RidgeTest, ErrorsNameTheProblem) {
   Gram g;
   g.d = 4;

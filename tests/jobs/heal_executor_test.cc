@@ -169,6 +169,7 @@ class HealExecutorTest : public ::testing::Test {
     EXPECT_EQ(t->dtype, StDtype::kF32);
     EXPECT_EQ(t->shape, (std::vector<int64_t>{64, 128}));
     EXPECT_EQ((*f)->metadata().at("heads_removed"), "1");
+    EXPECT_EQ((*f)->metadata().at("solver_device"), "cpu");
     return *TensorToFloat(*t);
   }
 

@@ -41,6 +41,109 @@ absl::Status CheckShapes(const Gram& g, const std::vector<double>& w,
   return absl::OkStatus();
 }
 
+// `device` parsed ("" = cpu); INVALID_ARGUMENT naming it otherwise.
+absl::StatusOr<at::Device> ParseDevice(const std::string& device) {
+  if (device.empty()) return at::Device(at::kCPU);
+  try {
+    return at::Device(device);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device \"", device, "\": ", e.what()));
+  }
+}
+
+// Runs `fn(device)`; a libtorch error on a non-host device retries on the
+// host, one on the host is INTERNAL naming `what`.
+template <typename T, typename Fn>
+absl::StatusOr<T> OnDevice(const std::string& device, const char* what, Fn fn) {
+  absl::StatusOr<at::Device> dev = ParseDevice(device);
+  if (!dev.ok()) return dev.status();
+  if (!dev->is_cpu()) {
+    try {
+      return fn(*dev);
+    } catch (const std::exception&) {
+      // Falls through to the host.
+    }
+  }
+  try {
+    return fn(at::Device(at::kCPU));
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat(what, ": libtorch error: ", e.what()));
+  }
+}
+
+RidgeSolution Solve(const Gram& gram, const std::vector<double>& w,
+                    int64_t hidden, const std::vector<int64_t>& kept,
+                    const RidgeOptions& options, at::Device device) {
+  const int64_t D = gram.d;
+  at::Tensor G = Borrow(gram.xtx, D, D).to(device);
+  at::Tensor W = Borrow(w, hidden, D).to(device);
+  at::Tensor k = at::tensor(kept, at::kLong).to(device);
+  at::Tensor Gk = G.index_select(0, k);  // [|k|, D]
+  at::Tensor A = Gk.index_select(1, k);  // G_kk
+  // Per-rank row blocks are separate GEMMs: symmetrise the rounding.
+  A = (A + A.t()) * 0.5;
+  at::Tensor B = gram.e > 0
+                     ? Borrow(gram.xty, D, hidden).to(device).index_select(0, k)
+                     : Gk.mm(W.t());  // [|k|, hidden]
+  RidgeSolution out;
+  out.hidden = hidden;
+  out.width = D;
+  out.device = device.str();
+  out.lambda = options.ridge_rel * A.diagonal().mean().item<double>();
+  A.diagonal().add_(out.lambda);
+  at::Tensor Z;  // O′_kᵀ [|k|, hidden]
+  if (!options.force_eigh) {
+    at::Tensor L, info;
+    std::tie(L, info) = at::linalg_cholesky_ex(A);
+    if (info.item<int64_t>() == 0) {
+      Z = at::cholesky_solve(B, L);
+      if (!at::isfinite(Z).all().item<bool>()) Z = at::Tensor();
+    }
+    if (Z.defined()) out.solver = "cholesky";
+  }
+  if (!Z.defined()) {
+    at::Tensor evals, V;
+    std::tie(evals, V) = at::linalg_eigh(A);
+    const double tol = evals.abs().max().item<double>() *
+                       static_cast<double>(A.size(0)) *
+                       std::numeric_limits<double>::epsilon();
+    at::Tensor inv =
+        at::where(evals.gt(tol), evals.reciprocal(), at::zeros_like(evals));
+    Z = V.mm((inv.unsqueeze(1) * V.t()).mm(B));
+    out.solver = "eigh";
+  }
+  at::Tensor P = at::zeros(
+      {hidden, D}, at::TensorOptions().dtype(at::kDouble).device(device));
+  P.index_copy_(1, k, Z.t().contiguous());
+  out.weight = ToVector(P);
+  return out;
+}
+
+double Residual(const Gram& gram, const std::vector<double>& w, int64_t hidden,
+                const std::vector<double>& weight, at::Device device) {
+  const int64_t D = gram.d;
+  at::Tensor G = Borrow(gram.xtx, D, D).to(device);
+  at::Tensor W = Borrow(w, hidden, D).to(device);
+  at::Tensor P = Borrow(weight, hidden, D).to(device);
+  double num, den;
+  if (gram.e == 0) {
+    // Y = X Wᵀ: the residual is X (P − W)ᵀ, without cancellation.
+    at::Tensor diff = P - W;
+    num = (diff.mm(G) * diff).sum().item<double>();
+    den = (W.mm(G) * W).sum().item<double>();
+  } else {
+    at::Tensor XtY = Borrow(gram.xty, D, hidden).to(device);
+    num = (P.mm(G) * P).sum().item<double>() -
+          2.0 * (P * XtY.t()).sum().item<double>() + gram.yy;
+    den = gram.yy;
+  }
+  num = std::max(num, 0.0);
+  if (den <= 0) return num == 0 ? 0.0 : std::numeric_limits<double>::infinity();
+  return num / den;
+}
+
 }  // namespace
 
 std::vector<int64_t> KeptColumns(int num_heads, int64_t head_dim,
@@ -72,88 +175,25 @@ absl::StatusOr<RidgeSolution> SolveRidge(const Gram& gram,
     return absl::InvalidArgumentError(absl::StrCat(
         "ridge_rel ", options.ridge_rel, " must be finite and >= 0"));
   }
-  try {
-    const int64_t D = gram.d;
-    at::Tensor G = Borrow(gram.xtx, D, D);
-    at::Tensor W = Borrow(w, hidden, D);
-    at::Tensor k = at::tensor(kept, at::kLong);
-    at::Tensor Gk = G.index_select(0, k);  // [|k|, D]
-    at::Tensor A = Gk.index_select(1, k);  // G_kk
-    // Per-rank row blocks are separate GEMMs: symmetrise the rounding.
-    A = (A + A.t()) * 0.5;
-    at::Tensor B = gram.e > 0 ? Borrow(gram.xty, D, hidden).index_select(0, k)
-                              : Gk.mm(W.t());  // [|k|, hidden]
-    RidgeSolution out;
-    out.hidden = hidden;
-    out.width = D;
-    out.lambda = options.ridge_rel * A.diagonal().mean().item<double>();
-    A.diagonal().add_(out.lambda);
-    at::Tensor Z;  // O′_kᵀ [|k|, hidden]
-    if (!options.force_eigh) {
-      at::Tensor L, info;
-      std::tie(L, info) = at::linalg_cholesky_ex(A);
-      if (info.item<int64_t>() == 0) {
-        Z = at::cholesky_solve(B, L);
-        if (!at::isfinite(Z).all().item<bool>()) Z = at::Tensor();
-      }
-      if (Z.defined()) out.solver = "cholesky";
-    }
-    if (!Z.defined()) {
-      at::Tensor evals, V;
-      std::tie(evals, V) = at::linalg_eigh(A);
-      const double tol = evals.abs().max().item<double>() *
-                         static_cast<double>(A.size(0)) *
-                         std::numeric_limits<double>::epsilon();
-      at::Tensor inv =
-          at::where(evals.gt(tol), evals.reciprocal(), at::zeros_like(evals));
-      Z = V.mm((inv.unsqueeze(1) * V.t()).mm(B));
-      out.solver = "eigh";
-    }
-    at::Tensor P =
-        at::zeros({hidden, D}, at::TensorOptions().dtype(at::kDouble));
-    P.index_copy_(1, k, Z.t().contiguous());
-    out.weight = ToVector(P);
-    return out;
-  } catch (const std::exception& e) {
-    return absl::InternalError(
-        absl::StrCat("ridge solve: libtorch error: ", e.what()));
-  }
+  return OnDevice<RidgeSolution>(
+      options.device, "ridge solve", [&](at::Device device) {
+        return Solve(gram, w, hidden, kept, options, device);
+      });
 }
 
 absl::StatusOr<double> RelativeResidual(const Gram& gram,
                                         const std::vector<double>& w,
                                         int64_t hidden,
-                                        const std::vector<double>& weight) {
+                                        const std::vector<double>& weight,
+                                        const std::string& device) {
   if (absl::Status s = CheckShapes(gram, w, hidden); !s.ok()) return s;
   if (weight.size() != w.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "healed weight has ", weight.size(), " values, expected ", w.size()));
   }
-  try {
-    const int64_t D = gram.d;
-    at::Tensor G = Borrow(gram.xtx, D, D);
-    at::Tensor W = Borrow(w, hidden, D);
-    at::Tensor P = Borrow(weight, hidden, D);
-    double num, den;
-    if (gram.e == 0) {
-      // Y = X Wᵀ: the residual is X (P − W)ᵀ, without cancellation.
-      at::Tensor diff = P - W;
-      num = (diff.mm(G) * diff).sum().item<double>();
-      den = (W.mm(G) * W).sum().item<double>();
-    } else {
-      at::Tensor XtY = Borrow(gram.xty, D, hidden);
-      num = (P.mm(G) * P).sum().item<double>() -
-            2.0 * (P * XtY.t()).sum().item<double>() + gram.yy;
-      den = gram.yy;
-    }
-    num = std::max(num, 0.0);
-    if (den <= 0)
-      return num == 0 ? 0.0 : std::numeric_limits<double>::infinity();
-    return num / den;
-  } catch (const std::exception& e) {
-    return absl::InternalError(
-        absl::StrCat("heal residual: libtorch error: ", e.what()));
-  }
+  return OnDevice<double>(device, "heal residual", [&](at::Device dev) {
+    return Residual(gram, w, hidden, weight, dev);
+  });
 }
 
 }  // namespace sweepd::calib

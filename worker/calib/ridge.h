@@ -20,8 +20,9 @@
 //   without XᵀY: tr((O′−W) G (O′−W)ᵀ) / tr(W G Wᵀ)
 //   with XᵀY:    (tr(O′ G O′ᵀ) − 2 tr(O′ XᵀY) + Σ‖y‖²) / Σ‖y‖²
 //
-// Plain C++ interface over ATen float64 (CPU here; the code is device-
-// agnostic). Stateless, thread-safe.
+// Plain C++ interface over ATen float64 on the host or on a CUDA device
+// (RidgeOptions::device; a libtorch error there, e.g. out of memory, falls
+// back to the host). Stateless, thread-safe.
 #ifndef SWEEPD_WORKER_CALIB_RIDGE_H_
 #define SWEEPD_WORKER_CALIB_RIDGE_H_
 
@@ -38,6 +39,10 @@ struct RidgeOptions {
   double ridge_rel = 0.01;
   // Skip Cholesky (tests of the fallback).
   bool force_eigh = false;
+  // Where the float64 algebra runs: "" / "cpu", or "cuda:<n>". A libtorch
+  // error on the device (no CUDA, out of memory, no solver) retries on the
+  // host.
+  std::string device;
 };
 
 struct RidgeSolution {
@@ -46,6 +51,7 @@ struct RidgeSolution {
   std::vector<double> weight;  // O′ [hidden, D], removed columns zero
   double lambda = 0.0;
   std::string solver;  // "cholesky" or "eigh"
+  std::string device;  // where it was solved ("cpu", "cuda:0")
 };
 
 // The columns of the heads not in `removed` (each head's head_dim columns,
@@ -67,7 +73,8 @@ absl::StatusOr<RidgeSolution> SolveRidge(const Gram& gram,
 absl::StatusOr<double> RelativeResidual(const Gram& gram,
                                         const std::vector<double>& w,
                                         int64_t hidden,
-                                        const std::vector<double>& weight);
+                                        const std::vector<double>& weight,
+                                        const std::string& device = "");
 
 }  // namespace sweepd::calib
 

@@ -153,19 +153,22 @@ absl::StatusOr<TaskOutput> HealExecutor::RunTask(const HealJobSpec& job) {
                    SumGrams(store, job.grams, "heal.grams", point, D));
   calib::RidgeOptions ropts;
   ropts.ridge_rel = job.ridge_rel;
+  ropts.device = options_.device;
   const std::vector<int64_t> kept =
       calib::KeptColumns(H, hd, job.heads_removed);
   ASSIGN_OR_RETURN(calib::RidgeSolution sol,
                    calib::SolveRidge(calibration, w, hidden, kept, ropts));
   ASSIGN_OR_RETURN(double calib_rel,
-                   calib::RelativeResidual(calibration, w, hidden, sol.weight));
+                   calib::RelativeResidual(calibration, w, hidden, sol.weight,
+                                           options_.device));
   std::optional<double> heldout_rel;
   if (!job.heldout_grams.empty()) {
     ASSIGN_OR_RETURN(
         calib::Gram heldout,
         SumGrams(store, job.heldout_grams, "heal.heldout_grams", point, D));
     ASSIGN_OR_RETURN(heldout_rel,
-                     calib::RelativeResidual(heldout, w, hidden, sol.weight));
+                     calib::RelativeResidual(heldout, w, hidden, sol.weight,
+                                             options_.device));
   }
 
   std::vector<int> removed = job.heads_removed;
@@ -181,6 +184,7 @@ absl::StatusOr<TaskOutput> HealExecutor::RunTask(const HealJobSpec& job) {
   writer.SetMetadata("ridge_rel", absl::StrCat(job.ridge_rel));
   writer.SetMetadata("lambda", absl::StrCat(sol.lambda));
   writer.SetMetadata("solver", sol.solver);
+  writer.SetMetadata("solver_device", sol.device);
   writer.SetMetadata("tokens", absl::StrCat(calibration.count));
   writer.SetMetadata("residual_rel_calibration", absl::StrCat(calib_rel));
   if (heldout_rel) {

@@ -10,8 +10,9 @@
 // heal_solver {solver} and heal_seconds.
 //
 // Needs no engine: it reads config.json and the one o_proj tensor of the
-// checkpoint. Ownership: shares the artifact store; borrows the clock.
-// Thread-safety: RunGroup from one thread at a time.
+// checkpoint; the solve runs on the host or the worker's GPU (device).
+// Ownership: shares the artifact store; borrows the clock. Thread-safety:
+// RunGroup from one thread at a time.
 #ifndef SWEEPD_WORKER_JOBS_HEAL_EXECUTOR_H_
 #define SWEEPD_WORKER_JOBS_HEAL_EXECUTOR_H_
 
@@ -39,6 +40,10 @@ struct HealExecutorOptions {
   // --model-root: a task's model is read only under these; empty = any.
   std::vector<std::string> model_roots;
   Clock* clock = nullptr;  // borrowed; Clock::Real() when null
+  // Where the float64 solve runs: "" (host) or "cuda:<n>" (the worker's
+  // first GPU; a libtorch error there, e.g. out of memory, retries on the
+  // host).
+  std::string device;
 };
 
 class HealExecutor : public Executor {

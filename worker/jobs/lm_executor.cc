@@ -942,6 +942,9 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
   heal.artifacts = executor_options.artifacts;
   heal.model_dir = backend_options.engine.model_dir;
   heal.model_fingerprint = backend_options.model_fingerprint;
+  if (backend_options.engine.device == "cuda") {
+    heal.device = absl::StrCat("cuda:", backend_options.engine.first_device);
+  }
   heal.model_roots = backend_options.model_roots;
   heal.clock = executor_options.clock;
   ASSIGN_OR_RETURN(std::unique_ptr<HealExecutor> h, HealExecutor::Create(heal));
