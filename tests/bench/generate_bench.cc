@@ -70,6 +70,14 @@ int main(int argc, char** argv) {
   app.add_option("--new-tokens", new_tokens);
   app.add_option("--temperature", temperature);
   app.add_option("--page-size", page_size);
+  int64_t max_cached_tokens = 0;
+  app.add_option("--max-cached-tokens", max_cached_tokens,
+                 "DecodeOptions::max_cached_tokens (0 = room for every "
+                 "sequence's own copy; shared prompt pages need less)");
+  int64_t shared_min_keys = DecodeOptions().shared_attention_min_keys;
+  app.add_option("--shared-attention-min-keys", shared_min_keys,
+                 "DecodeOptions::shared_attention_min_keys (0 = always attend "
+                 "to shared prompt pages once per prompt)");
   std::string prompts_jsonl;
   int max_batch = 64;
   app.add_option("--prompts-jsonl", prompts_jsonl,
@@ -170,6 +178,8 @@ int main(int argc, char** argv) {
     d.max_sequences = max_batch;
     d.max_sequence_tokens = longest + new_tokens + 1;
     d.page_size = page_size;
+    d.shared_attention_min_keys = shared_min_keys;
+    d.max_cached_tokens = max_cached_tokens;
     const absl::Time t0 = absl::Now();
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
@@ -205,6 +215,8 @@ int main(int argc, char** argv) {
     d.max_sequences = n;
     d.max_sequence_tokens = prompt_len + new_tokens + 1;
     d.page_size = page_size;
+    d.shared_attention_min_keys = shared_min_keys;
+    d.max_cached_tokens = max_cached_tokens;
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
       std::fprintf(stderr, "session: %s\n",

@@ -134,6 +134,23 @@ def test_workers_drain_within_their_grace_and_ask_for_their_tp_gpus(workload):
         pass  # size 1: TP lives in one process (asserted below)
 
 
+def test_sweepd_and_every_worker_share_one_artifact_store():
+    """docs/ARTIFACTS.md: one store, the same ReadWriteMany claim at the same path everywhere."""
+    claims = {d["metadata"]["name"]: d for _, d in docs() if d["kind"] == "PersistentVolumeClaim"}
+    seen = set()
+    for _, kind, name, pod in pod_specs():
+        (c,) = pod["containers"]
+        root = flags(c["args"]).get("artifact_root")
+        assert root, f"{kind}/{name} has no --artifact-root"
+        volume = mounted(c, volume_kinds(pod), root, {"persistentVolumeClaim"})
+        assert volume, f"{kind}/{name}: --artifact-root {root} is not on a volume claim"
+        (v,) = [v for v in pod["volumes"] if v["name"] == volume]
+        claim = v["persistentVolumeClaim"]["claimName"]
+        assert "ReadWriteMany" in claims[claim]["spec"]["accessModes"], claim
+        seen.add((root, claim))
+    assert len(seen) == 1, seen
+
+
 def test_the_leaderworkerset_groups_are_one_pod():
     (lws,) = [d for _, d in docs() if d["kind"] == "LeaderWorkerSet"]
     assert lws["spec"]["leaderWorkerTemplate"]["size"] == 1

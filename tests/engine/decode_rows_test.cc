@@ -55,5 +55,28 @@ TEST(DecodeRowsTest, IdenticalPageListsShareEverything) {
   EXPECT_THAT(k.row_slot, ElementsAre(0, 1));
 }
 
+TEST(DecodeRowsTest, BelowTheSavedKeysThresholdThePlanIsFlat) {
+  // The first test's rows: clustering saves (3 - 1) rows x 2 pages x 2 keys
+  // = 8 key reads. With a threshold of 9 every row is its own cluster, in
+  // row order, holding all its pages; at 8 the clusters stay.
+  const std::vector<int32_t> a = {5, 6, 10}, b = {7, 8}, c = {5, 6, 11, 12},
+                             d = {5, 6, 13};
+  const std::vector<RowPages> rows = {{&a, 0}, {&b, 0}, {&c, 0}, {&d, 0}};
+  EXPECT_EQ(PlanGroupRows(rows, 2, /*min_saved_keys=*/8).clusters, 2);
+  const GroupStepRows k = PlanGroupRows(rows, 2, /*min_saved_keys=*/9);
+  EXPECT_EQ(k.clusters, 4);
+  EXPECT_EQ(k.rmax, 1);
+  EXPECT_EQ(k.shared_pages, 4);
+  EXPECT_EQ(k.private_pages, 0);
+  EXPECT_THAT(k.sh_rows, ElementsAre(0, 1, 2, 3));
+  EXPECT_THAT(k.row_slot, ElementsAre(0, 1, 2, 3));
+  EXPECT_THAT(k.sh_gather, ElementsAre(5, 6, 10, 0,   //
+                                       7, 8, 0, 0,    //
+                                       5, 6, 11, 12,  //
+                                       5, 6, 13, 0));
+  EXPECT_EQ(k.sh_key_pos[2 * 8 + 7], 7);   // row 2's last key
+  EXPECT_EQ(k.sh_key_pos[1 * 8 + 4], -1);  // row 1's padding
+}
+
 }  // namespace
 }  // namespace sweepd::engine::internal

@@ -218,9 +218,19 @@ TEST(DecodeTest, ForkedSamplesEqualEachSampleDecodedAlone) {
       }
       return got;
     };
+    // Shared-prefix attention always on, then never (a flat plan: every row
+    // reads its own pages); each sample alone is flat.
+    o.shared_attention_min_keys = 0;
     const auto together = run(params);
+    o.shared_attention_min_keys = int64_t{1} << 40;
+    const auto together_flat = run(params);
     for (int i = 0; i < 3; ++i) {
       const auto alone = run({params[i]});
+      ASSERT_EQ(alone[0].size(), together_flat[i].size());
+      for (size_t t = 0; t < alone[0].size(); ++t) {
+        EXPECT_EQ(alone[0][t].token, together_flat[i][t].token)
+            << "flat, tp " << tp << " sample " << i << " step " << t;
+      }
       ASSERT_EQ(alone[0].size(), together[i].size());
       for (size_t t = 0; t < alone[0].size(); ++t) {
         EXPECT_EQ(alone[0][t].token, together[i][t].token)

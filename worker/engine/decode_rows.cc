@@ -6,7 +6,8 @@
 
 namespace sweepd::engine::internal {
 
-GroupStepRows PlanGroupRows(const std::vector<RowPages>& rows, int page_size) {
+GroupStepRows PlanGroupRows(const std::vector<RowPages>& rows, int page_size,
+                            int64_t min_saved_keys) {
   const int64_t R = static_cast<int64_t>(rows.size());
   const int64_t P = page_size;
   GroupStepRows out;
@@ -28,10 +29,11 @@ GroupStepRows PlanGroupRows(const std::vector<RowPages>& rows, int page_size) {
     cluster[r] = it->second;
     members[it->second].push_back(r);
   }
-  const int64_t C = static_cast<int64_t>(members.size());
+  int64_t C = static_cast<int64_t>(members.size());
   // Shared pages per cluster: all of a lone row's pages, else the longest
   // common prefix of the members' page lists.
   std::vector<int64_t> shared(C, 0);
+  int64_t saved_keys = 0;
   for (int64_t c = 0; c < C; ++c) {
     const std::vector<int32_t>& lead = *rows[members[c][0]].pages;
     int64_t n = static_cast<int64_t>(lead.size());
@@ -43,7 +45,21 @@ GroupStepRows PlanGroupRows(const std::vector<RowPages>& rows, int page_size) {
       n = i;
     }
     shared[c] = n;
-    out.shared_pages = std::max(out.shared_pages, n);
+    saved_keys += (static_cast<int64_t>(members[c].size()) - 1) * n * P;
+  }
+  if (C < R && saved_keys < min_saved_keys) {
+    // Flat: every row a cluster of its own, in row order.
+    C = R;
+    members.assign(R, {});
+    shared.assign(R, 0);
+    for (int64_t r = 0; r < R; ++r) {
+      members[r] = {r};
+      cluster[r] = r;
+      shared[r] = static_cast<int64_t>(rows[r].pages->size());
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    out.shared_pages = std::max(out.shared_pages, shared[c]);
     out.rmax =
         std::max<int64_t>(out.rmax, static_cast<int64_t>(members[c].size()));
   }

@@ -7,7 +7,10 @@
 // (and the same first page index) form a cluster; the cluster's longest
 // common page prefix is its shared part, and each row's remaining pages are
 // its private part. A cluster of one row has only a shared part. Attention
-// over the two parts is merged by log-sum-exp.
+// over the two parts is merged by log-sum-exp. The cascade costs more kernel
+// launches than it saves when the shared part is short, so below a threshold
+// of saved key reads the plan is flat: one cluster per row, in row order,
+// holding all of the row's pages (rmax == 1).
 //
 // Plain C++ (host-side planning); a pure function, thread-safe.
 #ifndef SWEEPD_WORKER_ENGINE_DECODE_ROWS_H_
@@ -41,7 +44,11 @@ struct GroupStepRows {
   std::vector<int64_t> pr_key_pos;  // [R, Q * page_size]
 };
 
-GroupStepRows PlanGroupRows(const std::vector<RowPages>& rows, int page_size);
+// `min_saved_keys`: plan clusters only when they save at least this many key
+// reads per layer, i.e. sum over clusters of (rows - 1) * shared keys; else
+// plan flat. 0 = always cluster.
+GroupStepRows PlanGroupRows(const std::vector<RowPages>& rows, int page_size,
+                            int64_t min_saved_keys = 0);
 
 }  // namespace sweepd::engine::internal
 

@@ -137,7 +137,7 @@ class RankHook : public ForwardHook {
     cache_->Write(L, rows_[g].write_slots, kept);
     if (in_.prefill) return ctx_.backend->Attention(L, qkv);
     GroupRows& rows = rows_[g];
-    if (!rows.sh_allowed.defined() || allowed_window_[g] != window) {
+    if (!rows.sh_blocked.defined() || allowed_window_[g] != window) {
       // A key is visible when it exists, is not after the query and lies in
       // the window.
       auto visible = [&](const at::Tensor& q, const at::Tensor& key) {
@@ -145,7 +145,8 @@ class RankHook : public ForwardHook {
         return window > 0 ? a.logical_and((q - key).lt(window)) : a;
       };
       at::Tensor q = positions_.unsqueeze(1);  // [R, 1]
-      rows.pr_allowed = visible(q, rows.pr_key_pos).unsqueeze(1).unsqueeze(1);
+      rows.pr_blocked =
+          visible(q, rows.pr_key_pos).logical_not().unsqueeze(1).unsqueeze(1);
       // Query position per cluster slot ([C, rmax, 1], padding -1 sees
       // nothing) against the cluster's keys [C, 1, S * page_size].
       at::Tensor slot_pos =
@@ -154,7 +155,8 @@ class RankHook : public ForwardHook {
               .view({rows.clusters, rows.rmax, 1});
       at::Tensor sh = visible(slot_pos, rows.sh_key_pos.unsqueeze(1))
                           .logical_and(slot_pos.ge(0));
-      rows.sh_allowed = sh.unsqueeze(1).unsqueeze(3);  // [C,1,rmax,1,keys]
+      rows.sh_blocked =
+          sh.logical_not().unsqueeze(1).unsqueeze(3);  // [C,1,rmax,1,keys]
       allowed_window_[g] = window;
     }
     return cache_->Attend(*f, L, qkv.q, rows, w);
@@ -513,7 +515,8 @@ class DecodeSessionImpl : public DecodeSession {
         in.write_slots[g].push_back(table_->Slot(id, g, in.positions[r]));
         row_pages[r] = {&table_->pages(id, g), table_->first_page(id, g)};
       }
-      in.keys[g] = PlanGroupRows(row_pages, P);
+      in.keys[g] =
+          PlanGroupRows(row_pages, P, options_.shared_attention_min_keys);
     }
     std::vector<DecodedToken> out;
     RETURN_IF_ERROR(Run(&in, &out));

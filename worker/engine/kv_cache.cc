@@ -85,6 +85,15 @@ at::Tensor RankKvCache::Attend(const RankForward& f, int L, const at::Tensor& q,
   const float neg_inf = -std::numeric_limits<float>::infinity();
   // q [1, R, Hl, hd] -> [R, kv, groups, hd] (heads of a KV group adjacent).
   at::Tensor qg = q.reshape({R, kv, groups, hd});
+  if (M == 1) {
+    // Flat plan: cluster c is row c and holds all of its keys.
+    auto [k, v] = GatherKv(f, L, rows.sh_gather, rows.sh_key_pos, w);
+    at::Tensor scores =
+        at::matmul(qg, k.transpose(-2, -1))  // [R,kv,g,keys]
+            .masked_fill(rows.sh_blocked.view({R, 1, 1, -1}), neg_inf);
+    at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+    return at::matmul(probs, v).reshape({1, R, g.heads_local, hd}).contiguous();
+  }
 
   // Shared part: the queries of a cluster's rows stacked per KV head,
   // [C, kv, M * groups, hd] against the cluster's keys [C, kv, S, hd].
@@ -94,10 +103,9 @@ at::Tensor RankKvCache::Attend(const RankForward& f, int L, const at::Tensor& q,
                       .permute({0, 2, 1, 3, 4})
                       .reshape({C, kv, M * groups, hd});
   auto [ks, vs] = GatherKv(f, L, rows.sh_gather, rows.sh_key_pos, w);
-  at::Tensor sh_scores =
-      at::matmul(qs, ks.transpose(-2, -1))
-          .view({C, kv, M, groups, -1})
-          .masked_fill(rows.sh_allowed.logical_not(), neg_inf);
+  at::Tensor sh_scores = at::matmul(qs, ks.transpose(-2, -1))
+                             .view({C, kv, M, groups, -1})
+                             .masked_fill(rows.sh_blocked, neg_inf);
   // Back to rows: [C, kv, M, groups, .] -> [C * M, kv, groups, .] -> [R, ...].
   auto to_rows = [&](const at::Tensor& t) {
     return t.permute({0, 2, 1, 3, 4})
@@ -126,9 +134,8 @@ at::Tensor RankKvCache::Attend(const RankForward& f, int L, const at::Tensor& q,
   sh_out = to_rows(sh_out.view({C, kv, M, groups, hd}));  // [R, kv, g, hd]
   sh_lse = to_rows(sh_lse);                               // [R, kv, g, 1]
   auto [kp, vp] = GatherKv(f, L, rows.pr_gather, rows.pr_key_pos, w);
-  at::Tensor pr_scores =
-      at::matmul(qg, kp.transpose(-2, -1))  // [R,kv,g,k]
-          .masked_fill(rows.pr_allowed.logical_not(), neg_inf);
+  at::Tensor pr_scores = at::matmul(qg, kp.transpose(-2, -1))  // [R,kv,g,k]
+                             .masked_fill(rows.pr_blocked, neg_inf);
   auto [pr_out, pr_lse] = part(pr_scores, vp, {R, kv, groups, -1});
   // Every row sees at least its own new token, so one part is finite.
   at::Tensor m = at::maximum(sh_lse, pr_lse);

@@ -38,10 +38,10 @@ struct GroupRows {
   at::Tensor sh_key_pos;  // [C, S * page_size] int64 (padding: -1)
   at::Tensor sh_rows;     // [C * rmax] int64 row per slot (padding: R)
   at::Tensor row_slot;    // [R] int64 slot of each row
-  at::Tensor sh_allowed;  // [C, 1, rmax, 1, S * page_size] bool
+  at::Tensor sh_blocked;  // [C, 1, rmax, 1, S * page_size] bool: key hidden
   at::Tensor pr_gather;   // [R, Q] int64 page ids (Q may be 0)
   at::Tensor pr_key_pos;  // [R, Q * page_size] int64 (padding: -1)
-  at::Tensor pr_allowed;  // [R, 1, 1, Q * page_size] bool
+  at::Tensor pr_blocked;  // [R, 1, 1, Q * page_size] bool: key hidden
 };
 
 class RankKvCache {

@@ -22,6 +22,7 @@
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/determinism.h"
 #include "worker/jobs/interventions.h"
+#include "worker/jobs/job_artifacts.h"
 #include "worker/jobs/windowing.h"
 
 namespace sweepd {
@@ -217,11 +218,8 @@ absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,
                                                     TaskContext& ctx,
                                                     size_t index) {
   const int64_t t0 = clock_->NowMs();
-  if (options_.artifacts == nullptr) {
-    return absl::FailedPreconditionError(
-        "capture writes its activations to the artifact store and needs "
-        "--artifact-root on the worker");
-  }
+  ASSIGN_OR_RETURN(ArtifactStore * store,
+                   RequireArtifactStore(options_.artifacts, "capture"));
   if (job.data.path.empty()) {
     return absl::InvalidArgumentError("data.dataset.path: required");
   }
@@ -314,7 +312,6 @@ absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,
   // host and checkpoint them; a re-run resumes after the last checkpoint.
   const bool checkpointing =
       job.gram && !job.raw && options_.checkpoint_tokens > 0;
-  ArtifactStore* store = options_.artifacts.get();
   const std::string checkpoint_key = absl::StrCat("capture\n", task.task_key);
   std::string identity;
   std::vector<calib::Gram> totals;  // host sums of the finished segments
@@ -479,10 +476,8 @@ absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,
     const std::string name =
         absl::StrCat("gram/", job.points[p], "/", job.dataset_name, "/shard",
                      job.data.shard_index);
-    ASSIGN_OR_RETURN(ArtifactInfo info,
-                     calib::PutGram(options_.artifacts.get(), name, g));
-    out.artifacts.push_back(
-        ArtifactRow{info.name, info.path, info.bytes, info.sha256});
+    ASSIGN_OR_RETURN(ArtifactInfo info, calib::PutGram(store, name, g));
+    out.artifacts.push_back(ToArtifactRow(info));
     MetricRow row{"gram_tokens", static_cast<double>(g.count),
                   labels_of(job.points[p])};
     if (!target.empty()) row.labels["target"] = target;
@@ -542,10 +537,8 @@ absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,
     const std::string name =
         absl::StrCat("raw/", job.points[p], "/", job.dataset_name, "/shard",
                      job.data.shard_index);
-    ASSIGN_OR_RETURN(ArtifactInfo info,
-                     calib::PutSafetensors(options_.artifacts.get(), name, w));
-    out.artifacts.push_back(
-        ArtifactRow{info.name, info.path, info.bytes, info.sha256});
+    ASSIGN_OR_RETURN(ArtifactInfo info, calib::PutSafetensors(store, name, w));
+    out.artifacts.push_back(ToArtifactRow(info));
     out.metrics.push_back(MetricRow{"capture_tokens", static_cast<double>(n),
                                     labels_of(job.points[p])});
   }

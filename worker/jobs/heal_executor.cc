@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "worker/calib/gram_file.h"
 #include "worker/calib/ridge.h"
+#include "worker/jobs/job_artifacts.h"
 
 namespace sweepd {
 namespace {
@@ -42,17 +43,19 @@ absl::StatusOr<std::vector<double>> ReadOProj(const Checkpoint& ckpt,
 }
 
 // Reads and sums `refs` in order; each must be a Gram of `point` of width d.
-absl::StatusOr<calib::Gram> SumGrams(ArtifactStore* store,
-                                     const std::vector<ArtifactRefSpec>& refs,
-                                     const std::string& field,
-                                     const std::string& point, int64_t d) {
+absl::StatusOr<calib::Gram> SumGrams(
+    const std::shared_ptr<ArtifactStore>& store,
+    const std::vector<ArtifactRefSpec>& refs, const std::string& field,
+    const std::string& point, int64_t d) {
   calib::Gram total;
   for (size_t i = 0; i < refs.size(); ++i) {
     const std::string where = absl::StrCat(field, "[", i, "]");
-    absl::StatusOr<std::string> path =
-        store->Resolve(refs[i].path, refs[i].sha256);
-    if (!path.ok()) return Annotate(path.status(), where);
-    absl::StatusOr<calib::Gram> g = calib::ReadGramFile(*path);
+    // A missing object is UNAVAILABLE (retryable): on a synced store it may
+    // not be visible on this worker yet.
+    ASSIGN_OR_RETURN(
+        std::string path,
+        ResolveInputArtifact(store, refs[i].path, refs[i].sha256, where));
+    absl::StatusOr<calib::Gram> g = calib::ReadGramFile(path);
     if (!g.ok()) return Annotate(g.status(), where);
     auto it = g->metadata.find("point");
     if (it != g->metadata.end() && it->second != point) {
@@ -108,11 +111,8 @@ void HealExecutor::RunGroup(const std::vector<TaskInput>& tasks,
 
 absl::StatusOr<TaskOutput> HealExecutor::RunTask(const HealJobSpec& job) {
   const int64_t t0 = clock_->NowMs();
-  if (options_.artifacts == nullptr) {
-    return absl::FailedPreconditionError(
-        "heal reads Grams from and writes o_proj to the artifact store and "
-        "needs --artifact-root on the worker");
-  }
+  ASSIGN_OR_RETURN(ArtifactStore * store,
+                   RequireArtifactStore(options_.artifacts, "heal"));
   if (job.grams.empty()) {
     return absl::InvalidArgumentError("heal.grams: at least one is required");
   }
@@ -148,9 +148,9 @@ absl::StatusOr<TaskOutput> HealExecutor::RunTask(const HealJobSpec& job) {
   ASSIGN_OR_RETURN(std::vector<double> w, ReadOProj(*ckpt, dir, L, hidden, D));
 
   const std::string point = absl::StrCat("attn_heads[", L, "]");
-  ArtifactStore* store = options_.artifacts.get();
-  ASSIGN_OR_RETURN(calib::Gram calibration,
-                   SumGrams(store, job.grams, "heal.grams", point, D));
+  ASSIGN_OR_RETURN(
+      calib::Gram calibration,
+      SumGrams(options_.artifacts, job.grams, "heal.grams", point, D));
   calib::RidgeOptions ropts;
   ropts.ridge_rel = job.ridge_rel;
   ropts.device = options_.device;
@@ -163,9 +163,9 @@ absl::StatusOr<TaskOutput> HealExecutor::RunTask(const HealJobSpec& job) {
                                            options_.device));
   std::optional<double> heldout_rel;
   if (!job.heldout_grams.empty()) {
-    ASSIGN_OR_RETURN(
-        calib::Gram heldout,
-        SumGrams(store, job.heldout_grams, "heal.heldout_grams", point, D));
+    ASSIGN_OR_RETURN(calib::Gram heldout,
+                     SumGrams(options_.artifacts, job.heldout_grams,
+                              "heal.heldout_grams", point, D));
     ASSIGN_OR_RETURN(heldout_rel,
                      calib::RelativeResidual(heldout, w, hidden, sol.weight,
                                              options_.device));
@@ -195,8 +195,7 @@ absl::StatusOr<TaskOutput> HealExecutor::RunTask(const HealJobSpec& job) {
                        store, absl::StrCat("heal/o_proj/layer", L), writer));
 
   TaskOutput out;
-  out.artifacts.push_back(
-      ArtifactRow{info.name, info.path, info.bytes, info.sha256});
+  out.artifacts.push_back(ToArtifactRow(info));
   const std::string layer = absl::StrCat(L);
   out.metrics.push_back({"heal_residual_rel",
                          calib_rel,

@@ -29,6 +29,7 @@ inline constexpr char kProbeKind[] = "probe";
 inline constexpr char kSyntheticKind[] = "synthetic";
 inline constexpr char kGenerateKind[] = "generate";
 inline constexpr char kCanaryKind[] = "canary";
+inline constexpr char kMaterializeKind[] = "materialize";
 inline constexpr char kCaptureKind[] = "capture";
 inline constexpr char kHealKind[] = "heal";
 
@@ -103,6 +104,32 @@ struct SyntheticJobSpec {
   double permanent_failure_rate = 0.0;
 };
 
+// materialize (docs/CALIBRATION.md, "Materialize"): writes the task's model
+// edited as the plan says into out_dir, in Hugging Face layout.
+struct MaterializeJobSpec {
+  ModelRefSpec model;  // the base checkpoint
+  // Relative to the worker's first --model-root (or absolute inside it).
+  std::string out_dir;
+  std::string mode;  // "mask" ("" = "mask")
+  struct Pruned {
+    int layer = 0;
+    std::vector<int> heads;
+  };
+  // A heal artifact (the heal job's output) for one layer's o_proj.
+  struct Heal {
+    int layer = 0;
+    std::string path;    // in the artifact store
+    std::string sha256;  // verified on read
+    std::string tensor;  // "" = "self_attn.o_proj.weight"
+  };
+  std::vector<Pruned> pruned;
+  std::vector<Heal> heals;
+  // The layers whose edits are written (explicit, sorted); has_layers false =
+  // every layer.
+  bool has_layers = false;
+  std::vector<int> layers;
+};
+
 // Which positions of each document a capture keeps (CapturePositions;
 // docs/CALIBRATION.md, "Capture").
 struct CapturePositionsSpec {
@@ -175,7 +202,7 @@ struct TaskInput {
   // "256"); already applied to the job struct, kept for labels.
   std::map<std::string, std::string> params;
   std::variant<std::monostate, LmJobSpec, SyntheticJobSpec, GenerateJobSpec,
-               CaptureJobSpec, HealJobSpec>
+               MaterializeJobSpec, CaptureJobSpec, HealJobSpec>
       job;
 };
 
