@@ -47,6 +47,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/artifact_store.h"
 #include "common/fs.h"
 #include "common/hash.h"
 #include "common/layer_selector.h"
@@ -643,13 +644,86 @@ absl::Status ValidateCapturePoint(const std::string& point, const ModelShape& m,
     return absl::OkStatus();
   }
   if (name != "resid_in" && name != "resid_out" && name != "attn_heads" &&
-      name != "mlp_in") {
-    return Invalid(field,
-                   absl::StrCat("unknown capture point \"", name,
-                                "\" (resid_in, resid_out, attn_heads, mlp_in, "
-                                "hidden_states)"));
+      name != "attn_out" && name != "mlp_in") {
+    return Invalid(field, absl::StrCat("unknown capture point \"", name,
+                                       "\" (resid_in, resid_out, attn_heads, "
+                                       "attn_out, mlp_in, hidden_states)"));
   }
   return CheckLayer(static_cast<int>(index), m, field);
+}
+
+// Raw-capture dtype, positions and Gram targets (docs/CALIBRATION.md,
+// "Capture"); fills the defaults (dtype "bfloat16", positions "all").
+absl::Status ValidateCaptureOptions(v1::CaptureJob* job) {
+  if (job->dtype().empty()) job->set_dtype("bfloat16");
+  if (job->dtype() == "bf16") job->set_dtype("bfloat16");
+  if (job->dtype() == "fp32") job->set_dtype("float32");
+  if (job->dtype() != "bfloat16" && job->dtype() != "float32") {
+    return Invalid("capture.dtype",
+                   absl::StrCat("\"", job->dtype(),
+                                "\" must be \"bfloat16\" or \"float32\""));
+  }
+  v1::CapturePositions* pos = job->mutable_positions();
+  if (pos->mode().empty()) pos->set_mode("all");
+  if (pos->mode() == "sample") {
+    if (pos->k() < 1) {
+      return Invalid("capture.positions.k",
+                     absl::StrCat(pos->k(), ": sample mode needs k >= 1"));
+    }
+    if (pos->min_position() < 0) {
+      return Invalid("capture.positions.min_position",
+                     absl::StrCat(pos->min_position(), " must be >= 0"));
+    }
+  } else if (pos->mode() == "all" || pos->mode() == "last") {
+    if (pos->k() != 0 || pos->min_position() != 0 || pos->seed() != 0) {
+      return Invalid("capture.positions",
+                     absl::StrCat("k, min_position and seed apply only to mode "
+                                  "\"sample\", not \"",
+                                  pos->mode(), "\""));
+    }
+  } else {
+    return Invalid("capture.positions.mode",
+                   absl::StrCat("\"", pos->mode(),
+                                "\" must be \"all\", \"last\" or \"sample\""));
+  }
+  if (job->gram_targets_size() != 0) {
+    if (!job->gram()) {
+      return Invalid("capture.gram_targets", "needs gram: true");
+    }
+    if (job->gram_targets_size() != job->points_size()) {
+      return Invalid("capture.gram_targets",
+                     absl::StrCat(job->gram_targets_size(), " targets for ",
+                                  job->points_size(),
+                                  " points (one per point, \"\" = none)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A heal's Grams: given, or derived from capture_stage (docs/STAGES.md).
+absl::Status ValidateHealGrams(const v1::HealJob& job) {
+  if (job.grams_size() == 0 && job.capture_stage().empty()) {
+    return Invalid("heal.grams",
+                   "at least one Gram artifact (or a capture_stage to derive "
+                   "them from)");
+  }
+  auto check = [](const v1::ArtifactRef& ref, const std::string& field) {
+    if (!IsArtifactObjectPath(ref.path())) {
+      return Invalid(field + ".path",
+                     absl::StrCat("\"", ref.path(),
+                                  "\" is not an artifact object path "
+                                  "(objects/<aa>/<sha256>)"));
+    }
+    return absl::OkStatus();
+  };
+  for (int i = 0; i < job.grams_size(); ++i) {
+    RETURN_IF_ERROR(check(job.grams(i), absl::StrCat("heal.grams[", i, "]")));
+  }
+  for (int i = 0; i < job.heldout_grams_size(); ++i) {
+    RETURN_IF_ERROR(check(job.heldout_grams(i),
+                          absl::StrCat("heal.heldout_grams[", i, "]")));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
@@ -684,8 +758,14 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
         RETURN_IF_ERROR(ValidateCapturePoint(
             job->points(i), m, absl::StrCat("capture.points[", i, "]")));
       }
+      for (int i = 0; i < job->gram_targets_size(); ++i) {
+        if (job->gram_targets(i).empty()) continue;
+        RETURN_IF_ERROR(ValidateCapturePoint(
+            job->gram_targets(i), m,
+            absl::StrCat("capture.gram_targets[", i, "]")));
+      }
       if (!job->gram() && !job->raw()) job->set_raw(true);
-      return absl::OkStatus();
+      return ValidateCaptureOptions(job);
     }
     case v1::SweepSpec::kHeal: {
       auto* job = spec->mutable_heal();
@@ -696,7 +776,7 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
         return Invalid("heal.ridge_rel",
                        absl::StrCat(job->ridge_rel(), " must be finite and >= 0"));
       }
-      return absl::OkStatus();
+      return ValidateHealGrams(*job);
     }
     case v1::SweepSpec::kMaterialize: {
       // pruned / heals may be empty here: a prune_plan stage fills them from

@@ -13,6 +13,9 @@
 #                       LmExecutor, probe tasks), prefix reuse off and on
 #   anchor.log          transformers' anchor (.carry/anchors/hf_gemma4_anchor.py or
 #                       $SWEEPD_ANCHOR), same GPU, same run
+#   gram.log            gram_bench, 31B shape, random bf16 weights: forward 4 x 2048 with the
+#                       float64 Gram (and XᵀY) of the first full layer's attn_heads vs a
+#                       plain forward in the same run, Gram memory, ReadGram, heal solve
 #   kernels.log         kernels_bench (LM-head pass)
 #   cuda_ops.log        cuda_ops_bench (each fused engine kernel alone vs a device copy)
 # SWEEPD_DEADLINE (epoch seconds, optional) caps every step so the whole script ends by then;
@@ -71,6 +74,11 @@ fi
 if [[ -x "$build/tests/bench/jobs_bench" ]]; then
   run jobs_sweep 200 "$build/tests/bench/jobs_bench" --random-weights --config "$config" \
     --device cuda --dtype bfloat16 --kind probe --seq 2048 --prefix-budget-mb 8192
+fi
+if [[ -x "$build/tests/bench/gram_bench" ]]; then
+  run gram 300 "$build/tests/bench/gram_bench" --random-weights --config "$config" \
+    --device cuda --dtype bfloat16 --batch 4 --seq 2048 --iters 5 --layers first-full \
+    --target --heal
 fi
 if [[ -x "$build/tests/bench/cuda_ops_bench" ]]; then
   run cuda_ops 60 "$build/tests/bench/cuda_ops_bench"

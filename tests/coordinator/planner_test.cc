@@ -181,6 +181,31 @@ TEST_F(PlannerTest, EmptyGridIsOneTaskPerShard) {
   }
 }
 
+TEST_F(PlannerTest, CaptureDefaultsAndAttnOut) {
+  v1::SweepSpec s = EvalSpec();
+  auto* c = s.mutable_capture();
+  c->add_points("attn_heads[2]");
+  c->add_points("hidden_states[8]");
+  c->set_gram(true);
+  c->add_gram_targets("attn_out[2]");
+  c->add_gram_targets("");
+  Plan plan = MustPlan(s);
+  ASSERT_FALSE(plan.tasks.empty());
+  const v1::CaptureJob& job = plan.tasks[0].spec.capture();
+  EXPECT_EQ(job.dtype(), "bfloat16");
+  EXPECT_EQ(job.positions().mode(), "all");
+  EXPECT_FALSE(job.raw());
+  EXPECT_EQ(job.gram_targets(0), "attn_out[2]");
+  c->set_dtype("fp32");
+  c->mutable_positions()->set_mode("sample");
+  c->mutable_positions()->set_k(5);
+  c->mutable_positions()->set_min_position(50);
+  c->mutable_positions()->set_seed(42);
+  plan = MustPlan(s);
+  EXPECT_EQ(plan.tasks[0].spec.capture().dtype(), "float32");
+  EXPECT_EQ(plan.tasks[0].spec.capture().positions().k(), 5);
+}
+
 TEST_F(PlannerTest, LayerAxisAllLayersAndBaseline) {
   v1::SweepSpec s = EvalSpec();
   AddLayers(&s, "skip", "all");
@@ -992,6 +1017,69 @@ TEST_F(PlannerTest, InvalidSpecsNameTheField) {
          s->mutable_capture()->add_points("resid_in[8]");
        },
        "capture.points[0]: layer 8 out of range"},
+      {"capture target point",
+       [](v1::SweepSpec* s) {
+         auto* c = s->mutable_capture();
+         c->add_points("attn_heads[2]");
+         c->set_gram(true);
+         c->add_gram_targets("attn_outs[2]");
+       },
+       "capture.gram_targets[0]: unknown capture point"},
+      {"capture targets without gram",
+       [](v1::SweepSpec* s) {
+         auto* c = s->mutable_capture();
+         c->add_points("attn_heads[2]");
+         c->add_gram_targets("attn_out[2]");
+       },
+       "capture.gram_targets: needs gram: true"},
+      {"capture target count",
+       [](v1::SweepSpec* s) {
+         auto* c = s->mutable_capture();
+         c->add_points("attn_heads[2]");
+         c->add_points("attn_heads[3]");
+         c->set_gram(true);
+         c->add_gram_targets("attn_out[2]");
+       },
+       "capture.gram_targets: 1 targets for 2 points"},
+      {"capture dtype",
+       [](v1::SweepSpec* s) {
+         s->mutable_capture()->add_points("resid_in[1]");
+         s->mutable_capture()->set_dtype("float16");
+       },
+       "capture.dtype: \"float16\" must be \"bfloat16\" or \"float32\""},
+      {"capture positions mode",
+       [](v1::SweepSpec* s) {
+         s->mutable_capture()->add_points("resid_in[1]");
+         s->mutable_capture()->mutable_positions()->set_mode("first");
+       },
+       "capture.positions.mode: \"first\" must be"},
+      {"capture sample k",
+       [](v1::SweepSpec* s) {
+         s->mutable_capture()->add_points("resid_in[1]");
+         s->mutable_capture()->mutable_positions()->set_mode("sample");
+       },
+       "capture.positions.k: 0: sample mode needs k >= 1"},
+      {"capture k without sample",
+       [](v1::SweepSpec* s) {
+         s->mutable_capture()->add_points("resid_in[1]");
+         s->mutable_capture()->mutable_positions()->set_k(5);
+       },
+       "capture.positions: k, min_position and seed apply only to mode"},
+      {"heal grams",
+       [](v1::SweepSpec* s) {
+         s->clear_datasets();
+         s->mutable_heal()->set_layer(2);
+         s->mutable_heal()->add_heads_removed(1);
+       },
+       "heal.grams: at least one Gram artifact"},
+      {"heal gram path",
+       [](v1::SweepSpec* s) {
+         s->clear_datasets();
+         s->mutable_heal()->set_layer(2);
+         s->mutable_heal()->add_heads_removed(1);
+         s->mutable_heal()->add_grams()->set_path("../etc/passwd");
+       },
+       "heal.grams[0].path"},
       {"heal head",
        [](v1::SweepSpec* s) {
          s->clear_datasets();

@@ -185,6 +185,70 @@ TEST(ConversionTest, ProbeIgnoresBaseInterventionsAndChecksWindowing) {
   EXPECT_EQ(job->windowing.bos, BosPolicy::kOff);
 }
 
+TEST(ConversionTest, CaptureAndHealTasksAreTyped) {
+  sweepd::v1::TaskAssignment a = EvalAssignment();
+  sweepd::v1::TaskSpec* spec = a.mutable_spec();
+  spec->set_kind(sweepd::v1::JOB_KIND_CAPTURE);
+  spec->clear_interventions();
+  sweepd::v1::CaptureJob* c = spec->mutable_capture();
+  c->mutable_windowing()->set_context_length(64);
+  c->add_points("attn_heads[3]");
+  c->add_points("hidden_states[4]");
+  c->set_gram(true);
+  c->add_gram_targets("attn_out[3]");
+  c->add_gram_targets("");
+  c->set_dtype("float32");
+  c->mutable_positions()->set_mode("sample");
+  c->mutable_positions()->set_k(5);
+  c->mutable_positions()->set_min_position(50);
+  c->mutable_positions()->set_seed(42);
+  auto input = ToTaskInput(a);
+  ASSERT_TRUE(input.ok()) << input.status();
+  const auto* job = std::get_if<CaptureJobSpec>(&input->job);
+  ASSERT_NE(job, nullptr);
+  EXPECT_EQ(job->data.shard_index, 2);
+  EXPECT_EQ(job->windowing.context_length, 64);
+  EXPECT_THAT(job->points, ElementsAre("attn_heads[3]", "hidden_states[4]"));
+  EXPECT_THAT(job->gram_targets, ElementsAre("attn_out[3]", ""));
+  EXPECT_TRUE(job->gram);
+  EXPECT_FALSE(job->raw);
+  EXPECT_EQ(job->dtype, "float32");
+  EXPECT_EQ(job->positions.mode, CapturePositionsSpec::Mode::kSample);
+  EXPECT_EQ(job->positions.k, 5);
+  EXPECT_EQ(job->positions.min_position, 50);
+  EXPECT_EQ(job->positions.seed, 42u);
+  c->mutable_positions()->set_mode("middle");
+  EXPECT_THAT(std::string(ToTaskInput(a).status().message()),
+              HasSubstr("capture.positions.mode"));
+
+  sweepd::v1::TaskAssignment h;
+  h.set_task_key("tk-heal");
+  sweepd::v1::TaskSpec* hs = h.mutable_spec();
+  hs->set_kind(sweepd::v1::JOB_KIND_HEAL);
+  hs->mutable_model()->set_path("/m");
+  sweepd::v1::HealJob* heal = hs->mutable_heal();
+  heal->set_layer(3);
+  heal->add_heads_removed(1);
+  heal->set_ridge_rel(0.01);
+  heal->add_grams()->set_path("objects/ab/ab12");
+  heal->mutable_grams(0)->set_sha256("ab12");
+  heal->add_heldout_grams()->set_path("objects/cd/cd34");
+  auto hin = ToTaskInput(h);
+  ASSERT_TRUE(hin.ok()) << hin.status();
+  const auto* hj = std::get_if<HealJobSpec>(&hin->job);
+  ASSERT_NE(hj, nullptr);
+  EXPECT_EQ(hj->layer, 3);
+  EXPECT_THAT(hj->heads_removed, ElementsAre(1));
+  EXPECT_DOUBLE_EQ(hj->ridge_rel, 0.01);
+  ASSERT_EQ(hj->grams.size(), 1u);
+  EXPECT_EQ(hj->grams[0].path, "objects/ab/ab12");
+  EXPECT_EQ(hj->grams[0].sha256, "ab12");
+  ASSERT_EQ(hj->heldout_grams.size(), 1u);
+  heal->clear_grams();
+  EXPECT_THAT(std::string(ToTaskInput(h).status().message()),
+              HasSubstr("heal.grams"));
+}
+
 TEST(ConversionTest, MaterializeTaskIsTyped) {
   sweepd::v1::TaskAssignment a;
   a.set_task_key("tk-m");

@@ -147,39 +147,52 @@ absl::Status AppendInterventions(const v1::InterventionSet& set,
   return absl::OkStatus();
 }
 
-absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
-                                  const std::string& kind) {
-  LmJobSpec job;
-  job.model.path = spec.model().path();
-  job.model.fingerprint = spec.model().fingerprint();
-  job.model.dtype = spec.model().dtype();
-  job.model.tokenizer = spec.model().tokenizer();
+ModelRefSpec ToModelRef(const v1::ModelRef& m) {
+  ModelRefSpec ref;
+  ref.path = m.path();
+  ref.fingerprint = m.fingerprint();
+  ref.dtype = m.dtype();
+  ref.tokenizer = m.tokenizer();
+  return ref;
+}
+
+// The task's dataset shard (required).
+absl::Status ToDatasetShard(const v1::TaskSpec& spec, std::string* name,
+                            DatasetShardRef* data) {
   if (!spec.has_data()) {
     return Invalid("data", "required (an object with dataset and shard)");
   }
   const v1::DatasetRef& ds = spec.data().dataset();
-  job.dataset_name = ds.name();
+  *name = ds.name();
   if (ds.path().empty()) return Invalid("data.dataset.path", "required");
-  job.data.path = ds.path();
+  data->path = ds.path();
   if (ds.max_records() < 0) {
     return Invalid("data.dataset.max_records", "must be >= 0");
   }
-  job.data.max_records = ds.max_records();
-  ASSIGN_OR_RETURN(job.data.split,
+  data->max_records = ds.max_records();
+  ASSIGN_OR_RETURN(data->split,
                    ParseTextSplit(ds.split(), "data.dataset.split"));
-  job.data.shard_index = spec.data().shard_index();
-  job.data.num_shards = spec.data().num_shards() != 0 ? spec.data().num_shards()
-                        : ds.shards() != 0            ? ds.shards()
-                                                      : 1;
-  if (job.data.num_shards < 1) {
+  data->shard_index = spec.data().shard_index();
+  data->num_shards = spec.data().num_shards() != 0 ? spec.data().num_shards()
+                     : ds.shards() != 0            ? ds.shards()
+                                                   : 1;
+  if (data->num_shards < 1) {
     return Invalid("data.num_shards",
-                   absl::StrCat("must be >= 1, got ", job.data.num_shards));
+                   absl::StrCat("must be >= 1, got ", data->num_shards));
   }
-  if (job.data.shard_index < 0 || job.data.shard_index >= job.data.num_shards) {
+  if (data->shard_index < 0 || data->shard_index >= data->num_shards) {
     return Invalid("data.shard_index",
-                   absl::StrCat(job.data.shard_index, " outside [0, ",
-                                job.data.num_shards, ")"));
+                   absl::StrCat(data->shard_index, " outside [0, ",
+                                data->num_shards, ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
+                                  const std::string& kind) {
+  LmJobSpec job;
+  job.model = ToModelRef(spec.model());
+  RETURN_IF_ERROR(ToDatasetShard(spec, &job.dataset_name, &job.data));
   const v1::TextWindowing& w =
       kind == kEvalKind ? spec.eval().windowing() : spec.probe().windowing();
   ASSIGN_OR_RETURN(job.windowing,
@@ -193,6 +206,94 @@ absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
   RETURN_IF_ERROR(AppendInterventions(spec.interventions(), "interventions",
                                       &job.interventions,
                                       &job.intervention_fields));
+  return job;
+}
+
+absl::StatusOr<CaptureJobSpec> ToCaptureJob(const v1::TaskSpec& spec) {
+  const v1::CaptureJob& c = spec.capture();
+  CaptureJobSpec job;
+  job.model = ToModelRef(spec.model());
+  RETURN_IF_ERROR(ToDatasetShard(spec, &job.dataset_name, &job.data));
+  const v1::TextWindowing& w = c.windowing();
+  ASSIGN_OR_RETURN(job.windowing,
+                   ResolveWindowing(w.context_length(), w.stride(), w.bos(),
+                                    "capture.windowing"));
+  if (c.points().empty()) {
+    return Invalid("capture.points", "at least one is required");
+  }
+  job.points.assign(c.points().begin(), c.points().end());
+  job.raw = c.raw() || !c.gram();
+  job.gram = c.gram();
+  job.dtype = c.dtype().empty() ? "bfloat16" : c.dtype();
+  if (job.dtype != "bfloat16" && job.dtype != "float32") {
+    return Invalid("capture.dtype",
+                   absl::StrCat("\"", job.dtype,
+                                "\" must be \"bfloat16\" or \"float32\""));
+  }
+  const v1::CapturePositions& p = c.positions();
+  if (p.mode().empty() || p.mode() == "all") {
+    job.positions.mode = CapturePositionsSpec::Mode::kAll;
+  } else if (p.mode() == "last") {
+    job.positions.mode = CapturePositionsSpec::Mode::kLast;
+  } else if (p.mode() == "sample") {
+    job.positions.mode = CapturePositionsSpec::Mode::kSample;
+    if (p.k() < 1) return Invalid("capture.positions.k", "must be >= 1");
+    if (p.min_position() < 0) {
+      return Invalid("capture.positions.min_position", "must be >= 0");
+    }
+  } else {
+    return Invalid("capture.positions.mode",
+                   absl::StrCat("\"", p.mode(),
+                                "\" must be \"all\", \"last\" or \"sample\""));
+  }
+  job.positions.k = p.k();
+  job.positions.min_position = p.min_position();
+  job.positions.seed = p.seed();
+  if (!c.gram_targets().empty() && c.gram_targets_size() != c.points_size()) {
+    return Invalid("capture.gram_targets",
+                   absl::StrCat(c.gram_targets_size(), " targets for ",
+                                c.points_size(), " points"));
+  }
+  job.gram_targets.assign(c.gram_targets().begin(), c.gram_targets().end());
+  RETURN_IF_ERROR(AppendInterventions(spec.interventions(), "interventions",
+                                      &job.interventions,
+                                      &job.intervention_fields));
+  return job;
+}
+
+std::vector<ArtifactRefSpec> ToArtifactRefs(
+    const google::protobuf::RepeatedPtrField<v1::ArtifactRef>& refs) {
+  std::vector<ArtifactRefSpec> out;
+  for (const v1::ArtifactRef& r : refs) {
+    out.push_back(ArtifactRefSpec{r.path(), r.sha256(), r.tensor()});
+  }
+  return out;
+}
+
+absl::StatusOr<HealJobSpec> ToHealJob(const v1::TaskSpec& spec) {
+  const v1::HealJob& h = spec.heal();
+  HealJobSpec job;
+  job.model = ToModelRef(spec.model());
+  if (h.layer() < 0) {
+    return Invalid("heal.layer", absl::StrCat(h.layer(), " is negative"));
+  }
+  job.layer = h.layer();
+  for (int i = 0; i < h.heads_removed_size(); ++i) {
+    if (h.heads_removed(i) < 0) {
+      return Invalid(absl::StrCat("heal.heads_removed[", i, "]"),
+                     absl::StrCat(h.heads_removed(i), " is negative"));
+    }
+    job.heads_removed.push_back(h.heads_removed(i));
+  }
+  if (!(h.ridge_rel() >= 0.0)) {
+    return Invalid("heal.ridge_rel", "must be >= 0");
+  }
+  job.ridge_rel = h.ridge_rel();
+  job.grams = ToArtifactRefs(h.grams());
+  job.heldout_grams = ToArtifactRefs(h.heldout_grams());
+  if (job.grams.empty()) {
+    return Invalid("heal.grams", "at least one Gram artifact is required");
+  }
   return job;
 }
 
@@ -384,6 +485,20 @@ absl::StatusOr<TaskInput> ToTaskInput(
   absl::Status converted = absl::OkStatus();
   if (input.kind == kEvalKind || input.kind == kProbeKind) {
     absl::StatusOr<LmJobSpec> job = ToLmJob(spec, input.kind);
+    if (job.ok()) {
+      input.job = std::move(*job);
+    } else {
+      converted = job.status();
+    }
+  } else if (input.kind == kCaptureKind) {
+    absl::StatusOr<CaptureJobSpec> job = ToCaptureJob(spec);
+    if (job.ok()) {
+      input.job = std::move(*job);
+    } else {
+      converted = job.status();
+    }
+  } else if (input.kind == kHealKind) {
+    absl::StatusOr<HealJobSpec> job = ToHealJob(spec);
     if (job.ok()) {
       input.job = std::move(*job);
     } else {

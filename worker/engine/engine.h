@@ -204,6 +204,37 @@ class PrefixState {
   virtual int valid_until() const = 0;
 };
 
+// A Gram accumulation on the device (Engine::NewGram): the sums XᵀX and, with
+// a target, XᵀY over the rows fed to it by forwards that list it in
+// ForwardRequest::grams, in float64, kept on the ranks' devices between
+// forwards (no activation is copied to the host). X is the capture point
+// flattened per token ("attn_heads[L]": d = heads * head_dim, head-major);
+// Y the target's. Under tensor parallelism rank r holds the row block of its
+// own columns (attn_heads: its heads; other points: an even split), so each
+// rank keeps d/tp × d float64 values (docs/ENGINE.md, "Gram accumulation").
+// Opaque; read back with Engine::ReadGram. Shared handles; used by the
+// engine's forwards one at a time.
+class GramAccumulator {
+ public:
+  virtual ~GramAccumulator() = default;
+  virtual const std::string& point() const = 0;
+  virtual const std::string& target() const = 0;  // "" = none
+  virtual int64_t width() const = 0;              // d
+  virtual int64_t target_width() const = 0;       // e (0 without a target)
+};
+
+// The host copy of a GramAccumulator's sums, row-major float64.
+struct GramSums {
+  std::string point;
+  std::string target;
+  int64_t d = 0;
+  int64_t e = 0;
+  std::vector<double> xtx;  // [d, d]
+  std::vector<double> xty;  // [d, e]; empty without a target
+  double yy = 0.0;          // sum over rows of ||y||^2 (with a target)
+  int64_t count = 0;        // rows summed
+};
+
 struct ForwardRequest {
   // Token ids [batch, seq] row-major.
   std::vector<int32_t> tokens;
@@ -223,10 +254,19 @@ struct ForwardRequest {
   bool return_logits = false;
   // Capture points: "resid_in[L]", "resid_out[L]" [batch, seq, hidden];
   // "attn_heads[L]" [batch, seq, heads, head_dim] (per-head attention output
-  // before o_proj); "mlp_in[L]" [batch, seq, hidden] (pre_feedforward_layernorm
-  // output); "hidden_states[K]" with transformers' indexing (K = 0 embeddings,
-  // K in 1..N-1 resid_out[K-1], K = N the final-norm output).
+  // before o_proj); "attn_out[L]" [batch, seq, hidden] (o_proj output, all-
+  // reduced, before post_attention_layernorm); "mlp_in[L]" [batch, seq, hidden]
+  // (pre_feedforward_layernorm output); "hidden_states[K]" with transformers'
+  // indexing (K = 0 embeddings, K in 1..N-1 resid_out[K-1], K = N the
+  // final-norm output).
   std::vector<std::string> captures;
+  // Gram accumulations this forward adds to (Engine::NewGram of this engine;
+  // each at most once): every row selected by gram_rows of the point's
+  // activation (and target's) is summed in float64 on the device.
+  std::vector<std::shared_ptr<GramAccumulator>> grams;
+  // Optional [batch, seq] (1 = summed): the rows the grams take (valid tokens
+  // only); empty = every row.
+  std::vector<uint8_t> gram_rows;
   // Compute LayerStats for every layer.
   bool layer_stats = false;
   // Keep the residual entering every layer in ForwardResult::prefix_state.
@@ -293,6 +333,17 @@ class Engine {
       const DecodeOptions& options) = 0;
   // Layer-forwards executed since Create.
   virtual int64_t total_layer_forwards() const = 0;
+
+  // A new Gram accumulation of capture point `point` (any name
+  // ForwardRequest::captures takes) with an optional target point ("" = XᵀX
+  // only). Its device memory is allocated by
+  // the first forward that feeds it. INVALID_ARGUMENT naming a bad point.
+  virtual absl::StatusOr<std::shared_ptr<GramAccumulator>> NewGram(
+      const std::string& point, const std::string& target) = 0;
+  // Copies a Gram's sums to the host (waits for running forwards).
+  // FAILED_PRECONDITION when a forward that fed it failed (its sums are
+  // then incomplete); INVALID_ARGUMENT for a Gram of another engine.
+  virtual absl::StatusOr<GramSums> ReadGram(const GramAccumulator& gram) = 0;
 
   // Benchmarking on one loaded model: replaces the forward-time options
   // (attention_path, gemm_tuning, chunked_query_block, phase_profiling) for

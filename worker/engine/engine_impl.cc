@@ -28,6 +28,7 @@
 #include "worker/engine/diagnostics.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/forward_plan.h"
+#include "worker/engine/gram.h"
 #include "worker/engine/prefix_state.h"
 #include "worker/engine/rank_backend.h"
 #include "worker/engine/rank_forward.h"
@@ -46,6 +47,8 @@ using internal::CreateRankBackend;
 using internal::DecodeHost;
 using internal::DetectPrefix;
 using internal::EngineDiagnostics;
+using internal::GramAccumulatorImpl;
+using internal::MakeGramAccumulator;
 using internal::MakePlan;
 using internal::Plan;
 using internal::RandomSlices;
@@ -241,13 +244,19 @@ class EngineImpl : public Engine, private DecodeHost {
     result.batch = req.batch;
     result.seq = req.seq;
     std::vector<int64_t> executed(opts_.tp_size, 0);
-    RETURN_IF_ERROR(RunRanksLocked(
+    absl::Status ran = RunRanksLocked(
         [&](const RankContext& ctx) {
           RankForward(cfg_, opts_, ctx.shard, ctx.backend, ctx.comm, plan,
                       &diagnostics_, &result, &executed[ctx.rank])
               .Run();
         },
-        "forward"));
+        "forward");
+    for (GramAccumulatorImpl* g : plan.grams) {
+      // A failed forward may have added to some ranks' blocks and not others.
+      if (!ran.ok()) g->failed = true;
+      g->count += static_cast<int64_t>(plan.gram_rows.size());
+    }
+    RETURN_IF_ERROR(ran);
     result.layer_forwards = executed[0];
     total_layer_forwards_ += executed[0];
     if (plan.keep_state) {
@@ -256,6 +265,63 @@ class EngineImpl : public Engine, private DecodeHost {
       result.prefix_state = plan.keep_state;
     }
     return result;
+  }
+
+  absl::StatusOr<std::shared_ptr<GramAccumulator>> NewGram(
+      const std::string& point, const std::string& target) override {
+    ASSIGN_OR_RETURN(
+        std::shared_ptr<GramAccumulatorImpl> g,
+        MakeGramAccumulator(cfg_, opts_.tp_size, this, point, target));
+    return std::shared_ptr<GramAccumulator>(std::move(g));
+  }
+
+  absl::StatusOr<GramSums> ReadGram(const GramAccumulator& gram) override {
+    absl::MutexLock lock(&mu_);
+    const auto* g = dynamic_cast<const GramAccumulatorImpl*>(&gram);
+    if (g == nullptr || g->owner != this) {
+      return absl::InvalidArgumentError(
+          "ReadGram: the Gram was not made by this engine's NewGram");
+    }
+    if (g->failed) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Gram of ", g->point_,
+          ": a forward that fed it failed, so its sums are incomplete"));
+    }
+    const int tp = opts_.tp_size;
+    std::vector<at::Tensor> xtx(tp), xty(tp);
+    at::Tensor yy;
+    // Each rank copies its own block on its own thread (its device stream).
+    RETURN_IF_ERROR(RunRanksLocked(
+        [&](const RankContext& ctx) {
+          const internal::GramBlock& b = g->blocks[ctx.rank];
+          if (!b.xtx.defined()) return;
+          xtx[ctx.rank] = b.xtx.to(at::kCPU).contiguous();
+          if (b.xty.defined()) xty[ctx.rank] = b.xty.to(at::kCPU).contiguous();
+          if (b.yy.defined()) yy = b.yy.to(at::kCPU);
+        },
+        "reading a Gram"));
+    GramSums out;
+    out.point = g->point_;
+    out.target = g->target_;
+    out.d = g->d;
+    out.e = g->e;
+    out.count = g->count;
+    out.xtx.assign(g->d * g->d, 0.0);
+    if (g->y) out.xty.assign(g->d * g->e, 0.0);
+    for (int r = 0; r < tp; ++r) {
+      const internal::GramBlock& b = g->blocks[r];
+      if (!xtx[r].defined()) continue;
+      std::copy(xtx[r].data_ptr<double>(),
+                xtx[r].data_ptr<double>() + xtx[r].numel(),
+                out.xtx.begin() + b.row_start * g->d);
+      if (xty[r].defined()) {
+        std::copy(xty[r].data_ptr<double>(),
+                  xty[r].data_ptr<double>() + xty[r].numel(),
+                  out.xty.begin() + b.row_start * g->e);
+      }
+    }
+    if (yy.defined()) out.yy = yy.item<double>();
+    return out;
   }
 
   absl::StatusOr<std::unique_ptr<DecodeSession>> StartDecode(

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "worker/engine/gram.h"
 
 namespace sweepd::engine::internal {
 
@@ -44,13 +45,15 @@ absl::StatusOr<CapturePoint> ParseCapture(const std::string& name,
     cp.kind = CapturePoint::kResidOut;
   } else if (kind == "attn_heads") {
     cp.kind = CapturePoint::kAttnHeads;
+  } else if (kind == "attn_out") {
+    cp.kind = CapturePoint::kAttnOut;
   } else if (kind == "mlp_in") {
     cp.kind = CapturePoint::kMlpIn;
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("capture point '", name,
-                     "': kind must be resid_in, resid_out, attn_heads, mlp_in "
-                     "or hidden_states"));
+                     "': kind must be resid_in, resid_out, attn_heads, "
+                     "attn_out, mlp_in or hidden_states"));
   }
   if (idx < 0 || idx >= num_layers) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -58,6 +61,27 @@ absl::StatusOr<CapturePoint> ParseCapture(const std::string& name,
   }
   return cp;
 }
+
+namespace {
+
+// A capture point this forward produces: at or after start_layer, and not
+// inside a skipped layer (attn_heads, attn_out, mlp_in).
+absl::Status CheckPointRuns(const CapturePoint& cp, const Plan& plan) {
+  if (cp.layer < plan.start_layer) {
+    return absl::InvalidArgumentError(absl::StrCat("capture point '", cp.name,
+                                                   "' lies before start_layer ",
+                                                   plan.start_layer));
+  }
+  if ((cp.kind == CapturePoint::kAttnHeads ||
+       cp.kind == CapturePoint::kAttnOut || cp.kind == CapturePoint::kMlpIn) &&
+      plan.skip[cp.layer]) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "capture point '", cp.name, "' belongs to a skipped layer"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status MakePlan(const ModelConfig& cfg, int tp_size, const void* owner,
                       const ForwardRequest& req, Plan* plan) {
@@ -193,18 +217,35 @@ absl::Status MakePlan(const ModelConfig& cfg, int tp_size, const void* owner,
   }
   for (const std::string& name : req.captures) {
     ASSIGN_OR_RETURN(CapturePoint cp, ParseCapture(name, N));
-    if (cp.layer < plan->start_layer) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("capture point '", name, "' lies before start_layer ",
-                       plan->start_layer));
-    }
-    if ((cp.kind == CapturePoint::kAttnHeads ||
-         cp.kind == CapturePoint::kMlpIn) &&
-        plan->skip[cp.layer]) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "capture point '", name, "' belongs to a skipped layer"));
-    }
+    RETURN_IF_ERROR(CheckPointRuns(cp, *plan));
     plan->captures.push_back(cp);
+  }
+  for (size_t i = 0; i < req.grams.size(); ++i) {
+    auto* g = dynamic_cast<GramAccumulatorImpl*>(req.grams[i].get());
+    if (g == nullptr || g->owner != owner) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("grams[", i, "] was not made by this engine's NewGram"));
+    }
+    if (std::find(plan->grams.begin(), plan->grams.end(), g) !=
+        plan->grams.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("grams[", i, "] is listed twice"));
+    }
+    RETURN_IF_ERROR(CheckPointRuns(g->x, *plan));
+    if (g->y) RETURN_IF_ERROR(CheckPointRuns(*g->y, *plan));
+    plan->grams.push_back(g);
+  }
+  if (!req.gram_rows.empty() &&
+      static_cast<int64_t>(req.gram_rows.size()) != T) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gram_rows has ", req.gram_rows.size(), " entries, batch*seq = ", T));
+  }
+  if (!plan->grams.empty()) {
+    for (int64_t i = 0; i < T; ++i) {
+      if (req.gram_rows.empty() || req.gram_rows[i] != 0) {
+        plan->gram_rows.push_back(i);
+      }
+    }
   }
   if (req.keep_prefix_state) {
     auto st = std::make_shared<PrefixStateImpl>();

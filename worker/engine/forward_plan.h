@@ -22,10 +22,19 @@
 namespace sweepd::engine::internal {
 
 struct CapturePoint {
-  enum Kind { kResidIn, kResidOut, kAttnHeads, kMlpIn, kFinalNorm } kind;
+  enum Kind {
+    kResidIn,
+    kResidOut,
+    kAttnHeads,
+    kAttnOut,
+    kMlpIn,
+    kFinalNorm
+  } kind;
   int layer;
   std::string name;
 };
+
+class GramAccumulatorImpl;  // gram.h
 
 struct Plan {
   const ForwardRequest* req = nullptr;
@@ -35,6 +44,10 @@ struct Plan {
   std::vector<std::optional<uint64_t>> reinit;  // per layer
   std::vector<std::vector<int>> masked_heads;   // per layer, global indices
   std::vector<CapturePoint> captures;
+  // ForwardRequest::grams (validated: this engine's, no duplicates) and the
+  // rows they take (indices into batch*seq, ascending).
+  std::vector<GramAccumulatorImpl*> grams;
+  std::vector<int64_t> gram_rows;
   std::vector<int32_t> targets;  // [batch*seq], -1 ignored
   // [batch*seq]: 1 where layer_stats ranks the target (ForwardRequest::
   // lens_positions; all targeted positions when the request leaves it empty).
@@ -44,9 +57,9 @@ struct Plan {
   int first_touched = 0;
 };
 
-// Parses "resid_in[L]", "resid_out[L]", "attn_heads[L]", "mlp_in[L]" and
-// "hidden_states[K]" (transformers' indexing); INVALID_ARGUMENT naming the
-// capture point otherwise.
+// Parses "resid_in[L]", "resid_out[L]", "attn_heads[L]", "attn_out[L]",
+// "mlp_in[L]" and "hidden_states[K]" (transformers' indexing); INVALID_ARGUMENT
+// naming the capture point otherwise.
 absl::StatusOr<CapturePoint> ParseCapture(const std::string& name,
                                           int num_layers);
 

@@ -38,6 +38,11 @@ void RankForward::Run() {
                  .to(lopts);
   target_valid_ = targets_.ge(0);
   backend_->PrepareTargets();
+  if (!plan_.grams.empty()) {
+    at::Tensor rows = at::tensor(plan_.gram_rows, at::kLong).to(s_.device);
+    grams_ = std::make_unique<GramFeed>(cfg_, s_.rank, s_.tp, comm_,
+                                        plan_.grams, std::move(rows));
+  }
 
   at::Tensor h;
   if (plan_.start_state != nullptr) {
@@ -131,6 +136,7 @@ at::Tensor RankForward::Layer(int L, const at::Tensor& h) {
   at::Tensor a = backend_->AttentionOutput(L, attn, w);
   clock_->Mark("allreduce");
   AllReduceSum(comm_, a);
+  Capture(CapturePoint::kAttnOut, L, a.reshape({B, S, cfg_.hidden_size}));
   clock_->Mark("norm_attn_out");
   const AttentionResidual r = backend_->AddAttention(L, h, a, w);
   Capture(CapturePoint::kMlpIn, L, r.mlp_in.reshape({B, S, cfg_.hidden_size}));
@@ -261,6 +267,7 @@ at::Tensor RankForward::MaskAndCaptureHeads(int L, at::Tensor attn) {
       attn = attn.index_fill(2, idx, 0);
     }
   }
+  if (grams_ != nullptr) grams_->Offer(CapturePoint::kAttnHeads, L, attn);
   if (Wanted(CapturePoint::kAttnHeads, L)) {
     at::Tensor all =
         AllGather(comm_, attn.permute({2, 0, 1, 3}));  // [tp, Hl, B, S, hd]
@@ -321,6 +328,7 @@ bool RankForward::Wanted(CapturePoint::Kind kind, int L) const {
 }
 
 void RankForward::Capture(CapturePoint::Kind kind, int L, const at::Tensor& t) {
+  if (grams_ != nullptr) grams_->Offer(kind, L, t);
   if (s_.rank == 0 && Wanted(kind, L)) Store(kind, L, t);
 }
 

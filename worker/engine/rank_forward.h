@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "worker/engine/diagnostics.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/forward_plan.h"
+#include "worker/engine/gram.h"
 #include "worker/engine/profile.h"
 #include "worker/engine/rank_backend.h"
 #include "worker/engine/weights.h"
@@ -140,6 +142,7 @@ class RankForward {
   int64_t* const executed_;
   ForwardHook* const hook_;
   PhaseClock* clock_ = nullptr;
+  std::unique_ptr<GramFeed> grams_;  // when the plan has Grams
   at::Tensor targets_;
   at::Tensor target_valid_;
 };

@@ -13,9 +13,11 @@
 #include "common/path_confinement.h"
 #include "common/status.h"
 #include "common/version.h"
+#include "worker/jobs/capture_executor.h"
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/determinism.h"
 #include "worker/jobs/generate_executor.h"
+#include "worker/jobs/heal_executor.h"
 #include "worker/jobs/interventions.h"
 #include "worker/jobs/materialize_executor.h"
 #include "worker/jobs/windowing.h"
@@ -938,6 +940,28 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
   ASSIGN_OR_RETURN(std::unique_ptr<MaterializeExecutor> m,
                    MaterializeExecutor::Create(mat));
   RETURN_IF_ERROR(registry->Register(std::move(m)));
+  // Calibration (docs/CALIBRATION.md): capture shares the engine; heal reads
+  // the checkpoint's o_proj only.
+  CaptureExecutorOptions capture;
+  capture.artifacts = executor_options.artifacts;
+  capture.max_batch_tokens = executor_options.max_batch_tokens;
+  capture.clock = executor_options.clock;
+  capture.data_roots = executor_options.data_roots;
+  capture.metrics = executor_options.metrics;
+  ASSIGN_OR_RETURN(std::unique_ptr<CaptureExecutor> c,
+                   CaptureExecutor::Create(backend, capture));
+  RETURN_IF_ERROR(registry->Register(std::move(c)));
+  HealExecutorOptions heal;
+  heal.artifacts = executor_options.artifacts;
+  heal.model_dir = backend_options.engine.model_dir;
+  heal.model_fingerprint = backend_options.model_fingerprint;
+  if (backend_options.engine.device == "cuda") {
+    heal.device = absl::StrCat("cuda:", backend_options.engine.first_device);
+  }
+  heal.model_roots = backend_options.model_roots;
+  heal.clock = executor_options.clock;
+  ASSIGN_OR_RETURN(std::unique_ptr<HealExecutor> h, HealExecutor::Create(heal));
+  RETURN_IF_ERROR(registry->Register(std::move(h)));
   return absl::OkStatus();
 }
 

@@ -148,10 +148,11 @@ class LmExecutor : public Executor {
 
 // Creates one LmBackend (loading the worker's model) and registers executors
 // sharing it: an LmExecutor for "eval" and "probe", a GenerateExecutor
-// (generate_executor.h) for each of "generate" and "canary"; and the
-// engine-free MaterializeExecutor (materialize_executor.h) for "materialize".
-// Every executor's options get executor_options.artifacts (the store, may be
-// null).
+// (generate_executor.h) for each of "generate" and "canary"; the
+// engine-free MaterializeExecutor (materialize_executor.h) for "materialize";
+// a CaptureExecutor (capture_executor.h) for "capture"; and a HealExecutor
+// (heal_executor.h, no engine) for "heal". Every executor's options get
+// executor_options.artifacts (the store, may be null).
 absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                                  const LmExecutorOptions& executor_options,
                                  ExecutorRegistry* registry);

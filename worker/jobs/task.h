@@ -30,6 +30,8 @@ inline constexpr char kSyntheticKind[] = "synthetic";
 inline constexpr char kGenerateKind[] = "generate";
 inline constexpr char kCanaryKind[] = "canary";
 inline constexpr char kMaterializeKind[] = "materialize";
+inline constexpr char kCaptureKind[] = "capture";
+inline constexpr char kHealKind[] = "heal";
 
 // The model a task runs on.
 struct ModelRefSpec {
@@ -128,6 +130,57 @@ struct MaterializeJobSpec {
   std::vector<int> layers;
 };
 
+// Which positions of each document a capture keeps (CapturePositions;
+// docs/CALIBRATION.md, "Capture").
+struct CapturePositionsSpec {
+  enum class Mode {
+    kAll,     // every token of the document
+    kLast,    // its last token
+    kSample,  // k tokens at or beyond min_position, per-document keyed RNG
+  };
+  Mode mode = Mode::kAll;
+  int k = 0;
+  int min_position = 0;
+  uint64_t seed = 0;
+};
+
+// capture (docs/CALIBRATION.md, "Capture"): activations of one dataset shard
+// at capture points, as raw shards and/or Grams.
+struct CaptureJobSpec {
+  ModelRefSpec model;
+  std::string dataset_name;
+  DatasetShardRef data;
+  Windowing windowing;
+  std::vector<std::string> points;
+  bool raw = true;
+  bool gram = false;
+  // Raw shards: "bfloat16" or "float32".
+  std::string dtype = "bfloat16";
+  CapturePositionsSpec positions;
+  // Gram mode: per point, the target Y of XᵀY ("" = none); empty = none.
+  std::vector<std::string> gram_targets;
+  std::vector<engine::Intervention> interventions;
+  std::vector<std::string> intervention_fields;
+};
+
+// A reference to an artifact-store object (spec ArtifactRef).
+struct ArtifactRefSpec {
+  std::string path;
+  std::string sha256;
+  std::string tensor;
+};
+
+// heal (docs/CALIBRATION.md, "Heal"): the ridge refit of layer's o_proj for
+// the heads not removed, from capture Grams of attn_heads[layer].
+struct HealJobSpec {
+  ModelRefSpec model;
+  int layer = 0;
+  std::vector<int> heads_removed;
+  double ridge_rel = 0.01;
+  std::vector<ArtifactRefSpec> grams;          // summed in this order
+  std::vector<ArtifactRefSpec> heldout_grams;  // residual only
+};
+
 // One leased task.
 struct TaskInput {
   std::string task_key;
@@ -149,7 +202,7 @@ struct TaskInput {
   // "256"); already applied to the job struct, kept for labels.
   std::map<std::string, std::string> params;
   std::variant<std::monostate, LmJobSpec, SyntheticJobSpec, GenerateJobSpec,
-               MaterializeJobSpec>
+               MaterializeJobSpec, CaptureJobSpec, HealJobSpec>
       job;
 };
 
