@@ -147,9 +147,11 @@ absl::Status AppendInterventions(const v1::InterventionSet& set,
   return absl::OkStatus();
 }
 
-absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
-                                  const std::string& kind) {
-  LmJobSpec job;
+// The model and the dataset shard of a task that reads one (eval, probe,
+// head_importance).
+template <typename Job>
+absl::Status ModelAndShard(const v1::TaskSpec& spec, Job* out) {
+  Job& job = *out;
   job.model.path = spec.model().path();
   job.model.fingerprint = spec.model().fingerprint();
   job.model.dtype = spec.model().dtype();
@@ -180,6 +182,13 @@ absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
                    absl::StrCat(job.data.shard_index, " outside [0, ",
                                 job.data.num_shards, ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
+                                  const std::string& kind) {
+  LmJobSpec job;
+  RETURN_IF_ERROR(ModelAndShard(spec, &job));
   const v1::TextWindowing& w =
       kind == kEvalKind ? spec.eval().windowing() : spec.probe().windowing();
   ASSIGN_OR_RETURN(job.windowing,
@@ -193,6 +202,24 @@ absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
   RETURN_IF_ERROR(AppendInterventions(spec.interventions(), "interventions",
                                       &job.interventions,
                                       &job.intervention_fields));
+  return job;
+}
+
+absl::StatusOr<HeadImportanceJobSpec> ToHeadImportanceJob(
+    const v1::TaskSpec& spec) {
+  HeadImportanceJobSpec job;
+  RETURN_IF_ERROR(ModelAndShard(spec, &job));
+  const v1::HeadImportanceJob& hi = spec.head_importance();
+  const v1::TextWindowing& w = hi.windowing();
+  ASSIGN_OR_RETURN(job.windowing,
+                   ResolveWindowing(w.context_length(), w.stride(), w.bos(),
+                                    "head_importance.windowing"));
+  ASSIGN_OR_RETURN(job.layers,
+                   ExplicitLayers(hi.layers(), "head_importance.layers"));
+  if (hi.heads_per_forward() < 0) {
+    return Invalid("head_importance.heads_per_forward", "must be >= 0");
+  }
+  job.heads_per_forward = hi.heads_per_forward();
   return job;
 }
 
@@ -347,6 +374,13 @@ absl::StatusOr<TaskInput> ToTaskInput(
   absl::Status converted = absl::OkStatus();
   if (input.kind == kEvalKind || input.kind == kProbeKind) {
     absl::StatusOr<LmJobSpec> job = ToLmJob(spec, input.kind);
+    if (job.ok()) {
+      input.job = std::move(*job);
+    } else {
+      converted = job.status();
+    }
+  } else if (input.kind == kHeadImportanceKind) {
+    absl::StatusOr<HeadImportanceJobSpec> job = ToHeadImportanceJob(spec);
     if (job.ok()) {
       input.job = std::move(*job);
     } else {

@@ -16,6 +16,7 @@
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/determinism.h"
 #include "worker/jobs/generate_executor.h"
+#include "worker/jobs/head_importance_executor.h"
 #include "worker/jobs/interventions.h"
 #include "worker/jobs/windowing.h"
 
@@ -925,6 +926,15 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                      GenerateExecutor::Create(kind, backend, gen));
     RETURN_IF_ERROR(registry->Register(std::move(g)));
   }
+  // head_importance shares it too (docs/CALIBRATION.md).
+  HeadImportanceExecutorOptions importance;
+  importance.max_batch_tokens = executor_options.max_batch_tokens;
+  importance.clock = executor_options.clock;
+  importance.data_roots = executor_options.data_roots;
+  importance.metrics = executor_options.metrics;
+  ASSIGN_OR_RETURN(std::unique_ptr<HeadImportanceExecutor> hi,
+                   HeadImportanceExecutor::Create(backend, importance));
+  RETURN_IF_ERROR(registry->Register(std::move(hi)));
   return absl::OkStatus();
 }
 

@@ -29,6 +29,7 @@ inline constexpr char kProbeKind[] = "probe";
 inline constexpr char kSyntheticKind[] = "synthetic";
 inline constexpr char kGenerateKind[] = "generate";
 inline constexpr char kCanaryKind[] = "canary";
+inline constexpr char kHeadImportanceKind[] = "head_importance";
 
 // The model a task runs on.
 struct ModelRefSpec {
@@ -93,6 +94,18 @@ struct GenerateJobSpec {
   std::vector<std::string> intervention_fields;
 };
 
+// head_importance (docs/CALIBRATION.md): the leave-one-out NLL delta of every
+// attention head of `layers` on one dataset shard.
+struct HeadImportanceJobSpec {
+  ModelRefSpec model;
+  std::string dataset_name;
+  DatasetShardRef data;
+  Windowing windowing;
+  std::vector<int> layers;  // explicit, ascending
+  // Heads masked per forward (one batch row per head); 0 = all of a layer's.
+  int heads_per_forward = 0;
+};
+
 // The synthetic test workload (docs/SYNTHETIC.md).
 struct SyntheticJobSpec {
   int64_t min_ms = 0;
@@ -121,7 +134,8 @@ struct TaskInput {
   // Swept job parameters of the grid point, as text ("context_length" ->
   // "256"); already applied to the job struct, kept for labels.
   std::map<std::string, std::string> params;
-  std::variant<std::monostate, LmJobSpec, SyntheticJobSpec, GenerateJobSpec>
+  std::variant<std::monostate, LmJobSpec, SyntheticJobSpec, GenerateJobSpec,
+               HeadImportanceJobSpec>
       job;
 };
 
