@@ -119,20 +119,20 @@ int Main(int argc, char** argv) {
   std::ofstream(model_dir + "/tokenizer.json") << *tok_json;
   auto tokenizer = Tokenizer::FromFile(model_dir + "/tokenizer.json");
   if (!tokenizer.ok()) return fail(tokenizer.status());
-  // One record that encodes to at least `seq` tokens; the window keeps `seq`.
+  // One record of the first word count that encodes to at least `seq`
+  // tokens; the window is the whole record (one window, `tokens` long).
   std::mt19937_64 rng(7);
   std::string text;
+  int64_t tokens = 0;
   static const char* kSyllables[] = {"ka", "lo", "mer", "tin", "sa",
                                      "vo", "ri", "den", "pa",  "gul"};
-  while (true) {
-    for (int i = 0; i < 256; ++i) {
-      text += " ";
-      text += kSyllables[rng() % 10];
-      text += kSyllables[rng() % 10];
-    }
+  while (tokens < seq) {
+    text += " ";
+    text += kSyllables[rng() % 10];
+    text += kSyllables[rng() % 10];
     auto ids = (*tokenizer)->Encode(text, BosPolicy::kOn);
     if (!ids.ok()) return fail(ids.status());
-    if (static_cast<int64_t>(ids->size()) >= seq) break;
+    tokens = static_cast<int64_t>(ids->size());
   }
   std::ofstream(dir + "/shard.txt") << text << "\n";
 
@@ -152,8 +152,8 @@ int Main(int argc, char** argv) {
   job.dataset_name = "bench";
   job.data.path = dir + "/shard.txt";
   job.data.split = TextSplit::kFile;
-  job.windowing.context_length = static_cast<int>(seq);
-  job.windowing.stride = static_cast<int>(seq);
+  job.windowing.context_length = static_cast<int>(tokens);
+  job.windowing.stride = static_cast<int>(tokens);
   auto selected =
       ParseLayerSelector(layers, cfg->num_hidden_layers, "--layers");
   if (!selected.ok()) return fail(selected.status());
@@ -168,7 +168,7 @@ int Main(int argc, char** argv) {
       "model %s: %d layers x %d heads, %s %s; %lld tokens; %zu "
       "layers scored, heads_per_forward %lld\n",
       config.c_str(), cfg->num_hidden_layers, cfg->num_attention_heads,
-      device.c_str(), dtype_name.c_str(), (long long)seq, job.layers.size(),
+      device.c_str(), dtype_name.c_str(), (long long)tokens, job.layers.size(),
       (long long)heads_per_forward);
   const Run batched = RunOnce(*backend, false, task, max_batch_tokens);
   if (!batched.ok) return 1;
