@@ -481,11 +481,16 @@ absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
                                  r->spec().heal().heads_removed().end());
           }
         }
+        // Heals only for the layers the writer keeps ("all" and open
+        // ranges need the model's layer count).
         std::vector<int> wanted;
         if (!m->layers().empty()) {
-          absl::StatusOr<std::vector<int>> sel = ParseLayerSelector(
-              m->layers(), kLayerCountUnknown, field + ".materialize.layers");
-          if (sel.ok()) wanted = *sel;
+          ASSIGN_OR_RETURN(ModelConfig cfg,
+                           ModelConfig::FromFile(JoinPath(
+                               resolved_spec.model().path(), "config.json")));
+          ASSIGN_OR_RETURN(
+              wanted, ParseLayerSelector(m->layers(), cfg.num_hidden_layers,
+                                         field + ".materialize.layers"));
         }
         m->clear_heals();
         for (const auto& [layer, heads] : pruned) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/hash.h"
 #include "common/model_fingerprint.h"
 #include "coordinator/planner.h"
 #include "gmock/gmock.h"
@@ -41,6 +42,14 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// A well-formed artifact object path "objects/<aa>/<sha256>" and its SHA-256
+// for a fabricated object named `what`.
+std::string Sha(const std::string& what) { return Sha256Hex(what); }
+std::string Obj(const std::string& what) {
+  const std::string hex = Sha(what);
+  return absl::StrCat("objects/", hex.substr(0, 2), "/", hex);
 }
 
 // Stage indices of the spec below.
@@ -162,7 +171,7 @@ class DerivedStagesTest : public ::testing::Test {
   }
 
   // DONE capture records: one Gram artifact per point, named as the capture
-  // contract says, path "objects/<dataset><shard>/<L>".
+  // contract says, object Obj("<dataset><shard>/<L>").
   static std::vector<v1::TaskRecord> CaptureRecords(const Plan& plan,
                                                     int skip_layer = -1) {
     std::vector<v1::TaskRecord> out;
@@ -176,8 +185,8 @@ class DerivedStagesTest : public ::testing::Test {
         v1::Artifact* a = r.mutable_result()->add_artifacts();
         a->set_name(
             absl::StrCat("gram/attn_heads[", L, "]/", ds, "/shard", shard));
-        a->set_path(absl::StrCat("objects/", ds, shard, "/", L));
-        a->set_sha256(absl::StrCat("sha-", ds, shard, "-", L));
+        a->set_path(Obj(absl::StrCat(ds, shard, "/", L)));
+        a->set_sha256(Sha(absl::StrCat(ds, shard, "/", L)));
       }
       out.push_back(std::move(r));
     }
@@ -234,20 +243,20 @@ TEST_F(DerivedStagesTest, SeedOnePipelineIsDerivedStageByStage) {
     EXPECT_THAT(s.heal().heads_removed(), ElementsAre(L % 4));
     EXPECT_EQ(s.heal().ridge_rel(), 0.01);
     ASSERT_THAT(s.heal().grams(), SizeIs(2));
-    EXPECT_EQ(s.heal().grams(0).path(), absl::StrCat("objects/calib0/", L));
-    EXPECT_EQ(s.heal().grams(1).path(), absl::StrCat("objects/calib1/", L));
-    EXPECT_EQ(s.heal().grams(1).sha256(), absl::StrCat("sha-calib1-", L));
+    EXPECT_EQ(s.heal().grams(0).path(), Obj(absl::StrCat("calib0/", L)));
+    EXPECT_EQ(s.heal().grams(1).path(), Obj(absl::StrCat("calib1/", L)));
+    EXPECT_EQ(s.heal().grams(1).sha256(), Sha(absl::StrCat("calib1/", L)));
     ASSERT_THAT(s.heal().heldout_grams(), SizeIs(1));
     EXPECT_EQ(s.heal().heldout_grams(0).path(),
-              absl::StrCat("objects/heldout0/", L));
+              Obj(absl::StrCat("heldout0/", L)));
   }
   next += 6;
   for (const PlannedTask& t : *heals) {
     v1::TaskRecord r = Done(t);
     v1::Artifact* a = r.mutable_result()->add_artifacts();
     a->set_name(absl::StrCat("heal/o_proj/layer", t.spec.heal().layer()));
-    a->set_path(absl::StrCat("objects/heal", t.spec.heal().layer()));
-    a->set_sha256(absl::StrCat("sha-heal", t.spec.heal().layer()));
+    a->set_path(Obj(absl::StrCat("heal", t.spec.heal().layer())));
+    a->set_sha256(Sha(absl::StrCat("heal", t.spec.heal().layer())));
     records.push_back(std::move(r));
   }
 
@@ -263,7 +272,7 @@ TEST_F(DerivedStagesTest, SeedOnePipelineIsDerivedStageByStage) {
     EXPECT_EQ(m.pruned(L).layer(), L);
     EXPECT_THAT(m.pruned(L).heads(), ElementsAre(L % 4));
     EXPECT_EQ(m.heals(L).layer(), L);
-    EXPECT_EQ(m.heals(L).artifact().path(), absl::StrCat("objects/heal", L));
+    EXPECT_EQ(m.heals(L).artifact().path(), Obj(absl::StrCat("heal", L)));
   }
   EXPECT_EQ(m.out_dir(), "pruned");
   // The subset: heals of layers 0-1 only (the writer restricts to `layers`).
@@ -272,6 +281,17 @@ TEST_F(DerivedStagesTest, SeedOnePipelineIsDerivedStageByStage) {
   ASSERT_TRUE(subset.ok()) << subset.status();
   ASSERT_THAT((*subset)[0].spec.materialize().heals(), SizeIs(2));
   EXPECT_EQ((*subset)[0].spec.materialize().layers(), "0-1");
+  // An open range is read against the model's 6 layers.
+  v1::SweepSpec open_range = plan->resolved_spec;
+  open_range.mutable_stages(kMaterializeSubset)
+      ->mutable_materialize()
+      ->set_layers("4:");
+  auto tail = PlanDerivedStage(open_range, kMaterializeSubset, records,
+                               next + 1, options_);
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  ASSERT_THAT((*tail)[0].spec.materialize().heals(), SizeIs(2));
+  EXPECT_EQ((*tail)[0].spec.materialize().heals(0).layer(), 4);
+  EXPECT_EQ((*tail)[0].spec.materialize().heals(1).layer(), 5);
 
   // Canary: the plan's head masks, no datasets.
   auto canary = PlanDerivedStage(plan->resolved_spec, kCanary, records,

@@ -78,7 +78,8 @@ class HeadImportanceExecutorTest : public ::testing::Test {
 
   // Runs one task; name + labels -> value.
   static std::map<std::string, double> Run(int tp, bool naive,
-                                           const TaskInput& task) {
+                                           const TaskInput& task,
+                                           int64_t max_batch_tokens = 64) {
     LmBackendOptions bo;
     bo.engine.model_dir = *dir_ + "/model";
     bo.engine.cpu_threads_per_rank = 1;
@@ -87,7 +88,7 @@ class HeadImportanceExecutorTest : public ::testing::Test {
     EXPECT_TRUE(backend.ok()) << backend.status();
     HeadImportanceExecutorOptions o;
     o.naive = naive;
-    o.max_batch_tokens = 64;
+    o.max_batch_tokens = max_batch_tokens;
     auto ex = HeadImportanceExecutor::Create(*backend, o);
     EXPECT_TRUE(ex.ok());
     FakeContext ctx;
@@ -161,6 +162,26 @@ TEST_F(HeadImportanceExecutorTest, BatchedEqualsNaiveWithFewerLayerForwards) {
       EXPECT_EQ(static_cast<int64_t>(naive_lf) % (6 * 17), 0) << naive_lf;
     }
   }
+}
+
+// heads_per_forward 0 with a token budget below window x heads: the heads of
+// a layer are split over several forwards, with the same deltas.
+TEST_F(HeadImportanceExecutorTest, AllHeadsSplitToFitTheTokenBudget) {
+  const std::vector<int> layers = {1, 3};
+  const auto naive = Run(1, /*naive=*/true, Task(layers, 0));
+  const auto whole = Run(1, /*naive=*/false, Task(layers, 0), 64);
+  const auto split = Run(1, /*naive=*/false, Task(layers, 0), 32);
+  for (int L : layers) {
+    for (int h = 0; h < 4; ++h) {
+      EXPECT_NEAR(split.at(DeltaKey(L, h)), naive.at(DeltaKey(L, h)), 2e-5)
+          << "layer " << L << " head " << h;
+    }
+  }
+  // The 16-token windows get 2 heads per forward instead of 4.
+  EXPECT_GT(split.at("head_importance_layer_forwards"),
+            whole.at("head_importance_layer_forwards"));
+  EXPECT_EQ(split.at("head_importance_token_layers"),
+            whole.at("head_importance_token_layers"));
 }
 
 TEST_F(HeadImportanceExecutorTest, ErrorsNameTheField) {

@@ -208,8 +208,16 @@ absl::StatusOr<TaskOutput> HeadImportanceExecutor::RunTask(
         }
         continue;
       }
-      for (int h0 = 0; h0 < H; h0 += per_forward) {
-        const int heads = std::min(per_forward, H - h0);
+      // heads_per_forward 0: all heads at once as far as the token budget
+      // allows (a long window times every head would not fit in memory).
+      const int chunk =
+          job->heads_per_forward > 0
+              ? per_forward
+              : static_cast<int>(std::clamp<int64_t>(
+                    options_.max_batch_tokens / (batch.windows * batch.seq), 1,
+                    H));
+      for (int h0 = 0; h0 < H; h0 += chunk) {
+        const int heads = std::min(chunk, H - h0);
         engine::ForwardRequest req;
         req.batch = batch.windows * heads;
         req.seq = batch.seq;

@@ -32,7 +32,9 @@ namespace sweepd {
 struct HeadImportanceExecutorOptions {
   // Tokens per forward: the unablated pass batches max(1, max_batch_tokens /
   // (window length * heads per forward)) windows, so the forward with every
-  // head copy stays within the budget.
+  // head copy stays within the budget; with heads_per_forward 0 a window
+  // batch gets as many head copies as the budget holds (at least 1, at most
+  // all heads of the layer).
   int64_t max_batch_tokens = 4096;
   // The reference algorithm, for tests and benchmarks: one full forward per
   // head (MaskHeads intervention), no prefix state, no row masks.
