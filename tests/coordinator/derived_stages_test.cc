@@ -332,6 +332,31 @@ TEST_F(DerivedStagesTest, SeedOnePipelineIsDerivedStageByStage) {
   EXPECT_THAT(stale.status().message(), HasSubstr("not the stale"));
 }
 
+// A plain stage after derived ones is deferred too and planned as at submit:
+// the base model, its own job, no head masks.
+TEST_F(DerivedStagesTest, PlainStageAfterDerivedOnesIsDeferred) {
+  v1::SweepSpec spec = Spec();
+  auto* base = spec.add_stages();
+  base->set_name("eval-base");
+  base->mutable_eval()->mutable_windowing()->set_context_length(16);
+  auto plan = PlanSweep(spec, options_);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const int index = spec.stages_size() - 1;
+  ASSERT_FALSE(plan->deferred_stages.empty());
+  EXPECT_EQ(plan->deferred_stages.back(), index);
+  auto tasks = PlanDerivedStage(plan->resolved_spec, index, {}, 5, options_);
+  ASSERT_TRUE(tasks.ok()) << tasks.status();
+  ASSERT_THAT(*tasks, SizeIs(2));  // per calib shard
+  for (const PlannedTask& t : *tasks) {
+    EXPECT_EQ(t.spec.kind(), v1::JOB_KIND_EVAL);
+    EXPECT_EQ(t.spec.stage(), "eval-base");
+    EXPECT_EQ(t.spec.model().fingerprint(),
+              plan->resolved_spec.model().fingerprint());
+    EXPECT_FALSE(t.spec.has_interventions());
+  }
+  EXPECT_EQ((*tasks)[0].spec.index(), 5);
+}
+
 TEST_F(DerivedStagesTest, DerivationsSayWhyTheyCannotBeMade) {
   auto plan = PlanSweep(Spec(), options_);
   ASSERT_TRUE(plan.ok()) << plan.status();
