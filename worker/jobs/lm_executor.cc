@@ -18,6 +18,7 @@
 #include "worker/jobs/generate_executor.h"
 #include "worker/jobs/head_importance_executor.h"
 #include "worker/jobs/interventions.h"
+#include "worker/jobs/materialize_executor.h"
 #include "worker/jobs/windowing.h"
 
 namespace sweepd {
@@ -921,6 +922,7 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
   gen.metrics = executor_options.metrics;
   gen.data_roots = executor_options.data_roots;
   gen.verifier_commands = executor_options.verifier_commands;
+  gen.artifacts = executor_options.artifacts;
   for (const char* kind : {kGenerateKind, kCanaryKind}) {
     ASSIGN_OR_RETURN(std::unique_ptr<GenerateExecutor> g,
                      GenerateExecutor::Create(kind, backend, gen));
@@ -935,6 +937,17 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
   ASSIGN_OR_RETURN(std::unique_ptr<HeadImportanceExecutor> hi,
                    HeadImportanceExecutor::Create(backend, importance));
   RETURN_IF_ERROR(registry->Register(std::move(hi)));
+  // materialize: no engine, the worker's model as the default base; heal
+  // artifacts come from the store of --artifact-root.
+  MaterializeExecutorOptions mat;
+  mat.model_dir = backend_options.engine.model_dir;
+  mat.model_fingerprint = backend_options.model_fingerprint;
+  mat.model_roots = backend_options.model_roots;
+  mat.clock = executor_options.clock;
+  mat.artifacts = executor_options.artifacts;
+  ASSIGN_OR_RETURN(std::unique_ptr<MaterializeExecutor> m,
+                   MaterializeExecutor::Create(mat));
+  RETURN_IF_ERROR(registry->Register(std::move(m)));
   return absl::OkStatus();
 }
 
