@@ -28,12 +28,16 @@ absl::StatusOr<ReportData> BuildReportData(
   profile_options.layer_types = options.layer_types;
   // Generate and canary tasks have their own sections; the layer study sees
   // the others.
+  // In a calibration sweep the eval tasks (base, masked and materialized
+  // checkpoints) belong to the calibration sections.
+  const bool calibration = IsCalibrationSweep(tasks);
   std::vector<sweepd::v1::TaskRecord> study_tasks;
   bool has_study_kind = false;
   for (const sweepd::v1::TaskRecord& t : tasks) {
     const sweepd::v1::JobKind kind = t.spec().kind();
     if (kind == sweepd::v1::JOB_KIND_GENERATE ||
-        kind == sweepd::v1::JOB_KIND_CANARY) {
+        kind == sweepd::v1::JOB_KIND_CANARY ||
+        (calibration && kind == sweepd::v1::JOB_KIND_EVAL)) {
       continue;
     }
     has_study_kind |=
@@ -73,7 +77,9 @@ absl::StatusOr<ReportData> BuildReportData(
         break;
     }
   }
-  data.layer_study = has_study_kind || generation.empty();
+  data.calibration = BuildCalibrationReport(tasks);
+  data.layer_study =
+      has_study_kind || (generation.empty() && data.calibration.empty());
   for (std::string& note : generation.notes) data.notes.push_back(note);
   data.generation = std::move(generation);
   data.options = options;
@@ -90,6 +96,9 @@ absl::StatusOr<ReportData> BuildReportData(
   data.layers = std::move(study.layers);
   data.drop_plans = std::move(plans.plans);
   data.notes = std::move(study.notes);
+  for (const std::string& note : data.calibration.notes) {
+    data.notes.push_back(note);
+  }
   for (std::string& note : plans.notes) data.notes.push_back(std::move(note));
   return data;
 }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/calibration_report.h"
 #include "client/generation_report.h"
 #include "common/best_of_k.h"
 #include "coordinator/drop_plan.h"
@@ -86,6 +87,10 @@ struct ReportData {
   bool layer_study = true;
   // Generate and canary tasks (client/generation_report.h).
   GenerationReport generation;
+  // Head importance, heals and pruned-checkpoint perplexity
+  // (client/calibration_report.h); empty unless the sweep has calibration
+  // tasks.
+  CalibrationReport calibration;
 };
 
 // Builds the report model from every TaskRecord of one sweep (any order, any

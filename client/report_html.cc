@@ -627,6 +627,7 @@ Page BuildPage(const ReportData& data) {
     AddSynthesis(data, &page);
     AddDegeneration(data, &page);
   }
+  report_internal::AddCalibrationSections(data.calibration, &page);
   report_internal::AddGenerationSections(data.generation, &page);
   AddOther(data, &page);
   return page;

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "client/calibration_report.h"
 #include "client/generation_report.h"
 #include "nlohmann/json.hpp"
 
@@ -65,6 +66,11 @@ struct Page {
 // charts, seed 003's category tables, the canary table and seed 002's
 // eye-test tables. Adds nothing when `report` is empty.
 void AddGenerationSections(const GenerationReport& report, Page* page);
+
+// The calibration sections (client/report_calibration_html.cc): the head
+// importance heatmap, the heal residuals and the perplexity of the pruned
+// checkpoints. Adds nothing when `report` is empty.
+void AddCalibrationSections(const CalibrationReport& report, Page* page);
 
 }  // namespace sweepd::report_internal
 

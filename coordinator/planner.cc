@@ -55,9 +55,9 @@
 #include "common/model_fingerprint.h"
 #include "common/path_confinement.h"
 #include "common/status.h"
-#include "coordinator/drop_plan.h"
+#include "coordinator/derived_stages.h"
 #include "coordinator/job_params.h"
-#include "coordinator/layer_profile.h"
+#include "coordinator/planner_internal.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
@@ -746,6 +746,10 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
       ASSIGN_OR_RETURN(
           *job->mutable_layers(),
           CanonicalLayers(job->layers(), m, "head_importance.layers"));
+      if (job->heads_per_forward() < 0) {
+        return Invalid("head_importance.heads_per_forward",
+                       "must be >= 0 (0 = all heads of a layer per forward)");
+      }
       return absl::OkStatus();
     }
     case v1::SweepSpec::kCapture: {
@@ -1090,7 +1094,10 @@ class JobsByParams {
   std::map<std::string, v1::SweepSpec> cache_;
 };
 
-// Plans one stage: `spec` without stages; every task records `stage`.
+}  // namespace
+
+namespace internal {
+
 absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
                                   const PlannerOptions& options,
                                   const std::string& stage) {
@@ -1412,28 +1419,11 @@ v1::SweepSpec StageSpec(const v1::SweepSpec& spec, const v1::Stage& stage) {
   return sub;
 }
 
-absl::Status ValidateDropPlan(const v1::SweepSpec& sub,
-                              const v1::DropPlanDerivation& d,
-                              const std::string& field) {
-  if (sub.job_case() != v1::SweepSpec::kEval) {
-    return Invalid(field, "a drop_plan stage needs an eval job");
-  }
-  if (sub.grid().axes_size() > 0) {
-    return Invalid(field + ".grid",
-                   "a drop_plan stage derives its grid; give no axes");
-  }
-  if (d.k_size() == 0) return Invalid(field + ".drop_plan.k", "required");
-  for (int i = 0; i < d.k_size(); ++i) {
-    if (d.k(i) < 1) {
-      return Invalid(absl::StrCat(field, ".drop_plan.k[", i, "]"),
-                     "must be >= 1");
-    }
-  }
-  if (d.w_bi() < 0 || d.w_bi_var() < 0 || d.w_delta() < 0) {
-    return Invalid(field + ".drop_plan", "score weights must be >= 0");
-  }
-  return absl::OkStatus();
-}
+}  // namespace internal
+
+namespace {
+using internal::PlanOneStage;
+using internal::StageSpec;
 
 }  // namespace
 
@@ -1492,19 +1482,12 @@ absl::StatusOr<Plan> PlanSweep(const v1::SweepSpec& spec,
                                                    stage.name(), "\""));
     }
     v1::SweepSpec sub = StageSpec(first, stage);
-    if (stage.has_drop_plan()) {
-      RETURN_IF_ERROR(ValidateDropPlan(sub, stage.drop_plan(), field));
-      // Validates the stage's job and datasets now; its tasks come later.
-      v1::SweepSpec probe_sub = sub;
-      auto check = PlanOneStage(probe_sub, options, stage.name());
-      if (!check.ok()) return Annotate(check.status(), field);
+    // A derived stage, and every stage after one, is planned later from the
+    // results before it (docs/STAGES.md); it is validated now.
+    if (IsDerivedStage(stage) || !plan.deferred_stages.empty()) {
+      RETURN_IF_ERROR(ValidateDeferredStage(spec, i, options));
       plan.deferred_stages.push_back(i);
       continue;
-    }
-    if (!plan.deferred_stages.empty()) {
-      return Invalid(field,
-                     "a stage without drop_plan cannot follow a "
-                     "drop_plan stage");
     }
     auto staged = PlanOneStage(sub, options, stage.name());
     if (!staged.ok()) return Annotate(staged.status(), field);
@@ -1524,66 +1507,6 @@ absl::StatusOr<Plan> PlanSweep(const v1::SweepSpec& spec,
       "sw-", HashWithVersion("sweep", DeterministicBytes(plan.resolved_spec))
                  .substr(0, 16));
   return plan;
-}
-
-absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
-    const v1::SweepSpec& resolved_spec, int stage_index,
-    const std::vector<v1::TaskRecord>& records, int64_t first_index,
-    const PlannerOptions& options) {
-  if (stage_index < 0 || stage_index >= resolved_spec.stages_size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("stage index ", stage_index, " out of range"));
-  }
-  const v1::Stage& stage = resolved_spec.stages(stage_index);
-  const std::string field = absl::StrCat("stages[", stage_index, "]");
-  if (!stage.has_drop_plan()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": not a derived (drop_plan) stage"));
-  }
-  const v1::DropPlanDerivation& d = stage.drop_plan();
-  LayerProfileOptions profile_options;
-  if (d.w_bi() > 0 || d.w_bi_var() > 0 || d.w_delta() > 0) {
-    profile_options.weights.bi = d.w_bi();
-    profile_options.weights.bi_var = d.w_bi_var();
-    profile_options.weights.delta = d.w_delta();
-  }
-  if (d.critical_delta_pct() > 0)
-    profile_options.critical_delta_pct = d.critical_delta_pct();
-  profile_options.ablation_dataset = d.ablation_dataset();
-  std::vector<v1::TaskRecord> earlier;
-  for (const v1::TaskRecord& r : records) {
-    if (r.spec().stage() != stage.name()) earlier.push_back(r);
-  }
-  ASSIGN_OR_RETURN(LayerStudy study, BuildLayerStudy(earlier, profile_options));
-  ASSIGN_OR_RETURN(DropPlans drop_plans,
-                   DeriveDropPlans(study, {d.k().begin(), d.k().end()}));
-
-  v1::SweepSpec first = resolved_spec;
-  first.clear_stages();
-  v1::SweepSpec sub = StageSpec(first, stage);
-  v1::InterventionList* items =
-      sub.mutable_grid()->add_axes()->mutable_interventions();
-  std::vector<std::string> infeasible;
-  for (const DropPlan& p : drop_plans.plans) {
-    if (!p.feasible) {
-      infeasible.push_back(absl::StrCat(p.k));
-      continue;
-    }
-    items->add_items()->add_interventions()->mutable_skip()->set_layers(
-        absl::StrJoin(p.layers, ","));
-  }
-  if (items->items_size() == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        field, ".drop_plan: no feasible drop plan (k = ",
-        absl::StrJoin(infeasible, ", "),
-        "): the earlier stages must score more non-critical layers (a probe "
-        "and a single-layer skip ablation with a baseline)"));
-  }
-  ASSIGN_OR_RETURN(Plan plan, PlanOneStage(sub, options, stage.name()));
-  for (size_t i = 0; i < plan.tasks.size(); ++i) {
-    plan.tasks[i].spec.set_index(first_index + static_cast<int64_t>(i));
-  }
-  return std::move(plan.tasks);
 }
 
 }  // namespace sweepd

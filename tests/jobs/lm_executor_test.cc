@@ -803,10 +803,12 @@ TEST_F(LmExecutorTest, RegisterLmExecutorsRegistersEvalAndProbe) {
   bo.engine.cpu_threads_per_rank = 1;
   ExecutorRegistry registry;
   ASSERT_TRUE(RegisterLmExecutors(bo, LmExecutorOptions{}, &registry).ok());
-  // materialize (engine-free) is registered next to them (issue 12).
+  // head_importance shares the backend (docs/CALIBRATION.md); materialize
+  // (engine-free) is registered next to them (issue 12).
   EXPECT_THAT(registry.kinds(),
               ::testing::ElementsAre("canary", "capture", "eval", "generate",
-                                     "heal", "materialize", "probe"));
+                                     "heal", "head_importance", "materialize",
+                                     "probe"));
   ASSERT_NE(registry.Find("probe"), nullptr);
   // One executor serves both kinds, so a prefix-share group mixing eval and
   // probe tasks (a staged layer study) reaches a single RunGroup.

@@ -247,6 +247,34 @@ TEST(ConversionTest, CaptureAndHealTasksAreTyped) {
   heal->clear_grams();
   EXPECT_THAT(std::string(ToTaskInput(h).status().message()),
               HasSubstr("heal.grams"));
+TEST(ConversionTest, HeadImportanceTaskIsTyped) {
+  auto a = EvalAssignment();
+  sweepd::v1::TaskSpec* spec = a.mutable_spec();
+  spec->set_kind(sweepd::v1::JOB_KIND_HEAD_IMPORTANCE);
+  spec->clear_interventions();
+  spec->mutable_head_importance()->set_layers("1,3");
+  spec->mutable_head_importance()->set_heads_per_forward(8);
+  spec->mutable_head_importance()->mutable_windowing()->set_context_length(64);
+  auto input = ToTaskInput(a);
+  ASSERT_TRUE(input.ok()) << input.status();
+  EXPECT_EQ(input->kind, "head_importance");
+  const auto* job = std::get_if<HeadImportanceJobSpec>(&input->job);
+  ASSERT_NE(job, nullptr);
+  EXPECT_EQ(job->model.path, "/m");
+  EXPECT_EQ(job->dataset_name, "d");
+  EXPECT_EQ(job->data.shard_index, 2);
+  EXPECT_EQ(job->data.num_shards, 4);
+  EXPECT_THAT(job->layers, ElementsAre(1, 3));
+  EXPECT_EQ(job->heads_per_forward, 8);
+  EXPECT_EQ(job->windowing.context_length, 64);
+
+  spec->mutable_head_importance()->set_heads_per_forward(-1);
+  EXPECT_THAT(std::string(ToTaskInput(a).status().message()),
+              HasSubstr("head_importance.heads_per_forward"));
+  spec->mutable_head_importance()->set_heads_per_forward(0);
+  spec->mutable_head_importance()->set_layers("all");
+  EXPECT_THAT(std::string(ToTaskInput(a).status().message()),
+              HasSubstr("head_importance.layers"));
 }
 
 TEST(ConversionTest, MaterializeTaskIsTyped) {

@@ -297,6 +297,25 @@ absl::StatusOr<HealJobSpec> ToHealJob(const v1::TaskSpec& spec) {
   return job;
 }
 
+absl::StatusOr<HeadImportanceJobSpec> ToHeadImportanceJob(
+    const v1::TaskSpec& spec) {
+  HeadImportanceJobSpec job;
+  job.model = ToModelRef(spec.model());
+  RETURN_IF_ERROR(ToDatasetShard(spec, &job.dataset_name, &job.data));
+  const v1::HeadImportanceJob& hi = spec.head_importance();
+  const v1::TextWindowing& w = hi.windowing();
+  ASSIGN_OR_RETURN(job.windowing,
+                   ResolveWindowing(w.context_length(), w.stride(), w.bos(),
+                                    "head_importance.windowing"));
+  ASSIGN_OR_RETURN(job.layers,
+                   ExplicitLayers(hi.layers(), "head_importance.layers"));
+  if (hi.heads_per_forward() < 0) {
+    return Invalid("head_importance.heads_per_forward", "must be >= 0");
+  }
+  job.heads_per_forward = hi.heads_per_forward();
+  return job;
+}
+
 absl::StatusOr<bool> BosOn(const std::string& bos, const std::string& field) {
   if (bos.empty() || bos == "on") return true;
   if (bos == "off") return false;
@@ -499,6 +518,11 @@ absl::StatusOr<TaskInput> ToTaskInput(
     }
   } else if (input.kind == kHealKind) {
     absl::StatusOr<HealJobSpec> job = ToHealJob(spec);
+  return job;
+}
+
+  } else if (input.kind == kHeadImportanceKind) {
+    absl::StatusOr<HeadImportanceJobSpec> job = ToHeadImportanceJob(spec);
     if (job.ok()) {
       input.job = std::move(*job);
     } else {

@@ -168,6 +168,14 @@ struct Intervention {
 int FirstTouchedLayer(const std::vector<Intervention>& interventions,
                       int num_layers);
 
+// One batch row's own head mask (ForwardRequest::row_head_masks): the listed
+// heads of `layer` are zero in this row only (before o_proj; each rank masks
+// the heads it owns). An empty `heads` masks nothing (e.g. a baseline row).
+struct RowHeadMask {
+  int layer = 0;
+  std::vector<int> heads;  // global indices in [0, num_attention_heads)
+};
+
 // A host float32 tensor, row-major.
 struct HostTensor {
   std::vector<int64_t> shape;
@@ -249,6 +257,12 @@ struct ForwardRequest {
   // (the costliest part of a lens) at every other position.
   std::vector<uint8_t> lens_positions;
   std::vector<Intervention> interventions;
+  // Optional per-row head masks: empty, or one entry per batch row. Row b
+  // masks row_head_masks[b] on top of `interventions` (which apply to every
+  // row), so one forward evaluates as many different head ablations as it
+  // has rows (head importance, docs/CALIBRATION.md). A row's masked layer
+  // counts as touched for start_layer and valid_until like an intervention.
+  std::vector<RowHeadMask> row_head_masks;
   // Also return the softcapped logits [batch, seq, vocab] (gathered across
   // ranks).
   bool return_logits = false;
@@ -271,8 +285,11 @@ struct ForwardRequest {
   bool layer_stats = false;
   // Keep the residual entering every layer in ForwardResult::prefix_state.
   bool keep_prefix_state = false;
-  // Start at layer `start_layer` from `start_from`'s residual (same tokens
-  // required).
+  // Start at layer `start_layer` from `start_from`'s residual. The request's
+  // tokens must be the state's, or the state's rows repeated: with a state of
+  // batch b, a request of batch m*b whose row r holds the tokens of the
+  // state's row r mod b starts row r from that state row's residual (one
+  // unablated pass of b windows serves m ablations of them in one batch).
   std::shared_ptr<const PrefixState> start_from;
   int start_layer = 0;
 };

@@ -175,6 +175,34 @@ absl::Status MakePlan(const ModelConfig& cfg, int tp_size, const void* owner,
     }
   }
   plan->first_touched = FirstTouchedLayer(req.interventions, N);
+  plan->row_masked_heads.assign(N, {});
+  if (!req.row_head_masks.empty()) {
+    if (static_cast<int64_t>(req.row_head_masks.size()) != req.batch) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("row_head_masks has ", req.row_head_masks.size(),
+                       " entries, batch = ", req.batch));
+    }
+    for (int64_t b = 0; b < req.batch; ++b) {
+      const RowHeadMask& m = req.row_head_masks[b];
+      if (m.heads.empty()) continue;
+      if (m.layer < 0 || m.layer >= N) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("row_head_masks[", b, "].layer ", m.layer,
+                         " outside [0, ", N, ")"));
+      }
+      for (int head : m.heads) {
+        if (head < 0 || head >= cfg.num_attention_heads) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("row_head_masks[", b, "].heads: head ", head,
+                           " outside [0, ", cfg.num_attention_heads, ")"));
+        }
+      }
+      auto& rows = plan->row_masked_heads[m.layer];
+      if (rows.empty()) rows.resize(req.batch);
+      rows[b] = m.heads;
+      plan->first_touched = std::min(plan->first_touched, m.layer);
+    }
+  }
   plan->start_layer = 0;
   if (req.start_from != nullptr) {
     const auto* st = dynamic_cast<const PrefixStateImpl*>(req.start_from.get());
@@ -182,11 +210,18 @@ absl::Status MakePlan(const ModelConfig& cfg, int tp_size, const void* owner,
       return absl::InvalidArgumentError(
           "start_from was not produced by this engine");
     }
-    if (st->tokens != req.tokens || st->batch != req.batch ||
-        st->seq != req.seq) {
-      return absl::InvalidArgumentError(
-          "start_from was produced for different tokens than this request's");
+    bool same_tokens =
+        st->seq == req.seq && st->batch > 0 && req.batch % st->batch == 0;
+    const int64_t state_tokens = st->batch * st->seq;
+    for (int64_t i = 0; same_tokens && i < T; ++i) {
+      same_tokens = req.tokens[i] == st->tokens[i % state_tokens];
     }
+    if (!same_tokens) {
+      return absl::InvalidArgumentError(
+          "start_from was produced for different tokens than this request's "
+          "(or the request's rows are not the state's rows repeated)");
+    }
+    plan->start_repeat = req.batch / st->batch;
     if (req.start_layer < 0 || req.start_layer > N) {
       return absl::InvalidArgumentError(absl::StrCat(
           "start_layer ", req.start_layer, " outside [0, ", N, "]"));

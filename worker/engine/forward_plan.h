@@ -43,6 +43,9 @@ struct Plan {
   std::vector<uint8_t> zero;                    // per layer
   std::vector<std::optional<uint64_t>> reinit;  // per layer
   std::vector<std::vector<int>> masked_heads;   // per layer, global indices
+  // Per layer: empty (no row masks at that layer) or [batch] global heads
+  // masked in that row only (ForwardRequest::row_head_masks).
+  std::vector<std::vector<std::vector<int>>> row_masked_heads;
   std::vector<CapturePoint> captures;
   // ForwardRequest::grams (validated: this engine's, no duplicates) and the
   // rows they take (indices into batch*seq, ascending).
@@ -53,6 +56,8 @@ struct Plan {
   // lens_positions; all targeted positions when the request leaves it empty).
   std::vector<uint8_t> lens;
   const PrefixStateImpl* start_state = nullptr;
+  // The request's batch is start_state's batch times this (rows repeated).
+  int64_t start_repeat = 1;
   std::shared_ptr<PrefixStateImpl> keep_state;
   int first_touched = 0;
 };

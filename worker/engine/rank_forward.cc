@@ -47,6 +47,7 @@ void RankForward::Run() {
   at::Tensor h;
   if (plan_.start_state != nullptr) {
     h = plan_.start_state->resid[s_.rank][plan_.start_layer].to(s_.device);
+    if (plan_.start_repeat > 1) h = h.repeat({plan_.start_repeat, 1, 1});
   } else {
     h = Embed(tokens);
   }
@@ -56,6 +57,9 @@ void RankForward::Run() {
     if (plan_.start_state != nullptr) {
       for (int L = 0; L < plan_.start_layer; ++L) {
         kept[L] = plan_.start_state->resid[s_.rank][L];
+        if (plan_.start_repeat > 1) {
+          kept[L] = kept[L].repeat({plan_.start_repeat, 1, 1});
+        }
       }
     }
   }
@@ -265,6 +269,27 @@ at::Tensor RankForward::MaskAndCaptureHeads(int L, at::Tensor attn) {
     if (!local.empty()) {
       at::Tensor idx = at::tensor(local, at::kLong).to(s_.device);
       attn = attn.index_fill(2, idx, 0);
+    }
+  }
+  const std::vector<std::vector<int>>& rows = plan_.row_masked_heads[L];
+  if (!rows.empty()) {
+    // [B, 1, heads_local, 1]: 1 where row b masks a head this rank owns.
+    std::vector<uint8_t> mask(B * g.heads_local, 0);
+    bool any = false;
+    for (int64_t b = 0; b < B; ++b) {
+      for (int head : rows[b]) {
+        if (head >= g.head_start && head < g.head_start + g.heads_local) {
+          mask[b * g.heads_local + (head - g.head_start)] = 1;
+          any = true;
+        }
+      }
+    }
+    if (any) {
+      at::Tensor m =
+          at::from_blob(mask.data(), {B, 1, g.heads_local, 1}, at::kByte)
+              .to(s_.device)
+              .to(at::kBool);
+      attn = attn.masked_fill(m, 0).contiguous();
     }
   }
   if (grams_ != nullptr) grams_->Offer(CapturePoint::kAttnHeads, L, attn);

@@ -18,6 +18,7 @@
 #include "worker/jobs/determinism.h"
 #include "worker/jobs/generate_executor.h"
 #include "worker/jobs/heal_executor.h"
+#include "worker/jobs/head_importance_executor.h"
 #include "worker/jobs/interventions.h"
 #include "worker/jobs/materialize_executor.h"
 #include "worker/jobs/windowing.h"
@@ -929,6 +930,15 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                      GenerateExecutor::Create(kind, backend, gen));
     RETURN_IF_ERROR(registry->Register(std::move(g)));
   }
+  // head_importance shares it too (docs/CALIBRATION.md).
+  HeadImportanceExecutorOptions importance;
+  importance.max_batch_tokens = executor_options.max_batch_tokens;
+  importance.clock = executor_options.clock;
+  importance.data_roots = executor_options.data_roots;
+  importance.metrics = executor_options.metrics;
+  ASSIGN_OR_RETURN(std::unique_ptr<HeadImportanceExecutor> hi,
+                   HeadImportanceExecutor::Create(backend, importance));
+  RETURN_IF_ERROR(registry->Register(std::move(hi)));
   // materialize: no engine, the worker's model as the default base; heal
   // artifacts come from the store of --artifact-root.
   MaterializeExecutorOptions mat;

@@ -29,6 +29,7 @@ inline constexpr char kProbeKind[] = "probe";
 inline constexpr char kSyntheticKind[] = "synthetic";
 inline constexpr char kGenerateKind[] = "generate";
 inline constexpr char kCanaryKind[] = "canary";
+inline constexpr char kHeadImportanceKind[] = "head_importance";
 inline constexpr char kMaterializeKind[] = "materialize";
 inline constexpr char kCaptureKind[] = "capture";
 inline constexpr char kHealKind[] = "heal";
@@ -94,6 +95,18 @@ struct GenerateJobSpec {
   bool token_logprobs = false;
   std::vector<engine::Intervention> interventions;
   std::vector<std::string> intervention_fields;
+};
+
+// head_importance (docs/CALIBRATION.md): the leave-one-out NLL delta of every
+// attention head of `layers` on one dataset shard.
+struct HeadImportanceJobSpec {
+  ModelRefSpec model;
+  std::string dataset_name;
+  DatasetShardRef data;
+  Windowing windowing;
+  std::vector<int> layers;  // explicit, ascending
+  // Heads masked per forward (one batch row per head); 0 = all of a layer's.
+  int heads_per_forward = 0;
 };
 
 // The synthetic test workload (docs/SYNTHETIC.md).
@@ -202,7 +215,8 @@ struct TaskInput {
   // "256"); already applied to the job struct, kept for labels.
   std::map<std::string, std::string> params;
   std::variant<std::monostate, LmJobSpec, SyntheticJobSpec, GenerateJobSpec,
-               MaterializeJobSpec, CaptureJobSpec, HealJobSpec>
+               MaterializeJobSpec, CaptureJobSpec, HealJobSpec,
+               HeadImportanceJobSpec>
       job;
 };
 
