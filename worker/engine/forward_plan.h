@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/model_config.h"
+#include "common/safetensors.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/prefix_state.h"
 
@@ -27,6 +28,13 @@ struct CapturePoint {
   std::string name;
 };
 
+// One steering intervention as the ranks apply it to resid_in[layer].
+struct SteerOp {
+  Intervention::SteerMode mode = Intervention::SteerMode::kAdd;
+  std::vector<float> delta;   // scale * vector, [hidden] float32
+  std::vector<int64_t> rows;  // flat rows of [batch * seq], ascending
+};
+
 struct Plan {
   const ForwardRequest* req = nullptr;
   int start_layer = 0;
@@ -34,6 +42,11 @@ struct Plan {
   std::vector<uint8_t> zero;                    // per layer
   std::vector<std::optional<uint64_t>> reinit;  // per layer
   std::vector<std::vector<int>> masked_heads;   // per layer, global indices
+  // Per layer: the replace_layer file (validated against the model), or null.
+  std::vector<std::shared_ptr<const SafetensorsFile>> replace;
+  // Per layer: the steering applied to the residual entering it, in request
+  // order.
+  std::vector<std::vector<SteerOp>> steer;
   std::vector<CapturePoint> captures;
   std::vector<int32_t> targets;  // [batch*seq], -1 ignored
   // [batch*seq]: 1 where layer_stats ranks the target (ForwardRequest::
@@ -49,6 +62,14 @@ struct Plan {
 // capture point otherwise.
 absl::StatusOr<CapturePoint> ParseCapture(const std::string& name,
                                           int num_layers);
+
+// Sets the rows every steering intervention of `req` selects: row r (of
+// [batch * seq]) holds the token at position pos[r] of a sequence whose
+// negative positions count from len[r] (pos[r] < 0: a pad, never selected).
+// MakePlan calls it with pos = r % seq, len = seq; generation with the
+// prompt's positions and length (docs/GENERATION.md).
+void ResolveSteering(const ForwardRequest& req, const std::vector<int64_t>& pos,
+                     const std::vector<int64_t>& len, Plan* plan);
 
 // Validates `req` against the model and fills `plan` (INVALID_ARGUMENT naming
 // what is wrong). `owner` identifies the engine: start_from must carry it, and

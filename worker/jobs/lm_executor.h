@@ -30,6 +30,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/artifact_store.h"
 #include "common/clock.h"
 #include "common/tokenizer.h"
 #include "worker/engine/engine.h"
@@ -115,6 +116,10 @@ struct LmExecutorOptions {
   // Borrowed; null = none. Every engine forward is recorded (layer-forwards,
   // seconds).
   WorkerMetrics* metrics = nullptr;
+  // The worker's artifact store (--artifact-root); null = none: tasks whose
+  // interventions take artifacts (steer vectors, replace_layer weights) fail
+  // with FAILED_PRECONDITION.
+  std::shared_ptr<ArtifactStore> artifacts;
 };
 
 // Runs groups of eval and/or probe tasks (a group may mix both; each task is
