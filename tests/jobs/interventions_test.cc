@@ -112,11 +112,12 @@ TEST(CheckInterventionsTest, SteerVectorsAndReplaceLayerFiles) {
 
 TEST(ResolveInterventionArtifactsTest, FillsVectorsAndWeightPaths) {
   const std::string dir = TempDir("resolve");
-  auto store = ArtifactStore::Open(dir + "/store");
-  ASSERT_TRUE(store.ok()) << store.status();
-  const ArtifactInfo one = PutTensors(store->get(), dir, {{"v", {1, 2, 3}}});
+  auto opened = ArtifactStore::Open(dir + "/store");
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::shared_ptr<ArtifactStore> store = std::move(*opened);
+  const ArtifactInfo one = PutTensors(store.get(), dir, {{"v", {1, 2, 3}}});
   const ArtifactInfo two =
-      PutTensors(store->get(), dir, {{"a", {4, 5, 6}}, {"b", {7, 8, 9}}});
+      PutTensors(store.get(), dir, {{"a", {4, 5, 6}}, {"b", {7, 8, 9}}});
   std::vector<engine::Intervention> ivs = {
       engine::Intervention::Steer(0, Steer::kAdd, {}),
       engine::Intervention::Steer(1, Steer::kReplace, {}, 2.0, {-1}),
@@ -125,34 +126,33 @@ TEST(ResolveInterventionArtifactsTest, FillsVectorsAndWeightPaths) {
   std::vector<InterventionArtifactRef> refs = {{0, one.path, "", ""},
                                                {1, two.path, two.sha256, "b"},
                                                {2, two.path, "", ""}};
-  ASSERT_TRUE(
-      ResolveInterventionArtifacts(store->get(), refs, fields, &ivs).ok());
+  ASSERT_TRUE(ResolveInterventionArtifacts(store, refs, fields, &ivs).ok());
   EXPECT_THAT(ivs[0].vector, ElementsAre(1, 2, 3));
   EXPECT_THAT(ivs[1].vector, ElementsAre(7, 8, 9));
   EXPECT_EQ(ivs[1].scale, 2.0);
-  EXPECT_EQ(ivs[2].weights_path, (*store)->root() + "/" + two.path);
+  EXPECT_EQ(ivs[2].weights_path, store->root() + "/" + two.path);
 
   // Errors name the field.
-  auto resolve = [&](std::vector<InterventionArtifactRef> r, ArtifactStore* s) {
+  auto resolve = [&](std::vector<InterventionArtifactRef> r,
+                     const std::shared_ptr<ArtifactStore>& s) {
     std::vector<engine::Intervention> copy = ivs;
     return ResolveInterventionArtifacts(s, r, fields, &copy);
   };
   absl::Status no_store = resolve({refs[0]}, nullptr);
   EXPECT_EQ(no_store.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(no_store.message()),
-              HasSubstr("f0: the artifact " + one.path +
-                        " needs --artifact-root on the worker"));
-  EXPECT_THAT(
-      std::string(resolve({{1, two.path, "", ""}}, store->get()).message()),
-      HasSubstr("f1: artifact " + two.path +
-                " holds 2 tensors; name one with "
-                "vector_artifact.tensor"));
-  EXPECT_THAT(
-      std::string(resolve({{1, two.path, "", "c"}}, store->get()).message()),
-      HasSubstr("has no tensor 'c'"));
+              HasSubstr("f0 (artifact " + one.path +
+                        ") needs --artifact-root on the worker"));
+  EXPECT_THAT(std::string(resolve({{1, two.path, "", ""}}, store).message()),
+              HasSubstr("f1: artifact " + two.path +
+                        " holds 2 tensors; name one with "
+                        "vector_artifact.tensor"));
+  EXPECT_THAT(std::string(resolve({{1, two.path, "", "c"}}, store).message()),
+              HasSubstr("has no tensor 'c'"));
   const std::string missing = "objects/00/" + std::string(64, '0');
-  absl::Status not_found = resolve({{0, missing, "", ""}}, store->get());
-  EXPECT_EQ(not_found.code(), absl::StatusCode::kNotFound);
+  absl::Status not_found = resolve({{0, missing, "", ""}}, store);
+  // Missing: retryable (another box's store may not show it yet).
+  EXPECT_EQ(not_found.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(not_found.message()), HasSubstr("f0"));
 }
 

@@ -118,8 +118,8 @@ absl::StatusOr<TaskOutput> GenerateExecutor::RunTask(const TaskInput& task,
   const Tokenizer& tok = *model.tokenizer;
   std::vector<engine::Intervention> interventions = job->interventions;
   RETURN_IF_ERROR(ResolveInterventionArtifacts(
-      options_.artifacts.get(), job->intervention_artifacts,
-      job->intervention_fields, &interventions));
+      options_.artifacts, job->intervention_artifacts, job->intervention_fields,
+      &interventions));
   RETURN_IF_ERROR(
       CheckInterventions(interventions, job->intervention_fields, cfg));
   ASSIGN_OR_RETURN(std::vector<PromptSpec> prompts,

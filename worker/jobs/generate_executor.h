@@ -39,7 +39,8 @@ struct GenerateExecutorOptions {
   // Borrowed; null = none. Prompt and generated tokens, time to first token,
   // inter-token and request latency (vLLM's names), engine forwards.
   WorkerMetrics* metrics = nullptr;
-  // The worker's artifact store; null = none (as LmExecutorOptions).
+  // The worker's artifact store (steering vectors and replace_layer weights
+  // are read through it); null = none.
   std::shared_ptr<ArtifactStore> artifacts;
 };
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/safetensors.h"
 #include "common/status.h"
+#include "worker/jobs/job_artifacts.h"
 
 namespace sweepd {
 namespace {
@@ -70,7 +71,8 @@ absl::Status CheckInterventions(
 }
 
 absl::Status ResolveInterventionArtifacts(
-    ArtifactStore* store, const std::vector<InterventionArtifactRef>& refs,
+    const std::shared_ptr<ArtifactStore>& store,
+    const std::vector<InterventionArtifactRef>& refs,
     const std::vector<std::string>& fields,
     std::vector<engine::Intervention>* interventions) {
   for (const InterventionArtifactRef& ref : refs) {
@@ -82,13 +84,10 @@ absl::Status ResolveInterventionArtifacts(
       return absl::InvalidArgumentError(
           absl::StrCat(field, ": artifact of no intervention"));
     }
-    if (store == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(field, ": the artifact ", ref.path,
-                       " needs --artifact-root on the worker"));
-    }
-    absl::StatusOr<std::string> local = store->Resolve(ref.path, ref.sha256);
-    if (!local.ok()) return Annotate(local.status(), field);
+    absl::StatusOr<std::string> local =
+        ResolveInputArtifact(store, ref.path, ref.sha256,
+                             absl::StrCat(field, " (artifact ", ref.path, ")"));
+    if (!local.ok()) return local.status();
     engine::Intervention& iv = (*interventions)[ref.intervention];
     if (iv.kind == engine::Intervention::Kind::kReplaceLayer) {
       iv.weights_path = *local;

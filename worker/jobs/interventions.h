@@ -10,6 +10,7 @@
 #ifndef SWEEPD_WORKER_JOBS_INTERVENTIONS_H_
 #define SWEEPD_WORKER_JOBS_INTERVENTIONS_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,12 +32,14 @@ absl::Status CheckInterventions(
 // Resolves `refs` through `store` into `interventions`: a replace_layer gets
 // the object's local path (checksum verified), a steer the values of the
 // safetensors object's tensor `tensor` (or its only tensor; any shape with
-// hidden_size elements, float dtypes). FAILED_PRECONDITION "<field>: ...
-// needs --artifact-root on the worker" without a store; NOT_FOUND /
-// DATA_LOSS from the store; INVALID_ARGUMENT naming the field for a missing
-// or ambiguous tensor or a non-float dtype.
+// hidden_size elements, float dtypes). Reads go through ResolveInputArtifact
+// (job_artifacts.h): FAILED_PRECONDITION "<field> (artifact <path>) needs
+// --artifact-root on the worker" without a store, UNAVAILABLE (retryable)
+// for a missing object, DATA_LOSS for a corrupt one; INVALID_ARGUMENT naming
+// the field for a missing or ambiguous tensor or a non-float dtype.
 absl::Status ResolveInterventionArtifacts(
-    ArtifactStore* store, const std::vector<InterventionArtifactRef>& refs,
+    const std::shared_ptr<ArtifactStore>& store,
+    const std::vector<InterventionArtifactRef>& refs,
     const std::vector<std::string>& fields,
     std::vector<engine::Intervention>* interventions);
 

@@ -17,6 +17,7 @@
 #include "worker/jobs/determinism.h"
 #include "worker/jobs/generate_executor.h"
 #include "worker/jobs/interventions.h"
+#include "worker/jobs/materialize_executor.h"
 #include "worker/jobs/windowing.h"
 
 namespace sweepd {
@@ -721,7 +722,7 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
       TaskRun& t = runs[m];
       t.interventions = t.spec.interventions;
       if (absl::Status resolved = ResolveInterventionArtifacts(
-              options_.artifacts.get(), t.spec.intervention_artifacts,
+              options_.artifacts, t.spec.intervention_artifacts,
               t.spec.intervention_fields, &t.interventions);
           !resolved.ok()) {
         finish(t, resolved);
@@ -933,6 +934,17 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                      GenerateExecutor::Create(kind, backend, gen));
     RETURN_IF_ERROR(registry->Register(std::move(g)));
   }
+  // materialize: no engine, the worker's model as the default base; heal
+  // artifacts come from the store of --artifact-root.
+  MaterializeExecutorOptions mat;
+  mat.model_dir = backend_options.engine.model_dir;
+  mat.model_fingerprint = backend_options.model_fingerprint;
+  mat.model_roots = backend_options.model_roots;
+  mat.clock = executor_options.clock;
+  mat.artifacts = executor_options.artifacts;
+  ASSIGN_OR_RETURN(std::unique_ptr<MaterializeExecutor> m,
+                   MaterializeExecutor::Create(mat));
+  RETURN_IF_ERROR(registry->Register(std::move(m)));
   return absl::OkStatus();
 }
 

@@ -116,9 +116,10 @@ struct LmExecutorOptions {
   // Borrowed; null = none. Every engine forward is recorded (layer-forwards,
   // seconds).
   WorkerMetrics* metrics = nullptr;
-  // The worker's artifact store (--artifact-root); null = none: tasks whose
-  // interventions take artifacts (steer vectors, replace_layer weights) fail
-  // with FAILED_PRECONDITION.
+  // The worker's artifact store (sweep-worker --artifact-root); null = none.
+  // RegisterLmExecutors hands it to every executor it builds; a job that
+  // needs it fails with FAILED_PRECONDITION "... needs --artifact-root on the
+  // worker" when it is null (RequireArtifactStore, job_artifacts.h).
   std::shared_ptr<ArtifactStore> artifacts;
 };
 
@@ -147,7 +148,10 @@ class LmExecutor : public Executor {
 
 // Creates one LmBackend (loading the worker's model) and registers executors
 // sharing it: an LmExecutor for "eval" and "probe", a GenerateExecutor
-// (generate_executor.h) for each of "generate" and "canary".
+// (generate_executor.h) for each of "generate" and "canary"; and the
+// engine-free MaterializeExecutor (materialize_executor.h) for "materialize".
+// Every executor's options get executor_options.artifacts (the store, may be
+// null).
 absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                                  const LmExecutorOptions& executor_options,
                                  ExecutorRegistry* registry);
