@@ -249,8 +249,10 @@ EyeColumn ClassifyInterventions(const v1::InterventionSet& set) {
                           absl::StrJoin(iv.mask_heads().heads(), ","));
         op_order = 4;
         break;
+      case v1::Intervention::kSteer:
+      case v1::Intervention::kReplaceLayer:
       case v1::Intervention::OP_NOT_SET:
-        break;
+        break;  // "Other interventions" below
     }
     if (!op.empty()) {
       int first = 0;

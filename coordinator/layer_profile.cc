@@ -18,8 +18,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "common/status.h"
 #include "common/layer_selector.h"
+#include "common/status.h"
+#include "coordinator/task_summary.h"
 
 namespace sweepd {
 namespace {
@@ -94,6 +95,12 @@ std::string DescribeRaw(const InterventionSet& set) {
             "mask_heads layer ", iv.mask_heads().layer(), " heads ",
             absl::StrJoin(iv.mask_heads().heads(), ",")));
         break;
+      case sweepd::v1::Intervention::kSteer:
+        parts.push_back(SteerSummary(iv.steer()));
+        break;
+      case sweepd::v1::Intervention::kReplaceLayer:
+        parts.push_back(ReplaceLayerSummary(iv.replace_layer()));
+        break;
       case sweepd::v1::Intervention::OP_NOT_SET:
         parts.push_back("unset");
         break;
@@ -132,6 +139,12 @@ absl::StatusOr<ParsedInterventions> ClassifyInterventions(
         break;
       case sweepd::v1::Intervention::kMaskHeads:
         layers.insert(iv.mask_heads().layer());
+        continue;
+      case sweepd::v1::Intervention::kSteer:
+        layers.insert(iv.steer().layer());
+        continue;
+      case sweepd::v1::Intervention::kReplaceLayer:
+        layers.insert(iv.replace_layer().layer());
         continue;
       case sweepd::v1::Intervention::OP_NOT_SET:
         return absl::InvalidArgumentError(

@@ -199,6 +199,9 @@ absl::StatusOr<std::string> ResolveUnderRoot(const std::string& path,
 struct ModelInfo {
   int num_hidden_layers = 0;
   int num_attention_heads = 0;
+  // 0 = config.json has no usable one (steering vector lengths are then
+  // checked by the worker only).
+  int hidden_size = 0;
   std::string fingerprint;
 };
 
@@ -216,6 +219,10 @@ absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir,
                    config->RequiredCount("num_hidden_layers"));
   ASSIGN_OR_RETURN(info.num_attention_heads,
                    config->RequiredCount("num_attention_heads"));
+  if (absl::StatusOr<int> hidden = config->RequiredCount("hidden_size");
+      hidden.ok()) {
+    info.hidden_size = *hidden;
+  }
   ModelFingerprintOptions fingerprint_options;
   fingerprint_options.cache_path = options.fingerprint_cache;
   ASSIGN_OR_RETURN(info.fingerprint,
@@ -230,6 +237,7 @@ struct ModelShape {
   bool known = false;
   int num_layers = 0;
   int num_heads = 0;
+  int hidden_size = 0;  // 0 = unknown
 };
 
 absl::Status CheckRange(int64_t value, int64_t lo, int64_t hi,
@@ -306,12 +314,32 @@ absl::Status CheckHeads(google::protobuf::RepeatedField<int32_t>* heads,
   return absl::OkStatus();
 }
 
+// An artifact reference's form: an object path of a store and, when given, a
+// SHA-256 in lower-case hex that matches it.
+absl::Status CheckArtifactRef(const v1::ArtifactRef& ref,
+                              const std::string& field) {
+  if (!IsArtifactObjectPath(ref.path())) {
+    return Invalid(field + ".path",
+                   absl::StrCat("\"", ref.path(),
+                                "\" is not an artifact object path "
+                                "(objects/<aa>/<sha256>)"));
+  }
+  if (!ref.sha256().empty() && !absl::EndsWith(ref.path(), ref.sha256())) {
+    return Invalid(field + ".sha256",
+                   absl::StrCat("\"", ref.sha256(),
+                                "\" does not match the path ", ref.path()));
+  }
+  return absl::OkStatus();
+}
+
 // Validates one intervention and canonicalises its layer selectors in place.
 absl::Status ValidateIntervention(v1::Intervention* iv, const ModelShape& m,
                                   const std::string& field) {
   if (iv->op_case() == v1::Intervention::OP_NOT_SET) {
     return Invalid(
-        field, "empty intervention: set one of skip, zero, reinit, mask_heads");
+        field,
+        "empty intervention: set one of skip, zero, reinit, mask_heads, "
+        "steer, replace_layer");
   }
   if (!m.known)
     return Invalid(field, "interventions need a model (set model.path)");
@@ -339,6 +367,68 @@ absl::Status ValidateIntervention(v1::Intervention* iv, const ModelShape& m,
           CheckLayer(iv->mask_heads().layer(), m, field + ".mask_heads.layer"));
       RETURN_IF_ERROR(CheckHeads(iv->mutable_mask_heads()->mutable_heads(), m,
                                  field + ".mask_heads.heads"));
+      break;
+    }
+    case v1::Intervention::kSteer: {
+      v1::Steer* st = iv->mutable_steer();
+      RETURN_IF_ERROR(CheckLayer(st->layer(), m, field + ".steer.layer"));
+      if (st->mode().empty()) st->set_mode("add");
+      if (st->mode() != "add" && st->mode() != "replace") {
+        return Invalid(field + ".steer.mode",
+                       absl::StrCat("must be \"add\" or \"replace\", got \"",
+                                    st->mode(), "\""));
+      }
+      const bool has_artifact =
+          st->has_vector_artifact() && !st->vector_artifact().path().empty();
+      if (has_artifact == !st->vector().empty()) {
+        return Invalid(field + ".steer",
+                       "exactly one of vector (inline values) and "
+                       "vector_artifact is required");
+      }
+      if (has_artifact) {
+        RETURN_IF_ERROR(CheckArtifactRef(st->vector_artifact(),
+                                         field + ".steer.vector_artifact"));
+      } else if (m.hidden_size > 0 && st->vector_size() != m.hidden_size) {
+        return Invalid(field + ".steer.vector",
+                       absl::StrCat(st->vector_size(),
+                                    " values; the model's hidden_size is ",
+                                    m.hidden_size));
+      }
+      for (int i = 0; i < st->vector_size(); ++i) {
+        if (!std::isfinite(st->vector(i))) {
+          return Invalid(absl::StrCat(field, ".steer.vector[", i, "]"),
+                         "must be finite");
+        }
+      }
+      if (st->has_scale() && !std::isfinite(st->scale())) {
+        return Invalid(field + ".steer.scale", "must be finite");
+      }
+      std::vector<int> seen;
+      for (int i = 0; i < st->positions_size(); ++i) {
+        const int p = st->positions(i);
+        if (p < -kMaxContextLength || p >= kMaxContextLength) {
+          return Invalid(absl::StrCat(field, ".steer.positions[", i, "]"),
+                         absl::StrCat(p, " out of range [", -kMaxContextLength,
+                                      ", ", kMaxContextLength, ")"));
+        }
+        if (std::find(seen.begin(), seen.end(), p) != seen.end()) {
+          return Invalid(absl::StrCat(field, ".steer.positions[", i, "]"),
+                         absl::StrCat(p, " is listed twice"));
+        }
+        seen.push_back(p);
+      }
+      break;
+    }
+    case v1::Intervention::kReplaceLayer: {
+      RETURN_IF_ERROR(CheckLayer(iv->replace_layer().layer(), m,
+                                 field + ".replace_layer.layer"));
+      if (!iv->replace_layer().has_weights() ||
+          iv->replace_layer().weights().path().empty()) {
+        return Invalid(field + ".replace_layer.weights",
+                       "an artifact reference (path, sha256) is required");
+      }
+      RETURN_IF_ERROR(CheckArtifactRef(iv->replace_layer().weights(),
+                                       field + ".replace_layer.weights"));
       break;
     }
     case v1::Intervention::OP_NOT_SET:
@@ -808,8 +898,8 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
         auto* p = job->mutable_pruned(i);
         RETURN_IF_ERROR(CheckLayer(p->layer(), m, field + ".layer"));
         if (!pruned_layers.insert(p->layer()).second) {
-          return Invalid(field + ".layer",
-                         absl::StrCat("layer ", p->layer(), " is listed twice"));
+          return Invalid(field + ".layer", absl::StrCat("layer ", p->layer(),
+                                                        " is listed twice"));
         }
         RETURN_IF_ERROR(CheckHeads(p->mutable_heads(), m, field + ".heads"));
         if (p->heads_size() >= m.num_heads) {
@@ -823,17 +913,18 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
         const std::string field = absl::StrCat("materialize.heals[", i, "]");
         RETURN_IF_ERROR(CheckLayer(job->heals(i).layer(), m, field + ".layer"));
         if (!healed_layers.insert(job->heals(i).layer()).second) {
-          return Invalid(field + ".layer",
-                         absl::StrCat("layer ", job->heals(i).layer(),
-                                      " has two heals"));
+          return Invalid(
+              field + ".layer",
+              absl::StrCat("layer ", job->heals(i).layer(), " has two heals"));
         }
         if (job->heals(i).artifact().path().empty()) {
           return Invalid(field + ".artifact.path", "required");
         }
       }
       if (!job->layers().empty()) {
-        ASSIGN_OR_RETURN(*job->mutable_layers(),
-                         CanonicalLayers(job->layers(), m, "materialize.layers"));
+        ASSIGN_OR_RETURN(
+            *job->mutable_layers(),
+            CanonicalLayers(job->layers(), m, "materialize.layers"));
       }
       return absl::OkStatus();
     }
@@ -1142,6 +1233,7 @@ absl::StatusOr<Plan> PlanOneStage(const v1::SweepSpec& spec,
     shape.known = true;
     shape.num_layers = info->num_hidden_layers;
     shape.num_heads = info->num_attention_heads;
+    shape.hidden_size = info->hidden_size;
     rs.mutable_model()->set_path(dir);
     rs.mutable_model()->set_fingerprint(info->fingerprint);
     if (!rs.model().tokenizer().empty()) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/hash.h"
 
 namespace sweepd {
 namespace {
@@ -27,6 +28,16 @@ std::string ValueText(const v1::Value& v) {
       break;
   }
   return "";
+}
+
+// The first 12 hex digits of an artifact's SHA-256 (the given one, else the
+// one in its object path), plus "@tensor" when one is named.
+std::string ArtifactId(const v1::ArtifactRef& ref) {
+  std::string sha = ref.sha256();
+  if (sha.empty()) sha = ref.path().substr(ref.path().rfind('/') + 1);
+  std::string id = sha.substr(0, 12);
+  if (!ref.tensor().empty()) absl::StrAppend(&id, "@", ref.tensor());
+  return id;
 }
 
 }  // namespace
@@ -50,11 +61,40 @@ std::string InterventionSummary(const v1::InterventionSet& set) {
             absl::StrCat("mask_heads:", iv.mask_heads().layer(), "[",
                          absl::StrJoin(iv.mask_heads().heads(), ","), "]"));
         break;
+      case v1::Intervention::kSteer:
+        parts.push_back(SteerSummary(iv.steer()));
+        break;
+      case v1::Intervention::kReplaceLayer:
+        parts.push_back(ReplaceLayerSummary(iv.replace_layer()));
+        break;
       case v1::Intervention::OP_NOT_SET:
         break;
     }
   }
   return parts.empty() ? "baseline" : absl::StrJoin(parts, "+");
+}
+
+std::string SteerSummary(const v1::Steer& steer) {
+  std::string out = absl::StrCat(
+      "steer:", steer.layer(), "[", steer.mode().empty() ? "add" : steer.mode(),
+      ",x", absl::StrFormat("%g", steer.has_scale() ? steer.scale() : 1.0));
+  if (!steer.positions().empty()) {
+    absl::StrAppend(&out, ",pos=", absl::StrJoin(steer.positions(), ","));
+  }
+  if (steer.has_vector_artifact() && !steer.vector_artifact().path().empty()) {
+    absl::StrAppend(&out, "]#", ArtifactId(steer.vector_artifact()));
+  } else {
+    const absl::string_view bytes(
+        reinterpret_cast<const char*>(steer.vector().data()),
+        steer.vector_size() * sizeof(float));
+    absl::StrAppend(&out, "]#v", absl::StrFormat("%016x", Hash64(bytes)));
+  }
+  return out;
+}
+
+std::string ReplaceLayerSummary(const v1::ReplaceLayer& replace) {
+  return absl::StrCat("replace_layer:", replace.layer(), "#",
+                      ArtifactId(replace.weights()));
 }
 
 std::string ParamsSummary(const v1::TaskSpec& spec) {

@@ -82,6 +82,35 @@ TEST(CtlFormatTest, InterventionAndParamSummaries) {
   EXPECT_EQ(ParamsSummary(spec), "a=x,m=true,z=3");
 }
 
+TEST(CtlFormatTest, SteerAndReplaceLayerSummariesNameTheirInputs) {
+  v1::InterventionSet set;
+  auto* st = set.add_interventions()->mutable_steer();
+  st->set_layer(3);
+  st->add_vector(1.0f);
+  st->add_vector(2.0f);
+  st->set_scale(2);
+  st->add_positions(0);
+  st->add_positions(-1);
+  auto* rl = set.add_interventions()->mutable_replace_layer();
+  rl->set_layer(4);
+  rl->mutable_weights()->set_path("objects/ab/abcdef0123456789" +
+                                  std::string(48, '0'));
+  const std::string summary = InterventionSummary(set);
+  EXPECT_THAT(summary, ::testing::StartsWith("steer:3[add,x2,pos=0,-1]#v"));
+  EXPECT_THAT(summary, ::testing::EndsWith("+replace_layer:4#abcdef012345"));
+  // Another inline vector, or an artifact vector, gives another summary.
+  v1::InterventionSet other = set;
+  other.mutable_interventions(0)->mutable_steer()->set_vector(1, 3.0f);
+  EXPECT_NE(InterventionSummary(other), summary);
+  v1::Steer art;
+  art.set_layer(1);
+  art.set_mode("replace");
+  art.mutable_vector_artifact()->set_path("objects/12/1234567890abcdef" +
+                                          std::string(48, '0'));
+  art.mutable_vector_artifact()->set_tensor("dir");
+  EXPECT_EQ(SteerSummary(art), "steer:1[replace,x1]#1234567890ab@dir");
+}
+
 TEST(CtlFormatTest, TidyRowsOnePerMetricOrOneForFailures) {
   std::vector<ResultRow> rows = TidyRows(Record(3, v1::TASK_STATE_DONE));
   ASSERT_EQ(rows.size(), 2u);

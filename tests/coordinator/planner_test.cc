@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <set>
 #include <string>
@@ -472,6 +474,136 @@ TEST_F(PlannerTest, ExplicitInterventionListsConcatenateAcrossAxes) {
   EXPECT_THAT(ivs[0].mask_heads().heads(),
               ElementsAre(0, 2));  // sorted, de-duplicated
   EXPECT_EQ(ivs[1].skip().layers(), "5");
+}
+
+// Steer and replace_layer (issue 12): checked against the model's layer count
+// and hidden_size (when config.json gives one); errors name the field.
+TEST_F(PlannerTest, SteerAndReplaceLayerAreValidated) {
+  const std::string dir = model_root_ + "/hid";
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  WriteFile(dir + "/config.json",
+            "{\"num_hidden_layers\": 8, \"num_attention_heads\": 4, "
+            "\"hidden_size\": 4}");
+  WriteFile(dir + "/model.safetensors", Safetensors("{}", ""));
+  const std::string object = "objects/ab/ab" + std::string(62, '0');
+  auto spec = [&](const std::function<void(v1::Intervention*)>& fill) {
+    v1::SweepSpec s = EvalSpec();
+    s.mutable_model()->set_path("hid");
+    auto* list = s.mutable_grid()->add_axes()->mutable_interventions();
+    fill(list->add_items()->add_interventions());
+    return s;
+  };
+  auto steer = [&](v1::Intervention* iv) {
+    v1::Steer* st = iv->mutable_steer();
+    st->set_layer(2);
+    for (float x : {1.0f, -2.0f, 0.5f, 0.0f}) st->add_vector(x);
+    st->add_positions(-1);
+    st->add_positions(0);
+  };
+  auto replace = [&](v1::Intervention* iv) {
+    iv->mutable_replace_layer()->set_layer(7);
+    iv->mutable_replace_layer()->mutable_weights()->set_path(object);
+  };
+
+  // Valid: the mode defaults to "add"; an artifact vector is not sized here.
+  Plan plan = MustPlan(spec(steer));
+  ASSERT_THAT(plan.tasks, SizeIs(1));
+  EXPECT_EQ(plan.tasks[0].spec.interventions().interventions(0).steer().mode(),
+            "add");
+  MustPlan(spec(replace));
+  MustPlan(spec([&](v1::Intervention* iv) {
+    iv->mutable_steer()->set_layer(0);
+    iv->mutable_steer()->set_mode("replace");
+    iv->mutable_steer()->mutable_vector_artifact()->set_path(object);
+    iv->mutable_steer()->mutable_vector_artifact()->set_tensor("v");
+  }));
+
+  const std::string f = "grid.axes[0].interventions.items[0].interventions[0]";
+  const std::vector<
+      std::pair<std::function<void(v1::Intervention*)>, std::string>>
+      bad = {
+          {[&](v1::Intervention* iv) {
+             steer(iv);
+             iv->mutable_steer()->set_layer(8);
+           },
+           f + ".steer.layer: layer 8 out of range [0, 8)"},
+          {[&](v1::Intervention* iv) {
+             steer(iv);
+             iv->mutable_steer()->clear_vector();
+           },
+           f + ".steer: exactly one of vector (inline values) and "
+               "vector_artifact is required"},
+          {[&](v1::Intervention* iv) {
+             steer(iv);
+             iv->mutable_steer()->mutable_vector_artifact()->set_path(object);
+           },
+           f + ".steer: exactly one of vector"},
+          {[&](v1::Intervention* iv) {
+             steer(iv);
+             iv->mutable_steer()->add_vector(1.0f);
+           },
+           f + ".steer.vector: 5 values; the model's hidden_size is 4"},
+          {[&](v1::Intervention* iv) {
+             steer(iv);
+             iv->mutable_steer()->set_mode("scale");
+           },
+           f + ".steer.mode: must be \"add\" or \"replace\", got \"scale\""},
+          {[&](v1::Intervention* iv) {
+             steer(iv);
+             iv->mutable_steer()->set_vector(1, std::nanf(""));
+           },
+           f + ".steer.vector[1]: must be finite"},
+          {[&](v1::Intervention* iv) {
+             steer(iv);
+             iv->mutable_steer()->set_scale(INFINITY);
+           },
+           f + ".steer.scale: must be finite"},
+          {[&](v1::Intervention* iv) {
+             steer(iv);
+             iv->mutable_steer()->add_positions(-1);
+           },
+           f + ".steer.positions[2]: -1 is listed twice"},
+          {[&](v1::Intervention* iv) {
+             steer(iv);
+             iv->mutable_steer()->mutable_vector()->Clear();
+             iv->mutable_steer()->mutable_vector_artifact()->set_path(
+                 "/tmp/v.safetensors");
+           },
+           f + ".steer.vector_artifact.path: \"/tmp/v.safetensors\" is not an "
+               "artifact object path"},
+          {[&](v1::Intervention* iv) {
+             replace(iv);
+             iv->mutable_replace_layer()->set_layer(-1);
+           },
+           f + ".replace_layer.layer: layer -1 out of range [0, 8)"},
+          {[&](v1::Intervention* iv) {
+             replace(iv);
+             iv->mutable_replace_layer()->clear_weights();
+           },
+           f + ".replace_layer.weights: an artifact reference (path, sha256) "
+               "is required"},
+          {[&](v1::Intervention* iv) {
+             replace(iv);
+             iv->mutable_replace_layer()->mutable_weights()->set_sha256(
+                 std::string(64, 'c'));
+           },
+           f + ".replace_layer.weights.sha256: \"" + std::string(64, 'c') +
+               "\" does not match the path"},
+      };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    EXPECT_THAT(
+        PlanSweep(spec(bad[i].first), Options()),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(bad[i].second)))
+        << i;
+  }
+  // Without hidden_size in config.json the vector length is the worker's to
+  // check.
+  v1::SweepSpec unsized = spec([&](v1::Intervention* iv) {
+    steer(iv);
+    iv->mutable_steer()->add_vector(1.0f);
+  });
+  unsized.mutable_model()->set_path("tiny");
+  MustPlan(unsized);
 }
 
 TEST_F(PlannerTest, SyntheticTasksAreIndexed) {

@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "common/artifact_store.h"
 #include "common/fs.h"
+#include "common/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/engine/model_generator.h"
@@ -101,12 +103,13 @@ class GenerateExecutorTest : public ::testing::Test {
     return job;
   }
 
-  absl::StatusOr<TaskOutput> RunOne(const std::string& kind,
-                                    GenerateJobSpec job,
-                                    const std::string& key = "task-a",
-                                    WorkerMetrics* metrics = nullptr) {
+  absl::StatusOr<TaskOutput> RunOne(
+      const std::string& kind, GenerateJobSpec job,
+      const std::string& key = "task-a", WorkerMetrics* metrics = nullptr,
+      std::shared_ptr<ArtifactStore> artifacts = nullptr) {
     GenerateExecutorOptions options;
     options.metrics = metrics;
+    options.artifacts = std::move(artifacts);
     options.verifier_commands = {"/bin/sh"};
     auto ex = GenerateExecutor::Create(kind, backend_, options);
     EXPECT_TRUE(ex.ok()) << ex.status();
@@ -292,6 +295,59 @@ TEST_F(GenerateExecutorTest, DatasetPromptsCarryIdsReferencesAndCategories) {
   EXPECT_EQ(out->samples[0].category, "math");
   EXPECT_EQ(out->samples[2].prompt_id, "qa/1");
   EXPECT_EQ(out->samples[2].category, "geo");
+}
+
+// Steering in generation: adding zero reproduces the unsteered samples
+// exactly, a large replacement changes them; a vector from the artifact store
+// equals the same vector inline, and needs a store.
+TEST_F(GenerateExecutorTest, SteeringChangesSamplesOnlyWhenItShould) {
+  using Mode = engine::Intervention::SteerMode;
+  const int64_t hidden = 64;  // gemma4-tiny
+  auto run = [&](std::vector<engine::Intervention> ivs,
+                 std::vector<InterventionArtifactRef> refs = {},
+                 std::shared_ptr<ArtifactStore> store = nullptr) {
+    GenerateJobSpec job = Job();
+    job.temperature = 0;
+    job.samples = 1;
+    job.intervention_fields.assign(ivs.size(), "interventions[0].steer");
+    job.interventions = std::move(ivs);
+    job.intervention_artifacts = std::move(refs);
+    return RunOne("generate", job, "task-s", nullptr, std::move(store));
+  };
+  auto texts = [](const absl::StatusOr<TaskOutput>& out) {
+    EXPECT_TRUE(out.ok()) << out.status();
+    std::vector<std::string> t;
+    if (out.ok()) {
+      for (const SampleRow& s : out->samples) t.push_back(s.text);
+    }
+    return t;
+  };
+  const std::vector<std::string> base = texts(run({}));
+  EXPECT_EQ(texts(run({engine::Intervention::Steer(
+                2, Mode::kAdd, std::vector<float>(hidden, 0.0f), 5.0)})),
+            base);
+  std::vector<float> v(hidden);
+  for (int64_t i = 0; i < hidden; ++i) v[i] = (i % 5) - 2.0f;
+  const std::vector<std::string> steered =
+      texts(run({engine::Intervention::Steer(1, Mode::kReplace, v, 3.0)}));
+  EXPECT_NE(steered, base);
+
+  const std::string dir = *dir_ + "/store";
+  auto store = ArtifactStore::Open(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  SafetensorsWriter w;
+  ASSERT_TRUE(
+      w.Add("v", StDtype::kF32, {hidden}, v.data(), v.size() * sizeof(float))
+          .ok());
+  ASSERT_TRUE(w.WriteFile(*dir_ + "/v.safetensors").ok());
+  auto info = (*store)->PutFile("v", *dir_ + "/v.safetensors");
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::vector<InterventionArtifactRef> refs = {{0, info->path, "", ""}};
+  const std::vector<engine::Intervention> from_store = {
+      engine::Intervention::Steer(1, Mode::kReplace, {}, 3.0)};
+  EXPECT_EQ(texts(run(from_store, refs, std::move(*store))), steered);
+  absl::StatusOr<TaskOutput> no_store = run(from_store, refs);
+  EXPECT_EQ(no_store.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(GenerateExecutorTest, BadInputsAreNamed) {

@@ -17,8 +17,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/artifact_store.h"
 #include "common/fs.h"
 #include "common/layer_selector.h"
+#include "common/safetensors.h"
 #include "common/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -219,10 +221,12 @@ class LmExecutorTest : public ::testing::Test {
   static LmJobSpec& Job(TaskInput& t) { return std::get<LmJobSpec>(t.job); }
 
   Outcomes Run(const std::vector<TaskInput>& tasks, bool reuse,
-               FakeContext* ctx_in = nullptr, int64_t max_batch_tokens = 4096) {
+               FakeContext* ctx_in = nullptr, int64_t max_batch_tokens = 4096,
+               std::shared_ptr<ArtifactStore> artifacts = nullptr) {
     LmExecutorOptions opts;
     opts.prefix_reuse = reuse;
     opts.max_batch_tokens = max_batch_tokens;
+    opts.artifacts = std::move(artifacts);
     auto exec = LmExecutor::Create(tasks[0].kind, backend_, opts);
     EXPECT_TRUE(exec.ok()) << exec.status();
     FakeContext local;
@@ -360,6 +364,106 @@ TEST_F(LmExecutorTest, EvalEqualsHandComputationFromForwardNlls) {
     ExpectRelNear(nll / tokens, Get(o, "nll_mean", all), 1e-5, "nll_mean");
     ExpectRelNear(std::exp(nll / tokens), Get(o, "ppl", all), 1e-5, "ppl");
     EXPECT_EQ(Get(o, "bos", {}), 1.0);
+  }
+}
+
+// Steer and replace_layer whose vector / weights live in the artifact store:
+// the eval rows equal the hand computation from Engine::Forward per window
+// (steering positions are window-relative), with prefix reuse on and off; a
+// worker without a store fails only those tasks, FAILED_PRECONDITION.
+TEST_F(LmExecutorTest, SteerAndReplaceLayerFromArtifacts) {
+  const std::string dir = *dir_ + "/artifacts";
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  absl::StatusOr<std::unique_ptr<ArtifactStore>> opened =
+      ArtifactStore::Open(dir + "/store");
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::shared_ptr<ArtifactStore> store = std::move(*opened);
+  const int64_t hidden = engine_->config().hidden_size;
+  std::vector<float> v(hidden);
+  for (int64_t i = 0; i < hidden; ++i) v[i] = 0.05f * ((i * 7) % 13) - 0.3f;
+  SafetensorsWriter vw;
+  ASSERT_TRUE(vw.Add("direction", StDtype::kF32, {hidden}, v.data(),
+                     v.size() * sizeof(float))
+                  .ok());
+  ASSERT_TRUE(
+      vw.Add("other", StDtype::kF32, {1}, v.data(), sizeof(float)).ok());
+  ASSERT_TRUE(vw.WriteFile(dir + "/v.safetensors").ok());
+  auto vinfo = store->PutFile("steer/direction", dir + "/v.safetensors");
+  ASSERT_TRUE(vinfo.ok()) << vinfo.status();
+  auto ckpt = Checkpoint::Open(Path("model"));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  const TensorView* o = (*ckpt)->Find("model.layers.3.self_attn.o_proj.weight");
+  ASSERT_NE(o, nullptr);
+  auto ov = TensorToFloat(*o);
+  ASSERT_TRUE(ov.ok());
+  for (size_t i = 0; i < ov->size(); ++i) (*ov)[i] *= (i % 3 == 0) ? 0 : 1.5f;
+  SafetensorsWriter ow;
+  ASSERT_TRUE(ow.Add("self_attn.o_proj.weight", StDtype::kF32, o->shape,
+                     ov->data(), ov->size() * sizeof(float))
+                  .ok());
+  ASSERT_TRUE(ow.WriteFile(dir + "/o.safetensors").ok());
+  auto oinfo = store->PutFile("heal/o_proj/layer3", dir + "/o.safetensors");
+  ASSERT_TRUE(oinfo.ok()) << oinfo.status();
+
+  const int ctx = 9, stride = 4;
+  const json w = {{"context_length", ctx}, {"stride", stride}, {"bos", "on"}};
+  std::vector<TaskInput> tasks = {Task("eval", "base", "prose.txt", w),
+                                  Task("eval", "steer", "prose.txt", w),
+                                  Task("eval", "replace", "prose.txt", w)};
+  LmJobSpec& steer = Job(tasks[1]);
+  steer.interventions.push_back(engine::Intervention::Steer(
+      2, engine::Intervention::SteerMode::kAdd, {}, 4.0, {0, -1}));
+  steer.intervention_fields.push_back("interventions.interventions[0].steer");
+  steer.intervention_artifacts.push_back(
+      {0, vinfo->path, vinfo->sha256, "direction"});
+  LmJobSpec& replace = Job(tasks[2]);
+  replace.interventions.push_back(engine::Intervention::ReplaceLayer(3, ""));
+  replace.interventions.push_back(engine::Intervention::MaskHeads(3, {1}));
+  replace.intervention_fields = {"interventions.interventions[0].replace_layer",
+                                 "interventions.interventions[1].mask_heads"};
+  replace.intervention_artifacts.push_back({0, oinfo->path, "", ""});
+
+  const std::vector<std::string> texts = {
+      "The river rises in a high valley where snow lingers.\nIt runs through "
+      "farmland past villages.",
+      "Lighthouses were built along the northern coast.", "Short.",
+      "Each tower had its own pattern of flashes, two long and one short, so "
+      "captains knew where they were."};
+  const std::vector<std::vector<engine::Intervention>> hand_ivs = {
+      {},
+      {engine::Intervention::Steer(2, engine::Intervention::SteerMode::kAdd, v,
+                                   4.0, {0, -1})},
+      {engine::Intervention::ReplaceLayer(3, dir + "/o.safetensors"),
+       engine::Intervention::MaskHeads(3, {1})}};
+  const std::map<std::string, std::string> all = {{"category", "all"}};
+  for (bool reuse : {false, true}) {
+    SCOPED_TRACE(reuse);
+    Outcomes out = Run(tasks, reuse, nullptr, /*max_batch_tokens=*/40, store);
+    for (size_t k = 0; k < tasks.size(); ++k) {
+      ASSERT_TRUE(out.at(k).ok()) << out.at(k).status();
+      double nll = 0;
+      int64_t tokens = 0;
+      for (const std::string& t : texts) {
+        auto ids = tokenizer_->Encode(t, BosPolicy::kOn);
+        ASSERT_TRUE(ids.ok());
+        HandEval(*ids, ctx, stride, hand_ivs[k], &nll, &tokens);
+      }
+      ExpectRelNear(nll, Get(*out.at(k), "nll_sum", all), 1e-5,
+                    tasks[k].task_key);
+      if (k > 0) {
+        EXPECT_NE(Get(*out.at(k), "nll_sum", all),
+                  Get(*out.at(0), "nll_sum", all));
+      }
+    }
+  }
+  Outcomes no_store = Run(tasks, true);
+  EXPECT_TRUE(no_store.at(0).ok()) << no_store.at(0).status();
+  for (size_t k : {1, 2}) {
+    ASSERT_FALSE(no_store.at(k).ok());
+    EXPECT_EQ(no_store.at(k).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(no_store.at(k).status().message(),
+                HasSubstr("needs --artifact-root on the worker"));
   }
 }
 

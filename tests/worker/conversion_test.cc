@@ -127,6 +127,82 @@ TEST(ConversionTest, EvalTaskBecomesEngineInterventions) {
   EXPECT_EQ(engine::FirstTouchedLayer(ivs, 8), 0);
 }
 
+TEST(ConversionTest, SteerAndReplaceLayerKeepTheirArtifacts) {
+  auto a = EvalAssignment();
+  auto* ivs = a.mutable_spec()->mutable_interventions();
+  const std::string object = "objects/ab/ab" + std::string(62, '0');
+  auto* st = ivs->add_interventions()->mutable_steer();
+  st->set_layer(4);
+  st->set_mode("replace");
+  st->add_vector(1.5f);
+  st->add_vector(-2.0f);
+  st->set_scale(0.25);
+  st->add_positions(-1);
+  st->add_positions(3);
+  auto* sa = ivs->add_interventions()->mutable_steer();
+  sa->set_layer(1);
+  sa->mutable_vector_artifact()->set_path(object);
+  sa->mutable_vector_artifact()->set_tensor("direction");
+  auto* rl = ivs->add_interventions()->mutable_replace_layer();
+  rl->set_layer(6);
+  rl->mutable_weights()->set_path(object);
+  rl->mutable_weights()->set_sha256("ab" + std::string(62, '0'));
+  auto input = ToTaskInput(a);
+  ASSERT_TRUE(input.ok()) << input.status();
+  const auto* job = std::get_if<LmJobSpec>(&input->job);
+  ASSERT_NE(job, nullptr);
+  const std::vector<engine::Intervention>& out = job->interventions;
+  ASSERT_EQ(out.size(), 9u);
+  using K = engine::Intervention::Kind;
+  using M = engine::Intervention::SteerMode;
+  EXPECT_EQ(out[6].kind, K::kSteer);
+  EXPECT_EQ(out[6].layer, 4);
+  EXPECT_EQ(out[6].steer_mode, M::kReplace);
+  EXPECT_THAT(out[6].vector, ElementsAre(1.5f, -2.0f));
+  EXPECT_EQ(out[6].scale, 0.25);
+  EXPECT_THAT(out[6].positions, ElementsAre(-1, 3));
+  EXPECT_EQ(out[7].steer_mode, M::kAdd);  // the default
+  EXPECT_EQ(out[7].scale, 1.0);
+  EXPECT_TRUE(out[7].vector.empty());
+  EXPECT_EQ(out[8].kind, K::kReplaceLayer);
+  EXPECT_EQ(out[8].layer, 6);
+  ASSERT_EQ(job->intervention_artifacts.size(), 2u);
+  EXPECT_EQ(job->intervention_artifacts[0].intervention, 7u);
+  EXPECT_EQ(job->intervention_artifacts[0].path, object);
+  EXPECT_EQ(job->intervention_artifacts[0].tensor, "direction");
+  EXPECT_EQ(job->intervention_artifacts[1].intervention, 8u);
+  EXPECT_EQ(job->intervention_artifacts[1].sha256, "ab" + std::string(62, '0'));
+  EXPECT_EQ(job->intervention_fields[8],
+            "interventions.interventions[5].replace_layer");
+
+  auto bad_mode = a;
+  bad_mode.mutable_spec()
+      ->mutable_interventions()
+      ->mutable_interventions(3)
+      ->mutable_steer()
+      ->set_mode("mul");
+  EXPECT_THAT(std::string(ToTaskInput(bad_mode).status().message()),
+              HasSubstr("interventions.interventions[3].steer.mode"));
+  auto both = a;
+  *both.mutable_spec()
+       ->mutable_interventions()
+       ->mutable_interventions(3)
+       ->mutable_steer()
+       ->mutable_vector_artifact() = sa->vector_artifact();
+  EXPECT_THAT(std::string(ToTaskInput(both).status().message()),
+              HasSubstr("exactly one of vector and vector_artifact"));
+  auto bad_path = a;
+  bad_path.mutable_spec()
+      ->mutable_interventions()
+      ->mutable_interventions(5)
+      ->mutable_replace_layer()
+      ->mutable_weights()
+      ->set_path("../w.safetensors");
+  EXPECT_THAT(
+      std::string(ToTaskInput(bad_path).status().message()),
+      HasSubstr("interventions.interventions[5].replace_layer.weights.path"));
+}
+
 TEST(ConversionTest, EvalConversionErrorsNameTheField) {
   auto all = EvalAssignment();
   all.mutable_spec()

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/artifact_store.h"
 #include "common/layer_selector.h"
 #include "common/status.h"
 
@@ -79,10 +80,29 @@ absl::StatusOr<std::vector<int>> ExplicitLayers(const std::string& selector,
   return ParseLayerSelector(selector, kLayerCountUnknown, field);
 }
 
-absl::Status AppendInterventions(const v1::InterventionSet& set,
-                                 const std::string& prefix,
-                                 std::vector<engine::Intervention>* out,
-                                 std::vector<std::string>* fields) {
+// An ArtifactRef of intervention `index` (checked for form only: the
+// executor resolves it through its store).
+absl::StatusOr<InterventionArtifactRef> ToArtifactRef(
+    const v1::ArtifactRef& a, size_t index, const std::string& field) {
+  if (a.path().empty()) return Invalid(field + ".path", "required");
+  if (!IsArtifactObjectPath(a.path())) {
+    return Invalid(field + ".path",
+                   absl::StrCat("\"", a.path(),
+                                "\" is not an artifact object path "
+                                "(objects/<aa>/<sha256>)"));
+  }
+  InterventionArtifactRef ref;
+  ref.intervention = index;
+  ref.path = a.path();
+  ref.sha256 = a.sha256();
+  ref.tensor = a.tensor();
+  return ref;
+}
+
+absl::Status AppendInterventions(
+    const v1::InterventionSet& set, const std::string& prefix,
+    std::vector<engine::Intervention>* out, std::vector<std::string>* fields,
+    std::vector<InterventionArtifactRef>* artifacts) {
   for (int i = 0; i < set.interventions_size(); ++i) {
     const v1::Intervention& iv = set.interventions(i);
     const std::string field = absl::StrCat(prefix, ".interventions[", i, "]");
@@ -137,10 +157,61 @@ absl::Status AppendInterventions(const v1::InterventionSet& set,
             engine::Intervention::MaskHeads(m.layer(), std::move(heads)));
         break;
       }
+      case v1::Intervention::kSteer: {
+        op_field = field + ".steer";
+        const v1::Steer& st = iv.steer();
+        if (st.layer() < 0) {
+          return Invalid(field + ".steer.layer",
+                         absl::StrCat(st.layer(), " is negative"));
+        }
+        engine::Intervention::SteerMode mode;
+        if (st.mode().empty() || st.mode() == "add") {
+          mode = engine::Intervention::SteerMode::kAdd;
+        } else if (st.mode() == "replace") {
+          mode = engine::Intervention::SteerMode::kReplace;
+        } else {
+          return Invalid(field + ".steer.mode",
+                         absl::StrCat("must be \"add\" or \"replace\", got \"",
+                                      st.mode(), "\""));
+        }
+        const bool has_artifact =
+            st.has_vector_artifact() && !st.vector_artifact().path().empty();
+        if (has_artifact == !st.vector().empty()) {
+          return Invalid(field + ".steer",
+                         "exactly one of vector and vector_artifact is "
+                         "required");
+        }
+        if (has_artifact) {
+          ASSIGN_OR_RETURN(InterventionArtifactRef ref,
+                           ToArtifactRef(st.vector_artifact(), out->size(),
+                                         field + ".steer.vector_artifact"));
+          artifacts->push_back(std::move(ref));
+        }
+        out->push_back(engine::Intervention::Steer(
+            st.layer(), mode,
+            std::vector<float>(st.vector().begin(), st.vector().end()),
+            st.has_scale() ? st.scale() : 1.0,
+            std::vector<int>(st.positions().begin(), st.positions().end())));
+        break;
+      }
+      case v1::Intervention::kReplaceLayer: {
+        op_field = field + ".replace_layer";
+        const v1::ReplaceLayer& r = iv.replace_layer();
+        if (r.layer() < 0) {
+          return Invalid(field + ".replace_layer.layer",
+                         absl::StrCat(r.layer(), " is negative"));
+        }
+        ASSIGN_OR_RETURN(InterventionArtifactRef ref,
+                         ToArtifactRef(r.weights(), out->size(),
+                                       field + ".replace_layer.weights"));
+        artifacts->push_back(std::move(ref));
+        out->push_back(engine::Intervention::ReplaceLayer(r.layer(), ""));
+        break;
+      }
       case v1::Intervention::OP_NOT_SET:
         return Invalid(field,
-                       "exactly one of skip, zero, reinit, mask_heads must be "
-                       "set");
+                       "exactly one of skip, zero, reinit, mask_heads, steer, "
+                       "replace_layer must be set");
     }
     fields->resize(out->size(), op_field);
   }
@@ -201,11 +272,12 @@ absl::StatusOr<LmJobSpec> ToLmJob(const v1::TaskSpec& spec,
   if (kind == kEvalKind) {
     RETURN_IF_ERROR(AppendInterventions(
         spec.eval().base_interventions(), "eval.base_interventions",
-        &job.interventions, &job.intervention_fields));
+        &job.interventions, &job.intervention_fields,
+        &job.intervention_artifacts));
   }
-  RETURN_IF_ERROR(AppendInterventions(spec.interventions(), "interventions",
-                                      &job.interventions,
-                                      &job.intervention_fields));
+  RETURN_IF_ERROR(AppendInterventions(
+      spec.interventions(), "interventions", &job.interventions,
+      &job.intervention_fields, &job.intervention_artifacts));
   return job;
 }
 
@@ -413,9 +485,9 @@ absl::StatusOr<GenerateJobSpec> ToGenerateJob(const v1::TaskSpec& spec,
   if (job.prompts.empty() && !job.has_data) {
     return Invalid(kind, "no prompts: give prompts (or cases) or a dataset");
   }
-  RETURN_IF_ERROR(AppendInterventions(spec.interventions(), "interventions",
-                                      &job.interventions,
-                                      &job.intervention_fields));
+  RETURN_IF_ERROR(AppendInterventions(
+      spec.interventions(), "interventions", &job.interventions,
+      &job.intervention_fields, &job.intervention_artifacts));
   return job;
 }
 

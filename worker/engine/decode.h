@@ -52,8 +52,10 @@ uint64_t SampleSeed(uint64_t task_hash, uint64_t prompt_index,
 double SampleUniform(uint64_t seed, int64_t step);
 
 struct DecodeOptions {
-  // Applied to every forward of the session (prefill and decode): skip, zero,
-  // re-init and head masks, as in ForwardRequest.
+  // Applied to every forward of the session (prefill and decode), as in
+  // ForwardRequest: skip, zero, re-init, head masks, replace_layer, and
+  // steering, whose negative positions count from the prompt's length (an
+  // empty list steers every prompt and generated token; docs/ENGINE.md).
   std::vector<Intervention> interventions;
   // Cache capacity: tokens per layer group the session may hold at once,
   // summed over its sequences (shared prompt pages count once). 0 = enough

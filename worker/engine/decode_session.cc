@@ -70,6 +70,9 @@ struct StepInputs {
   SamplerBatch sampler;
   // Prefill: the flat row of each sampled sequence's prompt's last token.
   std::vector<int64_t> head_rows;
+  // Per flat row: the token's position in its sequence (-1 = a pad) and its
+  // prompt's length, which steering positions are resolved against.
+  std::vector<int64_t> steer_pos, steer_len;
 };
 
 class DecodeSessionImpl;
@@ -324,6 +327,9 @@ class DecodeSessionImpl : public DecodeSession {
             } else if (plan.reinit[L].has_value()) {
               weights_[ctx.rank][L] =
                   ReinitWeights(cfg, L, *ctx.shard, *plan.reinit[L]);
+            } else if (plan.replace[L] != nullptr) {
+              weights_[ctx.rank][L] =
+                  ReplacedWeights(cfg, L, *ctx.shard, *plan.replace[L]);
             }
           }
         },
@@ -412,6 +418,10 @@ class DecodeSessionImpl : public DecodeSession {
       const int64_t P = static_cast<int64_t>(prompt.size());
       std::copy(prompt.begin(), prompt.end(),
                 in.request.tokens.begin() + b * S);
+      for (int64_t i = 0; i < S; ++i) {
+        in.steer_pos.push_back(i < P ? i : -1);
+        in.steer_len.push_back(P);
+      }
       for (int g = 0; g < G; ++g) {
         for (int64_t i = 0; i < P; ++i) {
           const int64_t slot = table_->Slot(parents[b], g, i);
@@ -467,6 +477,7 @@ class DecodeSessionImpl : public DecodeSession {
         DecodedToken t = out[row];
         Live& s = live_[children[b][i]];
         s.params = prompts[b].samples[i];
+        s.prompt_len = static_cast<int64_t>(prompts[b].tokens.size());
         s.last = t.token;
         s.step = 1;
         t.sequence = children[b][i];
@@ -501,6 +512,8 @@ class DecodeSessionImpl : public DecodeSession {
       ids.push_back(id);
       in.request.tokens.push_back(s.last);
       in.positions.push_back(len);
+      in.steer_pos.push_back(len);
+      in.steer_len.push_back(s.prompt_len);
       AddSamplerRow(s.params, s.step, &in.sampler);
     }
     const int64_t R = static_cast<int64_t>(ids.size());
@@ -567,6 +580,7 @@ class DecodeSessionImpl : public DecodeSession {
     SamplingParams params;
     int32_t last = 0;
     int64_t step = 0;
+    int64_t prompt_len = 0;
   };
 
   static void AddSamplerRow(const SamplingParams& p, int64_t step,
@@ -596,6 +610,7 @@ class DecodeSessionImpl : public DecodeSession {
     const ModelConfig& cfg = host_->cfg();
     RETURN_IF_ERROR(
         MakePlan(cfg, host_->tp(), host_->owner(), in->request, &in->plan));
+    ResolveSteering(in->request, in->steer_pos, in->steer_len, &in->plan);
     std::vector<int64_t> executed(host_->tp(), 0);
     RETURN_IF_ERROR(host_->RunRanks(
         [&](const RankContext& ctx) {

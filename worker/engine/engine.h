@@ -144,23 +144,66 @@ struct Intervention {
     // masks the heads
     // it owns. Heads are global indices in [0, num_attention_heads).
     kMaskHeads,
+    // Steering / activation patching of the residual entering the layer
+    // (resid_in[L]): at the selected positions, kAdd adds scale * vector,
+    // kReplace sets the residual to scale * vector (docs/ENGINE.md,
+    // "Interventions").
+    kSteer,
+    // The layer's tensors present in the safetensors file `weights_path`
+    // (names relative to the layer, "self_attn.o_proj.weight", full shapes)
+    // replace the checkpoint's; the others keep their values. Sharded and
+    // converted to the compute dtype as the checkpoint's weights are.
+    kReplaceLayer,
   };
+  enum class SteerMode { kAdd, kReplace };
   Kind kind = Kind::kSkipLayer;
   int layer = 0;
   uint64_t seed = 0;
   std::vector<int> heads;
+  // kSteer: [hidden_size] values, the scale, and the token positions of each
+  // sequence (p >= 0: position p; p < 0: position len + p, len = the
+  // sequence's length in a forward, the prompt's length in generation); empty
+  // = every position. Positions outside a sequence select nothing.
+  SteerMode steer_mode = SteerMode::kAdd;
+  std::vector<float> vector;
+  double scale = 1.0;
+  std::vector<int> positions;
+  // kReplaceLayer: a local safetensors file (executors resolve artifact
+  // references to it).
+  std::string weights_path;
 
-  static Intervention Skip(int layer) {
-    return {Kind::kSkipLayer, layer, 0, {}};
-  }
-  static Intervention Zero(int layer) {
-    return {Kind::kZeroLayer, layer, 0, {}};
-  }
+  static Intervention Skip(int layer) { return Of(Kind::kSkipLayer, layer); }
+  static Intervention Zero(int layer) { return Of(Kind::kZeroLayer, layer); }
   static Intervention Reinit(int layer, uint64_t seed) {
-    return {Kind::kReinitLayer, layer, seed, {}};
+    Intervention iv = Of(Kind::kReinitLayer, layer);
+    iv.seed = seed;
+    return iv;
   }
   static Intervention MaskHeads(int layer, std::vector<int> heads) {
-    return {Kind::kMaskHeads, layer, 0, std::move(heads)};
+    Intervention iv = Of(Kind::kMaskHeads, layer);
+    iv.heads = std::move(heads);
+    return iv;
+  }
+  static Intervention Steer(int layer, SteerMode mode,
+                            std::vector<float> vector, double scale = 1.0,
+                            std::vector<int> positions = {}) {
+    Intervention iv = Of(Kind::kSteer, layer);
+    iv.steer_mode = mode;
+    iv.vector = std::move(vector);
+    iv.scale = scale;
+    iv.positions = std::move(positions);
+    return iv;
+  }
+  static Intervention ReplaceLayer(int layer, std::string weights_path) {
+    Intervention iv = Of(Kind::kReplaceLayer, layer);
+    iv.weights_path = std::move(weights_path);
+    return iv;
+  }
+  static Intervention Of(Kind kind, int layer) {
+    Intervention iv;
+    iv.kind = kind;
+    iv.layer = layer;
+    return iv;
   }
 };
 

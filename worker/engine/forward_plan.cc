@@ -1,11 +1,13 @@
 #include "worker/engine/forward_plan.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "worker/engine/gram.h"
+#include "worker/engine/weights.h"
 
 namespace sweepd::engine::internal {
 
@@ -83,6 +85,25 @@ absl::Status CheckPointRuns(const CapturePoint& cp, const Plan& plan) {
 
 }  // namespace
 
+void ResolveSteering(const ForwardRequest& req, const std::vector<int64_t>& pos,
+                     const std::vector<int64_t>& len, Plan* plan) {
+  // Steering ops were appended per layer in request order.
+  std::vector<size_t> next(plan->steer.size(), 0);
+  for (const Intervention& iv : req.interventions) {
+    if (iv.kind != Intervention::Kind::kSteer) continue;
+    SteerOp& op = plan->steer[iv.layer][next[iv.layer]++];
+    op.rows.clear();
+    for (size_t r = 0; r < pos.size(); ++r) {
+      if (pos[r] < 0) continue;
+      bool selected = iv.positions.empty();
+      for (int p : iv.positions) {
+        if ((p >= 0 ? p : len[r] + p) == pos[r]) selected = true;
+      }
+      if (selected) op.rows.push_back(static_cast<int64_t>(r));
+    }
+  }
+}
+
 absl::Status MakePlan(const ModelConfig& cfg, int tp_size, const void* owner,
                       const ForwardRequest& req, Plan* plan) {
   const int N = cfg.num_hidden_layers;
@@ -139,6 +160,8 @@ absl::Status MakePlan(const ModelConfig& cfg, int tp_size, const void* owner,
   plan->zero.assign(N, 0);
   plan->reinit.assign(N, std::nullopt);
   plan->masked_heads.assign(N, {});
+  plan->replace.assign(N, nullptr);
+  plan->steer.assign(N, {});
   for (size_t i = 0; i < req.interventions.size(); ++i) {
     const Intervention& iv = req.interventions[i];
     if (iv.layer < 0 || iv.layer >= N) {
@@ -165,14 +188,66 @@ absl::Status MakePlan(const ModelConfig& cfg, int tp_size, const void* owner,
           plan->masked_heads[iv.layer].push_back(head);
         }
         break;
+      case Intervention::Kind::kSteer: {
+        if (static_cast<int64_t>(iv.vector.size()) != cfg.hidden_size) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("interventions[", i, "] (steer of layer ", iv.layer,
+                           "): the vector has ", iv.vector.size(),
+                           " values, hidden_size is ", cfg.hidden_size));
+        }
+        if (!std::isfinite(iv.scale)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("interventions[", i, "] (steer of layer ", iv.layer,
+                           "): scale ", iv.scale, " is not finite"));
+        }
+        SteerOp op;
+        op.mode = iv.steer_mode;
+        op.delta.resize(iv.vector.size());
+        for (size_t j = 0; j < iv.vector.size(); ++j) {
+          op.delta[j] = static_cast<float>(iv.scale * iv.vector[j]);
+          if (!std::isfinite(op.delta[j])) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "interventions[", i, "] (steer of layer ", iv.layer,
+                "): scale * vector[", j, "] is not finite"));
+          }
+        }
+        plan->steer[iv.layer].push_back(std::move(op));
+        break;
+      }
+      case Intervention::Kind::kReplaceLayer: {
+        if (plan->replace[iv.layer] != nullptr) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("layer ", iv.layer,
+                           " has more than one replace_layer intervention"));
+        }
+        absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
+            SafetensorsFile::Open(iv.weights_path);
+        if (!file.ok()) {
+          return absl::Status(
+              file.status().code(),
+              absl::StrCat("interventions[", i, "] (replace_layer of layer ",
+                           iv.layer, "): ", file.status().message()));
+        }
+        RETURN_IF_ERROR(CheckReplacement(cfg, iv.layer, **file));
+        plan->replace[iv.layer] = std::move(*file);
+        break;
+      }
     }
   }
   for (int L = 0; L < N; ++L) {
-    if (plan->skip[L] + plan->zero[L] + plan->reinit[L].has_value() > 1) {
+    if (plan->skip[L] + plan->zero[L] + plan->reinit[L].has_value() +
+            (plan->replace[L] != nullptr) >
+        1) {
       return absl::InvalidArgumentError(absl::StrCat(
           "layer ", L,
-          " has more than one of skip / zero / reinit interventions"));
+          " has more than one of skip / zero / reinit / replace_layer "
+          "interventions"));
     }
+  }
+  {
+    std::vector<int64_t> pos(T), len(T, req.seq);
+    for (int64_t r = 0; r < T; ++r) pos[r] = r % req.seq;
+    ResolveSteering(req, pos, len, plan);
   }
   plan->first_touched = FirstTouchedLayer(req.interventions, N);
   plan->row_masked_heads.assign(N, {});

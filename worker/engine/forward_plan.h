@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/model_config.h"
+#include "common/safetensors.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/prefix_state.h"
 
@@ -35,6 +36,12 @@ struct CapturePoint {
 };
 
 class GramAccumulatorImpl;  // gram.h
+// One steering intervention as the ranks apply it to resid_in[layer].
+struct SteerOp {
+  Intervention::SteerMode mode = Intervention::SteerMode::kAdd;
+  std::vector<float> delta;   // scale * vector, [hidden] float32
+  std::vector<int64_t> rows;  // flat rows of [batch * seq], ascending
+};
 
 struct Plan {
   const ForwardRequest* req = nullptr;
@@ -46,6 +53,11 @@ struct Plan {
   // Per layer: empty (no row masks at that layer) or [batch] global heads
   // masked in that row only (ForwardRequest::row_head_masks).
   std::vector<std::vector<std::vector<int>>> row_masked_heads;
+  // Per layer: the replace_layer file (validated against the model), or null.
+  std::vector<std::shared_ptr<const SafetensorsFile>> replace;
+  // Per layer: the steering applied to the residual entering it, in request
+  // order.
+  std::vector<std::vector<SteerOp>> steer;
   std::vector<CapturePoint> captures;
   // ForwardRequest::grams (validated: this engine's, no duplicates) and the
   // rows they take (indices into batch*seq, ascending).
@@ -67,6 +79,14 @@ struct Plan {
 // naming the capture point otherwise.
 absl::StatusOr<CapturePoint> ParseCapture(const std::string& name,
                                           int num_layers);
+
+// Sets the rows every steering intervention of `req` selects: row r (of
+// [batch * seq]) holds the token at position pos[r] of a sequence whose
+// negative positions count from len[r] (pos[r] < 0: a pad, never selected).
+// MakePlan calls it with pos = r % seq, len = seq; generation with the
+// prompt's positions and length (docs/GENERATION.md).
+void ResolveSteering(const ForwardRequest& req, const std::vector<int64_t>& pos,
+                     const std::vector<int64_t>& len, Plan* plan);
 
 // Validates `req` against the model and fills `plan` (INVALID_ARGUMENT naming
 // what is wrong). `owner` identifies the engine: start_from must carry it, and

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -66,7 +68,10 @@ void RankForward::Run() {
   if (lead && req.layer_stats) out_->layer_stats.assign(N, LayerStats{});
 
   for (int L = plan_.start_layer; L < N; ++L) {
+    // The prefix state keeps the residual before steering (a later forward
+    // starting at L applies its own), the capture shows what layer L reads.
     if (plan_.keep_state) kept[L] = h;
+    if (!plan_.steer[L].empty()) h = Steer(L, h);
     Capture(CapturePoint::kResidIn, L, h);
     clock.Mark("layer");
     at::Tensor out_h = h;
@@ -126,7 +131,23 @@ void RankForward::Run() {
 // captures and all-reduces (phase marks as docs/GPU.md's profile names them).
 at::Tensor RankForward::Layer(int L, const at::Tensor& h) {
   LayerWeights scratch;
-  const LayerWeights& w = WeightsFor(L, &scratch);
+  return LayerWith(L, h, WeightsFor(L, &scratch));
+}
+
+at::Tensor RankForward::LayerWith(int L, const at::Tensor& h,
+                                  const LayerWeights& w) {
+  std::optional<PhaseClock> local_clock;
+  if (clock_ == nullptr) {
+    local_clock.emplace(false, nullptr, diagnostics_);
+    clock_ = &*local_clock;
+  }
+  struct ResetClock {
+    RankForward* f;
+    PhaseClock* local;
+    ~ResetClock() {
+      if (f->clock_ == local) f->clock_ = nullptr;
+    }
+  } reset{this, local_clock ? &*local_clock : nullptr};
   const int64_t B = h.size(0), S = h.size(1);
   const LayerQkv qkv = backend_->AttentionInput(L, h, w);
   clock_->Mark(cfg_.layers[L].kind == LayerKind::kFull ? "attention_full"
@@ -179,6 +200,43 @@ LayerWeights ZeroedWeights(const LayerWeights& w) {
   return z;
 }
 
+at::Tensor RankForward::Steer(int L, const at::Tensor& h) const {
+  const int64_t hidden = cfg_.hidden_size;
+  const int64_t T = h.numel() / hidden;
+  at::Tensor out = h.reshape({T, hidden});
+  for (const SteerOp& op : plan_.steer[L]) {
+    const int64_t n = static_cast<int64_t>(op.rows.size());
+    if (n == 0) continue;
+    at::Tensor d =
+        at::from_blob(const_cast<float*>(op.delta.data()), {hidden}, at::kFloat)
+            .to(s_.device)
+            .to(h.scalar_type());
+    const bool add = op.mode == Intervention::SteerMode::kAdd;
+    if (n == T) {
+      out = add ? out + d : d.unsqueeze(0).expand({T, hidden}).contiguous();
+      continue;
+    }
+    at::Tensor idx =
+        at::from_blob(const_cast<int64_t*>(op.rows.data()), {n}, at::kLong)
+            .to(s_.device);
+    at::Tensor rows = d.unsqueeze(0).expand({n, hidden}).contiguous();
+    out = add ? out.index_add(0, idx, rows) : out.index_copy(0, idx, rows);
+  }
+  return out.reshape(h.sizes());
+}
+
+LayerWeights ReplacedWeights(const ModelConfig& cfg, int L,
+                             const RankShard& shard,
+                             const SafetensorsFile& file) {
+  auto built = BuildLayer(cfg, L, shard.geom[L],
+                          ReplacementSlices(&file, LayerSlices(shard.layers[L]),
+                                            shard.device, shard.dtype));
+  // MakePlan checked names, shapes and dtypes; what is left is an I/O fault
+  // of the mapping or a bug.
+  if (!built.ok()) throw std::runtime_error(built.status().ToString());
+  return std::move(*built);
+}
+
 LayerWeights ReinitWeights(const ModelConfig& cfg, int L,
                            const RankShard& shard, uint64_t seed) {
   auto built = BuildLayer(
@@ -199,6 +257,10 @@ const LayerWeights& RankForward::WeightsFor(int L, LayerWeights* scratch) {
   }
   if (plan_.reinit[L].has_value()) {
     *scratch = ReinitWeights(cfg_, L, s_, *plan_.reinit[L]);
+    return *scratch;
+  }
+  if (plan_.replace[L] != nullptr) {
+    *scratch = ReplacedWeights(cfg_, L, s_, *plan_.replace[L]);
     return *scratch;
   }
   return s_.layers[L];

@@ -43,6 +43,12 @@ LayerWeights ZeroedWeights(const LayerWeights& w);
 LayerWeights ReinitWeights(const ModelConfig& cfg, int L,
                            const RankShard& shard, uint64_t seed);
 
+// Layer L with the tensors of a replace_layer file in place of the shard's
+// (docs/ENGINE.md); the file was checked by MakePlan (CheckReplacement).
+LayerWeights ReplacedWeights(const ModelConfig& cfg, int L,
+                             const RankShard& shard,
+                             const SafetensorsFile& file);
+
 // What a generation forward changes in a rank's forward (decode_session.cc):
 // token positions for RoPE, attention through the KV cache, and sampling in
 // place of the NLL and outputs. Owned by the caller; used on the rank's
@@ -87,6 +93,12 @@ class RankForward {
 
   void Run();
 
+  // Decoder layer L of this rank with weights `w` on the residual h [B, S,
+  // hidden] (head masks and captures of the plan apply; no hook): what Run
+  // does per layer. Differentiable on the reference backend when w's tensors
+  // require grad (layer_trainer.cc uses it outside Run, at TP 1).
+  at::Tensor LayerWith(int L, const at::Tensor& h, const LayerWeights& w);
+
   // --- For the backend, during the forward.
   const ModelConfig& cfg() const { return cfg_; }
   const EngineOptions& opts() const { return opts_; }
@@ -125,6 +137,9 @@ class RankForward {
   at::Tensor Embed(const at::Tensor& tokens);
   const LayerWeights& WeightsFor(int L, LayerWeights* scratch);
   at::Tensor Layer(int L, const at::Tensor& h);
+  // The plan's steering of resid_in[L] applied to h (a new tensor; h, which
+  // a prefix state may hold, is never written).
+  at::Tensor Steer(int L, const at::Tensor& h) const;
   at::Tensor MaskAndCaptureHeads(int L, at::Tensor attn);
   bool Wanted(CapturePoint::Kind kind, int L) const;
   void Capture(CapturePoint::Kind kind, int L, const at::Tensor& t);

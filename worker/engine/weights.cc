@@ -1,5 +1,6 @@
 #include "worker/engine/weights.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -88,49 +89,86 @@ void PointViews(LayerWeights* w, int64_t q_rows, int64_t k_rows, bool has_v,
   w->up = w->gate_up.narrow(0, inter, inter);
 }
 
-absl::StatusOr<LayerWeights> BuildLayer(const ModelConfig& cfg, int L,
-                                        const LayerGeom& g,
-                                        const SliceFn& slice) {
+std::vector<LayerTensorSpec> LayerTensors(const ModelConfig& cfg, int L,
+                                          const LayerGeom& g) {
   const LayerConfig& lc = cfg.layers[L];
   const int64_t hidden = cfg.hidden_size;
   const int64_t hd = lc.head_dim;
   const int64_t H = cfg.num_attention_heads;
   const int64_t KV = lc.num_kv_heads;
   const int64_t I = cfg.intermediate_size;
+  std::vector<LayerTensorSpec> t = {
+      {"self_attn.q_proj.weight",
+       {H * hd, hidden},
+       0,
+       g.head_start * hd,
+       g.heads_local * hd},
+      {"self_attn.k_proj.weight",
+       {KV * hd, hidden},
+       0,
+       g.kv_start * hd,
+       g.kv_local * hd},
+  };
+  if (!lc.k_eq_v) {
+    t.push_back({"self_attn.v_proj.weight",
+                 {KV * hd, hidden},
+                 0,
+                 g.kv_start * hd,
+                 g.kv_local * hd});
+  }
+  t.push_back({"self_attn.o_proj.weight",
+               {hidden, H * hd},
+               1,
+               g.head_start * hd,
+               g.heads_local * hd});
+  t.push_back({"self_attn.q_norm.weight", {hd}, -1, 0, 0});
+  t.push_back({"self_attn.k_norm.weight", {hd}, -1, 0, 0});
+  t.push_back({"input_layernorm.weight", {hidden}, -1, 0, 0});
+  t.push_back({"post_attention_layernorm.weight", {hidden}, -1, 0, 0});
+  t.push_back({"pre_feedforward_layernorm.weight", {hidden}, -1, 0, 0});
+  t.push_back({"post_feedforward_layernorm.weight", {hidden}, -1, 0, 0});
+  t.push_back({"layer_scalar", {1}, -1, 0, 0});
+  t.push_back(
+      {"mlp.gate_proj.weight", {I, hidden}, 0, g.inter_start, g.inter_local});
+  t.push_back(
+      {"mlp.up_proj.weight", {I, hidden}, 0, g.inter_start, g.inter_local});
+  t.push_back(
+      {"mlp.down_proj.weight", {hidden, I}, 1, g.inter_start, g.inter_local});
+  return t;
+}
+
+at::Tensor* LayerTensor(LayerWeights* w, absl::string_view name) {
+  static const std::pair<const char*, at::Tensor LayerWeights::*> kFields[] = {
+      {"self_attn.q_proj.weight", &LayerWeights::q},
+      {"self_attn.k_proj.weight", &LayerWeights::k},
+      {"self_attn.v_proj.weight", &LayerWeights::v},
+      {"self_attn.o_proj.weight", &LayerWeights::o},
+      {"self_attn.q_norm.weight", &LayerWeights::q_norm},
+      {"self_attn.k_norm.weight", &LayerWeights::k_norm},
+      {"input_layernorm.weight", &LayerWeights::input_norm},
+      {"post_attention_layernorm.weight", &LayerWeights::post_attn_norm},
+      {"pre_feedforward_layernorm.weight", &LayerWeights::pre_ff_norm},
+      {"post_feedforward_layernorm.weight", &LayerWeights::post_ff_norm},
+      {"layer_scalar", &LayerWeights::layer_scalar},
+      {"mlp.gate_proj.weight", &LayerWeights::gate},
+      {"mlp.up_proj.weight", &LayerWeights::up},
+      {"mlp.down_proj.weight", &LayerWeights::down},
+  };
+  for (const auto& [n, field] : kFields) {
+    if (name == n) return &(w->*field);
+  }
+  return nullptr;
+}
+
+absl::StatusOr<LayerWeights> BuildLayer(const ModelConfig& cfg, int L,
+                                        const LayerGeom& g,
+                                        const SliceFn& slice) {
   const std::string p = absl::StrCat("layers.", L, ".");
   LayerWeights w;
-  ASSIGN_OR_RETURN(w.q, slice(p + "self_attn.q_proj.weight", {H * hd, hidden},
-                              0, g.head_start * hd, g.heads_local * hd));
-  ASSIGN_OR_RETURN(w.k, slice(p + "self_attn.k_proj.weight", {KV * hd, hidden},
-                              0, g.kv_start * hd, g.kv_local * hd));
-  if (!lc.k_eq_v) {
-    ASSIGN_OR_RETURN(w.v,
-                     slice(p + "self_attn.v_proj.weight", {KV * hd, hidden}, 0,
-                           g.kv_start * hd, g.kv_local * hd));
+  for (const LayerTensorSpec& t : LayerTensors(cfg, L, g)) {
+    ASSIGN_OR_RETURN(*LayerTensor(&w, t.name),
+                     slice(p + t.name, t.full_shape, t.dim, t.start, t.len));
   }
-  ASSIGN_OR_RETURN(w.o, slice(p + "self_attn.o_proj.weight", {hidden, H * hd},
-                              1, g.head_start * hd, g.heads_local * hd));
-  ASSIGN_OR_RETURN(w.q_norm,
-                   slice(p + "self_attn.q_norm.weight", {hd}, -1, 0, 0));
-  ASSIGN_OR_RETURN(w.k_norm,
-                   slice(p + "self_attn.k_norm.weight", {hd}, -1, 0, 0));
-  ASSIGN_OR_RETURN(w.input_norm,
-                   slice(p + "input_layernorm.weight", {hidden}, -1, 0, 0));
-  ASSIGN_OR_RETURN(
-      w.post_attn_norm,
-      slice(p + "post_attention_layernorm.weight", {hidden}, -1, 0, 0));
-  ASSIGN_OR_RETURN(w.pre_ff_norm, slice(p + "pre_feedforward_layernorm.weight",
-                                        {hidden}, -1, 0, 0));
-  ASSIGN_OR_RETURN(
-      w.post_ff_norm,
-      slice(p + "post_feedforward_layernorm.weight", {hidden}, -1, 0, 0));
-  ASSIGN_OR_RETURN(w.layer_scalar, slice(p + "layer_scalar", {1}, -1, 0, 0));
-  ASSIGN_OR_RETURN(w.gate, slice(p + "mlp.gate_proj.weight", {I, hidden}, 0,
-                                 g.inter_start, g.inter_local));
-  ASSIGN_OR_RETURN(w.up, slice(p + "mlp.up_proj.weight", {I, hidden}, 0,
-                               g.inter_start, g.inter_local));
-  ASSIGN_OR_RETURN(w.down, slice(p + "mlp.down_proj.weight", {hidden, I}, 1,
-                                 g.inter_start, g.inter_local));
   FuseLayer(&w);
   return w;
 }
@@ -150,6 +188,35 @@ SliceFn RandomSlices(uint64_t seed, double init_range, InitStyle style,
       };
 }
 
+namespace {
+
+// The slice (dim, start, len) of a stored tensor as `dtype` on `device`, after
+// checking its shape against the one the config implies; `where` names the
+// file or directory in errors. Only the slice's bytes are copied.
+absl::StatusOr<at::Tensor> ReadSlice(const TensorView& tv,
+                                     const std::string& where,
+                                     const std::vector<int64_t>& shape, int dim,
+                                     int64_t start, int64_t len,
+                                     at::Device device, at::ScalarType dtype) {
+  if (tv.shape != shape) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": tensor ", tv.name, " has shape [",
+                     absl::StrJoin(tv.shape, ", "), "], the config implies [",
+                     absl::StrJoin(shape, ", "), "]"));
+  }
+  ASSIGN_OR_RETURN(at::ScalarType st, StToTorch(tv.dtype, tv.name));
+  at::Tensor view =
+      at::from_blob(const_cast<uint8_t*>(tv.data), tv.shape,
+                    at::TensorOptions().dtype(st).device(at::kCPU));
+  if (dim >= 0) view = view.narrow(dim, start, len);
+  at::Tensor out =
+      at::empty(view.sizes(), at::TensorOptions().dtype(dtype).device(device));
+  out.copy_(view);
+  return out;
+}
+
+}  // namespace
+
 SliceFn CheckpointSlices(const Checkpoint* ckpt, std::string prefix,
                          std::string dir, at::Device device,
                          at::ScalarType dtype) {
@@ -168,21 +235,66 @@ SliceFn CheckpointSlices(const Checkpoint* ckpt, std::string prefix,
       return absl::NotFoundError(
           absl::StrCat("checkpoint ", dir, " has no tensor ", full));
     }
-    if (tv->shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint ", dir, ": tensor ", full, " has shape [",
-          absl::StrJoin(tv->shape, ", "), "], the config implies [",
-          absl::StrJoin(shape, ", "), "]"));
+    return ReadSlice(*tv, absl::StrCat("checkpoint ", dir), shape, dim, start,
+                     len, device, dtype);
+  };
+}
+
+SliceFn LayerSlices(const LayerWeights& w) {
+  return [w](const std::string& name, const std::vector<int64_t>&, int, int64_t,
+             int64_t) -> absl::StatusOr<at::Tensor> {
+    const size_t dot = name.find('.', name.find('.') + 1);  // "layers.L."
+    LayerWeights copy = w;
+    at::Tensor* t = LayerTensor(&copy, name.substr(dot + 1));
+    if (t == nullptr || !t->defined()) {
+      return absl::InternalError(absl::StrCat("no layer tensor ", name));
     }
-    ASSIGN_OR_RETURN(at::ScalarType st, StToTorch(tv->dtype, full));
-    at::Tensor view =
-        at::from_blob(const_cast<uint8_t*>(tv->data), tv->shape,
-                      at::TensorOptions().dtype(st).device(at::kCPU));
-    if (dim >= 0) view = view.narrow(dim, start, len);
-    at::Tensor out = at::empty(view.sizes(),
-                               at::TensorOptions().dtype(dtype).device(device));
-    out.copy_(view);
-    return out;
+    return *t;
+  };
+}
+
+absl::Status CheckReplacement(const ModelConfig& cfg, int L,
+                              const SafetensorsFile& file) {
+  const std::string where = absl::StrCat("replace_layer weights ", file.path());
+  if (file.tensors().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " holds no tensor of layer ", L));
+  }
+  // Full shapes do not depend on the geometry.
+  const std::vector<LayerTensorSpec> specs = LayerTensors(cfg, L, LayerGeom{});
+  for (const TensorView& tv : file.tensors()) {
+    auto it = std::find_if(
+        specs.begin(), specs.end(),
+        [&](const LayerTensorSpec& s) { return s.name == tv.name; });
+    if (it == specs.end()) {
+      std::vector<std::string> names;
+      for (const LayerTensorSpec& s : specs) names.push_back(s.name);
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": tensor '", tv.name, "' is not a tensor of layer ", L,
+          " (names are relative to the layer: ", absl::StrJoin(names, ", "),
+          ")"));
+    }
+    if (tv.shape != it->full_shape) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": tensor ", tv.name, " has shape [",
+                       absl::StrJoin(tv.shape, ", "), "], layer ", L,
+                       " needs [", absl::StrJoin(it->full_shape, ", "), "]"));
+    }
+    RETURN_IF_ERROR(StToTorch(tv.dtype, tv.name).status());
+  }
+  return absl::OkStatus();
+}
+
+SliceFn ReplacementSlices(const SafetensorsFile* file, SliceFn base,
+                          at::Device device, at::ScalarType dtype) {
+  return [=](const std::string& name, const std::vector<int64_t>& shape,
+             int dim, int64_t start,
+             int64_t len) -> absl::StatusOr<at::Tensor> {
+    const size_t dot = name.find('.', name.find('.') + 1);  // "layers.L."
+    const TensorView* tv = file->Find(name.substr(dot + 1));
+    if (tv == nullptr) return base(name, shape, dim, start, len);
+    return ReadSlice(*tv, absl::StrCat("replace_layer weights ", file->path()),
+                     shape, dim, start, len, device, dtype);
   };
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
 #include "worker/engine/random_init.h"
@@ -77,6 +78,26 @@ using SliceFn = std::function<absl::StatusOr<at::Tensor>(
     const std::string& name, const std::vector<int64_t>& full_shape, int dim,
     int64_t start, int64_t len)>;
 
+// One tensor of decoder layer L: its name relative to the layer
+// ("self_attn.q_proj.weight"), its full (unsharded) shape, and the slice a
+// shard holds (dim -1 = whole tensor, 0 = rows, 1 = columns).
+struct LayerTensorSpec {
+  std::string name;
+  std::vector<int64_t> full_shape;
+  int dim = -1;
+  int64_t start = 0;
+  int64_t len = 0;
+};
+
+// Every tensor of layer L (v_proj only on layers without K = V) and the slice
+// of it a shard with geometry g holds: the one statement of how a layer is
+// sharded (BuildLayer, replacements, trainers).
+std::vector<LayerTensorSpec> LayerTensors(const ModelConfig& cfg, int L,
+                                          const LayerGeom& g);
+// The member of `w` holding the tensor named relative to the layer; nullptr
+// for an unknown name.
+at::Tensor* LayerTensor(LayerWeights* w, absl::string_view name);
+
 // Layer L's weights of a shard with geometry g, fused (q/k/v into qkv, gate/up
 // into gate_up; the separate tensors are views of the fused ones).
 absl::StatusOr<LayerWeights> BuildLayer(const ModelConfig& cfg, int L,
@@ -92,6 +113,24 @@ SliceFn RandomSlices(uint64_t seed, double init_range, InitStyle style,
 SliceFn CheckpointSlices(const Checkpoint* ckpt, std::string prefix,
                          std::string dir, at::Device device,
                          at::ScalarType dtype);
+
+// The tensors of an already built layer `w` (a shard's own slices) as a
+// SliceFn over BuildLayer's names: the slice arguments are ignored.
+SliceFn LayerSlices(const LayerWeights& w);
+
+// Checks a replace_layer file (names relative to layer L) against the model:
+// INVALID_ARGUMENT naming the file and tensor when the file holds no tensor,
+// a tensor that is not one of layer L's, a shape other than the full
+// (unsharded) shape of the checkpoint's tensor, or a non-float dtype.
+absl::Status CheckReplacement(const ModelConfig& cfg, int L,
+                              const SafetensorsFile& file);
+
+// Slices of layer tensors from a replace_layer file (names relative to the
+// layer) where it has them, read and converted as CheckpointSlices does; from
+// `base` (typically LayerSlices of the shard's layer) otherwise. `file` is
+// borrowed and must outlive the SliceFn.
+SliceFn ReplacementSlices(const SafetensorsFile* file, SliceFn base,
+                          at::Device device, at::ScalarType dtype);
 
 // The prefix of the text model's tensor names in the checkpoint ("model.",
 // "model.language_model.", ...), found from where embed_tokens.weight lives.

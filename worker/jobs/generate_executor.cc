@@ -116,8 +116,12 @@ absl::StatusOr<TaskOutput> GenerateExecutor::RunTask(const TaskInput& task,
   ASSIGN_OR_RETURN(LmBackend::Model model, backend_->Acquire(job->model));
   const ModelConfig& cfg = model.engine->config();
   const Tokenizer& tok = *model.tokenizer;
+  std::vector<engine::Intervention> interventions = job->interventions;
+  RETURN_IF_ERROR(ResolveInterventionArtifacts(
+      options_.artifacts, job->intervention_artifacts, job->intervention_fields,
+      &interventions));
   RETURN_IF_ERROR(
-      CheckInterventions(job->interventions, job->intervention_fields, cfg));
+      CheckInterventions(interventions, job->intervention_fields, cfg));
   ASSIGN_OR_RETURN(std::vector<PromptSpec> prompts,
                    Prompts(*job, options_.data_roots));
   if (prompts.empty()) {
@@ -216,7 +220,7 @@ absl::StatusOr<TaskOutput> GenerateExecutor::RunTask(const TaskInput& task,
 
   // Generate.
   engine::DecodeOptions d;
-  d.interventions = job->interventions;
+  d.interventions = interventions;
   d.max_sequences = std::max(1, job->max_batch);
   d.max_sequence_tokens = longest + job->max_new_tokens + 1;
   d.page_size = options_.page_size;
@@ -374,7 +378,10 @@ absl::StatusOr<TaskOutput> GenerateExecutor::RunTask(const TaskInput& task,
         for (size_t j = 0; j < ref.size(); ++j) {
           r.targets[seq.size() - 1 + j] = ref[j];
         }
-        r.interventions = job->interventions;
+        // Steering positions as the generation resolved them.
+        r.interventions = PromptRelativeSteering(
+            interventions,
+            static_cast<int64_t>(encoded[prompt_index.at(item.prompt)].size()));
         ASSIGN_OR_RETURN(engine::ForwardResult f, model.engine->Forward(r));
         double sum = 0;
         for (size_t j = 0; j < ref.size(); ++j)

@@ -723,13 +723,20 @@ void LmExecutor::RunGroup(const std::vector<TaskInput>& tasks, TaskContext& ctx,
     bool unablated_pass = false;  // some member uses the shared pass
     for (size_t m : members) {
       TaskRun& t = runs[m];
+      t.interventions = t.spec.interventions;
+      if (absl::Status resolved = ResolveInterventionArtifacts(
+              options_.artifacts, t.spec.intervention_artifacts,
+              t.spec.intervention_fields, &t.interventions);
+          !resolved.ok()) {
+        finish(t, resolved);
+        continue;
+      }
       if (absl::Status checked = CheckInterventions(
-              t.spec.interventions, t.spec.intervention_fields, config);
+              t.interventions, t.spec.intervention_fields, config);
           !checked.ok()) {
         finish(t, checked);
         continue;
       }
-      t.interventions = t.spec.interventions;
       t.start_layer = engine::FirstTouchedLayer(t.interventions, N);
       t.acc.Init(data->categories.size(), N);
       if (t.interventions.empty() || t.start_layer > 0) unablated_pass = true;

@@ -42,6 +42,17 @@ struct ModelRefSpec {
   std::string tokenizer;    // "" = <path>/tokenizer.json
 };
 
+// An intervention input kept in the artifact store (spec ArtifactRef of a
+// steer's vector_artifact or a replace_layer's weights): the executor
+// resolves it through its ArtifactStore before the engine sees the
+// intervention (ResolveInterventionArtifacts, interventions.h).
+struct InterventionArtifactRef {
+  size_t intervention = 0;  // index into the job's interventions
+  std::string path;         // relative to the store root
+  std::string sha256;       // "" = the one in the path
+  std::string tensor;       // steer: the safetensors tensor ("" = the only one)
+};
+
 // eval and probe (docs/JOBS.md): one dataset shard, windowed, under
 // interventions.
 struct LmJobSpec {
@@ -56,6 +67,8 @@ struct LmJobSpec {
   // The spec field each intervention came from
   // ("interventions.interventions[1].skip.layers"), for errors; same length.
   std::vector<std::string> intervention_fields;
+  // Interventions whose vector or weights are artifacts.
+  std::vector<InterventionArtifactRef> intervention_artifacts;
 };
 
 // One prompt of a generate or canary task.
@@ -95,6 +108,7 @@ struct GenerateJobSpec {
   bool token_logprobs = false;
   std::vector<engine::Intervention> interventions;
   std::vector<std::string> intervention_fields;
+  std::vector<InterventionArtifactRef> intervention_artifacts;
 };
 
 // head_importance (docs/CALIBRATION.md): the leave-one-out NLL delta of every
