@@ -34,6 +34,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -691,17 +692,67 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
       RETURN_IF_ERROR(CheckLayer(job->layer(), m, "heal.layer"));
       RETURN_IF_ERROR(
           CheckHeads(job->mutable_heads_removed(), m, "heal.heads_removed"));
-      if (!(job->ridge() >= 0.0) || !std::isfinite(job->ridge())) {
-        return Invalid("heal.ridge",
-                       absl::StrCat(job->ridge(), " must be finite and >= 0"));
+      if (!(job->ridge_rel() >= 0.0) || !std::isfinite(job->ridge_rel())) {
+        return Invalid("heal.ridge_rel",
+                       absl::StrCat(job->ridge_rel(), " must be finite and >= 0"));
       }
       return absl::OkStatus();
     }
-    case v1::SweepSpec::kMaterialize:
-      if (spec->materialize().out_dir().empty()) {
+    case v1::SweepSpec::kMaterialize: {
+      // pruned / heals may be empty here: a prune_plan stage fills them from
+      // results (docs/CALIBRATION.md).
+      auto* job = spec->mutable_materialize();
+      if (job->out_dir().empty()) {
         return Invalid("materialize.out_dir", "required");
       }
+      for (absl::string_view part : absl::StrSplit(job->out_dir(), '/')) {
+        if (part == "..") {
+          return Invalid("materialize.out_dir",
+                         absl::StrCat("'", job->out_dir(),
+                                      "' may not contain '..' (it is written "
+                                      "under the workers' model root)"));
+        }
+      }
+      if (!job->mode().empty() && job->mode() != "mask") {
+        return Invalid("materialize.mode",
+                       absl::StrCat("'", job->mode(),
+                                    "' is not supported (only \"mask\")"));
+      }
+      std::set<int> pruned_layers;
+      for (int i = 0; i < job->pruned_size(); ++i) {
+        const std::string field = absl::StrCat("materialize.pruned[", i, "]");
+        auto* p = job->mutable_pruned(i);
+        RETURN_IF_ERROR(CheckLayer(p->layer(), m, field + ".layer"));
+        if (!pruned_layers.insert(p->layer()).second) {
+          return Invalid(field + ".layer",
+                         absl::StrCat("layer ", p->layer(), " is listed twice"));
+        }
+        RETURN_IF_ERROR(CheckHeads(p->mutable_heads(), m, field + ".heads"));
+        if (p->heads_size() >= m.num_heads) {
+          return Invalid(field + ".heads",
+                         absl::StrCat("all ", m.num_heads, " heads of layer ",
+                                      p->layer(), " would be pruned"));
+        }
+      }
+      std::set<int> healed_layers;
+      for (int i = 0; i < job->heals_size(); ++i) {
+        const std::string field = absl::StrCat("materialize.heals[", i, "]");
+        RETURN_IF_ERROR(CheckLayer(job->heals(i).layer(), m, field + ".layer"));
+        if (!healed_layers.insert(job->heals(i).layer()).second) {
+          return Invalid(field + ".layer",
+                         absl::StrCat("layer ", job->heals(i).layer(),
+                                      " has two heals"));
+        }
+        if (job->heals(i).artifact().path().empty()) {
+          return Invalid(field + ".artifact.path", "required");
+        }
+      }
+      if (!job->layers().empty()) {
+        ASSIGN_OR_RETURN(*job->mutable_layers(),
+                         CanonicalLayers(job->layers(), m, "materialize.layers"));
+      }
       return absl::OkStatus();
+    }
     case v1::SweepSpec::kGenerate: {
       auto* job = spec->mutable_generate();
       if (job->prompts_size() == 0 && spec->datasets_size() == 0) {

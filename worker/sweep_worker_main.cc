@@ -20,7 +20,9 @@
 #include "common/metrics_endpoint.h"
 #include "proto/tls_config.h"
 #include "worker/agent/agent.h"
+#include "worker/dump_logits_command.h"
 #include "worker/make_model_command.h"
+#include "worker/materialize_command.h"
 #include "worker/prometheus_worker_metrics.h"
 #include "worker/tokenize_command.h"
 #include "worker/worker_assembly.h"
@@ -104,6 +106,10 @@ const Subcommand kSubcommands[] = {
      "write a random-weight Gemma 4 model directory from a config.json"},
     {"tokenize", &TokenizeMain,
      "print the token ids of stdin as JSON (--tokenizer FILE --bos on|off)"},
+    {"materialize", &MaterializeMain,
+     "write an edited (head-pruned / healed) copy of a model directory"},
+    {"dump-logits", &DumpLogitsMain,
+     "write one engine forward's token ids and logits as safetensors"},
 };
 
 void PrintTopUsage(FILE* out) {

@@ -70,6 +70,14 @@ int main(int argc, char** argv) {
   app.add_option("--new-tokens", new_tokens);
   app.add_option("--temperature", temperature);
   app.add_option("--page-size", page_size);
+  int64_t max_cached_tokens = 0;
+  app.add_option("--max-cached-tokens", max_cached_tokens,
+                 "DecodeOptions::max_cached_tokens (0 = room for every "
+                 "sequence's own copy; shared prompt pages need less)");
+  int64_t shared_min_keys = DecodeOptions().shared_attention_min_keys;
+  app.add_option("--shared-attention-min-keys", shared_min_keys,
+                 "DecodeOptions::shared_attention_min_keys (0 = always attend "
+                 "to shared prompt pages once per prompt)");
   std::string prompts_jsonl;
   int max_batch = 64;
   app.add_option("--prompts-jsonl", prompts_jsonl,
@@ -79,6 +87,10 @@ int main(int argc, char** argv) {
                  "session of --max-batch sequences, as a generate task runs "
                  "them (scripts/generate_scale.sh)");
   app.add_option("--max-batch", max_batch);
+  bool profile = false;
+  app.add_flag("--profile", profile,
+               "print the engine's phase profile (ms per forward) of each "
+               "timed run (EngineOptions::phase_profiling)");
   CLI11_PARSE(app, argc, argv);
   auto parsed = sweepd::engine::ParseDType(dtype);
   if (!parsed.ok()) {
@@ -87,6 +99,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   opts.dtype = *parsed;
+  opts.phase_profiling = profile;
   std::vector<int> ns;
   for (absl::string_view v : absl::StrSplit(samples_list, ',')) {
     int n = 0;
@@ -165,6 +178,8 @@ int main(int argc, char** argv) {
     d.max_sequences = max_batch;
     d.max_sequence_tokens = longest + new_tokens + 1;
     d.page_size = page_size;
+    d.shared_attention_min_keys = shared_min_keys;
+    d.max_cached_tokens = max_cached_tokens;
     const absl::Time t0 = absl::Now();
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
@@ -200,6 +215,8 @@ int main(int argc, char** argv) {
     d.max_sequences = n;
     d.max_sequence_tokens = prompt_len + new_tokens + 1;
     d.page_size = page_size;
+    d.shared_attention_min_keys = shared_min_keys;
+    d.max_cached_tokens = max_cached_tokens;
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
       std::fprintf(stderr, "session: %s\n",
@@ -221,6 +238,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     p.max_new_tokens = new_tokens;
+    (*engine)->TakePhaseProfile();  // drop the warm-up's
     const absl::Time t0 = absl::Now();
     auto st = Generate(session->get(), {p}, g);
     const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
@@ -244,6 +262,17 @@ int main(int argc, char** argv) {
                   (weight_bytes / opts.tp_size + kv) / 1e9);
     }
     std::printf("\n");
+    if (profile) {
+      const sweepd::engine::PhaseTimes t = (*engine)->TakePhaseProfile();
+      std::printf("  phases over %lld forwards (%s), ms per forward:",
+                  static_cast<long long>(t.forwards),
+                  t.device_events ? "CUDA events" : "host clock");
+      for (const auto& [phase, ms] : t.ms) {
+        std::printf(" %s=%.2f", phase.c_str(),
+                    ms / std::max<int64_t>(1, t.forwards));
+      }
+      std::printf("\n");
+    }
     std::fflush(stdout);
   }
   return 0;

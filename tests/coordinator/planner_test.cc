@@ -1012,6 +1012,38 @@ TEST_F(PlannerTest, InvalidSpecsNameTheField) {
        "canary.cases[0].expect"},
       {"materialize", [](v1::SweepSpec* s) { s->mutable_materialize(); },
        "materialize.out_dir: required"},
+      {"materialize escaping out_dir",
+       [](v1::SweepSpec* s) {
+         s->mutable_materialize()->set_out_dir("pruned/../../etc");
+       },
+       "materialize.out_dir: 'pruned/../../etc' may not contain '..'"},
+      {"materialize head",
+       [](v1::SweepSpec* s) {
+         s->mutable_materialize()->set_out_dir("pruned");
+         auto* p = s->mutable_materialize()->add_pruned();
+         p->set_layer(1);
+         p->add_heads(0);
+         p->add_heads(4);
+       },
+       "materialize.pruned[0].heads[1]: head 4 out of range [0, 4)"},
+      {"materialize heal layer",
+       [](v1::SweepSpec* s) {
+         s->mutable_materialize()->set_out_dir("pruned");
+         s->mutable_materialize()->add_heals()->set_layer(9);
+       },
+       "materialize.heals[0].layer: layer 9 out of range"},
+      {"materialize layers",
+       [](v1::SweepSpec* s) {
+         s->mutable_materialize()->set_out_dir("pruned");
+         s->mutable_materialize()->set_layers("0-9");
+       },
+       "materialize.layers"},
+      {"materialize mode",
+       [](v1::SweepSpec* s) {
+         s->mutable_materialize()->set_out_dir("pruned");
+         s->mutable_materialize()->set_mode("reshape");
+       },
+       "materialize.mode: 'reshape' is not supported"},
   };
   for (const BadSpecCase& c : cases) {
     v1::SweepSpec s = c.synthetic ? SyntheticSpec(10) : EvalSpec();

@@ -185,6 +185,63 @@ TEST(DecodeTest, SamplesDependOnTheSeedNotOnTheBatch) {
   EXPECT_EQ(Sample(*e2, true, 2), alone);
 }
 
+// Samples forked from one prompt attend to the prompt's shared pages as one
+// GEMM per cluster and to their own pages separately, merged by log-sum-exp
+// (decode_rows.h): each must draw what it draws decoded alone, where its
+// prompt is not shared.
+TEST(DecodeTest, ForkedSamplesEqualEachSampleDecodedAlone) {
+  for (int tp : {1, 2}) {
+    std::unique_ptr<Engine> e = MakeEngine(tp);
+    ASSERT_NE(e, nullptr);
+    DecodeOptions o;
+    o.max_sequences = 8;
+    o.max_sequence_tokens = 48;
+    o.page_size = 4;
+    const std::vector<int32_t> prompt = {2, 40, 41, 42, 43, 44, 45, 46, 47, 48};
+    std::vector<SamplingParams> params(3);
+    for (int i = 0; i < 3; ++i) params[i].seed = SampleSeed(91, 0, i);
+    auto run = [&](const std::vector<SamplingParams>& p) {
+      auto session = e->StartDecode(o);
+      EXPECT_TRUE(session.ok()) << session.status();
+      auto first = (*session)->AddPrompt(prompt, p);
+      EXPECT_TRUE(first.ok()) << first.status();
+      std::map<int64_t, size_t> index;
+      std::vector<std::vector<DecodedToken>> got(p.size());
+      for (size_t i = 0; i < p.size(); ++i) {
+        index[(*first)[i].sequence] = i;
+        got[i].push_back((*first)[i]);
+      }
+      for (int s = 0; s < 24; ++s) {  // well past the window of 8
+        auto next = (*session)->Step();
+        EXPECT_TRUE(next.ok()) << next.status();
+        for (const DecodedToken& t : *next) got[index[t.sequence]].push_back(t);
+      }
+      return got;
+    };
+    // Shared-prefix attention always on, then never (a flat plan: every row
+    // reads its own pages); each sample alone is flat.
+    o.shared_attention_min_keys = 0;
+    const auto together = run(params);
+    o.shared_attention_min_keys = int64_t{1} << 40;
+    const auto together_flat = run(params);
+    for (int i = 0; i < 3; ++i) {
+      const auto alone = run({params[i]});
+      ASSERT_EQ(alone[0].size(), together_flat[i].size());
+      for (size_t t = 0; t < alone[0].size(); ++t) {
+        EXPECT_EQ(alone[0][t].token, together_flat[i][t].token)
+            << "flat, tp " << tp << " sample " << i << " step " << t;
+      }
+      ASSERT_EQ(alone[0].size(), together[i].size());
+      for (size_t t = 0; t < alone[0].size(); ++t) {
+        EXPECT_EQ(alone[0][t].token, together[i][t].token)
+            << "tp " << tp << " sample " << i << " step " << t;
+        EXPECT_NEAR(alone[0][t].logprob, together[i][t].logprob, 1e-4)
+            << "tp " << tp << " sample " << i << " step " << t;
+      }
+    }
+  }
+}
+
 TEST(DecodeTest, BadInputsAreNamed) {
   std::unique_ptr<Engine> e = MakeEngine(1);
   DecodeOptions o;

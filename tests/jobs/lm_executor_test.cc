@@ -803,8 +803,10 @@ TEST_F(LmExecutorTest, RegisterLmExecutorsRegistersEvalAndProbe) {
   bo.engine.cpu_threads_per_rank = 1;
   ExecutorRegistry registry;
   ASSERT_TRUE(RegisterLmExecutors(bo, LmExecutorOptions{}, &registry).ok());
+  // materialize (engine-free) is registered next to them (issue 12).
   EXPECT_THAT(registry.kinds(),
-              ::testing::ElementsAre("canary", "eval", "generate", "probe"));
+              ::testing::ElementsAre("canary", "eval", "generate",
+                                     "materialize", "probe"));
   ASSERT_NE(registry.Find("probe"), nullptr);
   // One executor serves both kinds, so a prefix-share group mixing eval and
   // probe tasks (a staged layer study) reaches a single RunGroup.

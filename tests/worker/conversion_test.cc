@@ -185,6 +185,46 @@ TEST(ConversionTest, ProbeIgnoresBaseInterventionsAndChecksWindowing) {
   EXPECT_EQ(job->windowing.bos, BosPolicy::kOff);
 }
 
+TEST(ConversionTest, MaterializeTaskIsTyped) {
+  sweepd::v1::TaskAssignment a;
+  a.set_task_key("tk-m");
+  sweepd::v1::TaskSpec* spec = a.mutable_spec();
+  spec->set_kind(sweepd::v1::JOB_KIND_MATERIALIZE);
+  spec->mutable_model()->set_path("/models/base");
+  spec->mutable_model()->set_fingerprint("fp");
+  auto* m = spec->mutable_materialize();
+  m->set_out_dir("pruned/he1");
+  auto* p = m->add_pruned();
+  p->set_layer(3);
+  p->add_heads(1);
+  p->add_heads(5);
+  auto* h = m->add_heals();
+  h->set_layer(3);
+  h->mutable_artifact()->set_path("objects/ab/abc");
+  h->mutable_artifact()->set_sha256("abc");
+  m->set_layers("0-3");
+  auto input = ToTaskInput(a);
+  ASSERT_TRUE(input.ok()) << input.status();
+  EXPECT_EQ(input->kind, "materialize");
+  const auto* job = std::get_if<MaterializeJobSpec>(&input->job);
+  ASSERT_NE(job, nullptr);
+  EXPECT_EQ(job->model.path, "/models/base");
+  EXPECT_EQ(job->model.fingerprint, "fp");
+  EXPECT_EQ(job->out_dir, "pruned/he1");
+  ASSERT_EQ(job->pruned.size(), 1u);
+  EXPECT_EQ(job->pruned[0].layer, 3);
+  EXPECT_THAT(job->pruned[0].heads, ElementsAre(1, 5));
+  ASSERT_EQ(job->heals.size(), 1u);
+  EXPECT_EQ(job->heals[0].path, "objects/ab/abc");
+  EXPECT_EQ(job->heals[0].sha256, "abc");
+  EXPECT_TRUE(job->has_layers);
+  EXPECT_THAT(job->layers, ElementsAre(0, 1, 2, 3));
+
+  m->mutable_heals(0)->mutable_artifact()->clear_path();
+  EXPECT_THAT(std::string(ToTaskInput(a).status().message()),
+              HasSubstr("materialize.heals[0].artifact.path: required"));
+}
+
 TEST(ConversionTest, EmptyTaskKeyIsRejected) {
   sweepd::v1::TaskAssignment a;
   auto input = ToTaskInput(a);

@@ -299,6 +299,43 @@ absl::StatusOr<GenerateJobSpec> ToGenerateJob(const v1::TaskSpec& spec,
   return job;
 }
 
+absl::StatusOr<MaterializeJobSpec> ToMaterializeJob(const v1::TaskSpec& spec) {
+  const v1::MaterializeJob& m = spec.materialize();
+  MaterializeJobSpec job;
+  job.model.path = spec.model().path();
+  job.model.fingerprint = spec.model().fingerprint();
+  job.model.dtype = spec.model().dtype();
+  job.model.tokenizer = spec.model().tokenizer();
+  if (m.out_dir().empty()) return Invalid("materialize.out_dir", "required");
+  job.out_dir = m.out_dir();
+  job.mode = m.mode();
+  for (int i = 0; i < m.pruned_size(); ++i) {
+    MaterializeJobSpec::Pruned p;
+    p.layer = m.pruned(i).layer();
+    p.heads.assign(m.pruned(i).heads().begin(), m.pruned(i).heads().end());
+    job.pruned.push_back(std::move(p));
+  }
+  for (int i = 0; i < m.heals_size(); ++i) {
+    const v1::LayerArtifact& a = m.heals(i);
+    if (a.artifact().path().empty()) {
+      return Invalid(absl::StrCat("materialize.heals[", i, "].artifact.path"),
+                     "required");
+    }
+    MaterializeJobSpec::Heal h;
+    h.layer = a.layer();
+    h.path = a.artifact().path();
+    h.sha256 = a.artifact().sha256();
+    h.tensor = a.artifact().tensor();
+    job.heals.push_back(std::move(h));
+  }
+  if (!m.layers().empty()) {
+    job.has_layers = true;
+    ASSIGN_OR_RETURN(job.layers,
+                     ExplicitLayers(m.layers(), "materialize.layers"));
+  }
+  return job;
+}
+
 SyntheticJobSpec ToSyntheticJob(const v1::SyntheticJob& s) {
   SyntheticJobSpec job;
   job.min_ms = s.min_ms();
@@ -356,6 +393,13 @@ absl::StatusOr<TaskInput> ToTaskInput(
     input.job = ToSyntheticJob(spec.synthetic());
   } else if (input.kind == kGenerateKind || input.kind == kCanaryKind) {
     absl::StatusOr<GenerateJobSpec> job = ToGenerateJob(spec, input.kind);
+    if (job.ok()) {
+      input.job = std::move(*job);
+    } else {
+      converted = job.status();
+    }
+  } else if (input.kind == kMaterializeKind) {
+    absl::StatusOr<MaterializeJobSpec> job = ToMaterializeJob(spec);
     if (job.ok()) {
       input.job = std::move(*job);
     } else {

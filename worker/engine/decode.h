@@ -62,6 +62,12 @@ struct DecodeOptions {
   int max_sequences = 64;              // live at once
   int64_t max_sequence_tokens = 4096;  // prompt + generated
   int page_size = 16;                  // tokens per cache page
+  // Shared-prefix attention (docs/GENERATION.md): a layer group's step
+  // attends to a prompt's shared pages once for all its samples only when
+  // that saves at least this many key reads per layer ((samples - 1) x
+  // shared keys, summed over prompts); below it every row reads its own
+  // pages, which takes ~3x fewer kernel launches. 0 = always.
+  int64_t shared_attention_min_keys = 16384;
 };
 
 // One sequence's token of a step.

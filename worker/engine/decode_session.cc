@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "worker/engine/decode_rows.h"
 #include "worker/engine/forward_plan.h"
 #include "worker/engine/kv_cache.h"
 #include "worker/engine/page_table.h"
@@ -64,10 +65,8 @@ struct StepInputs {
   bool prefill = false;
   // Per group: rows of the forward whose K/V are stored, and where.
   std::vector<std::vector<int64_t>> write_rows, write_slots;
-  // Decode only, per group: gather page ids [R, pages], key positions
-  // [R, pages * page_size].
-  std::vector<std::vector<int64_t>> gather, key_pos;
-  std::vector<int64_t> max_pages;
+  // Decode only, per group: the keys each row sees (decode_rows.h).
+  std::vector<GroupStepRows> keys;
   SamplerBatch sampler;
   // Prefill: the flat row of each sampled sequence's prompt's last token.
   std::vector<int64_t> head_rows;
@@ -104,9 +103,17 @@ class RankHook : public ForwardHook {
       write_rows_[g] = up(in.write_rows[g]);
       rows_[g].write_slots = up(in.write_slots[g]);
       if (in.prefill) continue;
+      const GroupStepRows& k = in.keys[g];
       const int64_t R = static_cast<int64_t>(in.positions.size());
-      rows_[g].gather = up(in.gather[g]).view({R, in.max_pages[g]});
-      rows_[g].key_pos = up(in.key_pos[g]).view({R, -1});
+      GroupRows& rows = rows_[g];
+      rows.clusters = k.clusters;
+      rows.rmax = k.rmax;
+      rows.sh_gather = up(k.sh_gather).view({k.clusters, k.shared_pages});
+      rows.sh_key_pos = up(k.sh_key_pos).view({k.clusters, -1});
+      rows.sh_rows = up(k.sh_rows);
+      rows.row_slot = up(k.row_slot);
+      rows.pr_gather = up(k.pr_gather).view({R, k.private_pages});
+      rows.pr_key_pos = up(k.pr_key_pos).view({R, -1});
     }
   }
 
@@ -130,12 +137,26 @@ class RankHook : public ForwardHook {
     cache_->Write(L, rows_[g].write_slots, kept);
     if (in_.prefill) return ctx_.backend->Attention(L, qkv);
     GroupRows& rows = rows_[g];
-    if (!rows.allowed.defined() || allowed_window_[g] != window) {
-      at::Tensor q = positions_.unsqueeze(1);
-      at::Tensor allowed = rows.key_pos.ge(0).logical_and(rows.key_pos.le(q));
-      if (window > 0)
-        allowed = allowed.logical_and((q - rows.key_pos).lt(window));
-      rows.allowed = allowed.unsqueeze(1).unsqueeze(1);
+    if (!rows.sh_blocked.defined() || allowed_window_[g] != window) {
+      // A key is visible when it exists, is not after the query and lies in
+      // the window.
+      auto visible = [&](const at::Tensor& q, const at::Tensor& key) {
+        at::Tensor a = key.ge(0).logical_and(key.le(q));
+        return window > 0 ? a.logical_and((q - key).lt(window)) : a;
+      };
+      at::Tensor q = positions_.unsqueeze(1);  // [R, 1]
+      rows.pr_blocked =
+          visible(q, rows.pr_key_pos).logical_not().unsqueeze(1).unsqueeze(1);
+      // Query position per cluster slot ([C, rmax, 1], padding -1 sees
+      // nothing) against the cluster's keys [C, 1, S * page_size].
+      at::Tensor slot_pos =
+          at::cat({positions_, at::full({1}, -1, positions_.options())})
+              .index_select(0, rows.sh_rows)
+              .view({rows.clusters, rows.rmax, 1});
+      at::Tensor sh = visible(slot_pos, rows.sh_key_pos.unsqueeze(1))
+                          .logical_and(slot_pos.ge(0));
+      rows.sh_blocked =
+          sh.logical_not().unsqueeze(1).unsqueeze(3);  // [C,1,rmax,1,keys]
       allowed_window_[g] = window;
     }
     return cache_->Attend(*f, L, qkv.q, rows, w);
@@ -467,9 +488,7 @@ class DecodeSessionImpl : public DecodeSession {
     in.request.batch = 1;
     in.write_rows.resize(G);
     in.write_slots.resize(G);
-    in.gather.resize(G);
-    in.key_pos.resize(G);
-    in.max_pages.assign(G, 1);
+    in.keys.resize(G);
     std::vector<int64_t> ids;
     for (auto& [id, s] : live_) {
       const int64_t len = table_->length(id);
@@ -489,24 +508,15 @@ class DecodeSessionImpl : public DecodeSession {
     in.request.targets.assign(R, -1);
     in.request.interventions = options_.interventions;
     for (int g = 0; g < G; ++g) {
-      for (int64_t id : ids) {
-        in.max_pages[g] = std::max<int64_t>(
-            in.max_pages[g], static_cast<int64_t>(table_->pages(id, g).size()));
-      }
+      std::vector<RowPages> row_pages(R);
       for (int64_t r = 0; r < R; ++r) {
         const int64_t id = ids[r];
         in.write_rows[g].push_back(r);
         in.write_slots[g].push_back(table_->Slot(id, g, in.positions[r]));
-        const std::vector<int32_t>& pages = table_->pages(id, g);
-        const int64_t first = table_->first_page(id, g);
-        for (int64_t i = 0; i < in.max_pages[g]; ++i) {
-          const bool real = i < static_cast<int64_t>(pages.size());
-          in.gather[g].push_back(real ? pages[i] : 0);
-          for (int j = 0; j < P; ++j) {
-            in.key_pos[g].push_back(real ? (first + i) * P + j : -1);
-          }
-        }
+        row_pages[r] = {&table_->pages(id, g), table_->first_page(id, g)};
       }
+      in.keys[g] =
+          PlanGroupRows(row_pages, P, options_.shared_attention_min_keys);
     }
     std::vector<DecodedToken> out;
     RETURN_IF_ERROR(Run(&in, &out));

@@ -45,46 +45,106 @@ void RankKvCache::Write(int L, const at::Tensor& slots, const LayerQkv& qkv) {
   }
 }
 
+std::pair<at::Tensor, at::Tensor> RankKvCache::GatherKv(
+    const RankForward& f, int L, const at::Tensor& gather,
+    const at::Tensor& key_pos, const LayerWeights& w) const {
+  const LayerGeom& g = s_.geom[L];
+  const int64_t B = gather.size(0);
+  const int64_t keys = key_pos.size(1);
+  const int64_t hd = g.head_dim, kv = g.kv_local;
+  const int64_t pages = v_[L].size(1) / page_size_;
+  // Pools are [kv, pages * page_size, hd]: gathering B lists of pages gives
+  // [kv, B, keys, hd], i.e. [B, kv, keys, hd] with each (list, head) a
+  // contiguous [keys, hd] matrix, ready for batched GEMMs (no copy of K/V per
+  // query head: GQA groups share them).
+  auto take = [&](const at::Tensor& pool) {
+    return pool.view({kv, pages, page_size_, hd})
+        .index_select(1, gather.reshape({-1}))
+        .view({kv, B, keys, hd})
+        .transpose(0, 1);
+  };
+  at::Tensor v = take(v_[L]);
+  if (k_[L].defined()) return {take(k_[L]), v};
+  // K = V layer: K = k_norm(raw) = v_norm(raw) * k_norm.weight, then RoPE.
+  at::Tensor kn =
+      (v.to(at::kFloat) * w.k_norm.to(at::kFloat)).to(v.scalar_type());
+  auto [cos, sin] = f.RopeAt(L, key_pos.clamp_min(0));  // [B, keys, hd]
+  cos = cos.unsqueeze(1);
+  sin = sin.unsqueeze(1);
+  return {kn * cos + RotateHalf(kn) * sin, v};
+}
+
 at::Tensor RankKvCache::Attend(const RankForward& f, int L, const at::Tensor& q,
                                const GroupRows& rows,
                                const LayerWeights& w) const {
   const LayerGeom& g = s_.geom[L];
-  const int64_t R = rows.gather.size(0);
-  const int64_t keys = rows.key_pos.size(1);
+  const int64_t R = q.size(1);
   const int64_t hd = g.head_dim, kv = g.kv_local;
   const int64_t groups = g.heads_local / kv;
-  const int64_t pages = v_[L].size(1) / page_size_;
-  // Pools are [kv, pages * page_size, hd]: gathering a row's pages gives
-  // [kv, R, keys, hd], i.e. [R, kv, keys, hd] with each (row, head) a
-  // contiguous [keys, hd] matrix, ready for batched GEMMs (no copy of K/V per
-  // query head: GQA groups share them).
-  auto gather = [&](const at::Tensor& pool) {
-    return pool.view({kv, pages, page_size_, hd})
-        .index_select(1, rows.gather.reshape({-1}))
-        .view({kv, R, keys, hd})
-        .transpose(0, 1);
-  };
-  at::Tensor v = gather(v_[L]);
-  at::Tensor k;
-  if (k_[L].defined()) {
-    k = gather(k_[L]);
-  } else {
-    // K = V layer: K = k_norm(raw) = v_norm(raw) * k_norm.weight, then RoPE.
-    at::Tensor kn =
-        (v.to(at::kFloat) * w.k_norm.to(at::kFloat)).to(v.scalar_type());
-    auto [cos, sin] = f.RopeAt(L, rows.key_pos.clamp_min(0));  // [R, keys, hd]
-    cos = cos.unsqueeze(1);
-    sin = sin.unsqueeze(1);
-    k = kn * cos + RotateHalf(kn) * sin;
-  }
+  const int64_t C = rows.clusters, M = rows.rmax;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
   // q [1, R, Hl, hd] -> [R, kv, groups, hd] (heads of a KV group adjacent).
   at::Tensor qg = q.reshape({R, kv, groups, hd});
-  at::Tensor scores = at::matmul(qg, k.transpose(-2, -1));  // [R, kv, g, keys]
-  scores = scores.masked_fill(rows.allowed.logical_not(),
-                              -std::numeric_limits<float>::infinity());
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  at::Tensor out = at::matmul(probs, v);  // [R, kv, g, hd]
-  return out.reshape({1, R, g.heads_local, hd}).contiguous();
+  if (M == 1) {
+    // Flat plan: cluster c is row c and holds all of its keys.
+    auto [k, v] = GatherKv(f, L, rows.sh_gather, rows.sh_key_pos, w);
+    at::Tensor scores =
+        at::matmul(qg, k.transpose(-2, -1))  // [R,kv,g,keys]
+            .masked_fill(rows.sh_blocked.view({R, 1, 1, -1}), neg_inf);
+    at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+    return at::matmul(probs, v).reshape({1, R, g.heads_local, hd}).contiguous();
+  }
+
+  // Shared part: the queries of a cluster's rows stacked per KV head,
+  // [C, kv, M * groups, hd] against the cluster's keys [C, kv, S, hd].
+  at::Tensor padded = at::cat({qg, at::zeros_like(qg.narrow(0, 0, 1))}, 0);
+  at::Tensor qs = padded.index_select(0, rows.sh_rows)
+                      .view({C, M, kv, groups, hd})
+                      .permute({0, 2, 1, 3, 4})
+                      .reshape({C, kv, M * groups, hd});
+  auto [ks, vs] = GatherKv(f, L, rows.sh_gather, rows.sh_key_pos, w);
+  at::Tensor sh_scores = at::matmul(qs, ks.transpose(-2, -1))
+                             .view({C, kv, M, groups, -1})
+                             .masked_fill(rows.sh_blocked, neg_inf);
+  // Back to rows: [C, kv, M, groups, .] -> [C * M, kv, groups, .] -> [R, ...].
+  auto to_rows = [&](const at::Tensor& t) {
+    return t.permute({0, 2, 1, 3, 4})
+        .reshape({C * M, kv, groups, t.size(-1)})
+        .index_select(0, rows.row_slot);
+  };
+  if (rows.pr_gather.size(1) == 0) {
+    // No private keys (one row per cluster): a plain softmax.
+    at::Tensor probs =
+        at::softmax(sh_scores, -1, at::kFloat).to(q.scalar_type());
+    at::Tensor out = at::matmul(probs.view({C, kv, M * groups, -1}), vs)
+                         .view({C, kv, M, groups, hd});
+    return to_rows(out).reshape({1, R, g.heads_local, hd}).contiguous();
+  }
+  // Both parts: softmax of each with its log-sum-exp, merged.
+  auto part = [&](const at::Tensor& scores, const at::Tensor& v,
+                  const std::vector<int64_t>& mm_shape) {
+    at::Tensor s = scores.to(at::kFloat);
+    at::Tensor lse = at::logsumexp(s, -1, /*keepdim=*/true);
+    at::Tensor safe = at::where(at::isinf(lse), at::zeros_like(lse), lse);
+    at::Tensor probs = at::exp(s - safe).to(q.scalar_type());
+    at::Tensor o = at::matmul(probs.reshape(mm_shape), v);
+    return std::make_pair(o, lse);
+  };
+  auto [sh_out, sh_lse] = part(sh_scores, vs, {C, kv, M * groups, -1});
+  sh_out = to_rows(sh_out.view({C, kv, M, groups, hd}));  // [R, kv, g, hd]
+  sh_lse = to_rows(sh_lse);                               // [R, kv, g, 1]
+  auto [kp, vp] = GatherKv(f, L, rows.pr_gather, rows.pr_key_pos, w);
+  at::Tensor pr_scores = at::matmul(qg, kp.transpose(-2, -1))  // [R,kv,g,k]
+                             .masked_fill(rows.pr_blocked, neg_inf);
+  auto [pr_out, pr_lse] = part(pr_scores, vp, {R, kv, groups, -1});
+  // Every row sees at least its own new token, so one part is finite.
+  at::Tensor m = at::maximum(sh_lse, pr_lse);
+  at::Tensor ws = at::exp(sh_lse - m), wp = at::exp(pr_lse - m);
+  at::Tensor out =
+      (sh_out.to(at::kFloat) * ws + pr_out.to(at::kFloat) * wp) / (ws + wp);
+  return out.to(q.scalar_type())
+      .reshape({1, R, g.heads_local, hd})
+      .contiguous();
 }
 
 void RankKvCache::CopyPages(const std::vector<PageCopy>& copies) {

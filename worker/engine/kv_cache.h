@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "common/model_config.h"
@@ -27,12 +28,20 @@ namespace sweepd::engine::internal {
 class RankForward;
 
 // One step's view of a layer group for the rows being decoded, on the rank's
-// device: where each row's new token goes and which keys each row sees.
+// device: where each row's new token goes and which keys each row sees, split
+// into the parts shared by a cluster of rows and each row's private part
+// (decode_rows.h). R rows, C clusters of at most rmax rows.
 struct GroupRows {
-  at::Tensor write_slots;  // [rows] int64
-  at::Tensor gather;       // [rows, pages] int64 page ids (padding: 0)
-  at::Tensor key_pos;      // [rows, pages * page_size] int64 (padding: -1)
-  at::Tensor allowed;      // [rows, 1, 1, pages * page_size] bool
+  at::Tensor write_slots;  // [R] int64
+  int64_t clusters = 0, rmax = 0;
+  at::Tensor sh_gather;   // [C, S] int64 page ids (padding: 0)
+  at::Tensor sh_key_pos;  // [C, S * page_size] int64 (padding: -1)
+  at::Tensor sh_rows;     // [C * rmax] int64 row per slot (padding: R)
+  at::Tensor row_slot;    // [R] int64 slot of each row
+  at::Tensor sh_blocked;  // [C, 1, rmax, 1, S * page_size] bool: key hidden
+  at::Tensor pr_gather;   // [R, Q] int64 page ids (Q may be 0)
+  at::Tensor pr_key_pos;  // [R, Q * page_size] int64 (padding: -1)
+  at::Tensor pr_blocked;  // [R, 1, 1, Q * page_size] bool: key hidden
 };
 
 class RankKvCache {
@@ -45,8 +54,10 @@ class RankKvCache {
 
   // Stores layer L's k/v [1, T, kv_local, head_dim] at `slots` [T].
   void Write(int L, const at::Tensor& slots, const LayerQkv& qkv);
-  // Attention of q [1, T, heads_local, head_dim] (one new token per row)
-  // over each row's cached keys -> [1, T, heads_local, head_dim].
+  // Attention of q [1, R, heads_local, head_dim] (one new token per row)
+  // over each row's cached keys -> [1, R, heads_local, head_dim]: the shared
+  // part as one batched GEMM per cluster and KV head, the private part per
+  // row, merged by log-sum-exp.
   at::Tensor Attend(const RankForward& f, int L, const at::Tensor& q,
                     const GroupRows& rows, const LayerWeights& w) const;
   // Copies whole pages (fork of a partially filled page).
@@ -57,6 +68,12 @@ class RankKvCache {
   const ModelConfig& cfg_;
   const RankShard& s_;
   std::vector<int> layer_group_;
+  // Layer L's K and V for B page lists `gather` [B, pages] whose keys sit at
+  // positions `key_pos` [B, keys]: {k, v}, each [B, kv, keys, hd].
+  std::pair<at::Tensor, at::Tensor> GatherKv(const RankForward& f, int L,
+                                             const at::Tensor& gather,
+                                             const at::Tensor& key_pos,
+                                             const LayerWeights& w) const;
   int page_size_;
   std::vector<at::Tensor> k_, v_;  // per layer
 };

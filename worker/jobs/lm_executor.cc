@@ -17,6 +17,7 @@
 #include "worker/jobs/determinism.h"
 #include "worker/jobs/generate_executor.h"
 #include "worker/jobs/interventions.h"
+#include "worker/jobs/materialize_executor.h"
 #include "worker/jobs/windowing.h"
 
 namespace sweepd {
@@ -925,6 +926,16 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                      GenerateExecutor::Create(kind, backend, gen));
     RETURN_IF_ERROR(registry->Register(std::move(g)));
   }
+  // materialize: no engine, the worker's model as the default base. The
+  // artifact store (heal artifacts) is wired by --artifact-root.
+  MaterializeExecutorOptions mat;
+  mat.model_dir = backend_options.engine.model_dir;
+  mat.model_fingerprint = backend_options.model_fingerprint;
+  mat.model_roots = backend_options.model_roots;
+  mat.clock = executor_options.clock;
+  ASSIGN_OR_RETURN(std::unique_ptr<MaterializeExecutor> m,
+                   MaterializeExecutor::Create(mat));
+  RETURN_IF_ERROR(registry->Register(std::move(m)));
   return absl::OkStatus();
 }
 

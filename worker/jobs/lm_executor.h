@@ -142,7 +142,8 @@ class LmExecutor : public Executor {
 
 // Creates one LmBackend (loading the worker's model) and registers executors
 // sharing it: an LmExecutor for "eval" and "probe", a GenerateExecutor
-// (generate_executor.h) for each of "generate" and "canary".
+// (generate_executor.h) for each of "generate" and "canary"; and the
+// engine-free MaterializeExecutor (materialize_executor.h) for "materialize".
 absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                                  const LmExecutorOptions& executor_options,
                                  ExecutorRegistry* registry);

@@ -29,6 +29,7 @@ inline constexpr char kProbeKind[] = "probe";
 inline constexpr char kSyntheticKind[] = "synthetic";
 inline constexpr char kGenerateKind[] = "generate";
 inline constexpr char kCanaryKind[] = "canary";
+inline constexpr char kMaterializeKind[] = "materialize";
 
 // The model a task runs on.
 struct ModelRefSpec {
@@ -101,6 +102,32 @@ struct SyntheticJobSpec {
   double permanent_failure_rate = 0.0;
 };
 
+// materialize (docs/CALIBRATION.md, "Materialize"): writes the task's model
+// edited as the plan says into out_dir, in Hugging Face layout.
+struct MaterializeJobSpec {
+  ModelRefSpec model;  // the base checkpoint
+  // Relative to the worker's first --model-root (or absolute inside it).
+  std::string out_dir;
+  std::string mode;  // "mask" ("" = "mask")
+  struct Pruned {
+    int layer = 0;
+    std::vector<int> heads;
+  };
+  // A heal artifact (the heal job's output) for one layer's o_proj.
+  struct Heal {
+    int layer = 0;
+    std::string path;    // in the artifact store
+    std::string sha256;  // verified on read
+    std::string tensor;  // "" = "self_attn.o_proj.weight"
+  };
+  std::vector<Pruned> pruned;
+  std::vector<Heal> heals;
+  // The layers whose edits are written (explicit, sorted); has_layers false =
+  // every layer.
+  bool has_layers = false;
+  std::vector<int> layers;
+};
+
 // One leased task.
 struct TaskInput {
   std::string task_key;
@@ -121,7 +148,8 @@ struct TaskInput {
   // Swept job parameters of the grid point, as text ("context_length" ->
   // "256"); already applied to the job struct, kept for labels.
   std::map<std::string, std::string> params;
-  std::variant<std::monostate, LmJobSpec, SyntheticJobSpec, GenerateJobSpec>
+  std::variant<std::monostate, LmJobSpec, SyntheticJobSpec, GenerateJobSpec,
+               MaterializeJobSpec>
       job;
 };
 

@@ -1,0 +1,833 @@
+// Checkpoint editor; see checkpoint_editor.h for the contract.
+#include "worker/calib/checkpoint_editor.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/fs.h"
+#include "common/hash.h"
+#include "common/model_config.h"
+#include "common/model_fingerprint.h"
+#include "common/path_confinement.h"
+#include "common/safetensors.h"
+#include "common/status.h"
+#include "nlohmann/json.hpp"
+
+namespace sweepd::calib {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr char kIndexFile[] = "model.safetensors.index.json";
+constexpr char kOProj[] = "self_attn.o_proj.weight";
+constexpr char kQProj[] = "self_attn.q_proj.weight";
+constexpr size_t kChunkBytes = 64 << 20;
+constexpr int kMaxThreads = 8;
+
+// Files besides the weights that are copied from the base when present.
+constexpr const char* kCopiedFiles[] = {
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+};
+
+absl::Status Invalid(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since)
+      .count();
+}
+
+absl::StatusOr<std::string> RealPath(const std::string& path) {
+  char buf[PATH_MAX];
+  if (realpath(path.c_str(), buf) == nullptr) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("realpath ", path));
+  }
+  return std::string(buf);
+}
+
+bool IsUnder(const std::string& path, const std::string& dir) {
+  return path == dir ||
+         (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+          path[dir.size()] == '/');
+}
+
+absl::Status FsyncPath(const std::string& path, bool directory) {
+  const int fd =
+      ::open(path.c_str(),
+             (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("open ", path, " for fsync: ", std::strerror(errno)));
+  }
+  const bool ok = ::fsync(fd) == 0;
+  const int e = errno;
+  ::close(fd);
+  if (!ok) {
+    return absl::InternalError(
+        absl::StrCat("fsync ", path, ": ", std::strerror(e)));
+  }
+  return absl::OkStatus();
+}
+
+bool WriteAll(int fd, const char* data, size_t n, uint64_t offset) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data += w;
+    n -= static_cast<size_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+  return true;
+}
+
+// Writes `contents` to `path`: temp file in the same directory, fsync, rename.
+absl::Status WriteFileDurably(const std::string& path,
+                              const std::string& contents) {
+  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+  const int fd =
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+  }
+  bool ok = WriteAll(fd, contents.data(), contents.size(), 0);
+  ok = ok && ::fsync(fd) == 0;
+  const int e = errno;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    return absl::InternalError(
+        absl::StrCat("writing ", tmp, ": ", std::strerror(e)));
+  }
+  RETURN_IF_ERROR(RenamePath(tmp, path));
+  return FsyncPath(DirName(path), /*directory=*/true);
+}
+
+absl::StatusOr<json> ReadJsonFile(const std::string& path) {
+  ASSIGN_OR_RETURN(uint64_t size, FileSize(path));
+  std::string text(size, '\0');
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  }
+  const size_t got = std::fread(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  if (got != text.size()) {
+    return absl::InternalError(absl::StrCat("short read of ", path));
+  }
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is not a JSON object"));
+  }
+  return j;
+}
+
+// The text model's tensor prefix ("model.", "model.language_model.", ...),
+// the same rule as the engine's loader.
+absl::StatusOr<std::string> DetectPrefix(const Checkpoint& ckpt,
+                                         const std::string& dir) {
+  for (const char* p :
+       {"model.language_model.", "model.", "language_model.model.", ""}) {
+    if (ckpt.Find(absl::StrCat(p, "embed_tokens.weight")) != nullptr) return p;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "checkpoint ", dir, " has no embed_tokens.weight under a known prefix"));
+}
+
+// A plan with sorted heads, checked against the model.
+struct CheckedPlan {
+  std::map<int, std::vector<int>> pruned;  // layer -> heads (sorted)
+  std::map<int, const OProjHeal*> heals;   // layer -> heal
+  std::map<int, std::string> heal_sha256;  // layer -> artifact digest
+  std::set<int> written;                   // layers whose edits apply
+  std::vector<int> layers;                 // the layer list written
+};
+
+absl::StatusOr<CheckedPlan> CheckPlan(const EditPlan& plan,
+                                      const ModelConfig& cfg) {
+  if (!plan.mode.empty() && plan.mode != "mask") {
+    return Invalid("materialize.mode",
+                   absl::StrCat("'", plan.mode,
+                                "' is not supported (only \"mask\": shapes "
+                                "unchanged, pruned heads zeroed)"));
+  }
+  const int N = cfg.num_hidden_layers;
+  const int H = cfg.num_attention_heads;
+  auto range = [&](int layer, const std::string& field) -> absl::Status {
+    if (layer < 0 || layer >= N) {
+      return Invalid(field,
+                     absl::StrCat("layer ", layer, " is out of range [0, ", N,
+                                  ") (the model has ", N, " layers)"));
+    }
+    return absl::OkStatus();
+  };
+  CheckedPlan out;
+  for (size_t i = 0; i < plan.pruned.size(); ++i) {
+    const HeadPrune& p = plan.pruned[i];
+    const std::string field = absl::StrCat("materialize.pruned[", i, "]");
+    RETURN_IF_ERROR(range(p.layer, field + ".layer"));
+    if (out.pruned.count(p.layer)) {
+      return Invalid(field + ".layer",
+                     absl::StrCat("layer ", p.layer, " is listed twice"));
+    }
+    if (p.heads.empty()) {
+      return Invalid(field + ".heads", "a non-empty list of heads is required");
+    }
+    std::set<int> heads;
+    for (size_t j = 0; j < p.heads.size(); ++j) {
+      const int h = p.heads[j];
+      const std::string hf = absl::StrCat(field, ".heads[", j, "]");
+      if (h < 0 || h >= H) {
+        return Invalid(hf, absl::StrCat("head ", h, " is out of range [0, ", H,
+                                        ") of layer ", p.layer,
+                                        " (num_attention_heads ", H, ")"));
+      }
+      if (!heads.insert(h).second) {
+        return Invalid(hf, absl::StrCat("head ", h, " is listed twice"));
+      }
+    }
+    if (static_cast<int>(heads.size()) == H) {
+      return Invalid(field + ".heads",
+                     absl::StrCat("all ", H, " heads of layer ", p.layer,
+                                  " would be pruned"));
+    }
+    out.pruned[p.layer] = std::vector<int>(heads.begin(), heads.end());
+  }
+  for (size_t i = 0; i < plan.heals.size(); ++i) {
+    const OProjHeal& h = plan.heals[i];
+    const std::string field = absl::StrCat("materialize.heals[", i, "]");
+    RETURN_IF_ERROR(range(h.layer, field + ".layer"));
+    if (out.heals.count(h.layer)) {
+      return Invalid(field + ".layer",
+                     absl::StrCat("layer ", h.layer, " has two heals"));
+    }
+    out.heals[h.layer] = &h;
+    std::string digest = h.sha256;
+    if (digest.empty()) {
+      absl::StatusOr<std::string> d = Sha256File(h.file);
+      if (!d.ok()) {
+        return absl::Status(d.status().code(),
+                            absl::StrCat(field, " (layer ", h.layer,
+                                         "): ", d.status().message()));
+      }
+      digest = *d;
+    }
+    out.heal_sha256[h.layer] = digest;
+  }
+  if (plan.layers.has_value()) {
+    std::set<int> layers;
+    for (size_t i = 0; i < plan.layers->size(); ++i) {
+      const int L = (*plan.layers)[i];
+      RETURN_IF_ERROR(range(L, absl::StrCat("materialize.layers[", i, "]")));
+      layers.insert(L);
+    }
+    if (layers.empty()) {
+      return Invalid("materialize.layers",
+                     "an empty selection (omit it to write every layer)");
+    }
+    out.written = layers;
+  } else {
+    for (int L = 0; L < N; ++L) out.written.insert(L);
+  }
+  out.layers.assign(out.written.begin(), out.written.end());
+  return out;
+}
+
+// The identity of an edit: what decides the output's bytes.
+json EditIdentity(const CheckedPlan& plan, const std::string& base_fp,
+                  bool all_layers) {
+  json pruned = json::array();
+  for (const auto& [layer, heads] : plan.pruned) {
+    pruned.push_back({{"layer", layer}, {"heads", heads}});
+  }
+  json heals = json::array();
+  for (const auto& [layer, heal] : plan.heals) {
+    heals.push_back({{"layer", layer},
+                     {"sha256", plan.heal_sha256.at(layer)},
+                     {"tensor", heal->tensor.empty() ? std::string(kOProj)
+                                                     : heal->tensor}});
+  }
+  json id = {{"format", kManifestFormat},
+             {"mode", "mask"},
+             {"base_fingerprint", base_fp},
+             {"pruned", pruned},
+             {"heals", heals}};
+  if (all_layers) {
+    id["layers"] = "all";
+  } else {
+    id["layers"] = plan.layers;
+  }
+  return id;
+}
+
+absl::StatusOr<std::string> EncodeFloats(const std::vector<float>& v,
+                                         StDtype dtype) {
+  std::string out;
+  switch (dtype) {
+    case StDtype::kF32:
+      out.assign(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+      return out;
+    case StDtype::kBF16: {
+      out.resize(v.size() * 2);
+      for (size_t i = 0; i < v.size(); ++i) {
+        const uint16_t b = FloatToBf16(v[i]);
+        std::memcpy(&out[i * 2], &b, 2);
+      }
+      return out;
+    }
+    case StDtype::kF64: {
+      out.resize(v.size() * 8);
+      for (size_t i = 0; i < v.size(); ++i) {
+        const double d = v[i];
+        std::memcpy(&out[i * 8], &d, 8);
+      }
+      return out;
+    }
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("a healed weight cannot be written as ",
+                       StDtypeName(dtype), " (F32, BF16 and F64 can)"));
+  }
+}
+
+bool IsFloat(StDtype d) {
+  return d == StDtype::kF32 || d == StDtype::kBF16 || d == StDtype::kF16 ||
+         d == StDtype::kF64;
+}
+
+// The edited bytes of one layer's q_proj and o_proj (name -> bytes; only
+// tensors whose bytes differ from the base are kept by the caller).
+absl::Status EditLayer(const Checkpoint& ckpt, const std::string& prefix,
+                       const ModelConfig& cfg, int L,
+                       const std::vector<int>* heads, const OProjHeal* heal,
+                       int heal_index,
+                       std::map<std::string, std::string>* edited) {
+  const std::string lp = absl::StrCat(prefix, "layers.", L, ".");
+  const int H = cfg.num_attention_heads;
+  const int64_t hd = cfg.layers[L].head_dim;
+  const int64_t hidden = cfg.hidden_size;
+  ASSIGN_OR_RETURN(const TensorView* q, ckpt.Get(lp + kQProj));
+  ASSIGN_OR_RETURN(const TensorView* o, ckpt.Get(lp + kOProj));
+  const std::vector<int64_t> q_shape = {H * hd, hidden};
+  const std::vector<int64_t> o_shape = {hidden, H * hd};
+  for (const auto& [t, want] :
+       {std::make_pair(q, q_shape), std::make_pair(o, o_shape)}) {
+    if (t->shape != want) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", t->name, "' has shape ", ShapeText(t->shape),
+                       ", config.json implies ", ShapeText(want), " (", H,
+                       " heads of ", hd, ", hidden ", hidden, ")"));
+    }
+    if (!IsFloat(t->dtype)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", t->name, "' has dtype ",
+                       StDtypeName(t->dtype), ", not a floating-point type"));
+    }
+  }
+  if (heads != nullptr) {
+    const size_t elem = StDtypeSize(q->dtype);
+    std::string bytes(reinterpret_cast<const char*>(q->data), q->nbytes);
+    const size_t head_bytes = static_cast<size_t>(hd * hidden) * elem;
+    for (int h : *heads) std::memset(&bytes[h * head_bytes], 0, head_bytes);
+    (*edited)[q->name] = std::move(bytes);
+  }
+  if (heads == nullptr && heal == nullptr) return absl::OkStatus();
+  std::string o_bytes;
+  if (heal != nullptr) {
+    const std::string field =
+        absl::StrCat("materialize.heals[", heal_index, "] (layer ", L, ")");
+    const std::string tname = heal->tensor.empty() ? kOProj : heal->tensor;
+    absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
+        SafetensorsFile::Open(heal->file);
+    if (!file.ok()) return Annotate(file.status(), field);
+    const TensorView* t = (*file)->Find(tname);
+    if (t == nullptr) {
+      std::vector<std::string> names;
+      for (const TensorView& v : (*file)->tensors()) names.push_back(v.name);
+      return Invalid(field, absl::StrCat("the artifact has no tensor '", tname,
+                                         "' (it holds: ",
+                                         absl::StrJoin(names, ", "), ")"));
+    }
+    if (t->shape != o->shape) {
+      return Invalid(field,
+                     absl::StrCat("tensor '", tname, "' has shape ",
+                                  ShapeText(t->shape), ", the checkpoint's '",
+                                  o->name, "' is ", ShapeText(o->shape)));
+    }
+    absl::StatusOr<std::vector<float>> values = TensorToFloat(*t);
+    if (!values.ok()) return Annotate(values.status(), field);
+    if (heads != nullptr) {
+      const int64_t cols = H * hd;
+      for (int h : *heads) {
+        for (int64_t r = 0; r < hidden; ++r) {
+          for (int64_t c = h * hd; c < (h + 1) * hd; ++c) {
+            if ((*values)[r * cols + c] != 0.0f) {
+              return Invalid(
+                  field,
+                  absl::StrCat("column ", c, " (head ", h, ") of '", tname,
+                               "' is ", (*values)[r * cols + c], " at row ", r,
+                               ", but head ", h,
+                               " is pruned: the heal must leave the pruned "
+                               "heads' columns zero (was it fitted for "
+                               "another head set?)"));
+            }
+          }
+        }
+      }
+    }
+    absl::StatusOr<std::string> encoded = EncodeFloats(*values, o->dtype);
+    if (!encoded.ok()) return Annotate(encoded.status(), field);
+    o_bytes = *std::move(encoded);
+  } else {
+    o_bytes.assign(reinterpret_cast<const char*>(o->data), o->nbytes);
+  }
+  if (heads != nullptr) {
+    const size_t elem = StDtypeSize(o->dtype);
+    const int64_t cols = H * hd;
+    for (int64_t r = 0; r < hidden; ++r) {
+      for (int h : *heads) {
+        std::memset(&o_bytes[(r * cols + h * hd) * elem], 0, hd * elem);
+      }
+    }
+  }
+  (*edited)[o->name] = std::move(o_bytes);
+  return absl::OkStatus();
+}
+
+// One tensor to write at its final offset.
+struct WriteItem {
+  size_t file = 0;
+  const TensorView* tensor = nullptr;
+  uint64_t offset = 0;                  // in the output file
+  const std::string* edited = nullptr;  // null = the base's bytes
+  std::string sha256;                   // of what was written
+};
+
+absl::Status WriteTensor(int fd, WriteItem* item) {
+  const char* data = item->edited != nullptr
+                         ? item->edited->data()
+                         : reinterpret_cast<const char*>(item->tensor->data);
+  const size_t n = item->tensor->nbytes;
+  Sha256 h;
+  for (size_t done = 0; done < n;) {
+    const size_t len = std::min(kChunkBytes, n - done);
+    h.Update(absl::string_view(data + done, len));
+    if (!WriteAll(fd, data + done, len, item->offset + done)) {
+      return absl::InternalError(absl::StrCat(
+          "writing tensor '", item->tensor->name, "': ", std::strerror(errno)));
+    }
+    done += len;
+  }
+  item->sha256 = h.HexDigest();
+  return absl::OkStatus();
+}
+
+// Removes earlier attempts' temp directories next to `out_dir`.
+void RemoveStalePartials(const std::string& parent, const std::string& name) {
+  absl::StatusOr<std::vector<std::string>> entries = ListDir(parent);
+  if (!entries.ok()) return;
+  const std::string stem = absl::StrCat(".", name, ".partial.");
+  for (const std::string& e : *entries) {
+    if (absl::StartsWith(e, stem)) (void)RemoveAll(JoinPath(parent, e));
+  }
+}
+
+// A complete previous result of the same edit in `out_dir`, or the reason it
+// is not one.
+absl::StatusOr<MaterializeResult> ReusePrevious(const std::string& out_dir,
+                                                const std::string& digest) {
+  const std::string mpath = JoinPath(out_dir, kManifestFile);
+  if (!PathExists(mpath)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "materialize.out_dir: ", out_dir,
+        " exists and is not empty, and has no ", kManifestFile,
+        " (not a materialized checkpoint; choose another out_dir or remove "
+        "it)"));
+  }
+  absl::StatusOr<json> m = ReadJsonFile(mpath);
+  if (!m.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("materialize.out_dir: ", out_dir,
+                     " holds an unreadable manifest: ", m.status().message()));
+  }
+  if (m->value("edit_digest", "") != digest) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "materialize.out_dir: ", out_dir,
+        " already holds a checkpoint materialized from a different edit "
+        "(edit_digest ",
+        m->value("edit_digest", "?"), ", this task's is ", digest,
+        "); choose another out_dir or remove it"));
+  }
+  const auto started = std::chrono::steady_clock::now();
+  absl::StatusOr<ModelFingerprint> fp = FingerprintModelDir(out_dir);
+  if (!fp.ok() || fp->hex != m->value("fingerprint", "")) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "materialize.out_dir: ", out_dir,
+        " holds this edit's manifest but its files do not match it (",
+        fp.ok() ? absl::StrCat("fingerprint ", fp->hex, ", manifest says ",
+                               m->value("fingerprint", "?"))
+                : std::string(fp.status().message()),
+        "); remove it to rewrite"));
+  }
+  MaterializeResult r;
+  r.fingerprint = fp->hex;
+  r.fingerprint_seconds = Seconds(started);
+  r.base_fingerprint = (*m)["base"].value("fingerprint", "");
+  r.tensors_total = m->value("num_tensors", 0);
+  if (m->contains("changed_tensors") && (*m)["changed_tensors"].is_array()) {
+    for (const json& n : (*m)["changed_tensors"]) {
+      if (n.is_string()) r.changed_tensors.push_back(n.get<std::string>());
+    }
+  }
+  r.reused = true;
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
+    const MaterializeRequest& request) {
+  if (request.out_dir.empty()) {
+    return Invalid("materialize.out_dir", "required");
+  }
+  ASSIGN_OR_RETURN(std::string base_real, RealPath(request.base_dir));
+  ASSIGN_OR_RETURN(ModelConfig cfg,
+                   ModelConfig::FromFile(JoinPath(base_real, "config.json")));
+  ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt,
+                   Checkpoint::Open(base_real));
+  ASSIGN_OR_RETURN(CheckedPlan plan, CheckPlan(request.plan, cfg));
+  ASSIGN_OR_RETURN(std::string prefix, DetectPrefix(*ckpt, base_real));
+
+  // The output's place: a fresh sibling temp directory, renamed at the end.
+  const std::string name = BaseName(request.out_dir);
+  if (name.empty() || name == "." || name == "..") {
+    return Invalid(
+        "materialize.out_dir",
+        absl::StrCat("'", request.out_dir, "' does not name a directory"));
+  }
+  const std::string parent = DirName(request.out_dir);
+  RETURN_IF_ERROR(MakeDirs(parent));
+  ASSIGN_OR_RETURN(std::string parent_real, RealPath(parent));
+  const std::string out_real = JoinPath(parent_real, name);
+  if (IsUnder(out_real, base_real) || IsUnder(base_real, out_real)) {
+    return Invalid(
+        "materialize.out_dir",
+        absl::StrCat("'", request.out_dir,
+                     "' overlaps the base model directory ", base_real));
+  }
+
+  std::string base_fp = request.base_fingerprint;
+  if (base_fp.empty()) {
+    ASSIGN_OR_RETURN(base_fp, ComputeModelFingerprint(base_real));
+  }
+  const json identity =
+      EditIdentity(plan, base_fp, !request.plan.layers.has_value());
+  const std::string digest = Sha256Hex(identity.dump());
+
+  struct stat st;
+  if (::lstat(out_real.c_str(), &st) == 0) {
+    if (S_ISLNK(st.st_mode) || !S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "materialize.out_dir: ", out_real, " exists and is not a directory"));
+    }
+    ASSIGN_OR_RETURN(std::vector<std::string> entries, ListDir(out_real));
+    if (!entries.empty()) return ReusePrevious(out_real, digest);
+  }
+
+  // The edits, in memory (q_proj / o_proj of the edited layers only).
+  std::map<std::string, std::string> edited;
+  {
+    std::map<int, int> heal_index;
+    for (size_t i = 0; i < request.plan.heals.size(); ++i)
+      heal_index[request.plan.heals[i].layer] = static_cast<int>(i);
+    std::set<int> touched;
+    for (const auto& [L, heads] : plan.pruned) touched.insert(L);
+    for (const auto& [L, heal] : plan.heals) touched.insert(L);
+    for (int L : touched) {
+      if (!plan.written.count(L)) continue;
+      auto p = plan.pruned.find(L);
+      auto h = plan.heals.find(L);
+      RETURN_IF_ERROR(EditLayer(
+          *ckpt, prefix, cfg, L, p == plan.pruned.end() ? nullptr : &p->second,
+          h == plan.heals.end() ? nullptr : h->second,
+          h == plan.heals.end() ? -1 : heal_index[L], &edited));
+    }
+    // Keep only bytes that really differ from the base.
+    for (auto it = edited.begin(); it != edited.end();) {
+      const TensorView* t = ckpt->Find(it->first);
+      if (t->nbytes == it->second.size() &&
+          std::memcmp(t->data, it->second.data(), t->nbytes) == 0) {
+        it = edited.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  RemoveStalePartials(parent_real, name);
+  ASSIGN_OR_RETURN(
+      std::string tmp,
+      MakeTempDir(JoinPath(parent_real, absl::StrCat(".", name, ".partial."))));
+  // Removes the temp directory unless it was renamed into place.
+  struct TmpGuard {
+    std::string path;
+    ~TmpGuard() {
+      if (!path.empty()) (void)RemoveAll(path);
+    }
+  } guard{tmp};
+
+  // Weights: every base file rewritten at the same offsets, in parallel.
+  const auto& files = ckpt->files();
+  std::vector<std::string> out_names;
+  std::vector<int> fds;
+  std::vector<WriteItem> items;
+  uint64_t bytes_written = 0;
+  absl::Status status;
+  for (size_t f = 0; f < files.size() && status.ok(); ++f) {
+    const SafetensorsFile& file = *files[f];
+    out_names.push_back(BaseName(file.path()));
+    const std::string path = JoinPath(tmp, out_names.back());
+    const int fd =
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      status = absl::InternalError(
+          absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+      break;
+    }
+    fds.push_back(fd);
+    const absl::string_view header = file.header();
+    std::string head(8, '\0');
+    uint64_t len = header.size();
+    for (int i = 0; i < 8; ++i)
+      head[i] = static_cast<char>((len >> (8 * i)) & 0xff);
+    head.append(header.data(), header.size());
+    uint64_t size = head.size();
+    const std::vector<TensorView>& tensors = file.tensors();
+    for (const TensorView& t : tensors) {
+      WriteItem item;
+      item.file = f;
+      item.tensor = &t;
+      item.offset =
+          head.size() + static_cast<uint64_t>(t.data - tensors[0].data);
+      auto e = edited.find(t.name);
+      if (e != edited.end()) item.edited = &e->second;
+      size = std::max<uint64_t>(size, item.offset + t.nbytes);
+      items.push_back(std::move(item));
+    }
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0 ||
+        !WriteAll(fd, head.data(), head.size(), 0)) {
+      status = absl::InternalError(
+          absl::StrCat("writing ", path, ": ", std::strerror(errno)));
+    }
+    bytes_written += size;
+  }
+  if (status.ok()) {
+    std::vector<size_t> order(items.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return items[a].tensor->nbytes > items[b].tensor->nbytes;
+    });
+    int threads =
+        request.threads > 0
+            ? request.threads
+            : std::min<int>(kMaxThreads,
+                            std::max(1u, std::thread::hardware_concurrency()));
+    threads =
+        std::max(1, std::min<int>(threads, static_cast<int>(items.size())));
+    std::vector<absl::Status> results(items.size());
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    auto work = [&] {
+      for (size_t k;
+           !failed.load() && (k = next.fetch_add(1)) < order.size();) {
+        WriteItem& item = items[order[k]];
+        results[order[k]] = WriteTensor(fds[item.file], &item);
+        if (!results[order[k]].ok()) failed.store(true);
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (std::thread& th : pool) th.join();
+    for (const absl::Status& s : results) {
+      if (!s.ok()) {
+        status = s;
+        break;
+      }
+    }
+  }
+  for (size_t f = 0; f < fds.size(); ++f) {
+    if (status.ok() && ::fsync(fds[f]) != 0) {
+      status = absl::InternalError(absl::StrCat(
+          "fsync ", JoinPath(tmp, out_names[f]), ": ", std::strerror(errno)));
+    }
+    ::close(fds[f]);
+  }
+  RETURN_IF_ERROR(status);
+
+  // The index and the side files, byte for byte.
+  std::vector<std::string> copied;
+  for (const char* n : kCopiedFiles) copied.push_back(n);
+  copied.push_back(kIndexFile);
+  for (const std::string& n : copied) {
+    const std::string from = JoinPath(base_real, n);
+    if (!PathExists(from)) continue;
+    if (!request.model_roots.empty()) {
+      RETURN_IF_ERROR(
+          ConfinedRealPath(from, request.model_roots, "base model file")
+              .status());
+    }
+    const std::string to = JoinPath(tmp, n);
+    RETURN_IF_ERROR(CopyFile(from, to));
+    RETURN_IF_ERROR(FsyncPath(to, /*directory=*/false));
+    ASSIGN_OR_RETURN(uint64_t size, FileSize(to));
+    bytes_written += size;
+  }
+
+  MaterializeResult result;
+  result.base_fingerprint = base_fp;
+  result.bytes_written = bytes_written;
+  result.tensors_total = static_cast<int>(items.size());
+  for (const auto& [n, bytes] : edited) result.changed_tensors.push_back(n);
+  {
+    const auto started = std::chrono::steady_clock::now();
+    ASSIGN_OR_RETURN(ModelFingerprint fp, FingerprintModelDir(tmp));
+    result.fingerprint = fp.hex;
+    result.fingerprint_seconds = Seconds(started);
+  }
+
+  // The manifest.
+  json tensors = json::object();
+  for (const WriteItem& item : items) {
+    const TensorView& t = *item.tensor;
+    json e = {{"file", out_names[item.file]},
+              {"dtype", StDtypeName(t.dtype)},
+              {"shape", t.shape},
+              {"sha256", item.sha256},
+              {"changed", item.edited != nullptr}};
+    if (item.edited != nullptr) {
+      e["base_sha256"] = Sha256Hex(
+          absl::string_view(reinterpret_cast<const char*>(t.data), t.nbytes));
+    }
+    tensors[t.name] = std::move(e);
+  }
+  json pruned = json::array();
+  for (const auto& [L, heads] : plan.pruned) {
+    pruned.push_back({{"layer", L},
+                      {"heads", heads},
+                      {"written", plan.written.count(L) > 0}});
+  }
+  json heals = json::array();
+  for (const auto& [L, heal] : plan.heals) {
+    // The heal's statistics travel in its artifact's safetensors metadata
+    // (residuals, lambda, solver: whatever the heal job recorded).
+    absl::StatusOr<std::unique_ptr<SafetensorsFile>> heal_file =
+        SafetensorsFile::Open(heal->file);
+    if (!heal_file.ok()) {
+      return Annotate(heal_file.status(),
+                      absl::StrCat("materialize.heals (layer ", L, ")"));
+    }
+    json metadata = json::object();
+    for (const auto& [k, v] : (*heal_file)->metadata()) metadata[k] = v;
+    heals.push_back({{"layer", L},
+                     {"artifact",
+                      {{"path", heal->artifact_path},
+                       {"sha256", plan.heal_sha256.at(L)},
+                       {"tensor", heal->tensor.empty() ? std::string(kOProj)
+                                                       : heal->tensor}}},
+                     {"metadata", std::move(metadata)},
+                     {"written", plan.written.count(L) > 0}});
+  }
+  json manifest = {
+      {"format", kManifestFormat},
+      {"mode", "mask"},
+      {"base",
+       {{"path",
+         request.base_label.empty() ? request.base_dir : request.base_label},
+        {"fingerprint", base_fp}}},
+      {"edit_digest", digest},
+      {"edit", identity},
+      {"fingerprint", result.fingerprint},
+      {"layers_written", plan.layers},
+      {"pruned", pruned},
+      {"heals", heals},
+      {"canary", {{"status", "pending"}}},
+      {"num_tensors", items.size()},
+      {"changed_tensors", result.changed_tensors},
+      {"tensors", tensors},
+  };
+  RETURN_IF_ERROR(
+      WriteFileDurably(JoinPath(tmp, kManifestFile), manifest.dump(2) + "\n"));
+  RETURN_IF_ERROR(FsyncPath(tmp, /*directory=*/true));
+  if (std::rename(tmp.c_str(), out_real.c_str()) != 0) {
+    const int e = errno;
+    if (e == ENOTEMPTY || e == EEXIST) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("materialize.out_dir: ", out_real,
+                       " was filled by someone else while this task wrote it"));
+    }
+    return absl::InternalError(
+        absl::StrCat("rename ", tmp, " -> ", out_real, ": ", std::strerror(e)));
+  }
+  guard.path.clear();
+  RETURN_IF_ERROR(FsyncPath(parent_real, /*directory=*/true));
+  return result;
+}
+
+absl::Status UpdateManifestCanary(const std::string& model_dir,
+                                  const std::string& status,
+                                  const std::string& detail) {
+  if (status != "pending" && status != "passed" && status != "failed") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "canary status '", status, "': must be pending, passed or failed"));
+  }
+  const std::string path = JoinPath(model_dir, kManifestFile);
+  if (!PathExists(path)) {
+    return absl::NotFoundError(
+        absl::StrCat("no ", kManifestFile, " in ", model_dir));
+  }
+  ASSIGN_OR_RETURN(json m, ReadJsonFile(path));
+  json canary = {{"status", status}};
+  if (!detail.empty()) canary["detail"] = detail;
+  m["canary"] = std::move(canary);
+  return WriteFileDurably(path, m.dump(2) + "\n");
+}
+
+}  // namespace sweepd::calib
