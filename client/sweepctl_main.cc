@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "client/artifacts_command.h"
 #include "client/ctl_commands.h"
 #include "client/ledger_command.h"
 #include "client/report_command.h"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   sweepd::RegisterCtlCommand(sweepd::ReportCtlCommand());
   sweepd::RegisterCtlCommand(sweepd::BackupCtlCommand());
   sweepd::RegisterCtlCommand(sweepd::RestoreCtlCommand());
+  sweepd::RegisterCtlCommand(sweepd::ArtifactsCtlCommand());
   return sweepd::RunSweepctl(std::vector<std::string>(argv + 1, argv + argc),
                              env);
 }

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/fs.h"
 #include "common/hash.h"
+#include "common/path_confinement.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 
@@ -62,6 +63,28 @@ bool IsLowerHex(absl::string_view s) {
 
 std::string ObjectPath(const std::string& sha256) {
   return absl::StrCat(kObjects, "/", sha256.substr(0, 2), "/", sha256);
+}
+
+// Size and modification time (ms since the epoch) of a regular file; nullopt
+// when it is gone (removed concurrently) or not a regular file.
+struct FileFacts {
+  int64_t bytes = 0;
+  int64_t mtime_ms = 0;
+};
+std::optional<FileFacts> StatFile(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return std::nullopt;
+  }
+  FileFacts f;
+  f.bytes = static_cast<int64_t>(st.st_size);
+  f.mtime_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 +
+               st.st_mtim.tv_nsec / 1'000'000;
+  return f;
+}
+
+bool OldEnough(const FileFacts& f, int64_t now_ms, absl::Duration min_age) {
+  return now_ms - f.mtime_ms >= absl::ToInt64Milliseconds(min_age);
 }
 
 class FileWriter final : public ArtifactWriter {
@@ -133,7 +156,8 @@ class FileWriter final : public ArtifactWriter {
 
 class DirectoryStore final : public ArtifactStore {
  public:
-  explicit DirectoryStore(std::string root) : root_(std::move(root)) {}
+  DirectoryStore(std::string root, Clock* clock)
+      : root_(std::move(root)), clock_(clock) {}
 
   const std::string& root() const override { return root_; }
 
@@ -179,15 +203,14 @@ class DirectoryStore final : public ArtifactStore {
     return w->Commit();
   }
 
-  absl::StatusOr<std::string> Resolve(const std::string& path,
-                                      const std::string& sha256) override {
+  absl::StatusOr<std::string> LocateUnverified(
+      const std::string& path, const std::string& sha256) override {
     if (!IsArtifactObjectPath(path)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "artifact path \"", path,
           "\" is not an object path of the store (objects/<aa>/<sha256>)"));
     }
-    const std::string in_path = path.substr(path.rfind('/') + 1);
-    if (!sha256.empty() && sha256 != in_path) {
+    if (!sha256.empty() && sha256 != HashOf(path)) {
       return absl::InvalidArgumentError(
           absl::StrCat("artifact ", path, ": reference sha256 ", sha256,
                        " does not match its path"));
@@ -197,33 +220,73 @@ class DirectoryStore final : public ArtifactStore {
       return absl::NotFoundError(absl::StrCat(
           "artifact ", path, " is missing from the store at ", root_));
     }
+    // An object that is a symlink out of the store is not an artifact.
+    ASSIGN_OR_RETURN(std::string real,
+                     ConfinedRealPath(full, {root_}, "artifact"));
+    return real;
+  }
+
+  absl::StatusOr<std::string> Resolve(const std::string& path,
+                                      const std::string& sha256) override {
+    ASSIGN_OR_RETURN(std::string full, LocateUnverified(path, sha256));
     ASSIGN_OR_RETURN(std::string actual, Sha256File(full));
-    if (actual != in_path) {
+    if (actual != HashOf(path)) {
       return absl::DataLossError(
           absl::StrCat("artifact ", full, ": checksum mismatch (content has ",
-                       actual, ", expected ", in_path, ")"));
+                       actual, ", expected ", HashOf(path), ")"));
     }
     return full;
   }
 
   absl::StatusOr<std::string> ReadBytes(const std::string& path,
                                         const std::string& sha256) override {
-    RETURN_IF_ERROR(Resolve(path, sha256).status());
-    const std::string full = JoinPath(root_, path);
+    ASSIGN_OR_RETURN(std::string full, LocateUnverified(path, sha256));
     std::ifstream in(full, std::ios::binary);
+    if (!in) {
+      return absl::NotFoundError(
+          absl::StrCat("artifact ", full, ": cannot be opened"));
+    }
     std::string bytes((std::istreambuf_iterator<char>(in)),
                       std::istreambuf_iterator<char>());
-    // Verify what was actually read (the file may change between the checks).
-    const std::string expected = path.substr(path.rfind('/') + 1);
-    if (Sha256Hex(bytes) != expected) {
+    if (in.bad()) {
+      return absl::InternalError(
+          absl::StrCat("artifact ", full, ": read error"));
+    }
+    // What was actually read is what is verified (one pass over the file).
+    const std::string actual = Sha256Hex(bytes);
+    if (actual != HashOf(path)) {
       return absl::DataLossError(
-          absl::StrCat("artifact ", full, ": checksum mismatch on read"));
+          absl::StrCat("artifact ", full, ": checksum mismatch (content has ",
+                       actual, ", expected ", HashOf(path), ")"));
     }
     return bytes;
   }
 
+  absl::Status Check(const ArtifactInfo& ref, bool rehash) override {
+    absl::StatusOr<std::string> full = LocateUnverified(ref.path, ref.sha256);
+    if (!full.ok()) return Named(ref, full.status());
+    const std::optional<FileFacts> facts = StatFile(*full);
+    if (!facts.has_value()) {
+      return Named(ref, absl::NotFoundError(absl::StrCat(
+                            "object ", ref.path, " is not a regular file")));
+    }
+    if (facts->bytes != ref.bytes) {
+      return Named(ref, absl::DataLossError(absl::StrCat(
+                            "object ", ref.path, " has ", facts->bytes,
+                            " bytes, the reference says ", ref.bytes)));
+    }
+    if (rehash) {
+      absl::StatusOr<std::string> verified = Resolve(ref.path, ref.sha256);
+      if (!verified.ok()) return Named(ref, verified.status());
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status SetCheckpoint(const std::string& key,
                              const ArtifactInfo& info) override {
+    // Only a stored object can be a checkpoint: a reference to nothing would
+    // make a resume fail later, far from the mistake.
+    RETURN_IF_ERROR(Check(info, /*rehash=*/false));
     nlohmann::json j = {{"key", key},
                         {"name", info.name},
                         {"path", info.path},
@@ -246,7 +309,9 @@ class DirectoryStore final : public ArtifactStore {
       return ErrnoError("write", tmp);
     }
     if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+      const int rename_err = errno;
       ::unlink(tmp.c_str());
+      errno = rename_err;
       return ErrnoError("rename to", final_path);
     }
     return FsyncPath(JoinPath(root_, kCheckpoints), O_RDONLY | O_DIRECTORY);
@@ -255,24 +320,14 @@ class DirectoryStore final : public ArtifactStore {
   absl::StatusOr<std::optional<ArtifactInfo>> GetCheckpoint(
       const std::string& key) override {
     const std::string path = CheckpointPath(key);
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return std::optional<ArtifactInfo>();
-    std::string text((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("path") ||
-        !j["path"].is_string() || !j.contains("sha256") ||
-        !j["sha256"].is_string() || j.value("key", std::string()) != key) {
+    if (!PathExists(path)) return std::optional<ArtifactInfo>();
+    ASSIGN_OR_RETURN(CheckpointFile file, ReadCheckpointFile(path));
+    if (file.key != key) {
       return absl::DataLossError(
           absl::StrCat("artifact store: checkpoint file ", path,
-                       " is not a valid checkpoint reference"));
+                       " holds key \"", file.key, "\", not \"", key, "\""));
     }
-    ArtifactInfo info;
-    info.name = j.value("name", std::string());
-    info.path = j["path"].get<std::string>();
-    info.sha256 = j["sha256"].get<std::string>();
-    info.bytes = j.value("bytes", int64_t{0});
-    return std::optional<ArtifactInfo>(std::move(info));
+    return std::optional<ArtifactInfo>(std::move(file.ref));
   }
 
   absl::Status ClearCheckpoint(const std::string& key) override {
@@ -281,6 +336,20 @@ class DirectoryStore final : public ArtifactStore {
       return ErrnoError("remove", path);
     }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<ArtifactInfo>> ListCheckpoints() override {
+    std::vector<ArtifactInfo> out;
+    const std::string dir = JoinPath(root_, kCheckpoints);
+    ASSIGN_OR_RETURN(std::vector<std::string> files, ListDir(dir));
+    for (const std::string& file : files) {
+      const std::string path = JoinPath(dir, file);
+      absl::StatusOr<CheckpointFile> checkpoint = ReadCheckpointFile(path);
+      if (absl::IsNotFound(checkpoint.status())) continue;  // cleared meanwhile
+      if (!checkpoint.ok()) return checkpoint.status();
+      out.push_back(std::move(checkpoint->ref));
+    }
+    return out;
   }
 
   absl::StatusOr<std::vector<ArtifactInfo>> List() override {
@@ -296,9 +365,9 @@ class DirectoryStore final : public ArtifactStore {
         info.path = absl::StrCat(kObjects, "/", prefix, "/", file);
         if (!IsArtifactObjectPath(info.path)) continue;
         info.sha256 = file;
-        auto size = FileSize(JoinPath(dir, file));
-        if (!size.ok()) continue;  // removed concurrently
-        info.bytes = static_cast<int64_t>(*size);
+        const std::optional<FileFacts> facts = StatFile(JoinPath(dir, file));
+        if (!facts.has_value()) continue;  // removed concurrently
+        info.bytes = facts->bytes;
         out.push_back(std::move(info));
       }
     }
@@ -309,12 +378,117 @@ class DirectoryStore final : public ArtifactStore {
     return out;
   }
 
+  absl::StatusOr<ArtifactGcStats> CleanTemp(absl::Duration older_than,
+                                            bool dry_run) override {
+    ArtifactGcStats stats;
+    const std::string dir = JoinPath(root_, kTmp);
+    const int64_t now = clock_->NowMs();
+    ASSIGN_OR_RETURN(std::vector<std::string> files, ListDir(dir));
+    for (const std::string& file : files) {
+      const std::string path = JoinPath(dir, file);
+      const std::optional<FileFacts> facts = StatFile(path);
+      if (!facts.has_value() || !OldEnough(*facts, now, older_than)) continue;
+      if (!dry_run && ::unlink(path.c_str()) != 0) {
+        if (errno == ENOENT) continue;  // its writer finished or gave up
+        return ErrnoError("remove", path);
+      }
+      ++stats.tmp_files_deleted;
+      stats.tmp_bytes_deleted += facts->bytes;
+    }
+    return stats;
+  }
+
+  absl::StatusOr<ArtifactGcStats> GarbageCollect(
+      const ArtifactGcOptions& options) override {
+    std::set<std::string> keep = options.referenced;
+    ASSIGN_OR_RETURN(std::vector<ArtifactInfo> checkpoints, ListCheckpoints());
+    for (const ArtifactInfo& c : checkpoints) keep.insert(c.path);
+    ASSIGN_OR_RETURN(std::vector<ArtifactInfo> objects, List());
+    ArtifactGcStats stats;
+    stats.checkpoints = static_cast<int64_t>(checkpoints.size());
+    const int64_t now = clock_->NowMs();
+    for (const ArtifactInfo& o : objects) {
+      if (keep.count(o.path) > 0) {
+        ++stats.objects_kept;
+        stats.bytes_kept += o.bytes;
+        continue;
+      }
+      const std::string full = JoinPath(root_, o.path);
+      // Re-stat right before removing: a writer that just renamed the same
+      // content into place has refreshed the modification time.
+      const std::optional<FileFacts> facts = StatFile(full);
+      if (!facts.has_value()) continue;
+      if (!OldEnough(*facts, now, options.min_age)) {
+        ++stats.objects_too_young;
+        ++stats.objects_kept;
+        stats.bytes_kept += facts->bytes;
+        continue;
+      }
+      if (!options.dry_run && ::unlink(full.c_str()) != 0) {
+        if (errno == ENOENT) continue;
+        return ErrnoError("remove", full);
+      }
+      ++stats.objects_deleted;
+      stats.bytes_deleted += facts->bytes;
+    }
+    ASSIGN_OR_RETURN(ArtifactGcStats tmp,
+                     CleanTemp(options.tmp_min_age, options.dry_run));
+    stats.tmp_files_deleted = tmp.tmp_files_deleted;
+    stats.tmp_bytes_deleted = tmp.tmp_bytes_deleted;
+    return stats;
+  }
+
  private:
+  static std::string HashOf(const std::string& object_path) {
+    return object_path.substr(object_path.rfind('/') + 1);
+  }
+
+  static absl::Status Named(const ArtifactInfo& ref,
+                            const absl::Status& status) {
+    if (ref.name.empty()) return status;
+    return absl::Status(status.code(), absl::StrCat("artifact \"", ref.name,
+                                                    "\": ", status.message()));
+  }
+
   std::string CheckpointPath(const std::string& key) const {
     return JoinPath(JoinPath(root_, kCheckpoints), Sha256Hex(key));
   }
 
+  // What a checkpoint file holds: its key and the reference.
+  struct CheckpointFile {
+    std::string key;
+    ArtifactInfo ref;
+  };
+  static absl::StatusOr<CheckpointFile> ReadCheckpointFile(
+      const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      return absl::NotFoundError(
+          absl::StrCat("artifact store: checkpoint file ", path, " is gone"));
+    }
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("path") ||
+        !j["path"].is_string() || !j.contains("sha256") ||
+        !j["sha256"].is_string() || !j.contains("key") ||
+        !j["key"].is_string() ||
+        !IsArtifactObjectPath(j["path"].get<std::string>())) {
+      return absl::DataLossError(
+          absl::StrCat("artifact store: checkpoint file ", path,
+                       " is not a valid checkpoint reference"));
+    }
+    CheckpointFile out;
+    out.key = j["key"].get<std::string>();
+    out.ref.name = j.value("name", std::string());
+    out.ref.path = j["path"].get<std::string>();
+    out.ref.sha256 = j["sha256"].get<std::string>();
+    out.ref.bytes = j.value("bytes", int64_t{0});
+    return out;
+  }
+
   const std::string root_;
+  Clock* const clock_;
 };
 
 }  // namespace
@@ -330,7 +504,7 @@ bool IsArtifactObjectPath(absl::string_view path) {
 }
 
 absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(
-    const std::string& root) {
+    const std::string& root, Clock* clock) {
   if (root.empty()) {
     return absl::InvalidArgumentError("artifact store: empty root path");
   }
@@ -341,7 +515,8 @@ absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(
                                                  ": ", s.message()));
     }
   }
-  return std::unique_ptr<ArtifactStore>(new DirectoryStore(root));
+  return std::unique_ptr<ArtifactStore>(
+      new DirectoryStore(root, clock != nullptr ? clock : Clock::Real()));
 }
 
 }  // namespace sweepd

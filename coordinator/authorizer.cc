@@ -38,6 +38,12 @@ const char* RpcMethodName(Rpc rpc) {
       return "/sweepd.v1.WorkerGateway/ReportResult";
     case Rpc::kReleaseTasks:
       return "/sweepd.v1.WorkerGateway/ReleaseTasks";
+    case Rpc::kListArtifacts:
+      return "/sweepd.v1.Coordinator/ListArtifacts";
+    case Rpc::kFetchArtifact:
+      return "/sweepd.v1.Coordinator/FetchArtifact";
+    case Rpc::kCollectArtifactGarbage:
+      return "/sweepd.v1.Coordinator/CollectArtifactGarbage";
   }
   return "?";
 }
@@ -52,8 +58,12 @@ bool RoleMayCall(Role role, Rpc rpc) {
     case Rpc::kWatchSweep:
     case Rpc::kListResults:
     case Rpc::kListWorkers:
+    case Rpc::kListArtifacts:
+    case Rpc::kFetchArtifact:
       return role == Role::kAdmin || role == Role::kSubmitter ||
              role == Role::kReader;
+    case Rpc::kCollectArtifactGarbage:
+      return role == Role::kAdmin;
     case Rpc::kRegisterWorker:
     case Rpc::kLeaseTasks:
     case Rpc::kHeartbeat:

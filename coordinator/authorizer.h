@@ -8,7 +8,8 @@
 //   method                                          roles
 //   SubmitSweep, CancelSweep                        admin, submitter
 //   GetSweep, ListSweeps, WatchSweep, ListResults,  admin, submitter, reader
-//   ListWorkers
+//   ListWorkers, ListArtifacts, FetchArtifact
+//   CollectArtifactGarbage                          admin
 //   RegisterWorker, LeaseTasks, Heartbeat,          worker
 //   ReportResult, ReleaseTasks
 //
@@ -55,12 +56,16 @@ enum class Rpc {
   kHeartbeat,
   kReportResult,
   kReleaseTasks,
+  kListArtifacts,
+  kFetchArtifact,
+  kCollectArtifactGarbage,
 };
 inline constexpr Rpc kAllRpcs[] = {
-    Rpc::kSubmitSweep, Rpc::kGetSweep,       Rpc::kListSweeps,
-    Rpc::kWatchSweep,  Rpc::kCancelSweep,    Rpc::kListResults,
-    Rpc::kListWorkers, Rpc::kRegisterWorker, Rpc::kLeaseTasks,
-    Rpc::kHeartbeat,   Rpc::kReportResult,   Rpc::kReleaseTasks,
+    Rpc::kSubmitSweep,   Rpc::kGetSweep,       Rpc::kListSweeps,
+    Rpc::kWatchSweep,    Rpc::kCancelSweep,    Rpc::kListResults,
+    Rpc::kListWorkers,   Rpc::kRegisterWorker, Rpc::kLeaseTasks,
+    Rpc::kHeartbeat,     Rpc::kReportResult,   Rpc::kReleaseTasks,
+    Rpc::kListArtifacts, Rpc::kFetchArtifact,  Rpc::kCollectArtifactGarbage,
 };
 
 // "/sweepd.v1.Coordinator/SubmitSweep", ...: the method as gRPC names it.

@@ -89,6 +89,15 @@ absl::Status Coordinator::Start() {
   service_options.planner.data_root = options_.data_root;
   service_options.planner.policy_defaults = options_.policy;
   service_options.authorizer = authorizer_.get();
+  if (!options_.artifact_root.empty()) {
+    absl::StatusOr<std::unique_ptr<ArtifactStore>> store =
+        ArtifactStore::Open(options_.artifact_root, clock_);
+    if (!store.ok()) return Annotate(store.status(), "--artifact-root");
+    artifact_store_ = std::move(*store);
+    service_options.artifacts = artifact_store_;
+    service_options.rehash_reported_artifacts =
+        options_.rehash_reported_artifacts;
+  }
   ASSIGN_OR_RETURN(service_,
                    CoordinatorServer::Create(ledger_.get(), scheduler_.get(),
                                              service_options));

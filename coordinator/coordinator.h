@@ -32,6 +32,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/artifact_store.h"
 #include "common/clock.h"
 #include "common/metrics_endpoint.h"
 #include "coordinator/authorizer.h"
@@ -70,6 +71,13 @@ struct CoordinatorOptions {
   std::string snapshot_dir;
   int64_t snapshot_interval_ms = 300'000;
   int snapshot_keep = 3;
+  // The artifact store's directory (sweepd --artifact-root; the same
+  // directory, or the same bucket, the workers' --artifact-root names);
+  // empty = none (docs/ARTIFACTS.md). Opened (created if missing) by Create.
+  std::string artifact_root;
+  // Check reported artifacts by hashing them, not only by size
+  // (--artifact-verify sha256).
+  bool rehash_reported_artifacts = false;
   // HOST:PORT of the Prometheus /metrics endpoint (sweepd --metrics-listen);
   // empty = none. Port 0 picks a free port (metrics_endpoint()->port()).
   std::string metrics_listen;
@@ -104,6 +112,8 @@ class Coordinator {
   grpc::Server* server() { return server_.get(); }
   // Always present (the RPC interceptor and ledger observer feed it).
   CoordinatorMetrics* metrics() { return metrics_.get(); }
+  // Null without options.artifact_root.
+  ArtifactStore* artifact_store() { return artifact_store_.get(); }
   // Null without options.metrics_listen.
   const MetricsEndpoint* metrics_endpoint() const {
     return metrics_endpoint_.get();
@@ -142,6 +152,7 @@ class Coordinator {
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LeaseScheduler> scheduler_;
   std::unique_ptr<Authorizer> authorizer_;
+  std::shared_ptr<ArtifactStore> artifact_store_;
   std::unique_ptr<CoordinatorServer> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

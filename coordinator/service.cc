@@ -19,6 +19,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "common/utf8.h"
+#include "coordinator/artifact_service.h"
 #include "coordinator/task_states.h"
 #include "coordinator/thread_pool.h"
 #include "google/protobuf/unknown_field_set.h"
@@ -236,6 +237,8 @@ class ServerImpl : public CoordinatorServer {
         scheduler_(scheduler),
         options_(options),
         executor_(options.executor_threads),
+        artifacts_(ledger, &executor_, options.artifacts,
+                   options.rehash_reported_artifacts),
         coordinator_(this),
         gateway_(this) {
     background_ = std::thread([this] { BackgroundLoop(); });
@@ -282,8 +285,19 @@ class ServerImpl : public CoordinatorServer {
     handler_calls_.fetch_add(1);
     return caller;
   }
+  // Admit for handlers that finish their own reactor: OK, the denial, or
+  // UNAVAILABLE while shutting down.
+  absl::Status AdmitStatus(const grpc::CallbackServerContext& ctx, Rpc rpc) {
+    if (options_.authorizer != nullptr) {
+      RETURN_IF_ERROR(options_.authorizer->Check(ctx, rpc).status());
+    }
+    handler_calls_.fetch_add(1);
+    if (Draining()) return absl::UnavailableError("sweepd is shutting down");
+    return absl::OkStatus();
+  }
   int64_t handler_calls() const override { return handler_calls_.load(); }
   ThreadPool& executor() { return executor_; }
+  ArtifactService& artifacts() { return artifacts_; }
   Ledger* ledger() { return ledger_; }
   LeaseScheduler* scheduler() { return scheduler_; }
   const ServiceOptions& options() const { return options_; }
@@ -596,6 +610,27 @@ class ServerImpl : public CoordinatorServer {
       return reactor;
     }
 
+    // The artifact RPCs live in coordinator/artifact_service.cc.
+    grpc::ServerUnaryReactor* ListArtifacts(
+        grpc::CallbackServerContext* ctx, const v1::ListArtifactsRequest* req,
+        v1::ListArtifactsResponse* resp) override {
+      return s_->artifacts().List(ctx, req, resp,
+                                  s_->AdmitStatus(*ctx, Rpc::kListArtifacts));
+    }
+    grpc::ServerWriteReactor<v1::ArtifactChunk>* FetchArtifact(
+        grpc::CallbackServerContext* ctx,
+        const v1::FetchArtifactRequest* req) override {
+      return s_->artifacts().Fetch(ctx, req,
+                                   s_->AdmitStatus(*ctx, Rpc::kFetchArtifact));
+    }
+    grpc::ServerUnaryReactor* CollectArtifactGarbage(
+        grpc::CallbackServerContext* ctx,
+        const v1::CollectArtifactGarbageRequest* req,
+        v1::CollectArtifactGarbageResponse* resp) override {
+      return s_->artifacts().CollectGarbage(
+          ctx, req, resp, s_->AdmitStatus(*ctx, Rpc::kCollectArtifactGarbage));
+    }
+
    private:
     static grpc::ServerUnaryReactor* Fail(grpc::ServerUnaryReactor* r) {
       r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -724,12 +759,24 @@ class ServerImpl : public CoordinatorServer {
       report.fencing_token = req->fencing_token();
       if (req->has_result()) report.result = req->result();
       if (req->has_failure()) report.failure = req->failure();
-      s_->scheduler()->ReportResult(
-          report, [resp, reactor](absl::StatusOr<bool> r) {
-            if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
-            resp->set_committed(*r);
-            reactor->Finish(grpc::Status::OK);
-          });
+      auto record = [this, resp, reactor](const ResultReport& checked) {
+        s_->scheduler()->ReportResult(
+            checked, [resp, reactor](absl::StatusOr<bool> r) {
+              if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+              resp->set_committed(*r);
+              reactor->Finish(grpc::Status::OK);
+            });
+      };
+      if (!s_->artifacts().NeedsCheck(report)) {
+        record(report);
+        return reactor;
+      }
+      // The referenced objects must exist before the result commits (file
+      // system work: off the reactor).
+      s_->executor().Schedule([this, record, report]() mutable {
+        s_->artifacts().CheckReport(&report);
+        record(report);
+      });
       return reactor;
     }
 
@@ -876,6 +923,7 @@ class ServerImpl : public CoordinatorServer {
   std::atomic<bool> shutting_down_{false};
   std::atomic<int64_t> handler_calls_{0};
   ThreadPool executor_;
+  ArtifactService artifacts_;
   CoordinatorHandlers coordinator_;
   GatewayHandlers gateway_;
   absl::Mutex watch_mu_;

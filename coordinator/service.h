@@ -20,6 +20,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/artifact_store.h"
 #include "common/clock.h"
 #include "coordinator/authorizer.h"
 #include "coordinator/ledger.h"
@@ -55,6 +56,14 @@ struct ServiceOptions {
   int64_t max_spec_bytes = 1 << 20;
   // Longest worker name accepted by RegisterWorker.
   size_t max_worker_name_bytes = 256;
+  // The artifact store (sweepd --artifact-root; shared with the caller); null
+  // = none. With it, the artifacts a reported result references are checked
+  // before the result is recorded, and FetchArtifact / CollectArtifactGarbage
+  // work (coordinator/artifact_service.h).
+  std::shared_ptr<ArtifactStore> artifacts;
+  // Hash every reported artifact instead of checking its size only (sweepd
+  // --artifact-verify sha256).
+  bool rehash_reported_artifacts = false;
 };
 
 class CoordinatorServer {

@@ -42,6 +42,15 @@ ABSL_FLAG(std::string, data_root, "",
           "Directory that sweep dataset paths must resolve into (relative "
           "paths are taken "
           "from it).");
+ABSL_FLAG(std::string, artifact_root, "",
+          "Directory of the artifact store (docs/ARTIFACTS.md): the same "
+          "directory or bucket mount the workers' --artifact-root names. With "
+          "it, the artifacts a result references are checked before the "
+          "result commits, and sweepctl artifacts fetch/gc work. Not a model "
+          "or data root: only object paths are ever read from it.");
+ABSL_FLAG(std::string, artifact_verify, "size",
+          "How reported artifacts are checked before a result commits: "
+          "'size' (exists with the reported size) or 'sha256' (also hashed).");
 ABSL_FLAG(int, lease_seconds, 60,
           "Lease length for sweeps whose policy.lease_seconds is 0; also how "
           "long a silent "
@@ -119,6 +128,14 @@ int Run() {
       int64_t{absl::GetFlag(FLAGS_snapshot_interval_s)} * 1000;
   options.snapshot_keep = absl::GetFlag(FLAGS_snapshot_keep);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.artifact_root = absl::GetFlag(FLAGS_artifact_root);
+  const std::string artifact_verify = absl::GetFlag(FLAGS_artifact_verify);
+  if (artifact_verify != "size" && artifact_verify != "sha256") {
+    std::cerr << "sweepd: --artifact-verify must be size or sha256, got '"
+              << artifact_verify << "'\n";
+    return 2;
+  }
+  options.rehash_reported_artifacts = artifact_verify == "sha256";
   LogFormat log_format;
   if (!ParseLogFormat(absl::GetFlag(FLAGS_log_format), &log_format)) {
     std::cerr << "sweepd: --log-format must be text or json, got '"
@@ -272,7 +289,8 @@ int main(int argc, char** argv) {
       "WorkerGateway, plus "
       "grpc.health.v1 and server reflection).\n"
       "Usage: sweepd --ledger PATH [--listen HOST:PORT] [--port-file PATH] "
-      "[--model-root DIR] [--data-root DIR] [--lease-seconds N] "
+      "[--model-root DIR] [--data-root DIR] [--artifact-root DIR "
+      "[--artifact-verify size|sha256]] [--lease-seconds N] "
       "[--snapshot-dir DIR --snapshot-interval-s N --snapshot-keep N] "
       "[--max-tasks-per-sweep N --max-spec-bytes N --max-message-bytes N] "
       "[--tls-cert PEM --tls-key PEM [--tls-client-ca PEM "

@@ -5,17 +5,25 @@
 # shows its progress, prints the results, writes the HTML report and shuts everything down.
 # Idempotent: reruns reuse the model and start from a fresh ledger.
 #   scripts/demo.sh [SPEC.yaml]      (default: configs/sweeps/layer_study.yaml)
+# SWEEPD_BIN_DIR=DIR takes sweepd, sweep-worker and sweepctl from DIR and skips installing
+# and building (the CPU image runs the demo so: scripts/build_image.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 spec=${1:-$root/configs/sweeps/layer_study.yaml}
 build=${SWEEPD_BUILD_DIR:-$root/build}
 work=${SWEEPD_DEMO_DIR:-$root/out/demo}
 
-"$root/scripts/install_deps.sh"
-SWEEPD_TARGETS="sweepd sweep-worker sweepctl" "$root/scripts/build.sh"
-sweepd_bin=$build/coordinator/sweepd
-worker_bin=$build/worker/sweep-worker
-ctl_bin=$build/client/sweepctl
+if [[ -n "${SWEEPD_BIN_DIR:-}" ]]; then
+  sweepd_bin=$SWEEPD_BIN_DIR/sweepd
+  worker_bin=$SWEEPD_BIN_DIR/sweep-worker
+  ctl_bin=$SWEEPD_BIN_DIR/sweepctl
+else
+  "$root/scripts/install_deps.sh"
+  SWEEPD_TARGETS="sweepd sweep-worker sweepctl" "$root/scripts/build.sh"
+  sweepd_bin=$build/coordinator/sweepd
+  worker_bin=$build/worker/sweep-worker
+  ctl_bin=$build/client/sweepctl
+fi
 
 mkdir -p "$work/models"
 model=$work/models/gemma4-tiny

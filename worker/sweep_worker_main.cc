@@ -74,6 +74,10 @@ flags:
                               tokenizer.json, shards, index) resolve under DIR, symlinks
                               followed; repeatable (default: any path)
   --data-root DIR             only read datasets that resolve under DIR; repeatable
+  --artifact-root DIR         the artifact store (docs/ARTIFACTS.md): the directory or bucket
+                              mount sweepd's --artifact-root names; jobs that write or read
+                              artifacts (capture, heal, materialize, retrain, steering
+                              vectors) need it. Only object paths are read from it.
   --verifier-command PROG     let a generate sweep's command verifier start PROG (its
                               argv[0] as written in the spec); repeatable; default: none
   --tls-ca PEM                connect with TLS, verifying sweepd's certificate against
@@ -196,6 +200,7 @@ int RunMain(int argc, char** argv) {
   app.add_option("--model-root", worker.model_roots);
   app.add_option("--data-root", worker.data_roots);
   app.add_option("--verifier-command", worker.verifier_commands);
+  add("--artifact-root", &worker.artifact_root);
   add("--tls-ca", &worker.tls.ca_file);
   add("--tls-cert", &worker.tls.cert_file);
   add("--tls-key", &worker.tls.key_file);

@@ -121,6 +121,17 @@ absl::StatusOr<WorkerAssembly> AssembleWorker(const WorkerOptions& options) {
   AdvertiseDevice(options, &out.agent_options.capabilities);
   ASSIGN_OR_RETURN(out.agent_options.credentials,
                    MakeChannelCredentials(options.tls));
+  if (!options.artifact_root.empty()) {
+    absl::StatusOr<std::unique_ptr<ArtifactStore>> store =
+        ArtifactStore::Open(options.artifact_root);
+    if (!store.ok()) {
+      return absl::Status(
+          store.status().code(),
+          absl::StrCat("--artifact-root ", options.artifact_root, ": ",
+                       store.status().message()));
+    }
+    out.artifacts = std::move(*store);
+  }
   if (!options.model_dir.empty()) {
     absl::Status confined =
         CheckModelDirConfined(options.model_dir, options.model_roots);
@@ -148,8 +159,10 @@ absl::StatusOr<WorkerAssembly> AssembleWorker(const WorkerOptions& options) {
         LmBackendOptions backend,
         LmBackendOptionsFor(options,
                             out.agent_options.capabilities.model_fingerprint));
-    absl::Status s = RegisterLmExecutors(backend, LmExecutorOptionsFor(options),
-                                         out.registry.get());
+    LmExecutorOptions executor_options = LmExecutorOptionsFor(options);
+    executor_options.artifacts = out.artifacts;
+    absl::Status s =
+        RegisterLmExecutors(backend, executor_options, out.registry.get());
     if (!s.ok()) {
       return absl::Status(s.code(), absl::StrCat("--model ", options.model_dir,
                                                  ": ", s.ToString()));

@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/artifact_store.h"
 #include "proto/tls_config.h"
 #include "worker/agent/agent.h"
 #include "worker/jobs/executor.h"
@@ -52,6 +53,12 @@ struct WorkerOptions {
   // --model too. Empty = any path.
   std::vector<std::string> model_roots;
   std::vector<std::string> data_roots;
+  // --artifact-root: the artifact store's directory (common/artifact_store.h,
+  // docs/ARTIFACTS.md), opened by AssembleWorker and handed to the executors
+  // (LmExecutorOptions::artifacts); empty = none (jobs that need it fail with
+  // FAILED_PRECONDITION). Not a model or data root: executors read only
+  // object paths from it, through the store.
+  std::string artifact_root;
   // --verifier-command (repeatable): the programs (argv[0]) a sweep's command
   // verifier may start on this worker; empty = command verifiers refused.
   std::vector<std::string> verifier_commands;
@@ -84,15 +91,18 @@ std::string MetricsModelName(const WorkerOptions& options);
 
 struct WorkerAssembly {
   std::unique_ptr<ExecutorRegistry> registry;
+  // The store of --artifact-root (shared with the executors); null without.
+  std::shared_ptr<ArtifactStore> artifacts;
   // options.agent with registry (borrowing `registry`), drain_grace_ms and the
   // model fingerprint filled in: what WorkerAgent::Create takes.
   WorkerAgentOptions agent_options;
 };
 
-// Validates `options`, checks the model against --model-root
+// Validates `options`, opens the artifact store (errors name
+// "--artifact-root DIR"), checks the model against --model-root
 // (PERMISSION_DENIED naming "--model DIR" and the file that leaves the roots),
 // fingerprints it (errors name "--model DIR"), loads it, registers the
-// executors and builds the channel credentials.
+// executors (with the store) and builds the channel credentials.
 absl::StatusOr<WorkerAssembly> AssembleWorker(const WorkerOptions& options);
 
 }  // namespace sweepd

@@ -211,6 +211,36 @@ RpcCall CallFor(Rpc rpc) {
                    std::shared_ptr<grpc::Channel>(&ch, [](auto*) {}))
             ->ReleaseTasks(Ctx().get(), req, &resp);
       };
+    case Rpc::kListArtifacts:
+      return [](grpc::Channel& ch) {
+        v1::ListArtifactsRequest req;
+        v1::ListArtifactsResponse resp;
+        return v1::Coordinator::NewStub(
+                   std::shared_ptr<grpc::Channel>(&ch, [](auto*) {}))
+            ->ListArtifacts(Ctx().get(), req, &resp);
+      };
+    case Rpc::kFetchArtifact:
+      return [](grpc::Channel& ch) {
+        v1::FetchArtifactRequest req;
+        req.set_path("objects/ab/" + std::string(64, 'a'));
+        auto ctx = Ctx();
+        auto stub = v1::Coordinator::NewStub(
+            std::shared_ptr<grpc::Channel>(&ch, [](auto*) {}));
+        auto reader = stub->FetchArtifact(ctx.get(), req);
+        v1::ArtifactChunk chunk;
+        while (reader->Read(&chunk)) {
+        }
+        return reader->Finish();
+      };
+    case Rpc::kCollectArtifactGarbage:
+      return [](grpc::Channel& ch) {
+        v1::CollectArtifactGarbageRequest req;
+        req.set_dry_run(true);
+        v1::CollectArtifactGarbageResponse resp;
+        return v1::Coordinator::NewStub(
+                   std::shared_ptr<grpc::Channel>(&ch, [](auto*) {}))
+            ->CollectArtifactGarbage(Ctx().get(), req, &resp);
+      };
   }
   return nullptr;
 }
@@ -219,6 +249,7 @@ RpcCall CallFor(Rpc rpc) {
 std::string AllowedToken(Rpc rpc) {
   if (RoleMayCall(Role::kWorker, rpc)) return kWorkerToken;
   if (RoleMayCall(Role::kReader, rpc)) return kReaderToken;
+  if (!RoleMayCall(Role::kSubmitter, rpc)) return kAdminToken;  // admin only
   return kAliceToken;
 }
 

@@ -1,7 +1,9 @@
 """deploy/: every Kubernetes manifest parses and keeps the invariants docs/DEPLOY.md promises;
 every flag the manifests and scripts pass exists in the binaries; the Slurm batch script turns
 the preemption signal into a worker drain (run here without Slurm: the script is started as
-Slurm starts it, and sent the SIGTERM that --signal=B:TERM sends)."""
+Slurm starts it, and sent the SIGTERM that --signal=B:TERM sends); the container images
+install the Debian packages of the binaries' libraries and copy only what the build context
+holds."""
 import glob
 import os
 import re
@@ -134,6 +136,23 @@ def test_workers_drain_within_their_grace_and_ask_for_their_tp_gpus(workload):
         pass  # size 1: TP lives in one process (asserted below)
 
 
+def test_sweepd_and_every_worker_share_one_artifact_store():
+    """docs/ARTIFACTS.md: one store, the same ReadWriteMany claim at the same path everywhere."""
+    claims = {d["metadata"]["name"]: d for _, d in docs() if d["kind"] == "PersistentVolumeClaim"}
+    seen = set()
+    for _, kind, name, pod in pod_specs():
+        (c,) = pod["containers"]
+        root = flags(c["args"]).get("artifact_root")
+        assert root, f"{kind}/{name} has no --artifact-root"
+        volume = mounted(c, volume_kinds(pod), root, {"persistentVolumeClaim"})
+        assert volume, f"{kind}/{name}: --artifact-root {root} is not on a volume claim"
+        (v,) = [v for v in pod["volumes"] if v["name"] == volume]
+        claim = v["persistentVolumeClaim"]["claimName"]
+        assert "ReadWriteMany" in claims[claim]["spec"]["accessModes"], claim
+        seen.add((root, claim))
+    assert len(seen) == 1, seen
+
+
 def test_the_leaderworkerset_groups_are_one_pod():
     (lws,) = [d for _, d in docs() if d["kind"] == "LeaderWorkerSet"]
     assert lws["spec"]["leaderWorkerTemplate"]["size"] == 1
@@ -226,3 +245,81 @@ def test_the_slurm_script_drains_its_worker_on_the_preemption_signal(tmp_path):
             job.kill()
         coord.send_signal(signal.SIGTERM)
         coord.wait(timeout=30)
+
+
+def runtime_packages(*binaries):
+    done = subprocess.run(["bash", os.path.join(SOURCE, "scripts", "runtime_packages.sh"), *binaries],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_the_images_install_the_debian_packages_of_the_binaries_libraries():
+    """scripts/runtime_packages.sh, the package list of the container images: the Debian
+    packages (installed here) owning the libraries; the coordinator's image needs no libtorch."""
+    sweepd = os.path.join(BUILD, "coordinator", "sweepd")
+    worker = os.path.join(BUILD, "worker", "sweep-worker")
+    ctl = os.path.join(BUILD, "client", "sweepctl")
+    coordinator = runtime_packages(sweepd, ctl)
+    everything = runtime_packages(sweepd, worker, ctl)
+    assert coordinator == sorted(set(coordinator))
+    assert {"libc6", "libgrpc++1.51", "libprotobuf32", "libsqlite3-0"} <= set(coordinator)
+    assert not [p for p in coordinator if p.startswith("libtorch")], coordinator
+    assert "libtorch1.13" in everything and set(coordinator) < set(everything)
+    for p in everything:
+        status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout
+        assert status == "install ok installed", p
+
+
+def test_runtime_packages_fails_naming_what_no_package_holds(tmp_path):
+    script = os.path.join(SOURCE, "scripts", "runtime_packages.sh")
+    missing = str(tmp_path / "sweepd")
+    done = subprocess.run(["bash", script, missing], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert f"no such binary: {missing}" in done.stderr
+    # A library loaded from outside any package (a copy that ldd finds first) has no owner.
+    ctl = os.path.join(BUILD, "client", "sweepctl")
+    sqlite = next(l.split()[2] for l in subprocess.run(["ldd", ctl], capture_output=True, text=True)
+                  .stdout.splitlines() if l.split()[0] == "libsqlite3.so.0")
+    copy = tmp_path / "libsqlite3.so.0"
+    copy.write_bytes(open(sqlite, "rb").read())
+    done = subprocess.run(["bash", script, ctl], capture_output=True, text=True,
+                          env={**os.environ, "LD_LIBRARY_PATH": str(tmp_path)})
+    assert done.returncode != 0 and done.stdout == ""
+    assert f"no Debian package owns {copy} ({ctl} needs libsqlite3.so.0)" in done.stderr
+
+
+def test_the_containerfiles_copy_only_what_the_build_context_holds():
+    """Every COPY from the build context names a path of the checkout that .containerignore
+    lets through; build trees and out/ stay out, .deps/debs (the GPU image's) stays in. The CPU
+    recipe's default (last) stage is the full image, run as nobody like the coordinator stage."""
+    import fnmatch
+    with open(os.path.join(SOURCE, ".containerignore")) as f:
+        ignored = [l.strip().rstrip("/") for l in f if l.strip() and not l.startswith("#")]
+
+    def is_ignored(path):
+        return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path.split("/")[0], p) for p in ignored)
+
+    assert is_ignored("build") and is_ignored("build-release") and is_ignored("out")
+    assert not is_ignored(".deps") and not is_ignored("scripts") and not is_ignored("configs")
+    copied = 0
+    for name in ("Containerfile.cpu", "Containerfile.gpu"):
+        with open(os.path.join(SOURCE, "deploy", "container", name)) as f:
+            text = f.read().replace("\\\n", " ")
+        for line in text.splitlines():
+            words = line.split()
+            if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
+                continue
+            for src in words[1:-1]:
+                assert src == "." or os.path.exists(os.path.join(SOURCE, src)), f"{name}: COPY {src}"
+                assert src == "." or not is_ignored(src), f"{name}: COPY {src} is in .containerignore"
+                copied += 1
+    assert copied >= 3
+    with open(os.path.join(SOURCE, "deploy", "container", "Containerfile.cpu")) as f:
+        cpu = f.read()
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", cpu, re.M)
+    assert stages == ["build", "coordinator", "cpu"]
+    assert cpu.count("\nUSER 65534\n") == 2
+    assert cpu.count("scripts/runtime_packages.sh") >= 2
+    for script in ("build_image.sh", "runtime_packages.sh"):
+        subprocess.run(["bash", "-n", os.path.join(SOURCE, "scripts", script)], check=True)

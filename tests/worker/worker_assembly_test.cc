@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -127,6 +128,27 @@ TEST(WorkerAssemblyTest, ModelOutsideTheModelRootsIsRefusedBeforeLoading) {
               StatusIs(absl::StatusCode::kPermissionDenied,
                        AllOf(HasSubstr("--model " + options.model_dir),
                              HasSubstr("outside the root " + root))));
+}
+
+TEST(WorkerAssemblyTest, ArtifactRootOpensTheStore) {
+  WorkerOptions options;
+  EXPECT_EQ(AssembleWorker(options)->artifacts, nullptr);
+  options.artifact_root = ::testing::TempDir() + "/assembly-artifacts";
+  absl::StatusOr<WorkerAssembly> assembly = AssembleWorker(options);
+  ASSERT_THAT(assembly, IsOk());
+  ASSERT_NE(assembly->artifacts, nullptr);
+  EXPECT_EQ(assembly->artifacts->root(), options.artifact_root);
+  struct stat st;
+  EXPECT_EQ(stat((options.artifact_root + "/objects").c_str(), &st), 0);
+  // A root that cannot be a directory is named.
+  const std::string file = ::testing::TempDir() + "/assembly-artifacts-file";
+  FILE* f = fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fclose(f);
+  options.artifact_root = file;
+  EXPECT_THAT(AssembleWorker(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("--artifact-root " + file)));
 }
 
 TEST(WorkerAssemblyTest, TokenWithoutTlsIsRefused) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/artifact_store.h"
 #include "common/clock.h"
 #include "worker/jobs/executor.h"
 #include "worker/jobs/lm_executor.h"
@@ -38,6 +39,9 @@ struct GenerateExecutorOptions {
   // Borrowed; null = none. Prompt and generated tokens, time to first token,
   // inter-token and request latency (vLLM's names), engine forwards.
   WorkerMetrics* metrics = nullptr;
+  // The worker's artifact store (steering vectors and replace_layer weights
+  // are read through it); null = none.
+  std::shared_ptr<ArtifactStore> artifacts;
 };
 
 class GenerateExecutor : public Executor {

@@ -921,18 +921,20 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
   gen.metrics = executor_options.metrics;
   gen.data_roots = executor_options.data_roots;
   gen.verifier_commands = executor_options.verifier_commands;
+  gen.artifacts = executor_options.artifacts;
   for (const char* kind : {kGenerateKind, kCanaryKind}) {
     ASSIGN_OR_RETURN(std::unique_ptr<GenerateExecutor> g,
                      GenerateExecutor::Create(kind, backend, gen));
     RETURN_IF_ERROR(registry->Register(std::move(g)));
   }
-  // materialize: no engine, the worker's model as the default base. The
-  // artifact store (heal artifacts) is wired by --artifact-root.
+  // materialize: no engine, the worker's model as the default base; heal
+  // artifacts come from the store of --artifact-root.
   MaterializeExecutorOptions mat;
   mat.model_dir = backend_options.engine.model_dir;
   mat.model_fingerprint = backend_options.model_fingerprint;
   mat.model_roots = backend_options.model_roots;
   mat.clock = executor_options.clock;
+  mat.artifacts = executor_options.artifacts;
   ASSIGN_OR_RETURN(std::unique_ptr<MaterializeExecutor> m,
                    MaterializeExecutor::Create(mat));
   RETURN_IF_ERROR(registry->Register(std::move(m)));

@@ -30,6 +30,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/artifact_store.h"
 #include "common/clock.h"
 #include "common/tokenizer.h"
 #include "worker/engine/engine.h"
@@ -115,6 +116,11 @@ struct LmExecutorOptions {
   // Borrowed; null = none. Every engine forward is recorded (layer-forwards,
   // seconds).
   WorkerMetrics* metrics = nullptr;
+  // The worker's artifact store (sweep-worker --artifact-root); null = none.
+  // RegisterLmExecutors hands it to every executor it builds; a job that
+  // needs it fails with FAILED_PRECONDITION "... needs --artifact-root on the
+  // worker" when it is null (RequireArtifactStore, job_artifacts.h).
+  std::shared_ptr<ArtifactStore> artifacts;
 };
 
 // Runs groups of eval and/or probe tasks (a group may mix both; each task is
@@ -144,6 +150,8 @@ class LmExecutor : public Executor {
 // sharing it: an LmExecutor for "eval" and "probe", a GenerateExecutor
 // (generate_executor.h) for each of "generate" and "canary"; and the
 // engine-free MaterializeExecutor (materialize_executor.h) for "materialize".
+// Every executor's options get executor_options.artifacts (the store, may be
+// null).
 absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
                                  const LmExecutorOptions& executor_options,
                                  ExecutorRegistry* registry);

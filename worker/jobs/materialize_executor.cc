@@ -16,6 +16,7 @@
 #include "common/path_confinement.h"
 #include "common/status.h"
 #include "worker/calib/checkpoint_editor.h"
+#include "worker/jobs/job_artifacts.h"
 
 namespace sweepd {
 namespace {
@@ -177,17 +178,15 @@ absl::StatusOr<TaskOutput> MaterializeExecutor::RunTask(
   }
   for (size_t i = 0; i < job.heals.size(); ++i) {
     const MaterializeJobSpec::Heal& h = job.heals[i];
-    absl::StatusOr<std::string> file =
-        options_.artifacts->Resolve(h.path, h.sha256);
-    if (!file.ok()) {
-      return absl::Status(
-          file.status().code(),
-          absl::StrCat("materialize.heals[", i, "] (layer ", h.layer,
-                       ") artifact ", h.path, ": ", file.status().message()));
-    }
+    // A missing object is retryable (it may not be visible here yet).
+    ASSIGN_OR_RETURN(
+        std::string file,
+        ResolveInputArtifact(options_.artifacts, h.path, h.sha256,
+                             absl::StrCat("materialize.heals[", i, "] (layer ",
+                                          h.layer, ") artifact")));
     calib::OProjHeal heal;
     heal.layer = h.layer;
-    heal.file = *file;
+    heal.file = file;
     heal.tensor = h.tensor;
     heal.artifact_path = h.path;
     // Resolve verified the content against the digest its path names.
