@@ -18,10 +18,13 @@ endif()
 # Header-only flag parsing of the subcommand CLIs (sweepctl, sweep-worker run|tokenize,
 # benches); sweepd keeps absl flags.
 find_package(CLI11 CONFIG REQUIRED)
-# Prometheus metrics (prometheus-cpp-dev) and the dashboard's HTTP server (libcivetweb-dev, the
-# same civetweb prometheus-cpp's Exposer serves /metrics with).
+# Prometheus metrics (prometheus-cpp-dev; its Exposer serves /metrics with civetweb) and the
+# dashboard's HTTP/HTTPS server and the tests' HTTP client (libcpp-httplib-dev, built with
+# OpenSSL: Debian 12's civetweb cannot do TLS with OpenSSL 3).
 find_package(prometheus-cpp CONFIG REQUIRED)
-find_package(civetweb CONFIG REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)
+add_library(sweepd::httplib ALIAS PkgConfig::HTTPLIB)
 if(SWEEPD_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

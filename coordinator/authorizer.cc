@@ -112,26 +112,45 @@ std::vector<std::string> CertIdentities(const grpc::AuthContext* auth) {
 Authorizer::Authorizer(std::unique_ptr<TokenStore> tokens)
     : tokens_(std::move(tokens)) {}
 
-absl::Status Authorizer::Deny(Rpc rpc, const std::string& peer,
-                              const std::string& who, absl::Status status) {
+absl::Status Authorizer::Deny(const std::string& method,
+                              const std::string& peer, const std::string& who,
+                              absl::Status status) {
   denials_.fetch_add(1);
-  SWEEPD_LOG(WARNING) << "auth: denied " << RpcMethodName(rpc) << " from "
-                      << peer << " (" << who
-                      << "): " << absl::StatusCodeToString(status.code())
+  SWEEPD_LOG(WARNING) << "auth: denied " << method << " from " << peer << " ("
+                      << who << "): " << absl::StatusCodeToString(status.code())
                       << ": " << status.message();
   return status;
+}
+
+absl::StatusOr<TokenEntry> Authorizer::FindBearer(absl::string_view header,
+                                                  const std::string& method,
+                                                  const std::string& peer,
+                                                  const std::string& who) {
+  absl::string_view value = header;
+  if (!absl::ConsumePrefix(&value, "Bearer ") || value.empty()) {
+    return Deny(method, peer, who,
+                absl::UnauthenticatedError(
+                    "the authorization header is not `Bearer TOKEN`"));
+  }
+  std::optional<TokenEntry> entry = tokens_->Find(value);
+  if (!entry.has_value()) {
+    return Deny(method, peer, who,
+                absl::UnauthenticatedError("unknown bearer token"));
+  }
+  return *std::move(entry);
 }
 
 absl::StatusOr<Caller> Authorizer::Check(
     Rpc rpc, const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
     const grpc::AuthContext* auth, const std::string& peer) {
+  const std::string method = RpcMethodName(rpc);
   const std::vector<std::string> certs = CertIdentities(auth);
   std::string who = certs.empty() ? std::string("no client certificate")
                                   : absl::StrCat("certificate ", certs[0]);
   auto range = metadata.equal_range("authorization");
   const size_t count = std::distance(range.first, range.second);
   if (count == 0) {
-    return Deny(rpc, peer, who,
+    return Deny(method, peer, who,
                 absl::UnauthenticatedError(
                     "no bearer token: this sweepd needs `authorization: "
                     "Bearer TOKEN` (sweepctl/sweep-worker --token-file or "
@@ -139,26 +158,23 @@ absl::StatusOr<Caller> Authorizer::Check(
   }
   if (count > 1) {
     return Deny(
-        rpc, peer, who,
+        method, peer, who,
         absl::UnauthenticatedError("more than one authorization header"));
   }
-  absl::string_view value(range.first->second.data(),
-                          range.first->second.size());
-  if (!absl::ConsumePrefix(&value, "Bearer ") || value.empty()) {
-    return Deny(rpc, peer, who,
+  const absl::string_view header(range.first->second.data(),
+                                 range.first->second.size());
+  if (!absl::StartsWith(header, "Bearer ") || header.size() == 7) {
+    return Deny(method, peer, who,
                 absl::UnauthenticatedError(
                     "the authorization header is not `Bearer TOKEN`"));
   }
   if (!OverTls(auth)) {
     return Deny(
-        rpc, peer, who,
+        method, peer, who,
         absl::UnauthenticatedError("bearer tokens are accepted only over TLS"));
   }
-  std::optional<TokenEntry> entry = tokens_->Find(value);
-  if (!entry.has_value()) {
-    return Deny(rpc, peer, who,
-                absl::UnauthenticatedError("unknown bearer token"));
-  }
+  absl::StatusOr<TokenEntry> entry = FindBearer(header, method, peer, who);
+  if (!entry.ok()) return entry.status();
   who = absl::StrCat("token '", entry->name, "', role ", RoleName(entry->role),
                      ", ", who);
   if (!entry->cert_identity.empty()) {
@@ -166,7 +182,7 @@ absl::StatusOr<Caller> Authorizer::Check(
     for (const std::string& id : certs)
       bound = bound || id == entry->cert_identity;
     if (!bound) {
-      return Deny(rpc, peer, who,
+      return Deny(method, peer, who,
                   absl::UnauthenticatedError(absl::StrCat(
                       "token '", entry->name,
                       "' is bound to the client certificate identity '",
@@ -175,10 +191,48 @@ absl::StatusOr<Caller> Authorizer::Check(
     }
   }
   if (!RoleMayCall(entry->role, rpc)) {
-    return Deny(rpc, peer, who,
+    return Deny(method, peer, who,
+                absl::PermissionDeniedError(
+                    absl::StrCat("role ", RoleName(entry->role), " (token '",
+                                 entry->name, "') may not call ", method)));
+  }
+  Caller caller;
+  caller.name = entry->name;
+  caller.role = entry->role;
+  caller.authenticated = true;
+  return caller;
+}
+
+absl::StatusOr<Caller> Authorizer::CheckHttpRead(const std::string& path,
+                                                 const char* authorization,
+                                                 const std::string& peer) {
+  const std::string method = absl::StrCat("GET ", path);
+  std::string who = "dashboard";
+  if (authorization == nullptr) {
+    return Deny(method, peer, who,
+                absl::UnauthenticatedError(
+                    "no bearer token: this dashboard needs `Authorization: "
+                    "Bearer TOKEN` with a reader, submitter or admin token"));
+  }
+  absl::StatusOr<TokenEntry> entry =
+      FindBearer(authorization, method, peer, who);
+  if (!entry.ok()) return entry.status();
+  who = absl::StrCat("token '", entry->name, "', role ", RoleName(entry->role),
+                     ", dashboard");
+  if (!entry->cert_identity.empty()) {
+    return Deny(method, peer, who,
+                absl::UnauthenticatedError(absl::StrCat(
+                    "token '", entry->name,
+                    "' is bound to a client certificate identity, which the "
+                    "dashboard does not ask for; use an unbound token")));
+  }
+  // The dashboard shows what GetSweep, ListSweeps, ListResults and
+  // ListWorkers return.
+  if (!RoleMayCall(entry->role, Rpc::kListSweeps)) {
+    return Deny(method, peer, who,
                 absl::PermissionDeniedError(absl::StrCat(
                     "role ", RoleName(entry->role), " (token '", entry->name,
-                    "') may not call ", RpcMethodName(rpc))));
+                    "') may not read the dashboard")));
   }
   Caller caller;
   caller.name = entry->name;

@@ -36,6 +36,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "coordinator/auth_tokens.h"
 #include "grpcpp/grpcpp.h"
 
@@ -95,13 +96,33 @@ class Authorizer {
       const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
       const grpc::AuthContext* auth, const std::string& peer);
 
+  // An HTTP GET of `path` on sweepd's dashboard listener (dashboard/): the
+  // caller from `authorization`, the request's Authorization header (nullptr
+  // when absent), if its role may read (admin, submitter, reader: the roles
+  // of GetSweep, ListSweeps, ListResults, ListWorkers). UNAUTHENTICATED for a
+  // missing, malformed or unknown token and for a token bound to a client
+  // certificate (the HTTPS listener asks for none); PERMISSION_DENIED for a
+  // worker token. The listener serves HTTPS whenever there is a token file
+  // (sweepd refuses tokens without TLS), so the transport is not checked
+  // here. Denials are logged like the RPC ones, with "GET <path>" as the
+  // method.
+  absl::StatusOr<Caller> CheckHttpRead(const std::string& path,
+                                       const char* authorization,
+                                       const std::string& peer);
+
   // Denials so far (tests, logs).
   int64_t denials() const { return denials_.load(); }
   TokenStore* tokens() { return tokens_.get(); }
 
  private:
-  absl::Status Deny(Rpc rpc, const std::string& peer, const std::string& who,
-                    absl::Status status);
+  absl::Status Deny(const std::string& method, const std::string& peer,
+                    const std::string& who, absl::Status status);
+  // The token entry for an `authorization` header value ("Bearer TOKEN"), or
+  // the UNAUTHENTICATED denial (logged).
+  absl::StatusOr<TokenEntry> FindBearer(absl::string_view header,
+                                        const std::string& method,
+                                        const std::string& peer,
+                                        const std::string& who);
 
   std::unique_ptr<TokenStore> tokens_;
   std::atomic<int64_t> denials_{0};

@@ -42,6 +42,36 @@ absl::Status CheckListenerSecurity(const std::string& listen,
   return absl::OkStatus();
 }
 
+absl::Status CheckHttpListenerSecurity(const std::string& http_listen,
+                                       const std::string& metrics_listen,
+                                       const SecurityOptions& security) {
+  if (security.allow_insecure_remote) return absl::OkStatus();
+  if (!http_listen.empty() && !IsLoopbackAddress(http_listen)) {
+    if (!security.tls.enabled()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--http-listen ", http_listen,
+          " is not a loopback address; serve the dashboard there over HTTPS "
+          "(--tls-cert and --tls-key) with --token-file, or allow plaintext "
+          "with --allow-insecure-remote"));
+    }
+    if (security.token_file.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--http-listen ", http_listen,
+          " is not a loopback address; give --token-file (the dashboard then "
+          "needs a reader token), or let anyone who reaches the port read "
+          "everything with --allow-insecure-remote"));
+    }
+  }
+  if (!metrics_listen.empty() && !IsLoopbackAddress(metrics_listen)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--metrics-listen ", metrics_listen,
+        " is not a loopback address; it serves plaintext HTTP without tokens "
+        "(scrape the dashboard's /metrics over HTTPS with a reader token "
+        "instead), or allow it with --allow-insecure-remote"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ServerSecurity> MakeServerSecurity(
     const SecurityOptions& security, Clock* clock) {
   ServerSecurity out;

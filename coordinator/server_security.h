@@ -8,7 +8,10 @@
 //     serving without a token file (anyone reaching the port could submit,
 //     cancel and read everything);
 //   - beyond loopback, --model-root and --data-root are required, whatever the
-//     other flags.
+//     other flags;
+//   - beyond loopback, the dashboard needs HTTPS and a token file, and the
+//     plaintext metrics endpoint needs --allow-insecure-remote
+//     (CheckHttpListenerSecurity).
 //
 // Stateless free functions; thread-safe.
 #ifndef SWEEPD_COORDINATOR_SERVER_SECURITY_H_
@@ -43,6 +46,15 @@ absl::Status CheckListenerSecurity(const std::string& listen,
                                    const SecurityOptions& security,
                                    const std::string& model_root,
                                    const std::string& data_root);
+
+// The same rules for sweepd's HTTP listeners (docs/SECURITY.md): beyond
+// loopback, the dashboard (--http-listen) needs TLS and a token file, and the
+// plaintext, token-less Prometheus endpoint (--metrics-listen) is refused;
+// --allow-insecure-remote allows both. Empty addresses are not checked.
+// INVALID_ARGUMENT naming the flags.
+absl::Status CheckHttpListenerSecurity(const std::string& http_listen,
+                                       const std::string& metrics_listen,
+                                       const SecurityOptions& security);
 
 struct ServerSecurity {
   std::shared_ptr<grpc::ServerCredentials> credentials;

@@ -98,13 +98,18 @@ ABSL_FLAG(std::string, token_file, "",
           "docs/SECURITY.md); re-read when it changes. Needs TLS.");
 
 ABSL_FLAG(std::string, metrics_listen, "",
-          "HOST:PORT of a Prometheus /metrics endpoint (port 0 picks one; "
-          "printed as 'sweepd metrics on HOST:PORT'); empty = none.");
+          "HOST:PORT of a plaintext Prometheus /metrics endpoint without "
+          "tokens (port 0 picks one; printed as 'sweepd metrics on "
+          "HOST:PORT'); empty = none. A non-loopback address needs "
+          "--allow-insecure-remote (the dashboard serves /metrics too).");
 ABSL_FLAG(std::string, http_listen, "",
           "HOST:PORT of the read-only web dashboard (sweeps, tasks, workers, "
           "live report charts; also /metrics). Port 0 picks one, printed as "
-          "'sweepd dashboard on http://HOST:PORT/'; empty = none. A "
-          "non-loopback address needs --allow-insecure-remote.");
+          "'sweepd dashboard on http://HOST:PORT/' (https with --tls-cert: "
+          "the same certificate files). With --token-file every request but "
+          "the page needs a reader, submitter or admin bearer token. A "
+          "non-loopback address needs TLS and --token-file, or "
+          "--allow-insecure-remote.");
 ABSL_FLAG(std::string, log_format, "text",
           "Log lines as 'text' or 'json' (one JSON object per line).");
 
@@ -178,11 +183,10 @@ int Run() {
     return 2;
   }
   const std::string http_listen = absl::GetFlag(FLAGS_http_listen);
-  if (!http_listen.empty() && !IsLoopbackAddress(http_listen) &&
-      !absl::GetFlag(FLAGS_allow_insecure_remote)) {
-    std::cerr << "sweepd: --http-listen " << http_listen
-              << " is not a loopback address; the plaintext dashboard there "
-                 "needs --allow-insecure-remote\n";
+  if (absl::Status s = CheckHttpListenerSecurity(
+          http_listen, options.metrics_listen, security);
+      !s.ok()) {
+    std::cerr << "sweepd: " << s.message() << "\n";
     return 2;
   }
   if (options.policy.lease_seconds <= 0) {
@@ -219,14 +223,20 @@ int Run() {
     api.ledger = (*coordinator)->ledger();
     api.worker_timeout_ms = int64_t{options.policy.lease_seconds} * 1000;
     api.metrics = (*coordinator)->metrics()->collectables();
-    auto server = DashboardServer::Create(http_listen, api);
+    DashboardServerOptions http;
+    http.listen = http_listen;
+    http.authorizer = (*coordinator)->authorizer();
+    http.tls_cert_file = security.tls.cert_file;
+    http.tls_key_file = security.tls.key_file;
+    http.tls_refresh_interval_ms =
+        int64_t{security.tls.refresh_interval_s} * 1000;
+    auto server = DashboardServer::Create(http, api);
     if (!server.ok()) {
       std::cerr << "sweepd: " << server.status() << "\n";
       return 1;
     }
     dashboard = std::move(*server);
-    std::cout << "sweepd dashboard on http://" << dashboard->address() << "/"
-              << std::endl;
+    std::cout << "sweepd dashboard on " << dashboard->url() << std::endl;
   }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {

@@ -1,5 +1,5 @@
 // DashboardApi: what sweepd's read-only web dashboard serves, independent of
-// HTTP (DashboardServer adapts civetweb to it; tests call it directly). GET
+// HTTP (DashboardServer adapts cpp-httplib to it; tests call it directly). GET
 // paths:
 //
 //   /                             the page (dashboard_page.h)

@@ -29,13 +29,22 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 #report .chart { margin: 12px 0; min-height: 30px; }
 #report table td { text-align: right; } #report table td:first-child { text-align: left; }
 .error { color: #b03030; }
+#login { margin: 8px 0 12px 0; padding: 8px 12px; background: #f4f4f4; border: 1px solid #ddd; }
+#login input { width: 28em; } #signout { font-size: 12px; }
 </style>
 <script src="/assets/vega.min.js"></script>
 <script src="/assets/vega-lite.min.js"></script>
 <script src="/assets/vega-embed.min.js"></script>
 </head>
 <body>
-<header><h1>sweepd</h1><span id="updated">connecting…</span><span id="poll-error" class="error"></span></header>
+<header><h1>sweepd</h1><span id="updated">connecting…</span><span id="poll-error" class="error"></span>
+<a id="signout" href="#" hidden>sign out</a></header>
+<form id="login" hidden autocomplete="off">
+<label>This sweepd needs a bearer token (reader, submitter or admin):
+<input id="token-input" type="password" autocomplete="off" spellcheck="false"></label>
+<button type="submit">Sign in</button> <span id="login-error" class="error"></span>
+<div class="note">The token stays in this tab (sessionStorage) and is sent only to this sweepd, as an Authorization header.</div>
+</form>
 <h2>Sweeps</h2>
 <table id="sweeps-table">
 <thead><tr><th>sweep</th><th>name</th><th>state</th><th>progress</th><th>done</th><th>failed</th>
@@ -66,7 +75,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <script>
 (function () {
   var D = window.__dashboard = {polls: 0, lastError: '', selected: '', reportVersion: -1,
-                                charts: {}, tasksShown: 0};
+                                charts: {}, tasksShown: 0, loginShown: 0};
   var reportPending = false;
   function el(tag, text, cls) {
     var e = document.createElement(tag);
@@ -83,9 +92,36 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
     return s + 's';
   }
   function ago(ms) { return duration(ms / 1000) + ' ago'; }
+  // Bearer token (docs/SECURITY.md, "Dashboard"): kept in this tab's
+  // sessionStorage, sent as a header to this origin only (never a cookie, so
+  // no other site can make the browser use it; never in a URL, so no log holds
+  // it). A 401 or 403 shows the sign-in form.
+  var TOKEN_KEY = 'sweepd-token';
+  function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+  }
+  function setToken(t) {
+    try { if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY); } catch (e) {}
+    document.getElementById('signout').hidden = !t;
+  }
+  function showLogin(message) {
+    var form = document.getElementById('login');
+    form.hidden = false;
+    document.getElementById('login-error').textContent = message || '';
+    D.loginShown += 1;
+  }
   function getJson(url) {
-    return fetch(url, {cache: 'no-store'}).then(function (r) {
+    var headers = {};
+    var t = token();
+    if (t) headers['Authorization'] = 'Bearer ' + t;
+    return fetch(url, {cache: 'no-store', credentials: 'omit', headers: headers}).then(function (r) {
       return r.json().then(function (body) {
+        if (r.status === 401 || r.status === 403) {
+          showLogin(t ? (body.error || ('HTTP ' + r.status)) : '');
+          var e = new Error('sign in: ' + (body.error || ('HTTP ' + r.status)));
+          e.auth = true;
+          throw e;
+        }
         if (!r.ok) throw new Error(body.error || ('HTTP ' + r.status));
         return body;
       });
@@ -239,14 +275,30 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
       .then(loadTasks)
       .then(function () {
         D.polls += 1; D.lastError = '';
+        document.getElementById('login').hidden = true;
         document.getElementById('poll-error').textContent = '';
         document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
       })
       .catch(function (e) {
         D.lastError = String(e && e.message ? e.message : e);
-        document.getElementById('poll-error').textContent = 'sweepd unreachable: ' + D.lastError;
+        document.getElementById('poll-error').textContent =
+          e && e.auth ? '' : 'sweepd unreachable: ' + D.lastError;
       });
   }
+  document.getElementById('login').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var input = document.getElementById('token-input');
+    setToken(input.value.trim());
+    input.value = '';
+    document.getElementById('login-error').textContent = 'checking…';
+    poll();
+  });
+  document.getElementById('signout').addEventListener('click', function (ev) {
+    ev.preventDefault();
+    setToken('');
+    poll();
+  });
+  setToken(token());
   ['filter-state', 'filter-stage'].forEach(function (id) {
     document.getElementById(id).addEventListener('change', loadTasks);
   });

@@ -11,7 +11,7 @@ seconds=${1:-60}
 build=${SWEEPD_FUZZ_BUILD_DIR:-$root/build-fuzz}
 out=${SWEEPD_FUZZ_OUT:-$build/fuzz-out}
 all_targets="safetensors_header_fuzzer safetensors_index_fuzzer tokenizer_fuzzer
-             model_config_fuzzer dataset_jsonl_fuzzer spec_loader_fuzzer"
+             model_config_fuzzer dataset_jsonl_fuzzer spec_loader_fuzzer rpc_fuzzer"
 targets=${SWEEPD_FUZZ_TARGETS:-$all_targets}
 if [[ ! -f "$build/build.ninja" ]]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

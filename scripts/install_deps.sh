@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsqlite3-dev sqlite3 libre2-dev libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
-  libtorch-dev libssl-dev prometheus-cpp-dev libcivetweb-dev)
+  libtorch-dev libssl-dev prometheus-cpp-dev libcivetweb-dev libcpp-httplib-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium)
   # promtool (the metrics test checks both /metrics expositions with it).

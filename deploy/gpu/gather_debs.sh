@@ -12,7 +12,8 @@ packages=(libabsl-dev libabsl20220623 libc-ares-dev libc-ares2 libgrpc++-dev lib
   libgmock-dev googletest libssl-dev libssl3 zlib1g-dev zlib1g libyaml-cpp-dev libyaml-cpp0.7
   nlohmann-json3-dev libcli11-dev libsystemd-dev libsystemd0 sqlite3 libreadline8
   prometheus-cpp-dev libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprometheus-cpp-push1.0
-  libcivetweb-dev libcivetweb1 civetweb libcurl4-openssl-dev libcurl4)
+  libcivetweb-dev libcivetweb1 civetweb libcurl4-openssl-dev libcurl4
+  libcpp-httplib-dev libcpp-httplib0.11 libbrotli-dev libbrotli1)
 cd "$dest"
 missing=()
 for p in "${packages[@]}"; do

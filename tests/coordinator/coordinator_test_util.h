@@ -7,6 +7,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -75,10 +77,16 @@ inline Plan MakePlan(const PlanShape& shape) {
   return plan;
 }
 
+// A path under the test's temp dir that no earlier run used: the pid alone
+// repeats on a busy machine (a reused ledger path once handed a test the
+// sweeps of another test's run), so the start time goes in too.
 inline std::string TempPath(const std::string& name) {
   static int counter = 0;
+  static const int64_t start_ns =
+      std::chrono::system_clock::now().time_since_epoch() /
+      std::chrono::nanoseconds(1);
   return absl::StrCat(::testing::TempDir(), "/", name, "-", getpid(), "-",
-                      ++counter);
+                      start_ns, "-", ++counter);
 }
 
 // A Coordinator over a fresh ledger in the test's temp dir, serving on

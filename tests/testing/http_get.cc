@@ -1,40 +1,46 @@
 // HttpGet. See http_get.h.
 #include "tests/testing/http_get.h"
 
-#include <mutex>
+#include <memory>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "civetweb.h"
+#include "httplib.h"
 
 namespace sweepd::testing {
 
 absl::StatusOr<HttpResponse> HttpGet(const std::string& host, int port,
-                                     const std::string& path) {
-  static std::once_flag init;
-  std::call_once(init, [] { mg_init_library(0); });
-  char error[256] = {0};
-  mg_connection* conn = mg_download(host.c_str(), port, 0, error, sizeof(error),
-                                    "GET %s HTTP/1.0\r\nHost: %s:%d\r\n\r\n",
-                                    path.c_str(), host.c_str(), port);
-  if (conn == nullptr) {
+                                     const std::string& path,
+                                     const HttpGetOptions& options) {
+  const bool tls = !options.tls_ca_file.empty();
+  const std::string url =
+      absl::StrCat(tls ? "https://" : "http://", host, ":", port, path);
+  std::unique_ptr<httplib::ClientImpl> client;
+  if (tls) {
+    auto ssl = std::make_unique<httplib::SSLClient>(host, port);
+    ssl->set_ca_cert_path(options.tls_ca_file.c_str());
+    ssl->enable_server_certificate_verification(true);
+    client = std::move(ssl);
+  } else {
+    client = std::make_unique<httplib::ClientImpl>(host, port);
+  }
+  client->set_connection_timeout(10, 0);
+  client->set_read_timeout(30, 0);
+  httplib::Headers headers;
+  for (const auto& [name, value] : options.headers)
+    headers.emplace(name, value);
+  httplib::Result result = client->Get(path.c_str(), headers);
+  if (!result) {
     return absl::UnavailableError(
-        absl::StrCat("GET http://", host, ":", port, path, ": ", error));
+        absl::StrCat("GET ", url, ": ", httplib::to_string(result.error())));
   }
   HttpResponse response;
-  const mg_response_info* info = mg_get_response_info(conn);
-  if (info != nullptr) {
-    response.status = info->status_code;
-    for (int i = 0; i < info->num_headers; ++i) {
-      if (strcasecmp(info->http_headers[i].name, "Content-Type") == 0) {
-        response.content_type = info->http_headers[i].value;
-      }
-    }
+  response.status = result->status;
+  for (const auto& [name, value] : result->headers) {
+    response.headers[absl::AsciiStrToLower(name)] = value;
   }
-  char buf[8192];
-  int n;
-  while ((n = mg_read(conn, buf, sizeof(buf))) > 0)
-    response.body.append(buf, n);
-  mg_close_connection(conn);
+  response.content_type = result->get_header_value("Content-Type");
+  response.body = result->body;
   return response;
 }
 

@@ -74,7 +74,10 @@ class Process {
 };
 
 // $SWEEPD_BUILD_DIR/<relative>; FAILED_PRECONDITION if the variable is unset,
-// NOT_FOUND if the file does not exist.
+// NOT_FOUND if the file does not exist. When this build did not make the
+// binary and $SWEEPD_FALLBACK_BUILD_DIR is set, the binary of that build
+// instead (scripts/sanitize.sh runs the fault suite with its sanitized sweepd
+// and the main build's sweep-worker, which links libtorch).
 absl::StatusOr<std::string> BuildBinary(const std::string& relative);
 
 // A fresh directory under TEST_TMPDIR / TMPDIR / /tmp.
