@@ -323,6 +323,8 @@ TEST(ConversionTest, CaptureAndHealTasksAreTyped) {
   heal->clear_grams();
   EXPECT_THAT(std::string(ToTaskInput(h).status().message()),
               HasSubstr("heal.grams"));
+}
+
 TEST(ConversionTest, HeadImportanceTaskIsTyped) {
   auto a = EvalAssignment();
   sweepd::v1::TaskSpec* spec = a.mutable_spec();

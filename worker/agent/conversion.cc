@@ -327,9 +327,9 @@ absl::StatusOr<CaptureJobSpec> ToCaptureJob(const v1::TaskSpec& spec) {
                                 c.points_size(), " points"));
   }
   job.gram_targets.assign(c.gram_targets().begin(), c.gram_targets().end());
-  RETURN_IF_ERROR(AppendInterventions(spec.interventions(), "interventions",
-                                      &job.interventions,
-                                      &job.intervention_fields));
+  RETURN_IF_ERROR(AppendInterventions(
+      spec.interventions(), "interventions", &job.interventions,
+      &job.intervention_fields, &job.intervention_artifacts));
   return job;
 }
 
@@ -590,9 +590,11 @@ absl::StatusOr<TaskInput> ToTaskInput(
     }
   } else if (input.kind == kHealKind) {
     absl::StatusOr<HealJobSpec> job = ToHealJob(spec);
-  return job;
-}
-
+    if (job.ok()) {
+      input.job = std::move(*job);
+    } else {
+      converted = job.status();
+    }
   } else if (input.kind == kHeadImportanceKind) {
     absl::StatusOr<HeadImportanceJobSpec> job = ToHeadImportanceJob(spec);
     if (job.ok()) {

@@ -236,8 +236,12 @@ absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,
   ASSIGN_OR_RETURN(LmBackend::Model model, backend_->Acquire(job.model));
   engine::Engine& engine = *model.engine;
   const ModelConfig& config = engine.config();
+  std::vector<engine::Intervention> interventions = job.interventions;
+  RETURN_IF_ERROR(ResolveInterventionArtifacts(
+      options_.artifacts, job.intervention_artifacts, job.intervention_fields,
+      &interventions));
   RETURN_IF_ERROR(
-      CheckInterventions(job.interventions, job.intervention_fields, config));
+      CheckInterventions(interventions, job.intervention_fields, config));
 
   // Points: Gram accumulators (validated by the engine) and raw captures.
   std::vector<std::shared_ptr<engine::GramAccumulator>> grams;
@@ -390,7 +394,7 @@ absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,
     engine::ForwardRequest req;
     req.batch = static_cast<int64_t>(batch.size());
     req.seq = static_cast<int64_t>(windows[batch[0]].tokens.size());
-    req.interventions = job.interventions;
+    req.interventions = interventions;
     req.gram_rows.assign(req.batch * req.seq, 0);
     for (size_t b = 0; b < batch.size(); ++b) {
       const Window& w = windows[batch[b]];

@@ -188,6 +188,8 @@ struct CaptureJobSpec {
   std::vector<std::string> gram_targets;
   std::vector<engine::Intervention> interventions;
   std::vector<std::string> intervention_fields;
+  // Steer vectors / replace_layer weights held in the artifact store.
+  std::vector<InterventionArtifactRef> intervention_artifacts;
 };
 
 // A reference to an artifact-store object (spec ArtifactRef).
