@@ -911,7 +911,7 @@ TEST_F(LmExecutorTest, RegisterLmExecutorsRegistersEvalAndProbe) {
   // (engine-free) is registered next to them (issue 12).
   EXPECT_THAT(registry.kinds(),
               ::testing::ElementsAre("canary", "capture", "eval", "generate",
-                                     "heal", "head_importance", "materialize",
+                                     "head_importance", "heal", "materialize",
                                      "probe"));
   ASSERT_NE(registry.Find("probe"), nullptr);
   // One executor serves both kinds, so a prefix-share group mixing eval and
