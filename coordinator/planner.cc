@@ -867,8 +867,9 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
       RETURN_IF_ERROR(
           CheckHeads(job->mutable_heads_removed(), m, "heal.heads_removed"));
       if (!(job->ridge_rel() >= 0.0) || !std::isfinite(job->ridge_rel())) {
-        return Invalid("heal.ridge_rel",
-                       absl::StrCat(job->ridge_rel(), " must be finite and >= 0"));
+        return Invalid(
+            "heal.ridge_rel",
+            absl::StrCat(job->ridge_rel(), " must be finite and >= 0"));
       }
       return ValidateHealGrams(*job);
     }

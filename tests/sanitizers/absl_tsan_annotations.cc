@@ -60,8 +60,8 @@ Fn Real(const char* rest, bool is_const = false) {
   return reinterpret_cast<Fn>(sym);
 }
 
-using absl::CondVar;
 using absl::Condition;
+using absl::CondVar;
 using absl::Duration;
 using absl::Mutex;
 using absl::Notification;
@@ -101,8 +101,8 @@ struct RealFns {
   CondFn await = Real<CondFn>("5Mutex5AwaitERKNS0_9ConditionE");
   CondDurFn await_timeout = Real<CondDurFn>(
       "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  CondTimeFn await_deadline = Real<CondTimeFn>(
-      "5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  CondTimeFn await_deadline =
+      Real<CondTimeFn>("5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
   CvWaitFn cv_wait = Real<CvWaitFn>("7CondVar4WaitEPNS0_5MutexE");
   CvDurFn cv_wait_timeout =
       Real<CvDurFn>("7CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE");
@@ -175,8 +175,7 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
   Acquire(this);
   return met;
 }
-bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond,
-                                      Duration timeout) {
+bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, Duration timeout) {
   const bool met = Fns().reader_lock_when_timeout(this, cond, timeout);
   Acquire(this);
   return met;
