@@ -144,6 +144,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
     return 'Sign-in failed: sweepd refused this token (' + why + ').';
   }
   function getJson(url) {
+    if (waitingForToken) {
+      // The rest of a poll that began before sign-out or a refusal: send nothing.
+      var idle = new Error('waiting for a token');
+      idle.stale = true;
+      return Promise.reject(idle);
+    }
     var headers = {};
     var t = token();
     var asked = session;
@@ -354,10 +360,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
     showLogin('Signed out: the token is forgotten in this tab.');
   });
   setToken(token());
+  // A failed reload of the tasks shows at the next poll.
+  function reloadTasks() { loadTasks().catch(function () {}); }
   ['filter-state', 'filter-stage'].forEach(function (id) {
-    document.getElementById(id).addEventListener('change', loadTasks);
+    document.getElementById(id).addEventListener('change', reloadTasks);
   });
-  document.getElementById('filter-intervention').addEventListener('input', loadTasks);
+  document.getElementById('filter-intervention').addEventListener('input', reloadTasks);
   poll();
   setInterval(function () { if (!waitingForToken) poll(); }, 2000);
 })();

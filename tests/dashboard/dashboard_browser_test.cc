@@ -58,48 +58,56 @@ void WritePrivate(const std::string& path, const std::string& text) {
   ASSERT_EQ(std::fclose(f), 0) << path;
 }
 
-// Shared set-up: the tools, a temp dir, the tiny demo model (as
-// scripts/demo.sh makes it) and the artifact dir.
+// Shared set-up: the tools, the tiny demo model (as scripts/demo.sh makes it;
+// made once for the suite), a temp dir per test and the artifact dir.
 class DashboardBrowserTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  static void SetUpTestSuite() {
     source_ = EnvOr("SWEEPD_SOURCE_DIR", ".");
     build_ = EnvOr("SWEEPD_BUILD_DIR", "build");
     chromium_ = EnvOr("SWEEPD_CHROMIUM", "/usr/bin/chromium");
+    skip_reason_.clear();
     if (::access(chromium_.c_str(), X_OK) != 0) {
-      GTEST_SKIP() << chromium_
-                   << " is not installed (apt-get install chromium)";
+      skip_reason_ = chromium_ + " is not installed (apt-get install chromium)";
+    } else if (::access(kNode, X_OK) != 0) {
+      skip_reason_ = "node is not installed";
+    } else if (!Exists(source_ +
+                       "/tests/client/report/node_modules/playwright-core/"
+                       "package.json")) {
+      skip_reason_ =
+          "playwright-core is not installed: npm ci in tests/client/report";
     }
-    if (::access(node_.c_str(), X_OK) != 0) {
-      GTEST_SKIP() << "node is not installed";
-    }
-    if (!Exists(source_ + "/tests/client/report/node_modules/playwright-core/"
-                          "package.json")) {
-      GTEST_SKIP()
-          << "playwright-core is not installed: npm ci in tests/client/report";
-    }
-    auto dir = MakeTempDir("sweepd-dashboard");
+    if (!skip_reason_.empty()) return;
+    auto dir = MakeTempDir("sweepd-dashboard-model");
     ASSERT_TRUE(dir.ok()) << dir.status();
-    dir_ = *dir;
     auto worker_bin = BuildBinary("worker/sweep-worker");
     ASSERT_TRUE(worker_bin.ok()) << worker_bin.status();
-    model_ = dir_ + "/models/gemma4-tiny";
+    models_ = *dir + "/models";
+    model_ = models_ + "/gemma4-tiny";
     auto make = Process::Spawn({{*worker_bin, "make-model", "--config",
                                  source_ + "/configs/models/gemma4-tiny.json",
                                  "--seed", "1", "--out", model_},
-                                dir_ + "/make-model.log"});
+                                *dir + "/make-model.log",
+                                {}});
     ASSERT_TRUE(make.ok()) << make.status();
     auto exit = (*make)->Wait(absl::Seconds(120));
     ASSERT_TRUE(exit.ok() && exit->exited && exit->code == 0)
-        << ReadFileOrEmpty(dir_ + "/make-model.log");
+        << ReadFileOrEmpty(*dir + "/make-model.log");
+  }
+
+  void SetUp() override {
+    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    ASSERT_FALSE(model_.empty()) << "the tiny model was not made";
+    auto dir = MakeTempDir("sweepd-dashboard");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = *dir;
     artifacts_ = build_ + "/test-artifacts";
     ::mkdir(artifacts_.c_str(), 0755);
   }
 
   // sweepd's flags for the demo model and data.
   std::vector<std::string> ModelFlags() const {
-    return {"--model-root", dir_ + "/models", "--data-root",
-            source_ + "/configs/data"};
+    return {"--model-root", models_, "--data-root", source_ + "/configs/data"};
   }
 
   // The dashboard URL sweepd printed ("http" or "https").
@@ -117,14 +125,14 @@ class DashboardBrowserTest : public ::testing::Test {
   }
 
   // Runs `node SCRIPT ARGS` in the background; waits until it writes
-  // `marker` (the page saw the sweep waiting for workers), then starts two
+  // `marker` (the page got as far as it must without workers), then starts two
   // workers with `worker_flags`; waits for the script and checks it passed.
   // Returns the script's output.
   std::string RunCheck(SweepCluster& cluster, const std::string& script,
                        const std::vector<std::string>& args,
                        const std::string& marker,
                        const std::vector<std::string>& worker_flags) {
-    std::vector<std::string> argv = {node_,
+    std::vector<std::string> argv = {kNode,
                                      source_ + "/tests/dashboard/" + script};
     argv.insert(argv.end(), args.begin(), args.end());
     const std::string log = dir_ + "/" + script + ".log";
@@ -153,8 +161,10 @@ class DashboardBrowserTest : public ::testing::Test {
     return output;
   }
 
-  const std::string node_ = "/usr/bin/node";
-  std::string source_, build_, chromium_, dir_, model_, artifacts_;
+  static constexpr char kNode[] = "/usr/bin/node";
+  static inline std::string source_, build_, chromium_, skip_reason_, models_,
+      model_;
+  std::string dir_, artifacts_;
 };
 
 TEST_F(DashboardBrowserTest, ShowsARunningLayerStudyAndDrawsItsReport) {
@@ -229,16 +239,16 @@ TEST_F(DashboardBrowserTest, SignsInOverHttpsAndWatchesARunningSweep) {
   auto submitted = cluster.Submit(*spec);
   ASSERT_TRUE(submitted.ok()) << submitted.status();
 
-  // Workers lease at most 2 tasks at a time, so results (and the report's
+  // Workers lease at most 4 tasks at a time, so results (and the report's
   // versions) arrive in several steps the page can see.
-  const std::string marker = dir_ + "/signed-in.done";
+  const std::string marker = dir_ + "/form.shown";
   const std::string output =
       RunCheck(cluster, "dashboard_signin_check.mjs",
                {url, submitted->sweep_id(), marker, artifacts_,
                 dir_ + "/browser-tokens.json", dir_ + "/server.pem"},
                marker,
                {"--tls-ca", dir_ + "/ca.pem", "--token-file",
-                dir_ + "/worker.token", "--max-tasks", "2"});
+                dir_ + "/worker.token", "--max-tasks", "4"});
 
   // The workers did their part over TLS with their token.
   auto status = cluster.GetSweep(submitted->sweep_id());

@@ -3,12 +3,12 @@
 // tests/dashboard/dashboard_browser_test.cc (SignsInOverHttpsAndWatchesARunningSweep), which
 // starts sweepd with a submitted layer study and no workers yet.
 //   Phase 1 (no token): the page shows the sign-in form and no sweep data; every API call the
-//           page made, and each data path fetched without a token, answered 401.
+//           page made, and each data path fetched without a token, answered 401. Then writes
+//           MARKER, and the test starts two workers (they load the model while phase 2 runs).
 //   Phase 2 (wrong token, then a worker token): a clear error on the form each time, still no
 //           data, the refused token forgotten (not in sessionStorage, never retried).
 //           Screenshot ARTIFACTS/dashboard-signin-error.png (the form with the wrong-role error).
-//   Phase 3 (reader token): the sweep row (running, 0 %), no workers yet, pending tasks. Then
-//           writes MARKER, and the test starts two workers.
+//   Phase 3 (reader token): the form goes, 'sign out' shows, the sweep row is running.
 //   Phase 4 (running): two worker rows, progress strictly between 0 and 100 % with an ETA, done
 //           tasks in the task table, report charts drawn while the sweep runs, then redrawn
 //           from a newer sweep version. Screenshot ARTIFACTS/dashboard-signed-in.png.
@@ -165,6 +165,7 @@ try {
   }
   log(`phase 1 ok: sign-in form, no data, ${apiCalls.length} page API calls and ` +
       `${Object.keys(direct).length} direct fetches all 401`);
+  fs.writeFileSync(marker, 'sign-in form shown\n');
 
   // ---- Phase 2: a wrong token, then a worker's.
   await signIn(page, tokens.wrong);
@@ -177,7 +178,7 @@ try {
   if (d.tokenKept) problems.push('phase 2: the refused token is kept in sessionStorage');
   // The form waits for the user: nothing is retried (sweepd logs no stream of denials).
   const callsAfterError = apiCalls.length;
-  await page.waitForTimeout(2500);
+  await page.waitForTimeout(2200);  // past one poll period (2 s)
   if (apiCalls.length !== callsAfterError) {
     problems.push(`phase 2: ${apiCalls.length - callsAfterError} API calls while the form waits`);
   }
@@ -203,14 +204,10 @@ try {
     problems.push(`phase 3: after sign-in ${JSON.stringify({ ...d, error: undefined })}`);
   }
   let row = await rowOf(page);
-  if (row.state !== 'running' || row.progress !== 0) {
-    problems.push(`phase 3: state ${row.state} at ${row.progress}, want running at 0`);
-  }
-  await waitFor(page, 'pending task rows', () =>
-    document.querySelectorAll('#tasks-table tbody tr[data-state="pending"]').length > 0,
-  null, 10000);
-  log('phase 3 ok: signed in as reader, the sweep waits for workers');
-  fs.writeFileSync(marker, 'signed in\n');
+  if (row.state !== 'running') problems.push(`phase 3: state ${row.state}, want running`);
+  await waitFor(page, 'task rows', () =>
+    document.querySelectorAll('#tasks-table tbody tr').length > 0, null, 10000);
+  log(`phase 3 ok: signed in as reader, the sweep at ${(100 * row.progress).toFixed(0)}%`);
 
   // ---- Phase 4: workers started by the test; the sweep runs.
   await waitFor(page, 'two worker rows', () =>
@@ -227,6 +224,11 @@ try {
   if (!/^\d+\/\d+$/.test(row.cells[4]) || !/^\d+(m\d\ds|s|h\d\dm)$|^–$/.test(row.cells[9])) {
     problems.push(`phase 4: done '${row.cells[4]}', ETA '${row.cells[9]}'`);
   }
+  // The report's own count of done tasks ("32 total, 24 done, ..."): the data its charts drew.
+  const reportDone = () => {
+    const m = document.getElementById('report').textContent.match(/(\d+) total, (\d+) done/);
+    return m ? Number(m[2]) : -1;
+  };
   const chartsDrawn = () => {
     const D = window.__dashboard;
     const ids = Object.keys(D.charts);
@@ -241,8 +243,10 @@ try {
     const tr = document.querySelector(`#sweeps-table tr[data-sweep-id="${arg.id}"]`);
     return drawn && tr && tr.dataset.state === 'running' &&
       { version: window.__dashboard.reportVersion, charts: Object.keys(window.__dashboard.charts),
-        progress: Number(tr.dataset.progress), eta: tr.cells[9].textContent };
-  }, { id: sweepId, drawn: chartsDrawn.toString() }, 60000).then((h) => h.jsonValue());
+        progress: Number(tr.dataset.progress), eta: tr.cells[9].textContent,
+        done: new Function(`return (${arg.reportDone})()`)() };
+  }, { id: sweepId, drawn: chartsDrawn.toString(), reportDone: reportDone.toString() }, 60000)
+    .then((h) => h.jsonValue());
   await page.screenshot({ path: path.join(artifacts, 'dashboard-signed-in.png'), fullPage: true });
   const workers = await page.evaluate(() => Array.from(document.querySelectorAll('#workers-table tbody tr'))
     .map((tr) => Array.from(tr.cells).map((c) => c.textContent.trim())));
@@ -251,21 +255,20 @@ try {
       problems.push(`phase 4: worker row ${JSON.stringify(w)} (want cpu, TP 1, a model, not draining, live)`);
     }
   }
-  const second = await waitFor(page, 'the report redrawn from a newer sweep version', (arg) => {
+  if (first.done <= 0) problems.push(`phase 4: the first drawn report counts ${first.done} done`);
+  const second = await waitFor(page, 'the report redrawn with more results', (arg) => {
     const drawn = new Function(`return (${arg.drawn})()`)();
+    const done = new Function(`return (${arg.reportDone})()`)();
     const tr = document.querySelector(`#sweeps-table tr[data-sweep-id="${arg.id}"]`);
-    return drawn && window.__dashboard.reportVersion > arg.version &&
+    return drawn && window.__dashboard.reportVersion > arg.version && done > arg.done &&
       { version: window.__dashboard.reportVersion, charts: Object.keys(window.__dashboard.charts),
-        state: tr.dataset.state, progress: Number(tr.dataset.progress) };
-  }, { id: sweepId, drawn: chartsDrawn.toString(), version: first.version }, 60000)
-    .then((h) => h.jsonValue());
-  if (!(second.progress > first.progress)) {
-    problems.push(`phase 4: progress ${first.progress} -> ${second.progress} as the report redrew`);
-  }
+        state: tr.dataset.state, progress: Number(tr.dataset.progress), done };
+  }, { id: sweepId, drawn: chartsDrawn.toString(), reportDone: reportDone.toString(),
+       version: first.version, done: first.done }, 60000).then((h) => h.jsonValue());
   log(`phase 4 ok: ${workers.length} workers; report v${first.version} drew ` +
-      `${first.charts.length} charts (${first.charts.join(', ')}) at ` +
-      `${(100 * first.progress).toFixed(0)}% (ETA ${first.eta}), v${second.version} drew ` +
-      `${second.charts.length} at ${(100 * second.progress).toFixed(0)}% (${second.state})`);
+      `${first.charts.length} charts (${first.charts.join(', ')}) from ${first.done} done tasks ` +
+      `at ${(100 * first.progress).toFixed(0)}% (ETA ${first.eta}); v${second.version} redrew ` +
+      `${second.charts.length} from ${second.done} done (${second.state})`);
 
   // ---- Phase 5: reload keeps the session; sign out returns to the form.
   const loginsBefore = apiCalls.filter((c) => c.status === 401 || c.status === 403).length;
@@ -290,9 +293,9 @@ try {
                   `the form says '${d.error}'`);
   }
   const callsAtSignOut = apiCalls.length;
-  await page.waitForTimeout(2500);  // two poll periods: the signed-out page must not poll
+  await page.waitForTimeout(2200);  // past one poll period: the signed-out page must not poll
   d = await shownData(page);
-  expectNoData('phase 5 (signed out, 2.5 s later)', d);
+  expectNoData('phase 5 (signed out, 2.2 s later)', d);
   if (apiCalls.length !== callsAtSignOut) {
     problems.push(`phase 5: ${apiCalls.length - callsAtSignOut} API calls after sign out`);
   }
