@@ -14,7 +14,8 @@
 //     form (no token: form and 401s; a wrong and a worker token: errors; the
 //     reader's: the running sweep, workers, tasks and charts), reloads and
 //     signs out. No token may reach a URL or sweepd's log. Screenshots:
-//     test-artifacts/dashboard-signin-error.png and dashboard-signed-in.png.
+//     test-artifacts/dashboard-signin-{error,wrong-role}.png and
+//     dashboard-signed-in.png.
 //
 // Skips (with the reason) only when chromium, node or the playwright-core
 // install of tests/client/report is absent.

@@ -7,7 +7,8 @@
 //           MARKER, and the test starts two workers (they load the model while phase 2 runs).
 //   Phase 2 (wrong token, then a worker token): a clear error on the form each time, still no
 //           data, the refused token forgotten (not in sessionStorage, never retried).
-//           Screenshot ARTIFACTS/dashboard-signin-error.png (the form with the wrong-role error).
+//           Screenshots ARTIFACTS/dashboard-signin-error.png (the wrong token's error) and
+//           dashboard-signin-wrong-role.png (the worker token's).
 //   Phase 3 (reader token): the form goes, 'sign out' shows, the sweep row is running.
 //   Phase 4 (running): two worker rows, progress strictly between 0 and 100 % with an ETA, done
 //           tasks in the task table, report charts drawn while the sweep runs, then redrawn
@@ -176,6 +177,7 @@ try {
     problems.push(`phase 2: wrong token shows '${d.error}'`);
   }
   if (d.tokenKept) problems.push('phase 2: the refused token is kept in sessionStorage');
+  await page.screenshot({ path: path.join(artifacts, 'dashboard-signin-error.png') });
   // The form waits for the user: nothing is retried (sweepd logs no stream of denials).
   const callsAfterError = apiCalls.length;
   await page.waitForTimeout(2200);  // past one poll period (2 s)
@@ -191,8 +193,8 @@ try {
     problems.push(`phase 2: worker token shows '${d.error}'`);
   }
   if (d.tokenKept) problems.push('phase 2: the worker token is kept in sessionStorage');
-  await page.screenshot({ path: path.join(artifacts, 'dashboard-signin-error.png') });
-  log(`phase 2 ok: wrong token -> '${(await page.textContent('#login-error'))}'`);
+  await page.screenshot({ path: path.join(artifacts, 'dashboard-signin-wrong-role.png') });
+  log(`phase 2 ok: worker token -> '${(await page.textContent('#login-error'))}'`);
 
   // ---- Phase 3: the reader's token; no workers yet.
   await signIn(page, tokens.reader);
