@@ -213,6 +213,20 @@ absl::Status ValidateCalibrationJob(v1::SweepSpec* spec, const ModelShape& m) {
       return ValidateHealGrams(*job);
     }
     case v1::SweepSpec::kRetrain:
+      // One layer is trained on one token stream: one task per layer.
+      if (spec->datasets_size() > 1) {
+        return Invalid("datasets",
+                       absl::StrCat("a retrain job trains on one dataset, got ",
+                                    spec->datasets_size()));
+      }
+      for (int i = 0; i < spec->datasets_size(); ++i) {
+        if (spec->datasets(i).shards() > 1) {
+          return Invalid(absl::StrCat("datasets[", i, "].shards"),
+                         absl::StrCat(spec->datasets(i).shards(),
+                                      ": a retrain job trains on one stream "
+                                      "(shards: 1)"));
+        }
+      }
       return ValidateRetrainJob(spec->mutable_retrain(), m);
     case v1::SweepSpec::kMaterialize: {
       // pruned / heals may be empty here: a prune_plan stage fills them from

@@ -21,7 +21,8 @@ namespace sweepd::internal {
 bool IsCalibrationJob(sweepd::v1::SweepSpec::JobCase job);
 
 // Validates and completes spec->job when it is a calibration kind
-// (IsCalibrationJob); INVALID_ARGUMENT otherwise.
+// (IsCalibrationJob); INVALID_ARGUMENT otherwise. retrain also needs at most
+// one dataset, of one shard (one task per trained layer).
 absl::Status ValidateCalibrationJob(sweepd::v1::SweepSpec* spec,
                                     const ModelShape& m);
 

@@ -352,7 +352,14 @@ absl::Status AddRetrainedLayers(const std::string& from,
     const int layer = r->spec().retrain().layer();
     const std::string name = absl::StrCat("retrain/layer", layer);
     for (const v1::Artifact& a : r->result().artifacts()) {
-      if (a.name() == name) layers[layer] = &a;
+      if (a.name() != name) continue;
+      if (layers.count(layer) != 0) {
+        return Unmet(
+            field + ".replace_layer_from_stage",
+            absl::StrCat("retrain stage \"", from, "\" trained layer ", layer,
+                         " in more than one task; one per layer"));
+      }
+      layers[layer] = &a;
     }
   }
   if (layers.empty()) {

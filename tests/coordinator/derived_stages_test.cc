@@ -433,6 +433,12 @@ TEST_F(DerivedStagesTest, RetrainedLayerReplacesTheLayerInALaterStage) {
   EXPECT_THAT(early.status().message(),
               HasSubstr("stages[1].replace_layer_from_stage: retrain stage "
                         "\"retrain\" has no DONE task"));
+  std::vector<v1::TaskRecord> twice = records;
+  twice.push_back(records[0]);
+  EXPECT_THAT(PlanDerivedStage(plan->resolved_spec, 1, twice, 5, options_)
+                  .status()
+                  .message(),
+              HasSubstr("trained layer 2 in more than one task"));
   auto tasks = PlanDerivedStage(plan->resolved_spec, 1, records, 5, options_);
   ASSERT_TRUE(tasks.ok()) << tasks.status();
   ASSERT_THAT(*tasks, SizeIs(1));

@@ -263,6 +263,11 @@ TEST_F(PlannerTest, RetrainDefaultsAndValidation) {
   v1::SweepSpec no_data = s;
   no_data.clear_datasets();
   EXPECT_FALSE(PlanSweep(no_data, Options()).ok());
+  v1::SweepSpec sharded = s;
+  sharded.mutable_datasets(0)->set_shards(2);
+  EXPECT_THAT(std::string(PlanSweep(sharded, Options()).status().message()),
+              HasSubstr("datasets[0].shards: 2: a retrain job trains on one "
+                        "stream"));
 }
 
 TEST_F(PlannerTest, LayerAxisAllLayersAndBaseline) {
