@@ -57,7 +57,7 @@ agent_tests="synthetic_executor_test agent_test jobs_dataset_test jobs_windowing
 # in-process clients of sweepctl; tls_rotation_test rotates certificates under live streams.
 tsan_tests="ledger_test scheduler_test service_test coordinator_test auth_test
   service_limits_test disk_full_test artifact_service_test agent_test progress_tracker_test
-  dashboard_api_test dashboard_auth_test ctl_test tls_rotation_test"
+  dashboard_api_test dashboard_auth_test ctl_test tls_rotation_test absl_tsan_annotations_test"
 # Processes: sweepd from the sanitizer build, sweep-worker from the main build.
 process_tests="tls_rotation_test sweep_integration_test fault_test durability_test"
 
