@@ -4,8 +4,10 @@
 #   DIR/bin/<target>.gz    the stripped fuzzers (clang, -fsanitize=fuzzer,address,undefined),
 #                          gzip-compressed (ASan binaries are ~3-15 MB stripped, ~1/5 of that
 #                          compressed); run.sh unpacks them to /tmp
-#   DIR/corpus/<target>/   the seed corpora (tests/fuzz/corpus, plus DIR/corpus from an
-#                          earlier bundle's run if FUZZ_EXTRA_CORPUS names one)
+#   DIR/corpus/<target>/   the seed corpora (tests/fuzz/corpus)
+#   DIR/corpus-extra/<target>.tar.gz  with FUZZ_EXTRA_CORPUS=D: the corpus an earlier run
+#                          grew (D/<target>/corpus/, e.g. build-fuzz/fuzz-parallel or an
+#                          unpacked $OUT/fuzz), so the next run starts where that one stopped
 #   DIR/lib/               shared libraries the fuzzers need that the Debian packages under
 #                          .deps/debs (deploy/gpu/env.sh unpacks them) do not hold, bar glibc
 #   DIR/fuzz_parallel.sh   scripts/fuzz_parallel.sh
@@ -21,12 +23,15 @@ build=${SWEEPD_FUZZ_BUILD_DIR:-$root/build-fuzz}
 debs=${SWEEPD_DEBS:-$root/.deps/debs}
 targets=(safetensors_header_fuzzer safetensors_index_fuzzer tokenizer_fuzzer
   model_config_fuzzer dataset_jsonl_fuzzer spec_loader_fuzzer rpc_fuzzer)
-rm -rf "$dir/bin" "$dir/corpus" "$dir/lib"
-mkdir -p "$dir/bin" "$dir/corpus" "$dir/lib"
+rm -rf "$dir/bin" "$dir/corpus" "$dir/corpus-extra" "$dir/lib"
+mkdir -p "$dir/bin" "$dir/corpus" "$dir/corpus-extra" "$dir/lib"
 for t in "${targets[@]}"; do
   strip -o "$dir/bin/$t" "$build/tests/fuzz/$t"
   gzip -9 -f "$dir/bin/$t"
   cp -r "$root/tests/fuzz/corpus/$t" "$dir/corpus/"
+  if [[ -n "${FUZZ_EXTRA_CORPUS:-}" && -d "$FUZZ_EXTRA_CORPUS/$t/corpus" ]]; then
+    tar -czf "$dir/corpus-extra/$t.tar.gz" -C "$FUZZ_EXTRA_CORPUS/$t/corpus" .
+  fi
 done
 cp "$root/scripts/fuzz_parallel.sh" "$dir/fuzz_parallel.sh"
 
@@ -64,9 +69,17 @@ source deploy/gpu/env.sh || exit 1
 # zlib1g's library lies under lib/, not usr/lib/, of the unpacked prefix.
 export LD_LIBRARY_PATH=$here/lib:$SWEEPD_PREFIX/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 bin=/tmp/sweepd-fuzz-bin
+seeds=/tmp/sweepd-fuzz-seeds
 work=/tmp/sweepd-fuzz-work
 out=${OUT:-/tmp/sweepd-fuzz-out}/fuzz
-mkdir -p "$bin" "$work" "$out"
+mkdir -p "$bin" "$seeds" "$work" "$out"
+# Seeds: the committed corpora plus what an earlier run grew (corpus-extra/, if bundled).
+cp -r "$here"/corpus/* "$seeds/"
+for f in "$here"/corpus-extra/*.tar.gz; do
+  [[ -f "$f" ]] || continue
+  t=$(basename "$f" .tar.gz)
+  mkdir -p "$seeds/$t" && tar -xzf "$f" -C "$seeds/$t"
+done
 for f in "$here"/bin/*.gz; do
   t=$(basename "$f" .gz)
   gunzip -c "$f" >"$bin/$t" && chmod +x "$bin/$t"
@@ -76,7 +89,7 @@ if ldd "$bin"/* | grep 'not found'; then
   echo "run.sh: libraries missing (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)" >&2
   exit 2
 fi
-FUZZ_BIN_DIR=$bin FUZZ_CORPUS_DIR=$here/corpus FUZZ_OUT=$work \
+FUZZ_BIN_DIR=$bin FUZZ_CORPUS_DIR=$seeds FUZZ_OUT=$work \
   bash "$here/fuzz_parallel.sh" "$seconds" "$jobs"
 rc=$?
 cp "$work/summary.txt" "$out/" 2>/dev/null
