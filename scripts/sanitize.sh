@@ -5,12 +5,13 @@
 #                                 link libtorch
 #     ASan+UBSan ($SWEEPD_ASAN_BUILD_DIR, default build-asan/): the unit tests of common,
 #       coordinator, client, dashboard, the executor core and the agent
-#     TSan ($SWEEPD_TSAN_BUILD_DIR, default build-tsan/): the multi-threaded coordinator unit
-#       tests (ledger, scheduler, service, coordinator) and the agent's
-#   scripts/sanitize.sh --processes  the CI set plus, in the ASan+UBSan build, the fault and
+#     TSan ($SWEEPD_TSAN_BUILD_DIR, default build-tsan/): the multi-threaded torch-free tests
+#       (coordinator, agent, dashboard, sweepctl's in-process ones, tls_rotation_test)
+#   scripts/sanitize.sh --processes  the CI set plus, in both builds, the fault and
 #                                 integration tests that drive processes, with the sanitized
 #                                 sweepd and the main build's sweep-worker ($SWEEPD_BUILD_DIR,
-#                                 default build/; it must exist). ~5 more minutes on 2 cores.
+#                                 default build/; it must exist). ~5 more minutes on 2 cores
+#                                 for ASan+UBSan, more for TSan (docs/DURABILITY.md).
 #   scripts/sanitize.sh --full    every test target of both builds, libtorch code included
 #                                 (ASan+UBSan: unit, integration and fault labels with the
 #                                 sanitized sweep-worker; TSan: coordinator, agent, dashboard
@@ -50,9 +51,13 @@ client_tests="spec_loader_test ctl_test ctl_args_test best_of_k_table_test ledge
   report_test report_command_test report_render_test"
 dashboard_tests="progress_tracker_test dashboard_api_test"
 agent_tests="synthetic_executor_test agent_test jobs_dataset_test jobs_windowing_test"
-# TSan's CI set: the tests whose code runs on several threads (ledger writer and readers,
-# scheduler, gRPC services, the worker agent's loops).
-tsan_tests="ledger_test scheduler_test service_test coordinator_test agent_test"
+# TSan's set: the torch-free tests whose code runs on several threads: the ledger writer and
+# readers, the scheduler, the gRPC services (sync and callback API, interceptors, TLS reloads),
+# the disk-full recovery, the worker agent's loops, the dashboard's HTTP server and the
+# in-process clients of sweepctl; tls_rotation_test rotates certificates under live streams.
+tsan_tests="ledger_test scheduler_test service_test coordinator_test auth_test
+  service_limits_test disk_full_test artifact_service_test agent_test progress_tracker_test
+  dashboard_api_test dashboard_auth_test ctl_test tls_rotation_test absl_tsan_annotations_test"
 # Processes: sweepd from the sanitizer build, sweep-worker from the main build.
 process_tests="tls_rotation_test sweep_integration_test fault_test durability_test"
 
@@ -68,9 +73,16 @@ configure() {
   fi
 }
 
-# run BUILD_DIR "TARGETS" → builds them (empty: all) and runs their tests.
+# Wall-clock assertions (see the header) and, under TSan, the call deadlines that its 5-15x
+# slowdown overruns at load: FetchStreamsChunksAndDetectsCorruption streams 2.5 MiB through
+# SHA-256 in instrumented code, 12 s alone under TSan, past its 20 s deadline beside another
+# test on a loaded 2-core machine (ASan+UBSan runs it).
+wallclock_filter='-DurabilityTest.WorkersCommitWithinASecondOfACoordinatorRestart'
+tsan_filter="$wallclock_filter:ArtifactServiceTest.FetchStreamsChunksAndDetectsCorruption"
+
+# run BUILD_DIR "TARGETS" [GTEST_FILTER] → builds them (empty: all) and runs their tests.
 run() {
-  local dir=$1 targets=$2
+  local dir=$1 targets=$2 filter=${3:-$wallclock_filter}
   local start=$SECONDS
   # shellcheck disable=SC2086
   ninja -C "$dir" -j "$(nproc)" $targets
@@ -88,7 +100,7 @@ run() {
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/sweepd-sanitize-XXXXXX")
   local rc=0
   (cd "$dir" && SWEEPD_FALLBACK_BUILD_DIR=$main_build TEST_TMPDIR=$tmp \
-    GTEST_FILTER='-DurabilityTest.WorkersCommitWithinASecondOfACoordinatorRestart' \
+    GTEST_FILTER=$filter \
     ctest --output-on-failure -j "$(nproc)" --timeout 900 "${select[@]}" "${ctest_args[@]}") ||
     rc=$?
   rm -rf "$tmp"
@@ -121,9 +133,17 @@ for b in "${builds[@]}"; do
       configure "$dir" thread
       if ((full)); then
         run "$dir" "sweepd sweep-worker $coordinator_tests $dashboard_tests $agent_tests
-          $process_tests worker_assembly_test"
+          $process_tests worker_assembly_test" "$tsan_filter"
       else
-        run "$dir" "$tsan_tests"
+        extra=""
+        if ((processes)); then
+          if [[ ! -x "$main_build/worker/sweep-worker" ]]; then
+            echo "sanitize: $main_build/worker/sweep-worker is missing (scripts/build.sh first)" >&2
+            exit 1
+          fi
+          extra="sweepd $process_tests"
+        fi
+        run "$dir" "$tsan_tests $extra" "$tsan_filter"
       fi
       ;;
   esac

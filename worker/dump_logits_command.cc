@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/safetensors.h"
@@ -19,7 +20,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: sweep-worker dump-logits --model DIR --out FILE "
-    "[--mask L:H,H,...]... [--batch B] [--seq S] [--token-seed N] "
+    "[--mask L:H,H,...]... [--replace-layer L:FILE]... [--batch B] [--seq S] "
+    "[--token-seed N] "
     "[--tokens FILE] [--dtype float32|bfloat16] [--tp N]\n";
 
 // One forward's tokens; the logits file is tokens x vocab x 4 bytes.
@@ -67,7 +69,7 @@ int RunDumpLogitsCommand(const std::vector<std::string>& args,
   app.allow_extras();
   bool help = false;
   std::string model, out_file, tokens_file, dtype = "float32";
-  std::vector<std::string> masks;
+  std::vector<std::string> masks, replaces;
   int64_t batch = 2, seq = 24;
   uint32_t token_seed = 5;
   int tp = 1;
@@ -75,6 +77,7 @@ int RunDumpLogitsCommand(const std::vector<std::string>& args,
   app.add_option("--model", model);
   app.add_option("--out", out_file);
   app.add_option("--mask", masks)->take_all();
+  app.add_option("--replace-layer", replaces)->take_all();
   const CLI::Option* batch_flag = app.add_option("--batch", batch);
   const CLI::Option* seq_flag = app.add_option("--seq", seq);
   const CLI::Option* seed_flag = app.add_option("--token-seed", token_seed);
@@ -148,6 +151,18 @@ int RunDumpLogitsCommand(const std::vector<std::string>& args,
     }
     req.interventions.push_back(engine::Intervention::MaskHeads(layer, heads));
     mask_text.push_back(absl::StrCat("mask_heads ", m));
+  }
+  for (const std::string& r : replaces) {
+    const size_t colon = r.find(':');
+    int layer = -1;
+    if (colon == std::string::npos || colon + 1 >= r.size() ||
+        !absl::SimpleAtoi(r.substr(0, colon), &layer) || layer < 0) {
+      err << "dump-logits: --replace-layer wants L:FILE, got '" << r << "'\n";
+      return 2;
+    }
+    req.interventions.push_back(
+        engine::Intervention::ReplaceLayer(layer, r.substr(colon + 1)));
+    mask_text.push_back(absl::StrCat("replace_layer ", r));
   }
   absl::StatusOr<std::unique_ptr<engine::Engine>> e =
       engine::Engine::Create(options);

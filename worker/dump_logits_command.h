@@ -6,7 +6,8 @@
 // docs/CALIBRATION.md, "Checking a materialized checkpoint").
 //
 //   sweep-worker dump-logits --model DIR --out FILE
-//       [--mask L:H,H,...]... [--batch B] [--seq S] [--token-seed N]
+//       [--mask L:H,H,...]... [--replace-layer L:FILE]... [--batch B]
+//       [--seq S] [--token-seed N]
 //       [--tokens FILE] [--dtype float32|bfloat16] [--tp N]
 //
 // Tokens: B x S ids drawn uniformly from the vocabulary with std::mt19937
@@ -15,14 +16,16 @@
 // them instead from the "input_ids" tensor (I64 or I32 [B, S]) of a
 // safetensors file (an earlier dump, a golden fixture's expected.safetensors),
 // as they are (no BOS added); it excludes --batch, --seq and --token-seed.
-// --mask adds a mask_heads intervention (the masked forward of the base); the
-// engine has no replace_layer intervention yet, so the healed forward of the
-// base cannot be dumped (compare a healed checkpoint with transformers
-// instead). FILE holds "input_ids" I64 [B, S] and "logits" F32 [B, S, V] (the
-// layout of the golden fixtures' expected.safetensors), metadata {model,
-// interventions, dtype, tokens}. Exit status: 0 success, 1 runtime error (a
-// model that does not load, a mask the model rejects, an unwritable FILE), 2
-// usage error. Thread-safe (no shared state besides the streams).
+// --mask adds a mask_heads intervention (the masked forward of the base);
+// --replace-layer L:FILE a replace_layer intervention whose weights are the
+// tensors of the safetensors FILE (names relative to the layer, e.g. a heal
+// artifact's "self_attn.o_proj.weight"), so --mask + --replace-layer dump the
+// masked-and-healed forward of the base. FILE holds "input_ids" I64 [B, S] and
+// "logits" F32 [B, S, V] (the layout of the golden fixtures'
+// expected.safetensors), metadata {model, interventions, dtype, tokens}. Exit
+// status: 0 success, 1 runtime error (a model that does not load, a mask the
+// model rejects, an unwritable FILE), 2 usage error. Thread-safe (no shared
+// state besides the streams).
 #ifndef SWEEPD_WORKER_DUMP_LOGITS_COMMAND_H_
 #define SWEEPD_WORKER_DUMP_LOGITS_COMMAND_H_
 

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "tests/bench/bench_model.h"
 #include "worker/engine/device_stats.h"
 #include "worker/engine/engine.h"
 
@@ -35,16 +36,13 @@ namespace {
 
 using sweepd::LayerKind;
 using sweepd::ModelConfig;
+using sweepd::bench::RandomRequest;
+using sweepd::bench::Seconds;
 using sweepd::engine::Engine;
 using sweepd::engine::EngineOptions;
 using sweepd::engine::ForwardRequest;
 using sweepd::engine::ForwardResult;
 using sweepd::engine::Intervention;
-
-double Seconds(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-      .count();
-}
 
 constexpr char kUsage[] =
     "usage: engine_bench (--model DIR | --random-weights --config "
@@ -79,17 +77,6 @@ double ForwardFlops(const ModelConfig& cfg, int64_t batch, int64_t seq) {
   return flops * static_cast<double>(batch);
 }
 
-ForwardRequest RandomRequest(int64_t batch, int64_t seq, int vocab,
-                             uint32_t seed) {
-  std::mt19937 rng(seed);
-  ForwardRequest req;
-  req.batch = batch;
-  req.seq = seq;
-  req.tokens.resize(batch * seq);
-  for (auto& t : req.tokens) t = static_cast<int32_t>(rng() % vocab);
-  return req;
-}
-
 bool Check(const absl::StatusOr<ForwardResult>& r) {
   if (!r.ok()) std::cerr << "engine_bench: " << r.status() << "\n";
   return r.ok();
@@ -105,14 +92,14 @@ void PrintPeak(const char* what, int device) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  EngineOptions opts;
+  sweepd::bench::ModelFlags model;
+  EngineOptions& opts = model.engine;
   int64_t batch = 1, seq = 128, sweep_batch = -1, sweep_seq = -1;
   int64_t prefix_budget_mb = -1;
   int iters = 3;
   double peak_tflops = 989.0;
   bool sweep = false, profile = true, compare_attention = false;
   // The enum flags, parsed after CLI11 (defaults: EngineOptions').
-  std::string dtype = sweepd::engine::DTypeName(opts.dtype);
   std::string attention =
       sweepd::engine::AttentionPathName(opts.attention_path);
   std::string gemm_tuning = sweepd::engine::GemmTuningName(opts.gemm_tuning);
@@ -122,17 +109,10 @@ int main(int argc, char** argv) {
   // A repeated flag keeps its last value.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_flag("--help,-h", help);
-  app.add_option("--model", opts.model_dir);
-  app.add_option("--config", opts.config_path);
-  app.add_flag("--random-weights", opts.random_weights);
-  app.add_option("--seed", opts.seed);
-  app.add_option("--tp", opts.tp_size);
-  app.add_option("--dtype", dtype);
-  app.add_option("--device", opts.device);
+  sweepd::bench::AddModelFlags(app, model);
   app.add_option("--batch", batch);
   app.add_option("--seq", seq);
   app.add_option("--iters", iters);
-  app.add_option("--threads", opts.cpu_threads_per_rank);
   app.add_option("--peak-tflops", peak_tflops);
   app.add_option("--attention", attention);
   app.add_option("--gemm-tuning", gemm_tuning);
@@ -155,10 +135,8 @@ int main(int argc, char** argv) {
   profile = !no_profile;
   if (iters < 1) return Usage("--iters must be at least 1");
   if (!(peak_tflops > 0)) return Usage("--peak-tflops must be positive");
-  if (auto d = sweepd::engine::ParseDType(dtype); d.ok()) {
-    opts.dtype = *d;
-  } else {
-    return Usage(std::string(d.status().message()));
+  if (absl::Status s = sweepd::bench::FinishModelFlags(model); !s.ok()) {
+    return Usage(std::string(s.message()));
   }
   if (auto p = sweepd::engine::ParseAttentionPath(attention); p.ok()) {
     opts.attention_path = *p;

@@ -26,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "tests/bench/bench_model.h"
 #include "worker/calib/gram_file.h"
 #include "worker/calib/ridge.h"
 #include "worker/engine/device_stats.h"
@@ -51,15 +52,8 @@ int Usage(const std::string& why) {
   return 2;
 }
 
-double Seconds(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-      .count();
-}
-
-double PeakGb(int device) {
-  const int64_t peak = sweepd::engine::DevicePeakAllocatedBytes(device);
-  return peak >= 0 ? peak / 1e9 : -1.0;
-}
+using sweepd::bench::PeakDeviceGb;
+using sweepd::bench::Seconds;
 
 // The layers named by --layers.
 absl::StatusOr<std::vector<int>> ParseLayers(const std::string& spec,
@@ -89,27 +83,20 @@ absl::StatusOr<std::vector<int>> ParseLayers(const std::string& spec,
 }  // namespace
 
 int main(int argc, char** argv) {
-  EngineOptions opts;
+  sweepd::bench::ModelFlags model;
+  EngineOptions& opts = model.engine;
   int64_t batch = 4, seq = 2048;
   int iters = 5;
-  std::string dtype = sweepd::engine::DTypeName(opts.dtype);
   std::string layers_spec = "first-full";
   bool target = false, heal = false, help = false;
   CLI::App app{"gram_bench"};
   app.set_help_flag();
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_flag("--help,-h", help);
-  app.add_option("--model", opts.model_dir);
-  app.add_option("--config", opts.config_path);
-  app.add_flag("--random-weights", opts.random_weights);
-  app.add_option("--seed", opts.seed);
-  app.add_option("--tp", opts.tp_size);
-  app.add_option("--dtype", dtype);
-  app.add_option("--device", opts.device);
+  sweepd::bench::AddModelFlags(app, model);
   app.add_option("--batch", batch);
   app.add_option("--seq", seq);
   app.add_option("--iters", iters);
-  app.add_option("--threads", opts.cpu_threads_per_rank);
   app.add_option("--layers", layers_spec);
   app.add_flag("--target", target);
   app.add_flag("--heal", heal);
@@ -124,10 +111,8 @@ int main(int argc, char** argv) {
   }
   if (iters < 1) return Usage("--iters must be at least 1");
   if (batch < 1 || seq < 1) return Usage("--batch and --seq must be >= 1");
-  if (auto d = sweepd::engine::ParseDType(dtype); d.ok()) {
-    opts.dtype = *d;
-  } else {
-    return Usage(std::string(d.status().message()));
+  if (absl::Status s = sweepd::bench::FinishModelFlags(model); !s.ok()) {
+    return Usage(std::string(s.message()));
   }
   auto engine = Engine::Create(opts);
   if (!engine.ok()) {
@@ -140,12 +125,10 @@ int main(int argc, char** argv) {
   if (!layers.ok()) return Usage(std::string(layers.status().message()));
   const int dev = opts.first_device;
 
-  ForwardRequest req;
-  req.batch = batch;
-  req.seq = seq;
-  req.tokens.resize(batch * seq);
+  ForwardRequest req =
+      sweepd::bench::RandomRequest(batch, seq, cfg.vocab_size, 1234);
   std::mt19937 rng(1234);
-  for (auto& t : req.tokens) t = static_cast<int32_t>(rng() % cfg.vocab_size);
+  rng.discard(batch * seq);  // the draws of the tokens
 
   // Median of `iters` forwards after one warm-up; -1 on error.
   auto median_s = [&](const ForwardRequest& r) -> double {
@@ -166,7 +149,7 @@ int main(int argc, char** argv) {
   sweepd::engine::ResetDevicePeakAllocatedBytes(dev);
   const double plain_s = median_s(req);
   if (plain_s < 0) return 1;
-  const double plain_peak = PeakGb(dev);
+  const double plain_peak = PeakDeviceGb(dev);
 
   ForwardRequest greq = req;
   double gram_bytes_per_rank = 0;
@@ -181,13 +164,22 @@ int main(int argc, char** argv) {
     const double d = static_cast<double>((*g)->width());
     const double eW = static_cast<double>((*g)->target_width());
     gram_bytes_per_rank += (d * d + d * eW) * 8.0 / opts.tp_size;
+    // The memory plan of this Gram (docs/CALIBRATION.md, "Memory plan"): the
+    // float64 sums per rank (X_r^T X row block, X^T Y) and the float64 copies
+    // of at most 2048 rows the products go through.
+    std::printf(
+        "memory_plan point=%s d=%.0f e=%.0f xtx_GB=%.3f xty_GB=%.3f "
+        "per_rank_GB=%.3f f64_chunk_GB=%.3f\n",
+        point.c_str(), d, eW, d * d * 8.0 / 1e9, d * eW * 8.0 / 1e9,
+        (d * d + d * eW) * 8.0 / opts.tp_size / 1e9,
+        2048.0 * (d + eW) * 8.0 / 1e9);
     absl::StrAppend(&names, names.empty() ? "" : ",", point);
     greq.grams.push_back(std::move(*g));
   }
   sweepd::engine::ResetDevicePeakAllocatedBytes(dev);
   const double gram_s = median_s(greq);
   if (gram_s < 0) return 1;
-  const double gram_peak = PeakGb(dev);
+  const double gram_peak = PeakDeviceGb(dev);
 
   std::printf(
       "config tp=%d dtype=%s device=%s batch=%lld seq=%lld iters=%d "

@@ -41,6 +41,7 @@
 #include "common/tokenizer.h"
 #include "common/tokenizer_gen.h"
 #include "nlohmann/json.hpp"
+#include "tests/bench/bench_model.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
 #include "worker/jobs/dataset.h"
@@ -227,16 +228,10 @@ int Main(int argc, char** argv) {
   if (!cfg.ok()) return fail(cfg.status());
   if (random_weights) {
     // config.json + tokenizer.json only: the engine builds the weights.
-    if (absl::Status made = MakeDirs(model_dir); !made.ok()) {
-      return fail(made);
+    if (absl::Status s = bench::WriteConfigAndTokenizer(config, model_dir);
+        !s.ok()) {
+      return fail(s);
     }
-    if (absl::Status copied = CopyFile(config, model_dir + "/config.json");
-        !copied.ok()) {
-      return fail(copied);
-    }
-    auto tok = GenerateTokenizerJson(cfg->vocab_size);
-    if (!tok.ok()) return fail(tok.status());
-    std::ofstream(model_dir + "/tokenizer.json") << *tok;
   } else {
     absl::Status s =
         engine::MakeRandomModel(config, static_cast<uint64_t>(seed), model_dir);

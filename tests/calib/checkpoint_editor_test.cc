@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/fs.h"
@@ -411,6 +412,58 @@ TEST_F(CheckpointEditorTest, FingerprintDiffersFromTheBase) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("must be pending, passed or failed")));
   EXPECT_THAT(UpdateManifestCanary(*base_, "passed", ""),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(kManifestFile)));
+}
+
+// Canary tasks running at once on one checkpoint (threads here; processes
+// take the same flock) all land: one entry per task key, none lost, and the
+// aggregate covers all of them; the fingerprint stays.
+TEST_F(CheckpointEditorTest, ConcurrentCanaryReportsAllLand) {
+  EditPlan plan;
+  plan.pruned = {{1, {0}}};
+  const std::string out = NewTempDir("canary_parent") + "/canary";
+  auto r = MaterializeCheckpoint(Request(*base_, out, plan));
+  ASSERT_THAT(r, IsOk());
+  constexpr int kTasks = 8, kRounds = 5;
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> status(kTasks);
+  for (int t = 0; t < kTasks; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < kRounds && status[t].ok(); ++round) {
+        CanaryTaskReport report;
+        report.task = "canary-shard" + std::to_string(t);
+        report.cases = 2;
+        report.passed = t == 3 ? 1 : 2;
+        if (t == 3) report.failed_cases = {"case-b"};
+        status[t] = RecordManifestCanary(out, report);
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (const absl::Status& s : status) EXPECT_THAT(s, IsOk());
+  const json canary = Manifest(out)["canary"];
+  EXPECT_EQ(canary["tasks"].size(), static_cast<size_t>(kTasks));
+  EXPECT_EQ(canary["status"], "failed");
+  EXPECT_EQ(canary["detail"], "15/16 cases passed in 8 tasks; failed: case-b");
+  EXPECT_EQ(canary["tasks"]["canary-shard3"]["status"], "failed");
+  EXPECT_EQ(canary["tasks"]["canary-shard0"]["status"], "passed");
+  EXPECT_EQ(*ComputeModelFingerprint(out), r->fingerprint);
+  // A manual verdict replaces the whole canary object.
+  ASSERT_THAT(UpdateManifestCanary(out, "passed", "by hand"), IsOk());
+  EXPECT_EQ(Manifest(out)["canary"],
+            json({{"status", "passed"}, {"detail", "by hand"}}));
+  CanaryTaskReport bad;
+  EXPECT_THAT(RecordManifestCanary(out, bad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("empty task key")));
+  bad.task = "x";
+  bad.cases = 1;
+  bad.passed = 2;
+  EXPECT_THAT(
+      RecordManifestCanary(out, bad),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2 of 1 cases")));
+  bad.passed = 1;
+  EXPECT_THAT(RecordManifestCanary(*base_, bad),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr(kManifestFile)));
 }
 

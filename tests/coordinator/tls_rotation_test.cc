@@ -216,6 +216,9 @@ TEST_F(TlsRotationTest, LiveStreamAndWorkerCarryOnAndNewConnectionsSeeNewCert) {
   const std::string after = Submit(*admin, "after-rotation", 3, 2);
   EXPECT_TRUE(PollUntil([&] { return Done(*admin, after); }))
       << "the worker stopped after the rotation";
+  // The ledger commits before the worker reads the acknowledgement and counts
+  // it: wait for the count too (under TSan the gap was long enough to see 5).
+  PollUntil([&] { return agent_->stats().committed >= 6; });
   EXPECT_GE(agent_->stats().committed, 6);
 
   // The watch stream carries on: it sees the cancellation and ends OK.

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,6 +29,7 @@
 #include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
 #include "worker/engine/prefix_state.h"
+#include "worker/engine/weights.h"
 
 namespace sweepd::engine {
 namespace {
@@ -369,6 +371,96 @@ TEST_F(InterventionTest, ReplaceLayerWithItsOwnWeightsIsBitIdentical) {
                 base.layer_stats[5].block_influence);
     }
   }
+}
+
+// replace_layer and reinit weights are built once and reused by later
+// forwards (the rank's LayerWeightsCache): repeated forwards give the same
+// numbers as the first and as a fresh engine, a replacement file rewritten in
+// place is rebuilt (its identity is part of the key), and the cache is an LRU
+// of bounded size.
+TEST_F(InterventionTest, InterventionWeightsAreCachedWithoutChangingNumbers) {
+  const std::string tmp = NewTempDir("cache");
+  std::mt19937 rng(41);
+  std::normal_distribution<float> n(0.0f, 0.05f);
+  auto random_o = [&] {
+    std::vector<float> o(LayerTensors(*dir_, 4).at("self_attn.o_proj.weight"));
+    for (float& x : o) x = n(rng);
+    return o;
+  };
+  const std::string file = tmp + "/r4.st";
+  WriteLayerFile(file, *dir_, 4, {{"self_attn.o_proj.weight", random_o()}});
+  for (int tp : {1, 2}) {
+    SCOPED_TRACE(tp);
+    auto e = MakeEngine(*dir_, tp);
+    ForwardRequest req = MakeRequest(2, 12);
+    req.interventions = {Intervention::ReplaceLayer(4, file),
+                         Intervention::Reinit(2, 99)};
+    const ForwardResult first = RunFwd(e.get(), req);
+    for (int i = 0; i < 3; ++i) {
+      const ForwardResult again = RunFwd(e.get(), req);
+      EXPECT_EQ(again.logits.data, first.logits.data);
+      EXPECT_EQ(again.nll, first.nll);
+    }
+    auto fresh = MakeEngine(*dir_, tp);
+    EXPECT_EQ(RunFwd(fresh.get(), req).logits.data, first.logits.data);
+    // Another seed is another entry.
+    ForwardRequest other = req;
+    other.interventions[1] = Intervention::Reinit(2, 100);
+    EXPECT_NE(RunFwd(e.get(), other).logits.data, first.logits.data);
+    // The file rewritten (atomic rename: a new inode) is read again.
+    const std::string copy = tmp + "/r4_before.st";
+    ASSERT_TRUE(CopyFile(file, copy).ok());
+    WriteLayerFile(file, *dir_, 4, {{"self_attn.o_proj.weight", random_o()}});
+    const ForwardResult rewritten = RunFwd(e.get(), req);
+    EXPECT_NE(rewritten.logits.data, first.logits.data);
+    auto fresh2 = MakeEngine(*dir_, tp);
+    EXPECT_EQ(RunFwd(fresh2.get(), req).logits.data, rewritten.logits.data);
+    // Restore for the next TP degree.
+    ASSERT_TRUE(CopyFile(copy, file + ".tmp").ok());
+    ASSERT_EQ(std::rename((file + ".tmp").c_str(), file.c_str()), 0);
+  }
+}
+
+TEST(LayerWeightsCacheTest, BuildsOnceKeepsTheMostRecentAndKeysFileIdentity) {
+  using internal::LayerWeights;
+  using internal::LayerWeightsCache;
+  LayerWeightsCache cache(2);
+  int built = 0;
+  auto build = [&] {
+    ++built;
+    return std::make_shared<const LayerWeights>();
+  };
+  auto a = cache.GetOrBuild("a", build);
+  EXPECT_EQ(cache.GetOrBuild("a", build), a);
+  EXPECT_EQ(built, 1);
+  cache.GetOrBuild("b", build);
+  cache.GetOrBuild("a", build);  // a most recent
+  cache.GetOrBuild("c", build);  // evicts b
+  EXPECT_EQ(built, 3);
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.GetOrBuild("a", build), a);
+  cache.GetOrBuild("b", build);
+  EXPECT_EQ(built, 4);
+  EXPECT_EQ(cache.builds(), 4);
+  LayerWeightsCache none(0);
+  none.GetOrBuild("a", build);
+  none.GetOrBuild("a", build);
+  EXPECT_EQ(built, 6);
+  EXPECT_EQ(none.size(), 0u);
+
+  const std::string dir = NewTempDir("cache_key");
+  const std::string f = dir + "/w.st";
+  EXPECT_EQ(LayerWeightsCache::ReplaceKey(1, f), "");  // missing: no caching
+  { std::ofstream(f) << "one"; }
+  const std::string k1 = LayerWeightsCache::ReplaceKey(1, f);
+  EXPECT_NE(k1, "");
+  EXPECT_EQ(LayerWeightsCache::ReplaceKey(1, f), k1);
+  EXPECT_NE(LayerWeightsCache::ReplaceKey(2, f), k1);
+  { std::ofstream(f + ".new") << "two!"; }
+  ASSERT_EQ(std::rename((f + ".new").c_str(), f.c_str()), 0);
+  EXPECT_NE(LayerWeightsCache::ReplaceKey(1, f), k1);
+  EXPECT_NE(LayerWeightsCache::ReinitKey(1, 5),
+            LayerWeightsCache::ReinitKey(1, 6));
 }
 
 TEST_F(InterventionTest, ReplaceLayerEqualsAnEditedCheckpoint) {

@@ -19,6 +19,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -28,6 +29,7 @@
 #include "coordinator/planner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/process.h"
 #include "tests/testing/sweep_cluster.h"
 
@@ -190,6 +192,31 @@ TEST(HeadPruneExampleTest, SeedOnePipelineRunsStageByStage) {
   for (const char* stage : {"canary-base", "canary-all", "canary-l0-1"}) {
     ASSERT_EQ(by_stage[stage].size(), 1u) << stage;
   }
+  // The canary verdicts on the materialized checkpoints landed in their
+  // manifests, keyed by the canary task, agreeing with the task's rows (the
+  // random tiny model fails the cases: "failed").
+  for (const auto& [stage, out_dir] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"canary-all", "gemma4-tiny-he1-all"},
+           {"canary-l0-1", "gemma4-tiny-he1-l0-1"}}) {
+    const v1::TaskRecord& t = *by_stage[stage][0];
+    double pass_rate = -1;
+    for (const v1::Metric& m : t.result().metrics()) {
+      if (m.name() == "canary_pass_rate") pass_rate = m.value();
+    }
+    std::ifstream in(models + "/" + out_dir + "/sweepd_manifest.json");
+    ASSERT_TRUE(in.good()) << out_dir;
+    const nlohmann::json canary = nlohmann::json::parse(in)["canary"];
+    ASSERT_TRUE(canary["tasks"].contains(t.task_key())) << canary.dump();
+    const nlohmann::json& entry = canary["tasks"][t.task_key()];
+    EXPECT_EQ(entry["cases"], 2) << stage;
+    EXPECT_DOUBLE_EQ(entry["passed"].get<int>() / 2.0, pass_rate) << stage;
+    EXPECT_EQ(canary["status"], pass_rate == 1.0 ? "passed" : "failed")
+        << stage;
+    EXPECT_EQ(canary["tasks"].size(), 1u) << stage;
+  }
+  EXPECT_FALSE(
+      std::ifstream(models + "/gemma4-tiny/sweepd_manifest.json").good());
   ASSERT_FALSE(by_stage["eval-masked"].empty());
   EXPECT_EQ(
       by_stage["eval-masked"][0]->spec().interventions().interventions_size(),

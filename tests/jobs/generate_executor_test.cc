@@ -18,9 +18,12 @@
 #include "absl/strings/match.h"
 #include "common/artifact_store.h"
 #include "common/fs.h"
+#include "common/model_fingerprint.h"
 #include "common/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "worker/calib/checkpoint_editor.h"
 #include "worker/engine/model_generator.h"
 
 namespace sweepd {
@@ -365,6 +368,74 @@ TEST_F(GenerateExecutorTest, BadInputsAreNamed) {
   job.intervention_fields = {"interventions[0].skip.layers"};
   EXPECT_THAT(RunOne("generate", job).status().message(),
               HasSubstr("interventions[0].skip.layers"));
+}
+
+// A canary task on a materialized checkpoint merges its verdict into the
+// checkpoint's sweepd manifest, one entry per task key (a re-run replaces its
+// own entry), with the aggregate over the tasks; a canary under interventions
+// and a canary on a plain checkpoint record nothing; the fingerprint stays.
+TEST_F(GenerateExecutorTest, CanaryVerdictLandsInTheMaterializedManifest) {
+  calib::MaterializeRequest mreq;
+  mreq.base_dir = *dir_ + "/model";
+  mreq.out_dir = *dir_ + "/materialized";
+  mreq.plan.pruned = {{0, {1}}};
+  auto mat = calib::MaterializeCheckpoint(mreq);
+  ASSERT_TRUE(mat.ok()) << mat.status();
+  auto manifest = [&] {
+    std::ifstream in(mreq.out_dir + "/" + calib::kManifestFile);
+    return nlohmann::json::parse(in);
+  };
+  ASSERT_EQ(manifest()["canary"]["status"], "pending");
+
+  auto canary = [&](std::vector<PromptSpec> cases,
+                    const std::string& model_dir) {
+    GenerateJobSpec job;
+    job.model.path = model_dir;
+    job.samples = 1;
+    job.temperature = 0;
+    job.max_new_tokens = 4;
+    job.prompts = std::move(cases);
+    return job;
+  };
+  const PromptSpec pass{"ok", "Once upon a time", "", "", {}};
+  const PromptSpec fail{"never", "The weather today", "", "", {"zzz-no"}};
+  ASSERT_TRUE(RunOne("canary", canary({pass}, mreq.out_dir), "shard-a").ok());
+  nlohmann::json c = manifest()["canary"];
+  EXPECT_EQ(c["status"], "passed");
+  EXPECT_EQ(c["detail"], "1/1 cases passed in 1 task");
+  EXPECT_EQ(c["tasks"]["shard-a"]["status"], "passed");
+
+  ASSERT_TRUE(
+      RunOne("canary", canary({pass, fail}, mreq.out_dir), "shard-b").ok());
+  c = manifest()["canary"];
+  EXPECT_EQ(c["status"], "failed");
+  EXPECT_EQ(c["detail"], "2/3 cases passed in 2 tasks; failed: never");
+  EXPECT_EQ(c["tasks"]["shard-a"]["status"], "passed");
+  EXPECT_EQ(c["tasks"]["shard-b"]["failed_cases"],
+            nlohmann::json::array({"never"}));
+
+  // A re-run of shard-b (e.g. after preemption) replaces its own entry.
+  ASSERT_TRUE(RunOne("canary", canary({pass}, mreq.out_dir), "shard-b").ok());
+  c = manifest()["canary"];
+  EXPECT_EQ(c["status"], "passed");
+  EXPECT_EQ(c["detail"], "2/2 cases passed in 2 tasks");
+
+  // Under interventions the verdict is not the checkpoint's: not recorded.
+  GenerateJobSpec masked = canary({fail}, mreq.out_dir);
+  masked.interventions = {engine::Intervention::MaskHeads(1, {0})};
+  masked.intervention_fields = {"interventions[0].mask_heads"};
+  auto out = RunOne("canary", masked, "shard-c");
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(manifest()["canary"], c);
+
+  // The manifest is not covered by the fingerprint.
+  auto fp = ComputeModelFingerprint(mreq.out_dir);
+  ASSERT_TRUE(fp.ok());
+  EXPECT_EQ(*fp, mat->fingerprint);
+
+  // A plain checkpoint has no manifest and gets none.
+  ASSERT_TRUE(RunOne("canary", canary({fail}, *dir_ + "/model"), "base").ok());
+  EXPECT_FALSE(PathExists(*dir_ + "/model/" + calib::kManifestFile));
 }
 
 }  // namespace

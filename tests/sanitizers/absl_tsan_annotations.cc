@@ -14,7 +14,10 @@
 // definition (dlsym RTLD_NEXT) with __tsan_acquire after every lock and
 // __tsan_release before every unlock, on the mutex's address. Waits release
 // before and acquire after. That is the happens-before part of TSan's mutex
-// model; lock-order (deadlock) reports for absl::Mutex are not produced.
+// model; lock-order (deadlock) reports for absl::Mutex are not produced by TSan
+// (Debian's Abseil is built without NDEBUG, so absl's own deadlock detector
+// checks lock order). Conditional waits (LockWhen, Await) hand absl a wrapper
+// Condition that orders each evaluation, whichever thread runs it (WaitScope).
 //
 // Thread-safety: the forwarding table is filled once, on first use, under a
 // function-local static.
@@ -125,6 +128,36 @@ const RealFns& Fns() {
 void Acquire(const void* addr) { __tsan_acquire(const_cast<void*>(addr)); }
 void Release(const void* addr) { __tsan_release(const_cast<void*>(addr)); }
 
+// One conditional wait: `cond` is the wrapper handed to absl in place of the
+// caller's Condition. Evaluate() runs in the evaluating thread, which holds
+// `mu`: it acquires the mutex's clock (the evaluating waiter's own Acquire
+// comes only after absl returns) and the scope's (the waiter's writes before
+// the call, e.g. the caller's Condition object), and releases the scope's
+// afterwards; the destructor acquires it, so the waiter's later writes (a new
+// Condition in the same stack slot) come after every evaluation.
+struct WaitScope {
+  WaitScope(Mutex* m, const Condition& c)
+      : mu(m), user(&c), cond(&WaitScope::Evaluate, this) {
+    Release(this);
+  }
+  ~WaitScope() { Acquire(this); }
+  WaitScope(const WaitScope&) = delete;
+  WaitScope& operator=(const WaitScope&) = delete;
+
+  static bool Evaluate(WaitScope* w) {
+    Acquire(w->mu);
+    Acquire(w);
+    const bool met = w->user->Eval();
+    Release(w);
+    Release(w->mu);
+    return met;
+  }
+
+  Mutex* mu;
+  const Condition* user;
+  Condition cond;
+};
+
 }  // namespace
 
 namespace absl {
@@ -156,49 +189,64 @@ bool Mutex::ReaderTryLock() {
   if (locked) Acquire(this);
   return locked;
 }
+// Conditions: absl evaluates a waiter's Condition in whichever thread holds the
+// mutex at the time, the waiter inside LockWhen before it returns, or another
+// thread inside its Unlock (after that thread's release above). Each call
+// therefore passes absl a wrapper that acquires the mutex's clock before the
+// evaluation and orders the evaluation between the waiter's call and its return
+// (WaitScope below).
 void Mutex::LockWhen(const Condition& cond) {
-  Fns().lock_when(this, cond);
+  WaitScope w(this, cond);
+  Fns().lock_when(this, w.cond);
   Acquire(this);
 }
 void Mutex::ReaderLockWhen(const Condition& cond) {
-  Fns().reader_lock_when(this, cond);
+  WaitScope w(this, cond);
+  Fns().reader_lock_when(this, w.cond);
   Acquire(this);
 }
 // The *With{Timeout,Deadline} forms hold the mutex on return either way.
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
-  const bool met = Fns().lock_when_timeout(this, cond, timeout);
+  WaitScope w(this, cond);
+  const bool met = Fns().lock_when_timeout(this, w.cond, timeout);
   Acquire(this);
   return met;
 }
 bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
-  const bool met = Fns().lock_when_deadline(this, cond, deadline);
+  WaitScope w(this, cond);
+  const bool met = Fns().lock_when_deadline(this, w.cond, deadline);
   Acquire(this);
   return met;
 }
 bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, Duration timeout) {
-  const bool met = Fns().reader_lock_when_timeout(this, cond, timeout);
+  WaitScope w(this, cond);
+  const bool met = Fns().reader_lock_when_timeout(this, w.cond, timeout);
   Acquire(this);
   return met;
 }
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
-  const bool met = Fns().reader_lock_when_deadline(this, cond, deadline);
+  WaitScope w(this, cond);
+  const bool met = Fns().reader_lock_when_deadline(this, w.cond, deadline);
   Acquire(this);
   return met;
 }
 void Mutex::Await(const Condition& cond) {
+  WaitScope w(this, cond);
   Release(this);
-  Fns().await(this, cond);
+  Fns().await(this, w.cond);
   Acquire(this);
 }
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
+  WaitScope w(this, cond);
   Release(this);
-  const bool met = Fns().await_timeout(this, cond, timeout);
+  const bool met = Fns().await_timeout(this, w.cond, timeout);
   Acquire(this);
   return met;
 }
 bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
+  WaitScope w(this, cond);
   Release(this);
-  const bool met = Fns().await_deadline(this, cond, deadline);
+  const bool met = Fns().await_deadline(this, w.cond, deadline);
   Acquire(this);
   return met;
 }

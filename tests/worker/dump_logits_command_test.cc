@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -13,11 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "common/fs.h"
 #include "common/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/make_model_command.h"
+#include "worker/materialize_command.h"
 
 namespace sweepd {
 namespace {
@@ -191,6 +194,75 @@ TEST_F(DumpLogitsCommandTest, TokensFromAFile) {
                  work + "/none"}),
             1);
   EXPECT_THAT(err_.str(), StartsWith("dump-logits: --tokens: "));
+}
+
+// --mask + --replace-layer dump the masked-and-healed forward of the base,
+// which equals the forward of the checkpoint materialized with that prune and
+// heal (float32 base: the heal is stored as is).
+TEST_F(DumpLogitsCommandTest, ReplaceLayerDumpsTheHealedForward) {
+  const std::string work = NewTempDir("replace");
+  auto base = Checkpoint::Open(*model_);
+  ASSERT_TRUE(base.ok()) << base.status();
+  const TensorView* o = nullptr;
+  for (const std::string& name : (*base)->names()) {
+    if (absl::EndsWith(name, ".layers.1.self_attn.o_proj.weight")) {
+      o = (*base)->Find(name);
+    }
+  }
+  ASSERT_NE(o, nullptr);
+  ASSERT_EQ(o->dtype, StDtype::kF32);
+  const int64_t hidden = o->shape[0], D = o->shape[1];
+  std::vector<float> w(hidden * D);
+  std::memcpy(w.data(), o->data, o->nbytes);
+  const int64_t hd = D / 4;  // gemma4-tiny: 4 heads
+  for (int64_t r = 0; r < hidden; ++r) {
+    for (int64_t c = 0; c < D; ++c) {
+      w[r * D + c] = c < hd ? 0.0f : w[r * D + c] * 1.25f + 0.01f;
+    }
+  }
+  SafetensorsWriter writer;
+  ASSERT_TRUE(writer
+                  .Add("self_attn.o_proj.weight", StDtype::kF32, {hidden, D},
+                       w.data(), w.size() * sizeof(float))
+                  .ok());
+  const std::string heal = work + "/heal.safetensors";
+  ASSERT_TRUE(writer.WriteFile(heal).ok());
+  std::ostringstream mout, merr;
+  ASSERT_EQ(RunMaterializeCommand({"--base", *model_, "--out", work + "/mat",
+                                   "--prune", "1:0", "--heal", "1:" + heal},
+                                  mout, merr),
+            0)
+      << merr.str();
+  ASSERT_EQ(Run({"--model", work + "/mat", "--out", work + "/m"}), 0)
+      << err_.str();
+  ASSERT_EQ(Run({"--model", *model_, "--out", work + "/b", "--mask", "1:0",
+                 "--replace-layer", "1:" + heal}),
+            0)
+      << err_.str();
+  ASSERT_EQ(Run({"--model", *model_, "--out", work + "/k", "--mask", "1:0"}), 0)
+      << err_.str();
+  auto m = SafetensorsFile::Open(work + "/m");
+  auto b = SafetensorsFile::Open(work + "/b");
+  auto k = SafetensorsFile::Open(work + "/k");
+  ASSERT_TRUE(m.ok() && b.ok() && k.ok());
+  EXPECT_EQ((*b)->metadata().at("interventions"),
+            "mask_heads 1:0; replace_layer 1:" + heal);
+  const std::vector<float> lm = Values<float>(**m, "logits");
+  const std::vector<float> lb = Values<float>(**b, "logits");
+  const std::vector<float> lk = Values<float>(**k, "logits");
+  ASSERT_EQ(lm.size(), lb.size());
+  double max_diff = 0, max_masked_diff = 0;
+  for (size_t i = 0; i < lm.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(double{lm[i]} - lb[i]));
+    max_masked_diff =
+        std::max(max_masked_diff, std::fabs(double{lm[i]} - lk[i]));
+  }
+  EXPECT_LT(max_diff, 1e-4);
+  EXPECT_GT(max_masked_diff, 1e-3);  // the heal matters
+  EXPECT_EQ(Run({"--model", *model_, "--out", work + "/x", "--replace-layer",
+                 "one:" + heal}),
+            2);
+  EXPECT_THAT(err_.str(), HasSubstr("--replace-layer wants L:FILE"));
 }
 
 TEST_F(DumpLogitsCommandTest, HelpAndUsageErrorsExitTwo) {

@@ -130,8 +130,8 @@ void RankForward::Run() {
 // One decoder layer: the backend's operations around the shared head masking,
 // captures and all-reduces (phase marks as docs/GPU.md's profile names them).
 at::Tensor RankForward::Layer(int L, const at::Tensor& h) {
-  LayerWeights scratch;
-  return LayerWith(L, h, WeightsFor(L, &scratch));
+  std::shared_ptr<const LayerWeights> hold;
+  return LayerWith(L, h, WeightsFor(L, &hold));
 }
 
 at::Tensor RankForward::LayerWith(int L, const at::Tensor& h,
@@ -271,21 +271,35 @@ LayerWeights ReinitWeights(const ModelConfig& cfg, int L,
   return std::move(*built);
 }
 
-const LayerWeights& RankForward::WeightsFor(int L, LayerWeights* scratch) {
+const LayerWeights& RankForward::WeightsFor(
+    int L, std::shared_ptr<const LayerWeights>* hold) {
   if (hook_ != nullptr) {
     if (const LayerWeights* cached = hook_->CachedWeights(L)) return *cached;
   }
   if (plan_.zero[L]) {
-    *scratch = ZeroedWeights(s_.layers[L]);
-    return *scratch;
+    *hold = std::make_shared<const LayerWeights>(ZeroedWeights(s_.layers[L]));
+    return **hold;
   }
+  // replace_layer and reinit weights are built once per (layer, file or
+  // seed) and reused by later forwards (layer_weights_cache.h).
   if (plan_.reinit[L].has_value()) {
-    *scratch = ReinitWeights(cfg_, L, s_, *plan_.reinit[L]);
-    return *scratch;
+    const uint64_t seed = *plan_.reinit[L];
+    *hold =
+        s_.built_layers->GetOrBuild(LayerWeightsCache::ReinitKey(L, seed), [&] {
+          return std::make_shared<const LayerWeights>(
+              ReinitWeights(cfg_, L, s_, seed));
+        });
+    return **hold;
   }
   if (plan_.replace[L] != nullptr) {
-    *scratch = ReplacedWeights(cfg_, L, s_, *plan_.replace[L]);
-    return *scratch;
+    const SafetensorsFile& file = *plan_.replace[L];
+    auto build = [&] {
+      return std::make_shared<const LayerWeights>(
+          ReplacedWeights(cfg_, L, s_, file));
+    };
+    const std::string key = LayerWeightsCache::ReplaceKey(L, file.path());
+    *hold = key.empty() ? build() : s_.built_layers->GetOrBuild(key, build);
+    return **hold;
   }
   return s_.layers[L];
 }

@@ -144,7 +144,11 @@ class RankForward {
 
  private:
   at::Tensor Embed(const at::Tensor& tokens);
-  const LayerWeights& WeightsFor(int L, LayerWeights* scratch);
+  // Layer L's weights under the plan's interventions; weights built for this
+  // forward (zero) or taken from the shard's cache (replace_layer, reinit) are
+  // kept alive by *hold.
+  const LayerWeights& WeightsFor(int L,
+                                 std::shared_ptr<const LayerWeights>* hold);
   at::Tensor Layer(int L, const at::Tensor& h);
   // The plan's steering of resid_in[L] applied to h (a new tensor; h, which
   // a prefix state may hold, is never written).

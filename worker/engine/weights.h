@@ -3,7 +3,8 @@
 // intermediate columns the rank holds), the layer weights with q/k/v and
 // gate/up fused, and the slice sources that fill them (the memory-mapped
 // checkpoint, or deterministic random values). docs/ENGINE.md, "Tensor-parallel
-// contract". A RankShard is owned by the engine and written only while loading;
+// contract". A RankShard is owned by the engine and written only while loading
+// (but for its cache of intervention-built layers, layer_weights_cache.h);
 // forwards read it from the rank's own thread.
 #ifndef SWEEPD_WORKER_ENGINE_WEIGHTS_H_
 #define SWEEPD_WORKER_ENGINE_WEIGHTS_H_
@@ -12,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
+#include "worker/engine/layer_weights_cache.h"
 #include "worker/engine/random_init.h"
 
 namespace sweepd::engine::internal {
@@ -60,6 +63,10 @@ struct RankShard {
   at::Tensor final_norm;
   std::vector<LayerGeom> geom;
   std::vector<LayerWeights> layers;
+  // Layer weights built by replace_layer / reinit interventions, reused
+  // across forwards (the one part written after loading; thread-safe).
+  std::shared_ptr<LayerWeightsCache> built_layers =
+      std::make_shared<LayerWeightsCache>();
 };
 
 // The geometry of rank `rank`'s shard of every layer at `tp` ranks;

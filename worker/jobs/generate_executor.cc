@@ -9,10 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/chat_format.h"
+#include "common/fs.h"
 #include "common/hash.h"
+#include "common/logging.h"
 #include "common/path_confinement.h"
 #include "common/status.h"
 #include "common/token_bans.h"
+#include "worker/calib/checkpoint_editor.h"
 #include "worker/engine/decode.h"
 #include "worker/engine/generator.h"
 #include "worker/jobs/dataset.h"
@@ -350,6 +353,28 @@ absl::StatusOr<TaskOutput> GenerateExecutor::RunTask(const TaskInput& task,
         {"canary_pass_rate",
          static_cast<double>(passed) / output.samples.size(),
          {{"bos", job->bos ? "on" : "off"}}});
+    // On a materialized checkpoint (a sweepd manifest in its directory) the
+    // verdict is also merged into the manifest, keyed by this task; a canary
+    // run under interventions judges the model plus them, not the checkpoint,
+    // and is not recorded.
+    if (interventions.empty() && !model.model_dir.empty() &&
+        PathExists(JoinPath(model.model_dir, calib::kManifestFile))) {
+      calib::CanaryTaskReport report;
+      report.task = task.task_key;
+      report.cases = static_cast<int>(output.samples.size());
+      report.passed = passed;
+      for (const SampleRow& row : output.samples) {
+        if (!row.pass) report.failed_cases.push_back(row.prompt_id);
+      }
+      if (absl::Status s = calib::RecordManifestCanary(model.model_dir, report);
+          !s.ok()) {
+        // The ledger holds the canary's rows either way.
+        SWEEPD_LOG(WARNING)
+            << "task " << task.task_key
+            << ": canary status not recorded in the manifest of "
+            << model.model_dir << ": " << s;
+      }
+    }
   } else if (!job->verifier.kind.empty()) {
     std::map<std::string, size_t> prompt_index;
     for (size_t p = 0; p < prompts.size(); ++p) {

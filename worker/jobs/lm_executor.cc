@@ -113,7 +113,7 @@ absl::StatusOr<LmBackend::Model> LmBackend::Acquire(const ModelRefSpec& ref) {
   }
   if (engine_ != nullptr && same_model && dtype == dtype_ &&
       ref.tokenizer.empty()) {
-    return Model{engine_, tokenizer_};
+    return Model{engine_, tokenizer_, model_dir_};
   }
   if (engine_ != nullptr && same_model && dtype == dtype_) {
     if (!options_.model_roots.empty()) {
@@ -123,7 +123,7 @@ absl::StatusOr<LmBackend::Model> LmBackend::Acquire(const ModelRefSpec& ref) {
     }
     ASSIGN_OR_RETURN(std::shared_ptr<const Tokenizer> tok,
                      TokenizerLocked(ref.tokenizer));
-    return Model{engine_, tok};
+    return Model{engine_, tok, model_dir_};
   }
   const std::string dir = same_model ? model_dir_ : ref.path;
   if (dir.empty()) {
@@ -148,7 +148,7 @@ absl::StatusOr<LmBackend::Model> LmBackend::Acquire(const ModelRefSpec& ref) {
   absl::Status s = LoadLocked(dir, same_model ? fingerprint_ : ref.fingerprint,
                               dtype, tokenizer);
   if (!s.ok()) return absl::UnavailableError(s.ToString());
-  return Model{engine_, tokenizer_};
+  return Model{engine_, tokenizer_, model_dir_};
 }
 
 int64_t LmBackend::total_layer_forwards() const {

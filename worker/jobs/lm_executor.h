@@ -67,6 +67,8 @@ class LmBackend {
   struct Model {
     std::shared_ptr<engine::Engine> engine;
     std::shared_ptr<const Tokenizer> tokenizer;
+    // The directory the engine was loaded from.
+    std::string model_dir;
   };
 
   // The engine and tokenizer for a task's model reference: the loaded model
