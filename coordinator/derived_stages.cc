@@ -341,11 +341,50 @@ absl::Status UseMaterializedModel(const v1::SweepSpec& spec, int index,
   return absl::OkStatus();
 }
 
+// One interventions axis of one point holding a replace_layer per layer the
+// retrain stage `from` trained (its DONE tasks' retrain/layer<L> artifacts),
+// crossed with the stage's own axes.
+absl::Status AddRetrainedLayers(const std::string& from,
+                                const std::vector<v1::TaskRecord>& records,
+                                const std::string& field, v1::SweepSpec* sub) {
+  std::map<int, const v1::Artifact*> layers;
+  for (const v1::TaskRecord* r : StageRecords(records, from)) {
+    const int layer = r->spec().retrain().layer();
+    const std::string name = absl::StrCat("retrain/layer", layer);
+    for (const v1::Artifact& a : r->result().artifacts()) {
+      if (a.name() != name) continue;
+      if (layers.count(layer) != 0) {
+        return Unmet(
+            field + ".replace_layer_from_stage",
+            absl::StrCat("retrain stage \"", from, "\" trained layer ", layer,
+                         " in more than one task; one per layer"));
+      }
+      layers[layer] = &a;
+    }
+  }
+  if (layers.empty()) {
+    return Unmet(field + ".replace_layer_from_stage",
+                 absl::StrCat("retrain stage \"", from,
+                              "\" has no DONE task with a retrain/layer<L> "
+                              "artifact"));
+  }
+  v1::InterventionSet* item =
+      sub->mutable_grid()->add_axes()->mutable_interventions()->add_items();
+  for (const auto& [layer, artifact] : layers) {
+    v1::ReplaceLayer* rl = item->add_interventions()->mutable_replace_layer();
+    rl->set_layer(layer);
+    rl->mutable_weights()->set_path(artifact->path());
+    rl->mutable_weights()->set_sha256(artifact->sha256());
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool IsDerivedStage(const v1::Stage& stage) {
   return stage.has_drop_plan() || stage.has_prune_plan() ||
          !stage.model_from_stage().empty() ||
+         !stage.replace_layer_from_stage().empty() ||
          (stage.has_heal() && !stage.heal().capture_stage().empty()) ||
          (stage.has_materialize() && !stage.materialize().heal_stage().empty());
 }
@@ -400,6 +439,23 @@ absl::Status ValidateDeferredStage(const v1::SweepSpec& spec, int index,
                      absl::StrCat("stage \"", from,
                                   "\" is not a materialize "
                                   "stage"));
+    }
+  }
+  const std::string& rf = stage.replace_layer_from_stage();
+  if (!rf.empty()) {
+    const int ri = EarlierStage(spec, rf, index);
+    if (ri < 0) {
+      return Invalid(field + ".replace_layer_from_stage",
+                     absl::StrCat("no earlier stage is named \"", rf, "\""));
+    }
+    if (!spec.stages(ri).has_retrain()) {
+      return Invalid(field + ".replace_layer_from_stage",
+                     absl::StrCat("stage \"", rf, "\" is not a retrain stage"));
+    }
+    if (!sub.has_eval() && !sub.has_probe() && !sub.has_generate() &&
+        !sub.has_canary() && !sub.has_capture()) {
+      return Invalid(field + ".replace_layer_from_stage",
+                     "needs an eval, probe, generate, canary or capture job");
     }
   }
   // The job and datasets as they will be planned (model_from_stage stages are
@@ -535,6 +591,10 @@ absl::StatusOr<std::vector<PlannedTask>> PlanDerivedStage(
           hm->set_layer(lp.layer);
           for (int h : lp.heads) hm->add_heads(h);
         }
+      }
+      if (!stage.replace_layer_from_stage().empty()) {
+        RETURN_IF_ERROR(AddRetrainedLayers(stage.replace_layer_from_stage(),
+                                           records, field, &sub));
       }
       RETURN_IF_ERROR(PlanInto(sub, options, stage.name(), &tasks, &keys));
     }

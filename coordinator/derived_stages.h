@@ -4,8 +4,9 @@
 // the heads of the lowest importance per layer; heal gets one task per pruned
 // layer, materialize the plan's heads, eval / generate / canary the plan's
 // head masks), a heal job with capture_stage (its Grams), a materialize job
-// with heal_stage (its healed o_proj artifacts), or model_from_stage (it runs
-// on the checkpoint a materialize stage wrote). Every stage after a derived
+// with heal_stage (its healed o_proj artifacts), model_from_stage (it runs
+// on the checkpoint a materialize stage wrote), or replace_layer_from_stage
+// (every task replaces the layers a retrain stage trained by its artifacts). Every stage after a derived
 // one is deferred too, so stages are always appended in order.
 //
 // PlanDerivedStage (declared in planner.h) is defined here. Stateless free

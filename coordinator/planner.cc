@@ -7,7 +7,8 @@
 // contract live apart: job parameters (job_params.h), policy defaults
 // (sweep_policy.h), layer selectors (common/layer_selector.h), the layer
 // profile and drop plans (layer_profile.h, drop_plan.h), the fingerprint
-// (common/model_fingerprint.h).
+// (common/model_fingerprint.h), the shared field checks (spec_checks.h) and
+// the validation of the calibration job kinds (calibration_validation.h).
 //
 // Canonical task form (what task_key hashes): the TaskSpec with the model and
 // dataset *paths* cleared (their fingerprints identify the content, so moving a
@@ -55,9 +56,11 @@
 #include "common/model_fingerprint.h"
 #include "common/path_confinement.h"
 #include "common/status.h"
+#include "coordinator/calibration_validation.h"
 #include "coordinator/derived_stages.h"
 #include "coordinator/job_params.h"
 #include "coordinator/planner_internal.h"
+#include "coordinator/spec_checks.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
@@ -66,14 +69,20 @@ namespace {
 
 namespace v1 = ::sweepd::v1;
 
-constexpr int kDefaultContextLength = 512;
-constexpr int kMaxContextLength = 1 << 20;
 constexpr int kMaxShards = 1'000'000;
 constexpr int64_t kMaxAxisPoints = 1'000'000;
 
-absl::Status Invalid(absl::string_view field, absl::string_view message) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
-}
+using internal::CanonicalLayers;
+using internal::CheckFraction;
+using internal::CheckHeads;
+using internal::CheckLayer;
+using internal::CheckRange;
+using internal::Invalid;
+using internal::kMaxContextLength;
+using internal::ModelShape;
+using internal::RangeText;
+using internal::ValidateBos;
+using internal::ValidateWindowing;
 
 std::string DeterministicBytes(const google::protobuf::MessageLite& message) {
   std::string out;
@@ -95,18 +104,6 @@ std::string HashWithVersion(absl::string_view domain, absl::string_view bytes) {
   h.Update(bytes);
   return h.HexDigest();
 }
-
-// Parses a non-negative decimal integer with nothing else around it.
-bool ParseIndex(absl::string_view text, int64_t* out) {
-  text = absl::StripAsciiWhitespace(text);
-  if (text.empty() || text.size() > 12) return false;
-  for (char c : text) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
-  }
-  return absl::SimpleAtoi(text, out);
-}
-
-std::string RangeText(int n) { return absl::StrCat("[0, ", n, ")"); }
 
 // ---- Paths
 // -------------------------------------------------------------------------------
@@ -228,90 +225,6 @@ absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir,
   ASSIGN_OR_RETURN(info.fingerprint,
                    ComputeModelFingerprint(dir, fingerprint_options));
   return info;
-}
-
-// ---- Validation helpers
-// ------------------------------------------------------------------
-
-struct ModelShape {
-  bool known = false;
-  int num_layers = 0;
-  int num_heads = 0;
-  int hidden_size = 0;  // 0 = unknown
-};
-
-absl::Status CheckRange(int64_t value, int64_t lo, int64_t hi,
-                        absl::string_view field) {
-  if (value < lo || value > hi) {
-    return Invalid(field,
-                   absl::StrCat(value, " out of range [", lo, ", ", hi, "]"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckFraction(double value, absl::string_view field) {
-  if (!(value >= 0.0 && value <= 1.0)) {
-    return Invalid(field, absl::StrCat(value, " must be in [0, 1]"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateBos(std::string* bos, absl::string_view field) {
-  if (bos->empty()) *bos = "on";
-  if (*bos != "on" && *bos != "off") {
-    return Invalid(
-        field, absl::StrCat("must be \"on\" or \"off\", got \"", *bos, "\""));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateWindowing(v1::TextWindowing* w,
-                               const std::string& prefix) {
-  if (w->context_length() == 0) w->set_context_length(kDefaultContextLength);
-  RETURN_IF_ERROR(CheckRange(w->context_length(), 1, kMaxContextLength,
-                             prefix + ".context_length"));
-  if (w->stride() == 0) w->set_stride(w->context_length());
-  if (w->stride() < 1 || w->stride() > w->context_length()) {
-    return Invalid(
-        prefix + ".stride",
-        absl::StrCat(w->stride(), " out of range [1, context_length = ",
-                     w->context_length(), "]"));
-  }
-  return ValidateBos(w->mutable_bos(), prefix + ".bos");
-}
-
-absl::StatusOr<std::string> CanonicalLayers(const std::string& selector,
-                                            const ModelShape& m,
-                                            const std::string& field) {
-  ASSIGN_OR_RETURN(std::vector<int> layers,
-                   ParseLayerSelector(selector, m.num_layers, field));
-  return FormatLayerList(layers);
-}
-
-absl::Status CheckLayer(int layer, const ModelShape& m,
-                        const std::string& field) {
-  if (layer < 0 || layer >= m.num_layers) {
-    return Invalid(field, absl::StrCat("layer ", layer, " out of range ",
-                                       RangeText(m.num_layers)));
-  }
-  return absl::OkStatus();
-}
-
-// Validates head indices, then sorts and de-duplicates them.
-absl::Status CheckHeads(google::protobuf::RepeatedField<int32_t>* heads,
-                        const ModelShape& m, const std::string& field) {
-  if (heads->empty()) return Invalid(field, "at least one head is required");
-  for (int i = 0; i < heads->size(); ++i) {
-    int h = heads->Get(i);
-    if (h < 0 || h >= m.num_heads) {
-      return Invalid(
-          absl::StrCat(field, "[", i, "]"),
-          absl::StrCat("head ", h, " out of range ", RangeText(m.num_heads)));
-    }
-  }
-  std::sort(heads->begin(), heads->end());
-  heads->erase(std::unique(heads->begin(), heads->end()), heads->end());
-  return absl::OkStatus();
 }
 
 // An artifact reference's form: an object path of a store and, when given, a
@@ -703,6 +616,9 @@ void CopyJob(const v1::SweepSpec& spec, v1::TaskSpec* task) {
     case v1::SweepSpec::kSynthetic:
       *task->mutable_synthetic() = spec.synthetic();
       break;
+    case v1::SweepSpec::kRetrain:
+      *task->mutable_retrain() = spec.retrain();
+      break;
     case v1::SweepSpec::JOB_NOT_SET:
       break;
   }
@@ -710,110 +626,8 @@ void CopyJob(const v1::SweepSpec& spec, v1::TaskSpec* task) {
 
 bool NeedsDatasets(v1::JobKind kind) {
   return kind == v1::JOB_KIND_EVAL || kind == v1::JOB_KIND_PROBE ||
-         kind == v1::JOB_KIND_HEAD_IMPORTANCE || kind == v1::JOB_KIND_CAPTURE;
-}
-
-absl::Status ValidateCapturePoint(const std::string& point, const ModelShape& m,
-                                  const std::string& field) {
-  const size_t open = point.find('[');
-  int64_t index = -1;
-  if (open == std::string::npos || point.empty() || point.back() != ']' ||
-      !ParseIndex(
-          absl::string_view(point).substr(open + 1, point.size() - open - 2),
-          &index)) {
-    return Invalid(
-        field, absl::StrCat("\"", point, "\" is not of the form name[index]"));
-  }
-  const std::string name = point.substr(0, open);
-  if (name == "hidden_states") {
-    if (index > m.num_layers) {
-      return Invalid(field,
-                     absl::StrCat("hidden_states index ", index,
-                                  " out of range [0, ", m.num_layers, "]"));
-    }
-    return absl::OkStatus();
-  }
-  if (name != "resid_in" && name != "resid_out" && name != "attn_heads" &&
-      name != "attn_out" && name != "mlp_in") {
-    return Invalid(field, absl::StrCat("unknown capture point \"", name,
-                                       "\" (resid_in, resid_out, attn_heads, "
-                                       "attn_out, mlp_in, hidden_states)"));
-  }
-  return CheckLayer(static_cast<int>(index), m, field);
-}
-
-// Raw-capture dtype, positions and Gram targets (docs/CALIBRATION.md,
-// "Capture"); fills the defaults (dtype "bfloat16", positions "all").
-absl::Status ValidateCaptureOptions(v1::CaptureJob* job) {
-  if (job->dtype().empty()) job->set_dtype("bfloat16");
-  if (job->dtype() == "bf16") job->set_dtype("bfloat16");
-  if (job->dtype() == "fp32") job->set_dtype("float32");
-  if (job->dtype() != "bfloat16" && job->dtype() != "float32") {
-    return Invalid("capture.dtype",
-                   absl::StrCat("\"", job->dtype(),
-                                "\" must be \"bfloat16\" or \"float32\""));
-  }
-  v1::CapturePositions* pos = job->mutable_positions();
-  if (pos->mode().empty()) pos->set_mode("all");
-  if (pos->mode() == "sample") {
-    if (pos->k() < 1) {
-      return Invalid("capture.positions.k",
-                     absl::StrCat(pos->k(), ": sample mode needs k >= 1"));
-    }
-    if (pos->min_position() < 0) {
-      return Invalid("capture.positions.min_position",
-                     absl::StrCat(pos->min_position(), " must be >= 0"));
-    }
-  } else if (pos->mode() == "all" || pos->mode() == "last") {
-    if (pos->k() != 0 || pos->min_position() != 0 || pos->seed() != 0) {
-      return Invalid("capture.positions",
-                     absl::StrCat("k, min_position and seed apply only to mode "
-                                  "\"sample\", not \"",
-                                  pos->mode(), "\""));
-    }
-  } else {
-    return Invalid("capture.positions.mode",
-                   absl::StrCat("\"", pos->mode(),
-                                "\" must be \"all\", \"last\" or \"sample\""));
-  }
-  if (job->gram_targets_size() != 0) {
-    if (!job->gram()) {
-      return Invalid("capture.gram_targets", "needs gram: true");
-    }
-    if (job->gram_targets_size() != job->points_size()) {
-      return Invalid("capture.gram_targets",
-                     absl::StrCat(job->gram_targets_size(), " targets for ",
-                                  job->points_size(),
-                                  " points (one per point, \"\" = none)"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// A heal's Grams: given, or derived from capture_stage (docs/STAGES.md).
-absl::Status ValidateHealGrams(const v1::HealJob& job) {
-  if (job.grams_size() == 0 && job.capture_stage().empty()) {
-    return Invalid("heal.grams",
-                   "at least one Gram artifact (or a capture_stage to derive "
-                   "them from)");
-  }
-  auto check = [](const v1::ArtifactRef& ref, const std::string& field) {
-    if (!IsArtifactObjectPath(ref.path())) {
-      return Invalid(field + ".path",
-                     absl::StrCat("\"", ref.path(),
-                                  "\" is not an artifact object path "
-                                  "(objects/<aa>/<sha256>)"));
-    }
-    return absl::OkStatus();
-  };
-  for (int i = 0; i < job.grams_size(); ++i) {
-    RETURN_IF_ERROR(check(job.grams(i), absl::StrCat("heal.grams[", i, "]")));
-  }
-  for (int i = 0; i < job.heldout_grams_size(); ++i) {
-    RETURN_IF_ERROR(check(job.heldout_grams(i),
-                          absl::StrCat("heal.heldout_grams[", i, "]")));
-  }
-  return absl::OkStatus();
+         kind == v1::JOB_KIND_HEAD_IMPORTANCE || kind == v1::JOB_KIND_CAPTURE ||
+         kind == v1::JOB_KIND_RETRAIN;
 }
 
 absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
@@ -828,107 +642,12 @@ absl::Status ValidateJob(v1::SweepSpec* spec, const ModelShape& m) {
     case v1::SweepSpec::kProbe:
       return ValidateWindowing(spec->mutable_probe()->mutable_windowing(),
                                "probe.windowing");
-    case v1::SweepSpec::kHeadImportance: {
-      auto* job = spec->mutable_head_importance();
-      RETURN_IF_ERROR(ValidateWindowing(job->mutable_windowing(),
-                                        "head_importance.windowing"));
-      if (job->layers().empty()) job->set_layers("all");
-      ASSIGN_OR_RETURN(
-          *job->mutable_layers(),
-          CanonicalLayers(job->layers(), m, "head_importance.layers"));
-      if (job->heads_per_forward() < 0) {
-        return Invalid("head_importance.heads_per_forward",
-                       "must be >= 0 (0 = all heads of a layer per forward)");
-      }
-      return absl::OkStatus();
-    }
-    case v1::SweepSpec::kCapture: {
-      auto* job = spec->mutable_capture();
-      RETURN_IF_ERROR(
-          ValidateWindowing(job->mutable_windowing(), "capture.windowing"));
-      if (job->points_size() == 0)
-        return Invalid("capture.points", "at least one is required");
-      for (int i = 0; i < job->points_size(); ++i) {
-        RETURN_IF_ERROR(ValidateCapturePoint(
-            job->points(i), m, absl::StrCat("capture.points[", i, "]")));
-      }
-      for (int i = 0; i < job->gram_targets_size(); ++i) {
-        if (job->gram_targets(i).empty()) continue;
-        RETURN_IF_ERROR(ValidateCapturePoint(
-            job->gram_targets(i), m,
-            absl::StrCat("capture.gram_targets[", i, "]")));
-      }
-      if (!job->gram() && !job->raw()) job->set_raw(true);
-      return ValidateCaptureOptions(job);
-    }
-    case v1::SweepSpec::kHeal: {
-      auto* job = spec->mutable_heal();
-      RETURN_IF_ERROR(CheckLayer(job->layer(), m, "heal.layer"));
-      RETURN_IF_ERROR(
-          CheckHeads(job->mutable_heads_removed(), m, "heal.heads_removed"));
-      if (!(job->ridge_rel() >= 0.0) || !std::isfinite(job->ridge_rel())) {
-        return Invalid(
-            "heal.ridge_rel",
-            absl::StrCat(job->ridge_rel(), " must be finite and >= 0"));
-      }
-      return ValidateHealGrams(*job);
-    }
-    case v1::SweepSpec::kMaterialize: {
-      // pruned / heals may be empty here: a prune_plan stage fills them from
-      // results (docs/CALIBRATION.md).
-      auto* job = spec->mutable_materialize();
-      if (job->out_dir().empty()) {
-        return Invalid("materialize.out_dir", "required");
-      }
-      for (absl::string_view part : absl::StrSplit(job->out_dir(), '/')) {
-        if (part == "..") {
-          return Invalid("materialize.out_dir",
-                         absl::StrCat("'", job->out_dir(),
-                                      "' may not contain '..' (it is written "
-                                      "under the workers' model root)"));
-        }
-      }
-      if (!job->mode().empty() && job->mode() != "mask") {
-        return Invalid("materialize.mode",
-                       absl::StrCat("'", job->mode(),
-                                    "' is not supported (only \"mask\")"));
-      }
-      std::set<int> pruned_layers;
-      for (int i = 0; i < job->pruned_size(); ++i) {
-        const std::string field = absl::StrCat("materialize.pruned[", i, "]");
-        auto* p = job->mutable_pruned(i);
-        RETURN_IF_ERROR(CheckLayer(p->layer(), m, field + ".layer"));
-        if (!pruned_layers.insert(p->layer()).second) {
-          return Invalid(field + ".layer", absl::StrCat("layer ", p->layer(),
-                                                        " is listed twice"));
-        }
-        RETURN_IF_ERROR(CheckHeads(p->mutable_heads(), m, field + ".heads"));
-        if (p->heads_size() >= m.num_heads) {
-          return Invalid(field + ".heads",
-                         absl::StrCat("all ", m.num_heads, " heads of layer ",
-                                      p->layer(), " would be pruned"));
-        }
-      }
-      std::set<int> healed_layers;
-      for (int i = 0; i < job->heals_size(); ++i) {
-        const std::string field = absl::StrCat("materialize.heals[", i, "]");
-        RETURN_IF_ERROR(CheckLayer(job->heals(i).layer(), m, field + ".layer"));
-        if (!healed_layers.insert(job->heals(i).layer()).second) {
-          return Invalid(
-              field + ".layer",
-              absl::StrCat("layer ", job->heals(i).layer(), " has two heals"));
-        }
-        if (job->heals(i).artifact().path().empty()) {
-          return Invalid(field + ".artifact.path", "required");
-        }
-      }
-      if (!job->layers().empty()) {
-        ASSIGN_OR_RETURN(
-            *job->mutable_layers(),
-            CanonicalLayers(job->layers(), m, "materialize.layers"));
-      }
-      return absl::OkStatus();
-    }
+    case v1::SweepSpec::kHeadImportance:
+    case v1::SweepSpec::kCapture:
+    case v1::SweepSpec::kHeal:
+    case v1::SweepSpec::kMaterialize:
+    case v1::SweepSpec::kRetrain:
+      return internal::ValidateCalibrationJob(spec, m);
     case v1::SweepSpec::kGenerate: {
       auto* job = spec->mutable_generate();
       if (job->prompts_size() == 0 && spec->datasets_size() == 0) {
@@ -1118,6 +837,8 @@ v1::JobKind JobKindOf(v1::SweepSpec::JobCase job) {
       return v1::JOB_KIND_CANARY;
     case v1::SweepSpec::kSynthetic:
       return v1::JOB_KIND_SYNTHETIC;
+    case v1::SweepSpec::kRetrain:
+      return v1::JOB_KIND_RETRAIN;
     case v1::SweepSpec::JOB_NOT_SET:
       break;
   }

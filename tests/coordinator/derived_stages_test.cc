@@ -391,6 +391,85 @@ TEST_F(DerivedStagesTest, DerivationsSayWhyTheyCannotBeMade) {
                         "reported 0 materialized_model rows"));
 }
 
+// Seed 002's pipeline: eval base / reinit, retrain (planned at submit), then an
+// eval with the retrain stage's trained layer as a replace_layer intervention.
+TEST_F(DerivedStagesTest, RetrainedLayerReplacesTheLayerInALaterStage) {
+  v1::SweepSpec spec;
+  spec.set_name("retrain");
+  spec.mutable_model()->set_path("tiny");
+  auto* calib = spec.add_datasets();
+  calib->set_name("calib");
+  calib->set_path("calib.txt");
+  spec.mutable_eval()->mutable_windowing()->set_context_length(16);
+  auto* retrain = spec.add_stages();
+  retrain->set_name("retrain");
+  auto* rj = retrain->mutable_retrain();
+  rj->set_layer(2);
+  rj->set_init_seed(7);
+  rj->set_steps(10);
+  rj->set_batch_windows(2);
+  auto* eval = spec.add_stages();
+  eval->set_name("eval-retrained");
+  eval->set_replace_layer_from_stage("retrain");
+  eval->mutable_eval()->mutable_windowing()->set_context_length(16);
+  auto plan = PlanSweep(spec, options_);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_THAT(plan->deferred_stages, ElementsAre(1));
+  std::vector<v1::TaskRecord> records;
+  for (const PlannedTask& t : plan->tasks) {
+    if (t.spec.kind() != v1::JOB_KIND_RETRAIN) continue;
+    EXPECT_EQ(t.spec.retrain().lr(), 1e-4);  // the default, filled in
+    v1::TaskRecord r = Done(t);
+    v1::Artifact* a = r.mutable_result()->add_artifacts();
+    a->set_name("retrain/layer2");
+    a->set_path(Obj("layer2"));
+    a->set_sha256(Sha("layer2"));
+    records.push_back(std::move(r));
+  }
+  ASSERT_THAT(records, SizeIs(1));
+  // Before the retrain finished: why it cannot be derived.
+  auto early = PlanDerivedStage(plan->resolved_spec, 1, {}, 5, options_);
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(early.status().message(),
+              HasSubstr("stages[1].replace_layer_from_stage: retrain stage "
+                        "\"retrain\" has no DONE task"));
+  std::vector<v1::TaskRecord> twice = records;
+  twice.push_back(records[0]);
+  EXPECT_THAT(PlanDerivedStage(plan->resolved_spec, 1, twice, 5, options_)
+                  .status()
+                  .message(),
+              HasSubstr("trained layer 2 in more than one task"));
+  auto tasks = PlanDerivedStage(plan->resolved_spec, 1, records, 5, options_);
+  ASSERT_TRUE(tasks.ok()) << tasks.status();
+  ASSERT_THAT(*tasks, SizeIs(1));
+  const v1::TaskSpec& t = (*tasks)[0].spec;
+  EXPECT_EQ(t.kind(), v1::JOB_KIND_EVAL);
+  ASSERT_EQ(t.interventions().interventions_size(), 1);
+  const v1::ReplaceLayer& rl =
+      t.interventions().interventions(0).replace_layer();
+  EXPECT_EQ(rl.layer(), 2);
+  EXPECT_EQ(rl.weights().path(), Obj("layer2"));
+  EXPECT_EQ(rl.weights().sha256(), Sha("layer2"));
+
+  // Submit-time errors name the field.
+  v1::SweepSpec bad = spec;
+  bad.mutable_stages(1)->set_replace_layer_from_stage("nope");
+  EXPECT_THAT(PlanSweep(bad, options_).status().message(),
+              HasSubstr("stages[1].replace_layer_from_stage: no earlier stage "
+                        "is named \"nope\""));
+  bad = spec;
+  bad.mutable_stages(0)->mutable_retrain()->set_steps(0);
+  EXPECT_THAT(PlanSweep(bad, options_).status().message(),
+              HasSubstr("retrain.steps"));
+  bad = spec;
+  auto* other = bad.add_stages();
+  other->set_name("eval-2");
+  other->set_replace_layer_from_stage("eval-retrained");
+  other->mutable_eval();
+  EXPECT_THAT(PlanSweep(bad, options_).status().message(),
+              HasSubstr("stage \"eval-retrained\" is not a retrain stage"));
+}
+
 TEST_F(DerivedStagesTest, SubmitTimeValidationNamesTheField) {
   v1::SweepSpec spec = Spec();
   spec.mutable_stages(kHeal)->mutable_heal()->set_capture_stage("nope");

@@ -208,6 +208,68 @@ TEST_F(PlannerTest, CaptureDefaultsAndAttnOut) {
   EXPECT_EQ(plan.tasks[0].spec.capture().positions().k(), 5);
 }
 
+TEST_F(PlannerTest, RetrainDefaultsAndValidation) {
+  v1::SweepSpec s = EvalSpec();
+  auto* r = s.mutable_retrain();
+  r->set_layer(2);
+  r->set_steps(10);
+  r->set_batch_windows(4);
+  r->set_init_seed(7);
+  Plan plan = MustPlan(s);
+  ASSERT_FALSE(plan.tasks.empty());
+  const v1::TaskSpec& t = plan.tasks[0].spec;
+  EXPECT_EQ(t.kind(), v1::JOB_KIND_RETRAIN);
+  EXPECT_TRUE(t.has_data());
+  // The defaults a 0 stands for are written into the task.
+  EXPECT_EQ(t.retrain().lr(), 1e-4);
+  EXPECT_EQ(t.retrain().beta1(), 0.9);
+  EXPECT_EQ(t.retrain().beta2(), 0.999);
+  EXPECT_EQ(t.retrain().weight_decay(), 0.0);
+  EXPECT_EQ(t.retrain().checkpoint_every(), 50);
+  EXPECT_EQ(t.retrain().windowing().context_length(), 512);
+  EXPECT_EQ(t.retrain().init_seed(), 7u);
+
+  struct Case {
+    std::function<void(v1::RetrainJob*)> edit;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {[](v1::RetrainJob* j) { j->set_layer(8); },
+       "retrain.layer: layer 8 out of range"},
+      {[](v1::RetrainJob* j) { j->set_layer(-1); }, "retrain.layer"},
+      {[](v1::RetrainJob* j) { j->set_steps(0); },
+       "retrain.steps: 0 must be > 0"},
+      {[](v1::RetrainJob* j) { j->set_batch_windows(0); },
+       "retrain.batch_windows: 0 must be > 0"},
+      {[](v1::RetrainJob* j) { j->set_lr(-1); }, "retrain.lr"},
+      {[](v1::RetrainJob* j) { j->set_weight_decay(-0.5); },
+       "retrain.weight_decay"},
+      {[](v1::RetrainJob* j) { j->set_beta1(1.0); },
+       "retrain.beta1: 1 must be in [0, 1)"},
+      {[](v1::RetrainJob* j) { j->set_beta2(-0.1); }, "retrain.beta2"},
+      {[](v1::RetrainJob* j) { j->set_checkpoint_every(-2); },
+       "retrain.checkpoint_every"},
+      {[](v1::RetrainJob* j) { j->mutable_windowing()->set_stride(600); },
+       "retrain.windowing.stride"},
+  };
+  for (const Case& c : cases) {
+    v1::SweepSpec bad = s;
+    c.edit(bad.mutable_retrain());
+    absl::StatusOr<Plan> p = PlanSweep(bad, Options());
+    ASSERT_FALSE(p.ok()) << c.error;
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(p.status().message()), HasSubstr(c.error));
+  }
+  v1::SweepSpec no_data = s;
+  no_data.clear_datasets();
+  EXPECT_FALSE(PlanSweep(no_data, Options()).ok());
+  v1::SweepSpec sharded = s;
+  sharded.mutable_datasets(0)->set_shards(2);
+  EXPECT_THAT(std::string(PlanSweep(sharded, Options()).status().message()),
+              HasSubstr("datasets[0].shards: 2: a retrain job trains on one "
+                        "stream"));
+}
+
 TEST_F(PlannerTest, LayerAxisAllLayersAndBaseline) {
   v1::SweepSpec s = EvalSpec();
   AddLayers(&s, "skip", "all");

@@ -912,7 +912,7 @@ TEST_F(LmExecutorTest, RegisterLmExecutorsRegistersEvalAndProbe) {
   EXPECT_THAT(registry.kinds(),
               ::testing::ElementsAre("canary", "capture", "eval", "generate",
                                      "head_importance", "heal", "materialize",
-                                     "probe"));
+                                     "probe", "retrain"));
   ASSERT_NE(registry.Find("probe"), nullptr);
   // One executor serves both kinds, so a prefix-share group mixing eval and
   // probe tasks (a staged layer study) reaches a single RunGroup.

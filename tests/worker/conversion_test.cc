@@ -325,6 +325,45 @@ TEST(ConversionTest, CaptureAndHealTasksAreTyped) {
               HasSubstr("heal.grams"));
 }
 
+TEST(ConversionTest, RetrainTaskIsTyped) {
+  auto a = EvalAssignment();
+  sweepd::v1::TaskSpec* spec = a.mutable_spec();
+  spec->set_kind(sweepd::v1::JOB_KIND_RETRAIN);
+  spec->clear_interventions();
+  sweepd::v1::RetrainJob* r = spec->mutable_retrain();
+  r->mutable_windowing()->set_context_length(64);
+  r->set_layer(3);
+  r->set_init_seed(7);
+  r->set_steps(100);
+  r->set_batch_windows(4);
+  r->set_lr(0.003);
+  r->set_beta2(0.99);
+  r->set_seed(5);
+  auto in = ToTaskInput(a);
+  ASSERT_TRUE(in.ok()) << in.status();
+  EXPECT_EQ(in->kind, "retrain");
+  const auto* job = std::get_if<RetrainJobSpec>(&in->job);
+  ASSERT_NE(job, nullptr);
+  EXPECT_EQ(job->layer, 3);
+  EXPECT_EQ(job->init_seed, 7u);
+  EXPECT_EQ(job->steps, 100);
+  EXPECT_EQ(job->batch_windows, 4);
+  EXPECT_DOUBLE_EQ(job->lr, 0.003);
+  EXPECT_DOUBLE_EQ(job->beta1, 0.9);  // 0 = the default
+  EXPECT_DOUBLE_EQ(job->beta2, 0.99);
+  EXPECT_EQ(job->checkpoint_every, 50);
+  EXPECT_EQ(job->seed, 5u);
+  EXPECT_EQ(job->windowing.context_length, 64);
+  EXPECT_EQ(job->data.shard_index, 2);
+  r->set_beta1(1.5);
+  EXPECT_THAT(std::string(ToTaskInput(a).status().message()),
+              HasSubstr("retrain.beta1"));
+  r->set_beta1(0);
+  r->set_steps(0);
+  EXPECT_THAT(std::string(ToTaskInput(a).status().message()),
+              HasSubstr("retrain.steps"));
+}
+
 TEST(ConversionTest, HeadImportanceTaskIsTyped) {
   auto a = EvalAssignment();
   sweepd::v1::TaskSpec* spec = a.mutable_spec();

@@ -61,6 +61,8 @@ std::string TaskKindOf(const sweepd::v1::TaskSpec& spec) {
       return JobKindName(sweepd::v1::JOB_KIND_CANARY);
     case sweepd::v1::TaskSpec::kSynthetic:
       return JobKindName(sweepd::v1::JOB_KIND_SYNTHETIC);
+    case sweepd::v1::TaskSpec::kRetrain:
+      return JobKindName(sweepd::v1::JOB_KIND_RETRAIN);
     case sweepd::v1::TaskSpec::JOB_NOT_SET:
       break;
   }
@@ -388,6 +390,53 @@ absl::StatusOr<HeadImportanceJobSpec> ToHeadImportanceJob(
   return job;
 }
 
+// A 0 in the spec keeps RetrainJobSpec's default (the planner fills them in).
+absl::StatusOr<RetrainJobSpec> ToRetrainJob(const v1::TaskSpec& spec) {
+  RetrainJobSpec job;
+  job.model = ToModelRef(spec.model());
+  RETURN_IF_ERROR(ToDatasetShard(spec, &job.dataset_name, &job.data));
+  const v1::RetrainJob& r = spec.retrain();
+  const v1::TextWindowing& w = r.windowing();
+  ASSIGN_OR_RETURN(job.windowing,
+                   ResolveWindowing(w.context_length(), w.stride(), w.bos(),
+                                    "retrain.windowing"));
+  if (r.layer() < 0) {
+    return Invalid("retrain.layer", absl::StrCat(r.layer(), " is negative"));
+  }
+  job.layer = r.layer();
+  job.init_seed = r.init_seed();
+  if (r.steps() <= 0) {
+    return Invalid("retrain.steps", absl::StrCat(r.steps(), " must be > 0"));
+  }
+  job.steps = r.steps();
+  if (r.batch_windows() <= 0) {
+    return Invalid("retrain.batch_windows",
+                   absl::StrCat(r.batch_windows(), " must be > 0"));
+  }
+  job.batch_windows = r.batch_windows();
+  if (!(r.lr() >= 0.0) || !(r.weight_decay() >= 0.0)) {
+    return Invalid("retrain.lr", "lr and weight_decay must be >= 0");
+  }
+  if (r.lr() > 0) job.lr = r.lr();
+  job.weight_decay = r.weight_decay();
+  auto beta = [](double value, const char* field,
+                 double* into) -> absl::Status {
+    if (!(value >= 0.0 && value < 1.0)) {
+      return Invalid(field, absl::StrCat(value, " must be in [0, 1)"));
+    }
+    if (value > 0) *into = value;
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(beta(r.beta1(), "retrain.beta1", &job.beta1));
+  RETURN_IF_ERROR(beta(r.beta2(), "retrain.beta2", &job.beta2));
+  if (r.checkpoint_every() < 0) {
+    return Invalid("retrain.checkpoint_every", "must be >= 0 (0 = 50)");
+  }
+  if (r.checkpoint_every() > 0) job.checkpoint_every = r.checkpoint_every();
+  job.seed = r.seed();
+  return job;
+}
+
 absl::StatusOr<bool> BosOn(const std::string& bos, const std::string& field) {
   if (bos.empty() || bos == "on") return true;
   if (bos == "off") return false;
@@ -590,6 +639,13 @@ absl::StatusOr<TaskInput> ToTaskInput(
     }
   } else if (input.kind == kHealKind) {
     absl::StatusOr<HealJobSpec> job = ToHealJob(spec);
+    if (job.ok()) {
+      input.job = std::move(*job);
+    } else {
+      converted = job.status();
+    }
+  } else if (input.kind == kRetrainKind) {
+    absl::StatusOr<RetrainJobSpec> job = ToRetrainJob(spec);
     if (job.ok()) {
       input.job = std::move(*job);
     } else {

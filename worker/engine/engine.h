@@ -31,6 +31,7 @@ namespace sweepd::engine {
 
 class DecodeSession;   // decode.h
 struct DecodeOptions;  // decode.h
+class LayerTrainer;    // layer_trainer.h (ATen; the retrain job)
 
 enum class DType { kFloat32, kBFloat16 };
 const char* DTypeName(DType dtype);  // "float32" / "bfloat16"
@@ -393,6 +394,11 @@ class Engine {
       const DecodeOptions& options) = 0;
   // Layer-forwards executed since Create.
   virtual int64_t total_layer_forwards() const = 0;
+  // Training access to decoder layer `layer` (layer_trainer.h; the retrain
+  // job); the engine must outlive it. FAILED_PRECONDITION at tp_size > 1,
+  // INVALID_ARGUMENT for a layer out of range.
+  virtual absl::StatusOr<std::unique_ptr<LayerTrainer>> StartLayerTraining(
+      int layer) = 0;
 
   // A new Gram accumulation of capture point `point` (any name
   // ForwardRequest::captures takes) with an optional target point ("" = XᵀX

@@ -29,6 +29,7 @@
 #include "worker/engine/engine.h"
 #include "worker/engine/forward_plan.h"
 #include "worker/engine/gram.h"
+#include "worker/engine/layer_trainer.h"
 #include "worker/engine/prefix_state.h"
 #include "worker/engine/rank_backend.h"
 #include "worker/engine/rank_forward.h"
@@ -327,6 +328,11 @@ class EngineImpl : public Engine, private DecodeHost {
   absl::StatusOr<std::unique_ptr<DecodeSession>> StartDecode(
       const DecodeOptions& options) override {
     return CreateDecodeSession(this, options);
+  }
+
+  absl::StatusOr<std::unique_ptr<LayerTrainer>> StartLayerTraining(
+      int layer) override {
+    return internal::CreateLayerTrainer(this, layer);
   }
 
  private:

@@ -175,6 +175,30 @@ at::Tensor RankForward::LayerWith(int L, const at::Tensor& h,
   return out;
 }
 
+void RankForward::Begin() {
+  backend_->BeginForward(this);
+  const ForwardRequest& req = *plan_.req;
+  targets_ = at::from_blob(const_cast<int32_t*>(plan_.targets.data()),
+                           {req.batch * req.seq}, at::kInt)
+                 .to(at::TensorOptions().dtype(at::kLong).device(s_.device));
+  target_valid_ = targets_.ge(0);
+  backend_->PrepareTargets();
+}
+
+at::Tensor RankForward::ResidualEntering(int L) {
+  const ForwardRequest& req = *plan_.req;
+  at::Tensor tokens =
+      at::from_blob(const_cast<int32_t*>(req.tokens.data()),
+                    {req.batch, req.seq}, at::kInt)
+          .to(at::TensorOptions().dtype(at::kLong).device(s_.device));
+  at::Tensor h = Embed(tokens);
+  for (int l = 0; l < L; ++l) {
+    if (!plan_.steer[l].empty()) h = Steer(l, h);
+    if (!plan_.skip[l]) h = Layer(l, h);
+  }
+  return h;
+}
+
 at::Tensor RankForward::Embed(const at::Tensor& tokens) {
   at::Tensor local = tokens - s_.vocab_start;
   at::Tensor in_range = local.ge(0).logical_and(local.lt(s_.vocab_len));

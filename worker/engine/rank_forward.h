@@ -99,6 +99,15 @@ class RankForward {
   // require grad (layer_trainer.cc uses it outside Run, at TP 1).
   at::Tensor LayerWith(int L, const at::Tensor& h, const LayerWeights& w);
 
+  // --- Outside Run (layer_trainer.cc). Begin binds the backend to this
+  // forward (BeginForward; the destructor releases it) so that LayerWith and
+  // ResidualEntering can be called; once per RankForward.
+  void Begin();
+  // The residual entering layer L [B, S, hidden]: the embedding of the plan's
+  // tokens and layers [0, L) as Run computes them (the plan's interventions
+  // apply).
+  at::Tensor ResidualEntering(int L);
+
   // --- For the backend, during the forward.
   const ModelConfig& cfg() const { return cfg_; }
   const EngineOptions& opts() const { return opts_; }

@@ -21,6 +21,7 @@
 #include "worker/jobs/heal_executor.h"
 #include "worker/jobs/interventions.h"
 #include "worker/jobs/materialize_executor.h"
+#include "worker/jobs/retrain_executor.h"
 #include "worker/jobs/windowing.h"
 
 namespace sweepd {
@@ -979,6 +980,14 @@ absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
   heal.clock = executor_options.clock;
   ASSIGN_OR_RETURN(std::unique_ptr<HealExecutor> h, HealExecutor::Create(heal));
   RETURN_IF_ERROR(registry->Register(std::move(h)));
+  // retrain trains one layer of the shared engine (TP 1).
+  RetrainExecutorOptions retrain;
+  retrain.artifacts = executor_options.artifacts;
+  retrain.clock = executor_options.clock;
+  retrain.data_roots = executor_options.data_roots;
+  ASSIGN_OR_RETURN(std::unique_ptr<RetrainExecutor> rt,
+                   RetrainExecutor::Create(backend, retrain));
+  RETURN_IF_ERROR(registry->Register(std::move(rt)));
   return absl::OkStatus();
 }
 

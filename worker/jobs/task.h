@@ -33,6 +33,7 @@ inline constexpr char kHeadImportanceKind[] = "head_importance";
 inline constexpr char kMaterializeKind[] = "materialize";
 inline constexpr char kCaptureKind[] = "capture";
 inline constexpr char kHealKind[] = "heal";
+inline constexpr char kRetrainKind[] = "retrain";
 
 // The model a task runs on.
 struct ModelRefSpec {
@@ -210,6 +211,27 @@ struct HealJobSpec {
   std::vector<ArtifactRefSpec> heldout_grams;  // residual only
 };
 
+// retrain (docs/CALIBRATION.md, "Retrain"): re-initialise `layer` from
+// init_seed and train it (AdamW, the rest of the model frozen) to reproduce
+// the original layer's output on windows of one dataset shard. The defaults
+// here are the ones a 0 in the spec stands for.
+struct RetrainJobSpec {
+  ModelRefSpec model;
+  std::string dataset_name;
+  DatasetShardRef data;
+  Windowing windowing;
+  int layer = 0;
+  uint64_t init_seed = 0;
+  int steps = 0;
+  double lr = 1e-4;
+  double weight_decay = 0.0;  // applied to the 2-D weights only
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  int batch_windows = 1;      // windows per optimiser step
+  int checkpoint_every = 50;  // steps between checkpoints
+  uint64_t seed = 0;          // the window order
+};
+
 // One leased task.
 struct TaskInput {
   std::string task_key;
@@ -232,7 +254,7 @@ struct TaskInput {
   std::map<std::string, std::string> params;
   std::variant<std::monostate, LmJobSpec, SyntheticJobSpec, GenerateJobSpec,
                MaterializeJobSpec, CaptureJobSpec, HealJobSpec,
-               HeadImportanceJobSpec>
+               HeadImportanceJobSpec, RetrainJobSpec>
       job;
 };
 
