@@ -117,6 +117,10 @@ class RankHook : public ForwardHook {
       rows.row_slot = up(k.row_slot);
       rows.pr_gather = up(k.pr_gather).view({R, k.private_pages});
       rows.pr_key_pos = up(k.pr_key_pos).view({R, -1});
+      if (k.rmax == 1) {
+        rows.first_pos = up(k.row_first_pos);
+        rows.q_pos = positions_;
+      }
     }
   }
 
@@ -200,6 +204,20 @@ class RankHook : public ForwardHook {
   std::vector<GroupRows> rows_;
   std::map<int, int> allowed_window_;
 };
+
+// Whether the flat plan runs the fused paged kernel on `device`: on CUDA
+// unless kAten (and only in builds with the CUDA kernels), on CPU (its
+// reference implementation) only when kFused.
+bool FusedAttention(DecodeAttention mode, const at::Device& device) {
+  if (mode == DecodeAttention::kAten) return false;
+#if SWEEPD_KERNELS_CUDA
+  const bool cuda_kernels = true;
+#else
+  const bool cuda_kernels = false;
+#endif
+  if (device.is_cuda()) return cuda_kernels;
+  return mode == DecodeAttention::kFused;
+}
 
 absl::Status CheckSampling(const SamplingParams& p, int64_t vocab) {
   if (!(p.temperature >= 0) || !std::isfinite(p.temperature)) {
@@ -320,7 +338,8 @@ class DecodeSessionImpl : public DecodeSession {
     return host_->RunRanks(
         [&](const RankContext& ctx) {
           caches_[ctx.rank] = std::make_unique<RankKvCache>(
-              cfg, *ctx.shard, layer_group_, skip_, pages, P);
+              cfg, *ctx.shard, layer_group_, skip_, pages, P,
+              FusedAttention(options_.decode_attention, ctx.shard->device));
           for (int L = 0; L < N; ++L) {
             if (plan.zero[L]) {
               weights_[ctx.rank][L] = ZeroedWeights(ctx.shard->layers[L]);

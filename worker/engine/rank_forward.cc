@@ -276,11 +276,9 @@ std::pair<at::Tensor, at::Tensor> RankForward::Rope(int L, int64_t S) const {
   return RopeAt(L, positions);
 }
 
-std::pair<at::Tensor, at::Tensor> RankForward::RopeAt(
-    int L, const at::Tensor& positions) const {
-  const LayerConfig& lc = cfg_.layers[L];
+at::Tensor RopeInvFreq(const LayerConfig& lc, at::Device device) {
   const int64_t hd = lc.head_dim;
-  auto fopts = at::TensorOptions().dtype(at::kFloat).device(s_.device);
+  auto fopts = at::TensorOptions().dtype(at::kFloat).device(device);
   at::Tensor inv_freq;
   if (lc.rope_type == RopeType::kProportional) {
     const int64_t angles =
@@ -299,6 +297,12 @@ std::pair<at::Tensor, at::Tensor> RankForward::RopeAt(
                 at::arange(0, hd, 2, fopts.dtype(at::kLong)).to(at::kFloat) /
                     static_cast<double>(hd));
   }
+  return inv_freq;
+}
+
+std::pair<at::Tensor, at::Tensor> RankForward::RopeAt(
+    int L, const at::Tensor& positions) const {
+  at::Tensor inv_freq = RopeInvFreq(cfg_.layers[L], s_.device);
   at::Tensor pos = positions.to(at::kFloat);
   at::Tensor freqs = pos.unsqueeze(-1) * inv_freq;  // [..., hd/2]
   at::Tensor emb = at::cat({freqs, freqs}, -1);

@@ -49,6 +49,11 @@ LayerWeights ReplacedWeights(const ModelConfig& cfg, int L,
                              const RankShard& shard,
                              const SafetensorsFile& file);
 
+// RoPE's inverse frequencies of a layer, float32 [head_dim / 2] on `device`:
+// position p's angle i is float(p) * inv_freq[i] (RankForward::RopeAt; the
+// fused decode attention rotates cached keys with them).
+at::Tensor RopeInvFreq(const LayerConfig& lc, at::Device device);
+
 // What a generation forward changes in a rank's forward (decode_session.cc):
 // token positions for RoPE, attention through the KV cache, and sampling in
 // place of the NLL and outputs. Owned by the caller; used on the rank's
