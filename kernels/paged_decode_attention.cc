@@ -15,7 +15,7 @@ namespace sweepd::kernels {
 bool PagedDecodeAttentionSupported(int heads, int kv_heads, int head_dim) {
   return kv_heads >= 1 && heads >= kv_heads && heads % kv_heads == 0 &&
          head_dim >= 8 && head_dim <= 512 && head_dim % 8 == 0 &&
-         heads / kv_heads <= 64;
+         int64_t{heads / kv_heads} * head_dim <= 8192;
 }
 
 int PagedDecodeAttentionSplits(int64_t rows, int kv_heads, int64_t max_keys,
@@ -34,12 +34,11 @@ int64_t PagedDecodeAttentionWorkspaceBytes(const PagedDecodeAttentionArgs& a) {
 absl::Status PagedDecodeAttentionCpu(const PagedDecodeAttentionArgs& a) {
   if (a.rows < 0 ||
       !PagedDecodeAttentionSupported(a.heads, a.kv_heads, a.head_dim)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("PagedDecodeAttentionCpu: rows ", a.rows, ", heads ",
-                     a.heads, ", kv_heads ", a.kv_heads,
-                     " (heads a multiple, at most 64 per KV "
-                     "head), head_dim ",
-                     a.head_dim, " (a multiple of 8, 8..512)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PagedDecodeAttentionCpu: rows ", a.rows, ", heads ", a.heads,
+        ", kv_heads ", a.kv_heads, " (heads a multiple), head_dim ", a.head_dim,
+        " (a multiple of 8, 8..512; heads / kv_heads x "
+        "head_dim <= 8192)"));
   }
   if (a.q == nullptr || a.v_pool == nullptr || a.out == nullptr ||
       a.pages == nullptr || a.first_pos == nullptr || a.q_pos == nullptr ||

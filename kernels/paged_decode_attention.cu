@@ -16,6 +16,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cmath>
 #include <mutex>
 #include <vector>
@@ -29,6 +30,7 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kTile = 16;  // keys per tile (<= 32: one lane per key in B)
+constexpr int kMaxDevices = 64;
 
 template <typename T>
 struct PagedParams {
@@ -275,11 +277,23 @@ int Launch(const PagedDecodeAttentionArgs& a, cudaStream_t stream) {
   p.head_dim = a.head_dim;
   p.splits = a.splits > 1 ? a.splits : 1;
   const SmemLayout lay = Layout(p.groups, a.head_dim, sizeof(T));
-  if (lay.total > 48 * 1024) {
+  // Raise the kernel's dynamic shared memory limit once per device and size
+  // (not on every launch: a CUDA graph capture then sees plain launches).
+  static std::atomic<int64_t> limits[kMaxDevices];
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device >= kMaxDevices) {
+    return kInvalid;
+  }
+  std::atomic<int64_t>& configured = limits[device];
+  if (lay.total > 48 * 1024 && lay.total > configured.load()) {
     const cudaError_t err = cudaFuncSetAttribute(
         PagedDecodeKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
         static_cast<int>(lay.total));
     if (err != cudaSuccess) return static_cast<int>(err);
+    int64_t seen = configured.load();
+    while (seen < lay.total &&
+           !configured.compare_exchange_weak(seen, lay.total)) {
+    }
   }
   const dim3 grid(static_cast<unsigned>(p.splits),
                   static_cast<unsigned>(a.kv_heads),

@@ -78,7 +78,9 @@ struct PagedDecodeAttentionArgs {
   void* workspace = nullptr;
 };
 
-// Whether the kernel takes these shapes (else the caller keeps its own path).
+// Whether the kernel takes these shapes (else the caller keeps its own path):
+// head_dim as above, and (heads / kv_heads) x head_dim <= 8192 (the block's
+// query heads and accumulators live in shared memory).
 bool PagedDecodeAttentionSupported(int heads, int kv_heads, int head_dim);
 
 // Key splits for `rows` x `kv_heads` blocks of at most `max_keys` keys on a

@@ -82,6 +82,10 @@ int main(int argc, char** argv) {
   app.add_option("--decode-attention", decode_attention,
                  "DecodeOptions::decode_attention: auto (the fused paged "
                  "kernel on CUDA), aten, fused");
+  bool cuda_graphs = false;
+  app.add_flag("--cuda-graphs", cuda_graphs,
+               "DecodeOptions::cuda_graphs: replay the decode step's layers "
+               "as CUDA graphs per batch-size bucket");
   std::string prompts_jsonl;
   int max_batch = 64;
   app.add_option("--prompts-jsonl", prompts_jsonl,
@@ -197,6 +201,7 @@ int main(int argc, char** argv) {
     d.shared_attention_min_keys = shared_min_keys;
     d.max_cached_tokens = max_cached_tokens;
     d.decode_attention = attention_mode;
+    d.cuda_graphs = cuda_graphs;
     const absl::Time t0 = absl::Now();
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
@@ -235,6 +240,7 @@ int main(int argc, char** argv) {
     d.shared_attention_min_keys = shared_min_keys;
     d.max_cached_tokens = max_cached_tokens;
     d.decode_attention = attention_mode;
+    d.cuda_graphs = cuda_graphs;
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
       std::fprintf(stderr, "session: %s\n",

@@ -223,6 +223,8 @@ TEST(PagedDecodeAttentionCpuTest, NamesBadArguments) {
   EXPECT_FALSE(PagedDecodeAttentionSupported(3, 2, 16));
   EXPECT_FALSE(PagedDecodeAttentionSupported(4, 2, 1024));
   EXPECT_TRUE(PagedDecodeAttentionSupported(32, 4, 512));
+  EXPECT_TRUE(PagedDecodeAttentionSupported(16, 1, 512));
+  EXPECT_FALSE(PagedDecodeAttentionSupported(32, 1, 512));
   PagedDecodeAttentionArgs a;
   a.rows = 1;
   a.heads = 4;

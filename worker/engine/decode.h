@@ -85,6 +85,12 @@ struct DecodeOptions {
   // pages, which takes ~3x fewer kernel launches. 0 = always.
   int64_t shared_attention_min_keys = 16384;
   DecodeAttention decode_attention = DecodeAttention::kAuto;
+  // CUDA graphs of the decode step's layers, one per batch-size bucket
+  // (docs/GENERATION.md, "CUDA graphs"): used where the step can be replayed
+  // (one CUDA rank, libtorch with CUDA, the fused attention on every layer,
+  // no steering or head masks, a flat plan, no phase profiling); other steps
+  // run eagerly.
+  bool cuda_graphs = false;
 };
 
 // One sequence's token of a step.

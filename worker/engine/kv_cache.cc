@@ -30,11 +30,14 @@ RankKvCache::RankKvCache(const ModelConfig& cfg, const RankShard& shard,
   k_.resize(N);
   v_.resize(N);
   fused_inv_freq_.resize(N);
+  trash_page_ = pages;
   auto opts = at::TensorOptions().dtype(s_.dtype).device(s_.device);
   for (int L = 0; L < N; ++L) {
     if (skip[L]) continue;
     const LayerGeom& g = s_.geom[L];
-    const int64_t rows = pages[layer_group[L]] * page_size;
+    // One trash page past the table's: a decode graph's padding rows write
+    // there (TrashSlot).
+    const int64_t rows = (pages[layer_group[L]] + 1) * page_size;
     v_[L] = at::zeros({g.kv_local, rows, g.head_dim}, opts);
     if (!cfg.layers[L].k_eq_v) {
       k_[L] = at::zeros({g.kv_local, rows, g.head_dim}, opts);

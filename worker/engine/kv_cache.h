@@ -67,6 +67,11 @@ class RankKvCache {
   // the paged kernel instead (FusedAttend).
   at::Tensor Attend(const RankForward& f, int L, const at::Tensor& q,
                     const GroupRows& rows, const LayerWeights& w) const;
+  // Whether layer L's flat plan runs the fused kernel.
+  bool fused(int L) const { return fused_inv_freq_[L].defined(); }
+  // A slot of group g's trash page (past the page table's pages, never read
+  // by a row): where a decode graph's padding rows write.
+  int64_t TrashSlot(int g) const { return trash_page_[g] * page_size_; }
   // Copies whole pages (fork of a partially filled page).
   void CopyPages(const std::vector<PageCopy>& copies);
   int64_t bytes() const;
@@ -89,6 +94,7 @@ class RankKvCache {
   // Per layer: RoPE inverse frequencies where the fused kernel serves it
   // (undefined: the ATen ops).
   std::vector<at::Tensor> fused_inv_freq_;
+  std::vector<int64_t> trash_page_;  // per group: the table's page count
 };
 
 }  // namespace sweepd::engine::internal

@@ -67,22 +67,30 @@ void RankForward::Run() {
   }
   if (lead && req.layer_stats) out_->layer_stats.assign(N, LayerStats{});
 
-  for (int L = plan_.start_layer; L < N; ++L) {
-    // The prefix state keeps the residual before steering (a later forward
-    // starting at L applies its own), the capture shows what layer L reads.
-    if (plan_.keep_state) kept[L] = h;
-    if (!plan_.steer[L].empty()) h = Steer(L, h);
-    Capture(CapturePoint::kResidIn, L, h);
-    clock.Mark("layer");
-    at::Tensor out_h = h;
-    if (!plan_.skip[L]) out_h = Layer(L, h);
-    if (!plan_.skip[L]) ++*executed_;
-    Capture(CapturePoint::kResidOut, L, out_h);
-    if (req.layer_stats) {
-      clock.Mark("stats");
-      backend_->LayerStats(L, h, out_h);
+  auto layers = [&](const at::Tensor& h_in) {
+    backend_->BeginLayers();
+    at::Tensor h = h_in;
+    for (int L = plan_.start_layer; L < N; ++L) {
+      // The prefix state keeps the residual before steering (a later forward
+      // starting at L applies its own), the capture shows what layer L reads.
+      if (plan_.keep_state) kept[L] = h;
+      if (!plan_.steer[L].empty()) h = Steer(L, h);
+      Capture(CapturePoint::kResidIn, L, h);
+      clock.Mark("layer");
+      at::Tensor out_h = h;
+      if (!plan_.skip[L]) out_h = Layer(L, h);
+      Capture(CapturePoint::kResidOut, L, out_h);
+      if (req.layer_stats) {
+        clock.Mark("stats");
+        backend_->LayerStats(L, h, out_h);
+      }
+      h = out_h;
     }
-    h = out_h;
+    return h;
+  };
+  h = hook_ != nullptr ? hook_->RunLayers(h, layers) : layers(h);
+  for (int L = plan_.start_layer; L < N; ++L) {
+    if (!plan_.skip[L]) ++*executed_;
   }
   if (plan_.keep_state) kept[N] = h;
 

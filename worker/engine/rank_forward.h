@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -73,6 +74,14 @@ class ForwardHook {
   // Weights to run layer L with instead of building them (re-initialised
   // layers built once per session), or nullptr.
   virtual const LayerWeights* CachedWeights(int L) = 0;
+  // Runs the forward's decoder layers (`layers`: residual in -> residual
+  // out) on h; a hook may replay a captured CUDA graph of them instead
+  // (decode_graph.h).
+  virtual at::Tensor RunLayers(
+      const at::Tensor& h,
+      const std::function<at::Tensor(const at::Tensor&)>& layers) {
+    return layers(h);
+  }
 };
 
 class RankForward {
