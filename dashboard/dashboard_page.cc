@@ -9,6 +9,7 @@ constexpr char kPage[] = R"html(<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <title>sweepd</title>
+<link rel="icon" href="data:,">
 <style>
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 16px 24px; color: #222; }
 header { display: flex; align-items: baseline; gap: 16px; }
@@ -31,6 +32,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .error { color: #b03030; }
 #login { margin: 8px 0 12px 0; padding: 8px 12px; background: #f4f4f4; border: 1px solid #ddd; }
 #login input { width: 28em; } #signout { font-size: 12px; }
+#login-error { display: block; margin: 6px 0; font-weight: 600; }
 </style>
 <script src="/assets/vega.min.js"></script>
 <script src="/assets/vega-lite.min.js"></script>
@@ -39,11 +41,11 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <body>
 <header><h1>sweepd</h1><span id="updated">connecting…</span><span id="poll-error" class="error"></span>
 <a id="signout" href="#" hidden>sign out</a></header>
-<form id="login" hidden autocomplete="off">
+<form id="login" hidden autocomplete="off" action="#">
 <label>This sweepd needs a bearer token (reader, submitter or admin):
 <input id="token-input" type="password" autocomplete="off" spellcheck="false"></label>
 <button type="submit">Sign in</button> <span id="login-error" class="error"></span>
-<div class="note">The token stays in this tab (sessionStorage) and is sent only to this sweepd, as an Authorization header.</div>
+<div class="note">The token stays in this tab (sessionStorage, gone when the tab closes) and is sent only to this sweepd, as an Authorization header; sign out forgets it.</div>
 </form>
 <h2>Sweeps</h2>
 <table id="sweeps-table">
@@ -95,30 +97,75 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
   // Bearer token (docs/SECURITY.md, "Dashboard"): kept in this tab's
   // sessionStorage, sent as a header to this origin only (never a cookie, so
   // no other site can make the browser use it; never in a URL, so no log holds
-  // it). A 401 or 403 shows the sign-in form.
+  // it). A 401 or 403 shows the sign-in form, clears every shown row and
+  // stops polling until a token is entered (an idle sign-in page sends
+  // nothing, so sweepd logs no stream of denials); a refused token is
+  // forgotten, not retried. `session` counts token changes: an answer to a
+  // request made under another token is dropped, so a reply still in flight
+  // at sign-out or at a new sign-in never draws rows or the wrong message.
   var TOKEN_KEY = 'sweepd-token';
+  var session = 0;
+  var waitingForToken = false;
   function token() {
     try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
   }
   function setToken(t) {
     try { if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY); } catch (e) {}
+    session += 1;
     document.getElementById('signout').hidden = !t;
   }
+  function clearData() {
+    ['#sweeps-table tbody', '#workers-table tbody', '#tasks-table tbody'].forEach(function (q) {
+      document.querySelector(q).textContent = '';
+    });
+    document.getElementById('no-sweeps').hidden = true;
+    document.getElementById('sweep-detail').hidden = true;
+    document.getElementById('detail-title').textContent = '';
+    document.getElementById('tasks-summary').textContent = '';
+    document.getElementById('report').textContent = '';
+    document.getElementById('poll-error').textContent = '';
+    document.getElementById('updated').textContent = 'signed out';
+    D.reportVersion = -1; D.charts = {}; D.tasksShown = 0;
+  }
   function showLogin(message) {
-    var form = document.getElementById('login');
-    form.hidden = false;
+    waitingForToken = true;
+    clearData();
+    document.getElementById('login').hidden = false;
     document.getElementById('login-error').textContent = message || '';
+    document.getElementById('token-input').focus();
     D.loginShown += 1;
   }
+  function refusal(status, t, why) {
+    if (!t) return '';
+    if (status === 403) {
+      return 'Wrong role: sweepd knows this token but it may not read the dashboard (' + why +
+             '). Sign in with a reader, submitter or admin token.';
+    }
+    return 'Sign-in failed: sweepd refused this token (' + why + ').';
+  }
   function getJson(url) {
+    if (waitingForToken) {
+      // The rest of a poll that began before sign-out or a refusal: send nothing.
+      var idle = new Error('waiting for a token');
+      idle.stale = true;
+      return Promise.reject(idle);
+    }
     var headers = {};
     var t = token();
+    var asked = session;
     if (t) headers['Authorization'] = 'Bearer ' + t;
     return fetch(url, {cache: 'no-store', credentials: 'omit', headers: headers}).then(function (r) {
       return r.json().then(function (body) {
+        if (asked !== session) {
+          var stale = new Error('answer for a previous sign-in');
+          stale.stale = true;
+          throw stale;
+        }
         if (r.status === 401 || r.status === 403) {
-          showLogin(t ? (body.error || ('HTTP ' + r.status)) : '');
-          var e = new Error('sign in: ' + (body.error || ('HTTP ' + r.status)));
+          var why = body.error || ('HTTP ' + r.status);
+          if (t) setToken('');
+          showLogin(refusal(r.status, t, why));
+          var e = new Error('sign in: ' + why);
           e.auth = true;
           throw e;
         }
@@ -258,6 +305,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
       D.charts = charts;
       D.reportVersion = r.version;
       return Promise.all(runs);
+    }).catch(function (e) {
+      // A refused token already shows the sign-in form; a stale answer is dropped.
+      if (e && (e.stale || e.auth)) return;
+      var div = document.getElementById('report');
+      div.textContent = '';
+      div.appendChild(el('p', 'Report unavailable: ' + (e && e.message ? e.message : e), 'error'));
     }).finally(function () { reportPending = false; });
   }
   function select(id) {
@@ -276,10 +329,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
       .then(function () {
         D.polls += 1; D.lastError = '';
         document.getElementById('login').hidden = true;
+        document.getElementById('signout').hidden = !token();
         document.getElementById('poll-error').textContent = '';
         document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
       })
       .catch(function (e) {
+        if (e && e.stale) return;
         D.lastError = String(e && e.message ? e.message : e);
         document.getElementById('poll-error').textContent =
           e && e.auth ? '' : 'sweepd unreachable: ' + D.lastError;
@@ -288,23 +343,31 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
   document.getElementById('login').addEventListener('submit', function (ev) {
     ev.preventDefault();
     var input = document.getElementById('token-input');
-    setToken(input.value.trim());
+    var t = input.value.trim();
     input.value = '';
+    if (!t) {
+      document.getElementById('login-error').textContent = 'Enter a token.';
+      return;
+    }
+    setToken(t);
+    waitingForToken = false;
     document.getElementById('login-error').textContent = 'checking…';
     poll();
   });
   document.getElementById('signout').addEventListener('click', function (ev) {
     ev.preventDefault();
     setToken('');
-    poll();
+    showLogin('Signed out: the token is forgotten in this tab.');
   });
   setToken(token());
+  // A failed reload of the tasks shows at the next poll.
+  function reloadTasks() { loadTasks().catch(function () {}); }
   ['filter-state', 'filter-stage'].forEach(function (id) {
-    document.getElementById(id).addEventListener('change', loadTasks);
+    document.getElementById(id).addEventListener('change', reloadTasks);
   });
-  document.getElementById('filter-intervention').addEventListener('input', loadTasks);
+  document.getElementById('filter-intervention').addEventListener('input', reloadTasks);
   poll();
-  setInterval(poll, 2000);
+  setInterval(function () { if (!waitingForToken) poll(); }, 2000);
 })();
 </script>
 </body>

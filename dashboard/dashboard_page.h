@@ -5,9 +5,12 @@
 // token file the API answers 401/403 until the page sends a reader token:
 // the page then shows a sign-in form, keeps the token in this tab's
 // sessionStorage and sends it as `Authorization: Bearer` with every fetch
-// (never as a cookie or in a URL). The script keeps window.__dashboard =
-// {polls, lastError, selected, reportVersion, charts, loginShown} up to date
-// for tests and the curious. Static storage; thread-safe.
+// (never as a cookie or in a URL); a refused token is forgotten, the form
+// says why (unknown token / wrong role), and while the form waits (signed
+// out) the page sends nothing and shows no data. The script keeps
+// window.__dashboard = {polls, lastError, selected, reportVersion, charts,
+// loginShown} up to date for tests and the curious. Static storage;
+// thread-safe.
 #ifndef SWEEPD_DASHBOARD_DASHBOARD_PAGE_H_
 #define SWEEPD_DASHBOARD_DASHBOARD_PAGE_H_
 

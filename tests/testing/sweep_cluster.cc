@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -135,8 +137,30 @@ absl::Status SweepCluster::Connect() {
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(
-      address(), grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
+  if (!options_.tls_ca_file.empty()) {
+    std::ifstream in(options_.tls_ca_file);
+    std::stringstream ca;
+    ca << in.rdbuf();
+    if (!in || ca.str().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("SweepClusterOptions.tls_ca_file ", options_.tls_ca_file,
+                       " cannot be read"));
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ca.str();
+    credentials = grpc::SslCredentials(ssl);
+    if (!options_.token.empty()) {
+      credentials = grpc::CompositeChannelCredentials(
+          credentials, grpc::AccessTokenCredentials(options_.token));
+    }
+  } else if (!options_.token.empty()) {
+    return absl::InvalidArgumentError(
+        "SweepClusterOptions.token needs tls_ca_file (no token over "
+        "plaintext)");
+  }
+  auto channel = grpc::CreateCustomChannel(address(), credentials, args);
   stub_ = v1::Coordinator::NewStub(channel);
   return absl::OkStatus();
 }

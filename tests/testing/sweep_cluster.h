@@ -33,6 +33,13 @@ struct SweepClusterOptions {
   bool fixed_port = false;
   // Extra sweepd flags.
   std::vector<std::string> sweepd_args;
+  // When sweepd serves TLS (--tls-cert): the cluster's own calls verify it
+  // against this PEM CA bundle. Empty = plaintext.
+  std::string tls_ca_file;
+  // Bearer token the cluster's own calls carry (needs tls_ca_file), e.g. a
+  // submitter's when sweepd has --token-file. Workers get theirs through
+  // StartWorker's extra flags (--token-file).
+  std::string token;
 };
 
 // A synthetic sweep of `tasks` tasks (docs/SYNTHETIC.md).
