@@ -720,10 +720,10 @@ class DecodeSessionImpl : public DecodeSession {
 
   // The CUDA graph bucket of a decode step, or 0 (eager): graphs on (rank
   // 0 stands for all: one rank), a flat plan within the buffers' page bound
-  // in every group, no phase profiling.
+  // in every group (Run also drops it under phase profiling).
   int GraphBucket(const StepInputs& in) const {
     const DecodeGraphs* g = graphs_.empty() ? nullptr : graphs_[0].get();
-    if (g == nullptr || g->broken() || host_->opts().phase_profiling) return 0;
+    if (g == nullptr || g->broken()) return 0;
     for (size_t grp = 0; grp < in.keys.size(); ++grp) {
       const GroupStepRows& k = in.keys[grp];
       if (k.rmax != 1 || k.shared_pages > g->max_pages(static_cast<int>(grp))) {
@@ -743,6 +743,10 @@ class DecodeSessionImpl : public DecodeSession {
         [&](const RankContext& ctx) {
           const EngineOptions& opts = host_->opts();
           DecodeGraphs* graphs = graphs_[ctx.rank].get();
+          // Graph steps have one rank (Init), so only this thread writes.
+          if (in->graph_bucket > 0 && opts.phase_profiling) {
+            in->graph_bucket = 0;  // the profile's events need eager phases
+          }
           std::unique_ptr<DecodeGraphs::StepStream> stream;
           if (in->graph_bucket > 0) stream = graphs->EnterStep();
           RankHook hook(ctx, *in, caches_[ctx.rank].get(), layer_group_,
