@@ -78,6 +78,14 @@ int main(int argc, char** argv) {
   app.add_option("--shared-attention-min-keys", shared_min_keys,
                  "DecodeOptions::shared_attention_min_keys (0 = always attend "
                  "to shared prompt pages once per prompt)");
+  std::string decode_attention = "aten";
+  app.add_option("--decode-attention", decode_attention,
+                 "DecodeOptions::decode_attention: aten (default), auto "
+                 "(the fused paged kernel on CUDA), fused");
+  bool cuda_graphs = false;
+  app.add_flag("--cuda-graphs", cuda_graphs,
+               "DecodeOptions::cuda_graphs: replay the decode step's layers "
+               "as CUDA graphs per batch-size bucket");
   std::string prompts_jsonl;
   int max_batch = 64;
   app.add_option("--prompts-jsonl", prompts_jsonl,
@@ -92,6 +100,18 @@ int main(int argc, char** argv) {
                "print the engine's phase profile (ms per forward) of each "
                "timed run (EngineOptions::phase_profiling)");
   CLI11_PARSE(app, argc, argv);
+  sweepd::engine::DecodeAttention attention_mode;
+  if (decode_attention == "auto") {
+    attention_mode = sweepd::engine::DecodeAttention::kAuto;
+  } else if (decode_attention == "aten") {
+    attention_mode = sweepd::engine::DecodeAttention::kAten;
+  } else if (decode_attention == "fused") {
+    attention_mode = sweepd::engine::DecodeAttention::kFused;
+  } else {
+    std::fprintf(stderr, "--decode-attention: '%s' is not auto|aten|fused\n",
+                 decode_attention.c_str());
+    return 2;
+  }
   auto parsed = sweepd::engine::ParseDType(dtype);
   if (!parsed.ok()) {
     std::fprintf(stderr, "%s\n",
@@ -180,6 +200,8 @@ int main(int argc, char** argv) {
     d.page_size = page_size;
     d.shared_attention_min_keys = shared_min_keys;
     d.max_cached_tokens = max_cached_tokens;
+    d.decode_attention = attention_mode;
+    d.cuda_graphs = cuda_graphs;
     const absl::Time t0 = absl::Now();
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
@@ -217,6 +239,8 @@ int main(int argc, char** argv) {
     d.page_size = page_size;
     d.shared_attention_min_keys = shared_min_keys;
     d.max_cached_tokens = max_cached_tokens;
+    d.decode_attention = attention_mode;
+    d.cuda_graphs = cuda_graphs;
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
       std::fprintf(stderr, "session: %s\n",

@@ -1,12 +1,14 @@
 // Token generation on CUDA (tiny Gemma-4-shaped model): float32 greedy decode
 // equals the argmax of a full recomputation on the growing sequence past the
 // sliding window, with interventions; bfloat16 decode agrees with its own
-// recomputation's log-probabilities.
+// recomputation's log-probabilities; with the fused paged attention
+// (DecodeAttention::kAuto on CUDA) and with the ATen ops.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -51,10 +53,12 @@ float LogSoftmaxAt(const std::vector<float>& z, int32_t t) {
   return static_cast<float>(z[t] - m - std::log(s));
 }
 
-void Check(DType dtype, const std::vector<Intervention>& iv) {
+void Check(DType dtype, const std::vector<Intervention>& iv,
+           DecodeAttention mode = DecodeAttention::kAuto) {
   std::unique_ptr<Engine> e = MakeEngine(dtype);
   ASSERT_NE(e, nullptr);
   DecodeOptions o;
+  o.decode_attention = mode;
   o.interventions = iv;
   o.max_sequences = 2;
   o.max_sequence_tokens = 64;
@@ -95,6 +99,104 @@ TEST(DecodeGpuTest, Float32GreedyMatchesRecompute) {
 
 TEST(DecodeGpuTest, BFloat16MatchesItsRecompute) {
   Check(DType::kBFloat16, {});
+}
+
+TEST(DecodeGpuTest, AtenAttentionMatchesRecompute) {
+  Check(DType::kFloat32, {}, DecodeAttention::kAten);
+  Check(DType::kBFloat16, {}, DecodeAttention::kAten);
+}
+
+// Forked samples and a second prompt, flat plan, past the window: the fused
+// paged attention draws the ATen ops' tokens (float32) with log-probabilities
+// within 1e-3.
+TEST(DecodeGpuTest, FusedAttentionEqualsTheAtenOps) {
+  std::unique_ptr<Engine> e = MakeEngine(DType::kFloat32);
+  ASSERT_NE(e, nullptr);
+  auto run = [&](DecodeAttention mode, bool graphs = false) {
+    DecodeOptions o;
+    o.cuda_graphs = graphs;
+    o.max_sequences = 8;
+    o.max_sequence_tokens = 48;
+    o.page_size = 4;
+    o.shared_attention_min_keys = int64_t{1} << 40;  // flat
+    o.decode_attention = mode;
+    auto session = e->StartDecode(o);
+    EXPECT_TRUE(session.ok()) << session.status();
+    std::vector<SamplingParams> params(3);
+    for (int i = 0; i < 3; ++i) params[i].seed = SampleSeed(5, 0, i);
+    SamplingParams greedy;
+    greedy.temperature = 0;
+    std::vector<DecodedToken> got;
+    auto first = (*session)->AddPrompts(
+        {{{2, 40, 41, 42, 43, 44, 45, 46, 47, 48}, params},
+         {{2, 9, 10}, {greedy}}});
+    EXPECT_TRUE(first.ok()) << first.status();
+    for (int s = 0; s < 24; ++s) {
+      auto next = (*session)->Step();
+      EXPECT_TRUE(next.ok()) << next.status();
+      got.insert(got.end(), next->begin(), next->end());
+    }
+    return got;
+  };
+  const auto aten = run(DecodeAttention::kAten);
+  const auto fused = run(DecodeAttention::kAuto);
+  ASSERT_EQ(aten.size(), fused.size());
+  for (size_t i = 0; i < aten.size(); ++i) {
+    EXPECT_EQ(aten[i].token, fused[i].token) << i;
+    EXPECT_NEAR(aten[i].logprob, fused[i].logprob, 1e-3) << i;
+  }
+  // CUDA graphs (DecodeOptions::cuda_graphs; 4 rows: bucket 4): the same
+  // tokens as the eager fused steps.
+  const auto graphed = run(DecodeAttention::kAuto, /*graphs=*/true);
+  ASSERT_EQ(graphed.size(), fused.size());
+  for (size_t i = 0; i < fused.size(); ++i) {
+    EXPECT_EQ(graphed[i].token, fused[i].token) << "graphs, " << i;
+    EXPECT_NEAR(graphed[i].logprob, fused[i].logprob, 1e-4) << "graphs, " << i;
+  }
+}
+
+// CUDA graphs with a changing batch: sequences released and added between
+// steps (buckets 1, 2, 4, 8 and back), greedy, float32: every token equals the
+// eager step's.
+TEST(DecodeGpuTest, CudaGraphStepsEqualEagerSteps) {
+  std::unique_ptr<Engine> e = MakeEngine(DType::kFloat32);
+  ASSERT_NE(e, nullptr);
+  auto run = [&](bool graphs) {
+    DecodeOptions o;
+    o.max_sequences = 8;
+    o.max_sequence_tokens = 48;
+    o.page_size = 4;
+    o.cuda_graphs = graphs;
+    auto session = e->StartDecode(o);
+    EXPECT_TRUE(session.ok()) << session.status();
+    SamplingParams greedy;
+    greedy.temperature = 0;
+    std::vector<std::pair<int64_t, int32_t>> got;
+    std::vector<int64_t> live;
+    auto add = [&](std::vector<int32_t> prompt, int n) {
+      auto first =
+          (*session)->AddPrompt(prompt, std::vector<SamplingParams>(n, greedy));
+      EXPECT_TRUE(first.ok()) << first.status();
+      for (const DecodedToken& t : *first) live.push_back(t.sequence);
+    };
+    add({2, 7, 8, 9}, 1);
+    for (int s = 0; s < 30; ++s) {
+      if (s == 4) add({2, 30, 31}, 1);
+      if (s == 8) add({2, 50, 51, 52, 53, 54}, 3);
+      if (s == 12) add({2, 60}, 2);
+      if (s == 20) {
+        for (size_t i = 1; i < live.size(); i += 2) {
+          (*session)->Release(live[i]);
+        }
+      }
+      auto next = (*session)->Step();
+      EXPECT_TRUE(next.ok()) << next.status();
+      if (!next.ok()) break;
+      for (const DecodedToken& t : *next) got.push_back({t.sequence, t.token});
+    }
+    return got;
+  };
+  EXPECT_EQ(run(true), run(false));
 }
 
 // Prompts prefilled together (right-padded to the longest) continue exactly

@@ -71,10 +71,12 @@ SamplingParams Greedy() {
   return p;
 }
 
-void ExpectGreedyMatchesRecompute(int tp, const std::vector<Intervention>& iv,
-                                  int page_size) {
+void ExpectGreedyMatchesRecompute(
+    int tp, const std::vector<Intervention>& iv, int page_size,
+    DecodeAttention mode = DecodeAttention::kAuto) {
   std::unique_ptr<Engine> e = MakeEngine(tp);
   DecodeOptions o;
+  o.decode_attention = mode;
   o.interventions = iv;
   o.max_sequences = 2;
   o.max_sequence_tokens = 64;
@@ -110,6 +112,57 @@ TEST(DecodeTest, GreedyMatchesFullRecomputeWithInterventions) {
       Intervention::Skip(1), Intervention::Zero(2), Intervention::Reinit(3, 99),
       Intervention::MaskHeads(5, {1, 2}), Intervention::MaskHeads(4, {0})};
   for (int tp : {1, 2, 4}) ExpectGreedyMatchesRecompute(tp, iv, 3);
+}
+
+// The fused paged attention (kernels/paged_decode_attention.h; on CPU its
+// reference implementation) through the session: the flat plan's rows,
+// windows, K = V layers and interventions.
+TEST(DecodeTest, FusedAttentionGreedyMatchesFullRecompute) {
+  for (int tp : {1, 2}) {
+    ExpectGreedyMatchesRecompute(tp, {}, 4, DecodeAttention::kFused);
+  }
+  const std::vector<Intervention> iv = {
+      Intervention::Skip(1), Intervention::Zero(2), Intervention::Reinit(3, 99),
+      Intervention::MaskHeads(5, {1, 2})};
+  ExpectGreedyMatchesRecompute(1, iv, 3, DecodeAttention::kFused);
+}
+
+// Three forked samples and a second prompt, flat plan, 24 steps past the
+// window: the fused attention draws the ATen path's tokens with its
+// log-probabilities within 1e-4.
+TEST(DecodeTest, FusedAttentionEqualsTheAtenOps) {
+  std::unique_ptr<Engine> e = MakeEngine(1);
+  ASSERT_NE(e, nullptr);
+  auto run = [&](DecodeAttention mode) {
+    DecodeOptions o;
+    o.max_sequences = 8;
+    o.max_sequence_tokens = 48;
+    o.page_size = 4;
+    o.shared_attention_min_keys = int64_t{1} << 40;  // flat
+    o.decode_attention = mode;
+    auto session = e->StartDecode(o);
+    EXPECT_TRUE(session.ok()) << session.status();
+    std::vector<SamplingParams> params(3);
+    for (int i = 0; i < 3; ++i) params[i].seed = SampleSeed(5, 0, i);
+    std::vector<DecodedToken> got;
+    auto first = (*session)->AddPrompts(
+        {{{2, 40, 41, 42, 43, 44, 45, 46, 47, 48}, params},
+         {{2, 9, 10}, {Greedy()}}});
+    EXPECT_TRUE(first.ok()) << first.status();
+    for (int s = 0; s < 24; ++s) {
+      auto next = (*session)->Step();
+      EXPECT_TRUE(next.ok()) << next.status();
+      got.insert(got.end(), next->begin(), next->end());
+    }
+    return got;
+  };
+  const auto aten = run(DecodeAttention::kAten);
+  const auto fused = run(DecodeAttention::kFused);
+  ASSERT_EQ(aten.size(), fused.size());
+  for (size_t i = 0; i < aten.size(); ++i) {
+    EXPECT_EQ(aten[i].token, fused[i].token) << i;
+    EXPECT_NEAR(aten[i].logprob, fused[i].logprob, 1e-4) << i;
+  }
 }
 
 TEST(DecodeTest, ForkedGreedySamplesAreIdenticalAndShareThePrompt) {

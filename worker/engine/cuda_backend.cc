@@ -71,6 +71,8 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
     lens_targets_ = f_->targets().index_select(0, lens_idx_);
   }
 
+  void BeginLayers() override { rope_cache_.clear(); }
+
   void EndForward() override {
     f_ = nullptr;
     attention_.Bind(nullptr, stream_);
@@ -175,7 +177,8 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
                     const LayerWeights& w) override {
     at::Tensor out = at::empty(resid.sizes(), resid.options());  // [T, hidden]
     RowNormFast(m, w.post_ff_norm, resid, w.layer_scalar, out);
-    return out.view({f_->batch(), f_->seq(), cfg_.hidden_size});
+    // [B, T / B, hidden]: T = B x S, or a decode graph's padded rows (B 1).
+    return out.view({f_->batch(), -1, cfg_.hidden_size});
   }
 
   // ---- RankBackend: head and probes.

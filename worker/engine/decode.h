@@ -51,6 +51,20 @@ uint64_t SampleSeed(uint64_t task_hash, uint64_t prompt_index,
 // The uniform in (0, 1) of step `step` of the sequence keyed `seed`.
 double SampleUniform(uint64_t seed, int64_t step);
 
+// How a decode step attends over the cache where every row reads its own pages
+// (the flat plan, docs/GENERATION.md "Shared-prefix attention"; the cascade
+// keeps the ATen ops).
+enum class DecodeAttention {
+  // The fused paged kernel (kernels/paged_decode_attention.h) on CUDA, the
+  // ATen ops elsewhere.
+  kAuto,
+  // The ATen ops: gathers of the pages, K re-derived, GEMM, softmax, GEMM.
+  kAten,
+  // The fused kernel everywhere; on CPU its reference implementation (slow:
+  // for tests of the wiring).
+  kFused,
+};
+
 struct DecodeOptions {
   // Applied to every forward of the session (prefill and decode), as in
   // ForwardRequest: skip, zero, re-init, head masks, replace_layer, and
@@ -70,6 +84,16 @@ struct DecodeOptions {
   // shared keys, summed over prompts); below it every row reads its own
   // pages, which takes ~3x fewer kernel launches. 0 = always.
   int64_t shared_attention_min_keys = 16384;
+  // kAten until the fused kernel has passed paged_decode_attention_gpu_test and
+  // decode_gpu_test on a GPU (written 2026-12-07, not yet run on one); then
+  // kAuto (docs/GENERATION.md).
+  DecodeAttention decode_attention = DecodeAttention::kAten;
+  // CUDA graphs of the decode step's layers, one per batch-size bucket
+  // (docs/GENERATION.md, "CUDA graphs"): used where the step can be replayed
+  // (one CUDA rank, libtorch with CUDA, the fused attention on every layer,
+  // no steering or head masks, a flat plan, no phase profiling); other steps
+  // run eagerly.
+  bool cuda_graphs = false;
 };
 
 // One sequence's token of a step.

@@ -88,6 +88,8 @@ GroupStepRows PlanGroupRows(const std::vector<RowPages>& rows, int page_size,
       out.row_slot[r] = c * out.rmax + static_cast<int64_t>(m);
     }
   }
+  out.row_first_pos.resize(R);
+  for (int64_t r = 0; r < R; ++r) out.row_first_pos[r] = rows[r].first * P;
   out.pr_gather.assign(R * Q, 0);
   out.pr_key_pos.assign(R * Q * P, -1);
   for (int64_t r = 0; r < R; ++r) {

@@ -42,6 +42,9 @@ struct GroupStepRows {
   std::vector<int64_t> row_slot;    // [R]: row's flat slot in [C * rmax]
   std::vector<int64_t> pr_gather;   // [R, Q] page ids
   std::vector<int64_t> pr_key_pos;  // [R, Q * page_size]
+  // [R]: position of slot 0 of each row's first page (first * page_size),
+  // for the fused attention of the flat plan (page list = sh_gather row).
+  std::vector<int64_t> row_first_pos;
 };
 
 // `min_saved_keys`: plan clusters only when they save at least this many key

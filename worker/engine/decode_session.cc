@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "worker/engine/decode_graph.h"
 #include "worker/engine/decode_rows.h"
 #include "worker/engine/forward_plan.h"
 #include "worker/engine/kv_cache.h"
@@ -72,7 +73,9 @@ struct StepInputs {
   std::vector<int64_t> head_rows;
   // Per flat row: the token's position in its sequence (-1 = a pad) and its
   // prompt's length, which steering positions are resolved against.
-  std::vector<int64_t> steer_pos, steer_len;
+  std::vector<int64_t> steer_pos,
+      steer_len;  // Decode: the CUDA graph bucket the step runs as (0 = eager).
+  int graph_bucket = 0;
 };
 
 class DecodeSessionImpl;
@@ -82,14 +85,19 @@ class RankHook : public ForwardHook {
  public:
   RankHook(const RankContext& ctx, const StepInputs& in, RankKvCache* cache,
            const std::vector<int>& layer_group,
-           const std::map<int, LayerWeights>& weights,
+           const std::map<int, LayerWeights>& weights, DecodeGraphs* graphs,
            std::vector<DecodedToken>* out)
       : ctx_(ctx),
         in_(in),
         cache_(cache),
         layer_group_(layer_group),
         weights_(weights),
+        graphs_(in.graph_bucket > 0 ? graphs : nullptr),
         out_(out) {
+    if (graphs_ != nullptr) {
+      BindGraphBuffers();
+      return;
+    }
     const at::Device dev = ctx.shard->device;
     auto lopts = at::TensorOptions().dtype(at::kLong);
     auto up = [&](const std::vector<int64_t>& v) {
@@ -117,10 +125,23 @@ class RankHook : public ForwardHook {
       rows.row_slot = up(k.row_slot);
       rows.pr_gather = up(k.pr_gather).view({R, k.private_pages});
       rows.pr_key_pos = up(k.pr_key_pos).view({R, -1});
+      if (k.rmax == 1) {
+        rows.first_pos = up(k.row_first_pos);
+        rows.q_pos = positions_;
+      }
     }
   }
 
   at::Tensor positions() override { return positions_; }
+
+  at::Tensor RunLayers(const at::Tensor& h,
+                       const DecodeGraphs::Layers& layers) override {
+    if (graphs_ == nullptr) return layers(h);
+    const int64_t R = h.size(1);
+    DecodeGraphs::Buffers& buf = graphs_->buffers(in_.graph_bucket);
+    buf.h_in.narrow(1, 0, R).copy_(h);
+    return graphs_->Run(in_.graph_bucket, layers).narrow(1, 0, R);
+  }
 
   at::Tensor Attention(RankForward* f, int L, const LayerQkv& qkv,
                        const LayerWeights& w) override {
@@ -140,6 +161,9 @@ class RankHook : public ForwardHook {
     cache_->Write(L, rows_[g].write_slots, kept);
     if (in_.prefill) return ctx_.backend->Attention(L, qkv);
     GroupRows& rows = rows_[g];
+    if (rows.rmax == 1 && cache_->fused(L)) {
+      return cache_->Attend(*f, L, qkv.q, rows, w);  // no masks needed
+    }
     if (!rows.sh_blocked.defined() || allowed_window_[g] != window) {
       // A key is visible when it exists, is not after the query and lies in
       // the window.
@@ -188,11 +212,56 @@ class RankHook : public ForwardHook {
   }
 
  private:
+  // A graph step: the rows' inputs, padded to the bucket, copied into the
+  // bucket's static buffers, which the hook then uses (padding rows:
+  // position -1, no keys, writes to the trash slot).
+  void BindGraphBuffers() {
+    const int B = in_.graph_bucket;
+    const int64_t R = static_cast<int64_t>(in_.positions.size());
+    DecodeGraphs::Buffers& buf = graphs_->buffers(B);
+    auto lopts = at::TensorOptions().dtype(at::kLong);
+    auto fill = [&](const at::Tensor& dst, std::vector<int64_t> host) {
+      dst.copy_(at::from_blob(host.data(), dst.sizes(), lopts));
+    };
+    std::vector<int64_t> pos(in_.positions);
+    pos.resize(B, -1);
+    fill(buf.positions, pos);
+    positions_ = buf.positions;
+    const size_t groups = in_.write_rows.size();
+    rows_.resize(groups);
+    write_rows_.resize(groups);
+    for (size_t g = 0; g < groups; ++g) {
+      const GroupStepRows& k = in_.keys[g];
+      const int64_t P = graphs_->max_pages(static_cast<int>(g));
+      std::vector<int64_t> slots(in_.write_slots[g]);
+      slots.resize(B, cache_->TrashSlot(static_cast<int>(g)));
+      std::vector<int64_t> pages(B * P, 0), first(B, 0);
+      for (int64_t r = 0; r < R; ++r) {
+        for (int64_t i = 0; i < k.shared_pages; ++i) {
+          pages[r * P + i] = k.sh_gather[r * k.shared_pages + i];
+        }
+        first[r] = k.row_first_pos[r];
+      }
+      fill(buf.write_slots[g], slots);
+      fill(buf.pages[g], pages);
+      fill(buf.first_pos[g], first);
+      write_rows_[g] = buf.write_rows[g];
+      GroupRows& rows = rows_[g];
+      rows.write_slots = buf.write_slots[g];
+      rows.clusters = B;
+      rows.rmax = 1;
+      rows.sh_gather = buf.pages[g];
+      rows.first_pos = buf.first_pos[g];
+      rows.q_pos = buf.positions;
+    }
+  }
+
   const RankContext& ctx_;
   const StepInputs& in_;
   RankKvCache* cache_;
   const std::vector<int>& layer_group_;
   const std::map<int, LayerWeights>& weights_;
+  DecodeGraphs* graphs_;  // null: an eager step
   std::vector<DecodedToken>* out_;
   at::Tensor positions_;
   at::Tensor head_rows_;
@@ -200,6 +269,20 @@ class RankHook : public ForwardHook {
   std::vector<GroupRows> rows_;
   std::map<int, int> allowed_window_;
 };
+
+// Whether the flat plan runs the fused paged kernel on `device`: on CUDA
+// unless kAten (and only in builds with the CUDA kernels), on CPU (its
+// reference implementation) only when kFused.
+bool FusedAttention(DecodeAttention mode, const at::Device& device) {
+  if (mode == DecodeAttention::kAten) return false;
+#if SWEEPD_KERNELS_CUDA
+  const bool cuda_kernels = true;
+#else
+  const bool cuda_kernels = false;
+#endif
+  if (device.is_cuda()) return cuda_kernels;
+  return mode == DecodeAttention::kFused;
+}
 
 absl::Status CheckSampling(const SamplingParams& p, int64_t vocab) {
   if (!(p.temperature >= 0) || !std::isfinite(p.temperature)) {
@@ -258,6 +341,7 @@ class DecodeSessionImpl : public DecodeSession {
     if (caches_.empty()) return;
     (void)host_->RunRanks(
         [&](const RankContext& ctx) {
+          graphs_[ctx.rank].reset();
           caches_[ctx.rank].reset();
           weights_[ctx.rank].clear();
         },
@@ -317,10 +401,28 @@ class DecodeSessionImpl : public DecodeSession {
     table_ = std::make_unique<PageTable>(windows, pages, P);
     caches_.resize(host_->tp());
     weights_.resize(host_->tp());
+    graphs_.resize(host_->tp());
+    // CUDA graphs of the step (decode_graph.h): one CUDA rank, no per-step
+    // host data inside the layers (steering, head masks).
+    bool graphs =
+        options_.cuda_graphs && DecodeGraphs::Available() && host_->tp() == 1;
+    for (const Intervention& iv : options_.interventions) {
+      if (iv.kind == Intervention::Kind::kSteer ||
+          iv.kind == Intervention::Kind::kMaskHeads) {
+        graphs = false;
+      }
+    }
+    std::vector<int64_t> graph_pages(windows.size());
+    for (size_t g = 0; g < windows.size(); ++g) {
+      graph_pages[g] =
+          table_->PagesFor(static_cast<int>(g), options_.max_sequence_tokens) +
+          1;
+    }
     return host_->RunRanks(
         [&](const RankContext& ctx) {
           caches_[ctx.rank] = std::make_unique<RankKvCache>(
-              cfg, *ctx.shard, layer_group_, skip_, pages, P);
+              cfg, *ctx.shard, layer_group_, skip_, pages, P,
+              FusedAttention(options_.decode_attention, ctx.shard->device));
           for (int L = 0; L < N; ++L) {
             if (plan.zero[L]) {
               weights_[ctx.rank][L] = ZeroedWeights(ctx.shard->layers[L]);
@@ -331,6 +433,15 @@ class DecodeSessionImpl : public DecodeSession {
               weights_[ctx.rank][L] =
                   ReplacedWeights(cfg, L, *ctx.shard, *plan.replace[L]);
             }
+          }
+          bool use_graphs = graphs && ctx.shard->device.is_cuda();
+          for (int L = 0; L < N; ++L) {
+            if (!skip_[L] && !caches_[ctx.rank]->fused(L)) use_graphs = false;
+          }
+          if (use_graphs) {
+            graphs_[ctx.rank] = std::make_unique<DecodeGraphs>(
+                ctx.shard->device, ctx.shard->dtype, cfg.hidden_size,
+                graph_pages, options_.max_sequences);
           }
         },
         "allocating the KV cache");
@@ -531,6 +642,7 @@ class DecodeSessionImpl : public DecodeSession {
       in.keys[g] =
           PlanGroupRows(row_pages, P, options_.shared_attention_min_keys);
     }
+    in.graph_bucket = GraphBucket(in);
     std::vector<DecodedToken> out;
     RETURN_IF_ERROR(Run(&in, &out));
     for (int64_t r = 0; r < R; ++r) {
@@ -606,6 +718,21 @@ class DecodeSessionImpl : public DecodeSession {
     }
   }
 
+  // The CUDA graph bucket of a decode step, or 0 (eager): graphs on (rank
+  // 0 stands for all: one rank), a flat plan within the buffers' page bound
+  // in every group (Run also drops it under phase profiling).
+  int GraphBucket(const StepInputs& in) const {
+    const DecodeGraphs* g = graphs_.empty() ? nullptr : graphs_[0].get();
+    if (g == nullptr || g->broken()) return 0;
+    for (size_t grp = 0; grp < in.keys.size(); ++grp) {
+      const GroupStepRows& k = in.keys[grp];
+      if (k.rmax != 1 || k.shared_pages > g->max_pages(static_cast<int>(grp))) {
+        return 0;
+      }
+    }
+    return g->Bucket(static_cast<int64_t>(in.positions.size()));
+  }
+
   absl::Status Run(StepInputs* in, std::vector<DecodedToken>* out) {
     const ModelConfig& cfg = host_->cfg();
     RETURN_IF_ERROR(
@@ -615,8 +742,15 @@ class DecodeSessionImpl : public DecodeSession {
     RETURN_IF_ERROR(host_->RunRanks(
         [&](const RankContext& ctx) {
           const EngineOptions& opts = host_->opts();
+          DecodeGraphs* graphs = graphs_[ctx.rank].get();
+          // Graph steps have one rank (Init), so only this thread writes.
+          if (in->graph_bucket > 0 && opts.phase_profiling) {
+            in->graph_bucket = 0;  // the profile's events need eager phases
+          }
+          std::unique_ptr<DecodeGraphs::StepStream> stream;
+          if (in->graph_bucket > 0) stream = graphs->EnterStep();
           RankHook hook(ctx, *in, caches_[ctx.rank].get(), layer_group_,
-                        weights_[ctx.rank], out);
+                        weights_[ctx.rank], graphs, out);
           ForwardResult unused;
           RankForward(cfg, opts, ctx.shard, ctx.backend, ctx.comm, in->plan,
                       host_->diagnostics(), &unused, &executed[ctx.rank], &hook)
@@ -633,8 +767,9 @@ class DecodeSessionImpl : public DecodeSession {
   std::vector<uint8_t> skip_;
   std::vector<int> layer_group_;
   std::unique_ptr<PageTable> table_;
-  std::vector<std::unique_ptr<RankKvCache>> caches_;  // per rank
-  std::vector<std::map<int, LayerWeights>> weights_;  // per rank
+  std::vector<std::unique_ptr<RankKvCache>> caches_;   // per rank
+  std::vector<std::map<int, LayerWeights>> weights_;   // per rank
+  std::vector<std::unique_ptr<DecodeGraphs>> graphs_;  // per rank (or null)
   std::map<int64_t, Live> live_;
   int64_t layer_forwards_ = 0;
 };

@@ -1,8 +1,14 @@
 #include "worker/engine/kv_cache.h"
 
 #include <limits>
+#include <stdexcept>
 
+#include "kernels/paged_decode_attention.h"
 #include "worker/engine/rank_forward.h"
+#if SWEEPD_KERNELS_CUDA
+#include "worker/engine/cuda_check.h"
+#include "worker/engine/device_stats.h"
+#endif
 
 namespace sweepd::engine::internal {
 namespace {
@@ -17,19 +23,30 @@ at::Tensor RotateHalf(const at::Tensor& x) {
 RankKvCache::RankKvCache(const ModelConfig& cfg, const RankShard& shard,
                          const std::vector<int>& layer_group,
                          const std::vector<uint8_t>& skip,
-                         const std::vector<int64_t>& pages, int page_size)
+                         const std::vector<int64_t>& pages, int page_size,
+                         bool fused)
     : cfg_(cfg), s_(shard), layer_group_(layer_group), page_size_(page_size) {
   const int N = cfg.num_hidden_layers;
   k_.resize(N);
   v_.resize(N);
+  fused_inv_freq_.resize(N);
+  trash_page_ = pages;
   auto opts = at::TensorOptions().dtype(s_.dtype).device(s_.device);
   for (int L = 0; L < N; ++L) {
     if (skip[L]) continue;
     const LayerGeom& g = s_.geom[L];
-    const int64_t rows = pages[layer_group[L]] * page_size;
+    // One trash page past the table's: a decode graph's padding rows write
+    // there (TrashSlot).
+    const int64_t rows = (pages[layer_group[L]] + 1) * page_size;
     v_[L] = at::zeros({g.kv_local, rows, g.head_dim}, opts);
     if (!cfg.layers[L].k_eq_v) {
       k_[L] = at::zeros({g.kv_local, rows, g.head_dim}, opts);
+    }
+    if (fused &&
+        kernels::PagedDecodeAttentionSupported(static_cast<int>(g.heads_local),
+                                               static_cast<int>(g.kv_local),
+                                               static_cast<int>(g.head_dim))) {
+      fused_inv_freq_[L] = RopeInvFreq(cfg.layers[L], s_.device).contiguous();
     }
   }
 }
@@ -84,6 +101,9 @@ at::Tensor RankKvCache::Attend(const RankForward& f, int L, const at::Tensor& q,
   const int64_t C = rows.clusters, M = rows.rmax;
   const float neg_inf = -std::numeric_limits<float>::infinity();
   // q [1, R, Hl, hd] -> [R, kv, groups, hd] (heads of a KV group adjacent).
+  if (M == 1 && fused_inv_freq_[L].defined()) {
+    return FusedAttend(L, q, rows, w);
+  }
   at::Tensor qg = q.reshape({R, kv, groups, hd});
   if (M == 1) {
     // Flat plan: cluster c is row c and holds all of its keys.
@@ -145,6 +165,67 @@ at::Tensor RankKvCache::Attend(const RankForward& f, int L, const at::Tensor& q,
   return out.to(q.scalar_type())
       .reshape({1, R, g.heads_local, hd})
       .contiguous();
+}
+
+at::Tensor RankKvCache::FusedAttend(int L, const at::Tensor& q,
+                                    const GroupRows& rows,
+                                    const LayerWeights& w) const {
+  const LayerGeom& g = s_.geom[L];
+  const int64_t R = q.size(1);
+  at::Tensor qc = q.contiguous();
+  at::Tensor out = at::empty({1, R, g.heads_local, g.head_dim}, qc.options());
+  at::Tensor k_norm;
+  kernels::PagedDecodeAttentionArgs a;
+  a.dtype = s_.dtype == at::kBFloat16 ? kernels::Dtype::kBFloat16
+                                      : kernels::Dtype::kFloat32;
+  a.rows = R;
+  a.heads = static_cast<int>(g.heads_local);
+  a.kv_heads = static_cast<int>(g.kv_local);
+  a.head_dim = static_cast<int>(g.head_dim);
+  a.q = qc.data_ptr();
+  a.q_row_stride = g.heads_local * g.head_dim;
+  if (k_[L].defined()) {
+    a.k_pool = k_[L].data_ptr();
+  } else {
+    k_norm = w.k_norm.to(s_.dtype).contiguous();
+    a.k_norm = k_norm.data_ptr();
+    a.inv_freq = fused_inv_freq_[L].data_ptr<float>();
+  }
+  a.v_pool = v_[L].data_ptr();
+  a.pool_rows = v_[L].size(1);
+  a.page_size = page_size_;
+  a.pages = rows.sh_gather.data_ptr<int64_t>();
+  a.page_stride = rows.sh_gather.size(1);
+  a.max_pages = rows.sh_gather.size(1);
+  a.first_pos = rows.first_pos.data_ptr<int64_t>();
+  a.q_pos = rows.q_pos.data_ptr<int64_t>();
+  a.window = cfg_.layers[L].sliding_window;
+  a.scale = 1.0f;  // the ATen path applies none (Gemma 4: scaling 1)
+  a.out = out.data_ptr();
+  if (!qc.is_cuda()) {
+    absl::Status st = kernels::PagedDecodeAttentionCpu(a);
+    if (!st.ok()) throw std::runtime_error(st.ToString());
+    return out;
+  }
+#if SWEEPD_KERNELS_CUDA
+  a.splits = kernels::PagedDecodeAttentionSplits(
+      R, a.kv_heads, a.max_pages * page_size_,
+      kernels::CudaMultiprocessorCount());
+  at::Tensor ws;
+  if (a.splits > 1) {
+    ws = at::empty({kernels::PagedDecodeAttentionWorkspaceBytes(a)},
+                   qc.options().dtype(at::kByte));
+    a.workspace = ws.data_ptr();
+  }
+  CudaCheck(kernels::PagedDecodeAttentionCuda(
+                a, CurrentCudaStream(static_cast<int>(s_.device.index()))),
+            "PagedDecodeAttention");
+  return out;
+#else
+  throw std::runtime_error(
+      "fused decode attention on a CUDA tensor needs a build with "
+      "SWEEPD_ENABLE_CUDA");
+#endif
 }
 
 void RankKvCache::CopyPages(const std::vector<PageCopy>& copies) {

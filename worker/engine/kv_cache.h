@@ -42,24 +42,36 @@ struct GroupRows {
   at::Tensor pr_gather;   // [R, Q] int64 page ids (Q may be 0)
   at::Tensor pr_key_pos;  // [R, Q * page_size] int64 (padding: -1)
   at::Tensor pr_blocked;  // [R, 1, 1, Q * page_size] bool: key hidden
+  // The fused flat-plan attention's inputs (kernels/paged_decode_attention.h):
+  at::Tensor first_pos;  // [R] int64 position of slot 0 of sh_gather's row
+  at::Tensor q_pos;      // [R] int64 the row's query position
 };
 
 class RankKvCache {
  public:
   // layer_group[L]: L's group in the page table; pages[g]: group g's pool.
+  // `fused`: the flat plan attends through the fused paged kernel
+  // (DecodeAttention; on CPU devices its reference) where it takes the
+  // layer's shapes.
   RankKvCache(const ModelConfig& cfg, const RankShard& shard,
               const std::vector<int>& layer_group,
               const std::vector<uint8_t>& skip,
-              const std::vector<int64_t>& pages, int page_size);
+              const std::vector<int64_t>& pages, int page_size, bool fused);
 
   // Stores layer L's k/v [1, T, kv_local, head_dim] at `slots` [T].
   void Write(int L, const at::Tensor& slots, const LayerQkv& qkv);
   // Attention of q [1, R, heads_local, head_dim] (one new token per row)
   // over each row's cached keys -> [1, R, heads_local, head_dim]: the shared
   // part as one batched GEMM per cluster and KV head, the private part per
-  // row, merged by log-sum-exp.
+  // row, merged by log-sum-exp. The flat plan (rmax == 1) with `fused` runs
+  // the paged kernel instead (FusedAttend).
   at::Tensor Attend(const RankForward& f, int L, const at::Tensor& q,
                     const GroupRows& rows, const LayerWeights& w) const;
+  // Whether layer L's flat plan runs the fused kernel.
+  bool fused(int L) const { return fused_inv_freq_[L].defined(); }
+  // A slot of group g's trash page (past the page table's pages, never read
+  // by a row): where a decode graph's padding rows write.
+  int64_t TrashSlot(int g) const { return trash_page_[g] * page_size_; }
   // Copies whole pages (fork of a partially filled page).
   void CopyPages(const std::vector<PageCopy>& copies);
   int64_t bytes() const;
@@ -74,8 +86,15 @@ class RankKvCache {
                                              const at::Tensor& gather,
                                              const at::Tensor& key_pos,
                                              const LayerWeights& w) const;
+  // The flat plan's attention in one fused kernel (two with a key split).
+  at::Tensor FusedAttend(int L, const at::Tensor& q, const GroupRows& rows,
+                         const LayerWeights& w) const;
   int page_size_;
   std::vector<at::Tensor> k_, v_;  // per layer
+  // Per layer: RoPE inverse frequencies where the fused kernel serves it
+  // (undefined: the ATen ops).
+  std::vector<at::Tensor> fused_inv_freq_;
+  std::vector<int64_t> trash_page_;  // per group: the table's page count
 };
 
 }  // namespace sweepd::engine::internal

@@ -52,6 +52,11 @@ class RankBackend {
   virtual DeviceEventTimer* BeginForward(RankForward* f) = 0;
   virtual void PrepareTargets() = 0;
   virtual void EndForward() = 0;
+  // Before each run of the decoder layers (once per forward, or twice and
+  // more in a forward that warms up and captures a CUDA graph of them,
+  // decode_graph.h): drops what the backend caches for the layers (RoPE
+  // tables), so a capture records their computation.
+  virtual void BeginLayers() {}
 
   // --- Decoder layer L (docs/ENGINE.md, "The model"), in the order
   // RankForward::Layer calls them. h is the residual entering the layer

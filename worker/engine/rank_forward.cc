@@ -67,22 +67,30 @@ void RankForward::Run() {
   }
   if (lead && req.layer_stats) out_->layer_stats.assign(N, LayerStats{});
 
-  for (int L = plan_.start_layer; L < N; ++L) {
-    // The prefix state keeps the residual before steering (a later forward
-    // starting at L applies its own), the capture shows what layer L reads.
-    if (plan_.keep_state) kept[L] = h;
-    if (!plan_.steer[L].empty()) h = Steer(L, h);
-    Capture(CapturePoint::kResidIn, L, h);
-    clock.Mark("layer");
-    at::Tensor out_h = h;
-    if (!plan_.skip[L]) out_h = Layer(L, h);
-    if (!plan_.skip[L]) ++*executed_;
-    Capture(CapturePoint::kResidOut, L, out_h);
-    if (req.layer_stats) {
-      clock.Mark("stats");
-      backend_->LayerStats(L, h, out_h);
+  auto layers = [&](const at::Tensor& h_in) {
+    backend_->BeginLayers();
+    at::Tensor h = h_in;
+    for (int L = plan_.start_layer; L < N; ++L) {
+      // The prefix state keeps the residual before steering (a later forward
+      // starting at L applies its own), the capture shows what layer L reads.
+      if (plan_.keep_state) kept[L] = h;
+      if (!plan_.steer[L].empty()) h = Steer(L, h);
+      Capture(CapturePoint::kResidIn, L, h);
+      clock.Mark("layer");
+      at::Tensor out_h = h;
+      if (!plan_.skip[L]) out_h = Layer(L, h);
+      Capture(CapturePoint::kResidOut, L, out_h);
+      if (req.layer_stats) {
+        clock.Mark("stats");
+        backend_->LayerStats(L, h, out_h);
+      }
+      h = out_h;
     }
-    h = out_h;
+    return h;
+  };
+  h = hook_ != nullptr ? hook_->RunLayers(h, layers) : layers(h);
+  for (int L = plan_.start_layer; L < N; ++L) {
+    if (!plan_.skip[L]) ++*executed_;
   }
   if (plan_.keep_state) kept[N] = h;
 
@@ -314,11 +322,9 @@ std::pair<at::Tensor, at::Tensor> RankForward::Rope(int L, int64_t S) const {
   return RopeAt(L, positions);
 }
 
-std::pair<at::Tensor, at::Tensor> RankForward::RopeAt(
-    int L, const at::Tensor& positions) const {
-  const LayerConfig& lc = cfg_.layers[L];
+at::Tensor RopeInvFreq(const LayerConfig& lc, at::Device device) {
   const int64_t hd = lc.head_dim;
-  auto fopts = at::TensorOptions().dtype(at::kFloat).device(s_.device);
+  auto fopts = at::TensorOptions().dtype(at::kFloat).device(device);
   at::Tensor inv_freq;
   if (lc.rope_type == RopeType::kProportional) {
     const int64_t angles =
@@ -337,6 +343,12 @@ std::pair<at::Tensor, at::Tensor> RankForward::RopeAt(
                 at::arange(0, hd, 2, fopts.dtype(at::kLong)).to(at::kFloat) /
                     static_cast<double>(hd));
   }
+  return inv_freq;
+}
+
+std::pair<at::Tensor, at::Tensor> RankForward::RopeAt(
+    int L, const at::Tensor& positions) const {
+  at::Tensor inv_freq = RopeInvFreq(cfg_.layers[L], s_.device);
   at::Tensor pos = positions.to(at::kFloat);
   at::Tensor freqs = pos.unsqueeze(-1) * inv_freq;  // [..., hd/2]
   at::Tensor emb = at::cat({freqs, freqs}, -1);

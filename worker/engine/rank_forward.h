@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -49,6 +50,11 @@ LayerWeights ReplacedWeights(const ModelConfig& cfg, int L,
                              const RankShard& shard,
                              const SafetensorsFile& file);
 
+// RoPE's inverse frequencies of a layer, float32 [head_dim / 2] on `device`:
+// position p's angle i is float(p) * inv_freq[i] (RankForward::RopeAt; the
+// fused decode attention rotates cached keys with them).
+at::Tensor RopeInvFreq(const LayerConfig& lc, at::Device device);
+
 // What a generation forward changes in a rank's forward (decode_session.cc):
 // token positions for RoPE, attention through the KV cache, and sampling in
 // place of the NLL and outputs. Owned by the caller; used on the rank's
@@ -68,6 +74,14 @@ class ForwardHook {
   // Weights to run layer L with instead of building them (re-initialised
   // layers built once per session), or nullptr.
   virtual const LayerWeights* CachedWeights(int L) = 0;
+  // Runs the forward's decoder layers (`layers`: residual in -> residual
+  // out) on h; a hook may replay a captured CUDA graph of them instead
+  // (decode_graph.h).
+  virtual at::Tensor RunLayers(
+      const at::Tensor& h,
+      const std::function<at::Tensor(const at::Tensor&)>& layers) {
+    return layers(h);
+  }
 };
 
 class RankForward {
