@@ -43,6 +43,19 @@ cd "$build"
 rc=0
 ctest --output-on-failure -j "$(nproc)" --timeout 900 "$@" || rc=$?
 
+# Test cases that skipped themselves (GTEST_SKIP: a missing tool, node package or GPU) pass in
+# ctest's count; list them so a missing install step shows in the log instead of passing
+# silently. SWEEPD_TEST_FAIL_ON_SKIP=1 makes any skip a failure.
+if [[ -f Testing/Temporary/LastTest.log ]]; then
+  skipped=$(grep -E '^\[  SKIPPED \] [^ ]+\.[^ ]+' Testing/Temporary/LastTest.log |
+    sed -E 's/^\[  SKIPPED \] ([^ ]+).*/\1/' | sort -u || true)
+  if [[ -n "$skipped" ]]; then
+    echo "test.sh: $(wc -l <<<"$skipped") test case(s) skipped themselves:"
+    sed 's/^/  /' <<<"$skipped"
+    if [[ "${SWEEPD_TEST_FAIL_ON_SKIP:-0}" == 1 ]]; then rc=1; fi
+  fi
+fi
+
 # Sanitizers (docs/DURABILITY.md, "Sanitizers"): the CI set of scripts/sanitize.sh, the
 # ASan+UBSan build of the torch-free common, coordinator, client, dashboard and agent unit
 # tests, then the TSan build of the multi-threaded torch-free tests (coordinator, agent,
