@@ -43,6 +43,11 @@ absl::StatusOr<std::shared_ptr<LmBackend>> MakeCpuBackend(
 
 absl::StatusOr<TaskOutput> RunOne(Executor* exec, const TaskInput& task) {
   NoCancelContext ctx;
+  return RunOne(exec, task, ctx);
+}
+
+absl::StatusOr<TaskOutput> RunOne(Executor* exec, const TaskInput& task,
+                                  TaskContext& ctx) {
   absl::StatusOr<TaskOutput> out = absl::InternalError("not called");
   exec->RunGroup({task}, ctx, [&](size_t, absl::StatusOr<TaskOutput> o) {
     out = std::move(o);

@@ -39,6 +39,9 @@ class NoCancelContext : public TaskContext {
 // Runs `task` alone through exec->RunGroup with a NoCancelContext; its outcome
 // (INTERNAL "not called" if the sink never ran).
 absl::StatusOr<TaskOutput> RunOne(Executor* exec, const TaskInput& task);
+// The same with the caller's context (e.g. one that cancels part-way).
+absl::StatusOr<TaskOutput> RunOne(Executor* exec, const TaskInput& task,
+                                  TaskContext& ctx);
 
 // The value of the metric row with this name and exactly these labels; adds a
 // test failure and returns NaN when there is none.
