@@ -47,17 +47,9 @@ class GenerationExamplesTest : public ::testing::Test {
     dir_ = new std::string(*dir);
     auto worker_bin = BuildBinary("worker/sweep-worker");
     ASSERT_TRUE(worker_bin.ok()) << worker_bin.status();
-    SpawnOptions make;
-    make.argv = {*worker_bin, "make-model",
-                 "--config",  SourceDir() + "/configs/models/gemma4-tiny.json",
-                 "--seed",    "1",
-                 "--out",     *dir_ + "/gemma4-tiny"};
-    make.log_path = *dir_ + "/make-model.log";
-    auto maker = Process::Spawn(make);
-    ASSERT_TRUE(maker.ok()) << maker.status();
-    auto made = (*maker)->Wait(absl::Seconds(120));
-    ASSERT_TRUE(made.ok() && made->exited && made->code == 0)
-        << ReadFileOrEmpty(make.log_path);
+    absl::Status made = MakeTinyModelWithWorker(
+        *worker_bin, *dir_ + "/gemma4-tiny", *dir_ + "/make-model.log");
+    ASSERT_TRUE(made.ok()) << made;
 
     SweepClusterOptions options{*dir_};
     options.sweepd_args = {"--model-root", *dir_, "--data-root",

@@ -47,17 +47,9 @@ TEST(RetrainExampleTest, SeedTwoRetrainedLayerRunsStageByStage) {
   ASSERT_TRUE(sweepd_bin.ok()) << sweepd_bin.status();
   const std::string models = *dir + "/models";
   const std::string artifacts = *dir + "/artifacts";
-  SpawnOptions make;
-  make.argv = {*worker_bin, "make-model",
-               "--config",  SourceDir() + "/configs/models/gemma4-tiny.json",
-               "--seed",    "1",
-               "--out",     models + "/gemma4-tiny"};
-  make.log_path = *dir + "/make-model.log";
-  auto maker = Process::Spawn(make);
-  ASSERT_TRUE(maker.ok()) << maker.status();
-  auto made = (*maker)->Wait(absl::Seconds(120));
-  ASSERT_TRUE(made.ok() && made->exited && made->code == 0)
-      << ReadFileOrEmpty(make.log_path);
+  absl::Status made = MakeTinyModelWithWorker(
+      *worker_bin, models + "/gemma4-tiny", *dir + "/make-model.log");
+  ASSERT_TRUE(made.ok()) << made;
 
   SweepClusterOptions options{*dir};
   options.sweepd_args = {"--model-root",    models,

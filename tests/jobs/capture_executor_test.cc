@@ -5,8 +5,6 @@
 // hidden_states labels; bit-identical artifacts for the same task; errors.
 #include "worker/jobs/capture_executor.h"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -20,20 +18,15 @@
 #include "common/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/jobs/executor_test_env.h"
 #include "worker/calib/gram_file.h"
 #include "worker/engine/engine.h"
-#include "worker/engine/model_generator.h"
 #include "worker/jobs/dataset.h"
 
 namespace sweepd {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string SourceDir() {
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  return d != nullptr ? d : ".";
-}
 
 // Cancels the task after `batches` progress reports (< 0: never), as a
 // preemption would stop it mid-way.
@@ -53,14 +46,9 @@ class FakeContext : public TaskContext {
 class CaptureExecutorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/capture_executor_test_" +
-                           std::to_string(getpid()));
-    ASSERT_TRUE(RemoveAll(*dir_).ok());
-    ASSERT_TRUE(MakeDirs(*dir_).ok());
-    ASSERT_TRUE(engine::MakeRandomModel(
-                    SourceDir() + "/configs/models/gemma4-tiny.json", 5,
-                    *dir_ + "/model")
-                    .ok());
+    auto dir = jobs_test::MakeTinyModelDir("capture_executor_test");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = new std::string(std::move(*dir));
     std::ofstream(*dir_ + "/prose.txt")
         << "The river rises in a high valley where snow lingers.\n\n"
            "Lighthouses were built along the northern coast.\n\n"
@@ -74,10 +62,7 @@ class CaptureExecutorTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    LmBackendOptions bo;
-    bo.engine.model_dir = *dir_ + "/model";
-    bo.engine.cpu_threads_per_rank = 1;
-    auto backend = LmBackend::Create(bo);
+    auto backend = jobs_test::MakeCpuBackend(*dir_ + "/model");
     ASSERT_TRUE(backend.ok()) << backend.status();
     backend_ = *backend;
     const std::string root = *dir_ + "/store_" + std::to_string(++stores_);
@@ -117,11 +102,7 @@ class CaptureExecutorTest : public ::testing::Test {
     auto exec = CaptureExecutor::Create(backend_, opts);
     EXPECT_TRUE(exec.ok());
     FakeContext ctx(cancel_after);
-    absl::StatusOr<TaskOutput> out = absl::InternalError("not called");
-    (*exec)->RunGroup({task}, ctx, [&](size_t, absl::StatusOr<TaskOutput> o) {
-      out = std::move(o);
-    });
-    return out;
+    return jobs_test::RunOne(exec->get(), task, ctx);
   }
 
   // The artifact named `name` of `out`, opened.

@@ -6,8 +6,6 @@
 // prompts carry their ids and categories, bad inputs are named.
 #include "worker/jobs/generate_executor.h"
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -23,25 +21,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/jobs/executor_test_env.h"
 #include "worker/calib/checkpoint_editor.h"
-#include "worker/engine/model_generator.h"
 
 namespace sweepd {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string SourceDir() {
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  return d != nullptr ? d : ".";
-}
-
-class FakeContext : public TaskContext {
- public:
-  bool cancelled() const override { return false; }
-  bool task_cancelled(size_t) const override { return false; }
-  void SetProgress(double) override {}
-};
 
 class CountingMetrics : public WorkerMetrics {
  public:
@@ -67,14 +53,9 @@ class CountingMetrics : public WorkerMetrics {
 class GenerateExecutorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/generate_executor_test_" +
-                           std::to_string(getpid()));
-    ASSERT_TRUE(RemoveAll(*dir_).ok());
-    ASSERT_TRUE(MakeDirs(*dir_).ok());
-    ASSERT_TRUE(engine::MakeRandomModel(
-                    SourceDir() + "/configs/models/gemma4-tiny.json", 5,
-                    *dir_ + "/model")
-                    .ok());
+    auto dir = jobs_test::MakeTinyModelDir("generate_executor_test");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = new std::string(std::move(*dir));
     std::ofstream(*dir_ + "/prompts.jsonl")
         << R"({"prompt": "Two plus two is", "answer": 4, "category": "math", "id": "q1"})"
            "\n"
@@ -88,10 +69,7 @@ class GenerateExecutorTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    LmBackendOptions bo;
-    bo.engine.model_dir = *dir_ + "/model";
-    bo.engine.cpu_threads_per_rank = 1;
-    auto backend = LmBackend::Create(bo);
+    auto backend = jobs_test::MakeCpuBackend(*dir_ + "/model");
     ASSERT_TRUE(backend.ok()) << backend.status();
     backend_ = *backend;
   }
@@ -120,12 +98,7 @@ class GenerateExecutorTest : public ::testing::Test {
     t.task_key = key;
     t.kind = kind;
     t.job = std::move(job);
-    absl::StatusOr<TaskOutput> out = absl::UnknownError("not run");
-    FakeContext ctx;
-    (*ex)->RunGroup({t}, ctx, [&](size_t, absl::StatusOr<TaskOutput> o) {
-      out = std::move(o);
-    });
-    return out;
+    return jobs_test::RunOne(ex->get(), t);
   }
 
   static double Metric(const TaskOutput& out, const std::string& name) {

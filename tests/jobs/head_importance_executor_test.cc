@@ -6,8 +6,6 @@
 // name the field.
 #include "worker/jobs/head_importance_executor.h"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -18,7 +16,7 @@
 #include "common/fs.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/engine/model_generator.h"
+#include "tests/jobs/executor_test_env.h"
 
 namespace sweepd {
 namespace {
@@ -33,22 +31,12 @@ class FakeContext : public TaskContext {
   std::vector<double> progress;
 };
 
-std::string SourceDir() {
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  return d != nullptr ? d : ".";
-}
-
 class HeadImportanceExecutorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/head_importance_test_" +
-                           std::to_string(getpid()));
-    ASSERT_TRUE(RemoveAll(*dir_).ok());
-    ASSERT_TRUE(MakeDirs(*dir_).ok());
-    ASSERT_TRUE(engine::MakeRandomModel(
-                    SourceDir() + "/configs/models/gemma4-tiny.json", 5,
-                    *dir_ + "/model")
-                    .ok());
+    auto dir = jobs_test::MakeTinyModelDir("head_importance_test");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = new std::string(std::move(*dir));
     std::ofstream(*dir_ + "/calib.txt")
         << "The river rises in a high valley where snow lingers.\n"
            "It runs through farmland past villages.\n\n"
@@ -80,11 +68,7 @@ class HeadImportanceExecutorTest : public ::testing::Test {
   static std::map<std::string, double> Run(int tp, bool naive,
                                            const TaskInput& task,
                                            int64_t max_batch_tokens = 64) {
-    LmBackendOptions bo;
-    bo.engine.model_dir = *dir_ + "/model";
-    bo.engine.cpu_threads_per_rank = 1;
-    bo.engine.tp_size = tp;
-    auto backend = LmBackend::Create(bo);
+    auto backend = jobs_test::MakeCpuBackend(*dir_ + "/model", tp);
     EXPECT_TRUE(backend.ok()) << backend.status();
     HeadImportanceExecutorOptions o;
     o.naive = naive;
@@ -185,10 +169,7 @@ TEST_F(HeadImportanceExecutorTest, AllHeadsSplitToFitTheTokenBudget) {
 }
 
 TEST_F(HeadImportanceExecutorTest, ErrorsNameTheField) {
-  LmBackendOptions bo;
-  bo.engine.model_dir = *dir_ + "/model";
-  bo.engine.cpu_threads_per_rank = 1;
-  auto backend = LmBackend::Create(bo);
+  auto backend = jobs_test::MakeCpuBackend(*dir_ + "/model");
   ASSERT_TRUE(backend.ok());
   auto ex = HeadImportanceExecutor::Create(*backend, {});
   ASSERT_TRUE(ex.ok());

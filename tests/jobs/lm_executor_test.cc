@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/jobs/executor_test_env.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
 #include "worker/jobs/windowing.h"
@@ -35,10 +36,7 @@ namespace {
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-std::string SourceDir() {
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  return d != nullptr ? d : ".";
-}
+using jobs_test::SourceDir;
 
 class FakeContext : public TaskContext {
  public:
@@ -66,14 +64,8 @@ std::map<std::string, double> Flatten(const TaskOutput& out) {
   return m;
 }
 
-double Get(const TaskOutput& out, const std::string& name,
-           const std::map<std::string, std::string>& labels) {
-  for (const MetricRow& r : out.metrics) {
-    if (r.name == name && r.labels == labels) return r.value;
-  }
-  ADD_FAILURE() << "no metric " << name;
-  return NAN;
-}
+// The metric row name + labels (jobs_test::Metric).
+constexpr auto& Get = jobs_test::Metric;
 
 void ExpectRelNear(double expected, double actual, double rel,
                    const std::string& what) {
@@ -85,14 +77,9 @@ void ExpectRelNear(double expected, double actual, double rel,
 class LmExecutorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/lm_executor_test_" +
-                           std::to_string(getpid()));
-    ASSERT_TRUE(RemoveAll(*dir_).ok());
-    ASSERT_TRUE(MakeDirs(*dir_).ok());
-    ASSERT_TRUE(engine::MakeRandomModel(
-                    SourceDir() + "/configs/models/gemma4-tiny.json", 5,
-                    *dir_ + "/model")
-                    .ok());
+    auto dir = jobs_test::MakeTinyModelDir("lm_executor_test");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = new std::string(std::move(*dir));
     Write("prose.txt",
           "The river rises in a high valley where snow lingers.\n"
           "It runs through farmland past villages.\n\n"
@@ -147,10 +134,7 @@ class LmExecutorTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    LmBackendOptions bo;
-    bo.engine.model_dir = Path("model");
-    bo.engine.cpu_threads_per_rank = 1;
-    auto backend = LmBackend::Create(bo);
+    auto backend = jobs_test::MakeCpuBackend(Path("model"));
     ASSERT_TRUE(backend.ok()) << backend.status();
     backend_ = *backend;
     auto tok = Tokenizer::FromFile(Path("model/tokenizer.json"));

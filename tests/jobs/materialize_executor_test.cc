@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/jobs/executor_test_env.h"
 #include "tests/testing/status_matchers.h"
 #include "worker/calib/checkpoint_editor.h"
 #include "worker/engine/model_generator.h"
@@ -33,17 +34,7 @@ using ::sweepd::testing::StatusIs;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-class FakeContext : public TaskContext {
- public:
-  bool cancelled() const override { return false; }
-  bool task_cancelled(size_t) const override { return false; }
-  void SetProgress(double) override {}
-};
-
-std::string SourceDir() {
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  return d != nullptr ? d : ".";
-}
+using jobs_test::SourceDir;
 
 std::string NewTempDir(const std::string& name) {
   std::string dir = ::testing::TempDir() + "/materialize_executor_test_" +
@@ -124,12 +115,7 @@ class MaterializeExecutorTest : public ::testing::Test {
                                  MaterializeJobSpec job) {
     auto e = MaterializeExecutor::Create(options);
     EXPECT_THAT(e, IsOk());
-    FakeContext ctx;
-    absl::StatusOr<TaskOutput> out = absl::UnknownError("not run");
-    (*e)->RunGroup(
-        {Task(std::move(job))}, ctx,
-        [&](size_t, absl::StatusOr<TaskOutput> o) { out = std::move(o); });
-    return out;
+    return jobs_test::RunOne(e->get(), Task(std::move(job)));
   }
 
   std::string root_, base_;

@@ -6,8 +6,6 @@
 // (closer to the base model); bad inputs give errors naming the field.
 #include "worker/jobs/retrain_executor.h"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -19,7 +17,7 @@
 #include "common/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/engine/model_generator.h"
+#include "tests/jobs/executor_test_env.h"
 #include "worker/jobs/lm_executor.h"
 
 namespace sweepd {
@@ -27,35 +25,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string SourceDir() {
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  return d != nullptr ? d : ".";
-}
-
-class FakeContext : public TaskContext {
- public:
-  bool cancelled() const override { return false; }
-  bool task_cancelled(size_t) const override { return false; }
-  void SetProgress(double) override {}
-};
-
-absl::StatusOr<TaskOutput> RunOne(Executor* exec, const TaskInput& task) {
-  FakeContext ctx;
-  absl::StatusOr<TaskOutput> out = absl::InternalError("not called");
-  exec->RunGroup({task}, ctx, [&](size_t, absl::StatusOr<TaskOutput> o) {
-    out = std::move(o);
-  });
-  return out;
-}
-
-double Metric(const TaskOutput& out, const std::string& name,
-              const std::map<std::string, std::string>& labels) {
-  for (const MetricRow& r : out.metrics) {
-    if (r.name == name && r.labels == labels) return r.value;
-  }
-  ADD_FAILURE() << "no metric " << name;
-  return NAN;
-}
+using jobs_test::Metric;
+using jobs_test::RunOne;
 
 constexpr int kLayer = 1;
 constexpr uint64_t kInitSeed = 11;
@@ -63,14 +34,9 @@ constexpr uint64_t kInitSeed = 11;
 class RetrainExecutorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/retrain_executor_test_" +
-                           std::to_string(getpid()));
-    ASSERT_TRUE(RemoveAll(*dir_).ok());
-    ASSERT_TRUE(MakeDirs(*dir_).ok());
-    ASSERT_TRUE(engine::MakeRandomModel(
-                    SourceDir() + "/configs/models/gemma4-tiny.json", 5,
-                    *dir_ + "/model")
-                    .ok());
+    auto dir = jobs_test::MakeTinyModelDir("retrain_executor_test");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = new std::string(std::move(*dir));
     std::ofstream(*dir_ + "/corpus.txt")
         << "The river rises in a high valley where snow lingers late.\n\n"
            "Lighthouses were built along the northern coast of the bay.\n\n"
@@ -81,10 +47,7 @@ class RetrainExecutorTest : public ::testing::Test {
            "The museum opens at nine and closes at five.\n";
     store_ = new std::shared_ptr<ArtifactStore>(
         std::move(*ArtifactStore::Open(*dir_ + "/store")));
-    LmBackendOptions bo;
-    bo.engine.model_dir = *dir_ + "/model";
-    bo.engine.cpu_threads_per_rank = 1;
-    auto backend = LmBackend::Create(bo);
+    auto backend = jobs_test::MakeCpuBackend(*dir_ + "/model");
     ASSERT_TRUE(backend.ok()) << backend.status();
     backend_ = new std::shared_ptr<LmBackend>(std::move(*backend));
   }

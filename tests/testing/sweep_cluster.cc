@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -393,6 +394,33 @@ absl::StatusOr<int64_t> QueryLedgerInt(const std::string& ledger_path,
   }
   sqlite3_close(db);
   return out;
+}
+
+absl::Status MakeTinyModelWithWorker(const std::string& worker_bin,
+                                     const std::string& out_dir,
+                                     const std::string& log_path) {
+  const char* source = std::getenv("SWEEPD_SOURCE_DIR");
+  SpawnOptions make;
+  make.argv = {worker_bin,
+               "make-model",
+               "--config",
+               std::string(source != nullptr ? source : ".") +
+                   "/configs/models/gemma4-tiny.json",
+               "--seed",
+               "1",
+               "--out",
+               out_dir};
+  make.log_path = log_path;
+  auto maker = Process::Spawn(make);
+  if (!maker.ok()) return maker.status();
+  auto made = (*maker)->Wait(absl::Seconds(120));
+  if (!made.ok() || !made->exited || made->code != 0) {
+    return absl::InternalError(
+        absl::StrCat("sweep-worker make-model --out ", out_dir, " failed (",
+                     made.ok() ? made->ToString() : made.status().ToString(),
+                     "): ", ReadFileOrEmpty(log_path)));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace sweepd::testing

@@ -49,6 +49,13 @@ sweepd::v1::SweepSpec SyntheticSweep(const std::string& name, int tasks,
                                      int max_attempts = 3,
                                      int lease_seconds = 0);
 
+// Writes the tiny random model (configs/models/gemma4-tiny.json under
+// $SWEEPD_SOURCE_DIR, seed 1) to out_dir with `worker_bin make-model`, its
+// output in log_path; waits up to 120 s. Errors carry the log.
+absl::Status MakeTinyModelWithWorker(const std::string& worker_bin,
+                                     const std::string& out_dir,
+                                     const std::string& log_path);
+
 class SweepCluster {
  public:
   // Finds the binaries under $SWEEPD_BUILD_DIR; starts nothing.
