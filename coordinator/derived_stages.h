@@ -6,8 +6,9 @@
 // head masks), a heal job with capture_stage (its Grams), a materialize job
 // with heal_stage (its healed o_proj artifacts), model_from_stage (it runs
 // on the checkpoint a materialize stage wrote), or replace_layer_from_stage
-// (every task replaces the layers a retrain stage trained by its artifacts). Every stage after a derived
-// one is deferred too, so stages are always appended in order.
+// (every task replaces the layers a retrain stage trained by its artifacts).
+// Every stage after a derived one is deferred too, so stages are always
+// appended in order.
 //
 // PlanDerivedStage (declared in planner.h) is defined here. Stateless free
 // functions: thread-safe; they read model configs and fingerprints.
