@@ -44,18 +44,6 @@ std::string SourceDir() {
   return d != nullptr ? d : ".";
 }
 
-// Whether `binary --help` mentions `flag`.
-bool Supports(const std::string& binary, const std::string& flag,
-              const std::string& log) {
-  SpawnOptions help;
-  help.argv = {binary, "--help"};
-  help.log_path = log;
-  auto p = Process::Spawn(help);
-  if (!p.ok()) return false;
-  (void)(*p)->Wait(absl::Seconds(30));
-  return absl::StrContains(ReadFileOrEmpty(log), flag);
-}
-
 TEST(HeadPruneExampleTest, ExampleIsValidAndDeferred) {
   auto dir = MakeTempDir("sweepd-head-prune-plan");
   ASSERT_TRUE(dir.ok()) << dir.status();
@@ -96,21 +84,6 @@ TEST(HeadPruneExampleTest, SeedOnePipelineRunsStageByStage) {
   ASSERT_TRUE(worker_bin.ok()) << worker_bin.status();
   auto sweepd_bin = BuildBinary("coordinator/sweepd");
   ASSERT_TRUE(sweepd_bin.ok()) << sweepd_bin.status();
-  if (!Supports(*worker_bin, "--artifact-root", *dir + "/worker-help.log") ||
-      !Supports(*sweepd_bin, "--artifact-root", *dir + "/sweepd-help.log")) {
-    GTEST_SKIP() << "sweepd / sweep-worker of this build have no "
-                    "--artifact-root (the artifact store, capture, heal and "
-                    "materialize executors are not merged yet)";
-  }
-  // The binaries are built from this source tree: its executors are there.
-  for (const char* executor :
-       {"capture_executor.h", "heal_executor.h", "materialize_executor.h"}) {
-    if (!std::ifstream(SourceDir() + "/worker/jobs/" + executor).good()) {
-      GTEST_SKIP() << "worker/jobs/" << executor
-                   << " is not in this tree (the capture, heal and "
-                      "materialize executors are not all merged yet)";
-    }
-  }
   const std::string models = *dir + "/models";
   const std::string artifacts = *dir + "/artifacts";
   absl::Status made = MakeTinyModelWithWorker(
