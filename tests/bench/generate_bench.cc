@@ -78,14 +78,14 @@ int main(int argc, char** argv) {
   app.add_option("--shared-attention-min-keys", shared_min_keys,
                  "DecodeOptions::shared_attention_min_keys (0 = always attend "
                  "to shared prompt pages once per prompt)");
-  std::string decode_attention = "aten";
+  std::string decode_attention = "auto";
   app.add_option("--decode-attention", decode_attention,
-                 "DecodeOptions::decode_attention: aten (default), auto "
-                 "(the fused paged kernel on CUDA), fused");
-  bool cuda_graphs = false;
-  app.add_flag("--cuda-graphs", cuda_graphs,
-               "DecodeOptions::cuda_graphs: replay the decode step's layers "
-               "as CUDA graphs per batch-size bucket");
+                 "DecodeOptions::decode_attention: auto (default: the fused "
+                 "paged kernel on CUDA), aten, fused");
+  bool cuda_graphs = DecodeOptions{}.cuda_graphs;
+  app.add_flag("--cuda-graphs,!--no-cuda-graphs", cuda_graphs,
+               "DecodeOptions::cuda_graphs (default on): replay the decode "
+               "step's layers as CUDA graphs per batch-size bucket");
   std::string prompts_jsonl;
   int max_batch = 64;
   app.add_option("--prompts-jsonl", prompts_jsonl,

@@ -62,7 +62,7 @@ class CaptureExecutorTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    auto backend = jobs_test::MakeCpuBackend(*dir_ + "/model");
+    auto backend = jobs_test::MakeBackend(*dir_ + "/model");
     ASSERT_TRUE(backend.ok()) << backend.status();
     backend_ = *backend;
     const std::string root = *dir_ + "/store_" + std::to_string(++stores_);
@@ -147,9 +147,14 @@ TEST_F(CaptureExecutorTest, RawAllPositionsEqualTheEngineCaptures) {
   const auto docs = Documents();
   engine::EngineOptions eo;
   eo.model_dir = *dir_ + "/model";
+  eo.device = jobs_test::TestDevice();
   eo.cpu_threads_per_rank = 1;
   auto engine = engine::Engine::Create(eo);
   ASSERT_TRUE(engine.ok());
+  // On CPU the batched capture equals the per-document forward bit for bit.
+  // On CUDA the GEMMs of a 512-token batch and of one document may take
+  // different kernels, so float32 rounding may differ in the last bits.
+  const float tol = eo.device == "cpu" ? 0.0f : 1e-5f;
   auto raw = Open(*out, "raw/attn_heads[2]/prose/shard0");
   ASSERT_NE(raw, nullptr);
   const TensorView* act = raw->Find("activations");
@@ -178,7 +183,9 @@ TEST_F(CaptureExecutorTest, RawAllPositionsEqualTheEngineCaptures) {
       ASSERT_EQ((*positions)[2 * row], static_cast<int64_t>(d));
       ASSERT_EQ((*positions)[2 * row + 1], p);
       for (int64_t k = 0; k < 128; ++k) {
-        ASSERT_EQ((*values)[row * 128 + k], want[p * 128 + k]);
+        const float w = want[p * 128 + k];
+        ASSERT_NEAR((*values)[row * 128 + k], w, tol * (1.0f + std::fabs(w)))
+            << "row " << row << " element " << k;
       }
     }
   }

@@ -32,10 +32,16 @@ absl::StatusOr<std::string> MakeTinyModelDir(const std::string& name) {
   return dir;
 }
 
-absl::StatusOr<std::shared_ptr<LmBackend>> MakeCpuBackend(
+std::string TestDevice() {
+  const char* d = std::getenv("SWEEPD_TEST_DEVICE");
+  return d != nullptr && *d != '\0' ? d : "cpu";
+}
+
+absl::StatusOr<std::shared_ptr<LmBackend>> MakeBackend(
     const std::string& model_dir, int tp_size) {
   LmBackendOptions bo;
   bo.engine.model_dir = model_dir;
+  bo.engine.device = TestDevice();
   bo.engine.cpu_threads_per_rank = 1;
   bo.engine.tp_size = tp_size;
   return LmBackend::Create(bo);

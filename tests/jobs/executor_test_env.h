@@ -1,6 +1,6 @@
 // Shared set-up of the executor tests in tests/jobs/ (*_executor_test.cc): a
-// per-process scratch directory holding the tiny random Gemma 4 model, a CPU
-// LmBackend over it, a TaskContext that never cancels, running one task
+// per-process scratch directory holding the tiny random Gemma 4 model, an
+// LmBackend over it (CPU, or the device $SWEEPD_TEST_DEVICE names), a TaskContext that never cancels, running one task
 // through Executor::RunGroup, and looking up one metric row. Plain functions
 // and a stateless context; each test owns what they return. Thread-compatible.
 #ifndef SWEEPD_TESTS_JOBS_EXECUTOR_TEST_ENV_H_
@@ -24,8 +24,13 @@ std::string SourceDir();
 // the directory; errors name the step that failed.
 absl::StatusOr<std::string> MakeTinyModelDir(const std::string& name);
 
-// A CPU LmBackend over model_dir: one thread per rank, tp_size ranks.
-absl::StatusOr<std::shared_ptr<LmBackend>> MakeCpuBackend(
+// The engine device of the executor tests: $SWEEPD_TEST_DEVICE, "cpu" when
+// unset. The gpu-labelled reruns in tests/jobs/CMakeLists.txt set "cuda".
+std::string TestDevice();
+
+// A float32 LmBackend over model_dir on TestDevice(): tp_size ranks (on CPU
+// one thread each; on CUDA one device each, from device 0).
+absl::StatusOr<std::shared_ptr<LmBackend>> MakeBackend(
     const std::string& model_dir, int tp_size = 1);
 
 // A TaskContext that never cancels and ignores progress.

@@ -69,7 +69,7 @@ class GenerateExecutorTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    auto backend = jobs_test::MakeCpuBackend(*dir_ + "/model");
+    auto backend = jobs_test::MakeBackend(*dir_ + "/model");
     ASSERT_TRUE(backend.ok()) << backend.status();
     backend_ = *backend;
   }

@@ -68,7 +68,7 @@ class HeadImportanceExecutorTest : public ::testing::Test {
   static std::map<std::string, double> Run(int tp, bool naive,
                                            const TaskInput& task,
                                            int64_t max_batch_tokens = 64) {
-    auto backend = jobs_test::MakeCpuBackend(*dir_ + "/model", tp);
+    auto backend = jobs_test::MakeBackend(*dir_ + "/model", tp);
     EXPECT_TRUE(backend.ok()) << backend.status();
     HeadImportanceExecutorOptions o;
     o.naive = naive;
@@ -169,7 +169,7 @@ TEST_F(HeadImportanceExecutorTest, AllHeadsSplitToFitTheTokenBudget) {
 }
 
 TEST_F(HeadImportanceExecutorTest, ErrorsNameTheField) {
-  auto backend = jobs_test::MakeCpuBackend(*dir_ + "/model");
+  auto backend = jobs_test::MakeBackend(*dir_ + "/model");
   ASSERT_TRUE(backend.ok());
   auto ex = HeadImportanceExecutor::Create(*backend, {});
   ASSERT_TRUE(ex.ok());

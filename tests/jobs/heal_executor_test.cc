@@ -47,7 +47,7 @@ class HealExecutorTest : public ::testing::Test {
            "The museum opens at nine and closes at five.\n";
     store_ = new std::shared_ptr<ArtifactStore>(
         std::move(*ArtifactStore::Open(*dir_ + "/store")));
-    auto backend = jobs_test::MakeCpuBackend(*dir_ + "/model");
+    auto backend = jobs_test::MakeBackend(*dir_ + "/model");
     ASSERT_TRUE(backend.ok()) << backend.status();
     CaptureExecutorOptions co;
     co.artifacts = *store_;

@@ -134,7 +134,7 @@ class LmExecutorTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    auto backend = jobs_test::MakeCpuBackend(Path("model"));
+    auto backend = jobs_test::MakeBackend(Path("model"));
     ASSERT_TRUE(backend.ok()) << backend.status();
     backend_ = *backend;
     auto tok = Tokenizer::FromFile(Path("model/tokenizer.json"));

@@ -84,16 +84,15 @@ struct DecodeOptions {
   // shared keys, summed over prompts); below it every row reads its own
   // pages, which takes ~3x fewer kernel launches. 0 = always.
   int64_t shared_attention_min_keys = 16384;
-  // kAten until the fused kernel has passed paged_decode_attention_gpu_test and
-  // decode_gpu_test on a GPU (written 2026-12-07, not yet run on one); then
-  // kAuto (docs/GENERATION.md).
-  DecodeAttention decode_attention = DecodeAttention::kAten;
+  // kAuto: the fused kernel on CUDA (it passed paged_decode_attention_gpu_test
+  // and decode_gpu_test on an H100, and is faster: docs/GENERATION.md).
+  DecodeAttention decode_attention = DecodeAttention::kAuto;
   // CUDA graphs of the decode step's layers, one per batch-size bucket
   // (docs/GENERATION.md, "CUDA graphs"): used where the step can be replayed
   // (one CUDA rank, libtorch with CUDA, the fused attention on every layer,
   // no steering or head masks, a flat plan, no phase profiling); other steps
-  // run eagerly.
-  bool cuda_graphs = false;
+  // run eagerly. On by default; false runs every step eagerly.
+  bool cuda_graphs = true;
 };
 
 // One sequence's token of a step.

@@ -119,7 +119,10 @@ at::Tensor DecodeGraphs::Run(int bucket, const Layers& layers) {
       (void)layers(buf.h_in);
       auto graph = std::make_unique<at::cuda::CUDAGraph>();
       try {
-        graph->capture_begin();
+        // Thread-local mode: only this thread's unsafe CUDA calls end the
+        // capture, not those of other threads (an NCCL watchdog's event
+        // queries, another engine's work).
+        graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
         at::Tensor out = layers(buf.h_in);
         graph->capture_end();
         c.graph = std::move(graph);

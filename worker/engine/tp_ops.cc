@@ -23,12 +23,12 @@ comm::CommDtype ToCommDtype(at::ScalarType t) {
   }
 }
 
-// True where a collective is the identity and is not issued: the in-process
-// (host) backend with one rank. Device communicators (NCCL) are always called,
-// so TP = 1 on CUDA runs through NCCL like any other degree.
-bool SkipCollective(const comm::Communicator* c) {
-  return c->size() == 1 && !c->on_device();
-}
+// True where a collective is the identity and is not issued: one rank, on
+// any backend. At TP 1 on CUDA this keeps NCCL (its stream and its watchdog's
+// event queries) out of the decode step, which a CUDA graph captures
+// (decode_graph.h); the NCCL path itself is tested at TP >= 2 and in
+// tests/comm.
+bool SkipCollective(const comm::Communicator* c) { return c->size() == 1; }
 
 }  // namespace
 
