@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/status_matchers.h"
+#include "worker/calib/manifest_canary.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
 

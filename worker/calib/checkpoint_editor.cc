@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +29,7 @@
 #include "common/safetensors.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
+#include "worker/calib/durable_file.h"
 
 namespace sweepd::calib {
 namespace {
@@ -82,82 +82,6 @@ bool IsUnder(const std::string& path, const std::string& dir) {
   return path == dir ||
          (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
           path[dir.size()] == '/');
-}
-
-absl::Status FsyncPath(const std::string& path, bool directory) {
-  const int fd =
-      ::open(path.c_str(),
-             (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("open ", path, " for fsync: ", std::strerror(errno)));
-  }
-  const bool ok = ::fsync(fd) == 0;
-  const int e = errno;
-  ::close(fd);
-  if (!ok) {
-    return absl::InternalError(
-        absl::StrCat("fsync ", path, ": ", std::strerror(e)));
-  }
-  return absl::OkStatus();
-}
-
-bool WriteAll(int fd, const char* data, size_t n, uint64_t offset) {
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data += w;
-    n -= static_cast<size_t>(w);
-    offset += static_cast<uint64_t>(w);
-  }
-  return true;
-}
-
-// Writes `contents` to `path`: temp file in the same directory, fsync, rename.
-absl::Status WriteFileDurably(const std::string& path,
-                              const std::string& contents) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  const int fd =
-      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
-  }
-  bool ok = WriteAll(fd, contents.data(), contents.size(), 0);
-  ok = ok && ::fsync(fd) == 0;
-  const int e = errno;
-  ::close(fd);
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    return absl::InternalError(
-        absl::StrCat("writing ", tmp, ": ", std::strerror(e)));
-  }
-  RETURN_IF_ERROR(RenamePath(tmp, path));
-  return FsyncPath(DirName(path), /*directory=*/true);
-}
-
-absl::StatusOr<json> ReadJsonFile(const std::string& path) {
-  ASSIGN_OR_RETURN(uint64_t size, FileSize(path));
-  std::string text(size, '\0');
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  }
-  const size_t got = std::fread(text.data(), 1, text.size(), f);
-  std::fclose(f);
-  if (got != text.size()) {
-    return absl::InternalError(absl::StrCat("short read of ", path));
-  }
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " is not a JSON object"));
-  }
-  return j;
 }
 
 // The text model's tensor prefix ("model.", "model.language_model.", ...),
@@ -810,132 +734,6 @@ absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
   guard.path.clear();
   RETURN_IF_ERROR(FsyncPath(parent_real, /*directory=*/true));
   return result;
-}
-
-namespace {
-
-// An exclusive flock(2) on a directory, released (and closed) on destruction.
-class DirectoryLock {
- public:
-  static absl::StatusOr<std::unique_ptr<DirectoryLock>> Acquire(
-      const std::string& dir) {
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-      const int e = errno;
-      if (e == ENOENT) {
-        return absl::NotFoundError(absl::StrCat("no directory ", dir));
-      }
-      return absl::InternalError(
-          absl::StrCat("cannot open ", dir, ": ", std::strerror(e)));
-    }
-    int rc;
-    do {
-      rc = ::flock(fd, LOCK_EX);
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0) {
-      const int e = errno;
-      ::close(fd);
-      return absl::InternalError(
-          absl::StrCat("cannot lock ", dir, ": ", std::strerror(e)));
-    }
-    return std::unique_ptr<DirectoryLock>(new DirectoryLock(fd));
-  }
-  ~DirectoryLock() {
-    ::flock(fd_, LOCK_UN);
-    ::close(fd_);
-  }
-  DirectoryLock(const DirectoryLock&) = delete;
-  DirectoryLock& operator=(const DirectoryLock&) = delete;
-
- private:
-  explicit DirectoryLock(int fd) : fd_(fd) {}
-  const int fd_;
-};
-
-// Locks the model directory, reads the manifest, applies `edit` and rewrites
-// the manifest atomically.
-template <typename Edit>
-absl::Status EditManifestLocked(const std::string& model_dir, Edit edit) {
-  const std::string path = JoinPath(model_dir, kManifestFile);
-  if (!PathExists(path)) {
-    return absl::NotFoundError(
-        absl::StrCat("no ", kManifestFile, " in ", model_dir));
-  }
-  ASSIGN_OR_RETURN(std::unique_ptr<DirectoryLock> lock,
-                   DirectoryLock::Acquire(model_dir));
-  ASSIGN_OR_RETURN(json m, ReadJsonFile(path));
-  RETURN_IF_ERROR(edit(m));
-  return WriteFileDurably(path, m.dump(2) + "\n");
-}
-
-}  // namespace
-
-absl::Status UpdateManifestCanary(const std::string& model_dir,
-                                  const std::string& status,
-                                  const std::string& detail) {
-  if (status != "pending" && status != "passed" && status != "failed") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "canary status '", status, "': must be pending, passed or failed"));
-  }
-  return EditManifestLocked(model_dir, [&](json& m) {
-    json canary = {{"status", status}};
-    if (!detail.empty()) canary["detail"] = detail;
-    m["canary"] = std::move(canary);
-    return absl::OkStatus();
-  });
-}
-
-absl::Status RecordManifestCanary(const std::string& model_dir,
-                                  const CanaryTaskReport& report) {
-  if (report.task.empty()) {
-    return absl::InvalidArgumentError("canary report: empty task key");
-  }
-  if (report.cases < 0 || report.passed < 0 || report.passed > report.cases) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("canary report of task ", report.task, ": ", report.passed,
-                     " of ", report.cases, " cases passed"));
-  }
-  return EditManifestLocked(model_dir, [&](json& m) {
-    json canary = m.contains("canary") && m["canary"].is_object()
-                      ? m["canary"]
-                      : json::object();
-    if (!canary.contains("tasks") || !canary["tasks"].is_object()) {
-      canary["tasks"] = json::object();
-    }
-    const bool ok = report.passed == report.cases;
-    canary["tasks"][report.task] = {{"status", ok ? "passed" : "failed"},
-                                    {"cases", report.cases},
-                                    {"passed", report.passed},
-                                    {"failed_cases", report.failed_cases}};
-    // The aggregate over every recorded task (keys in sorted order).
-    int64_t cases = 0, passed = 0, tasks = 0;
-    std::vector<std::string> failed;
-    for (const auto& [key, t] : canary["tasks"].items()) {
-      ++tasks;
-      cases += t.value("cases", 0);
-      passed += t.value("passed", 0);
-      if (t.contains("failed_cases") && t["failed_cases"].is_array()) {
-        for (const json& id : t["failed_cases"]) {
-          failed.push_back(id.is_string() ? id.get<std::string>() : id.dump());
-        }
-      }
-    }
-    std::string detail = absl::StrCat(passed, "/", cases, " cases passed in ",
-                                      tasks, tasks == 1 ? " task" : " tasks");
-    if (!failed.empty()) {
-      constexpr size_t kMaxNames = 8;
-      std::vector<std::string> shown(
-          failed.begin(), failed.begin() + std::min(failed.size(), kMaxNames));
-      absl::StrAppend(&detail, "; failed: ", absl::StrJoin(shown, ", "));
-      if (failed.size() > kMaxNames) {
-        absl::StrAppend(&detail, " and ", failed.size() - kMaxNames, " more");
-      }
-    }
-    canary["status"] = passed == cases ? "passed" : "failed";
-    canary["detail"] = detail;
-    m["canary"] = std::move(canary);
-    return absl::OkStatus();
-  });
 }
 
 }  // namespace sweepd::calib

@@ -17,7 +17,8 @@
 // tensor is therefore identical to the base's. "sweepd_manifest.json" records
 // the base (path, fingerprint), the edit (mode, pruned heads and heal
 // artifacts per layer with each artifact's safetensors metadata — the heal's
-// statistics —, which layers were written), the canary status, the
+// statistics —, which layers were written), the canary status ("pending";
+// the canary stage records its verdicts: manifest_canary.h), the
 // SHA-256 of every tensor, exactly which tensors differ from the base (byte
 // comparison, not "touched"), and the result's model fingerprint
 // (common/model_fingerprint.h; the manifest itself is not covered by it).
@@ -118,44 +119,6 @@ struct MaterializeResult {
 // a complete result of the same edit; NOT_FOUND for a missing base.
 absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
     const MaterializeRequest& request);
-
-// The canary field of a materialized checkpoint's manifest: "pending" when
-// written; a later canary stage sets "passed" or "failed" with a short free
-// text `detail` ("3/3 prompts", "prompt 2: expected 'Paris'"). Rewrites the
-// manifest atomically (temp file, fsync, rename) under the manifest lock (see
-// RecordManifestCanary) and replaces the whole `canary` object (per-task
-// entries included: a manual verdict); the fingerprint does not change (the
-// manifest is not covered by it). INVALID_ARGUMENT for another status,
-// NOT_FOUND without a manifest.
-absl::Status UpdateManifestCanary(const std::string& model_dir,
-                                  const std::string& status,
-                                  const std::string& detail);
-
-// One canary task's verdict on a materialized checkpoint.
-struct CanaryTaskReport {
-  // The task key: one entry per task (shard); a re-run of the task (retry
-  // after preemption) replaces its own entry.
-  std::string task;
-  int cases = 0;
-  int passed = 0;
-  std::vector<std::string> failed_cases;  // case ids, in task order
-};
-
-// Merges one canary task's verdict into the manifest's `canary` object:
-//   canary.tasks[<task>] = {status, cases, passed, failed_cases}
-// and recomputes the aggregate over every recorded task: status "failed" when
-// any task failed, else "passed"; detail "<passed>/<cases> cases passed in <n>
-// task(s)" plus "; failed: <case ids>" (at most 8 ids, then "and N more").
-// Read-modify-write is serialised by an exclusive flock(2) on the model
-// directory (one per open description, so it orders threads of one process
-// and processes of one host, and hosts on a file system that implements
-// flock), and the manifest is replaced atomically (temp file, fsync,
-// rename): concurrent tasks on one checkpoint all land, none overwrites
-// another's entry, and a reader always sees a whole manifest.
-// INVALID_ARGUMENT for an empty task key or passed > cases, NOT_FOUND without
-// a manifest.
-absl::Status RecordManifestCanary(const std::string& model_dir,
-                                  const CanaryTaskReport& report);
 
 }  // namespace sweepd::calib
 

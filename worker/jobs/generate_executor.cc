@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "common/token_bans.h"
 #include "worker/calib/checkpoint_editor.h"
+#include "worker/calib/manifest_canary.h"
 #include "worker/engine/decode.h"
 #include "worker/engine/generator.h"
 #include "worker/jobs/dataset.h"
