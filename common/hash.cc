@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <fstream>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 
 namespace sweepd {
 
@@ -18,6 +18,13 @@ Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
 
 void Sha256::Update(absl::string_view data) {
   EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size());
+}
+
+std::unique_ptr<Sha256> Sha256::Clone() const {
+  auto copy = std::make_unique<Sha256>();
+  EVP_MD_CTX_copy_ex(static_cast<EVP_MD_CTX*>(copy->ctx_),
+                     static_cast<const EVP_MD_CTX*>(ctx_));
+  return copy;
 }
 
 std::string Sha256::HexDigest() {

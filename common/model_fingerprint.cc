@@ -79,14 +79,21 @@ absl::StatusOr<std::string> HashFd(int fd, const std::string& path,
 }
 
 // Fills job->size, sha256 and hashed, from the cache when it knows the file.
-absl::Status DigestFile(FileJob* job, FileDigestCache* cache,
-                        int64_t started_ns, uint64_t* bytes_read) {
+absl::Status DigestFile(FileJob* job, const ModelFingerprintOptions& options,
+                        FileDigestCache* cache, int64_t started_ns,
+                        uint64_t* bytes_read) {
   ASSIGN_OR_RETURN(FileIdentity before, StatFileIdentity(job->path));
   if (job->role == "weights") {
     // The reader's full header validation; the mapping is dropped at once.
     RETURN_IF_ERROR(SafetensorsFile::Open(job->path).status());
   }
   job->size = before.size;
+  if (auto known = options.known_digests.find(job->name);
+      known != options.known_digests.end() &&
+      known->second.identity == before && !known->second.sha256.empty()) {
+    job->sha256 = known->second.sha256;
+    return absl::OkStatus();
+  }
   if (cache != nullptr) {
     if (std::optional<std::string> hit = cache->Lookup(before)) {
       job->sha256 = *std::move(hit);
@@ -192,7 +199,8 @@ absl::StatusOr<ModelFingerprint> FingerprintModelDir(
   auto work = [&](int t) {
     for (size_t k; !failed.load() && (k = next.fetch_add(1)) < order.size();) {
       const size_t i = order[k];
-      status[i] = DigestFile(&jobs[i], cache.get(), started_ns, &bytes[t]);
+      status[i] =
+          DigestFile(&jobs[i], options, cache.get(), started_ns, &bytes[t]);
       if (!status[i].ok()) failed.store(true);
     }
   };

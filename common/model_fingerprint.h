@@ -26,7 +26,11 @@
 // large blocks; with a cache (ModelFingerprintOptions::cache_path) a file whose
 // identity (absolute path, size, mtime in ns, inode, device) matches a cached
 // entry is not read at all (see common/file_digest_cache.h for the
-// trade-off). docs/PERFORMANCE.md has cold and cached timings.
+// trade-off). A caller that has just computed a file's digest itself (e.g.
+// from the bytes as it wrote them) passes it in
+// ModelFingerprintOptions::known_digests, with the file's identity at that
+// moment; the file is then not read either. docs/PERFORMANCE.md has cold and
+// cached timings.
 //
 // Stateless free functions; thread-safe (concurrent calls may share a cache
 // file). They read whole checkpoints: keep them off gRPC reactor threads.
@@ -34,11 +38,21 @@
 #define SWEEPD_COMMON_MODEL_FINGERPRINT_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/file_digest_cache.h"
 
 namespace sweepd {
+
+// A digest the caller computed itself, valid while the file's identity
+// (common/file_digest_cache.h: resolved path, size, mtime, inode, device) is
+// `identity`.
+struct KnownFileDigest {
+  FileIdentity identity;
+  std::string sha256;  // lower-case hex of the file's bytes
+};
 
 struct ModelFingerprintOptions {
   // Per-file digest cache (common/file_digest_cache.h); "" = no cache, every
@@ -46,6 +60,11 @@ struct ModelFingerprintOptions {
   std::string cache_path;
   // Files hashed at once; 0 = the number of hardware threads, at most 8.
   int threads = 0;
+  // Digests already known, by file name within the directory: a file whose
+  // identity equals its entry's is not read (its safetensors header is still
+  // validated); one whose identity differs is hashed as usual. Checked before
+  // the cache; not inserted into it.
+  std::map<std::string, KnownFileDigest> known_digests;
 
   // The binaries' options: cache_path = DefaultFileDigestCachePath().
   static ModelFingerprintOptions WithDefaultCache();

@@ -208,6 +208,44 @@ TEST_F(ModelFingerprintTest, CacheIsKeyedByFileIdentity) {
   EXPECT_EQ(touched.files_hashed, 1);
 }
 
+// A digest the caller computed itself is used while the file's identity is the
+// one it gave, and ignored once the file changed.
+TEST_F(ModelFingerprintTest, KnownDigestsAreUsedWhileTheIdentityHolds) {
+  const std::string dir = WriteModel("m", std::string(1000, 'a'));
+  const std::string weights = JoinPath(dir, "model.safetensors");
+  const std::string truth = Fp(dir);
+  absl::StatusOr<FileIdentity> id = StatFileIdentity(weights);
+  ASSERT_TRUE(id.ok()) << id.status();
+  absl::StatusOr<std::string> digest = Sha256File(weights);
+  ASSERT_TRUE(digest.ok());
+
+  ModelFingerprintOptions o;
+  o.known_digests["model.safetensors"] = {*id, *digest};
+  absl::StatusOr<ModelFingerprint> known = FingerprintModelDir(dir, o);
+  ASSERT_TRUE(known.ok()) << known.status();
+  EXPECT_EQ(known->hex, truth);
+  EXPECT_EQ(known->files_hashed, 1);  // config.json only
+  EXPECT_EQ(known->bytes_hashed, 8u);
+
+  // A wrong digest with the current identity is trusted (the caller's word):
+  // this shows the file was not read.
+  o.known_digests["model.safetensors"].sha256 = std::string(64, '0');
+  absl::StatusOr<ModelFingerprint> trusted = FingerprintModelDir(dir, o);
+  ASSERT_TRUE(trusted.ok());
+  EXPECT_NE(trusted->hex, truth);
+
+  // Once the file changes (new mtime), the entry is ignored and it is read.
+  struct stat st;
+  ASSERT_EQ(::stat(weights.c_str(), &st), 0);
+  PokeByte(weights, st.st_size - 1, 'z');
+  SetMtime(weights, st.st_mtim.tv_sec - 60);
+  absl::StatusOr<ModelFingerprint> changed = FingerprintModelDir(dir, o);
+  ASSERT_TRUE(changed.ok());
+  EXPECT_EQ(changed->hex, Fp(dir));
+  EXPECT_NE(changed->hex, truth);
+  EXPECT_EQ(changed->files_hashed, 2);
+}
+
 TEST_F(ModelFingerprintTest, RecentlyModifiedFilesAreNotCached) {
   const std::string dir = WriteModel("m", "abcd");
   // Modified "now": inside the racy window, so never served from the cache.
