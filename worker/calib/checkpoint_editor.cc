@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_digest_cache.h"
 #include "common/fs.h"
 #include "common/hash.h"
 #include "common/model_config.h"
@@ -30,6 +31,7 @@
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 #include "worker/calib/durable_file.h"
+#include "worker/calib/shard_rewriter.h"
 
 namespace sweepd::calib {
 namespace {
@@ -39,7 +41,6 @@ using json = nlohmann::json;
 constexpr char kIndexFile[] = "model.safetensors.index.json";
 constexpr char kOProj[] = "self_attn.o_proj.weight";
 constexpr char kQProj[] = "self_attn.q_proj.weight";
-constexpr size_t kChunkBytes = 64 << 20;
 constexpr int kMaxThreads = 8;
 
 // Files besides the weights that are copied from the base when present.
@@ -356,32 +357,18 @@ absl::Status EditLayer(const Checkpoint& ckpt, const std::string& prefix,
   return absl::OkStatus();
 }
 
-// One tensor to write at its final offset.
-struct WriteItem {
-  size_t file = 0;
-  const TensorView* tensor = nullptr;
-  uint64_t offset = 0;                  // in the output file
-  const std::string* edited = nullptr;  // null = the base's bytes
-  std::string sha256;                   // of what was written
-};
-
-absl::Status WriteTensor(int fd, WriteItem* item) {
-  const char* data = item->edited != nullptr
-                         ? item->edited->data()
-                         : reinterpret_cast<const char*>(item->tensor->data);
-  const size_t n = item->tensor->nbytes;
-  Sha256 h;
-  for (size_t done = 0; done < n;) {
-    const size_t len = std::min(kChunkBytes, n - done);
-    h.Update(absl::string_view(data + done, len));
-    if (!WriteAll(fd, data + done, len, item->offset + done)) {
-      return absl::InternalError(absl::StrCat(
-          "writing tensor '", item->tensor->name, "': ", std::strerror(errno)));
-    }
-    done += len;
+// The identity of every *.safetensors file in `dir`, by name (files that
+// cannot be stat'ed are left out).
+absl::StatusOr<std::map<std::string, FileIdentity>> WeightFileIdentities(
+    const std::string& dir) {
+  ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir));
+  std::map<std::string, FileIdentity> out;
+  for (const std::string& n : names) {
+    if (!absl::EndsWith(n, ".safetensors")) continue;
+    absl::StatusOr<FileIdentity> id = StatFileIdentity(JoinPath(dir, n));
+    if (id.ok()) out[n] = *std::move(id);
   }
-  item->sha256 = h.HexDigest();
-  return absl::OkStatus();
+  return out;
 }
 
 // Removes earlier attempts' temp directories next to `out_dir`.
@@ -455,10 +442,19 @@ absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
   ASSIGN_OR_RETURN(std::string base_real, RealPath(request.base_dir));
   ASSIGN_OR_RETURN(ModelConfig cfg,
                    ModelConfig::FromFile(JoinPath(base_real, "config.json")));
+  // The weight files' identities before they are mapped: the copies and the
+  // digests must read the files that were mapped (shard_rewriter.h).
+  using Identities = std::map<std::string, FileIdentity>;
+  ASSIGN_OR_RETURN(Identities base_identities, WeightFileIdentities(base_real));
   ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt,
                    Checkpoint::Open(base_real));
   ASSIGN_OR_RETURN(CheckedPlan plan, CheckPlan(request.plan, cfg));
   ASSIGN_OR_RETURN(std::string prefix, DetectPrefix(*ckpt, base_real));
+  const int threads =
+      request.threads > 0
+          ? request.threads
+          : std::min<int>(kMaxThreads,
+                          std::max(1u, std::thread::hardware_concurrency()));
 
   // The output's place: a fresh sibling temp directory, renamed at the end.
   const std::string name = BaseName(request.out_dir);
@@ -478,14 +474,9 @@ absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
                      "' overlaps the base model directory ", base_real));
   }
 
+  // The base's fingerprint: given, or needed now to judge an existing output,
+  // or else computed from the digests the write pass takes of the base files.
   std::string base_fp = request.base_fingerprint;
-  if (base_fp.empty()) {
-    ASSIGN_OR_RETURN(base_fp, ComputeModelFingerprint(base_real));
-  }
-  const json identity =
-      EditIdentity(plan, base_fp, !request.plan.layers.has_value());
-  const std::string digest = Sha256Hex(identity.dump());
-
   struct stat st;
   if (::lstat(out_real.c_str(), &st) == 0) {
     if (S_ISLNK(st.st_mode) || !S_ISDIR(st.st_mode)) {
@@ -493,10 +484,18 @@ absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
           "materialize.out_dir: ", out_real, " exists and is not a directory"));
     }
     ASSIGN_OR_RETURN(std::vector<std::string> entries, ListDir(out_real));
-    if (!entries.empty()) return ReusePrevious(out_real, digest);
+    if (!entries.empty()) {
+      if (base_fp.empty()) {
+        ASSIGN_OR_RETURN(base_fp, ComputeModelFingerprint(base_real));
+      }
+      const json identity =
+          EditIdentity(plan, base_fp, !request.plan.layers.has_value());
+      return ReusePrevious(out_real, Sha256Hex(identity.dump()));
+    }
   }
 
-  // The edits, in memory (q_proj / o_proj of the edited layers only).
+  // The edits, in memory (q_proj / o_proj of the edited layers only), one
+  // layer per thread; only bytes that really differ from the base are kept.
   std::map<std::string, std::string> edited;
   {
     std::map<int, int> heal_index;
@@ -505,25 +504,44 @@ absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
     std::set<int> touched;
     for (const auto& [L, heads] : plan.pruned) touched.insert(L);
     for (const auto& [L, heal] : plan.heals) touched.insert(L);
+    std::vector<int> layers;
     for (int L : touched) {
-      if (!plan.written.count(L)) continue;
-      auto p = plan.pruned.find(L);
-      auto h = plan.heals.find(L);
-      RETURN_IF_ERROR(EditLayer(
-          *ckpt, prefix, cfg, L, p == plan.pruned.end() ? nullptr : &p->second,
-          h == plan.heals.end() ? nullptr : h->second,
-          h == plan.heals.end() ? -1 : heal_index[L], &edited));
+      if (plan.written.count(L)) layers.push_back(L);
     }
-    // Keep only bytes that really differ from the base.
-    for (auto it = edited.begin(); it != edited.end();) {
-      const TensorView* t = ckpt->Find(it->first);
-      if (t->nbytes == it->second.size() &&
-          std::memcmp(t->data, it->second.data(), t->nbytes) == 0) {
-        it = edited.erase(it);
-      } else {
-        ++it;
+    std::vector<std::map<std::string, std::string>> per_layer(layers.size());
+    std::vector<absl::Status> status(layers.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t i; (i = next.fetch_add(1)) < layers.size();) {
+        const int L = layers[i];
+        auto p = plan.pruned.find(L);
+        auto h = plan.heals.find(L);
+        status[i] = EditLayer(*ckpt, prefix, cfg, L,
+                              p == plan.pruned.end() ? nullptr : &p->second,
+                              h == plan.heals.end() ? nullptr : h->second,
+                              h == plan.heals.end() ? -1 : heal_index.at(L),
+                              &per_layer[i]);
+        for (auto it = per_layer[i].begin(); it != per_layer[i].end();) {
+          const TensorView* t = ckpt->Find(it->first);
+          if (t->nbytes == it->second.size() &&
+              std::memcmp(t->data, it->second.data(), t->nbytes) == 0) {
+            it = per_layer[i].erase(it);
+          } else {
+            ++it;
+          }
+        }
       }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads && static_cast<size_t>(t) < layers.size();
+         ++t) {
+      pool.emplace_back(work);
     }
+    work();
+    for (std::thread& th : pool) th.join();
+    // The first error in layer order, as a sequential pass would report it.
+    for (const absl::Status& s : status) RETURN_IF_ERROR(s);
+    for (auto& m : per_layer) edited.merge(m);
   }
 
   RemoveStalePartials(parent_real, name);
@@ -538,94 +556,38 @@ absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
     }
   } guard{tmp};
 
-  // Weights: every base file rewritten at the same offsets, in parallel.
+  // Weights: every base file rewritten at the same offsets, with the digests
+  // of every tensor and file taken on the way (shard_rewriter.h).
   const auto& files = ckpt->files();
-  std::vector<std::string> out_names;
-  std::vector<int> fds;
-  std::vector<WriteItem> items;
+  ShardRewriteRequest rewrite;
+  rewrite.replaced = &edited;
+  rewrite.out_dir = tmp;
+  rewrite.base_file_digests = base_fp.empty();
+  rewrite.threads = threads;
+  for (const auto& file : files) {
+    rewrite.base_files.push_back(file.get());
+    auto id = base_identities.find(BaseName(file->path()));
+    if (id == base_identities.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("base file ", file->path(),
+                       " was not a readable file before the base was opened "
+                       "(changed while it was being materialized?)"));
+    }
+    rewrite.base_identities.push_back(id->second);
+  }
+  ASSIGN_OR_RETURN(ShardRewriteResult written, RewriteShards(rewrite));
   uint64_t bytes_written = 0;
-  absl::Status status;
-  for (size_t f = 0; f < files.size() && status.ok(); ++f) {
-    const SafetensorsFile& file = *files[f];
-    out_names.push_back(BaseName(file.path()));
-    const std::string path = JoinPath(tmp, out_names.back());
-    const int fd =
-        ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      status = absl::InternalError(
-          absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
-      break;
-    }
-    fds.push_back(fd);
-    const absl::string_view header = file.header();
-    std::string head(8, '\0');
-    uint64_t len = header.size();
-    for (int i = 0; i < 8; ++i)
-      head[i] = static_cast<char>((len >> (8 * i)) & 0xff);
-    head.append(header.data(), header.size());
-    uint64_t size = head.size();
-    const std::vector<TensorView>& tensors = file.tensors();
-    for (const TensorView& t : tensors) {
-      WriteItem item;
-      item.file = f;
-      item.tensor = &t;
-      item.offset =
-          head.size() + static_cast<uint64_t>(t.data - tensors[0].data);
-      auto e = edited.find(t.name);
-      if (e != edited.end()) item.edited = &e->second;
-      size = std::max<uint64_t>(size, item.offset + t.nbytes);
-      items.push_back(std::move(item));
-    }
-    if (::ftruncate(fd, static_cast<off_t>(size)) != 0 ||
-        !WriteAll(fd, head.data(), head.size(), 0)) {
-      status = absl::InternalError(
-          absl::StrCat("writing ", path, ": ", std::strerror(errno)));
-    }
-    bytes_written += size;
-  }
-  if (status.ok()) {
-    std::vector<size_t> order(items.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return items[a].tensor->nbytes > items[b].tensor->nbytes;
-    });
-    int threads =
-        request.threads > 0
-            ? request.threads
-            : std::min<int>(kMaxThreads,
-                            std::max(1u, std::thread::hardware_concurrency()));
-    threads =
-        std::max(1, std::min<int>(threads, static_cast<int>(items.size())));
-    std::vector<absl::Status> results(items.size());
-    std::atomic<size_t> next{0};
-    std::atomic<bool> failed{false};
-    auto work = [&] {
-      for (size_t k;
-           !failed.load() && (k = next.fetch_add(1)) < order.size();) {
-        WriteItem& item = items[order[k]];
-        results[order[k]] = WriteTensor(fds[item.file], &item);
-        if (!results[order[k]].ok()) failed.store(true);
-      }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    for (std::thread& th : pool) th.join();
-    for (const absl::Status& s : results) {
-      if (!s.ok()) {
-        status = s;
-        break;
-      }
+  for (const RewrittenShard& f : written.files) bytes_written += f.size;
+  // The base files must still be the ones that were read.
+  for (const auto& file : files) {
+    absl::StatusOr<FileIdentity> now = StatFileIdentity(file->path());
+    if (!now.ok() || *now != base_identities.at(BaseName(file->path()))) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "base file ", file->path(),
+          " changed while it was being materialized; run the task again once "
+          "it is complete"));
     }
   }
-  for (size_t f = 0; f < fds.size(); ++f) {
-    if (status.ok() && ::fsync(fds[f]) != 0) {
-      status = absl::InternalError(absl::StrCat(
-          "fsync ", JoinPath(tmp, out_names[f]), ": ", std::strerror(errno)));
-    }
-    ::close(fds[f]);
-  }
-  RETURN_IF_ERROR(status);
 
   // The index and the side files, byte for byte.
   std::vector<std::string> copied;
@@ -646,32 +608,54 @@ absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
     bytes_written += size;
   }
 
+  if (base_fp.empty()) {
+    ModelFingerprintOptions options;
+    for (size_t f = 0; f < files.size(); ++f) {
+      const std::string n = BaseName(files[f]->path());
+      options.known_digests[n] = {base_identities.at(n),
+                                  written.files[f].base_sha256};
+    }
+    ASSIGN_OR_RETURN(base_fp, ComputeModelFingerprint(base_real, options));
+  }
+  const json identity =
+      EditIdentity(plan, base_fp, !request.plan.layers.has_value());
+  const std::string digest = Sha256Hex(identity.dump());
+
   MaterializeResult result;
   result.base_fingerprint = base_fp;
   result.bytes_written = bytes_written;
-  result.tensors_total = static_cast<int>(items.size());
+  for (const RewrittenShard& f : written.files) {
+    result.tensors_total += static_cast<int>(f.tensor_sha256.size());
+  }
   for (const auto& [n, bytes] : edited) result.changed_tensors.push_back(n);
   {
+    // The weight files' digests were taken as they were written: only the
+    // small files are read.
     const auto started = std::chrono::steady_clock::now();
-    ASSIGN_OR_RETURN(ModelFingerprint fp, FingerprintModelDir(tmp));
+    ModelFingerprintOptions options;
+    for (const RewrittenShard& f : written.files) {
+      options.known_digests[f.name] = {f.identity, f.sha256};
+    }
+    ASSIGN_OR_RETURN(ModelFingerprint fp, FingerprintModelDir(tmp, options));
     result.fingerprint = fp.hex;
     result.fingerprint_seconds = Seconds(started);
   }
 
   // The manifest.
   json tensors = json::object();
-  for (const WriteItem& item : items) {
-    const TensorView& t = *item.tensor;
-    json e = {{"file", out_names[item.file]},
-              {"dtype", StDtypeName(t.dtype)},
-              {"shape", t.shape},
-              {"sha256", item.sha256},
-              {"changed", item.edited != nullptr}};
-    if (item.edited != nullptr) {
-      e["base_sha256"] = Sha256Hex(
-          absl::string_view(reinterpret_cast<const char*>(t.data), t.nbytes));
+  for (size_t f = 0; f < files.size(); ++f) {
+    const std::vector<TensorView>& views = files[f]->tensors();
+    for (size_t i = 0; i < views.size(); ++i) {
+      const TensorView& t = views[i];
+      const bool changed = edited.count(t.name) > 0;
+      json e = {{"file", written.files[f].name},
+                {"dtype", StDtypeName(t.dtype)},
+                {"shape", t.shape},
+                {"sha256", written.files[f].tensor_sha256[i]},
+                {"changed", changed}};
+      if (changed) e["base_sha256"] = written.replaced_base_sha256.at(t.name);
+      tensors[t.name] = std::move(e);
     }
-    tensors[t.name] = std::move(e);
   }
   json pruned = json::array();
   for (const auto& [L, heads] : plan.pruned) {
@@ -714,7 +698,7 @@ absl::StatusOr<MaterializeResult> MaterializeCheckpoint(
       {"pruned", pruned},
       {"heals", heals},
       {"canary", {{"status", "pending"}}},
-      {"num_tensors", items.size()},
+      {"num_tensors", result.tensors_total},
       {"changed_tensors", result.changed_tensors},
       {"tensors", tensors},
   };

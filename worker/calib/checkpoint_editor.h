@@ -11,10 +11,13 @@
 // offsets), so the shard split, the tensor -> file mapping and the index are
 // the base's; the index and config.json, generation_config.json and the
 // tokenizer files are copied byte for byte. Tensor data that is not edited is
-// copied from the memory-mapped base without decoding; zeroing rows/columns
-// works on raw bytes; only a healed o_proj is converted (F32 -> the base
-// tensor's dtype, round to nearest even for BF16). A file without an edited
-// tensor is therefore identical to the base's. "sweepd_manifest.json" records
+// copied by the kernel from the base file without decoding, and every digest
+// (per tensor, per file, the base's when its fingerprint is not given) is
+// taken from memory on the way, in parallel (shard_rewriter.h): nothing is
+// read back. Zeroing rows/columns works on raw bytes; only a healed o_proj is
+// converted (F32 -> the base tensor's dtype, round to nearest even for BF16);
+// edited layers are prepared in parallel. A file without an edited tensor is
+// therefore identical to the base's. "sweepd_manifest.json" records
 // the base (path, fingerprint), the edit (mode, pruned heads and heal
 // artifacts per layer with each artifact's safetensors metadata — the heal's
 // statistics —, which layers were written), the canary status ("pending";
@@ -96,8 +99,8 @@ struct MaterializeRequest {
   // Every file copied from the base must resolve under one of these
   // (common/path_confinement.h); empty = any.
   std::vector<std::string> model_roots;
-  // Tensors processed at once (files are written with pwrite at their final
-  // offsets); 0 = hardware threads, at most 8.
+  // Jobs run at once: edited layers, then the write pass's copies and digest
+  // streams (shard_rewriter.h); 0 = hardware threads, at most 8.
   int threads = 0;
 };
 
@@ -108,7 +111,10 @@ struct MaterializeResult {
   int tensors_total = 0;
   std::vector<std::string> changed_tensors;  // sorted
   bool reused = false;  // a complete previous result was found and kept
-  double fingerprint_seconds = 0.0;  // of the output (a full re-read)
+  // Of the output's fingerprint: the weight files' digests are taken while
+  // they are written, so only the small files are read (a full re-read of
+  // the output when reused).
+  double fingerprint_seconds = 0.0;
 };
 
 // Writes the edited checkpoint (see the header comment). Errors name what is
