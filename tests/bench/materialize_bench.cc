@@ -172,7 +172,8 @@ int Main(int argc, char** argv) {
   app.add_option("--heal-every", heal_every,
                  "heal o_proj on every n-th edited layer (0 = none)");
   app.add_option("--shard-gb", shard_gb, "base shard size (GB)");
-  app.add_option("--threads", threads, "editor threads (0 = hardware, <= 8)");
+  app.add_option("--threads", threads,
+                 "editor jobs at once (0 = hardware threads, <= 8)");
   app.add_option("--dir", dir_parent, "where the temp directory goes");
   app.add_flag("--keep", keep, "keep the base, output and copy");
   CLI11_PARSE(app, argc, argv);

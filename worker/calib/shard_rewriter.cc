@@ -86,23 +86,34 @@ uint64_t SpanBytes(const std::vector<Span>& spans) {
   return n;
 }
 
-// The jobs, shared by the pool: writes first (in file order), then digests,
-// longest first. A job may add a follow-up job. Take blocks until a job is
-// ready, or returns false once none is left and none is running (or one
-// failed).
+// The jobs, shared by the pool: writes in file order on at most `max_writes`
+// threads at once (they mostly wait for the kernel and the disk), digests
+// longest first on the others. A job may add a follow-up job. Take blocks
+// until a job is ready, or returns false once none is left and none is
+// running (or one failed).
 class JobQueue {
  public:
+  explicit JobQueue(int max_writes) : max_writes_(max_writes) {}
+
   void Add(Job job) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    AddLocked(std::move(job));
+    if (job.is_write()) {
+      writes_.push_back(std::move(job));
+    } else {
+      digests_.push_back(std::move(job));
+    }
   }
+  // A write while fewer than max_writes run (the rest of the threads hash
+  // meanwhile), else the longest digest; false once nothing is left.
   bool Take(Job* job) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(this, &JobQueue::ReadyOrDone));
     if (!status_.ok() || (writes_.empty() && digests_.empty())) return false;
-    if (!writes_.empty()) {
+    if (!writes_.empty() &&
+        (writes_running_ < max_writes_ || digests_.empty())) {
       *job = std::move(writes_.front());
       writes_.pop_front();
+      ++writes_running_;
     } else {
       auto longest = std::max_element(
           digests_.begin(), digests_.end(),
@@ -114,9 +125,11 @@ class JobQueue {
     return true;
   }
   // Ends a job taken by Take, after any follow-up was added.
-  void Done(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
+  void Done(const Job& job, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     --running_;
+    if (job.is_write()) --writes_running_;
     if (!status.ok() && status_.ok()) {
       status_ = status;
       failed_.store(true);
@@ -129,20 +142,15 @@ class JobQueue {
   }
 
  private:
-  void AddLocked(Job job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (job.is_write()) {
-      writes_.push_back(std::move(job));
-    } else {
-      digests_.push_back(std::move(job));
-    }
-  }
   bool ReadyOrDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !status_.ok() || !writes_.empty() || !digests_.empty() ||
-           running_ == 0;
+    return !status_.ok() || !digests_.empty() || running_ == 0 ||
+           (!writes_.empty() && writes_running_ < max_writes_);
   }
 
+  const int max_writes_;
   mutable absl::Mutex mu_;
   std::deque<Job> writes_ ABSL_GUARDED_BY(mu_);
+  int writes_running_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Job> digests_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
@@ -387,7 +395,8 @@ absl::StatusOr<ShardRewriteResult> RewriteShards(
   }
 
   // The jobs.
-  JobQueue queue;
+  const int threads = ThreadCount(request.threads);
+  JobQueue queue(std::max(1, threads / 4));
   for (size_t f = 0; f < files.size(); ++f) {
     FilePlan& plan = files[f];
     RewrittenShard& out = result.files[f];
@@ -468,10 +477,9 @@ absl::StatusOr<ShardRewriteResult> RewriteShards(
       } else {
         RunDigest(&job, &queue);
       }
-      queue.Done(status);
+      queue.Done(job, status);
     }
   };
-  const int threads = ThreadCount(request.threads);
   ParallelFor(static_cast<size_t>(threads), threads, worker);
   RETURN_IF_ERROR(queue.status());
   result.used_copy_file_range = used_copy_file_range.load();

@@ -17,8 +17,10 @@
 // mapping and the replacement buffers), never read back from disk: of each
 // output file, of each output tensor, of each replaced tensor's base bytes and,
 // on request, of each base file. Each digest is one sequential stream; the
-// streams and the copies run in parallel on a small pool (copies first, so
-// the disk works while the CPUs hash; then the longest streams). A base file's
+// streams and the copies run in parallel on a small pool: the copies in file
+// order on a quarter of the threads (at least one; they mostly wait for the
+// kernel and the disk), so the disk works while the other threads hash, the
+// longest streams first. A base file's
 // digest shares its output file's stream up to the first replaced tensor
 // (Sha256::Clone) and equals it when the file has none.
 //

@@ -49,7 +49,8 @@ struct MaterializeExecutorOptions {
   std::shared_ptr<ArtifactStore> artifacts;
   // Borrowed; Clock::Real() when null. Measures wall_seconds.
   Clock* clock = nullptr;
-  // Tensors written at once (checkpoint_editor.h); 0 = automatic.
+  // Jobs run at once by the checkpoint editor (edited layers, copies and
+  // digest streams; checkpoint_editor.h); 0 = automatic.
   int threads = 0;
 };
 
