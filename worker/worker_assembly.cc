@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "worker/engine/device_stats.h"
 #include "worker/engine/engine.h"
+#include "worker/jobs/register_executors.h"
 #include "worker/jobs/synthetic_executor.h"
 
 namespace sweepd {

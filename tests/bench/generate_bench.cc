@@ -86,6 +86,9 @@ int main(int argc, char** argv) {
   app.add_flag("--cuda-graphs,!--no-cuda-graphs", cuda_graphs,
                "DecodeOptions::cuda_graphs (default on): replay the decode "
                "step's layers as CUDA graphs per batch-size bucket");
+  int key_splits = 0;
+  app.add_option("--attention-key-splits", key_splits,
+                 "DecodeOptions::attention_key_splits (0 = automatic)");
   std::string prompts_jsonl;
   int max_batch = 64;
   app.add_option("--prompts-jsonl", prompts_jsonl,
@@ -202,6 +205,7 @@ int main(int argc, char** argv) {
     d.max_cached_tokens = max_cached_tokens;
     d.decode_attention = attention_mode;
     d.cuda_graphs = cuda_graphs;
+    d.attention_key_splits = key_splits;
     const absl::Time t0 = absl::Now();
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
@@ -241,6 +245,7 @@ int main(int argc, char** argv) {
     d.max_cached_tokens = max_cached_tokens;
     d.decode_attention = attention_mode;
     d.cuda_graphs = cuda_graphs;
+    d.attention_key_splits = key_splits;
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
       std::fprintf(stderr, "session: %s\n",

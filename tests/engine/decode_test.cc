@@ -323,6 +323,10 @@ TEST(DecodeTest, BadInputsAreNamed) {
   DecodeOptions bad_iv;
   bad_iv.interventions = {Intervention::Skip(1000)};
   EXPECT_FALSE(e->StartDecode(bad_iv).ok());
+  DecodeOptions bad_splits;
+  bad_splits.attention_key_splits = -1;
+  EXPECT_THAT(e->StartDecode(bad_splits).status().message(),
+              HasSubstr("attention_key_splits"));
   // A sequence at max_sequence_tokens must be released first.
   auto first = (*session)->AddPrompt({2, 3, 4, 5, 6, 7, 8}, {Greedy()});
   ASSERT_TRUE(first.ok()) << first.status();

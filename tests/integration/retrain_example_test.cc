@@ -41,47 +41,27 @@ double Metric(const v1::TaskRecord& t, const std::string& name) {
 TEST(RetrainExampleTest, SeedTwoRetrainedLayerRunsStageByStage) {
   auto dir = MakeTempDir("sweepd-retrain");
   ASSERT_TRUE(dir.ok()) << dir.status();
-  auto worker_bin = BuildBinary("worker/sweep-worker");
-  ASSERT_TRUE(worker_bin.ok()) << worker_bin.status();
-  auto sweepd_bin = BuildBinary("coordinator/sweepd");
-  ASSERT_TRUE(sweepd_bin.ok()) << sweepd_bin.status();
-  const std::string models = *dir + "/models";
-  const std::string artifacts = *dir + "/artifacts";
-  absl::Status made = MakeTinyModelWithWorker(
-      *worker_bin, models + "/gemma4-tiny", *dir + "/make-model.log");
-  ASSERT_TRUE(made.ok()) << made;
-
-  SweepClusterOptions options{*dir};
-  options.sweepd_args = {"--model-root",    models,
-                         "--data-root",     SourceDir() + "/configs/data",
-                         "--artifact-root", artifacts};
-  auto cluster = SweepCluster::Create(options);
-  ASSERT_TRUE(cluster.ok()) << cluster.status();
-  ASSERT_TRUE((*cluster)->StartCoordinator().ok())
-      << (*cluster)->DescribeLogs();
-  auto w = (*cluster)->StartWorker(
-      "retrain-worker", {"--model", models + "/gemma4-tiny", "--model-root",
-                         models, "--artifact-root", artifacts, "--threads", "1",
-                         "--heartbeat-ms", "300"});
-  ASSERT_TRUE(w.ok()) << w.status();
+  auto started = StartTinyArtifactCluster(*dir, "retrain-worker");
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<SweepCluster> cluster = std::move(started->cluster);
+  const std::string models = started->models;
+  const std::string artifacts = started->artifacts;
 
   auto spec =
       LoadSweepSpecFile(SourceDir() + "/configs/sweeps/retrain_layer.yaml");
   ASSERT_TRUE(spec.ok()) << spec.status();
-  auto submitted = (*cluster)->Submit(*spec);
-  ASSERT_TRUE(submitted.ok())
-      << submitted.status() << (*cluster)->DescribeLogs();
+  auto submitted = cluster->Submit(*spec);
+  ASSERT_TRUE(submitted.ok()) << submitted.status() << cluster->DescribeLogs();
   auto status =
-      (*cluster)->WaitForSweepEnd(submitted->sweep_id(), absl::Seconds(800));
-  ASSERT_TRUE(status.ok()) << status.status() << (*cluster)->DescribeLogs();
-  auto tasks = (*cluster)->ListAllTasks(submitted->sweep_id());
+      cluster->WaitForSweepEnd(submitted->sweep_id(), absl::Seconds(800));
+  ASSERT_TRUE(status.ok()) << status.status() << cluster->DescribeLogs();
+  auto tasks = cluster->ListAllTasks(submitted->sweep_id());
   ASSERT_TRUE(tasks.ok()) << tasks.status();
   for (const v1::TaskRecord& t : *tasks) {
     EXPECT_EQ(t.state(), v1::TASK_STATE_DONE)
         << t.spec().stage() << " " << t.task_key() << ": " << t.error();
   }
-  ASSERT_EQ(status->state(), v1::SWEEP_STATE_DONE)
-      << (*cluster)->DescribeLogs();
+  ASSERT_EQ(status->state(), v1::SWEEP_STATE_DONE) << cluster->DescribeLogs();
 
   std::map<std::string, std::vector<const v1::TaskRecord*>> by_stage;
   for (const v1::TaskRecord& t : *tasks)

@@ -28,6 +28,7 @@
 #include "tests/jobs/executor_test_env.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/model_generator.h"
+#include "worker/jobs/register_executors.h"
 #include "worker/jobs/windowing.h"
 
 namespace sweepd {

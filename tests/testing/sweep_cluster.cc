@@ -423,4 +423,49 @@ absl::Status MakeTinyModelWithWorker(const std::string& worker_bin,
   return absl::OkStatus();
 }
 
+absl::StatusOr<ArtifactCluster> StartTinyArtifactCluster(
+    const std::string& dir, const std::string& worker_name) {
+  auto worker_bin = BuildBinary("worker/sweep-worker");
+  if (!worker_bin.ok()) return worker_bin.status();
+  auto sweepd_bin = BuildBinary("coordinator/sweepd");
+  if (!sweepd_bin.ok()) return sweepd_bin.status();
+  ArtifactCluster out;
+  out.models = dir + "/models";
+  out.artifacts = dir + "/artifacts";
+  const std::string model = out.models + "/gemma4-tiny";
+  if (absl::Status s =
+          MakeTinyModelWithWorker(*worker_bin, model, dir + "/make-model.log");
+      !s.ok()) {
+    return s;
+  }
+  const char* source = std::getenv("SWEEPD_SOURCE_DIR");
+  SweepClusterOptions options;
+  options.dir = dir;
+  options.sweepd_args = {
+      "--model-root",
+      out.models,
+      "--data-root",
+      std::string(source != nullptr ? source : ".") + "/configs/data",
+      "--artifact-root",
+      out.artifacts};
+  auto cluster = SweepCluster::Create(options);
+  if (!cluster.ok()) return cluster.status();
+  if (absl::Status s = (*cluster)->StartCoordinator(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("starting sweepd: ", s.message(),
+                                               (*cluster)->DescribeLogs()));
+  }
+  auto w = (*cluster)->StartWorker(
+      worker_name,
+      {"--model", model, "--model-root", out.models, "--artifact-root",
+       out.artifacts, "--threads", "1", "--heartbeat-ms", "300"});
+  if (!w.ok()) {
+    return absl::Status(
+        w.status().code(),
+        absl::StrCat("starting worker ", worker_name, ": ",
+                     w.status().message(), (*cluster)->DescribeLogs()));
+  }
+  out.cluster = std::move(*cluster);
+  return out;
+}
+
 }  // namespace sweepd::testing

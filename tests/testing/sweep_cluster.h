@@ -56,6 +56,23 @@ absl::Status MakeTinyModelWithWorker(const std::string& worker_bin,
                                      const std::string& out_dir,
                                      const std::string& log_path);
 
+class SweepCluster;
+
+// The calibration examples' cluster (head_prune, retrain): sweepd and one
+// worker over the tiny model, sharing one artifact store. Under `dir`: the
+// model models/gemma4-tiny (MakeTinyModelWithWorker) and the store
+// artifacts/; sweepd gets --model-root, the shipped datasets (configs/data
+// under $SWEEPD_SOURCE_DIR) as --data-root and --artifact-root; the worker
+// `worker_name` gets the model, --model-root, --artifact-root, --threads 1
+// and a 300 ms heartbeat. Errors name the step and carry the logs.
+struct ArtifactCluster {
+  std::unique_ptr<SweepCluster> cluster;
+  std::string models;     // <dir>/models
+  std::string artifacts;  // <dir>/artifacts
+};
+absl::StatusOr<ArtifactCluster> StartTinyArtifactCluster(
+    const std::string& dir, const std::string& worker_name);
+
 class SweepCluster {
  public:
   // Finds the binaries under $SWEEPD_BUILD_DIR; starts nothing.

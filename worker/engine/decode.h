@@ -93,6 +93,11 @@ struct DecodeOptions {
   // no steering or head masks, a flat plan, no phase profiling); other steps
   // run eagerly. On by default; false runs every step eagerly.
   bool cuda_graphs = true;
+  // The fused attention's key splits per (row, KV head) on CUDA (flash-
+  // decoding blocks merged by log-sum-exp): 0 = PagedDecodeAttentionSplits'
+  // choice for the step's rows and the device; n >= 1 forces n (tuning and
+  // benchmarks: generate_bench --attention-key-splits).
+  int attention_key_splits = 0;
 };
 
 // One sequence's token of a step.

@@ -15,6 +15,7 @@
 #include "worker/engine/decode_graph.h"
 #include "worker/engine/decode_rows.h"
 #include "worker/engine/forward_plan.h"
+#include "worker/engine/host_upload.h"
 #include "worker/engine/kv_cache.h"
 #include "worker/engine/page_table.h"
 #include "worker/engine/rank_forward.h"
@@ -99,11 +100,8 @@ class RankHook : public ForwardHook {
       return;
     }
     const at::Device dev = ctx.shard->device;
-    auto lopts = at::TensorOptions().dtype(at::kLong);
     auto up = [&](const std::vector<int64_t>& v) {
-      return at::from_blob(const_cast<int64_t*>(v.data()),
-                           {static_cast<int64_t>(v.size())}, lopts)
-          .to(dev);
+      return Upload(v, at::kLong, dev);
     };
     positions_ = up(in.positions);
     if (in.prefill) head_rows_ = up(in.head_rows);
@@ -219,9 +217,8 @@ class RankHook : public ForwardHook {
     const int B = in_.graph_bucket;
     const int64_t R = static_cast<int64_t>(in_.positions.size());
     DecodeGraphs::Buffers& buf = graphs_->buffers(B);
-    auto lopts = at::TensorOptions().dtype(at::kLong);
-    auto fill = [&](const at::Tensor& dst, std::vector<int64_t> host) {
-      dst.copy_(at::from_blob(host.data(), dst.sizes(), lopts));
+    auto fill = [&](const at::Tensor& dst, const std::vector<int64_t>& host) {
+      UploadInto(dst, host.data());
     };
     std::vector<int64_t> pos(in_.positions);
     pos.resize(B, -1);
@@ -355,6 +352,13 @@ class DecodeSessionImpl : public DecodeSession {
       return absl::InvalidArgumentError(absl::StrCat(
           "DecodeOptions.page_size must be >= 1, got ", options_.page_size));
     }
+    if (options_.attention_key_splits < 0 ||
+        options_.attention_key_splits > 1024) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "DecodeOptions.attention_key_splits must be in [0, 1024] (0 = "
+          "automatic), got ",
+          options_.attention_key_splits));
+    }
     if (options_.max_sequences < 1) {
       return absl::InvalidArgumentError(
           absl::StrCat("DecodeOptions.max_sequences must be >= 1, got ",
@@ -422,7 +426,8 @@ class DecodeSessionImpl : public DecodeSession {
         [&](const RankContext& ctx) {
           caches_[ctx.rank] = std::make_unique<RankKvCache>(
               cfg, *ctx.shard, layer_group_, skip_, pages, P,
-              FusedAttention(options_.decode_attention, ctx.shard->device));
+              FusedAttention(options_.decode_attention, ctx.shard->device),
+              options_.attention_key_splits);
           for (int L = 0; L < N; ++L) {
             if (plan.zero[L]) {
               weights_[ctx.rank][L] = ZeroedWeights(ctx.shard->layers[L]);

@@ -24,8 +24,12 @@ RankKvCache::RankKvCache(const ModelConfig& cfg, const RankShard& shard,
                          const std::vector<int>& layer_group,
                          const std::vector<uint8_t>& skip,
                          const std::vector<int64_t>& pages, int page_size,
-                         bool fused)
-    : cfg_(cfg), s_(shard), layer_group_(layer_group), page_size_(page_size) {
+                         bool fused, int key_splits)
+    : cfg_(cfg),
+      s_(shard),
+      layer_group_(layer_group),
+      page_size_(page_size),
+      key_splits_(key_splits) {
   const int N = cfg.num_hidden_layers;
   k_.resize(N);
   v_.resize(N);
@@ -208,9 +212,10 @@ at::Tensor RankKvCache::FusedAttend(int L, const at::Tensor& q,
     return out;
   }
 #if SWEEPD_KERNELS_CUDA
-  a.splits = kernels::PagedDecodeAttentionSplits(
-      R, a.kv_heads, a.max_pages * page_size_,
-      kernels::CudaMultiprocessorCount());
+  a.splits = key_splits_ > 0 ? key_splits_
+                             : kernels::PagedDecodeAttentionSplits(
+                                   R, a.kv_heads, a.max_pages * page_size_,
+                                   kernels::CudaMultiprocessorCount());
   at::Tensor ws;
   if (a.splits > 1) {
     ws = at::empty({kernels::PagedDecodeAttentionWorkspaceBytes(a)},

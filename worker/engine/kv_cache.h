@@ -52,11 +52,13 @@ class RankKvCache {
   // layer_group[L]: L's group in the page table; pages[g]: group g's pool.
   // `fused`: the flat plan attends through the fused paged kernel
   // (DecodeAttention; on CPU devices its reference) where it takes the
-  // layer's shapes.
+  // layer's shapes, with `key_splits` splits per (row, KV head) on CUDA (0:
+  // PagedDecodeAttentionSplits' choice).
   RankKvCache(const ModelConfig& cfg, const RankShard& shard,
               const std::vector<int>& layer_group,
               const std::vector<uint8_t>& skip,
-              const std::vector<int64_t>& pages, int page_size, bool fused);
+              const std::vector<int64_t>& pages, int page_size, bool fused,
+              int key_splits = 0);
 
   // Stores layer L's k/v [1, T, kv_local, head_dim] at `slots` [T].
   void Write(int L, const at::Tensor& slots, const LayerQkv& qkv);
@@ -90,6 +92,7 @@ class RankKvCache {
   at::Tensor FusedAttend(int L, const at::Tensor& q, const GroupRows& rows,
                          const LayerWeights& w) const;
   int page_size_;
+  int key_splits_;                 // 0: automatic
   std::vector<at::Tensor> k_, v_;  // per layer
   // Per layer: RoPE inverse frequencies where the fused kernel serves it
   // (undefined: the ATen ops).

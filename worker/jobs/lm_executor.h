@@ -119,7 +119,8 @@ struct LmExecutorOptions {
   // seconds).
   WorkerMetrics* metrics = nullptr;
   // The worker's artifact store (sweep-worker --artifact-root); null = none.
-  // RegisterLmExecutors hands it to every executor it builds; a job that
+  // RegisterLmExecutors (register_executors.h) hands it to every executor it
+  // builds; a job that
   // needs it fails with FAILED_PRECONDITION "... needs --artifact-root on the
   // worker" when it is null (RequireArtifactStore, job_artifacts.h).
   std::shared_ptr<ArtifactStore> artifacts;
@@ -147,17 +148,6 @@ class LmExecutor : public Executor {
   const LmExecutorOptions options_;
   Clock* const clock_;
 };
-
-// Creates one LmBackend (loading the worker's model) and registers executors
-// sharing it: an LmExecutor for "eval" and "probe", a GenerateExecutor
-// (generate_executor.h) for each of "generate" and "canary"; the
-// engine-free MaterializeExecutor (materialize_executor.h) for "materialize";
-// a CaptureExecutor (capture_executor.h) for "capture"; and a HealExecutor
-// (heal_executor.h, no engine) for "heal". Every executor's options get
-// executor_options.artifacts (the store, may be null).
-absl::Status RegisterLmExecutors(const LmBackendOptions& backend_options,
-                                 const LmExecutorOptions& executor_options,
-                                 ExecutorRegistry* registry);
 
 }  // namespace sweepd
 
