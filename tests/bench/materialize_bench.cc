@@ -15,7 +15,9 @@
 // healed (a random float32 heal with the pruned columns zero, converted to the
 // base dtype) on every --heal-every'th edited layer. Prints the edit's time
 // (hashing every tensor for the manifest and fingerprinting the output
-// included; the output's fingerprint pass also alone), bytes written, bytes
+// included; the output's fingerprint pass also alone: the weight files'
+// digests are taken while they are written, worker/calib/shard_rewriter.h,
+// so it reads only the small files), bytes written, bytes
 // re-encoded (changed tensors) vs copied, and the copy's time and bytes.
 //
 //   materialize_bench --config configs/models/gemma4-31b.json [--layers 4]
