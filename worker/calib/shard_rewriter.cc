@@ -103,8 +103,9 @@ class JobQueue {
       digests_.push_back(std::move(job));
     }
   }
-  // A write while fewer than max_writes run (the rest of the threads hash
-  // meanwhile), else the longest digest; false once nothing is left.
+  // A write while fewer than max_writes run (the other threads hash
+  // meanwhile), else the longest digest; false once nothing is left. A thread
+  // waits while only writes are left and max_writes of them run.
   bool Take(Job* job) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(this, &JobQueue::ReadyOrDone));
