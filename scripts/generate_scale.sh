@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The 10,000-request generation sweep of issue 11 on the tiny model (CPU), not run by CI:
-#   scripts/generate_scale.sh [REQUESTS] [SHARDS] [NEW_TOKENS]
+# The 10,000-request generation sweep of issue 11 on the tiny model, not run by CI:
+#   [SWEEPD_SCALE_DEVICE=cpu|cuda] scripts/generate_scale.sh [REQUESTS] [SHARDS] [NEW_TOKENS]
+# (default cpu; cuda runs the engine and the worker on GPU 0, float32 either way)
 # Writes REQUESTS prompts (default 10000) to a JSONL file, runs them once through the engine
 # alone (generate_bench --prompts-jsonl: one decode session, continuous batching) and once as a
 # `generate` sweep through sweepd and one sweep-worker (SHARDS tasks, default 20), with the same
@@ -12,6 +13,12 @@ requests=${1:-10000}
 shards=${2:-20}
 new_tokens=${3:-16}
 build=${SWEEPD_BUILD_DIR:-$root/build}
+device=${SWEEPD_SCALE_DEVICE:-cpu}
+case "$device" in cpu | cuda) ;; *)
+  echo "SWEEPD_SCALE_DEVICE must be cpu or cuda, got '$device'" >&2
+  exit 2
+  ;;
+esac
 SWEEPD_TARGETS="sweepd sweep-worker sweepctl generate_bench" "$root/scripts/build.sh" >/dev/null
 work=$(mktemp -d /tmp/sweepd-genscale.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true' EXIT
@@ -28,7 +35,7 @@ for i in range(int(sys.argv[1])):
 PY
 batch=64
 echo "== engine alone: $requests prompts, $new_tokens new tokens, batch $batch"
-"$build/tests/bench/generate_bench" --model "$work/models/tiny" --device cpu --dtype float32 \
+"$build/tests/bench/generate_bench" --model "$work/models/tiny" --device "$device" --dtype float32 \
   --threads 1 --prompts-jsonl "$work/data/prompts.jsonl" --samples 1 \
   --new-tokens "$new_tokens" --max-batch "$batch" | tee "$work/engine.txt"
 engine_s=$(grep -o ', [0-9.]* s,' "$work/engine.txt" | tr -dc '0-9.')
@@ -39,6 +46,7 @@ engine_s=$(grep -o ', [0-9.]* s,' "$work/engine.txt" | tr -dc '0-9.')
 for _ in $(seq 100); do [[ -s "$work/port" ]] && break; sleep 0.1; done
 export SWEEPD_COORDINATOR=127.0.0.1:$(cat "$work/port")
 "$build/worker/sweep-worker" run --name scale-worker --model "$work/models/tiny" --threads 1 \
+  --device "$device" --dtype float32 \
   >"$work/worker.log" 2>&1 &
 for _ in $(seq 200); do
   "$build/client/sweepctl" workers 2>/dev/null | grep -q scale-worker && break

@@ -23,6 +23,7 @@
 #include "worker/jobs/determinism.h"
 #include "worker/jobs/interventions.h"
 #include "worker/jobs/job_artifacts.h"
+#include "worker/jobs/task_loop.h"
 #include "worker/jobs/windowing.h"
 
 namespace sweepd {
@@ -193,24 +194,11 @@ CaptureExecutor::CaptureExecutor(std::shared_ptr<LmBackend> backend,
 
 void CaptureExecutor::RunGroup(const std::vector<TaskInput>& tasks,
                                TaskContext& ctx, const TaskSink& sink) {
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    if (ctx.cancelled() || ctx.task_cancelled(i)) {
-      sink(i, absl::CancelledError("task cancelled"));
-      continue;
-    }
-    const CaptureJobSpec* job = std::get_if<CaptureJobSpec>(&tasks[i].job);
-    absl::StatusOr<TaskOutput> out =
-        tasks[i].kind != kCaptureKind || job == nullptr
-            ? absl::InvalidArgumentError(absl::StrCat(
-                  "the capture executor runs kind capture with its job, not '",
-                  tasks[i].kind, "'"))
-            : RunTask(tasks[i], *job, ctx, i);
-    if (!out.ok() && !absl::IsCancelled(out.status())) {
-      out = Annotate(out.status(), absl::StrCat("task ", tasks[i].task_key));
-    }
-    ctx.SetProgress(static_cast<double>(i + 1) / tasks.size());
-    sink(i, std::move(out));
-  }
+  RunTasksOneByOne<CaptureJobSpec>(
+      kCaptureKind, tasks, ctx, sink,
+      [&](const TaskInput& task, const CaptureJobSpec& job, size_t i) {
+        return RunTask(task, job, ctx, i);
+      });
 }
 
 absl::StatusOr<TaskOutput> CaptureExecutor::RunTask(const TaskInput& task,

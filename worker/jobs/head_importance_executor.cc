@@ -9,6 +9,7 @@
 #include "common/status.h"
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/determinism.h"
+#include "worker/jobs/task_loop.h"
 #include "worker/jobs/windowing.h"
 
 namespace sweepd {
@@ -105,26 +106,20 @@ HeadImportanceExecutor::Create(std::shared_ptr<LmBackend> backend,
 
 void HeadImportanceExecutor::RunGroup(const std::vector<TaskInput>& tasks,
                                       TaskContext& ctx, const TaskSink& sink) {
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    if (ctx.cancelled() || ctx.task_cancelled(i)) {
-      sink(i, absl::CancelledError("task cancelled"));
-      continue;
-    }
-    sink(i, RunTask(tasks[i], ctx, i, static_cast<double>(i) / tasks.size(),
-                    1.0 / tasks.size()));
-    ctx.SetProgress(static_cast<double>(i + 1) / tasks.size());
-  }
+  const double share = 1.0 / static_cast<double>(tasks.size());
+  RunTasksOneByOne<HeadImportanceJobSpec>(
+      kHeadImportanceKind, tasks, ctx, sink,
+      [&](const TaskInput& task, const HeadImportanceJobSpec& job, size_t i) {
+        return RunTask(task, job, ctx, i, static_cast<double>(i) * share,
+                       share);
+      });
 }
 
 absl::StatusOr<TaskOutput> HeadImportanceExecutor::RunTask(
-    const TaskInput& task, TaskContext& ctx, size_t index, double progress_base,
+    const TaskInput& task, const HeadImportanceJobSpec& job_spec,
+    TaskContext& ctx, size_t index, double progress_base,
     double progress_span) {
-  const auto* job = std::get_if<HeadImportanceJobSpec>(&task.job);
-  if (job == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("task ", task.task_key, " of kind ", task.kind,
-                     " carries no head_importance job"));
-  }
+  const HeadImportanceJobSpec* job = &job_spec;
   if (job->data.path.empty()) {
     return absl::InvalidArgumentError("data.dataset.path: required");
   }

@@ -61,8 +61,10 @@ class HeadImportanceExecutor : public Executor {
  private:
   HeadImportanceExecutor(std::shared_ptr<LmBackend> backend,
                          const HeadImportanceExecutorOptions& options);
-  absl::StatusOr<TaskOutput> RunTask(const TaskInput& task, TaskContext& ctx,
-                                     size_t index, double progress_base,
+  absl::StatusOr<TaskOutput> RunTask(const TaskInput& task,
+                                     const HeadImportanceJobSpec& job,
+                                     TaskContext& ctx, size_t index,
+                                     double progress_base,
                                      double progress_span);
 
   const std::shared_ptr<LmBackend> backend_;

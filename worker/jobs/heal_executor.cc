@@ -14,6 +14,7 @@
 #include "worker/calib/gram_file.h"
 #include "worker/calib/ridge.h"
 #include "worker/jobs/job_artifacts.h"
+#include "worker/jobs/task_loop.h"
 
 namespace sweepd {
 namespace {
@@ -89,24 +90,9 @@ HealExecutor::HealExecutor(const HealExecutorOptions& options)
 
 void HealExecutor::RunGroup(const std::vector<TaskInput>& tasks,
                             TaskContext& ctx, const TaskSink& sink) {
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    if (ctx.cancelled() || ctx.task_cancelled(i)) {
-      sink(i, absl::CancelledError("task cancelled"));
-      continue;
-    }
-    const HealJobSpec* job = std::get_if<HealJobSpec>(&tasks[i].job);
-    absl::StatusOr<TaskOutput> out =
-        tasks[i].kind != kHealKind || job == nullptr
-            ? absl::InvalidArgumentError(absl::StrCat(
-                  "the heal executor runs kind heal with its job, not '",
-                  tasks[i].kind, "'"))
-            : RunTask(*job);
-    if (!out.ok()) {
-      out = Annotate(out.status(), absl::StrCat("task ", tasks[i].task_key));
-    }
-    ctx.SetProgress(static_cast<double>(i + 1) / tasks.size());
-    sink(i, std::move(out));
-  }
+  RunTasksOneByOne<HealJobSpec>(kHealKind, tasks, ctx, sink,
+                                [&](const TaskInput&, const HealJobSpec& job,
+                                    size_t) { return RunTask(job); });
 }
 
 absl::StatusOr<TaskOutput> HealExecutor::RunTask(const HealJobSpec& job) {

@@ -17,6 +17,7 @@
 #include "common/status.h"
 #include "worker/calib/checkpoint_editor.h"
 #include "worker/jobs/job_artifacts.h"
+#include "worker/jobs/task_loop.h"
 
 namespace sweepd {
 namespace {
@@ -222,22 +223,11 @@ absl::StatusOr<TaskOutput> MaterializeExecutor::RunTask(
 
 void MaterializeExecutor::RunGroup(const std::vector<TaskInput>& tasks,
                                    TaskContext& ctx, const TaskSink& sink) {
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    if (ctx.task_cancelled(i)) {
-      sink(i, absl::CancelledError("task cancelled"));
-      continue;
-    }
-    const MaterializeJobSpec* job =
-        std::get_if<MaterializeJobSpec>(&tasks[i].job);
-    if (job == nullptr) {
-      sink(i, absl::InvalidArgumentError(
-                  absl::StrCat("task ", tasks[i].task_key, " of kind '",
-                               tasks[i].kind, "' has no materialize job")));
-      continue;
-    }
-    sink(i, RunTask(*job));
-    ctx.SetProgress(static_cast<double>(i + 1) / tasks.size());
-  }
+  RunTasksOneByOne<MaterializeJobSpec>(
+      kMaterializeKind, tasks, ctx, sink,
+      [&](const TaskInput&, const MaterializeJobSpec& job, size_t) {
+        return RunTask(job);
+      });
 }
 
 }  // namespace sweepd

@@ -28,6 +28,7 @@
 #include "worker/jobs/dataset.h"
 #include "worker/jobs/determinism.h"
 #include "worker/jobs/job_artifacts.h"
+#include "worker/jobs/task_loop.h"
 #include "worker/jobs/windowing.h"
 
 namespace sweepd {
@@ -127,29 +128,11 @@ RetrainExecutor::RetrainExecutor(std::shared_ptr<LmBackend> backend,
 
 void RetrainExecutor::RunGroup(const std::vector<TaskInput>& tasks,
                                TaskContext& ctx, const TaskSink& sink) {
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    if (ctx.cancelled() || ctx.task_cancelled(i)) {
-      sink(i, absl::CancelledError("task cancelled"));
-      continue;
-    }
-    const RetrainJobSpec* job = std::get_if<RetrainJobSpec>(&tasks[i].job);
-    absl::StatusOr<TaskOutput> out;
-    if (tasks[i].kind != kRetrainKind || job == nullptr) {
-      out = absl::InvalidArgumentError(absl::StrCat(
-          "the retrain executor runs kind retrain with its job, not '",
-          tasks[i].kind, "'"));
-    } else {
-      try {
-        out = RunTask(tasks[i], *job, ctx, i);
-      } catch (const std::exception& e) {
-        out = absl::InternalError(absl::StrCat("libtorch error: ", e.what()));
-      }
-    }
-    if (!out.ok()) {
-      out = Annotate(out.status(), absl::StrCat("task ", tasks[i].task_key));
-    }
-    sink(i, std::move(out));
-  }
+  RunTasksOneByOne<RetrainJobSpec>(
+      kRetrainKind, tasks, ctx, sink,
+      [&](const TaskInput& task, const RetrainJobSpec& job, size_t i) {
+        return RunTask(task, job, ctx, i);
+      });
 }
 
 absl::StatusOr<TaskOutput> RetrainExecutor::RunTask(const TaskInput& task,
