@@ -1,9 +1,10 @@
-// Grid expansion for the planner (docs/SPEC.md, "grid"): each axis of a
-// spec's grid (explicit intervention lists, layer sweeps with blocks and a
-// baseline, param values or ranges, seeds) becomes the list of points it
-// contributes to a task; the planner takes their cartesian product. Layer
-// selectors and interventions are validated and canonicalised in place (what
-// the task key hashes). Errors are INVALID_ARGUMENT naming the axis
+// Grid expansion for the planner (Grid in proto/sweepd/v1/spec.proto; swept
+// parameters and seeds in docs/JOBS.md): each axis of a spec's grid (explicit
+// intervention lists, layer sweeps with blocks and a baseline, param values or
+// ranges, seeds) becomes the list of points it contributes to a task; the
+// planner takes their cartesian product. Layer selectors and interventions are
+// validated and canonicalised in place (what the task key hashes). Errors are
+// INVALID_ARGUMENT naming the axis
 // ("grid.axes[1].layers.select"). Split out of planner.cc, whose PlanOneStage
 // calls ExpandAxes then CheckParamAxes. Internal to coordinator/.
 //
