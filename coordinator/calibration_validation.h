@@ -2,8 +2,9 @@
 // docs/STAGES.md): head_importance, capture, heal, materialize and retrain.
 // Each check fills the job's defaults and canonical forms in place (what the
 // task key hashes) and returns INVALID_ARGUMENT naming the field
-// ("retrain.beta1: 1 must be in [0, 1)"). Split out of planner.cc, which
-// calls ValidateCalibrationJob from its ValidateJob. Internal to coordinator/.
+// ("retrain.beta1: 1 must be in [0, 1)"). Split out of planner.cc;
+// ValidateJob (job_validation.cc) calls ValidateCalibrationJob. Internal to
+// coordinator/.
 //
 // Stateless free functions; thread-safe.
 #ifndef SWEEPD_COORDINATOR_CALIBRATION_VALIDATION_H_

@@ -1,6 +1,7 @@
-// Field checks the planner's validators share (coordinator/planner.cc and
-// coordinator/calibration_validation.cc): what the planner knows of the model,
-// range and selector checks, and TextWindowing defaults. Errors are
+// Field checks the planner's validators share (coordinator/planner.cc,
+// job_validation.cc, intervention_validation.cc, grid_expansion.cc,
+// spec_paths.cc and calibration_validation.cc): what the planner knows of the
+// model, range and selector checks, and TextWindowing defaults. Errors are
 // INVALID_ARGUMENT "<field>: <what is wrong>". Internal to coordinator/.
 //
 // Stateless free functions; thread-safe.

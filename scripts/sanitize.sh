@@ -44,9 +44,9 @@ main_build=${SWEEPD_BUILD_DIR:-$root/build}
 common_tests="safetensors_test tokenizer_test fs_test layer_selector_test model_config_test
   model_fingerprint_test file_digest_cache_test utf8_test best_of_k_test token_bans_test
   chat_format_test logging_test"
-coordinator_tests="planner_test ledger_test scheduler_test service_test stages_test
-  drop_plan_test task_states_test sweep_policy_test coordinator_test auth_test
-  service_limits_test disk_full_test"
+coordinator_tests="planner_test planner_grid_test planner_paths_test planner_validation_test
+  ledger_test scheduler_test service_test stages_test drop_plan_test task_states_test
+  sweep_policy_test coordinator_test auth_test service_limits_test disk_full_test"
 client_tests="spec_loader_test ctl_test ctl_args_test best_of_k_table_test ledger_command_test
   report_test report_command_test report_render_test"
 dashboard_tests="progress_tracker_test dashboard_api_test"
