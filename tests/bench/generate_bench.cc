@@ -115,6 +115,14 @@ int main(int argc, char** argv) {
                  decode_attention.c_str());
     return 2;
   }
+  // The session options from the flags; each run sets its sizes.
+  DecodeOptions flags;
+  flags.page_size = page_size;
+  flags.shared_attention_min_keys = shared_min_keys;
+  flags.max_cached_tokens = max_cached_tokens;
+  flags.decode_attention = attention_mode;
+  flags.cuda_graphs = cuda_graphs;
+  flags.attention_key_splits = key_splits;
   auto parsed = sweepd::engine::ParseDType(dtype);
   if (!parsed.ok()) {
     std::fprintf(stderr, "%s\n",
@@ -197,15 +205,9 @@ int main(int argc, char** argv) {
       longest = std::max<int64_t>(longest, p.tokens.size());
       prompts.push_back(std::move(p));
     }
-    DecodeOptions d;
+    DecodeOptions d = flags;
     d.max_sequences = max_batch;
     d.max_sequence_tokens = longest + new_tokens + 1;
-    d.page_size = page_size;
-    d.shared_attention_min_keys = shared_min_keys;
-    d.max_cached_tokens = max_cached_tokens;
-    d.decode_attention = attention_mode;
-    d.cuda_graphs = cuda_graphs;
-    d.attention_key_splits = key_splits;
     const absl::Time t0 = absl::Now();
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
@@ -237,15 +239,9 @@ int main(int argc, char** argv) {
         static_cast<int32_t>(rng() % (cfg.vocab_size - 10) + 10));
   }
   for (int n : ns) {
-    DecodeOptions d;
+    DecodeOptions d = flags;
     d.max_sequences = n;
     d.max_sequence_tokens = prompt_len + new_tokens + 1;
-    d.page_size = page_size;
-    d.shared_attention_min_keys = shared_min_keys;
-    d.max_cached_tokens = max_cached_tokens;
-    d.decode_attention = attention_mode;
-    d.cuda_graphs = cuda_graphs;
-    d.attention_key_splits = key_splits;
     auto session = (*engine)->StartDecode(d);
     if (!session.ok()) {
       std::fprintf(stderr, "session: %s\n",

@@ -84,7 +84,6 @@ TEST(HeadPruneExampleTest, SeedOnePipelineRunsStageByStage) {
   ASSERT_TRUE(started.ok()) << started.status();
   std::unique_ptr<SweepCluster> cluster = std::move(started->cluster);
   const std::string models = started->models;
-  const std::string artifacts = started->artifacts;
 
   auto spec =
       LoadSweepSpecFile(SourceDir() + "/configs/sweeps/head_prune.yaml");

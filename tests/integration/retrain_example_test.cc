@@ -44,8 +44,6 @@ TEST(RetrainExampleTest, SeedTwoRetrainedLayerRunsStageByStage) {
   auto started = StartTinyArtifactCluster(*dir, "retrain-worker");
   ASSERT_TRUE(started.ok()) << started.status();
   std::unique_ptr<SweepCluster> cluster = std::move(started->cluster);
-  const std::string models = started->models;
-  const std::string artifacts = started->artifacts;
 
   auto spec =
       LoadSweepSpecFile(SourceDir() + "/configs/sweeps/retrain_layer.yaml");

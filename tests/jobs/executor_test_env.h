@@ -1,8 +1,9 @@
 // Shared set-up of the executor tests in tests/jobs/ (*_executor_test.cc): a
 // per-process scratch directory holding the tiny random Gemma 4 model, an
-// LmBackend over it (CPU, or the device $SWEEPD_TEST_DEVICE names), a TaskContext that never cancels, running one task
-// through Executor::RunGroup, and looking up one metric row. Plain functions
-// and a stateless context; each test owns what they return. Thread-compatible.
+// LmBackend over it (CPU, or the device $SWEEPD_TEST_DEVICE names), a
+// TaskContext that never cancels, running one task through Executor::RunGroup,
+// and looking up one metric row. Plain functions and a stateless context; each
+// test owns what they return. Thread-compatible.
 #ifndef SWEEPD_TESTS_JOBS_EXECUTOR_TEST_ENV_H_
 #define SWEEPD_TESTS_JOBS_EXECUTOR_TEST_ENV_H_
 
