@@ -15,6 +15,7 @@
 #include "worker/engine/decode_graph.h"
 #include "worker/engine/decode_rows.h"
 #include "worker/engine/forward_plan.h"
+#include "worker/engine/host_upload.h"
 #include "worker/engine/kv_cache.h"
 #include "worker/engine/page_table.h"
 #include "worker/engine/rank_forward.h"
@@ -99,11 +100,8 @@ class RankHook : public ForwardHook {
       return;
     }
     const at::Device dev = ctx.shard->device;
-    auto lopts = at::TensorOptions().dtype(at::kLong);
     auto up = [&](const std::vector<int64_t>& v) {
-      return at::from_blob(const_cast<int64_t*>(v.data()),
-                           {static_cast<int64_t>(v.size())}, lopts)
-          .to(dev);
+      return Upload(v, at::kLong, dev);
     };
     positions_ = up(in.positions);
     if (in.prefill) head_rows_ = up(in.head_rows);
@@ -219,9 +217,8 @@ class RankHook : public ForwardHook {
     const int B = in_.graph_bucket;
     const int64_t R = static_cast<int64_t>(in_.positions.size());
     DecodeGraphs::Buffers& buf = graphs_->buffers(B);
-    auto lopts = at::TensorOptions().dtype(at::kLong);
-    auto fill = [&](const at::Tensor& dst, std::vector<int64_t> host) {
-      dst.copy_(at::from_blob(host.data(), dst.sizes(), lopts));
+    auto fill = [&](const at::Tensor& dst, const std::vector<int64_t>& host) {
+      UploadInto(dst, host.data());
     };
     std::vector<int64_t> pos(in_.positions);
     pos.resize(B, -1);

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "worker/engine/host_upload.h"
 #include "worker/engine/random_init.h"
 #include "worker/engine/tp_ops.h"
 
@@ -31,13 +32,10 @@ void RankForward::Run() {
   PhaseClock clock(lead && opts_.phase_profiling, events, diagnostics_);
   clock_ = &clock;
   clock.Mark("embed");
-  auto lopts = at::TensorOptions().dtype(at::kLong).device(s_.device);
+  // Uploaded without a host synchronisation (host_upload.h).
   at::Tensor tokens =
-      at::from_blob(const_cast<int32_t*>(req.tokens.data()), {B, S}, at::kInt)
-          .to(lopts);
-  targets_ = at::from_blob(const_cast<int32_t*>(plan_.targets.data()), {B * S},
-                           at::kInt)
-                 .to(lopts);
+      Upload(req.tokens, at::kInt, s_.device).view({B, S}).to(at::kLong);
+  targets_ = Upload(plan_.targets, at::kInt, s_.device).to(at::kLong);
   target_valid_ = targets_.ge(0);
   backend_->PrepareTargets();
   if (!plan_.grams.empty()) {

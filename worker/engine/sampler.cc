@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "worker/engine/host_upload.h"
 #include "worker/engine/tp_ops.h"
 
 namespace sweepd::engine::internal {
@@ -10,12 +11,12 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// Without a host synchronisation (host_upload.h): the host queues the whole
+// sampler while the device still runs the forward.
 template <typename T>
 at::Tensor ToDevice(const std::vector<T>& v, at::ScalarType type,
                     const at::Device& device) {
-  return at::from_blob(const_cast<T*>(v.data()),
-                       {static_cast<int64_t>(v.size())}, type)
-      .to(device);
+  return Upload(v, type, device);
 }
 
 // Adds values[i] at (rows[i], tokens[i]) where the token falls into this
