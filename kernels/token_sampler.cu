@@ -1,10 +1,11 @@
 // Kernels of kernels/token_sampler.h, three launches per step:
-//  1. ZKernel (block per row): z = softcap(logits) into the workspace (zb
+//  1. ZKernel (block of 512 per row): z = softcap(logits) into the workspace
+//  (zb
 //     before edits) and the row's log-sum-exp of z (double).
 //  2. EditKernel (thread per edit slot, grid sized by edit_capacity): reads
 //     *edit_count on the device, bans by atomicExch(-inf), biases by
 //     atomicAdd.
-//  3. SampleKernel (block per row, 1024 threads): greedy argmax, or the
+//  3. SampleKernel (block per row, 512 threads): greedy argmax, or the
 //     sampled path: max of zt; top-k and top-p by a 4-pass 8-bit radix select
 //     on the order-preserving key of zt with warp-aggregated shared histograms
 //     (counts, or fixed-point masses for top-p: integer sums, deterministic);
@@ -25,7 +26,7 @@
 namespace sweepd::kernels {
 namespace {
 
-constexpr int kThreads = 1024;
+constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -87,17 +88,6 @@ __device__ int BlockMinInt(int v, int* red) {
   __syncthreads();
   v = red[0];
   for (int w = 1; w < kWarps; ++w) v = min(v, red[w]);
-  return v;
-}
-
-__device__ unsigned long long BlockSumU64(unsigned long long v,
-                                          unsigned long long* red) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = 0;
-  for (int w = 0; w < kWarps; ++w) v += red[w];
   return v;
 }
 
@@ -248,7 +238,6 @@ struct SampleParams {
 
 struct Shared {
   unsigned long long hist[256];
-  unsigned long long red_u[kWarps];
   double red_d[kWarps];
   float red_f[kWarps];
   int red_i[kWarps];
@@ -267,11 +256,13 @@ __device__ __forceinline__ float KeptE(float zb, float t, float m,
 }
 
 // The largest key s (among keys >= floor) whose upper weight {key >= s}
-// reaches `need`; weight 1 per element (by_mass false) or Mass(e). Four
-// passes of 8 bits, most significant first.
+// reaches `need`; weight 1 per element (by_mass false: need = k) or Mass(e)
+// (by_mass: need = fraction · the total mass, which the first pass's
+// histogram gives). Four passes of 8 bits, most significant first.
 __device__ uint32_t RadixSelect(const float* zb, int vocab, float t, float m,
-                                uint32_t floor, bool by_mass, double need,
-                                Shared& sh) {
+                                uint32_t floor, bool by_mass,
+                                double k_or_fraction, Shared& sh) {
+  double need = k_or_fraction;  // thread 0's
   const int lane = threadIdx.x & 31;
   uint32_t prefix = 0, mask = 0;
   unsigned long long above = 0;
@@ -304,6 +295,11 @@ __device__ uint32_t RadixSelect(const float* zb, int vocab, float t, float m,
     }
     __syncthreads();
     if (threadIdx.x == 0) {
+      if (by_mass && shift == 24) {
+        unsigned long long total = 0;
+        for (int b = 0; b < 256; ++b) total += sh.hist[b];
+        need = k_or_fraction * static_cast<double>(total);
+      }
       unsigned long long cum = above;
       int b = 255;
       for (; b > 0; --b) {
@@ -354,14 +350,7 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(SampleParams<T> p) {
       }
       const float top_p = p.top_p[r];
       if (top_p < 1.0f) {
-        unsigned long long total = 0;
-        for (int v = threadIdx.x; v < V; v += kThreads) {
-          total += Mass(KeptE(zb[v], t, m, floor, 0.0f));
-        }
-        total = BlockSumU64(total, sh.red_u);
-        const double need =
-            static_cast<double>(top_p) * static_cast<double>(total);
-        floor = RadixSelect(zb, V, t, m, floor, true, need, sh);
+        floor = RadixSelect(zb, V, t, m, floor, true, top_p, sh);
       }
       // Inverse CDF over contiguous spans.
       const float min_p = p.min_p[r];
