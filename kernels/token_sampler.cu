@@ -1,7 +1,6 @@
 // Kernels of kernels/token_sampler.h, three launches per step:
 //  1. ZKernel (block of 512 per row): z = softcap(logits) into the workspace
-//  (zb
-//     before edits) and the row's log-sum-exp of z (double).
+//     (zb before edits) and the row's log-sum-exp of z (double).
 //  2. EditKernel (thread per edit slot, grid sized by edit_capacity): reads
 //     *edit_count on the device, bans by atomicExch(-inf), biases by
 //     atomicAdd.
@@ -12,7 +11,9 @@
 //     then the inverse CDF: each thread owns a contiguous span, double span
 //     sums, a block exclusive scan, the owning thread walks its span. top-k /
 //     top-p passes run only for rows that use them (decided on the device).
-// Every reduction has a fixed order, so a replay gives the same bits.
+// Every reduction has a fixed order, so a replay gives the same bits. Each
+// pass keeps kUnroll independent loads in flight per thread (one block per
+// row would otherwise wait on memory latency).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -29,6 +30,41 @@ namespace {
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 constexpr unsigned kFull = 0xffffffffu;
+constexpr int kUnroll = 8;
+
+// Calls f(v, a[v]) for this thread's v = threadIdx.x + i · kThreads in
+// increasing order, kUnroll loads at a time; v >= n is passed too (with 0) so
+// that every thread runs the same iterations (f may use warp collectives).
+template <typename F>
+__device__ __forceinline__ void ForStrided(const float* a, int n, F&& f) {
+  for (int base = 0; base < n; base += kThreads * kUnroll) {
+    float x[kUnroll];
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) {
+      const int v = base + j * kThreads + static_cast<int>(threadIdx.x);
+      x[j] = v < n ? a[v] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) {
+      f(base + j * kThreads + static_cast<int>(threadIdx.x), x[j]);
+    }
+  }
+}
+
+// Calls f(v, a[v]) for v in [lo, hi) in increasing order, kUnroll loads at a
+// time, until f returns true.
+template <typename F>
+__device__ __forceinline__ void ForSpan(const float* a, int lo, int hi, F&& f) {
+  for (int base = lo; base < hi; base += kUnroll) {
+    float x[kUnroll];
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) x[j] = base + j < hi ? a[base + j] : 0.0f;
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) {
+      if (base + j < hi && f(base + j, x[j])) return;
+    }
+  }
+}
 
 __device__ __forceinline__ float NegInf() { return __int_as_float(0xff800000); }
 
@@ -161,15 +197,27 @@ __global__ void __launch_bounds__(kThreads) ZKernel(ZParams<T> p) {
   float* zb = p.zb + r * p.vocab;
   float m = NegInf();
   double s = 0.0;
-  for (int v = threadIdx.x; v < p.vocab; v += kThreads) {
-    const float z = SoftcapZ<T>(Io<T>::Load(x + v), p.softcap, p.reciprocal);
-    zb[v] = z;
-    if (z > NegInf()) {
-      if (z > m) {
-        s = s * static_cast<double>(expf(m - z)) + 1.0;
-        m = z;
-      } else {
-        s += static_cast<double>(expf(z - m));
+  const int n = p.vocab;
+  for (int base = 0; base < n; base += kThreads * kUnroll) {
+    float xs[kUnroll];
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) {
+      const int v = base + j * kThreads + static_cast<int>(threadIdx.x);
+      xs[j] = v < n ? Io<T>::Load(x + v) : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) {
+      const int v = base + j * kThreads + static_cast<int>(threadIdx.x);
+      if (v >= n) continue;
+      const float z = SoftcapZ<T>(xs[j], p.softcap, p.reciprocal);
+      zb[v] = z;
+      if (z > NegInf()) {
+        if (z > m) {
+          s = s * static_cast<double>(expf(m - z)) + 1.0;
+          m = z;
+        } else {
+          s += static_cast<double>(expf(z - m));
+        }
       }
     }
   }
@@ -266,16 +314,14 @@ __device__ uint32_t RadixSelect(const float* zb, int vocab, float t, float m,
   const int lane = threadIdx.x & 31;
   uint32_t prefix = 0, mask = 0;
   unsigned long long above = 0;
-  const int iters = (vocab + kThreads - 1) / kThreads;  // warp-uniform loop
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int i = threadIdx.x; i < 256; i += kThreads) sh.hist[i] = 0;
     __syncthreads();
-    for (int it = 0; it < iters; ++it) {
-      const int v = it * kThreads + threadIdx.x;
+    ForStrided(zb, vocab, [&](int v, float zbv) {
       int bin = -1;
       unsigned long long w = 0;
       if (v < vocab) {
-        const float zt = zb[v] / t;
+        const float zt = zbv / t;
         const uint32_t key = Key(zt);
         if (key >= floor && (key & mask) == prefix) {
           w = by_mass ? Mass(expf(zt - m)) : 1ull;
@@ -292,7 +338,7 @@ __device__ uint32_t RadixSelect(const float* zb, int vocab, float t, float m,
         if (lane == leader) atomicAdd(&sh.hist[b], sum);
         pending &= ~__ballot_sync(kFull, bin == b);
       }
-    }
+    });
     __syncthreads();
     if (threadIdx.x == 0) {
       if (by_mass && shift == 24) {
@@ -331,16 +377,18 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(SampleParams<T> p) {
   if (!(t > 0.0f)) {
     float best = NegInf();
     int id = INT_MAX;
-    for (int v = threadIdx.x; v < V; v += kThreads) {
-      if (zb[v] > best) {
-        best = zb[v];
+    ForStrided(zb, V, [&](int v, float x) {
+      if (v < V && x > best) {
+        best = x;
         id = v;
       }
-    }
+    });
     token = BlockArgMax(best, id, sh.red_f, sh.red_i);
   } else {
     float m = NegInf();
-    for (int v = threadIdx.x; v < V; v += kThreads) m = fmaxf(m, zb[v] / t);
+    ForStrided(zb, V, [&](int v, float x) {
+      if (v < V) m = fmaxf(m, x / t);
+    });
     m = BlockMax(m, sh.red_f);
     if (m > NegInf()) {
       uint32_t floor = 0;
@@ -359,14 +407,15 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(SampleParams<T> p) {
       const int hi = min(V, lo + span);
       double sum = 0.0;
       int first = -1, last = -1;
-      for (int v = lo; v < hi; ++v) {
-        const float e = KeptE(zb[v], t, m, floor, min_p);
+      ForSpan(zb, lo, hi, [&](int v, float x) {
+        const float e = KeptE(x, t, m, floor, min_p);
         if (e > 0.0f) {
           sum += e;
           if (first < 0) first = v;
           last = v;
         }
-      }
+        return false;
+      });
       const int last_all = BlockMaxInt(last, sh.red_i);
       if (last_all >= 0) {
         double total = 0.0;
@@ -378,15 +427,13 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(SampleParams<T> p) {
             cand = first;
           } else if (before + sum > target) {
             double acc = before;
-            for (int v = first; v <= last; ++v) {
-              const float e = KeptE(zb[v], t, m, floor, min_p);
-              if (e <= 0.0f) continue;
+            ForSpan(zb, first, last + 1, [&](int v, float x) {
+              const float e = KeptE(x, t, m, floor, min_p);
+              if (e <= 0.0f) return false;
               acc += e;
-              if (acc > target) {
-                cand = v;
-                break;
-              }
-            }
+              if (acc > target) cand = v;
+              return acc > target;
+            });
           }
         }
         cand = BlockMinInt(cand, sh.red_i);
