@@ -40,8 +40,8 @@ absl::Status Invalid(const std::string& what) {
 
 absl::Status Validate(const TokenSamplerArgs& a, int64_t* edits) {
   if (a.rows < 1) return Invalid(absl::StrCat("rows ", a.rows, " < 1"));
-  if (a.vocab < 1 || a.vocab > std::numeric_limits<int32_t>::max()) {
-    return Invalid(absl::StrCat("vocab ", a.vocab, " not in 1..INT32_MAX"));
+  if (a.vocab < 1 || a.vocab > kTokenSamplerMaxVocab) {
+    return Invalid(absl::StrCat("vocab ", a.vocab, " not in 1..2^30"));
   }
   if (a.row_stride < a.vocab) {
     return Invalid(

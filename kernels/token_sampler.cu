@@ -481,11 +481,12 @@ int Launch(const TokenSamplerArgs& a, cudaStream_t s) {
 }  // namespace
 
 int TokenSamplerCuda(const TokenSamplerArgs& a, void* stream) {
-  if (a.rows < 1 || a.rows > INT_MAX || a.vocab < 1 || a.vocab > INT_MAX ||
-      a.row_stride < a.vocab || a.edit_capacity < 0 || a.logits == nullptr ||
-      a.temperature == nullptr || a.top_k == nullptr || a.top_p == nullptr ||
-      a.min_p == nullptr || a.uniform == nullptr || a.workspace == nullptr ||
-      a.token == nullptr || a.logprob == nullptr ||
+  if (a.rows < 1 || a.rows > INT_MAX || a.vocab < 1 ||
+      a.vocab > kTokenSamplerMaxVocab || a.row_stride < a.vocab ||
+      a.edit_capacity < 0 || a.logits == nullptr || a.temperature == nullptr ||
+      a.top_k == nullptr || a.top_p == nullptr || a.min_p == nullptr ||
+      a.uniform == nullptr || a.workspace == nullptr || a.token == nullptr ||
+      a.logprob == nullptr ||
       (a.edit_capacity > 0 &&
        (a.edit_row == nullptr || a.edit_token == nullptr ||
         a.edit_value == nullptr || a.edit_count == nullptr))) {

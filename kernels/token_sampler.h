@@ -60,7 +60,7 @@ struct TokenSamplerArgs {
   const void* logits = nullptr;  // [rows, vocab], row stride `row_stride`
   int64_t row_stride = 0;        // elements, >= vocab
   int64_t rows = 0;              // >= 1
-  int64_t vocab = 0;             // 1 .. INT32_MAX
+  int64_t vocab = 0;             // 1 .. 2^30
   float softcap = 0.0f;          // 0 = none
   bool softcap_reciprocal = false;
   // Per row.
@@ -87,6 +87,9 @@ struct TokenSamplerArgs {
 // Bytes of `workspace` the CUDA launcher needs: zb as float [rows, vocab] and
 // one double per row.
 int64_t TokenSamplerWorkspaceBytes(int64_t rows, int64_t vocab);
+
+// The largest vocabulary the kernels take (int indexing with headroom).
+inline constexpr int64_t kTokenSamplerMaxVocab = int64_t{1} << 30;
 
 absl::Status TokenSamplerCpu(const TokenSamplerArgs& a);
 
