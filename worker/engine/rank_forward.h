@@ -75,12 +75,13 @@ class ForwardHook {
   // layers built once per session), or nullptr.
   virtual const LayerWeights* CachedWeights(int L) = 0;
   // Runs the forward's decoder layers (`layers`: residual in -> residual
-  // out) on h; a hook may replay a captured CUDA graph of them instead
-  // (decode_graph.h).
-  virtual at::Tensor RunLayers(
+  // out) on h, then `head` on their output (the final norm and Head). A hook
+  // may replay a captured CUDA graph of both instead (decode_graph.h).
+  virtual void RunStep(
       const at::Tensor& h,
-      const std::function<at::Tensor(const at::Tensor&)>& layers) {
-    return layers(h);
+      const std::function<at::Tensor(const at::Tensor&)>& layers,
+      const std::function<void(const at::Tensor&)>& head) {
+    head(layers(h));
   }
 };
 
