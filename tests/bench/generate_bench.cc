@@ -86,6 +86,10 @@ int main(int argc, char** argv) {
   app.add_flag("--cuda-graphs,!--no-cuda-graphs", cuda_graphs,
                "DecodeOptions::cuda_graphs (default on): replay the decode "
                "step's layers as CUDA graphs per batch-size bucket");
+  bool fused_sampler = DecodeOptions{}.fused_sampler;
+  app.add_flag("--fused-sampler,!--no-fused-sampler", fused_sampler,
+               "DecodeOptions::fused_sampler (default on): the LM head and "
+               "sampler as fused kernels (CUDA, TP 1)");
   int key_splits = 0;
   app.add_option("--attention-key-splits", key_splits,
                  "DecodeOptions::attention_key_splits (0 = automatic)");
@@ -122,6 +126,7 @@ int main(int argc, char** argv) {
   flags.max_cached_tokens = max_cached_tokens;
   flags.decode_attention = attention_mode;
   flags.cuda_graphs = cuda_graphs;
+  flags.fused_sampler = fused_sampler;
   flags.attention_key_splits = key_splits;
   auto parsed = sweepd::engine::ParseDType(dtype);
   if (!parsed.ok()) {

@@ -107,6 +107,12 @@ std::unique_ptr<DecodeGraphs::StepStream> DecodeGraphs::EnterStep() {
 #endif
 }
 
+void DecodeGraphs::Reset() {
+#if SWEEPD_ENGINE_TORCH_CUDA
+  impl_->graphs.clear();
+#endif
+}
+
 at::Tensor DecodeGraphs::Run(int bucket, const Layers& layers) {
   Buffers& buf = buffers(bucket);
 #if SWEEPD_ENGINE_TORCH_CUDA

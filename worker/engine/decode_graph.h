@@ -1,11 +1,12 @@
-// Internal to sweepd::engine: CUDA graphs of a decode step's decoder layers,
-// one per batch-size bucket (DecodeOptions::cuda_graphs; docs/GENERATION.md,
-// "CUDA graphs"). A step of R rows runs as a step of the bucket's B >= R rows
-// (powers of two up to the session's max_sequences): the rows' inputs are
-// copied into the bucket's static buffers (padding rows: position -1, which
-// the fused attention reads as "no keys", and cache writes to a trash slot),
-// the layers replay the bucket's graph, and the first R rows of its static
-// output go on to the final norm and the sampler, which stay eager. A bucket
+// Internal to sweepd::engine: CUDA graphs of a decode step (its decoder
+// layers, final norm, LM head and fused sampler), one per batch-size bucket
+// (DecodeOptions::cuda_graphs; docs/GENERATION.md, "CUDA graphs"). A step of
+// R rows runs as a step of the bucket's B >= R rows (powers of two up to the
+// session's max_sequences): the rows' inputs are copied into the bucket's
+// static buffers (padding rows: position -1, which the fused attention reads
+// as "no keys", cache writes to a trash slot, greedy sampling), the bucket's
+// graph replays, and the first R rows' tokens are the step's (the sampler's
+// static outputs, fused_sampler.h). A bucket
 // is captured on its first step, after one eager warm-up run of the same
 // step (GEMM autotuning, library handles and the allocator must not act
 // inside a capture). The whole forward of a graph step runs on a side stream
@@ -64,12 +65,16 @@ class DecodeGraphs {
   };
   std::unique_ptr<StepStream> EnterStep();
 
-  // The bucket's layers on its h_in: replays the bucket's graph, capturing it
+  // The bucket's step (`layers`: residual in -> residual out, with the head
+  // queued inside) on its h_in: replays the bucket's graph, capturing it
   // first (after one eager run of `layers`). Returns the static output
   // [1, bucket, hidden]. A failed capture disables graphs for the session
   // (broken()) and returns an eager run's output.
   at::Tensor Run(int bucket, const Layers& layers);
   bool broken() const { return broken_; }
+  // Drops the captured graphs (a static input they read was reallocated);
+  // each bucket is captured again on its next step.
+  void Reset();
 
  private:
   struct Impl;

@@ -15,6 +15,7 @@
 #include "worker/engine/decode_graph.h"
 #include "worker/engine/decode_rows.h"
 #include "worker/engine/forward_plan.h"
+#include "worker/engine/fused_sampler.h"
 #include "worker/engine/host_upload.h"
 #include "worker/engine/kv_cache.h"
 #include "worker/engine/page_table.h"
@@ -87,13 +88,15 @@ class RankHook : public ForwardHook {
   RankHook(const RankContext& ctx, const StepInputs& in, RankKvCache* cache,
            const std::vector<int>& layer_group,
            const std::map<int, LayerWeights>& weights, DecodeGraphs* graphs,
-           std::vector<DecodedToken>* out)
+           FusedSampler* sampler, std::vector<DecodedToken>* out)
       : ctx_(ctx),
         in_(in),
         cache_(cache),
         layer_group_(layer_group),
         weights_(weights),
+        session_graphs_(graphs),
         graphs_(in.graph_bucket > 0 ? graphs : nullptr),
+        sampler_(sampler),
         out_(out) {
     if (graphs_ != nullptr) {
       BindGraphBuffers();
@@ -132,31 +135,53 @@ class RankHook : public ForwardHook {
 
   at::Tensor positions() override { return positions_; }
 
-  at::Tensor RunLayers(const at::Tensor& h,
-                       const DecodeGraphs::Layers& layers) override {
-    if (graphs_ == nullptr) return layers(h);
+  void RunStep(const at::Tensor& h, const DecodeGraphs::Layers& layers,
+               const std::function<void(const at::Tensor&)>& head) override {
+    if (graphs_ == nullptr) {
+      head(layers(h));
+      return;
+    }
+    // Layers, final norm, LM head and sampler as one graph of the bucket's
+    // rows; the first R rows' tokens are the step's.
     const int64_t R = h.size(1);
     DecodeGraphs::Buffers& buf = graphs_->buffers(in_.graph_bucket);
     buf.h_in.narrow(1, 0, R).copy_(h);
-    return graphs_->Run(in_.graph_bucket, layers).narrow(1, 0, R);
+    graphs_->Run(in_.graph_bucket, [&](const at::Tensor& h_in) {
+      at::Tensor out = layers(h_in);
+      head(out);
+      return out;
+    });
+    if (ctx_.rank == 0) sampler_->CopyOut(R, out_);
+  }
+
+  // Decode steps write every row of the forward, in order: the backend may
+  // put k/v straight into the pools at the rows' slots.
+  bool KvDestinationFor(int L, int64_t tokens, KvDestination* d) override {
+    if (in_.prefill) return false;
+    const int g = layer_group_[L];
+    if (write_rows_[g].numel() != tokens) return false;
+    return cache_->Destination(L, rows_[g].write_slots, d);
   }
 
   at::Tensor Attention(RankForward* f, int L, const LayerQkv& qkv,
                        const LayerWeights& w) override {
     const int g = layer_group_[L];
     const int window = f->cfg().layers[L].sliding_window;
-    LayerQkv kept = qkv;
-    const bool all_rows =
-        write_rows_[g].numel() == qkv.v.size(0) * qkv.v.size(1);
-    if (!all_rows) {
-      kept.k = qkv.k.reshape({-1, qkv.k.size(2), qkv.k.size(3)})
-                   .index_select(0, write_rows_[g])
-                   .unsqueeze(0);
-      kept.v = qkv.v.reshape({-1, qkv.v.size(2), qkv.v.size(3)})
-                   .index_select(0, write_rows_[g])
-                   .unsqueeze(0);
+    // v undefined: the backend stored k/v already (KvDestinationFor).
+    if (qkv.v.defined()) {
+      LayerQkv kept = qkv;
+      const bool all_rows =
+          write_rows_[g].numel() == qkv.v.size(0) * qkv.v.size(1);
+      if (!all_rows) {
+        kept.k = qkv.k.reshape({-1, qkv.k.size(2), qkv.k.size(3)})
+                     .index_select(0, write_rows_[g])
+                     .unsqueeze(0);
+        kept.v = qkv.v.reshape({-1, qkv.v.size(2), qkv.v.size(3)})
+                     .index_select(0, write_rows_[g])
+                     .unsqueeze(0);
+      }
+      cache_->Write(L, rows_[g].write_slots, kept);
     }
-    cache_->Write(L, rows_[g].write_slots, kept);
     if (in_.prefill) return ctx_.backend->Attention(L, qkv);
     GroupRows& rows = rows_[g];
     if (rows.rmax == 1 && cache_->fused(L)) {
@@ -191,6 +216,21 @@ class RankHook : public ForwardHook {
     const int64_t hidden = f->cfg().hidden_size;
     at::Tensor rows = x.reshape({-1, hidden});
     if (in_.prefill) rows = rows.index_select(0, head_rows_);
+    if (sampler_ != nullptr) {
+      // Fused (fused_sampler.h); a graph step filled its rows before the
+      // replay and copies the tokens out after it (RunStep).
+      if (graphs_ != nullptr) {
+        sampler_->Sample(rows);
+        return;
+      }
+      if (sampler_->Fill(in_.sampler, rows.size(0)) &&
+          session_graphs_ != nullptr) {
+        session_graphs_->Reset();
+      }
+      sampler_->Sample(rows);
+      if (ctx_.rank == 0) sampler_->CopyOut(rows.size(0), out_);
+      return;
+    }
     at::Tensor z = f->LocalLogits(rows);
     SampledRows s = SampleRows(ctx_.comm, z, ctx_.shard->vocab_start,
                                ctx_.shard->vocab_len, in_.sampler);
@@ -220,6 +260,7 @@ class RankHook : public ForwardHook {
     auto fill = [&](const at::Tensor& dst, const std::vector<int64_t>& host) {
       UploadInto(dst, host.data());
     };
+    if (sampler_->Fill(in_.sampler, B)) graphs_->Reset();
     std::vector<int64_t> pos(in_.positions);
     pos.resize(B, -1);
     fill(buf.positions, pos);
@@ -258,7 +299,9 @@ class RankHook : public ForwardHook {
   RankKvCache* cache_;
   const std::vector<int>& layer_group_;
   const std::map<int, LayerWeights>& weights_;
-  DecodeGraphs* graphs_;  // null: an eager step
+  DecodeGraphs* session_graphs_;  // the session's (may be null)
+  DecodeGraphs* graphs_;          // null: an eager step
+  FusedSampler* sampler_;         // null: SampleRows
   std::vector<DecodedToken>* out_;
   at::Tensor positions_;
   at::Tensor head_rows_;
@@ -339,6 +382,7 @@ class DecodeSessionImpl : public DecodeSession {
     (void)host_->RunRanks(
         [&](const RankContext& ctx) {
           graphs_[ctx.rank].reset();
+          samplers_[ctx.rank].reset();
           caches_[ctx.rank].reset();
           weights_[ctx.rank].clear();
         },
@@ -406,6 +450,7 @@ class DecodeSessionImpl : public DecodeSession {
     caches_.resize(host_->tp());
     weights_.resize(host_->tp());
     graphs_.resize(host_->tp());
+    samplers_.resize(host_->tp());
     // CUDA graphs of the step (decode_graph.h): one CUDA rank, no per-step
     // host data inside the layers (steering, head masks).
     bool graphs =
@@ -439,7 +484,17 @@ class DecodeSessionImpl : public DecodeSession {
                   ReplacedWeights(cfg, L, *ctx.shard, *plan.replace[L]);
             }
           }
-          bool use_graphs = graphs && ctx.shard->device.is_cuda();
+          if (options_.fused_sampler &&
+              FusedSampler::Available(*ctx.shard, host_->tp())) {
+            samplers_[ctx.rank] = std::make_unique<FusedSampler>(
+                *ctx.shard,
+                cfg.final_logit_softcapping
+                    ? static_cast<float>(*cfg.final_logit_softcapping)
+                    : 0.0f,
+                options_.max_sequences);
+          }
+          bool use_graphs = graphs && ctx.shard->device.is_cuda() &&
+                            samplers_[ctx.rank] != nullptr;
           for (int L = 0; L < N; ++L) {
             if (!skip_[L] && !caches_[ctx.rank]->fused(L)) use_graphs = false;
           }
@@ -755,7 +810,8 @@ class DecodeSessionImpl : public DecodeSession {
           std::unique_ptr<DecodeGraphs::StepStream> stream;
           if (in->graph_bucket > 0) stream = graphs->EnterStep();
           RankHook hook(ctx, *in, caches_[ctx.rank].get(), layer_group_,
-                        weights_[ctx.rank], graphs, out);
+                        weights_[ctx.rank], graphs, samplers_[ctx.rank].get(),
+                        out);
           ForwardResult unused;
           RankForward(cfg, opts, ctx.shard, ctx.backend, ctx.comm, in->plan,
                       host_->diagnostics(), &unused, &executed[ctx.rank], &hook)
@@ -772,9 +828,10 @@ class DecodeSessionImpl : public DecodeSession {
   std::vector<uint8_t> skip_;
   std::vector<int> layer_group_;
   std::unique_ptr<PageTable> table_;
-  std::vector<std::unique_ptr<RankKvCache>> caches_;   // per rank
-  std::vector<std::map<int, LayerWeights>> weights_;   // per rank
-  std::vector<std::unique_ptr<DecodeGraphs>> graphs_;  // per rank (or null)
+  std::vector<std::unique_ptr<RankKvCache>> caches_;     // per rank
+  std::vector<std::map<int, LayerWeights>> weights_;     // per rank
+  std::vector<std::unique_ptr<DecodeGraphs>> graphs_;    // per rank (or null)
+  std::vector<std::unique_ptr<FusedSampler>> samplers_;  // per rank (or null)
   std::map<int64_t, Live> live_;
   int64_t layer_forwards_ = 0;
 };

@@ -86,21 +86,32 @@ void RankForward::Run() {
     }
     return h;
   };
-  h = hook_ != nullptr ? hook_->RunLayers(h, layers) : layers(h);
-  for (int L = plan_.start_layer; L < N; ++L) {
-    if (!plan_.skip[L]) ++*executed_;
+  auto count_executed = [&] {
+    for (int L = plan_.start_layer; L < N; ++L) {
+      if (!plan_.skip[L]) ++*executed_;
+    }
+  };
+  if (hook_ != nullptr) {
+    // A generation forward: the hook's head samples in place of the NLL and
+    // outputs, and the hook may run layers and head as one CUDA graph.
+    hook_->RunStep(h, layers, [&](const at::Tensor& out) {
+      clock.Mark("lm_head");
+      at::Tensor x = backend_->FinalNorm(out);
+      Capture(CapturePoint::kFinalNorm, N - 1, x);
+      hook_->Head(this, x);
+    });
+    count_executed();
+    clock.Finish();
+    clock_ = nullptr;
+    return;
   }
+  h = layers(h);
+  count_executed();
   if (plan_.keep_state) kept[N] = h;
 
   clock.Mark("lm_head");
   at::Tensor x = backend_->FinalNorm(h);
   Capture(CapturePoint::kFinalNorm, N - 1, x);
-  if (hook_ != nullptr) {
-    hook_->Head(this, x);
-    clock.Finish();
-    clock_ = nullptr;
-    return;
-  }
   at::Tensor nll;
   if (!req.return_logits) {
     nll = backend_->Nll(x);
