@@ -141,11 +141,16 @@ class RankHook : public ForwardHook {
       head(layers(h));
       return;
     }
-    // Layers, final norm, LM head and sampler as one graph of the bucket's
-    // rows; the first R rows' tokens are the step's.
     const int64_t R = h.size(1);
     DecodeGraphs::Buffers& buf = graphs_->buffers(in_.graph_bucket);
     buf.h_in.narrow(1, 0, R).copy_(h);
+    if (sampler_ == nullptr) {
+      // The layers' graph; the head runs eagerly on the first R rows.
+      head(graphs_->Run(in_.graph_bucket, layers).narrow(1, 0, R));
+      return;
+    }
+    // Layers, final norm, LM head and fused sampler as one graph of the
+    // bucket's rows; the first R rows' tokens are the step's.
     graphs_->Run(in_.graph_bucket, [&](const at::Tensor& h_in) {
       at::Tensor out = layers(h_in);
       head(out);
@@ -248,7 +253,9 @@ class RankHook : public ForwardHook {
     auto fill = [&](const at::Tensor& dst, const std::vector<int64_t>& host) {
       UploadInto(dst, host.data());
     };
-    if (sampler_->Fill(in_.sampler, B)) graphs_->Reset();
+    if (sampler_ != nullptr && sampler_->Fill(in_.sampler, B)) {
+      graphs_->Reset();
+    }
     std::vector<int64_t> pos(in_.positions);
     pos.resize(B, -1);
     fill(buf.positions, pos);
@@ -481,8 +488,7 @@ class DecodeSessionImpl : public DecodeSession {
                     : 0.0f,
                 options_.max_sequences);
           }
-          bool use_graphs = graphs && ctx.shard->device.is_cuda() &&
-                            samplers_[ctx.rank] != nullptr;
+          bool use_graphs = graphs && ctx.shard->device.is_cuda();
           for (int L = 0; L < N; ++L) {
             if (!skip_[L] && !caches_[ctx.rank]->fused(L)) use_graphs = false;
           }
