@@ -830,16 +830,16 @@ TEST(FusedKernelsGpuTest, HeadNormRopeMultiMatchesCpuAndSingleLaunches) {
 }
 
 TEST(FusedKernelsGpuTest, HeadNormRopeMultiRejectsBadArguments) {
-  DevBytes buf(std::vector<uint8_t>(4096));
+  DevBytes x(std::vector<uint8_t>(2 * 16 * 4)), out(x.Read());
   HeadNormRopeMultiArgs m;
   m.dtype = Dtype::kFloat32;
-  m.x = buf.p;
+  m.x = x.p;
   m.x_stride = 16;
   m.tokens = 2;
   m.head_dim = 8;
   m.segments = 1;
   m.seg[0].heads = 2;
-  m.seg[0].out = buf.p;
+  m.seg[0].out = out.p;
   EXPECT_EQ(HeadNormRopeMultiCuda(m, nullptr), 0);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const int invalid = static_cast<int>(cudaErrorInvalidValue);
