@@ -83,10 +83,10 @@ struct HeadNormRopeMultiArgs {
   int segments = 0;
 };
 
-// Each segment's outputs equal a HeadNormRope*(…) call of it (bit for bit on
-// CUDA: the same device code per row); the CUDA launcher runs all segments in
-// one kernel launch, with no synchronisation or allocation (capturable in a
-// CUDA graph).
+// Each segment's outputs are those of a HeadNormRope*(…) call of it (the
+// same per-row code; on CUDA the launch path — rows per warp — is chosen once
+// for all segments); the CUDA launcher runs all segments in one kernel
+// launch, with no synchronisation or allocation (capturable in a CUDA graph).
 absl::Status HeadNormRopeMultiCpu(const HeadNormRopeMultiArgs& a);
 
 #if SWEEPD_KERNELS_CUDA
