@@ -85,6 +85,7 @@ struct PagedParams {
   int head_dim;
   int splits;
   int tile;
+  bool q_vec;  // q and q_row_stride 16-byte aligned
 };
 
 __host__ __device__ inline int64_t Align16(int64_t x) {
@@ -143,7 +144,7 @@ __device__ inline float2 Load2(const __nv_bfloat16* p) {
 
 // kVpl: 16-byte chunks of a row per lane (head_dim x sizeof(T) <= 512 x kVpl).
 template <typename T, int kVpl>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     PagedDecodeKernel(PagedParams<T> p) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kVec = Vec16<T>::kN;  // elements per 16 bytes
@@ -164,6 +165,19 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t r = blockIdx.z;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
 
+  // The KV head's query heads: 16-byte copies in flight while the row's
+  // range and first page entries are read (scalar loads when q's rows are
+  // not 16-byte aligned).
+  const T* qrow = p.q + r * p.q_row_stride + static_cast<int64_t>(kvh) * G * hd;
+  if (p.q_vec) {
+    for (int c = tid; c < G * nvec; c += kThreads) {
+      CopyAsync16(qs + c * kVec, qrow + c * kVec);
+    }
+  } else {
+#pragma unroll 4
+    for (int i = tid; i < G * hd; i += kThreads) qs[i] = qrow[i];
+  }
+
   // The row's key range [lo, hi] and this split's part of it.
   const int64_t qp = p.q_pos[r], fp = p.first_pos[r];
   int64_t lo = fp, hi = qp;
@@ -176,11 +190,7 @@ __global__ void __launch_bounds__(kThreads)
   int64_t k_end = k_begin + chunk;
   if (k_end > lo + n) k_end = lo + n;
 
-  const T* qrow = p.q + r * p.q_row_stride + static_cast<int64_t>(kvh) * G * hd;
-  for (int i = tid; i < G * hd; i += kThreads) {
-    qs[i] = qrow[i];
-    acc[i] = 0.0f;
-  }
+  for (int i = tid; i < G * hd; i += kThreads) acc[i] = 0.0f;
   for (int g = tid; g < G; g += kThreads) {
     m_run[g] = -INFINITY;
     l_run[g] = 0.0f;
@@ -218,24 +228,35 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     // ---- 2. K = V layers: k = RoPE(round(v · k_norm)), as the reference.
     if (derived) {
-      for (int idx = tid; idx < valid * half; idx += kThreads) {
-        const int kk = idx / half, i = idx - kk * half;
-        const T* vrow = vt + kk * hd;
-        const float a =
-            Io<T>::Round(Io<T>::Load(vrow + i) * Io<T>::Load(p.k_norm + i));
-        const float b = Io<T>::Round(Io<T>::Load(vrow + i + half) *
-                                     Io<T>::Load(p.k_norm + i + half));
-        const float f = p.inv_freq[i];
-        float s = 0.0f, c = 1.0f;  // sincosf(0) exactly
-        if (f != 0.0f) {
-          sincosf(static_cast<float>(t0 + kk) * f, &s, &c);
-          s = Io<T>::Round(s);
-          c = Io<T>::Round(c);
+      // Thread tid takes columns i = tid % cols + j·cols and keys tid / cols +
+      // j·kstride: k_norm and inv_freq are read once per column, the keys'
+      // iterations are independent.
+      const int cols = half < kThreads ? half : kThreads;
+      const int kstride = kThreads / cols;
+      const int k0 = tid / cols;
+      if (k0 < kstride) {
+        for (int i = tid - k0 * cols; i < half; i += cols) {
+          const float kn0 = Io<T>::Load(p.k_norm + i);
+          const float kn1 = Io<T>::Load(p.k_norm + i + half);
+          const float f = p.inv_freq[i];
+          for (int kk = k0; kk < valid; kk += kstride) {
+            // The angle's sin/cos first: sincosf's rarely taken slow path
+            // (|angle| > 105615) then holds few live registers.
+            float s = 0.0f, c = 1.0f;  // sincosf(0) exactly
+            if (f != 0.0f) {
+              sincosf(static_cast<float>(t0 + kk) * f, &s, &c);
+              s = Io<T>::Round(s);
+              c = Io<T>::Round(c);
+            }
+            const T* vrow = vt + kk * hd;
+            const float a = Io<T>::Round(Io<T>::Load(vrow + i) * kn0);
+            const float b = Io<T>::Round(Io<T>::Load(vrow + i + half) * kn1);
+            T* krow = kt + kk * hd;
+            Io<T>::Store(krow + i, Io<T>::Round(a * c) - Io<T>::Round(b * s));
+            Io<T>::Store(krow + i + half,
+                         Io<T>::Round(b * c) + Io<T>::Round(a * s));
+          }
         }
-        T* krow = kt + kk * hd;
-        Io<T>::Store(krow + i, Io<T>::Round(a * c) - Io<T>::Round(b * s));
-        Io<T>::Store(krow + i + half,
-                     Io<T>::Round(b * c) + Io<T>::Round(a * s));
       }
       __syncthreads();
     }
@@ -354,6 +375,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();  // vt, kt, sc and acc are rewritten by the next tile
   }
+  CopyAsyncWaitAll();  // q's copies, where no tile waited for them
   __syncthreads();
   const int64_t h0 = static_cast<int64_t>(kvh) * G;
   if (p.splits == 1) {
@@ -434,6 +456,7 @@ int Launch(const PagedDecodeAttentionArgs& a, cudaStream_t stream) {
     tile /= 2;
   }
   p.tile = tile;
+  p.q_vec = Aligned16(a.q) && a.q_row_stride * sizeof(T) % 16 == 0;
   const SmemLayout lay = Layout(p.groups, a.head_dim, sizeof(T), tile);
   const int nvec = a.head_dim * static_cast<int>(sizeof(T)) / 16;
   const int variant = nvec <= 32 ? 0 : nvec <= 64 ? 1 : 2;
