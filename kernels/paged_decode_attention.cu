@@ -7,7 +7,8 @@
 // well under a millisecond of KV); what costs is latency, so a tile is built
 // to have all of its loads in flight at once and no per-key dependency chain:
 //   0. the tile's pool row offsets (one page-table read per key) were read
-//      during the previous tile (double-buffered in shared memory);
+//      during the previous tile (double-buffered in shared memory); the
+//      block's q rows are copied (cp.async) while the first ones are read;
 //   1. every thread issues 16-byte cp.async copies of the tile's V rows (and
 //      K rows) straight into shared memory — tile x head_dim x 2 bytes x 2 in
 //      flight per block, no registers held — then waits for all of them
@@ -29,11 +30,14 @@
 //      it reads the V pair once per key and accumulates it into every head
 //      (FMA chains in registers, the accumulators read and written once per
 //      tile).
-// Five __syncthreads per tile of up to 64 keys (the engine's ~40-key splits
-// are one tile). The tile shrinks (to 8) while the shared memory would exceed
-// kSmemBudget, so that two blocks fit an H100 SM. With one split the block
-// writes the normalised output; with several it writes (acc, max, sum) per
-// split to the workspace and a merge kernel combines them by their
+// Four __syncthreads per tile of up to 64 keys, five for K = V layers (the
+// engine's ~40-key splits are one tile; PagedDecodeAttentionSplits is
+// unchanged, untuned for this kernel). The tile shrinks (to 8) while the shared
+// memory would exceed kSmemBudget, so that two blocks fit an H100 SM
+// (__launch_bounds__(256, 2) also keeps ptxas from spilling around sincosf's
+// slow path; the 32-byte stack frame is that path's own array). With one split
+// the block writes the normalised output; with several it writes (acc, max,
+// sum) per split to the workspace and a merge kernel combines them by their
 // log-sum-exps. Row lengths come from device memory only (CUDA-graph
 // capturable; the dynamic shared memory limit is raised once per device).
 #include <cuda_bf16.h>
