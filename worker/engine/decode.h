@@ -91,10 +91,10 @@ struct DecodeOptions {
   // (kernels/token_sampler.h; docs/GENERATION.md, "Fused sampler"), captured
   // in the step's CUDA graph with the layers: the same semantics as the ATen
   // sampler, up to the summation order of floats. Where available (a build
-  // with the CUDA kernels, TP 1). Off by default until its GPU tests have run
-  // on a GPU (token_sampler_gpu_test, decode_gpu_test); off, the ATen sampler
-  // runs eagerly after the graph of the layers.
-  bool fused_sampler = false;
+  // with the CUDA kernels, TP 1); on by default on this branch (decode-next),
+  // whose GPU checks are .carry2/callF.sh; off, the ATen sampler runs eagerly
+  // after the graph of the layers.
+  bool fused_sampler = true;
   // CUDA graphs of the decode step's layers (with fused_sampler also the final
   // norm, LM head and sampler), one per batch-size bucket (docs/GENERATION.md,
   // "CUDA graphs"): used where the step can be replayed (one CUDA rank,
