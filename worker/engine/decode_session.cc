@@ -154,34 +154,22 @@ class RankHook : public ForwardHook {
     if (ctx_.rank == 0) sampler_->CopyOut(R, out_);
   }
 
-  // Decode steps write every row of the forward, in order: the backend may
-  // put k/v straight into the pools at the rows' slots.
-  bool KvDestinationFor(int L, int64_t tokens, KvDestination* d) override {
-    if (in_.prefill) return false;
-    const int g = layer_group_[L];
-    if (write_rows_[g].numel() != tokens) return false;
-    return cache_->Destination(L, rows_[g].write_slots, d);
-  }
-
   at::Tensor Attention(RankForward* f, int L, const LayerQkv& qkv,
                        const LayerWeights& w) override {
     const int g = layer_group_[L];
     const int window = f->cfg().layers[L].sliding_window;
-    // v undefined: the backend stored k/v already (KvDestinationFor).
-    if (qkv.v.defined()) {
-      LayerQkv kept = qkv;
-      const bool all_rows =
-          write_rows_[g].numel() == qkv.v.size(0) * qkv.v.size(1);
-      if (!all_rows) {
-        kept.k = qkv.k.reshape({-1, qkv.k.size(2), qkv.k.size(3)})
-                     .index_select(0, write_rows_[g])
-                     .unsqueeze(0);
-        kept.v = qkv.v.reshape({-1, qkv.v.size(2), qkv.v.size(3)})
-                     .index_select(0, write_rows_[g])
-                     .unsqueeze(0);
-      }
-      cache_->Write(L, rows_[g].write_slots, kept);
+    LayerQkv kept = qkv;
+    const bool all_rows =
+        write_rows_[g].numel() == qkv.v.size(0) * qkv.v.size(1);
+    if (!all_rows) {
+      kept.k = qkv.k.reshape({-1, qkv.k.size(2), qkv.k.size(3)})
+                   .index_select(0, write_rows_[g])
+                   .unsqueeze(0);
+      kept.v = qkv.v.reshape({-1, qkv.v.size(2), qkv.v.size(3)})
+                   .index_select(0, write_rows_[g])
+                   .unsqueeze(0);
     }
+    cache_->Write(L, rows_[g].write_slots, kept);
     if (in_.prefill) return ctx_.backend->Attention(L, qkv);
     GroupRows& rows = rows_[g];
     if (rows.rmax == 1 && cache_->fused(L)) {
