@@ -5,8 +5,9 @@
 // the `tokenizers` library does in Rust (char::is_whitespace, regex `\w`).
 //
 // Stateless free functions on borrowed string_views; results are owned by the
-// caller. Thread-safe. Text from outside goes through common/utf8.h; these
-// exist so the tokenizer keeps the exact rules it was cross-checked with.
+// caller. Thread-safe. (The rest of sweepd validates UTF-8 with
+// common/utf8.h; the tokenizer keeps these, the rules it was cross-checked
+// with.)
 #ifndef SWEEPD_COMMON_TOKENIZER_UNICODE_H_
 #define SWEEPD_COMMON_TOKENIZER_UNICODE_H_
 
