@@ -42,56 +42,8 @@ struct HeadNormRopeArgs {
 
 absl::Status HeadNormRopeCpu(const HeadNormRopeArgs& a);
 
-// One segment of a multi-segment call: `heads` heads of x starting at column
-// `col`, normed with `weight` (per-head [head_dim], null: none), rotated with
-// the call's cos/sin when `rope`. Element i of (token t, head h) goes to
-//   out[h · head_stride + row(t) · row_stride + i],  row(t) = rows ? rows[t] :
-//   t
-// (elements; >= 0). A stride of 0 takes its default, which together describe
-// contiguous [tokens, heads, head_dim]: head_stride head_dim, row_stride
-// heads · head_dim. A KV pool
-// [kv_heads, pool_rows, head_dim] written at per-token slots is head_stride
-// pool_rows · head_dim, row_stride head_dim, rows = the slots (int64, on the
-// device of the launch; each token its own row, or the last write is any).
-// Segments may read the same columns (K = V layers' k and v); their outputs
-// must not overlap.
-struct HeadNormRopeSegment {
-  int64_t col = 0;
-  int heads = 0;
-  const void* weight = nullptr;
-  bool rope = false;
-  void* out = nullptr;
-  int64_t head_stride = 0;
-  int64_t row_stride = 0;
-  const int64_t* rows = nullptr;
-};
-
-// q, k and v of a layer (or any 1..3 segments of one x) in one call: the
-// fields as HeadNormRopeArgs', shared by the segments.
-struct HeadNormRopeMultiArgs {
-  static constexpr int kMaxSegments = 3;
-  Dtype dtype = Dtype::kBFloat16;
-  const void* x = nullptr;
-  int64_t x_stride = 0;
-  int64_t tokens = 0;
-  int64_t seq = 1;
-  int head_dim = 0;
-  float eps = 1e-6f;
-  const void* cos = nullptr;  // needed when a segment has rope
-  const void* sin = nullptr;
-  HeadNormRopeSegment seg[kMaxSegments];
-  int segments = 0;
-};
-
-// Each segment's outputs are those of a HeadNormRope*(…) call of it (the
-// same per-row code; on CUDA the launch path — rows per warp — is chosen once
-// for all segments); the CUDA launcher runs all segments in one kernel
-// launch, with no synchronisation or allocation (capturable in a CUDA graph).
-absl::Status HeadNormRopeMultiCpu(const HeadNormRopeMultiArgs& a);
-
 #if SWEEPD_KERNELS_CUDA
 int HeadNormRopeCuda(const HeadNormRopeArgs& a, void* stream);
-int HeadNormRopeMultiCuda(const HeadNormRopeMultiArgs& a, void* stream);
 #endif  // SWEEPD_KERNELS_CUDA
 
 }  // namespace sweepd::kernels

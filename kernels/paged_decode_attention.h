@@ -30,9 +30,7 @@
 // [rows, page_stride] (entries past a row's keys are never read); first_pos /
 // q_pos int64 [rows]; k_norm [head_dim]; inv_freq float32 [head_dim / 2];
 // out [rows, heads, head_dim] contiguous. head_dim a multiple of 8, at most
-// 512; dtype bf16 or float32 (the engine has no float16). The CUDA launcher
-// wants k_pool and v_pool 16-byte aligned (it copies rows in 16-byte chunks;
-// q is copied so too when it and q_row_stride allow, else element-wise).
+// 512; dtype bf16 or float32 (the engine has no float16).
 //
 // Ownership: all pointers are borrowed; nothing is allocated (the split
 // launch's workspace is the caller's). The CPU reference (`...Cpu`, always

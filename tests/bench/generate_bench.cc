@@ -88,8 +88,9 @@ int main(int argc, char** argv) {
                "step's layers as CUDA graphs per batch-size bucket");
   bool fused_sampler = DecodeOptions{}.fused_sampler;
   app.add_flag("--fused-sampler,!--no-fused-sampler", fused_sampler,
-               "DecodeOptions::fused_sampler (default on): the LM head and "
-               "sampler as fused kernels (CUDA, TP 1)");
+               "DecodeOptions::fused_sampler (default off): the LM head and "
+               "sampler as fused kernels inside the step's CUDA graph (CUDA, "
+               "TP 1)");
   int key_splits = 0;
   app.add_option("--attention-key-splits", key_splits,
                  "DecodeOptions::attention_key_splits (0 = automatic)");

@@ -121,56 +121,15 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
     at::Tensor qkv = Linear(x, w.qkv);  // [T, (Hl + KVl (+ KVl)) * hd]
     f_->clock()->Mark("qkv_norm_rope");
     const auto& [cos, sin] = RopeFor(L, S);
-    // q (q_norm, RoPE), k (k_norm, RoPE) and v (v_norm: no weight, no RoPE)
-    // in one launch, reading qkv [T, width] in place.
-    kernels::HeadNormRopeMultiArgs a;
-    a.dtype = OpDtype();
-    a.x = qkv.data_ptr();
-    a.x_stride = qkv.stride(0);
-    a.tokens = T;
-    a.seq = S;
-    a.head_dim = static_cast<int>(hd);
-    a.eps = static_cast<float>(cfg_.rms_norm_eps);
-    a.cos = Ptr(cos);
-    a.sin = Ptr(sin);
-    auto add = [&a](int64_t col, int heads, const at::Tensor& weight, bool rope,
-                    void* out) -> kernels::HeadNormRopeSegment& {
-      kernels::HeadNormRopeSegment& s = a.seg[a.segments++];
-      s.col = col;
-      s.heads = heads;
-      s.weight = Ptr(weight);
-      s.rope = rope;
-      s.out = out;
-      return s;
-    };
-    const bool rope = cos.defined();
-    const int64_t q_cols = g.heads_local * hd, kv_cols = g.kv_local * hd;
-    // K = V layers: V is v_norm of the raw k_proj output.
-    const int64_t v_col = lc.k_eq_v ? q_cols : q_cols + kv_cols;
     at::Tensor q = at::empty({B, S, g.heads_local, hd}, opts);
-    add(0, g.heads_local, w.q_norm, rope, q.data_ptr());
-    at::Tensor k, v;
-    KvDestination dest;
-    ForwardHook* hook = f_->hook();
-    if (hook != nullptr && hook->KvDestinationFor(L, T, &dest)) {
-      // Straight into the KV cache at the rows' slots (K = V layers store v
-      // only); k and v stay undefined.
-      auto to_pool = [&dest](kernels::HeadNormRopeSegment& s) {
-        s.head_stride = dest.head_stride;
-        s.row_stride = dest.row_stride;
-        s.rows = dest.rows;
-      };
-      if (dest.k_pool != nullptr) {
-        to_pool(add(q_cols, g.kv_local, w.k_norm, rope, dest.k_pool));
-      }
-      to_pool(add(v_col, g.kv_local, at::Tensor(), false, dest.v_pool));
-    } else {
-      k = at::empty({B, S, g.kv_local, hd}, opts);
-      v = at::empty({B, S, g.kv_local, hd}, opts);
-      add(q_cols, g.kv_local, w.k_norm, rope, k.data_ptr());
-      add(v_col, g.kv_local, at::Tensor(), false, v.data_ptr());
-    }
-    CudaCheck(kernels::HeadNormRopeMultiCuda(a, stream_), "HeadNormRopeMulti");
+    at::Tensor k = at::empty({B, S, g.kv_local, hd}, opts);
+    at::Tensor v = at::empty({B, S, g.kv_local, hd}, opts);
+    const int64_t q_cols = g.heads_local * hd, kv_cols = g.kv_local * hd;
+    HeadNormRopeFast(qkv, 0, g.heads_local, hd, S, w.q_norm, cos, sin, q);
+    HeadNormRopeFast(qkv, q_cols, g.kv_local, hd, S, w.k_norm, cos, sin, k);
+    // K = V layers: V is v_norm of the raw k_proj output.
+    HeadNormRopeFast(qkv, lc.k_eq_v ? q_cols : q_cols + kv_cols, g.kv_local, hd,
+                     S, at::Tensor(), at::Tensor(), at::Tensor(), v);
     return {q, k, v};
   }
 
@@ -355,6 +314,28 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
     a.weight2 = Ptr(w2);
     a.out2 = out2.defined() ? out2.data_ptr() : nullptr;
     CudaCheck(kernels::RowNormCuda(a, stream_), "RowNorm");
+  }
+
+  // Per-head norm (+ RoPE when cos is defined) of `heads` heads starting at
+  // column `col` of qkv [T, width] into out [B, S, heads, head_dim].
+  void HeadNormRopeFast(const at::Tensor& qkv, int64_t col, int heads,
+                        int head_dim, int64_t seq, const at::Tensor& w,
+                        const at::Tensor& cos, const at::Tensor& sin,
+                        const at::Tensor& out) {
+    kernels::HeadNormRopeArgs a;
+    a.dtype = OpDtype();
+    a.x = static_cast<const char*>(qkv.data_ptr()) + col * qkv.element_size();
+    a.x_stride = qkv.stride(0);
+    a.tokens = qkv.size(0);
+    a.seq = seq;
+    a.heads = heads;
+    a.head_dim = head_dim;
+    a.weight = Ptr(w);
+    a.eps = static_cast<float>(cfg_.rms_norm_eps);
+    a.cos = Ptr(cos);
+    a.sin = Ptr(sin);
+    a.out = out.data_ptr();
+    CudaCheck(kernels::HeadNormRopeCuda(a, stream_), "HeadNormRope");
   }
 
   at::Tensor NormFast(const at::Tensor& h, const at::Tensor& w) {

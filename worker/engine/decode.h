@@ -88,15 +88,17 @@ struct DecodeOptions {
   // and decode_gpu_test on an H100, and is faster: docs/GENERATION.md).
   DecodeAttention decode_attention = DecodeAttention::kAuto;
   // The LM head and sampler of a step as fused kernels on one CUDA rank
-  // (kernels/token_sampler.h; docs/GENERATION.md, "Sampling"): the same
-  // semantics as the ATen sampler, up to the summation order of floats. On by
-  // default where available (a build with the CUDA kernels, TP 1); false
-  // samples with the ATen ops (and runs every step eagerly).
-  bool fused_sampler = true;
-  // CUDA graphs of the decode step (layers, final norm, LM head and the fused
-  // sampler), one per batch-size bucket (docs/GENERATION.md, "CUDA graphs"):
-  // used where the step can be replayed (one CUDA rank, libtorch with CUDA,
-  // the fused attention on every layer and the fused sampler, no steering or
+  // (kernels/token_sampler.h; docs/GENERATION.md, "Fused sampler"), captured
+  // in the step's CUDA graph with the layers: the same semantics as the ATen
+  // sampler, up to the summation order of floats. Where available (a build
+  // with the CUDA kernels, TP 1). Off by default until its GPU tests have run
+  // on a GPU (token_sampler_gpu_test, decode_gpu_test); off, the ATen sampler
+  // runs eagerly after the graph of the layers.
+  bool fused_sampler = false;
+  // CUDA graphs of the decode step's layers (with fused_sampler also the final
+  // norm, LM head and sampler), one per batch-size bucket (docs/GENERATION.md,
+  // "CUDA graphs"): used where the step can be replayed (one CUDA rank,
+  // libtorch with CUDA, the fused attention on every layer, no steering or
   // head masks, a flat plan, no phase profiling); other steps run eagerly. On
   // by default; false runs every step eagerly.
   bool cuda_graphs = true;

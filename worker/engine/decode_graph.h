@@ -1,12 +1,13 @@
-// Internal to sweepd::engine: CUDA graphs of a decode step (its decoder
-// layers, final norm, LM head and fused sampler), one per batch-size bucket
-// (DecodeOptions::cuda_graphs; docs/GENERATION.md, "CUDA graphs"). A step of
-// R rows runs as a step of the bucket's B >= R rows (powers of two up to the
-// session's max_sequences): the rows' inputs are copied into the bucket's
-// static buffers (padding rows: position -1, which the fused attention reads
-// as "no keys", cache writes to a trash slot, greedy sampling), the bucket's
-// graph replays, and the first R rows' tokens are the step's (the sampler's
-// static outputs, fused_sampler.h). A bucket
+// Internal to sweepd::engine: CUDA graphs of a decode step's decoder layers
+// (with DecodeOptions::fused_sampler also its final norm, LM head and fused
+// sampler), one per batch-size bucket (DecodeOptions::cuda_graphs;
+// docs/GENERATION.md, "CUDA graphs"). A step of R rows runs as a step of the
+// bucket's B >= R rows (powers of two up to the session's max_sequences): the
+// rows' inputs are copied into the bucket's static buffers (padding rows:
+// position -1, which the fused attention reads as "no keys", cache writes to
+// a trash slot, greedy sampling), the bucket's graph replays, and the first R
+// rows go on: the layers' static output to the eager final norm and sampler,
+// or the fused sampler's static tokens (fused_sampler.h). A bucket
 // is captured on its first step, after one eager warm-up run of the same
 // step (GEMM autotuning, library handles and the allocator must not act
 // inside a capture). The whole forward of a graph step runs on a side stream

@@ -141,11 +141,16 @@ class RankHook : public ForwardHook {
       head(layers(h));
       return;
     }
-    // Layers, final norm, LM head and sampler as one graph of the bucket's
-    // rows; the first R rows' tokens are the step's.
     const int64_t R = h.size(1);
     DecodeGraphs::Buffers& buf = graphs_->buffers(in_.graph_bucket);
     buf.h_in.narrow(1, 0, R).copy_(h);
+    if (sampler_ == nullptr) {
+      // The layers' graph; the head runs eagerly on the first R rows.
+      head(graphs_->Run(in_.graph_bucket, layers).narrow(1, 0, R));
+      return;
+    }
+    // Layers, final norm, LM head and fused sampler as one graph of the
+    // bucket's rows; the first R rows' tokens are the step's.
     graphs_->Run(in_.graph_bucket, [&](const at::Tensor& h_in) {
       at::Tensor out = layers(h_in);
       head(out);
@@ -154,34 +159,22 @@ class RankHook : public ForwardHook {
     if (ctx_.rank == 0) sampler_->CopyOut(R, out_);
   }
 
-  // Decode steps write every row of the forward, in order: the backend may
-  // put k/v straight into the pools at the rows' slots.
-  bool KvDestinationFor(int L, int64_t tokens, KvDestination* d) override {
-    if (in_.prefill) return false;
-    const int g = layer_group_[L];
-    if (write_rows_[g].numel() != tokens) return false;
-    return cache_->Destination(L, rows_[g].write_slots, d);
-  }
-
   at::Tensor Attention(RankForward* f, int L, const LayerQkv& qkv,
                        const LayerWeights& w) override {
     const int g = layer_group_[L];
     const int window = f->cfg().layers[L].sliding_window;
-    // v undefined: the backend stored k/v already (KvDestinationFor).
-    if (qkv.v.defined()) {
-      LayerQkv kept = qkv;
-      const bool all_rows =
-          write_rows_[g].numel() == qkv.v.size(0) * qkv.v.size(1);
-      if (!all_rows) {
-        kept.k = qkv.k.reshape({-1, qkv.k.size(2), qkv.k.size(3)})
-                     .index_select(0, write_rows_[g])
-                     .unsqueeze(0);
-        kept.v = qkv.v.reshape({-1, qkv.v.size(2), qkv.v.size(3)})
-                     .index_select(0, write_rows_[g])
-                     .unsqueeze(0);
-      }
-      cache_->Write(L, rows_[g].write_slots, kept);
+    LayerQkv kept = qkv;
+    const bool all_rows =
+        write_rows_[g].numel() == qkv.v.size(0) * qkv.v.size(1);
+    if (!all_rows) {
+      kept.k = qkv.k.reshape({-1, qkv.k.size(2), qkv.k.size(3)})
+                   .index_select(0, write_rows_[g])
+                   .unsqueeze(0);
+      kept.v = qkv.v.reshape({-1, qkv.v.size(2), qkv.v.size(3)})
+                   .index_select(0, write_rows_[g])
+                   .unsqueeze(0);
     }
+    cache_->Write(L, rows_[g].write_slots, kept);
     if (in_.prefill) return ctx_.backend->Attention(L, qkv);
     GroupRows& rows = rows_[g];
     if (rows.rmax == 1 && cache_->fused(L)) {
@@ -260,7 +253,9 @@ class RankHook : public ForwardHook {
     auto fill = [&](const at::Tensor& dst, const std::vector<int64_t>& host) {
       UploadInto(dst, host.data());
     };
-    if (sampler_->Fill(in_.sampler, B)) graphs_->Reset();
+    if (sampler_ != nullptr && sampler_->Fill(in_.sampler, B)) {
+      graphs_->Reset();
+    }
     std::vector<int64_t> pos(in_.positions);
     pos.resize(B, -1);
     fill(buf.positions, pos);
@@ -493,8 +488,7 @@ class DecodeSessionImpl : public DecodeSession {
                     : 0.0f,
                 options_.max_sequences);
           }
-          bool use_graphs = graphs && ctx.shard->device.is_cuda() &&
-                            samplers_[ctx.rank] != nullptr;
+          bool use_graphs = graphs && ctx.shard->device.is_cuda();
           for (int L = 0; L < N; ++L) {
             if (!skip_[L] && !caches_[ctx.rank]->fused(L)) use_graphs = false;
           }

@@ -66,18 +66,6 @@ void RankKvCache::Write(int L, const at::Tensor& slots, const LayerQkv& qkv) {
   }
 }
 
-bool RankKvCache::Destination(int L, const at::Tensor& slots,
-                              KvDestination* d) const {
-  if (!v_[L].defined()) return false;
-  // Pools are contiguous [kv_local, rows, head_dim].
-  d->k_pool = k_[L].defined() ? k_[L].data_ptr() : nullptr;
-  d->v_pool = v_[L].data_ptr();
-  d->head_stride = v_[L].stride(0);
-  d->row_stride = v_[L].stride(1);
-  d->rows = slots.data_ptr<int64_t>();
-  return true;
-}
-
 std::pair<at::Tensor, at::Tensor> RankKvCache::GatherKv(
     const RankForward& f, int L, const at::Tensor& gather,
     const at::Tensor& key_pos, const LayerWeights& w) const {

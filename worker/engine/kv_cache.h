@@ -62,10 +62,6 @@ class RankKvCache {
 
   // Stores layer L's k/v [1, T, kv_local, head_dim] at `slots` [T].
   void Write(int L, const at::Tensor& slots, const LayerQkv& qkv);
-  // Where a backend that writes layer L's k/v itself puts those of T rows
-  // bound for `slots` [T] (int64, contiguous, the rank's device; borrowed
-  // for as long as *d is used): Write's effect. false: L has no pool.
-  bool Destination(int L, const at::Tensor& slots, KvDestination* d) const;
   // Attention of q [1, R, heads_local, head_dim] (one new token per row)
   // over each row's cached keys -> [1, R, heads_local, head_dim]: the shared
   // part as one batched GEMM per cluster and KV head, the private part per

@@ -28,25 +28,9 @@ namespace sweepd::engine::internal {
 class RankForward;
 
 // Layer L's attention inputs after their norms and RoPE: q [B, S,
-// heads_local, head_dim], k/v [B, S, kv_local, head_dim]. k and v are
-// undefined where the backend wrote them into the KV cache itself (a
-// KvDestination of the forward's hook).
+// heads_local, head_dim], k/v [B, S, kv_local, head_dim].
 struct LayerQkv {
   at::Tensor q, k, v;
-};
-
-// Where a backend writes layer L's k/v straight into a decode session's KV
-// pools (ForwardHook::KvDestinationFor; kv_cache.h): element i of token t's
-// head h goes to pool[h * head_stride + rows[t] * row_stride + i], in
-// elements of the compute dtype; rows: int64 slots [T] on the rank's device.
-// k_pool null: a K = V layer, only v is stored. Borrowed from the cache for
-// the forward (stable for a session, so a captured CUDA graph may keep them).
-struct KvDestination {
-  void* k_pool = nullptr;
-  void* v_pool = nullptr;
-  int64_t head_stride = 0;
-  int64_t row_stride = 0;
-  const int64_t* rows = nullptr;
 };
 
 // The residual after the attention block and the MLP's input

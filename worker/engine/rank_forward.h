@@ -69,14 +69,6 @@ class ForwardHook {
   // from its inputs; `w` are the weights the layer runs with.
   virtual at::Tensor Attention(RankForward* f, int L, const LayerQkv& qkv,
                                const LayerWeights& w) = 0;
-  // Where layer L's k/v of the forward's `tokens` rows may go straight into
-  // the KV cache (*d) instead of being returned: asked by a backend that can
-  // write them so (the CUDA backend; no other calls it), which then returns
-  // LayerQkv with k/v undefined, and Attention stores nothing. false: return
-  // k/v as usual.
-  virtual bool KvDestinationFor(int L, int64_t tokens, KvDestination* d) {
-    return false;
-  }
   // The final-norm output [B, S, hidden]; replaces the NLL and the outputs.
   virtual void Head(RankForward* f, const at::Tensor& x) = 0;
   // Weights to run layer L with instead of building them (re-initialised
@@ -137,8 +129,6 @@ class RankForward {
   RankShard& shard() { return s_; }
   comm::Communicator* comm() { return comm_; }
   RankBackend* backend() { return backend_; }
-  // The generation forward's hook, or nullptr.
-  ForwardHook* hook() { return hook_; }
   const Plan& plan() const { return plan_; }
   ForwardResult* out() { return out_; }
   PhaseClock* clock() { return clock_; }
