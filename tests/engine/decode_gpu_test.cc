@@ -87,29 +87,7 @@ TEST(DecodeGpuTest, FusedAttentionEqualsTheAtenOps) {
   std::unique_ptr<Engine> e = MakeEngine(DType::kFloat32);
   ASSERT_NE(e, nullptr);
   auto run = [&](DecodeAttention mode, bool graphs = false) {
-    DecodeOptions o;
-    o.cuda_graphs = graphs;
-    o.max_sequences = 8;
-    o.max_sequence_tokens = 48;
-    o.page_size = 4;
-    o.shared_attention_min_keys = int64_t{1} << 40;  // flat
-    o.decode_attention = mode;
-    auto session = e->StartDecode(o);
-    EXPECT_TRUE(session.ok()) << session.status();
-    std::vector<SamplingParams> params(3);
-    for (int i = 0; i < 3; ++i) params[i].seed = SampleSeed(5, 0, i);
-    const SamplingParams greedy = Greedy();
-    std::vector<DecodedToken> got;
-    auto first = (*session)->AddPrompts(
-        {{{2, 40, 41, 42, 43, 44, 45, 46, 47, 48}, params},
-         {{2, 9, 10}, {greedy}}});
-    EXPECT_TRUE(first.ok()) << first.status();
-    for (int s = 0; s < 24; ++s) {
-      auto next = (*session)->Step();
-      EXPECT_TRUE(next.ok()) << next.status();
-      got.insert(got.end(), next->begin(), next->end());
-    }
-    return got;
+    return DecodeForkedFlat(*e, mode, graphs);
   };
   const auto aten = run(DecodeAttention::kAten);
   const auto fused = run(DecodeAttention::kAuto);

@@ -1,8 +1,9 @@
 // Helpers shared by the decode tests on CPU (decode_test.cc) and CUDA
 // (decode_gpu_test.cc): the tiny random model's engine options, a full
 // recomputation's last-position logits, argmax and log-softmax of a logit row,
-// greedy sampling parameters, and the batched-vs-alone prefill run. Plain
-// engine API only (no CUDA, no libtorch headers), so both builds include it.
+// greedy sampling parameters, and the forked-flat and batched-vs-alone decode
+// runs. Plain engine API only (no CUDA, no libtorch headers), so both builds
+// include it.
 //
 // Header-only, test code only; the functions are stateless (the engine passed
 // in is used from the calling thread).
@@ -72,6 +73,37 @@ inline SamplingParams Greedy() {
   SamplingParams p;
   p.temperature = 0;
   return p;
+}
+
+// Three forked samples of one prompt (seeds SampleSeed(5, 0, i)) and a greedy
+// second prompt, a flat plan (no shared-prefix attention), 24 steps past the
+// window, decoding attention with `mode` (CUDA graphs as `cuda_graphs`, by
+// default DecodeOptions' default): every step's tokens in order.
+inline std::vector<DecodedToken> DecodeForkedFlat(
+    Engine& e, DecodeAttention mode,
+    bool cuda_graphs = DecodeOptions().cuda_graphs) {
+  DecodeOptions o;
+  o.cuda_graphs = cuda_graphs;
+  o.max_sequences = 8;
+  o.max_sequence_tokens = 48;
+  o.page_size = 4;
+  o.shared_attention_min_keys = int64_t{1} << 40;  // flat
+  o.decode_attention = mode;
+  auto session = e.StartDecode(o);
+  EXPECT_TRUE(session.ok()) << session.status();
+  std::vector<SamplingParams> params(3);
+  for (int i = 0; i < 3; ++i) params[i].seed = SampleSeed(5, 0, i);
+  std::vector<DecodedToken> got;
+  auto first =
+      (*session)->AddPrompts({{{2, 40, 41, 42, 43, 44, 45, 46, 47, 48}, params},
+                              {{2, 9, 10}, {Greedy()}}});
+  EXPECT_TRUE(first.ok()) << first.status();
+  for (int s = 0; s < 24; ++s) {
+    auto next = (*session)->Step();
+    EXPECT_TRUE(next.ok()) << next.status();
+    got.insert(got.end(), next->begin(), next->end());
+  }
+  return got;
 }
 
 // Three prompts of different lengths decoded greedily for 12 steps after the
