@@ -221,7 +221,6 @@ TEST_F(GenerationExamplesTest, DegenerationSamplesGiveEyeTestTables) {
   SweepRun run;
   ASSERT_NO_FATAL_FAILURE(
       RunSweepToEnd(*cluster_, *spec, absl::Seconds(400), &run));
-  const std::string& sweep_id = run.sweep_id;
   const std::vector<v1::TaskRecord>& tasks = run.tasks;
   // 10 points: 1 generate task + 2 eval tasks (two corpora) each.
   ASSERT_EQ(tasks.size(), 30u);
@@ -266,7 +265,6 @@ TEST_F(GenerationExamplesTest, CanaryPassFailPerCaseAndBos) {
   SweepRun run;
   ASSERT_NO_FATAL_FAILURE(
       RunSweepToEnd(*cluster_, *spec, absl::Seconds(400), &run));
-  const std::string& sweep_id = run.sweep_id;
   const std::vector<v1::TaskRecord>& tasks = run.tasks;
   ASSERT_EQ(tasks.size(), 2u);
   std::set<std::string> bos_seen;
