@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/engine/decode_test_util.h"
 #include "worker/engine/decode.h"
 #include "worker/engine/engine.h"
 
@@ -20,38 +21,12 @@ namespace sweepd::engine {
 namespace {
 
 std::unique_ptr<Engine> MakeEngine(DType dtype) {
-  EngineOptions o;
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  o.random_weights = true;
-  o.config_path =
-      std::string(d != nullptr ? d : ".") + "/configs/models/gemma4-tiny.json";
-  o.seed = 5;
+  EngineOptions o = TinyEngineOptions();
   o.device = "cuda";
   o.dtype = dtype;
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status();
   return e.ok() ? std::move(*e) : nullptr;
-}
-
-std::vector<float> LastLogits(Engine& e, const std::vector<int32_t>& tokens,
-                              const std::vector<Intervention>& iv) {
-  ForwardRequest r;
-  r.tokens = tokens;
-  r.seq = static_cast<int64_t>(tokens.size());
-  r.return_logits = true;
-  r.interventions = iv;
-  auto out = e.Forward(r);
-  EXPECT_TRUE(out.ok()) << out.status();
-  const int64_t V = e.config().vocab_size;
-  const float* last = out->logits.data.data() + (r.seq - 1) * V;
-  return std::vector<float>(last, last + V);
-}
-
-float LogSoftmaxAt(const std::vector<float>& z, int32_t t) {
-  const float m = *std::max_element(z.begin(), z.end());
-  double s = 0;
-  for (float v : z) s += std::exp(static_cast<double>(v) - m);
-  return static_cast<float>(z[t] - m - std::log(s));
 }
 
 void Check(DType dtype, const std::vector<Intervention>& iv,
@@ -66,16 +41,14 @@ void Check(DType dtype, const std::vector<Intervention>& iv,
   o.page_size = 4;
   auto session = e->StartDecode(o);
   ASSERT_TRUE(session.ok()) << session.status();
-  SamplingParams greedy;
-  greedy.temperature = 0;
+  const SamplingParams greedy = Greedy();
   std::vector<int32_t> seq = {2, 17, 300, 45, 9};
   auto step = (*session)->AddPrompt(seq, {greedy});
   ASSERT_TRUE(step.ok()) << step.status();
   for (int i = 0; i < 20; ++i) {
     const std::vector<float> z = LastLogits(*e, seq, iv);
     const int32_t t = (*step)[0].token;
-    const int32_t best =
-        static_cast<int32_t>(std::max_element(z.begin(), z.end()) - z.begin());
+    const int32_t best = Argmax(z);
     if (dtype == DType::kFloat32) {
       ASSERT_EQ(t, best) << "token " << i;
       EXPECT_NEAR((*step)[0].logprob, LogSoftmaxAt(z, t), 1e-3);
@@ -114,30 +87,7 @@ TEST(DecodeGpuTest, FusedAttentionEqualsTheAtenOps) {
   std::unique_ptr<Engine> e = MakeEngine(DType::kFloat32);
   ASSERT_NE(e, nullptr);
   auto run = [&](DecodeAttention mode, bool graphs = false) {
-    DecodeOptions o;
-    o.cuda_graphs = graphs;
-    o.max_sequences = 8;
-    o.max_sequence_tokens = 48;
-    o.page_size = 4;
-    o.shared_attention_min_keys = int64_t{1} << 40;  // flat
-    o.decode_attention = mode;
-    auto session = e->StartDecode(o);
-    EXPECT_TRUE(session.ok()) << session.status();
-    std::vector<SamplingParams> params(3);
-    for (int i = 0; i < 3; ++i) params[i].seed = SampleSeed(5, 0, i);
-    SamplingParams greedy;
-    greedy.temperature = 0;
-    std::vector<DecodedToken> got;
-    auto first = (*session)->AddPrompts(
-        {{{2, 40, 41, 42, 43, 44, 45, 46, 47, 48}, params},
-         {{2, 9, 10}, {greedy}}});
-    EXPECT_TRUE(first.ok()) << first.status();
-    for (int s = 0; s < 24; ++s) {
-      auto next = (*session)->Step();
-      EXPECT_TRUE(next.ok()) << next.status();
-      got.insert(got.end(), next->begin(), next->end());
-    }
-    return got;
+    return DecodeForkedFlat(*e, mode, graphs);
   };
   const auto aten = run(DecodeAttention::kAten);
   const auto fused = run(DecodeAttention::kAuto);
@@ -170,8 +120,7 @@ TEST(DecodeGpuTest, CudaGraphStepsEqualEagerSteps) {
     o.cuda_graphs = graphs;
     auto session = e->StartDecode(o);
     EXPECT_TRUE(session.ok()) << session.status();
-    SamplingParams greedy;
-    greedy.temperature = 0;
+    const SamplingParams greedy = Greedy();
     std::vector<std::pair<int64_t, int32_t>> got;
     std::vector<int64_t> live;
     auto add = [&](std::vector<int32_t> prompt, int n) {
@@ -205,46 +154,8 @@ TEST(DecodeGpuTest, CudaGraphStepsEqualEagerSteps) {
 TEST(DecodeGpuTest, BatchedPrefillEqualsPrefillAlone) {
   std::unique_ptr<Engine> e = MakeEngine(DType::kFloat32);
   ASSERT_NE(e, nullptr);
-  SamplingParams greedy;
-  greedy.temperature = 0;
-  const std::vector<std::vector<int32_t>> prompts = {
-      {2, 7, 8}, {2, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50}, {2, 99}};
-  DecodeOptions o;
-  o.max_sequences = 6;
-  o.max_sequence_tokens = 40;
-  o.page_size = 4;
-  auto run = [&](bool together) {
-    auto session = e->StartDecode(o);
-    EXPECT_TRUE(session.ok()) << session.status();
-    std::vector<std::vector<int32_t>> got(prompts.size());
-    std::map<int64_t, size_t> owner;
-    std::vector<PromptRequest> reqs;
-    for (const auto& p : prompts) reqs.push_back({p, {greedy}});
-    std::vector<std::vector<DecodedToken>> first;
-    if (together) {
-      auto all = (*session)->AddPrompts(reqs);
-      EXPECT_TRUE(all.ok()) << all.status();
-      first = *all;
-    } else {
-      for (const auto& r : reqs) {
-        auto one = (*session)->AddPrompts({r});
-        EXPECT_TRUE(one.ok()) << one.status();
-        first.push_back((*one)[0]);
-      }
-    }
-    for (size_t i = 0; i < first.size(); ++i) {
-      owner[first[i][0].sequence] = i;
-      got[i].push_back(first[i][0].token);
-    }
-    for (int s = 0; s < 12; ++s) {
-      auto next = (*session)->Step();
-      EXPECT_TRUE(next.ok()) << next.status();
-      for (const DecodedToken& t : *next)
-        got[owner[t.sequence]].push_back(t.token);
-    }
-    return got;
-  };
-  EXPECT_EQ(run(true), run(false));
+  EXPECT_EQ(DecodeThreePromptsGreedy(*e, true),
+            DecodeThreePromptsGreedy(*e, false));
 }
 
 // The fused LM head and sampler (DecodeOptions::fused_sampler, with CUDA

@@ -13,6 +13,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/engine/decode_test_util.h"
 #include "worker/engine/engine.h"
 
 namespace sweepd::engine {
@@ -20,55 +21,13 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string TinyConfigPath() {
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  return std::string(d != nullptr ? d : ".") +
-         "/configs/models/gemma4-tiny.json";
-}
-
 std::unique_ptr<Engine> MakeEngine(int tp) {
-  EngineOptions o;
-  o.random_weights = true;
-  o.config_path = TinyConfigPath();
-  o.seed = 5;
+  EngineOptions o = TinyEngineOptions();
   o.tp_size = tp;
   o.cpu_threads_per_rank = 1;
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status();
   return std::move(*e);
-}
-
-// Softcapped logits of the last position of `tokens`, recomputed in full.
-std::vector<float> LastLogits(Engine& e, const std::vector<int32_t>& tokens,
-                              const std::vector<Intervention>& iv) {
-  ForwardRequest r;
-  r.tokens = tokens;
-  r.batch = 1;
-  r.seq = static_cast<int64_t>(tokens.size());
-  r.return_logits = true;
-  r.interventions = iv;
-  auto out = e.Forward(r);
-  EXPECT_TRUE(out.ok()) << out.status();
-  const int64_t V = e.config().vocab_size;
-  const float* last = out->logits.data.data() + (r.seq - 1) * V;
-  return std::vector<float>(last, last + V);
-}
-
-int32_t Argmax(const std::vector<float>& z) {
-  return static_cast<int32_t>(std::max_element(z.begin(), z.end()) - z.begin());
-}
-
-float LogSoftmaxAt(const std::vector<float>& z, int32_t t) {
-  const float m = *std::max_element(z.begin(), z.end());
-  double s = 0;
-  for (float v : z) s += std::exp(static_cast<double>(v) - m);
-  return static_cast<float>(z[t] - m - std::log(s));
-}
-
-SamplingParams Greedy() {
-  SamplingParams p;
-  p.temperature = 0;
-  return p;
 }
 
 void ExpectGreedyMatchesRecompute(
@@ -133,29 +92,7 @@ TEST(DecodeTest, FusedAttentionGreedyMatchesFullRecompute) {
 TEST(DecodeTest, FusedAttentionEqualsTheAtenOps) {
   std::unique_ptr<Engine> e = MakeEngine(1);
   ASSERT_NE(e, nullptr);
-  auto run = [&](DecodeAttention mode) {
-    DecodeOptions o;
-    o.max_sequences = 8;
-    o.max_sequence_tokens = 48;
-    o.page_size = 4;
-    o.shared_attention_min_keys = int64_t{1} << 40;  // flat
-    o.decode_attention = mode;
-    auto session = e->StartDecode(o);
-    EXPECT_TRUE(session.ok()) << session.status();
-    std::vector<SamplingParams> params(3);
-    for (int i = 0; i < 3; ++i) params[i].seed = SampleSeed(5, 0, i);
-    std::vector<DecodedToken> got;
-    auto first = (*session)->AddPrompts(
-        {{{2, 40, 41, 42, 43, 44, 45, 46, 47, 48}, params},
-         {{2, 9, 10}, {Greedy()}}});
-    EXPECT_TRUE(first.ok()) << first.status();
-    for (int s = 0; s < 24; ++s) {
-      auto next = (*session)->Step();
-      EXPECT_TRUE(next.ok()) << next.status();
-      got.insert(got.end(), next->begin(), next->end());
-    }
-    return got;
-  };
+  auto run = [&](DecodeAttention mode) { return DecodeForkedFlat(*e, mode); };
   const auto aten = run(DecodeAttention::kAten);
   const auto fused = run(DecodeAttention::kFused);
   ASSERT_EQ(aten.size(), fused.size());
@@ -340,44 +277,8 @@ TEST(DecodeTest, BadInputsAreNamed) {
 TEST(DecodeTest, BatchedPrefillEqualsPrefillAlone) {
   std::unique_ptr<Engine> e = MakeEngine(1);
   ASSERT_NE(e, nullptr);
-  const std::vector<std::vector<int32_t>> prompts = {
-      {2, 7, 8}, {2, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50}, {2, 99}};
-  DecodeOptions o;
-  o.max_sequences = 6;
-  o.max_sequence_tokens = 40;
-  o.page_size = 4;
-  auto run = [&](bool together) {
-    auto session = e->StartDecode(o);
-    EXPECT_TRUE(session.ok()) << session.status();
-    std::vector<std::vector<int32_t>> got(prompts.size());
-    std::map<int64_t, size_t> owner;
-    std::vector<PromptRequest> reqs;
-    for (const auto& p : prompts) reqs.push_back({p, {Greedy()}});
-    std::vector<std::vector<DecodedToken>> first;
-    if (together) {
-      auto all = (*session)->AddPrompts(reqs);
-      EXPECT_TRUE(all.ok()) << all.status();
-      first = *all;
-    } else {
-      for (const auto& r : reqs) {
-        auto one = (*session)->AddPrompts({r});
-        EXPECT_TRUE(one.ok()) << one.status();
-        first.push_back((*one)[0]);
-      }
-    }
-    for (size_t i = 0; i < first.size(); ++i) {
-      owner[first[i][0].sequence] = i;
-      got[i].push_back(first[i][0].token);
-    }
-    for (int s = 0; s < 12; ++s) {
-      auto next = (*session)->Step();
-      EXPECT_TRUE(next.ok()) << next.status();
-      for (const DecodedToken& t : *next)
-        got[owner[t.sequence]].push_back(t.token);
-    }
-    return got;
-  };
-  EXPECT_EQ(run(true), run(false));
+  EXPECT_EQ(DecodeThreePromptsGreedy(*e, true),
+            DecodeThreePromptsGreedy(*e, false));
 }
 
 }  // namespace

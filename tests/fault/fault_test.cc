@@ -393,24 +393,15 @@ TEST(FaultTest, SigtermLetsATaskFinishWithinTheGrace) {
 TEST(FaultTest, SigtermDrainsAWorkerWithAModelLoaded) {
   auto dir = MakeTempDir("sweepd-fault-model");
   ASSERT_TRUE(dir.ok()) << dir.status();
-  const std::string source = std::getenv("SWEEPD_SOURCE_DIR");
   auto cluster = NewCluster(
       "sweepd-fault-drain-model", /*fixed_port=*/false,
-      {"--model-root", *dir, "--data-root", source + "/configs/data"});
+      {"--model-root", *dir, "--data-root", SourceDir() + "/configs/data"});
   ASSERT_NE(cluster, nullptr);
   auto worker_bin = BuildBinary("worker/sweep-worker");
   ASSERT_TRUE(worker_bin.ok()) << worker_bin.status();
-  SpawnOptions make;
-  make.argv = {*worker_bin, "make-model",
-               "--config",  source + "/configs/models/gemma4-tiny.json",
-               "--seed",    "1",
-               "--out",     *dir + "/gemma4-tiny"};
-  make.log_path = *dir + "/make-model.log";
-  auto maker = Process::Spawn(make);
-  ASSERT_TRUE(maker.ok()) << maker.status();
-  auto made = (*maker)->Wait(absl::Seconds(60));
-  ASSERT_TRUE(made.ok() && made->exited && made->code == 0)
-      << (made.ok() ? made->ToString() : made.status().ToString());
+  absl::Status made = MakeTinyModelWithWorker(
+      *worker_bin, *dir + "/gemma4-tiny", *dir + "/make-model.log");
+  ASSERT_TRUE(made.ok()) << made;
 
   // An eval sweep, so the engine has run forwards (and started its threads)
   // by the time the signal comes.

@@ -28,16 +28,12 @@
 #include "nlohmann/json.hpp"
 #include "tests/testing/process.h"
 #include "tests/testing/sweep_cluster.h"
+#include "tests/testing/sweep_run.h"
 
 namespace sweepd::testing {
 namespace {
 
 namespace v1 = ::sweepd::v1;
-
-std::string SourceDir() {
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  return d != nullptr ? d : ".";
-}
 
 class GenerationExamplesTest : public ::testing::Test {
  protected:
@@ -70,24 +66,6 @@ class GenerationExamplesTest : public ::testing::Test {
     delete cluster_;
     cluster_ = nullptr;
     delete dir_;
-  }
-
-  // Submits `spec`, waits until it ends DONE and returns every task.
-  static std::vector<v1::TaskRecord> Run(const v1::SweepSpec& spec,
-                                         std::string* sweep_id) {
-    auto submitted = cluster_->Submit(spec);
-    EXPECT_TRUE(submitted.ok())
-        << submitted.status() << cluster_->DescribeLogs();
-    if (!submitted.ok()) return {};
-    *sweep_id = submitted->sweep_id();
-    auto status = cluster_->WaitForSweepEnd(*sweep_id, absl::Seconds(400));
-    EXPECT_TRUE(status.ok()) << status.status() << cluster_->DescribeLogs();
-    if (!status.ok()) return {};
-    EXPECT_EQ(status->state(), v1::SWEEP_STATE_DONE)
-        << cluster_->DescribeLogs();
-    auto tasks = cluster_->ListAllTasks(*sweep_id);
-    EXPECT_TRUE(tasks.ok()) << tasks.status();
-    return tasks.ok() ? *tasks : std::vector<v1::TaskRecord>{};
   }
 
   // `sweepctl ARGS` against the cluster; returns stdout, expects exit 0.
@@ -152,8 +130,11 @@ TEST_F(GenerationExamplesTest, BestOfNWithVerifierAndBans) {
   for (v1::Stage& stage : *spec->mutable_stages()) {
     shorten(stage.mutable_generate());
   }
-  std::string sweep_id;
-  const std::vector<v1::TaskRecord> tasks = Run(*spec, &sweep_id);
+  SweepRun run;
+  ASSERT_NO_FATAL_FAILURE(
+      RunSweepToEnd(*cluster_, *spec, absl::Seconds(400), &run));
+  const std::string& sweep_id = run.sweep_id;
+  const std::vector<v1::TaskRecord>& tasks = run.tasks;
   // 3 stages x 2 shards of 6 prompts.
   ASSERT_EQ(tasks.size(), 6u);
   std::map<std::string, std::set<std::string>> prompts_of_stage;
@@ -237,8 +218,10 @@ TEST_F(GenerationExamplesTest, DegenerationSamplesGiveEyeTestTables) {
   ASSERT_TRUE(spec.ok()) << spec.status();
   ASSERT_EQ(spec->generate().temperature(), 1.0);
   spec->mutable_generate()->set_max_new_tokens(12);
-  std::string sweep_id;
-  const std::vector<v1::TaskRecord> tasks = Run(*spec, &sweep_id);
+  SweepRun run;
+  ASSERT_NO_FATAL_FAILURE(
+      RunSweepToEnd(*cluster_, *spec, absl::Seconds(400), &run));
+  const std::vector<v1::TaskRecord>& tasks = run.tasks;
   // 10 points: 1 generate task + 2 eval tasks (two corpora) each.
   ASSERT_EQ(tasks.size(), 30u);
   int generate = 0;
@@ -279,8 +262,10 @@ TEST_F(GenerationExamplesTest, CanaryPassFailPerCaseAndBos) {
   ASSERT_TRUE(spec.ok()) << spec.status();
   const int cases = spec->canary().cases_size();
   ASSERT_EQ(cases, 4);
-  std::string sweep_id;
-  const std::vector<v1::TaskRecord> tasks = Run(*spec, &sweep_id);
+  SweepRun run;
+  ASSERT_NO_FATAL_FAILURE(
+      RunSweepToEnd(*cluster_, *spec, absl::Seconds(400), &run));
+  const std::vector<v1::TaskRecord>& tasks = run.tasks;
   ASSERT_EQ(tasks.size(), 2u);
   std::set<std::string> bos_seen;
   for (const v1::TaskRecord& t : tasks) {

@@ -32,17 +32,13 @@
 #include "nlohmann/json.hpp"
 #include "tests/testing/process.h"
 #include "tests/testing/sweep_cluster.h"
+#include "tests/testing/sweep_run.h"
 
 namespace sweepd::testing {
 namespace {
 
 namespace v1 = ::sweepd::v1;
 using ::testing::HasSubstr;
-
-std::string SourceDir() {
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  return d != nullptr ? d : ".";
-}
 
 TEST(HeadPruneExampleTest, ExampleIsValidAndDeferred) {
   auto dir = MakeTempDir("sweepd-head-prune-plan");
@@ -88,21 +84,12 @@ TEST(HeadPruneExampleTest, SeedOnePipelineRunsStageByStage) {
   auto spec =
       LoadSweepSpecFile(SourceDir() + "/configs/sweeps/head_prune.yaml");
   ASSERT_TRUE(spec.ok()) << spec.status();
-  auto submitted = cluster->Submit(*spec);
-  ASSERT_TRUE(submitted.ok()) << submitted.status() << cluster->DescribeLogs();
-  auto status =
-      cluster->WaitForSweepEnd(submitted->sweep_id(), absl::Seconds(800));
-  ASSERT_TRUE(status.ok()) << status.status() << cluster->DescribeLogs();
-  auto tasks = cluster->ListAllTasks(submitted->sweep_id());
-  ASSERT_TRUE(tasks.ok()) << tasks.status();
-  for (const v1::TaskRecord& t : *tasks) {
-    EXPECT_EQ(t.state(), v1::TASK_STATE_DONE)
-        << t.spec().stage() << " " << t.task_key() << ": " << t.error();
-  }
-  ASSERT_EQ(status->state(), v1::SWEEP_STATE_DONE) << cluster->DescribeLogs();
+  SweepRun run;
+  ASSERT_NO_FATAL_FAILURE(
+      RunSweepToEnd(*cluster, *spec, absl::Seconds(800), &run));
 
   std::map<std::string, std::vector<const v1::TaskRecord*>> by_stage;
-  for (const v1::TaskRecord& t : *tasks)
+  for (const v1::TaskRecord& t : run.tasks)
     by_stage[t.spec().stage()].push_back(&t);
   // Importance: 2 shards x 6 layers x 4 heads.
   ASSERT_EQ(by_stage[""].size(), 2u);
@@ -166,7 +153,7 @@ TEST(HeadPruneExampleTest, SeedOnePipelineRunsStageByStage) {
       by_stage["eval-masked"][0]->spec().interventions().interventions_size(),
       6);
 
-  auto report = BuildReportData(*tasks, ReportOptions());
+  auto report = BuildReportData(run.tasks, ReportOptions());
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->calibration.importance.size(), 24u);
   EXPECT_EQ(report->calibration.heals.size(), 6u);

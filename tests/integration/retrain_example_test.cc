@@ -16,16 +16,12 @@
 #include "gtest/gtest.h"
 #include "tests/testing/process.h"
 #include "tests/testing/sweep_cluster.h"
+#include "tests/testing/sweep_run.h"
 
 namespace sweepd::testing {
 namespace {
 
 namespace v1 = ::sweepd::v1;
-
-std::string SourceDir() {
-  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
-  return d != nullptr ? d : ".";
-}
 
 double Metric(const v1::TaskRecord& t, const std::string& name) {
   for (const v1::Metric& m : t.result().metrics()) {
@@ -48,21 +44,12 @@ TEST(RetrainExampleTest, SeedTwoRetrainedLayerRunsStageByStage) {
   auto spec =
       LoadSweepSpecFile(SourceDir() + "/configs/sweeps/retrain_layer.yaml");
   ASSERT_TRUE(spec.ok()) << spec.status();
-  auto submitted = cluster->Submit(*spec);
-  ASSERT_TRUE(submitted.ok()) << submitted.status() << cluster->DescribeLogs();
-  auto status =
-      cluster->WaitForSweepEnd(submitted->sweep_id(), absl::Seconds(800));
-  ASSERT_TRUE(status.ok()) << status.status() << cluster->DescribeLogs();
-  auto tasks = cluster->ListAllTasks(submitted->sweep_id());
-  ASSERT_TRUE(tasks.ok()) << tasks.status();
-  for (const v1::TaskRecord& t : *tasks) {
-    EXPECT_EQ(t.state(), v1::TASK_STATE_DONE)
-        << t.spec().stage() << " " << t.task_key() << ": " << t.error();
-  }
-  ASSERT_EQ(status->state(), v1::SWEEP_STATE_DONE) << cluster->DescribeLogs();
+  SweepRun run;
+  ASSERT_NO_FATAL_FAILURE(
+      RunSweepToEnd(*cluster, *spec, absl::Seconds(800), &run));
 
   std::map<std::string, std::vector<const v1::TaskRecord*>> by_stage;
-  for (const v1::TaskRecord& t : *tasks)
+  for (const v1::TaskRecord& t : run.tasks)
     by_stage[t.spec().stage()].push_back(&t);
   ASSERT_EQ(by_stage[""].size(), 2u);
   ASSERT_EQ(by_stage["retrain"].size(), 1u);

@@ -148,6 +148,11 @@ void Process::Kill() {
   TryReap(/*block=*/true);
 }
 
+std::string SourceDir() {
+  const char* d = std::getenv("SWEEPD_SOURCE_DIR");
+  return d != nullptr ? d : ".";
+}
+
 absl::StatusOr<std::string> BuildBinary(const std::string& relative) {
   const char* dir = std::getenv("SWEEPD_BUILD_DIR");
   if (dir == nullptr || *dir == '\0') {

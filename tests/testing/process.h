@@ -80,6 +80,9 @@ class Process {
 // and the main build's sweep-worker, which links libtorch).
 absl::StatusOr<std::string> BuildBinary(const std::string& relative);
 
+// The source tree: $SWEEPD_SOURCE_DIR (ctest sets it), "." when unset.
+std::string SourceDir();
+
 // A fresh directory under TEST_TMPDIR / TMPDIR / /tmp.
 absl::StatusOr<std::string> MakeTempDir(const std::string& prefix);
 

@@ -399,17 +399,11 @@ absl::StatusOr<int64_t> QueryLedgerInt(const std::string& ledger_path,
 absl::Status MakeTinyModelWithWorker(const std::string& worker_bin,
                                      const std::string& out_dir,
                                      const std::string& log_path) {
-  const char* source = std::getenv("SWEEPD_SOURCE_DIR");
   SpawnOptions make;
-  make.argv = {worker_bin,
-               "make-model",
-               "--config",
-               std::string(source != nullptr ? source : ".") +
-                   "/configs/models/gemma4-tiny.json",
-               "--seed",
-               "1",
-               "--out",
-               out_dir};
+  make.argv = {worker_bin, "make-model",
+               "--config", SourceDir() + "/configs/models/gemma4-tiny.json",
+               "--seed",   "1",
+               "--out",    out_dir};
   make.log_path = log_path;
   auto maker = Process::Spawn(make);
   if (!maker.ok()) return maker.status();
@@ -438,16 +432,11 @@ absl::StatusOr<ArtifactCluster> StartTinyArtifactCluster(
       !s.ok()) {
     return s;
   }
-  const char* source = std::getenv("SWEEPD_SOURCE_DIR");
   SweepClusterOptions options;
   options.dir = dir;
-  options.sweepd_args = {
-      "--model-root",
-      out.models,
-      "--data-root",
-      std::string(source != nullptr ? source : ".") + "/configs/data",
-      "--artifact-root",
-      out.artifacts};
+  options.sweepd_args = {"--model-root",    out.models,
+                         "--data-root",     SourceDir() + "/configs/data",
+                         "--artifact-root", out.artifacts};
   auto cluster = SweepCluster::Create(options);
   if (!cluster.ok()) return cluster.status();
   if (absl::Status s = (*cluster)->StartCoordinator(); !s.ok()) {
