@@ -64,15 +64,10 @@ absl::Status DecoderChain::ParseStep(const Json& node, const std::string& field,
   ASSIGN_OR_RETURN(std::string type, reader.String(node, field, "type"));
   Step step;
   if (type == "Sequence") {
-    auto it = node.find("decoders");
-    if (it == node.end() || !it->is_array()) {
-      return reader.Error(field + ".decoders", "expected an array");
-    }
-    for (size_t i = 0; i < it->size(); ++i) {
-      RETURN_IF_ERROR(ParseStep(
-          (*it)[i], absl::StrCat(field, ".decoders[", i, "]"), reader));
-    }
-    return absl::OkStatus();
+    return reader.ForEach(node, field, "decoders",
+                          [&](const Json& item, const std::string& path) {
+                            return ParseStep(item, path, reader);
+                          });
   } else if (type == "Replace") {
     step.kind = Step::Kind::kReplace;
     ASSIGN_OR_RETURN(step.pattern, reader.StringPattern(node, field));

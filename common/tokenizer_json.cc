@@ -45,6 +45,21 @@ std::string FieldReader::Path(absl::string_view field, absl::string_view key) {
   return field.empty() ? std::string(key) : absl::StrCat(field, ".", key);
 }
 
+absl::Status FieldReader::ForEach(
+    const Json& obj, const std::string& field, const std::string& key,
+    const std::function<absl::Status(const Json&, const std::string&)>& parse)
+    const {
+  const std::string path = field + "." + key;
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_array()) {
+    return Error(path, "expected an array");
+  }
+  for (size_t i = 0; i < it->size(); ++i) {
+    RETURN_IF_ERROR(parse((*it)[i], absl::StrCat(path, "[", i, "]")));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> FieldReader::StringPattern(
     const Json& obj, absl::string_view field) const {
   const std::string path = Path(field, "pattern");

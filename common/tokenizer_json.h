@@ -9,6 +9,7 @@
 #define SWEEPD_COMMON_TOKENIZER_JSON_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -39,6 +40,14 @@ class FieldReader {
   // obj[key] as an integer; missing or another type is an error.
   absl::StatusOr<int64_t> Int(const Json& obj, absl::string_view field,
                               absl::string_view key) const;
+
+  // Calls parse(obj[key][i], "field.key[i]") for each element of the array
+  // obj[key] in order, stopping at the first error; missing or not an array
+  // is an error naming field.key.
+  absl::Status ForEach(
+      const Json& obj, const std::string& field, const std::string& key,
+      const std::function<absl::Status(const Json&, const std::string&)>& parse)
+      const;
 
   // The String pattern of a Replace/Split `pattern` object; Regex patterns and
   // empty strings are refused.

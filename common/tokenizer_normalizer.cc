@@ -16,15 +16,10 @@ absl::Status Normalizer::Parse(const Json& node, const std::string& field,
     return reader.Error(field, "expected an object or null");
   ASSIGN_OR_RETURN(std::string type, reader.String(node, field, "type"));
   if (type == "Sequence") {
-    auto it = node.find("normalizers");
-    if (it == node.end() || !it->is_array()) {
-      return reader.Error(field + ".normalizers", "expected an array");
-    }
-    for (size_t i = 0; i < it->size(); ++i) {
-      RETURN_IF_ERROR(Parse(
-          (*it)[i], absl::StrCat(field, ".normalizers[", i, "]"), reader));
-    }
-    return absl::OkStatus();
+    return reader.ForEach(node, field, "normalizers",
+                          [&](const Json& item, const std::string& path) {
+                            return Parse(item, path, reader);
+                          });
   }
   if (type == "Replace") {
     Step step{Step::Kind::kReplace, "", ""};

@@ -15,15 +15,10 @@ absl::Status PreTokenizer::Parse(const Json& node, const std::string& field,
     return reader.Error(field, "expected an object or null");
   ASSIGN_OR_RETURN(std::string type, reader.String(node, field, "type"));
   if (type == "Sequence") {
-    auto it = node.find("pretokenizers");
-    if (it == node.end() || !it->is_array()) {
-      return reader.Error(field + ".pretokenizers", "expected an array");
-    }
-    for (size_t i = 0; i < it->size(); ++i) {
-      RETURN_IF_ERROR(Parse(
-          (*it)[i], absl::StrCat(field, ".pretokenizers[", i, "]"), reader));
-    }
-    return absl::OkStatus();
+    return reader.ForEach(node, field, "pretokenizers",
+                          [&](const Json& item, const std::string& path) {
+                            return Parse(item, path, reader);
+                          });
   }
   if (type != "Split") {
     return reader.Error(

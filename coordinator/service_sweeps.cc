@@ -32,7 +32,7 @@ class CoordinatorHandlers
     auto* reactor = ctx->DefaultReactor();
     std::optional<Caller> caller = s_->Admit(*ctx, Rpc::kSubmitSweep, reactor);
     if (!caller.has_value()) return reactor;
-    if (s_->Draining()) return Fail(reactor);
+    if (s_->Draining()) return FinishDraining(reactor);
     auto request = std::make_shared<v1::SubmitSweepRequest>();
     grpc::Status parsed = ParseRawRequest(*raw, request.get());
     if (!parsed.ok()) {
@@ -93,7 +93,7 @@ class CoordinatorHandlers
                                      v1::SweepStatus* resp) override {
     auto* reactor = ctx->DefaultReactor();
     if (!s_->Admit(*ctx, Rpc::kGetSweep, reactor)) return reactor;
-    if (s_->Draining()) return Fail(reactor);
+    if (s_->Draining()) return FinishDraining(reactor);
     if (req->sweep_id().empty()) {
       reactor->Finish(Invalid("sweep_id", "required"));
       return reactor;
@@ -118,7 +118,7 @@ class CoordinatorHandlers
                                        v1::ListSweepsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     if (!s_->Admit(*ctx, Rpc::kListSweeps, reactor)) return reactor;
-    if (s_->Draining()) return Fail(reactor);
+    if (s_->Draining()) return FinishDraining(reactor);
     const int max_page = req->include_spec() ? 20 : 1000;
     if (req->page_size() < 0 || req->page_size() > max_page) {
       reactor->Finish(Invalid(
@@ -205,7 +205,7 @@ class CoordinatorHandlers
     auto* reactor = ctx->DefaultReactor();
     std::optional<Caller> caller = s_->Admit(*ctx, Rpc::kCancelSweep, reactor);
     if (!caller.has_value()) return reactor;
-    if (s_->Draining()) return Fail(reactor);
+    if (s_->Draining()) return FinishDraining(reactor);
     if (req->sweep_id().empty()) {
       reactor->Finish(Invalid("sweep_id", "required"));
       return reactor;
@@ -250,7 +250,7 @@ class CoordinatorHandlers
       v1::ListResultsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     if (!s_->Admit(*ctx, Rpc::kListResults, reactor)) return reactor;
-    if (s_->Draining()) return Fail(reactor);
+    if (s_->Draining()) return FinishDraining(reactor);
     if (req->sweep_id().empty()) {
       reactor->Finish(Invalid("sweep_id", "required"));
       return reactor;
@@ -299,7 +299,7 @@ class CoordinatorHandlers
       v1::ListWorkersResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     if (!s_->Admit(*ctx, Rpc::kListWorkers, reactor)) return reactor;
-    if (s_->Draining()) return Fail(reactor);
+    if (s_->Draining()) return FinishDraining(reactor);
     for (auto& w : s_->scheduler()->ListWorkers())
       *resp->add_workers() = std::move(w);
     reactor->Finish(grpc::Status::OK);
@@ -328,11 +328,6 @@ class CoordinatorHandlers
   }
 
  private:
-  static grpc::ServerUnaryReactor* Fail(grpc::ServerUnaryReactor* r) {
-    r->Finish(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "sweepd is shutting down"));
-    return r;
-  }
   ServerImpl* const s_;
 };
 

@@ -43,6 +43,12 @@ std::string FindInvalidUtf8Field(const google::protobuf::Descriptor* desc,
 
 grpc::Status ToGrpc(const absl::Status& s) { return ToGrpcStatus(s); }
 
+grpc::ServerUnaryReactor* FinishDraining(grpc::ServerUnaryReactor* r) {
+  r->Finish(
+      grpc::Status(grpc::StatusCode::UNAVAILABLE, "sweepd is shutting down"));
+  return r;
+}
+
 grpc::Status Invalid(absl::string_view field, absl::string_view what) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                       absl::StrCat(field, ": ", what));

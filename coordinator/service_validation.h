@@ -31,6 +31,10 @@ constexpr int64_t kListResultsPageBytes = 3 << 20;
 
 grpc::Status ToGrpc(const absl::Status& s);
 
+// Finishes r with UNAVAILABLE "sweepd is shutting down" (a handler's answer
+// while the server drains) and returns it.
+grpc::ServerUnaryReactor* FinishDraining(grpc::ServerUnaryReactor* r);
+
 // INVALID_ARGUMENT "<field>: <what>".
 grpc::Status Invalid(absl::string_view field, absl::string_view what);
 
@@ -44,7 +48,7 @@ grpc::Status ValidateLeases(
     std::vector<LeaseRef>* out);
 
 // Parses a raw request; INVALID_ARGUMENT saying what is wrong when it does not
-// parse (gRPC's own deserializer answers UNIMPLEMENTED with no message).
+// parse (gRPC's own deserializer rejects it without saying why).
 grpc::Status ParseRawRequest(const grpc::ByteBuffer& raw,
                              google::protobuf::Message* out);
 

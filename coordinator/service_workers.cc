@@ -25,7 +25,7 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
       v1::RegisterWorkerResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     if (!s_->Admit(*ctx, Rpc::kRegisterWorker, reactor)) return reactor;
-    if (s_->Draining()) return Fail(reactor);
+    if (s_->Draining()) return FinishDraining(reactor);
     const auto& caps = req->capabilities();
     if (req->name().size() > s_->options().max_worker_name_bytes) {
       reactor->Finish(Invalid(
@@ -55,7 +55,7 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
                                        v1::LeaseTasksResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     if (!s_->Admit(*ctx, Rpc::kLeaseTasks, reactor)) return reactor;
-    if (s_->Draining()) return Fail(reactor);
+    if (s_->Draining()) return FinishDraining(reactor);
     if (req->worker_id().empty()) {
       reactor->Finish(Invalid("worker_id", "required"));
       return reactor;
@@ -84,7 +84,7 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
                                       v1::HeartbeatResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     if (!s_->Admit(*ctx, Rpc::kHeartbeat, reactor)) return reactor;
-    if (s_->Draining()) return Fail(reactor);
+    if (s_->Draining()) return FinishDraining(reactor);
     if (req->worker_id().empty()) {
       reactor->Finish(Invalid("worker_id", "required"));
       return reactor;
@@ -113,7 +113,7 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
       v1::ReportResultResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     if (!s_->Admit(*ctx, Rpc::kReportResult, reactor)) return reactor;
-    if (s_->Draining()) return Fail(reactor);
+    if (s_->Draining()) return FinishDraining(reactor);
     grpc::Status v = grpc::Status::OK;
     if (req->worker_id().empty())
       v = Invalid("worker_id", "required");
@@ -181,11 +181,6 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
   }
 
  private:
-  static grpc::ServerUnaryReactor* Fail(grpc::ServerUnaryReactor* r) {
-    r->Finish(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "sweepd is shutting down"));
-    return r;
-  }
   ServerImpl* const s_;
 };
 
