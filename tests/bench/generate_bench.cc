@@ -24,6 +24,9 @@
 #include "worker/engine/device_stats.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/generator.h"
+#if SWEEPD_KERNELS_CUDA
+#include <cuda_profiler_api.h>
+#endif
 
 namespace {
 
@@ -107,6 +110,10 @@ int main(int argc, char** argv) {
   app.add_flag("--profile", profile,
                "print the engine's phase profile (ms per forward) of each "
                "timed run (EngineOptions::phase_profiling)");
+  bool profiler_range = false;
+  app.add_flag("--cuda-profiler-range", profiler_range,
+               "bracket each timed run with cudaProfilerStart/Stop, for "
+               "`ncu --profile-from-start off` (CUDA builds)");
   CLI11_PARSE(app, argc, argv);
   sweepd::engine::DecodeAttention attention_mode;
   if (decode_attention == "auto") {
@@ -270,9 +277,15 @@ int main(int argc, char** argv) {
     }
     p.max_new_tokens = new_tokens;
     (*engine)->TakePhaseProfile();  // drop the warm-up's
+#if SWEEPD_KERNELS_CUDA
+    if (profiler_range) cudaProfilerStart();
+#endif
     const absl::Time t0 = absl::Now();
     auto st = Generate(session->get(), {p}, g);
     const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
+#if SWEEPD_KERNELS_CUDA
+    if (profiler_range) cudaProfilerStop();
+#endif
     if (!st.ok()) {
       std::fprintf(stderr, "generate: %s\n", st.status().ToString().c_str());
       return 1;
