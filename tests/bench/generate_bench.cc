@@ -91,12 +91,16 @@ int main(int argc, char** argv) {
                "step's layers as CUDA graphs per batch-size bucket");
   bool fused_sampler = DecodeOptions{}.fused_sampler;
   app.add_flag("--fused-sampler,!--no-fused-sampler", fused_sampler,
-               "DecodeOptions::fused_sampler (default off): the LM head and "
+               "DecodeOptions::fused_sampler (default on): the LM head and "
                "sampler as fused kernels inside the step's CUDA graph (CUDA, "
                "TP 1)");
   int key_splits = 0;
   app.add_option("--attention-key-splits", key_splits,
                  "DecodeOptions::attention_key_splits (0 = automatic)");
+  std::string gemm_tuning = "off";
+  app.add_option("--gemm-tuning", gemm_tuning,
+                 "EngineOptions::gemm_tuning: off (cuBLAS's heuristic) or "
+                 "autotune (cuBLASLt algorithms timed per shape)");
   std::string prompts_jsonl;
   int max_batch = 64;
   app.add_option("--prompts-jsonl", prompts_jsonl,
@@ -115,6 +119,12 @@ int main(int argc, char** argv) {
                "bracket each timed run with cudaProfilerStart/Stop, for "
                "`ncu --profile-from-start off` (CUDA builds)");
   CLI11_PARSE(app, argc, argv);
+  if (auto t = sweepd::engine::ParseGemmTuning(gemm_tuning); t.ok()) {
+    opts.gemm_tuning = *t;
+  } else {
+    std::fprintf(stderr, "--gemm-tuning: %s\n", t.status().ToString().c_str());
+    return 2;
+  }
   sweepd::engine::DecodeAttention attention_mode;
   if (decode_attention == "auto") {
     attention_mode = sweepd::engine::DecodeAttention::kAuto;

@@ -383,18 +383,22 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
   }
 
   // y [M, N] = x [M, K] · wᵀ (w [N, K]): cuBLASLt with autotuned algorithms
-  // (GemmTuning::kAutotune, bf16, M >= 1024, rows contiguous and 16-byte
-  // aligned), else at::mm with cuBLAS's heuristic.
+  // (GemmTuning::kAutotune, bf16, M >= 1024 or a power of two, rows
+  // contiguous and 16-byte aligned), else at::mm with cuBLAS's heuristic.
   at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) {
     const auto aligned = [](const at::Tensor& t) {
       return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 &&
              t.stride(0) % 8 == 0 && t.stride(1) == 1;
     };
-    // Only GEMMs of at least kTunedMinRows rows are tuned: the logit lens'
-    // few-row GEMMs come in many shapes, each of which would be timed once.
+    // Only GEMMs of at least kTunedMinRows rows, or of a power of two rows
+    // (the decode steps' batch buckets, decode_graph.h), are tuned: the
+    // logit lens' and the prefills' few-row GEMMs come in many shapes, each
+    // of which would be timed once.
     constexpr int64_t kTunedMinRows = 1024;
+    const int64_t m = x.size(0);
+    const bool tuned_rows = m >= kTunedMinRows || (m > 0 && (m & (m - 1)) == 0);
     if (opts_.gemm_tuning == GemmTuning::kAutotune && s_.device.is_cuda() &&
-        x.size(0) >= kTunedMinRows && x.scalar_type() == at::kBFloat16 &&
+        tuned_rows && x.scalar_type() == at::kBFloat16 &&
         w.scalar_type() == at::kBFloat16 && x.dim() == 2 && w.dim() == 2 &&
         aligned(x) && aligned(w)) {
       if (gemm_ == nullptr && gemm_error_.empty()) {
