@@ -91,8 +91,9 @@ struct DecodeOptions {
   // (kernels/token_sampler.h; docs/GENERATION.md, "Fused sampler"), captured
   // in the step's CUDA graph with the layers: the same semantics as the ATen
   // sampler, up to the summation order of floats. Where available (a build
-  // with the CUDA kernels, TP 1); on by default on this branch (decode-next),
-  // whose GPU checks are .carry2/callF.sh; off, the ATen sampler runs eagerly
+  // with the CUDA kernels, TP 1); on by default (token_sampler_gpu_test and
+  // decode_gpu_test's FusedSamplerEqualsTheAtenSampler passed on an H100, and
+  // it is faster: docs/GENERATION.md); off, the ATen sampler runs eagerly
   // after the graph of the layers.
   bool fused_sampler = true;
   // CUDA graphs of the decode step's layers (with fused_sampler also the final
