@@ -7,6 +7,8 @@
 // prefill), the median decode step, and on CUDA the step's memory roofline
 // fraction: bytes read per step (weights + the KV cache at mid-generation) ÷
 // step time ÷ the measured device copy bandwidth.
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -24,9 +26,6 @@
 #include "worker/engine/device_stats.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/generator.h"
-#if SWEEPD_KERNELS_CUDA
-#include <cuda_profiler_api.h>
-#endif
 
 namespace {
 
@@ -49,6 +48,24 @@ double KvBytesPerToken(const sweepd::ModelConfig& cfg, int64_t tokens,
              tensors * dtype_bytes;
   }
   return total;
+}
+
+// cuProfilerStart / cuProfilerStop of the CUDA driver, looked up at run time
+// (no CUDA headers or link here): `ncu --profile-from-start off` profiles only
+// the kernels between them. They act on the calling thread's current context,
+// which the copy-bandwidth measurement made current on this (main) thread.
+void CudaProfiler(bool start) {
+  static void* const driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  const char* name = start ? "cuProfilerStart" : "cuProfilerStop";
+  auto* fn = driver == nullptr
+                 ? nullptr
+                 : reinterpret_cast<int (*)()>(dlsym(driver, name));
+  const int rc = fn == nullptr ? -1 : fn();
+  if (rc != 0) {
+    std::fprintf(stderr, "--cuda-profiler-range: %s failed (%s)\n", name,
+                 fn == nullptr ? "no libcuda.so.1 or symbol"
+                               : std::to_string(rc).c_str());
+  }
 }
 
 }  // namespace
@@ -121,8 +138,8 @@ int main(int argc, char** argv) {
                "timed run (EngineOptions::phase_profiling)");
   bool profiler_range = false;
   app.add_flag("--cuda-profiler-range", profiler_range,
-               "bracket each timed run with cudaProfilerStart/Stop, for "
-               "`ncu --profile-from-start off` (CUDA builds)");
+               "bracket each timed run with the CUDA driver's "
+               "cuProfilerStart/Stop, for `ncu --profile-from-start off`");
   CLI11_PARSE(app, argc, argv);
   if (auto t = sweepd::engine::ParseGemmTuning(gemm_tuning); t.ok()) {
     opts.gemm_tuning = *t;
@@ -301,15 +318,11 @@ int main(int argc, char** argv) {
     }
     p.max_new_tokens = new_tokens;
     (*engine)->TakePhaseProfile();  // drop the warm-up's
-#if SWEEPD_KERNELS_CUDA
-    if (profiler_range) cudaProfilerStart();
-#endif
+    if (profiler_range) CudaProfiler(true);
     const absl::Time t0 = absl::Now();
     auto st = Generate(session->get(), {p}, g);
     const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
-#if SWEEPD_KERNELS_CUDA
-    if (profiler_range) cudaProfilerStop();
-#endif
+    if (profiler_range) CudaProfiler(false);
     if (!st.ok()) {
       std::fprintf(stderr, "generate: %s\n", st.status().ToString().c_str());
       return 1;
