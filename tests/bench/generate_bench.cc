@@ -118,6 +118,9 @@ int main(int argc, char** argv) {
   app.add_option("--gemm-tuning", gemm_tuning,
                  "EngineOptions::gemm_tuning: off (cuBLAS's heuristic) or "
                  "autotune (cuBLASLt algorithms timed per shape)");
+  app.add_flag("--skinny-gemm,!--no-skinny-gemm", opts.skinny_gemm,
+               "EngineOptions::skinny_gemm: GEMMs of <= 32 rows (decode "
+               "steps, the LM head) through kernels/skinny_gemm.h");
   std::string prompts_jsonl;
   int max_batch = 64;
   app.add_option("--prompts-jsonl", prompts_jsonl,

@@ -22,6 +22,7 @@
 #include "worker/engine/device_stats.h"
 #include "worker/engine/gemm_tuner.h"
 #include "worker/engine/rank_forward.h"
+#include "worker/engine/skinny_linear.h"
 #include "worker/engine/tp_ops.h"
 
 namespace sweepd::engine::internal {
@@ -382,14 +383,19 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
     return it->second;
   }
 
-  // y [M, N] = x [M, K] · wᵀ (w [N, K]): cuBLASLt with autotuned algorithms
-  // (GemmTuning::kAutotune, bf16, M >= 1024 or a power of two, rows
-  // contiguous and 16-byte aligned), else at::mm with cuBLAS's heuristic.
+  // y [M, N] = x [M, K] · wᵀ (w [N, K]): the skinny GEMM kernel
+  // (EngineOptions::skinny_gemm, bf16, M <= 32, K a multiple of 64, rows
+  // contiguous and 16-byte aligned); cuBLASLt with autotuned algorithms
+  // (GemmTuning::kAutotune, bf16, M >= 1024 or a power of two, the same
+  // layout); else at::mm with cuBLAS's heuristic.
   at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) {
     const auto aligned = [](const at::Tensor& t) {
       return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 &&
              t.stride(0) % 8 == 0 && t.stride(1) == 1;
     };
+    if (opts_.skinny_gemm && SkinnyLinear::Takes(x, w)) {
+      return skinny_.Run(x, w, stream_);
+    }
     // Only GEMMs of at least kTunedMinRows rows, or of a power of two rows
     // (the decode steps' batch buckets, decode_graph.h), are tuned: the
     // logit lens' and the prefills' few-row GEMMs come in many shapes, each
@@ -556,6 +562,7 @@ class CudaBackend : public RankBackend, public DeviceEventTimer {
   // keeps why it could not be (the GEMMs then stay on at::mm).
   std::unique_ptr<GemmTuner> gemm_;
   std::string gemm_error_;
+  SkinnyLinear skinny_;  // EngineOptions::skinny_gemm
   // The forward in progress (BeginForward .. EndForward).
   RankForward* f_ = nullptr;
   void* stream_ = nullptr;    // cudaStream_t of the rank's compute stream

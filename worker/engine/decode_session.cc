@@ -498,7 +498,7 @@ class DecodeSessionImpl : public DecodeSession {
                 cfg.final_logit_softcapping
                     ? static_cast<float>(*cfg.final_logit_softcapping)
                     : 0.0f,
-                options_.max_sequences);
+                options_.max_sequences, host_->opts().skinny_gemm);
           }
           bool use_graphs = graphs && ctx.shard->device.is_cuda();
           for (int L = 0; L < N; ++L) {

@@ -105,6 +105,10 @@ struct EngineOptions {
   // With kAutotune: a tuning cache file shared by processes that should pick
   // the same GEMM algorithms (gemm_tuner.h); empty: none.
   std::string gemm_tuning_cache;
+  // CUDA, bf16: GEMMs of at most 32 rows (decode steps) through the skinny
+  // GEMM kernel (kernels/skinny_gemm.h), which streams the weights at the
+  // copy bandwidth, instead of cuBLAS (docs/KERNELS.md, "Skinny GEMM").
+  bool skinny_gemm = false;
   // CUDA path, benchmarking: when > 0, the chunked GEMM attention processes
   // this many query positions per block (clamped to the sequence) instead of
   // its own choice.

@@ -30,8 +30,11 @@ bool FusedSampler::Available(const RankShard& shard, int tp) {
 }
 
 FusedSampler::FusedSampler(const RankShard& shard, float softcap,
-                           int64_t max_rows)
-    : s_(shard), softcap_(softcap), max_rows_(max_rows) {
+                           int64_t max_rows, bool skinny_gemm)
+    : s_(shard),
+      softcap_(softcap),
+      max_rows_(max_rows),
+      skinny_gemm_(skinny_gemm) {
   auto opts = at::TensorOptions().device(s_.device);
   temperature_ = at::zeros({max_rows}, opts.dtype(at::kFloat));
   top_k_ = at::zeros({max_rows}, opts.dtype(at::kInt));
@@ -114,7 +117,15 @@ void FusedSampler::Sample(const at::Tensor& x) {
   if (rows > max_rows_) {
     throw std::logic_error("FusedSampler::Sample: more rows than the buffers");
   }
-  at::Tensor logits = at::mm(flat, s_.embed.t());  // [rows, vocab], raw
+#if SWEEPD_KERNELS_CUDA
+  void* const stream = CurrentCudaStream(static_cast<int>(s_.device.index()));
+#else
+  void* const stream = nullptr;
+#endif
+  at::Tensor logits =  // [rows, vocab], raw
+      skinny_gemm_ && SkinnyLinear::Takes(flat, s_.embed)
+          ? skinny_.Run(flat, s_.embed, stream)
+          : at::mm(flat, s_.embed.t());
   kernels::TokenSamplerArgs a;
   a.dtype = s_.dtype == at::kBFloat16 ? kernels::Dtype::kBFloat16
                                       : kernels::Dtype::kFloat32;
@@ -139,9 +150,7 @@ void FusedSampler::Sample(const at::Tensor& x) {
   a.token = token_.data_ptr<int64_t>();
   a.logprob = logprob_.data_ptr<float>();
 #if SWEEPD_KERNELS_CUDA
-  CudaCheck(kernels::TokenSamplerCuda(
-                a, CurrentCudaStream(static_cast<int>(s_.device.index()))),
-            "TokenSampler");
+  CudaCheck(kernels::TokenSamplerCuda(a, stream), "TokenSampler");
 #else
   throw std::logic_error("FusedSampler needs a build with the CUDA kernels");
 #endif

@@ -23,6 +23,7 @@
 
 #include "worker/engine/decode.h"
 #include "worker/engine/sampler.h"
+#include "worker/engine/skinny_linear.h"
 #include "worker/engine/weights.h"
 
 namespace sweepd::engine::internal {
@@ -33,8 +34,10 @@ class FusedSampler {
   static bool Available(const RankShard& shard, int tp);
 
   // softcap: the model's final_logit_softcapping (0 = none); max_rows: the
-  // most rows one step samples.
-  FusedSampler(const RankShard& shard, float softcap, int64_t max_rows);
+  // most rows one step samples; skinny_gemm: the LM head through the skinny
+  // GEMM kernel where it takes the shape (EngineOptions::skinny_gemm).
+  FusedSampler(const RankShard& shard, float softcap, int64_t max_rows,
+               bool skinny_gemm);
 
   // Uploads the parameters of `batch` (its rows first, then greedy rows
   // without edits up to `rows`) without a host synchronisation. Returns true
@@ -53,6 +56,8 @@ class FusedSampler {
   const RankShard& s_;
   const float softcap_;
   const int64_t max_rows_;
+  const bool skinny_gemm_;
+  SkinnyLinear skinny_;
   at::Tensor temperature_, top_k_, top_p_, min_p_, uniform_;  // [max_rows]
   at::Tensor edit_row_, edit_token_, edit_value_;             // [capacity]
   at::Tensor edit_count_;                                     // [1] int32
