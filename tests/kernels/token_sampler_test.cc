@@ -446,11 +446,11 @@ TEST(TokenSamplerCpu, BadArgumentsNameTheField) {
 }
 
 TEST(TokenSamplerCpu, WorkspaceHoldsZbAndTheZSlicesPerRow) {
-  // zb (16-byte aligned), then a double sum and a float max per z slice.
+  // zb (16-byte aligned), then two doubles and two floats per slice.
   EXPECT_EQ(TokenSamplerWorkspaceBytes(1, 262144),
-            262144 * 4 + kTokenSamplerZSlices * 12);
+            262144 * 4 + kTokenSamplerZSlices * 24);
   EXPECT_EQ(TokenSamplerWorkspaceBytes(3, 3),
-            48 + 3 * kTokenSamplerZSlices * 12);
+            48 + 3 * kTokenSamplerZSlices * 24);
 }
 
 }  // namespace
