@@ -37,11 +37,9 @@
 // (__launch_bounds__(256, 2) also keeps ptxas from spilling around sincosf's
 // slow path; the 32-byte stack frame is that path's own array). With one split
 // the block writes the normalised output; with several it writes (acc, max,
-// sum) per split to the workspace and the last of a (row, KV head)'s split
-// blocks to finish (an atomic count) combines them by their log-sum-exps —
-// or, without counters, a merge kernel does. Row lengths come from device
-// memory only (CUDA-graph capturable; the dynamic shared memory limit is raised
-// once per device).
+// sum) per split to the workspace and a merge kernel combines them by their
+// log-sum-exps. Row lengths come from device memory only (CUDA-graph
+// capturable; the dynamic shared memory limit is raised once per device).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -85,8 +83,7 @@ struct PagedParams {
   const T* k_norm;
   const float* inv_freq;
   T* out;
-  float* ws;          // splits > 1: [rows, heads, splits, head_dim + 2]
-  int32_t* counters;  // splits > 1: [rows, kv_heads] zeros, or null
+  float* ws;  // splits > 1: [rows, heads, splits, head_dim + 2]
   int heads;
   int groups;
   int head_dim;
@@ -150,28 +147,6 @@ __device__ inline float2 Load2(const __nv_bfloat16* p) {
 }
 
 // kVpl: 16-byte chunks of a row per lane (head_dim x sizeof(T) <= 512 x kVpl).
-// Column c of one (row, head)'s merged output from its splits' partials w
-// ([splits][acc (hd), m, l], read through L2: another block may have written
-// them): Σ_s acc_s e^(m_s − M) / Σ_s l_s e^(m_s − M), splits in order.
-__device__ float MergedColumn(const float* w, int splits, int hd, int c) {
-  float M = -INFINITY;
-  for (int s = 0; s < splits; ++s) {
-    const float* ws_s = w + s * (hd + 2);
-    if (__ldcg(ws_s + hd + 1) > 0.0f) M = fmaxf(M, __ldcg(ws_s + hd));
-  }
-  float L = 0.0f, a = 0.0f;
-  for (int s = 0; s < splits; ++s) {
-    const float* ws_s = w + s * (hd + 2);
-    const float l = __ldcg(ws_s + hd + 1);
-    if (l > 0.0f) {
-      const float e = expf(__ldcg(ws_s + hd) - M);
-      L += l * e;
-      a += __ldcg(ws_s + c) * e;
-    }
-  }
-  return L > 0.0f ? a / L : 0.0f;
-}
-
 template <typename T, int kVpl>
 __global__ void __launch_bounds__(kThreads, 2)
     PagedDecodeKernel(PagedParams<T> p) {
@@ -424,25 +399,6 @@ __global__ void __launch_bounds__(kThreads, 2)
       w[hd + 1] = l_run[g];
     }
   }
-  if (p.counters == nullptr) return;  // PagedDecodeMergeKernel merges
-  // The last of the (row, KV head)'s split blocks to finish merges them all
-  // and resets the count.
-  __threadfence();  // the partials visible device-wide before the count
-  __syncthreads();
-  __shared__ bool last;
-  int32_t* count = p.counters + r * (p.heads / G) + kvh;
-  if (tid == 0) last = atomicAdd(count, 1) == p.splits - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  for (int idx = tid; idx < G * hd; idx += kThreads) {
-    const int g = idx / hd, c = idx - g * hd;
-    const int64_t rh = r * p.heads + h0 + g;
-    Io<T>::Store(
-        p.out + rh * hd + c,
-        MergedColumn(p.ws + rh * p.splits * (hd + 2), p.splits, hd, c));
-  }
-  if (tid == 0) *count = 0;
 }
 
 // One block per (row, head): out = Σ_s acc_s e^(m_s − M) / Σ_s l_s e^(m_s − M).
@@ -452,8 +408,23 @@ __global__ void PagedDecodeMergeKernel(const float* ws, T* out, int splits,
   const int64_t rh = blockIdx.x;
   const int hd = head_dim;
   const float* w = ws + rh * splits * (hd + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < splits; ++s) {
+    const float* ws_s = w + s * (hd + 2);
+    if (ws_s[hd + 1] > 0.0f) M = fmaxf(M, ws_s[hd]);
+  }
+  float L = 0.0f;
+  for (int s = 0; s < splits; ++s) {
+    const float* ws_s = w + s * (hd + 2);
+    if (ws_s[hd + 1] > 0.0f) L += ws_s[hd + 1] * expf(ws_s[hd] - M);
+  }
   for (int c = threadIdx.x; c < hd; c += blockDim.x) {
-    Io<T>::Store(out + rh * hd + c, MergedColumn(w, splits, hd, c));
+    float a = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float* ws_s = w + s * (hd + 2);
+      if (ws_s[hd + 1] > 0.0f) a += ws_s[c] * expf(ws_s[hd] - M);
+    }
+    Io<T>::Store(out + rh * hd + c, L > 0.0f ? a / L : 0.0f);
   }
 }
 
@@ -477,7 +448,6 @@ int Launch(const PagedDecodeAttentionArgs& a, cudaStream_t stream) {
   p.inv_freq = a.inv_freq;
   p.out = static_cast<T*>(a.out);
   p.ws = static_cast<float*>(a.workspace);
-  p.counters = a.counters;
   p.heads = a.heads;
   p.groups = a.heads / a.kv_heads;
   p.head_dim = a.head_dim;
@@ -521,7 +491,7 @@ int Launch(const PagedDecodeAttentionArgs& a, cudaStream_t stream) {
                   static_cast<unsigned>(a.kv_heads),
                   static_cast<unsigned>(a.rows));
   kernel<<<grid, kThreads, lay.total, stream>>>(p);
-  if (p.splits > 1 && p.counters == nullptr) {
+  if (p.splits > 1) {
     const int threads = a.head_dim < 256 ? a.head_dim : 256;
     PagedDecodeMergeKernel<T>
         <<<static_cast<unsigned>(a.rows * a.heads), threads, 0, stream>>>(

@@ -1,8 +1,7 @@
 // Paged decode attention (docs/GENERATION.md, "KV cache"): R query rows, one
 // new token each, attend over their cached keys read straight from a layer's
 // KV pools through a per-row page list, in one launch (plus a merge launch
-// when the keys are split across blocks and no counters are given,
-// flash-decoding style). GQA: the
+// when the keys are split across blocks, flash-decoding style). GQA: the
 // `heads / kv_heads` query heads of a KV head share its keys. Every shape the
 // launch depends on is a bound (rows, max_pages); the keys each row sees come
 // from device memory (its query position and first cached position), so the
@@ -79,11 +78,6 @@ struct PagedDecodeAttentionArgs {
   // the launcher needs `workspace` of PagedDecodeAttentionWorkspaceBytes.
   int splits = 1;
   void* workspace = nullptr;
-  // splits > 1, optional: int32 [rows, kv_heads], zero before the call and
-  // zero again after it (graph replays find them so). With them the last
-  // split block of each (row, KV head) merges the splits; without them a
-  // second (merge) launch does. Same bits either way.
-  int32_t* counters = nullptr;
 };
 
 // Whether the kernel takes these shapes (else the caller keeps its own path):

@@ -137,30 +137,6 @@ void RunCase(const Case& c) {
   std::vector<uint8_t> got(qn * DtypeSize(t));
   ASSERT_EQ(cudaMemcpy(got.data(), a.out, got.size(), cudaMemcpyDeviceToHost),
             cudaSuccess);
-  if (a.splits > 1) {
-    // The in-kernel merge (counters): the merge launch's bits, twice (the
-    // first call leaves the counters zero for the second).
-    std::vector<int32_t> zeros(rows * c.kv, 0);
-    a.counters = ToDevice(zeros);
-    for (int rep = 0; rep < 2; ++rep) {
-      ASSERT_EQ(
-          cudaMemcpy(a.out, junk.data(), junk.size(), cudaMemcpyHostToDevice),
-          cudaSuccess);
-      ASSERT_EQ(PagedDecodeAttentionCuda(a, nullptr), 0);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      std::vector<uint8_t> merged(got.size());
-      ASSERT_EQ(cudaMemcpy(merged.data(), a.out, merged.size(),
-                           cudaMemcpyDeviceToHost),
-                cudaSuccess);
-      EXPECT_EQ(merged, got) << "in-kernel merge, call " << rep;
-      std::vector<int32_t> count(zeros.size(), -1);
-      ASSERT_EQ(cudaMemcpy(count.data(), a.counters, count.size() * 4,
-                           cudaMemcpyDeviceToHost),
-                cudaSuccess);
-      EXPECT_EQ(count, zeros) << "counters after call " << rep;
-    }
-    cudaFree(a.counters);
-  }
   for (const void* p :
        {a.q, a.k_pool, a.v_pool, static_cast<const void*>(a.pages),
         static_cast<const void*>(a.first_pos),

@@ -479,7 +479,7 @@ class DecodeSessionImpl : public DecodeSession {
           caches_[ctx.rank] = std::make_unique<RankKvCache>(
               cfg, *ctx.shard, layer_group_, skip_, pages, P,
               FusedAttention(options_.decode_attention, ctx.shard->device),
-              options_.attention_key_splits, options_.max_sequences);
+              options_.attention_key_splits);
           for (int L = 0; L < N; ++L) {
             if (plan.zero[L]) {
               weights_[ctx.rank][L] = ZeroedWeights(ctx.shard->layers[L]);

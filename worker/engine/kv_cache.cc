@@ -24,7 +24,7 @@ RankKvCache::RankKvCache(const ModelConfig& cfg, const RankShard& shard,
                          const std::vector<int>& layer_group,
                          const std::vector<uint8_t>& skip,
                          const std::vector<int64_t>& pages, int page_size,
-                         bool fused, int key_splits, int64_t max_rows)
+                         bool fused, int key_splits)
     : cfg_(cfg),
       s_(shard),
       layer_group_(layer_group),
@@ -51,13 +51,6 @@ RankKvCache::RankKvCache(const ModelConfig& cfg, const RankShard& shard,
                                                static_cast<int>(g.kv_local),
                                                static_cast<int>(g.head_dim))) {
       fused_inv_freq_[L] = RopeInvFreq(cfg.layers[L], s_.device).contiguous();
-      if (s_.device.is_cuda() && max_rows > 0) {
-        const int64_t need = max_rows * g.kv_local;
-        if (!split_counters_.defined() || split_counters_.numel() < need) {
-          split_counters_ = at::zeros(
-              {need}, at::TensorOptions().dtype(at::kInt).device(s_.device));
-        }
-      }
     }
   }
 }
@@ -240,10 +233,6 @@ at::Tensor RankKvCache::FusedAttend(int L, const at::Tensor& q,
     ws = at::empty({kernels::PagedDecodeAttentionWorkspaceBytes(a)},
                    qc.options().dtype(at::kByte));
     a.workspace = ws.data_ptr();
-    if (split_counters_.defined() &&
-        split_counters_.numel() >= R * a.kv_heads) {
-      a.counters = split_counters_.data_ptr<int32_t>();
-    }
   }
   CudaCheck(kernels::PagedDecodeAttentionCuda(
                 a, CurrentCudaStream(static_cast<int>(s_.device.index()))),

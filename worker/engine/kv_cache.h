@@ -53,16 +53,12 @@ class RankKvCache {
   // `fused`: the flat plan attends through the fused paged kernel
   // (DecodeAttention; on CPU devices its reference) where it takes the
   // layer's shapes, with `key_splits` splits per (row, KV head) on CUDA (0:
-  // PagedDecodeAttentionSplits' choice). `max_rows`: the most rows one
-  // decode step attends (a graph bucket's padded rows included); with it the
-  // split kernel merges its splits itself (counters for max_rows x the
-  // layers' KV heads, allocated here: never inside a graph capture) instead
-  // of a second launch.
+  // PagedDecodeAttentionSplits' choice).
   RankKvCache(const ModelConfig& cfg, const RankShard& shard,
               const std::vector<int>& layer_group,
               const std::vector<uint8_t>& skip,
               const std::vector<int64_t>& pages, int page_size, bool fused,
-              int key_splits = 0, int64_t max_rows = 0);
+              int key_splits = 0);
 
   // Stores layer L's k/v [1, T, kv_local, head_dim] at `slots` [T].
   void Write(int L, const at::Tensor& slots, const LayerQkv& qkv);
@@ -101,7 +97,6 @@ class RankKvCache {
                          const LayerWeights& w) const;
   int page_size_;
   int key_splits_;                 // 0: automatic
-  at::Tensor split_counters_;      // int32 zeros (fused CUDA), or undefined
   std::vector<at::Tensor> k_, v_;  // per layer
   // Per layer: RoPE inverse frequencies where the fused kernel serves it
   // (undefined: the ATen ops).
