@@ -1,4 +1,4 @@
-// Kernels of kernels/token_sampler.h, five launches per step:
+// Kernels of kernels/token_sampler.h, three launches per step:
 //  1. ZKernel (kTokenSamplerZSlices blocks of 512 per row, one per slice of
 //     the vocabulary): z = softcap(logits) into the workspace (zb before
 //     edits) and the slice's (max, double sum of exp(z - max)); SampleKernel
@@ -6,13 +6,7 @@
 //  2. EditKernel (thread per edit slot, grid sized by edit_capacity): reads
 //     *edit_count on the device, bans by atomicExch(-inf), biases by
 //     atomicAdd.
-//  3. SliceMaxKernel and SliceSumKernel (kTokenSamplerZSlices blocks per
-//     row; only rows that sample without top-k / top-p, decided on the
-//     device): the slice's max of zt, then its kept mass (double) under the
-//     row's max; SampleKernel then takes the slice where u · total falls and
-//     walks only that slice, so a plain sampled row is spread over as many
-//     multiprocessors as slices instead of one.
-//  4. SampleKernel (block per row, 512 threads): greedy argmax, or the
+//  3. SampleKernel (block per row, 512 threads): greedy argmax, or the
 //     sampled path: max of zt; top-k and top-p by a 4-pass 8-bit radix select
 //     on the order-preserving key of zt with warp-aggregated shared histograms
 //     (counts, or fixed-point masses for top-p: integer sums, deterministic);
@@ -302,8 +296,6 @@ struct SampleParams {
   const float* zb;
   const double* slice_s;
   const float* slice_m;
-  const float* slice_max;   // SliceMaxKernel's, [rows, slices]
-  const double* slice_sum;  // SliceSumKernel's, [rows, slices]
   const float* temperature;
   const int32_t* top_k;
   const float* top_p;
@@ -395,162 +387,6 @@ __device__ uint32_t RadixSelect(const float* zb, int vocab, float t, float m,
   return prefix;
 }
 
-// Whether a row samples without top-k / top-p: its max and kept mass are
-// spread over slices (SliceMaxKernel, SliceSumKernel).
-__device__ __forceinline__ bool SlicedRow(float t, int k, float top_p, int V) {
-  return t > 0.0f && !(k > 0 && k < V) && !(top_p < 1.0f);
-}
-
-// Slice `slice` of a row of `vocab`: [*lo, *hi).
-__device__ __forceinline__ void SliceRange(int vocab, int slice, int* lo,
-                                           int* hi) {
-  const int per = static_cast<int>((vocab + kTokenSamplerZSlices - 1) /
-                                   kTokenSamplerZSlices);
-  *lo = min(vocab, slice * per);
-  *hi = min(vocab, *lo + per);
-}
-
-struct SliceParams {
-  const float* zb;
-  int vocab;
-  const float* temperature;
-  const int32_t* top_k;
-  const float* top_p;
-  const float* min_p;
-  float* slice_max;   // [rows, slices]
-  double* slice_sum;  // [rows, slices]
-};
-
-__global__ void __launch_bounds__(kThreads) SliceMaxKernel(SliceParams p) {
-  __shared__ float red[kWarps];
-  const int64_t r = blockIdx.x;
-  const int slice = blockIdx.y;
-  const float t = p.temperature[r];
-  if (!SlicedRow(t, p.top_k[r], p.top_p[r], p.vocab)) return;
-  int lo = 0, hi = 0;
-  SliceRange(p.vocab, slice, &lo, &hi);
-  const int n = hi - lo;
-  float m = NegInf();
-  ForStrided(p.zb + r * p.vocab + lo, n, [&](int v, float x) {
-    if (v < n) m = fmaxf(m, x / t);
-  });
-  m = BlockMax(m, red);
-  if (threadIdx.x == 0) p.slice_max[r * kTokenSamplerZSlices + slice] = m;
-}
-
-// The row's max of zt from its slices.
-__device__ float RowMax(const float* slice_max, int64_t r) {
-  float m = NegInf();
-  for (int i = 0; i < kTokenSamplerZSlices; ++i) {
-    m = fmaxf(m, slice_max[r * kTokenSamplerZSlices + i]);
-  }
-  return m;
-}
-
-__global__ void __launch_bounds__(kThreads) SliceSumKernel(SliceParams p) {
-  __shared__ double red[kWarps];
-  const int64_t r = blockIdx.x;
-  const int slice = blockIdx.y;
-  const float t = p.temperature[r];
-  if (!SlicedRow(t, p.top_k[r], p.top_p[r], p.vocab)) return;
-  int lo = 0, hi = 0;
-  SliceRange(p.vocab, slice, &lo, &hi);
-  const int n = hi - lo;
-  const float m = RowMax(p.slice_max, r);
-  const float min_p = p.min_p[r];
-  double sum = 0.0;
-  if (m > NegInf()) {
-    ForStrided(p.zb + r * p.vocab + lo, n, [&](int v, float x) {
-      if (v < n) sum += KeptE(x, t, m, 0u, min_p);
-    });
-  }
-  double total = 0.0;
-  BlockExclusiveScan(sum, red, &total);
-  if (threadIdx.x == 0) p.slice_sum[r * kTokenSamplerZSlices + slice] = total;
-}
-
-// The inverse CDF over the kept elements of zb[lo, hi): each thread owns a
-// contiguous span (double span sums, a block exclusive scan), the owning
-// thread walks its span. The target is `target` when `given`, else u · the
-// range's kept total. -1 when nothing is kept; the last kept element when
-// rounding leaves the target past the walked sums.
-__device__ __noinline__ int InverseCdf(const float* zb, int lo, int hi, float t,
-                                       float m, uint32_t floor, float min_p,
-                                       bool given, double target, double u,
-                                       Shared& sh) {
-  const int n = hi - lo;
-  const int span = (n + kThreads - 1) / kThreads;
-  const int s_lo = lo + min(n, static_cast<int>(threadIdx.x) * span);
-  const int s_hi = lo + min(n, static_cast<int>(threadIdx.x) * span + span);
-  double sum = 0.0;
-  int first = -1, last = -1;
-  ForSpan(zb, s_lo, s_hi, [&](int v, float x) {
-    const float e = KeptE(x, t, m, floor, min_p);
-    if (e > 0.0f) {
-      sum += e;
-      if (first < 0) first = v;
-      last = v;
-    }
-    return false;
-  });
-  const int last_all = BlockMaxInt(last, sh.red_i);
-  if (last_all < 0) return -1;
-  double total = 0.0;
-  const double before = BlockExclusiveScan(sum, sh.red_d, &total);
-  if (!given) target = u * total;
-  int cand = INT_MAX;
-  if (first >= 0) {
-    if (before > target) {
-      cand = first;
-    } else if (before + sum > target) {
-      double acc = before;
-      ForSpan(zb, first, last + 1, [&](int v, float x) {
-        const float e = KeptE(x, t, m, floor, min_p);
-        if (e <= 0.0f) return false;
-        acc += e;
-        if (acc > target) cand = v;
-        return acc > target;
-      });
-    }
-  }
-  cand = BlockMinInt(cand, sh.red_i);
-  return cand == INT_MAX ? last_all : cand;
-}
-
-// A sliced row's token: the slice where u · total falls (slice sums in
-// order; the last slice with mass when rounding leaves the target past
-// them), walked with the target less the slices before it.
-__device__ int SlicedToken(const float* zb, int vocab, float t, float m,
-                           float min_p, const double* slice_sum, int64_t r,
-                           double u, Shared& sh) {
-  const double* sums = slice_sum + r * kTokenSamplerZSlices;
-  double total = 0.0;
-  for (int i = 0; i < kTokenSamplerZSlices; ++i) total += sums[i];
-  const double target = u * total;
-  int pick = -1, last = -1;
-  double cum = 0.0, pick_before = 0.0, last_before = 0.0;
-  for (int i = 0; i < kTokenSamplerZSlices; ++i) {
-    if (sums[i] > 0.0) {
-      if (pick < 0 && cum + sums[i] > target) {
-        pick = i;
-        pick_before = cum;
-      }
-      last = i;
-      last_before = cum;
-    }
-    cum += sums[i];
-  }
-  if (pick < 0) {
-    if (last < 0) return -1;
-    pick = last;
-    pick_before = last_before;
-  }
-  int lo = 0, hi = 0;
-  SliceRange(vocab, pick, &lo, &hi);
-  return InverseCdf(zb, lo, hi, t, m, 0u, min_p, true, target - pick_before, u,
-                    sh);
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kThreads) SampleKernel(SampleParams<T> p) {
   __shared__ Shared sh;
@@ -569,12 +405,6 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(SampleParams<T> p) {
       }
     });
     token = BlockArgMax(best, id, sh.red_f, sh.red_i);
-  } else if (SlicedRow(t, p.top_k[r], p.top_p[r], V)) {
-    const float m = RowMax(p.slice_max, r);
-    if (m > NegInf()) {
-      token = SlicedToken(zb, V, t, m, p.min_p[r], p.slice_sum, r, p.uniform[r],
-                          sh);
-    }
   } else {
     float m = NegInf();
     ForStrided(zb, V, [&](int v, float x) {
@@ -591,8 +421,45 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(SampleParams<T> p) {
       if (top_p < 1.0f) {
         floor = RadixSelect(zb, V, t, m, floor, true, top_p, sh);
       }
-      token = InverseCdf(zb, 0, V, t, m, floor, p.min_p[r], false, 0.0,
-                         p.uniform[r], sh);
+      // Inverse CDF over contiguous spans.
+      const float min_p = p.min_p[r];
+      const int span = (V + kThreads - 1) / kThreads;
+      const int lo = min(V, static_cast<int>(threadIdx.x) * span);
+      const int hi = min(V, lo + span);
+      double sum = 0.0;
+      int first = -1, last = -1;
+      ForSpan(zb, lo, hi, [&](int v, float x) {
+        const float e = KeptE(x, t, m, floor, min_p);
+        if (e > 0.0f) {
+          sum += e;
+          if (first < 0) first = v;
+          last = v;
+        }
+        return false;
+      });
+      const int last_all = BlockMaxInt(last, sh.red_i);
+      if (last_all >= 0) {
+        double total = 0.0;
+        const double before = BlockExclusiveScan(sum, sh.red_d, &total);
+        const double target = p.uniform[r] * total;
+        int cand = INT_MAX;
+        if (first >= 0) {
+          if (before > target) {
+            cand = first;
+          } else if (before + sum > target) {
+            double acc = before;
+            ForSpan(zb, first, last + 1, [&](int v, float x) {
+              const float e = KeptE(x, t, m, floor, min_p);
+              if (e <= 0.0f) return false;
+              acc += e;
+              if (acc > target) cand = v;
+              return acc > target;
+            });
+          }
+        }
+        cand = BlockMinInt(cand, sh.red_i);
+        token = cand == INT_MAX ? last_all : cand;
+      }
     }
   }
   if (threadIdx.x == 0) {
@@ -614,16 +481,12 @@ int Launch(const TokenSamplerArgs& a, cudaStream_t s) {
   const int rows = static_cast<int>(a.rows);
   const int V = static_cast<int>(a.vocab);
   float* zb = static_cast<float*>(a.workspace);
-  // After zb (16-byte aligned): the z slices' double sums, the sampled
-  // slices' double sums, the z slices' float maxima, the sampled slices'
-  // float maxima.
+  // After zb (16-byte aligned): the slices' double sums, then float maxima.
   const int64_t slices = a.rows * kTokenSamplerZSlices;
   double* slice_s = reinterpret_cast<double*>(
       static_cast<char*>(a.workspace) +
-      (TokenSamplerWorkspaceBytes(a.rows, a.vocab) - slices * 24));
-  double* slice_sum = slice_s + slices;
-  float* slice_m = reinterpret_cast<float*>(slice_sum + slices);
-  float* slice_max = slice_m + slices;
+      (TokenSamplerWorkspaceBytes(a.rows, a.vocab) - slices * 12));
+  float* slice_m = reinterpret_cast<float*>(slice_s + slices);
   const T* logits = static_cast<const T*>(a.logits);
   ZKernel<T><<<dim3(rows, kTokenSamplerZSlices), kThreads, 0, s>>>(
       ZParams<T>{logits, a.row_stride, V, a.softcap, a.softcap_reciprocal, zb,
@@ -635,15 +498,10 @@ int Launch(const TokenSamplerArgs& a, cudaStream_t s) {
         EditParams{a.edit_row, a.edit_token, a.edit_value, a.edit_count,
                    a.edit_capacity, rows, V, zb});
   }
-  const SliceParams sp{zb,      V,       a.temperature, a.top_k,
-                       a.top_p, a.min_p, slice_max,     slice_sum};
-  const dim3 sliced(rows, kTokenSamplerZSlices);
-  SliceMaxKernel<<<sliced, kThreads, 0, s>>>(sp);
-  SliceSumKernel<<<sliced, kThreads, 0, s>>>(sp);
-  SampleKernel<T><<<rows, kThreads, 0, s>>>(SampleParams<T>{
-      logits, a.row_stride, V, a.softcap, a.softcap_reciprocal, zb, slice_s,
-      slice_m, slice_max, slice_sum, a.temperature, a.top_k, a.top_p, a.min_p,
-      a.uniform, a.token, a.logprob});
+  SampleKernel<T><<<rows, kThreads, 0, s>>>(
+      SampleParams<T>{logits, a.row_stride, V, a.softcap, a.softcap_reciprocal,
+                      zb, slice_s, slice_m, a.temperature, a.top_k, a.top_p,
+                      a.min_p, a.uniform, a.token, a.logprob});
   return LastError();
 }
 

@@ -84,13 +84,12 @@ struct TokenSamplerArgs {
   float* logprob = nullptr;
 };
 
-// Slices of a row the CUDA softcap / log-sum-exp launch, and the max and
-// kept-mass launches of rows sampled without top-k / top-p, spread over
-// blocks (one block per slice; slice results are merged in slice order).
+// Slices of a row the CUDA softcap / log-sum-exp launch spreads over blocks
+// (one block per slice; the slices' (max, sum) are merged in slice order).
 inline constexpr int64_t kTokenSamplerZSlices = 32;
 
 // Bytes of `workspace` the CUDA launcher needs: zb as float [rows, vocab] and
-// per row and slice two doubles and two floats.
+// a double sum and a float max per row and z slice.
 int64_t TokenSamplerWorkspaceBytes(int64_t rows, int64_t vocab);
 
 // The largest vocabulary the kernels take (int indexing with headroom).

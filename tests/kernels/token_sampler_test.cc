@@ -446,11 +446,11 @@ TEST(TokenSamplerCpu, BadArgumentsNameTheField) {
 }
 
 TEST(TokenSamplerCpu, WorkspaceHoldsZbAndTheZSlicesPerRow) {
-  // zb (16-byte aligned), then two doubles and two floats per slice.
+  // zb (16-byte aligned), then a double sum and a float max per z slice.
   EXPECT_EQ(TokenSamplerWorkspaceBytes(1, 262144),
-            262144 * 4 + kTokenSamplerZSlices * 24);
+            262144 * 4 + kTokenSamplerZSlices * 12);
   EXPECT_EQ(TokenSamplerWorkspaceBytes(3, 3),
-            48 + 3 * kTokenSamplerZSlices * 24);
+            48 + 3 * kTokenSamplerZSlices * 12);
 }
 
 }  // namespace
