@@ -138,7 +138,7 @@ uint32_t UpperThreshold(const std::vector<uint32_t>& keys,
 
 int64_t TokenSamplerWorkspaceBytes(int64_t rows, int64_t vocab) {
   const int64_t z = (rows * vocab * 4 + 15) / 16 * 16;
-  return z + rows * kTokenSamplerZSlices * (8 + 4);
+  return z + rows * 8;
 }
 
 absl::Status TokenSamplerCpu(const TokenSamplerArgs& a) {

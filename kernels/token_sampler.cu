@@ -1,8 +1,6 @@
 // Kernels of kernels/token_sampler.h, three launches per step:
-//  1. ZKernel (kTokenSamplerZSlices blocks of 512 per row, one per slice of
-//     the vocabulary): z = softcap(logits) into the workspace (zb before
-//     edits) and the slice's (max, double sum of exp(z - max)); SampleKernel
-//     merges a row's slices in order into its log-sum-exp.
+//  1. ZKernel (block of 512 per row): z = softcap(logits) into the workspace
+//     (zb before edits) and the row's log-sum-exp of z (double).
 //  2. EditKernel (thread per edit slot, grid sized by edit_capacity): reads
 //     *edit_count on the device, bans by atomicExch(-inf), biases by
 //     atomicAdd.
@@ -186,9 +184,8 @@ struct ZParams {
   int vocab;
   float softcap;
   bool reciprocal;
-  float* zb;        // [rows, vocab]
-  double* slice_s;  // [rows, kTokenSamplerZSlices]
-  float* slice_m;   // [rows, kTokenSamplerZSlices]
+  float* zb;    // [rows, vocab]
+  double* lse;  // [rows]
 };
 
 template <typename T>
@@ -196,15 +193,11 @@ __global__ void __launch_bounds__(kThreads) ZKernel(ZParams<T> p) {
   __shared__ float red_m[kWarps];
   __shared__ double red_s[kWarps];
   const int64_t r = blockIdx.x;
-  const int slice = blockIdx.y;
-  const int per = static_cast<int>((p.vocab + kTokenSamplerZSlices - 1) /
-                                   kTokenSamplerZSlices);
-  const int v0 = min(p.vocab, slice * per);
-  const T* x = p.logits + r * p.row_stride + v0;
-  float* zb = p.zb + r * p.vocab + v0;
+  const T* x = p.logits + r * p.row_stride;
+  float* zb = p.zb + r * p.vocab;
   float m = NegInf();
   double s = 0.0;
-  const int n = min(p.vocab, v0 + per) - v0;
+  const int n = p.vocab;
   for (int base = 0; base < n; base += kThreads * kUnroll) {
     float xs[kUnroll];
 #pragma unroll
@@ -240,22 +233,9 @@ __global__ void __launch_bounds__(kThreads) ZKernel(ZParams<T> p) {
     m = red_m[0];
     s = red_s[0];
     for (int w = 1; w < kWarps; ++w) MergeLse(m, s, red_m[w], red_s[w]);
-    p.slice_m[r * kTokenSamplerZSlices + slice] = m;
-    p.slice_s[r * kTokenSamplerZSlices + slice] = s;
+    p.lse[r] = m == NegInf() ? static_cast<double>(m)
+                             : static_cast<double>(m) + log(s);
   }
-}
-
-// The row's log-sum-exp of z from its slices' (max, sum), merged in order.
-__device__ double RowLse(const float* slice_m, const double* slice_s,
-                         int64_t r) {
-  float m = slice_m[r * kTokenSamplerZSlices];
-  double s = slice_s[r * kTokenSamplerZSlices];
-  for (int i = 1; i < kTokenSamplerZSlices; ++i) {
-    MergeLse(m, s, slice_m[r * kTokenSamplerZSlices + i],
-             slice_s[r * kTokenSamplerZSlices + i]);
-  }
-  return m == NegInf() ? static_cast<double>(m)
-                       : static_cast<double>(m) + log(s);
 }
 
 struct EditParams {
@@ -294,8 +274,7 @@ struct SampleParams {
   float softcap;
   bool reciprocal;
   const float* zb;
-  const double* slice_s;
-  const float* slice_m;
+  const double* lse;
   const float* temperature;
   const int32_t* top_k;
   const float* top_p;
@@ -468,8 +447,7 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(SampleParams<T> p) {
       const float z =
           SoftcapZ<T>(Io<T>::Load(p.logits + r * p.row_stride + token),
                       p.softcap, p.reciprocal);
-      p.logprob[r] = static_cast<float>(static_cast<double>(z) -
-                                        RowLse(p.slice_m, p.slice_s, r));
+      p.logprob[r] = static_cast<float>(static_cast<double>(z) - p.lse[r]);
     } else {
       p.logprob[r] = NegInf();
     }
@@ -481,16 +459,12 @@ int Launch(const TokenSamplerArgs& a, cudaStream_t s) {
   const int rows = static_cast<int>(a.rows);
   const int V = static_cast<int>(a.vocab);
   float* zb = static_cast<float*>(a.workspace);
-  // After zb (16-byte aligned): the slices' double sums, then float maxima.
-  const int64_t slices = a.rows * kTokenSamplerZSlices;
-  double* slice_s = reinterpret_cast<double*>(
+  double* lse = reinterpret_cast<double*>(
       static_cast<char*>(a.workspace) +
-      (TokenSamplerWorkspaceBytes(a.rows, a.vocab) - slices * 12));
-  float* slice_m = reinterpret_cast<float*>(slice_s + slices);
+      (TokenSamplerWorkspaceBytes(a.rows, a.vocab) - a.rows * 8));
   const T* logits = static_cast<const T*>(a.logits);
-  ZKernel<T><<<dim3(rows, kTokenSamplerZSlices), kThreads, 0, s>>>(
-      ZParams<T>{logits, a.row_stride, V, a.softcap, a.softcap_reciprocal, zb,
-                 slice_s, slice_m});
+  ZKernel<T><<<rows, kThreads, 0, s>>>(ZParams<T>{
+      logits, a.row_stride, V, a.softcap, a.softcap_reciprocal, zb, lse});
   if (a.edit_capacity > 0) {
     const int threads = 256;
     const int64_t blocks = (a.edit_capacity + threads - 1) / threads;
@@ -498,10 +472,9 @@ int Launch(const TokenSamplerArgs& a, cudaStream_t s) {
         EditParams{a.edit_row, a.edit_token, a.edit_value, a.edit_count,
                    a.edit_capacity, rows, V, zb});
   }
-  SampleKernel<T><<<rows, kThreads, 0, s>>>(
-      SampleParams<T>{logits, a.row_stride, V, a.softcap, a.softcap_reciprocal,
-                      zb, slice_s, slice_m, a.temperature, a.top_k, a.top_p,
-                      a.min_p, a.uniform, a.token, a.logprob});
+  SampleKernel<T><<<rows, kThreads, 0, s>>>(SampleParams<T>{
+      logits, a.row_stride, V, a.softcap, a.softcap_reciprocal, zb, lse,
+      a.temperature, a.top_k, a.top_p, a.min_p, a.uniform, a.token, a.logprob});
   return LastError();
 }
 

@@ -84,12 +84,8 @@ struct TokenSamplerArgs {
   float* logprob = nullptr;
 };
 
-// Slices of a row the CUDA softcap / log-sum-exp launch spreads over blocks
-// (one block per slice; the slices' (max, sum) are merged in slice order).
-inline constexpr int64_t kTokenSamplerZSlices = 32;
-
 // Bytes of `workspace` the CUDA launcher needs: zb as float [rows, vocab] and
-// a double sum and a float max per row and z slice.
+// one double per row.
 int64_t TokenSamplerWorkspaceBytes(int64_t rows, int64_t vocab);
 
 // The largest vocabulary the kernels take (int indexing with headroom).
