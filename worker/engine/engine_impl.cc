@@ -88,6 +88,7 @@ const char* FixedFieldChanged(const EngineOptions& a, const EngineOptions& b) {
   }
   if (a.use_sdpa != b.use_sdpa) return "use_sdpa";
   if (a.gemm_tuning_cache != b.gemm_tuning_cache) return "gemm_tuning_cache";
+  if (a.skinny_gemm != b.skinny_gemm) return "skinny_gemm";
   return nullptr;
 }
 
