@@ -62,10 +62,14 @@ __device__ __forceinline__ uint32_t Word(const uint4& v, int i) {
 __device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1,
                                     uint32_t a2, uint32_t a3, uint32_t b0,
                                     uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();  // bf16 mma needs sm_80 or newer (SkinnyGemmCuda refuses those)
+#else
   asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
 }
 
 // One chunk: w rows g (wa[0..1]) and g + 8 (wa[2..3]), 16 elements each; x
@@ -251,6 +255,17 @@ int SkinnyGemmResidentBlocks(int64_t m) {
 
 int SkinnyGemmCuda(const SkinnyGemmArgs& a, void* stream) {
   constexpr int kInvalid = static_cast<int>(cudaErrorInvalidValue);
+  // bf16 tensor-core mma: compute capability 8.0 or newer.
+  static const int major = [] {
+    int device = 0, cc = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor,
+                               device) != cudaSuccess) {
+      return 0;
+    }
+    return cc;
+  }();
+  if (major < 8) return static_cast<int>(cudaErrorInvalidDevice);
   if (!SkinnyGemmSupported(a.m, a.n, a.k) || a.x == nullptr || a.w == nullptr ||
       a.y == nullptr || a.ldx < a.k || a.ldw < a.k || a.ldy < a.n ||
       a.ldx % 8 != 0 || a.ldw % 8 != 0 || !Aligned16(a.x) || !Aligned16(a.w) ||

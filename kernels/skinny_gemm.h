@@ -2,18 +2,23 @@
 // against a large weight w, as a stream of w at the device's read bandwidth
 // (docs/KERNELS.md, "Skinny GEMM"). cuBLAS's kernels for M <= 32 read the
 // 31B shape's layer weights at 2.1–2.9 TB/s on an H100 (the GEMM tuner's
-// timings, docs/GENERATION.md); this one is built to keep enough of w in
-// flight to reach the copy bandwidth at every shape of the model.
+// timings, docs/GENERATION.md); this one was built to keep enough of w in
+// flight to reach the copy bandwidth at every shape of the model, but
+// measured slower than cuBLAS so far (docs/KERNELS.md, "Skinny GEMM"), so the
+// engine uses it only on request (EngineOptions::skinny_gemm).
 //
 // Semantics: y[i, j] = round(Σ_k x[i, k] · w[j, k]) with float32 products
 // and sums (bf16 inputs are exact in float32), rounded once to bf16, for i <
 // m, j < n. The summation order is the kernel's (tensor-core k16 steps within
 // a 64-wide chunk, chunks in order per K split, splits in order), so results
-// may differ from cuBLAS's by float32 summation order only.
+// may differ from cuBLAS's by float32 summation order only. The CPU
+// reference sums in double.
 //
 // Layouts: x [m, k] at row stride ldx, w [n, k] at row stride ldw, y [m, n]
 // at row stride ldy (elements). bf16 only. 1 <= m <= kSkinnyGemmMaxRows,
 // k a multiple of 64, x and w 16-byte aligned with ldx, ldw multiples of 8.
+// CUDA: compute capability 8.0 or newer (bf16 tensor-core mma); older
+// devices get cudaErrorInvalidDevice.
 //
 // Work split: one block per (128 rows of w, K split); with splits > 1 every
 // block writes float32 partials to `workspace` and the last block of each

@@ -10,6 +10,7 @@
 #endif
 
 namespace sweepd::engine::internal {
+#if SWEEPD_KERNELS_CUDA
 namespace {
 
 bool RowsAligned(const at::Tensor& t) {
@@ -18,6 +19,7 @@ bool RowsAligned(const at::Tensor& t) {
 }
 
 }  // namespace
+#endif
 
 bool SkinnyLinear::Takes(const at::Tensor& x, const at::Tensor& w) {
 #if SWEEPD_KERNELS_CUDA
