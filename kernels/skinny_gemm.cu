@@ -92,6 +92,35 @@ __device__ __forceinline__ void ChunkMma(const uint4 (&wa)[4],
   }
 }
 
+// The lane's 16 elements of rows g (wa) and g + 8 (wb) in the chunk at `off`.
+__device__ __forceinline__ void LoadChunk(uint4 (&q)[4],
+                                          const __nv_bfloat16* wa,
+                                          const __nv_bfloat16* wb,
+                                          int64_t off) {
+  q[0] = LoadStream(wa + off);
+  q[1] = LoadStream(wa + off + 8);
+  q[2] = LoadStream(wb + off);
+  q[3] = LoadStream(wb + off + 8);
+}
+
+// Calls f(row, token, value) for each accumulator of the lane that lands in
+// y (row < n, token < m): acc[i] holds (row0, token 8i + 2t), (row0, + 1),
+// (row0 + 8, 8i + 2t), (row0 + 8, + 1).
+template <int kTiles, typename F>
+__device__ __forceinline__ void ForEachOutput(const float (&acc)[kTiles][4],
+                                              int64_t row0, int t, int64_t m,
+                                              int64_t n, F&& f) {
+#pragma unroll
+  for (int i = 0; i < kTiles; ++i) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t r = row0 + (e >= 2 ? 8 : 0);
+      const int64_t j = i * 8 + 2 * t + (e & 1);
+      if (r < n && j < m) f(r, j, acc[i][e]);
+    }
+  }
+}
+
 template <int kTiles, int kDepth>
 __global__ void __launch_bounds__(kThreads, 2) SkinnyGemmKernel(Params p) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -123,13 +152,7 @@ __global__ void __launch_bounds__(kThreads, 2) SkinnyGemmKernel(Params p) {
 #pragma unroll
   for (int d = 0; d < kDepth; ++d) {
     const int c = c_begin + d;
-    if (c < c_end) {
-      const int64_t off = int64_t{c} * kChunk;
-      wq[d][0] = LoadStream(wa + off);
-      wq[d][1] = LoadStream(wa + off + 8);
-      wq[d][2] = LoadStream(wb + off);
-      wq[d][3] = LoadStream(wb + off + 8);
-    }
+    if (c < c_end) LoadChunk(wq[d], wa, wb, int64_t{c} * kChunk);
   }
   for (int c0 = c_begin; c0 < c_end; c0 += kDepth) {
 #pragma unroll
@@ -149,42 +172,22 @@ __global__ void __launch_bounds__(kThreads, 2) SkinnyGemmKernel(Params p) {
         }
         ChunkMma<kTiles>(wq[d], xb, acc);
         const int next = c + kDepth;
-        if (next < c_end) {
-          const int64_t noff = int64_t{next} * kChunk;
-          wq[d][0] = LoadStream(wa + noff);
-          wq[d][1] = LoadStream(wa + noff + 8);
-          wq[d][2] = LoadStream(wb + noff);
-          wq[d][3] = LoadStream(wb + noff + 8);
-        }
+        if (next < c_end) LoadChunk(wq[d], wa, wb, int64_t{next} * kChunk);
       }
     }
   }
 
-  // acc[i]: (row0, token i*8 + 2t), (row0, +1), (row0 + 8, 2t), (row0 + 8, +1).
   if (p.splits == 1) {
-#pragma unroll
-    for (int i = 0; i < kTiles; ++i) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t r = row0 + (e >= 2 ? 8 : 0);
-        const int64_t j = i * 8 + 2 * t + (e & 1);
-        if (r < p.n && j < p.m) {
-          p.y[j * p.ldy + r] = __float2bfloat16_rn(acc[i][e]);
-        }
-      }
-    }
+    ForEachOutput<kTiles>(acc, row0, t, p.m, p.n,
+                          [&](int64_t r, int64_t j, float v) {
+                            p.y[j * p.ldy + r] = __float2bfloat16_rn(v);
+                          });
     return;
   }
   float* part = p.ws + int64_t{split} * p.m * p.n;
-#pragma unroll
-  for (int i = 0; i < kTiles; ++i) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t r = row0 + (e >= 2 ? 8 : 0);
-      const int64_t j = i * 8 + 2 * t + (e & 1);
-      if (r < p.n && j < p.m) part[j * p.n + r] = acc[i][e];
-    }
-  }
+  ForEachOutput<kTiles>(
+      acc, row0, t, p.m, p.n,
+      [&](int64_t r, int64_t j, float v) { part[j * p.n + r] = v; });
   __threadfence();  // partials visible device-wide before the count
   __syncthreads();
   __shared__ bool last;

@@ -134,6 +134,14 @@ class GroupRun {
     }
     sink_(t.index, std::move(outcome));
   }
+  // Whether t still runs: false once it has finished, or (finishing it) when
+  // it was cancelled.
+  bool Live(TaskRun& t) {
+    if (t.done) return false;
+    if (!ctx_.task_cancelled(t.index)) return true;
+    Finish(t, absl::CancelledError("task cancelled"));
+    return false;
+  }
   bool CancelAll() {
     for (TaskRun& t : runs_) {
       Finish(t, absl::CancelledError("the group was cancelled"));
@@ -319,13 +327,7 @@ bool GroupRun::RunBatch(StreamRun& s, size_t bi) {
   const LmBatch& batch = s.data.batches[bi];
   std::vector<TaskRun*> active;
   for (size_t m : s.all) {
-    TaskRun& t = runs_[m];
-    if (t.done) continue;
-    if (ctx_.task_cancelled(t.index)) {
-      Finish(t, absl::CancelledError("task cancelled"));
-      continue;
-    }
-    active.push_back(&t);
+    if (Live(runs_[m])) active.push_back(&runs_[m]);
   }
   if (active.empty()) return true;
   if (ctx_.cancelled()) return CancelAll();
@@ -456,11 +458,7 @@ void GroupRun::FinishStream(StreamRun& s) {
       ToDeterminismRecord(engine::DescribeNumerics(s.model.engine->options()));
   for (size_t m : s.all) {
     TaskRun& t = runs_[m];
-    if (t.done) continue;
-    if (ctx_.task_cancelled(t.index)) {
-      Finish(t, absl::CancelledError("task cancelled"));
-      continue;
-    }
+    if (!Live(t)) continue;
     TaskOutput out = MakeLmTaskOutput(t.spec.kind, t.spec.windowing.bos, t.acc,
                                       s.data.categories, s.layers, t.seconds);
     out.determinism = record;
