@@ -144,6 +144,10 @@ int main(int argc, char** argv) {
                "bracket each timed run with the CUDA driver's "
                "cuProfilerStart/Stop, for `ncu --profile-from-start off`");
   CLI11_PARSE(app, argc, argv);
+  if (passes != 1 && prompts_jsonl.empty()) {
+    std::fprintf(stderr, "--passes %d needs --prompts-jsonl\n", passes);
+    return 2;
+  }
   if (auto t = sweepd::engine::ParseGemmTuning(gemm_tuning); t.ok()) {
     opts.gemm_tuning = *t;
   } else {
@@ -269,7 +273,9 @@ int main(int argc, char** argv) {
       }
       GenerationOptions g;
       g.max_batch = max_batch;
+      if (profiler_range) CudaProfiler(true);
       auto st = Generate(session->get(), prompts, g);
+      if (profiler_range) CudaProfiler(false);
       const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
       if (!st.ok()) {
         std::fprintf(stderr, "%s\n", st.status().ToString().c_str());
