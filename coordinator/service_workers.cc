@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -24,8 +25,7 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* req,
       v1::RegisterWorkerResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (!s_->Admit(*ctx, Rpc::kRegisterWorker, reactor)) return reactor;
-    if (s_->Draining()) return FinishDraining(reactor);
+    if (!Begin(*ctx, Rpc::kRegisterWorker, reactor)) return reactor;
     const auto& caps = req->capabilities();
     if (req->name().size() > s_->options().max_worker_name_bytes) {
       reactor->Finish(Invalid(
@@ -54,8 +54,7 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
                                        const v1::LeaseTasksRequest* req,
                                        v1::LeaseTasksResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (!s_->Admit(*ctx, Rpc::kLeaseTasks, reactor)) return reactor;
-    if (s_->Draining()) return FinishDraining(reactor);
+    if (!Begin(*ctx, Rpc::kLeaseTasks, reactor)) return reactor;
     if (req->worker_id().empty()) {
       reactor->Finish(Invalid("worker_id", "required"));
       return reactor;
@@ -83,15 +82,10 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
                                       const v1::HeartbeatRequest* req,
                                       v1::HeartbeatResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (!s_->Admit(*ctx, Rpc::kHeartbeat, reactor)) return reactor;
-    if (s_->Draining()) return FinishDraining(reactor);
-    if (req->worker_id().empty()) {
-      reactor->Finish(Invalid("worker_id", "required"));
-      return reactor;
-    }
+    if (!Begin(*ctx, Rpc::kHeartbeat, reactor)) return reactor;
     std::vector<LeaseRef> leases;
-    grpc::Status v = ValidateLeases(req->leases(), &leases);
-    if (!v.ok()) {
+    if (grpc::Status v = WorkerLeases(req->worker_id(), req->leases(), &leases);
+        !v.ok()) {
       reactor->Finish(v);
       return reactor;
     }
@@ -112,8 +106,7 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::ReportResultRequest* req,
       v1::ReportResultResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (!s_->Admit(*ctx, Rpc::kReportResult, reactor)) return reactor;
-    if (s_->Draining()) return FinishDraining(reactor);
+    if (!Begin(*ctx, Rpc::kReportResult, reactor)) return reactor;
     grpc::Status v = grpc::Status::OK;
     if (req->worker_id().empty())
       v = Invalid("worker_id", "required");
@@ -159,15 +152,13 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::ReleaseTasksRequest* req,
       v1::ReleaseTasksResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (!s_->Admit(*ctx, Rpc::kReleaseTasks, reactor)) return reactor;
     // Releases are accepted while draining: they hand work back.
-    if (req->worker_id().empty()) {
-      reactor->Finish(Invalid("worker_id", "required"));
+    if (!Begin(*ctx, Rpc::kReleaseTasks, reactor, /*while_draining=*/true)) {
       return reactor;
     }
     std::vector<LeaseRef> leases;
-    grpc::Status v = ValidateLeases(req->leases(), &leases);
-    if (!v.ok()) {
+    if (grpc::Status v = WorkerLeases(req->worker_id(), req->leases(), &leases);
+        !v.ok()) {
       reactor->Finish(v);
       return reactor;
     }
@@ -181,6 +172,25 @@ class GatewayHandlers : public v1::WorkerGateway::CallbackService {
   }
 
  private:
+  // Admission, then (unless `while_draining`) the draining answer: false
+  // when either has finished the call's reactor.
+  bool Begin(grpc::CallbackServerContext& ctx, Rpc rpc,
+             grpc::ServerUnaryReactor* reactor, bool while_draining = false) {
+    if (!s_->Admit(ctx, rpc, reactor)) return false;
+    if (while_draining || !s_->Draining()) return true;
+    FinishDraining(reactor);
+    return false;
+  }
+
+  // A request's worker_id (required) and leases (ValidateLeases).
+  static grpc::Status WorkerLeases(
+      const std::string& worker_id,
+      const google::protobuf::RepeatedPtrField<v1::LeaseProgress>& in,
+      std::vector<LeaseRef>* out) {
+    if (worker_id.empty()) return Invalid("worker_id", "required");
+    return ValidateLeases(in, out);
+  }
+
   ServerImpl* const s_;
 };
 

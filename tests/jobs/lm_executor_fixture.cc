@@ -12,6 +12,19 @@
 #include "worker/jobs/windowing.h"
 
 namespace sweepd::jobs_test {
+namespace {
+
+// Records whose text is prompt + target, shared by probe.jsonl and
+// shared.jsonl.
+const char kThreeProbeRecords[] =
+    R"({"prompt": "The capital of France is", "target": " Paris", "text": "The capital of France is Paris", "category": "factual"})"
+    "\n"
+    R"({"prompt": "Two plus two is", "target": " four", "text": "Two plus two is four", "category": "math"})"
+    "\n"
+    R"({"prompt": "The capital of Spain is", "target": " Madrid", "text": "The capital of Spain is Madrid", "category": "factual"})"
+    "\n";
+
+}  // namespace
 
 using json = nlohmann::json;
 
@@ -47,30 +60,20 @@ void LmExecutorTest::SetUpTestSuite() {
         "short, so captains knew where they were.\n");
   Write(
       "probe.jsonl",
-      R"({"prompt": "The capital of France is", "target": " Paris", "text": "The capital of France is Paris", "category": "factual"})"
-      "\n"
-      R"({"prompt": "Two plus two is", "target": " four", "text": "Two plus two is four", "category": "math"})"
-      "\n"
-      R"({"prompt": "The capital of Spain is", "target": " Madrid", "text": "The capital of Spain is Madrid", "category": "factual"})"
-      "\n"
-      R"({"prompt": "Hello there, how", "target": " are", "text": "Hello there, how are you"})"
-      "\n"
-      R"({"text": "A record without a prompt has no rank but enters BI.", "category": "math"})"
-      "\n");
+      std::string(kThreeProbeRecords) +
+          R"({"prompt": "Hello there, how", "target": " are", "text": "Hello there, how are you"})"
+          "\n"
+          R"({"text": "A record without a prompt has no rank but enters BI.", "category": "math"})"
+          "\n");
   // Every record: text = prompt + target (the eval pass can carry the
   // probe).
   Write(
       "shared.jsonl",
-      R"({"prompt": "The capital of France is", "target": " Paris", "text": "The capital of France is Paris", "category": "factual"})"
-      "\n"
-      R"({"prompt": "Two plus two is", "target": " four", "text": "Two plus two is four", "category": "math"})"
-      "\n"
-      R"({"prompt": "The capital of Spain is", "target": " Madrid", "text": "The capital of Spain is Madrid", "category": "factual"})"
-      "\n"
-      R"({"prompt": "Hello there, how", "target": " are", "text": "Hello there, how are"})"
-      "\n"
-      R"({"prompt": "Ten minus three is", "target": " seven", "text": "Ten minus three is seven", "category": "math"})"
-      "\n");
+      std::string(kThreeProbeRecords) +
+          R"({"prompt": "Hello there, how", "target": " are", "text": "Hello there, how are"})"
+          "\n"
+          R"({"prompt": "Ten minus three is", "target": " seven", "text": "Ten minus three is seven", "category": "math"})"
+          "\n");
   // As shared.jsonl, but one record's text does not continue with its
   // target.
   Write(

@@ -81,77 +81,77 @@ HeadNormRopeMultiArgs MultiArgs(const QkvCase& c, const QkvData& d) {
   return m;
 }
 
-// q (q_norm, RoPE), k (k_norm, RoPE) and v (no weight, no RoPE) in one call,
-// contiguous outputs, equal bit for bit to three single-segment calls.
-TEST(HeadNormRopeMultiCpuTest, QkvInOneCallEqualsThreeSingleCalls) {
+// Calls f(case, data) for both dtypes, with and without K = V.
+template <typename F>
+void ForEachQkvCase(F&& f) {
   for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16}) {
     for (bool k_eq_v : {false, true}) {
       SCOPED_TRACE(::testing::Message() << "dtype " << static_cast<int>(dtype)
                                         << " k_eq_v " << k_eq_v);
       QkvCase c{dtype};
       c.k_eq_v = k_eq_v;
-      const QkvData d = MakeData(c);
-      const int64_t q_col = 0, k_col = c.heads * c.hd;
-      const auto q = Single(c, d, q_col, c.heads, &d.qw, true);
-      const auto k = Single(c, d, k_col, c.kv, &d.kw, true);
-      const auto v = Single(c, d, c.v_col(), c.kv, nullptr, false);
-      std::vector<uint8_t> mq(q.size(), 0xee), mk(k.size(), 0xee),
-          mv(v.size(), 0xee);
-      HeadNormRopeMultiArgs m = MultiArgs(c, d);
-      m.segments = 3;
-      m.seg[0] = {q_col, c.heads, d.qw.data(), true, mq.data()};
-      m.seg[1] = {k_col, c.kv, d.kw.data(), true, mk.data()};
-      m.seg[2] = {c.v_col(), c.kv, nullptr, false, mv.data()};
-      ASSERT_TRUE(HeadNormRopeMultiCpu(m).ok());
-      EXPECT_EQ(mq, q);
-      EXPECT_EQ(mk, k);
-      EXPECT_EQ(mv, v);
+      f(c, MakeData(c));
     }
   }
+}
+
+// q (q_norm, RoPE), k (k_norm, RoPE) and v (no weight, no RoPE) in one call,
+// contiguous outputs, equal bit for bit to three single-segment calls.
+TEST(HeadNormRopeMultiCpuTest, QkvInOneCallEqualsThreeSingleCalls) {
+  ForEachQkvCase([](const QkvCase& c, const QkvData& d) {
+    const int64_t q_col = 0, k_col = c.heads * c.hd;
+    const auto q = Single(c, d, q_col, c.heads, &d.qw, true);
+    const auto k = Single(c, d, k_col, c.kv, &d.kw, true);
+    const auto v = Single(c, d, c.v_col(), c.kv, nullptr, false);
+    std::vector<uint8_t> mq(q.size(), 0xee), mk(k.size(), 0xee),
+        mv(v.size(), 0xee);
+    HeadNormRopeMultiArgs m = MultiArgs(c, d);
+    m.segments = 3;
+    m.seg[0] = {q_col, c.heads, d.qw.data(), true, mq.data()};
+    m.seg[1] = {k_col, c.kv, d.kw.data(), true, mk.data()};
+    m.seg[2] = {c.v_col(), c.kv, nullptr, false, mv.data()};
+    ASSERT_TRUE(HeadNormRopeMultiCpu(m).ok());
+    EXPECT_EQ(mq, q);
+    EXPECT_EQ(mk, k);
+    EXPECT_EQ(mv, v);
+  });
 }
 
 // k and v scattered into KV pools [kv, pool_rows, hd] at per-token rows (the
 // decode write): each token's heads land at its row, every other pool row is
 // untouched. K = V layers: both segments read k's columns.
 TEST(HeadNormRopeMultiCpuTest, ScattersIntoPoolRows) {
-  for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16}) {
-    for (bool k_eq_v : {false, true}) {
-      SCOPED_TRACE(::testing::Message() << "dtype " << static_cast<int>(dtype)
-                                        << " k_eq_v " << k_eq_v);
-      QkvCase c{dtype};
-      c.k_eq_v = k_eq_v;
-      const QkvData d = MakeData(c);
-      const int64_t esize = DtypeSize(dtype), pool_rows = 11;
-      const int64_t k_col = c.heads * c.hd;
-      const std::vector<int64_t> rows = {7, 0, 10, 3, 4};
-      ASSERT_EQ(static_cast<int64_t>(rows.size()), c.tokens);
-      const auto k = Single(c, d, k_col, c.kv, &d.kw, true);
-      const auto v = Single(c, d, c.v_col(), c.kv, nullptr, false);
-      const size_t pool_bytes = c.kv * pool_rows * c.hd * esize;
-      std::vector<uint8_t> kp(pool_bytes, 0xee), vp(pool_bytes, 0xee);
-      HeadNormRopeMultiArgs m = MultiArgs(c, d);
-      m.segments = 2;
-      m.seg[0] = {k_col, c.kv,       d.kw.data(),
-                  true,  kp.data(),  pool_rows * c.hd,
-                  c.hd,  rows.data()};
-      m.seg[1] = {c.v_col(),        c.kv, nullptr,    false, vp.data(),
-                  pool_rows * c.hd, c.hd, rows.data()};
-      ASSERT_TRUE(HeadNormRopeMultiCpu(m).ok());
-      // The pools as the engine's index_copy_ writes them.
-      std::vector<uint8_t> want_k(pool_bytes, 0xee), want_v(pool_bytes, 0xee);
-      const int64_t row_bytes = c.hd * esize;
-      for (int64_t t = 0; t < c.tokens; ++t) {
-        for (int h = 0; h < c.kv; ++h) {
-          const int64_t src = (t * c.kv + h) * row_bytes;
-          const int64_t dst = (h * pool_rows + rows[t]) * row_bytes;
-          std::memcpy(&want_k[dst], &k[src], row_bytes);
-          std::memcpy(&want_v[dst], &v[src], row_bytes);
-        }
+  ForEachQkvCase([](const QkvCase& c, const QkvData& d) {
+    const int64_t esize = DtypeSize(c.dtype), pool_rows = 11;
+    const int64_t k_col = c.heads * c.hd;
+    const std::vector<int64_t> rows = {7, 0, 10, 3, 4};
+    ASSERT_EQ(static_cast<int64_t>(rows.size()), c.tokens);
+    const auto k = Single(c, d, k_col, c.kv, &d.kw, true);
+    const auto v = Single(c, d, c.v_col(), c.kv, nullptr, false);
+    const size_t pool_bytes = c.kv * pool_rows * c.hd * esize;
+    std::vector<uint8_t> kp(pool_bytes, 0xee), vp(pool_bytes, 0xee);
+    HeadNormRopeMultiArgs m = MultiArgs(c, d);
+    m.segments = 2;
+    m.seg[0] = {k_col, c.kv,       d.kw.data(),
+                true,  kp.data(),  pool_rows * c.hd,
+                c.hd,  rows.data()};
+    m.seg[1] = {c.v_col(),        c.kv, nullptr,    false, vp.data(),
+                pool_rows * c.hd, c.hd, rows.data()};
+    ASSERT_TRUE(HeadNormRopeMultiCpu(m).ok());
+    // The pools as the engine's index_copy_ writes them.
+    std::vector<uint8_t> want_k(pool_bytes, 0xee), want_v(pool_bytes, 0xee);
+    const int64_t row_bytes = c.hd * esize;
+    for (int64_t t = 0; t < c.tokens; ++t) {
+      for (int h = 0; h < c.kv; ++h) {
+        const int64_t src = (t * c.kv + h) * row_bytes;
+        const int64_t dst = (h * pool_rows + rows[t]) * row_bytes;
+        std::memcpy(&want_k[dst], &k[src], row_bytes);
+        std::memcpy(&want_v[dst], &v[src], row_bytes);
       }
-      EXPECT_EQ(kp, want_k);
-      EXPECT_EQ(vp, want_v);
     }
-  }
+    EXPECT_EQ(kp, want_k);
+    EXPECT_EQ(vp, want_v);
+  });
 }
 
 TEST(HeadNormRopeMultiCpuTest, RejectsBadSegmentsNamingTheField) {
