@@ -1,5 +1,6 @@
 // GPU tests of the engine's fused kernels (label gpu; moved from
-// tests/engine/cuda_ops_gpu_test.cc): each kernel against its CPU reference
+// tests/engine/cuda_ops_gpu_test.cc; the q/k/v norm + RoPE kernels have
+// head_norm_rope_gpu_test.cc): each kernel against its CPU reference
 // (kernels/*.cc), and the chunked attention's kernels against the formulas:
 // CausalSoftmax on every launch path (warp per row for rows up to 2048 keys,
 // vectorised and element-wise; block per row above) against a float64 CPU
@@ -22,27 +23,22 @@
 #include "kernels/causal_softmax.h"
 #include "kernels/dtype.h"
 #include "kernels/geglu.h"
-#include "kernels/head_norm_rope.h"
 #include "kernels/layout_copy.h"
 #include "kernels/lse_merge.h"
 #include "kernels/row_norm.h"
+#include "tests/kernels/gpu_test_util.h"
 
 namespace sweepd::kernels {
 namespace {
 
-uint16_t ToBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-  return static_cast<uint16_t>(u >> 16);
-}
-
-float FromBf16(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+using gpu_test::BeyondOneBf16Step;
+using gpu_test::DevBf16;
+using gpu_test::DevBytes;
+using gpu_test::Mismatches;
+using gpu_test::RandomBf16;
+using gpu_test::RandomBytes;
+using gpu_test::RelTol;
+using gpu_test::RoundBf16;
 
 struct SoftmaxCase {
   int64_t batches, rows, keys;
@@ -70,9 +66,9 @@ void CheckSoftmax(Dtype dtype, const SoftmaxCase& c) {
     const float f = dist(rng);
     uint8_t* dst = host.data() + (i + c.offset_elems) * esize;
     if (dtype == Dtype::kBFloat16) {
-      const uint16_t h = ToBf16(f);
+      const uint16_t h = Bf16FromFloat(f);
       std::memcpy(dst, &h, 2);
-      in[i] = FromBf16(h);
+      in[i] = FloatFromBf16(h);
     } else {
       std::memcpy(dst, &f, 4);
       in[i] = f;
@@ -125,7 +121,7 @@ void CheckSoftmax(Dtype dtype, const SoftmaxCase& c) {
         if (dtype == Dtype::kBFloat16) {
           uint16_t h;
           std::memcpy(&h, src, 2);
-          got = FromBf16(h);
+          got = FloatFromBf16(h);
         } else {
           std::memcpy(&got, src, 4);
         }
@@ -242,9 +238,9 @@ void CheckLseMerge(Dtype dtype, int64_t head_dim, int64_t row_pad) {
   std::vector<uint8_t> hx(n * esize), hy(n * esize);
   auto put = [&](std::vector<uint8_t>& buf, int64_t i, float f) {
     if (dtype == Dtype::kBFloat16) {
-      const uint16_t h = ToBf16(f);
+      const uint16_t h = Bf16FromFloat(f);
       std::memcpy(buf.data() + i * 2, &h, 2);
-      return FromBf16(h);
+      return FloatFromBf16(h);
     }
     std::memcpy(buf.data() + i * 4, &f, 4);
     return f;
@@ -306,7 +302,7 @@ void CheckLseMerge(Dtype dtype, int64_t head_dim, int64_t row_pad) {
           if (dtype == Dtype::kBFloat16) {
             uint16_t hv;
             std::memcpy(&hv, got.data() + i * 2, 2);
-            g = FromBf16(hv);
+            g = FloatFromBf16(hv);
           } else {
             std::memcpy(&g, got.data() + i * 4, 4);
           }
@@ -336,55 +332,6 @@ TEST(FusedKernelsGpuTest, LseMergeMatchesHostFormula) {
 TEST(FusedKernelsGpuTest, LseMergeRejectsBadArguments) {
   LseMergeArgs a;
   EXPECT_NE(LseMergeCuda(a, nullptr), 0);  // null pointers
-}
-
-// Device copy of bf16 values; frees on destruction.
-struct DevBf16 {
-  explicit DevBf16(const std::vector<uint16_t>& h) : n(h.size()) {
-    EXPECT_EQ(cudaMalloc(&p, n * 2), cudaSuccess);
-    cudaMemcpy(p, h.data(), n * 2, cudaMemcpyHostToDevice);
-  }
-  explicit DevBf16(size_t count) : n(count) {
-    EXPECT_EQ(cudaMalloc(&p, n * 2), cudaSuccess);
-    cudaMemset(p, 0, n * 2);
-  }
-  ~DevBf16() { cudaFree(p); }
-  std::vector<float> Read() const {
-    std::vector<uint16_t> h(n);
-    cudaMemcpy(h.data(), p, n * 2, cudaMemcpyDeviceToHost);
-    std::vector<float> f(n);
-    for (size_t i = 0; i < n; ++i) f[i] = FromBf16(h[i]);
-    return f;
-  }
-  void* p = nullptr;
-  size_t n;
-};
-
-float RoundBf16(double v) { return FromBf16(ToBf16(static_cast<float>(v))); }
-
-// Random bf16 values (host copy as float in `f`, raw in the return value).
-std::vector<uint16_t> RandomBf16(size_t n, float scale, uint32_t seed,
-                                 std::vector<float>* f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<uint16_t> h(n);
-  f->resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    h[i] = ToBf16(dist(rng));
-    (*f)[i] = FromBf16(h[i]);
-  }
-  return h;
-}
-
-// Elements of got that differ from want by more than one bf16 step of want.
-int BeyondOneBf16Step(const std::vector<float>& got,
-                      const std::vector<float>& want) {
-  int bad = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double step = std::max(std::abs(want[i]) / 128.0, 1e-30);
-    if (std::abs(got[i] - want[i]) > step * 1.01) ++bad;
-  }
-  return bad;
 }
 
 // RowNorm's bf16 vector path (dim 5376: 224 threads x 3 vectors; dim 96: one
@@ -443,70 +390,6 @@ TEST(FusedKernelsGpuTest, RowNormBf16MatchesHostReference) {
       if (variant == 1) {
         EXPECT_EQ(BeyondOneBf16Step(got2, want2), 0);
       }
-    }
-  }
-}
-
-// HeadNormRope's bf16 vector path: head_dim 256 (one vector per lane; two
-// rows per warp with an even head count) and 512 (two), strided input rows,
-// positions t % seq, with and without RoPE and weight.
-TEST(FusedKernelsGpuTest, HeadNormRopeBf16MatchesHostReference) {
-  // (head_dim, heads): two rows per warp (256, even heads), one (odd heads),
-  // two vectors per lane (512).
-  for (auto [hd, heads] :
-       {std::pair<int, int64_t>{256, 4}, {256, 3}, {512, 3}}) {
-    for (bool rope : {true, false}) {
-      SCOPED_TRACE(::testing::Message() << "head_dim " << hd << " heads "
-                                        << heads << " rope " << rope);
-      const int64_t tokens = 6, seq = 4, stride = heads * hd + 64;
-      std::vector<float> x, w, cs, sn;
-      DevBf16 dx(RandomBf16(tokens * stride, 1.5f, 11, &x));
-      DevBf16 dw(RandomBf16(hd, 1.0f, 12, &w));
-      DevBf16 dcos(RandomBf16(seq * hd, 1.0f, 13, &cs));
-      DevBf16 dsin(RandomBf16(seq * hd, 1.0f, 14, &sn));
-      DevBf16 out(tokens * heads * hd);
-      HeadNormRopeArgs a;
-      a.x = dx.p;
-      a.x_stride = stride;
-      a.tokens = tokens;
-      a.seq = seq;
-      a.heads = static_cast<int>(heads);
-      a.head_dim = hd;
-      a.weight = rope ? dw.p : nullptr;  // v_norm has no weight and no RoPE
-      if (rope) {
-        a.cos = dcos.p;
-        a.sin = dsin.p;
-      }
-      a.out = out.p;
-      ASSERT_EQ(HeadNormRopeCuda(a, nullptr), 0);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      const std::vector<float> got = out.Read();
-      std::vector<float> want(got.size());
-      for (int64_t t = 0; t < tokens; ++t) {
-        for (int64_t h = 0; h < heads; ++h) {
-          const float* xr = &x[t * stride + h * hd];
-          double ss = 0;
-          for (int i = 0; i < hd; ++i) ss += double(xr[i]) * xr[i];
-          const double rstd = 1.0 / std::sqrt(ss / hd + 1e-6);
-          std::vector<float> n(hd);
-          for (int i = 0; i < hd; ++i) {
-            n[i] = RoundBf16(xr[i] * rstd * (rope ? w[i] : 1.0f));
-          }
-          float* o = &want[(t * heads + h) * hd];
-          const int64_t pos = t % seq;
-          for (int i = 0; i < hd; ++i) {
-            if (!rope) {
-              o[i] = n[i];
-              continue;
-            }
-            const int half = hd / 2;
-            const float rot = i < half ? -n[i + half] : n[i - half];
-            o[i] = RoundBf16(RoundBf16(double(n[i]) * cs[pos * hd + i]) +
-                             RoundBf16(double(rot) * sn[pos * hd + i]));
-          }
-        }
-      }
-      EXPECT_EQ(BeyondOneBf16Step(got, want), 0);
     }
   }
 }
@@ -574,50 +457,6 @@ TEST(FusedKernelsGpuTest, SwapMiddleDimsRejectsBadArguments) {
 // inputs: float32 within float32 round-off, bf16 within one bf16 step (the
 // reference accumulates in double, the kernel in float32).
 
-// Raw device buffer initialised from (and read back into) host bytes.
-struct DevBytes {
-  explicit DevBytes(const std::vector<uint8_t>& h) : n(h.size()) {
-    EXPECT_EQ(cudaMalloc(&p, n), cudaSuccess);
-    cudaMemcpy(p, h.data(), n, cudaMemcpyHostToDevice);
-  }
-  ~DevBytes() { cudaFree(p); }
-  std::vector<uint8_t> Read() const {
-    std::vector<uint8_t> h(n);
-    cudaMemcpy(h.data(), p, n, cudaMemcpyDeviceToHost);
-    return h;
-  }
-  void* p = nullptr;
-  size_t n;
-};
-
-// n random values of `dtype` as raw bytes.
-std::vector<uint8_t> RandomBytes(Dtype dtype, int64_t n, float scale,
-                                 uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<uint8_t> h(n * DtypeSize(dtype));
-  for (int64_t i = 0; i < n; ++i) StoreAs(dtype, h.data(), i, dist(rng));
-  return h;
-}
-
-// Elements (as `dtype`) where got and want differ by more than `rel` of
-// |want| plus `abs`.
-int64_t Mismatches(Dtype dtype, const std::vector<uint8_t>& got,
-                   const std::vector<uint8_t>& want, double rel, double abs) {
-  const int64_t n = static_cast<int64_t>(want.size()) / DtypeSize(dtype);
-  int64_t bad = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double g = LoadAs(dtype, got.data(), i);
-    const double w = LoadAs(dtype, want.data(), i);
-    if (std::abs(g - w) > rel * std::abs(w) + abs) ++bad;
-  }
-  return bad;
-}
-
-double RelTol(Dtype dtype) {
-  return dtype == Dtype::kBFloat16 ? 1.01 / 128 : 2e-5;
-}
-
 TEST(FusedKernelsGpuTest, RowNormMatchesCpuReference) {
   for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16}) {
     for (int64_t dim : {int64_t{5376}, int64_t{100}}) {
@@ -655,206 +494,6 @@ TEST(FusedKernelsGpuTest, RowNormMatchesCpuReference) {
                 0);
     }
   }
-}
-
-TEST(FusedKernelsGpuTest, HeadNormRopeMatchesCpuReference) {
-  for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16}) {
-    for (int hd : {256, 512, 40}) {
-      SCOPED_TRACE(::testing::Message()
-                   << static_cast<int>(dtype) << " " << hd);
-      const int64_t tokens = 6, seq = 3, heads = 2, stride = heads * hd + 8;
-      const auto x = RandomBytes(dtype, tokens * stride, 1.5f, 5);
-      const auto w = RandomBytes(dtype, hd, 1.0f, 6);
-      const auto cs = RandomBytes(dtype, seq * hd, 1.0f, 7);
-      const auto sn = RandomBytes(dtype, seq * hd, 1.0f, 8);
-      std::vector<uint8_t> out(tokens * heads * hd * DtypeSize(dtype));
-      DevBytes dx(x), dw(w), dc(cs), ds(sn), dout(out);
-      HeadNormRopeArgs a;
-      a.dtype = dtype;
-      a.x_stride = stride;
-      a.tokens = tokens;
-      a.seq = seq;
-      a.heads = heads;
-      a.head_dim = hd;
-      a.x = dx.p;
-      a.weight = dw.p;
-      a.cos = dc.p;
-      a.sin = ds.p;
-      a.out = dout.p;
-      ASSERT_EQ(HeadNormRopeCuda(a, nullptr), 0);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      a.x = x.data();
-      a.weight = w.data();
-      a.cos = cs.data();
-      a.sin = sn.data();
-      a.out = out.data();
-      ASSERT_TRUE(HeadNormRopeCpu(a).ok());
-      EXPECT_EQ(Mismatches(dtype, dout.Read(), out, 2 * RelTol(dtype), 1e-5),
-                0);
-    }
-  }
-}
-
-// HeadNormRopeMultiCuda: a layer's q/k/v in one launch — contiguous outputs,
-// or k/v scattered into KV pools [kv, pool_rows, hd] at device rows (the
-// decode write; other pool rows untouched) — against HeadNormRopeMultiCpu and
-// against single-segment launches. The cases reach every launch path: bf16
-// vectors with two rows per warp (even head counts) and one (an odd count in
-// any segment), two vectors per lane (512), the element-wise kernel (fp32;
-// head_dim 40); K = V layers read k's columns twice.
-TEST(FusedKernelsGpuTest, HeadNormRopeMultiMatchesCpuAndSingleLaunches) {
-  struct Case {
-    int hd, heads, kv;
-    bool k_eq_v, pool;
-  };
-  const Case cases[] = {{256, 8, 4, false, false}, {256, 8, 4, false, true},
-                        {256, 8, 3, true, true},   {512, 4, 1, false, true},
-                        {40, 4, 2, true, false},   {40, 3, 1, false, true}};
-  for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16}) {
-    for (const Case& c : cases) {
-      SCOPED_TRACE(::testing::Message()
-                   << "dtype " << static_cast<int>(dtype) << " hd " << c.hd
-                   << " heads " << c.heads << " kv " << c.kv << " k_eq_v "
-                   << c.k_eq_v << " pool " << c.pool);
-      const int64_t tokens = 6, seq = 4, pool_rows = 16, hd = c.hd;
-      const int64_t esize = DtypeSize(dtype);
-      const int64_t width = (c.heads + (c.k_eq_v ? 1 : 2) * c.kv) * hd;
-      const int64_t stride = width + 8;
-      const int64_t k_col = c.heads * hd;
-      const int64_t v_col = c.k_eq_v ? k_col : k_col + c.kv * hd;
-      const std::vector<int64_t> rows = {9, 2, 15, 0, 7, 4};
-      std::vector<uint8_t> rows_bytes(rows.size() * sizeof(int64_t));
-      std::memcpy(rows_bytes.data(), rows.data(), rows_bytes.size());
-      const auto x = RandomBytes(dtype, tokens * stride, 1.5f, 21);
-      const auto qw = RandomBytes(dtype, hd, 1.0f, 22);
-      const auto kw = RandomBytes(dtype, hd, 1.0f, 23);
-      const auto cs = RandomBytes(dtype, seq * hd, 1.0f, 24);
-      const auto sn = RandomBytes(dtype, seq * hd, 1.0f, 25);
-      const int64_t kv_elems =
-          c.pool ? c.kv * pool_rows * hd : tokens * c.kv * hd;
-      // Pools start as noise that must survive outside the written rows.
-      auto q = RandomBytes(dtype, tokens * c.heads * hd, 1.0f, 26);
-      auto k = RandomBytes(dtype, kv_elems, 1.0f, 27);
-      auto v = RandomBytes(dtype, kv_elems, 1.0f, 28);
-      DevBytes dx(x), dqw(qw), dkw(kw), dc(cs), ds(sn), drows(rows_bytes),
-          dq(q), dk(k), dv(v);
-      HeadNormRopeMultiArgs m;
-      m.dtype = dtype;
-      m.x_stride = stride;
-      m.tokens = tokens;
-      m.seq = seq;
-      m.head_dim = c.hd;
-      m.segments = 3;
-      m.seg[0].col = 0;
-      m.seg[0].heads = c.heads;
-      m.seg[0].rope = true;
-      m.seg[1].col = k_col;
-      m.seg[1].heads = c.kv;
-      m.seg[1].rope = true;
-      m.seg[2].col = v_col;
-      m.seg[2].heads = c.kv;
-      for (int i = 1; i < 3 && c.pool; ++i) {
-        m.seg[i].head_stride = pool_rows * hd;
-        m.seg[i].row_stride = hd;
-      }
-      auto point = [&](bool dev) {
-        m.x = dev ? dx.p : static_cast<const void*>(x.data());
-        m.cos = dev ? dc.p : static_cast<const void*>(cs.data());
-        m.sin = dev ? ds.p : static_cast<const void*>(sn.data());
-        m.seg[0].weight = dev ? dqw.p : static_cast<const void*>(qw.data());
-        m.seg[1].weight = dev ? dkw.p : static_cast<const void*>(kw.data());
-        m.seg[0].out = dev ? dq.p : static_cast<void*>(q.data());
-        m.seg[1].out = dev ? dk.p : static_cast<void*>(k.data());
-        m.seg[2].out = dev ? dv.p : static_cast<void*>(v.data());
-        const int64_t* r =
-            dev ? static_cast<const int64_t*>(drows.p) : rows.data();
-        m.seg[1].rows = m.seg[2].rows = c.pool ? r : nullptr;
-      };
-      point(true);
-      ASSERT_EQ(HeadNormRopeMultiCuda(m, nullptr), 0);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      point(false);
-      ASSERT_TRUE(HeadNormRopeMultiCpu(m).ok());
-      const auto gq = dq.Read(), gk = dk.Read(), gv = dv.Read();
-      const double rel = 2 * RelTol(dtype);
-      EXPECT_EQ(Mismatches(dtype, gq, q, rel, 1e-5), 0);
-      EXPECT_EQ(Mismatches(dtype, gk, k, rel, 1e-5), 0);
-      EXPECT_EQ(Mismatches(dtype, gv, v, rel, 1e-5), 0);
-
-      // Single-segment launches of the same heads, contiguous; the multi
-      // outputs gathered to the same layout.
-      auto single = [&](int64_t col, int heads, const DevBytes* w, bool rope) {
-        std::vector<uint8_t> out(tokens * heads * hd * esize);
-        DevBytes dout(out);
-        HeadNormRopeArgs a;
-        a.dtype = dtype;
-        a.x = static_cast<const uint8_t*>(dx.p) + col * esize;
-        a.x_stride = stride;
-        a.tokens = tokens;
-        a.seq = seq;
-        a.heads = heads;
-        a.head_dim = c.hd;
-        a.weight = w != nullptr ? w->p : nullptr;
-        if (rope) {
-          a.cos = dc.p;
-          a.sin = ds.p;
-        }
-        a.out = dout.p;
-        EXPECT_EQ(HeadNormRopeCuda(a, nullptr), 0);
-        EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        return dout.Read();
-      };
-      auto gathered = [&](const std::vector<uint8_t>& pool) {
-        if (!c.pool) return pool;
-        std::vector<uint8_t> out(tokens * c.kv * hd * esize);
-        const int64_t row_bytes = hd * esize;
-        for (int64_t t = 0; t < tokens; ++t) {
-          for (int h = 0; h < c.kv; ++h) {
-            std::memcpy(&out[(t * c.kv + h) * row_bytes],
-                        &pool[(h * pool_rows + rows[t]) * row_bytes],
-                        row_bytes);
-          }
-        }
-        return out;
-      };
-      EXPECT_EQ(
-          Mismatches(dtype, gq, single(0, c.heads, &dqw, true), rel, 1e-5), 0);
-      EXPECT_EQ(Mismatches(dtype, gathered(gk), single(k_col, c.kv, &dkw, true),
-                           rel, 1e-5),
-                0);
-      EXPECT_EQ(Mismatches(dtype, gathered(gv),
-                           single(v_col, c.kv, nullptr, false), rel, 1e-5),
-                0);
-    }
-  }
-}
-
-TEST(FusedKernelsGpuTest, HeadNormRopeMultiRejectsBadArguments) {
-  DevBytes x(std::vector<uint8_t>(2 * 16 * 4)), out(x.Read());
-  HeadNormRopeMultiArgs m;
-  m.dtype = Dtype::kFloat32;
-  m.x = x.p;
-  m.x_stride = 16;
-  m.tokens = 2;
-  m.head_dim = 8;
-  m.segments = 1;
-  m.seg[0].heads = 2;
-  m.seg[0].out = out.p;
-  EXPECT_EQ(HeadNormRopeMultiCuda(m, nullptr), 0);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  const int invalid = static_cast<int>(cudaErrorInvalidValue);
-  m.segments = 0;
-  EXPECT_EQ(HeadNormRopeMultiCuda(m, nullptr), invalid);
-  m.segments = 4;
-  EXPECT_EQ(HeadNormRopeMultiCuda(m, nullptr), invalid);
-  m.segments = 2;  // seg[1] has no heads and no out
-  EXPECT_EQ(HeadNormRopeMultiCuda(m, nullptr), invalid);
-  m.segments = 1;
-  m.seg[0].rope = true;  // without cos/sin
-  EXPECT_EQ(HeadNormRopeMultiCuda(m, nullptr), invalid);
-  m.seg[0].rope = false;
-  m.seg[0].row_stride = -8;
-  EXPECT_EQ(HeadNormRopeMultiCuda(m, nullptr), invalid);
 }
 
 TEST(FusedKernelsGpuTest, GegluMatchesCpuReference) {
